@@ -339,7 +339,7 @@ def _catch_up(rollout: Rollout, now: datetime, effects: list[Effect]) -> Rollout
             and timeout.due <= now
             and (phase_due is None or timeout.due <= phase_due)
         ):
-            rollout = _fire_timeout(rollout, timeout, effects)
+            rollout = _fire_timeouts(rollout, timeout.due, effects)
         elif phase_due is not None and phase_due <= now:
             rollout = _fire_phase_event(rollout, phase_due, effects)
         else:
@@ -369,39 +369,46 @@ def _fire_phase_event(rollout: Rollout, due: datetime, effects: list[Effect]) ->
     return _make(plan, phase, rollout.fleet, checkpoint)
 
 
-def _fire_timeout(rollout: Rollout, timeout: Timeout, effects: list[Effect]) -> Rollout:
+def _fire_timeouts(rollout: Rollout, due: datetime, effects: list[Effect]) -> Rollout:
+    """Fail every device whose latest push timed out at ``due``: one effect per instant."""
     fleet = rollout.fleet
     draft = fleet.codes.transient()
     counts = fleet.counts
     reasons = fleet.reasons.mutate()
-    reason = (
-        f"no acknowledgement within {show_span(rollout.plan.policy.ack_timeout or timedelta(0))}"
-    )
-    timed_out: list[str] = []
-    flag = INITIAL_PUSH if timeout.initial else 0
-    for index in range(timeout.first, min(timeout.last, len(draft))):
-        code = draft[index]
-        if (
-            code & STATE_MASK == PUSHED
-            and code >> ATTEMPT_SHIFT == timeout.attempt
-            and code & INITIAL_PUSH == flag
-        ):
-            dest = _ON_TIMEOUT[PUSHED]
-            draft[index] = (code & ~STATE_MASK) | dest
-            counts += COUNT_DELTA[PUSHED][dest]
-            reasons[index] = reason
-            timed_out.append(fleet.device_id(index))
+    span = show_span(rollout.plan.policy.ack_timeout or timedelta(0))
+    reason = f"no acknowledgement within {span}"
+    timed_out: list[int] = []
     head = fleet.timeouts_head
+    queue = fleet.timeouts.mutate()
+    while head != fleet.timeouts_tail and queue[head].due == due:
+        timeout = queue.pop(head)
+        head += 1
+        # The latest push of a device is the initial one (flag set) or the one whose
+        # attempt number matches; anything else was answered or pushed again since.
+        flag = INITIAL_PUSH if timeout.initial else 0
+        dest = _ON_TIMEOUT[PUSHED]
+        for index in range(timeout.first, timeout.last):
+            code = draft[index]
+            if (
+                code & STATE_MASK == PUSHED
+                and code >> ATTEMPT_SHIFT == timeout.attempt
+                and code & INITIAL_PUSH == flag
+            ):
+                draft[index] = (code & ~STATE_MASK) | dest
+                counts += COUNT_DELTA[PUSHED][dest]
+                reasons[index] = reason
+                timed_out.append(index)
     fleet = fleet._replace(
         codes=draft.freeze(),
         counts=counts,
         reasons=reasons.finish(),
-        timeouts=fleet.timeouts.delete(head),
-        timeouts_head=head + 1,
+        timeouts=queue.finish(),
+        timeouts_head=head,
     )
     if timed_out:
-        effects.append(AcknowledgementTimedOut(tuple(timed_out), timeout.due))
-    return _make(rollout.plan, rollout.phase, fleet, timeout.due)
+        timed_out.sort()
+        effects.append(AcknowledgementTimedOut(tuple(map(fleet.device_id, timed_out)), due))
+    return _make(rollout.plan, rollout.phase, fleet, due)
 
 
 def _schedule_timeout(fleet: Fleet, policy: Policy, timeout: Timeout) -> Fleet:
@@ -696,9 +703,9 @@ def _enroll(
 def _unenroll(
     rollout: Rollout, command: c.Unenroll, now: datetime
 ) -> tuple[Rollout, tuple[Effect, ...]]:
-    _refuse_if_cancelled(rollout, f"Unenroll({command.device_id!r})")
     fleet = rollout.fleet
     index = fleet.locate(command.device_id)
+    _refuse_if_cancelled(rollout, f"Unenroll({command.device_id!r})")
     code = fleet.codes[index]
     dest = _ON_UNENROLL[code & STATE_MASK]
     if dest < 0:
@@ -709,13 +716,13 @@ def _unenroll(
 def _reenrolled(
     rollout: Rollout, command: c.Reenrolled, now: datetime
 ) -> tuple[Rollout, tuple[Effect, ...]]:
+    fleet = rollout.fleet
+    index = fleet.locate(command.device_id)
     if rollout.phase.state not in _IMPORTED:
         raise CommandRefused(
             f"Reenrolled({command.device_id!r}) refused: the rollout is "
             f"{rollout.phase.state.value}; re-enrolment applies after the import"
         )
-    fleet = rollout.fleet
-    index = fleet.locate(command.device_id)
     code = fleet.codes[index]
     state = code & STATE_MASK
     if state == INSTALLED:
