@@ -875,83 +875,89 @@ _HANDLERS: dict[type, Handler] = {
 def apply_all(rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
     """Apply many commands at one instant, as :func:`apply` would one by one; pure.
 
-    The result equals folding :func:`apply` over ``commands`` at ``now``. Device reports
-    (``DeviceInstalled``, ``DeviceFailed``) take a fast path that writes into one draft
-    of the fleet; other commands go through :func:`apply`. The batch is atomic: if any
-    command is refused, the error propagates and nothing of the batch is kept.
+    The result equals folding :func:`apply` over ``commands`` at ``now``. Runs of
+    device reports (``DeviceInstalled``, ``DeviceFailed``) take a fast path that writes
+    into one draft of the fleet; other commands go through :func:`apply`. The batch is
+    atomic: if any command is refused, the error propagates and nothing is kept.
     """
     rollout, caught_up = advance(rollout, now)
     effects: list[Effect] = list(caught_up)
-    batch = _ReportBatch(rollout)
+    reports: list[c.DeviceInstalled | c.DeviceFailed] = []
     installed, failed = c.DeviceInstalled, c.DeviceFailed
     for command in commands:
         kind = type(command)
-        if batch.open and (kind is installed or kind is failed):
-            batch.report(command)  # type: ignore[arg-type]
+        if kind is installed or kind is failed:
+            reports.append(command)  # type: ignore[arg-type]
             continue
-        rollout = batch.close(now)
+        if reports:
+            rollout = _apply_reports(rollout, reports, now)
+            reports = []
         rollout, step = apply(rollout, command, now)
         effects.extend(step)
-        batch = _ReportBatch(rollout)
-    return Step(batch.close(now), tuple(effects))
+    if reports:
+        rollout = _apply_reports(rollout, reports, now)
+    return Step(rollout, tuple(effects))
 
 
-class _ReportBatch:
-    """Device reports written into one draft of the fleet (the body of :func:`apply_all`).
-
-    Only open while the rollout is distributing or extended: elsewhere the reports go
-    one by one through :func:`apply`, which words the refusals of those states.
-    """
-
-    __slots__ = ("counts", "draft", "open", "reasons", "rollout")
-
-    def __init__(self, rollout: Rollout) -> None:
-        self.rollout = rollout
-        self.open = rollout.phase.state in _RUNNING
-        self.draft = rollout.fleet.codes.transient()
-        self.counts = rollout.fleet.counts
-        self.reasons: immutables.MapMutation[int, str] | None = None
-
-    def report(self, report: c.DeviceInstalled | c.DeviceFailed) -> None:
-        fleet = self.rollout.fleet
+def _apply_reports(
+    rollout: Rollout, reports: list[c.DeviceInstalled | c.DeviceFailed], now: datetime
+) -> Rollout:
+    """Device reports written into one draft of the fleet: the body of :func:`apply_all`."""
+    if rollout.phase.state not in _RUNNING:
+        for report in reports:  # rare; the one-by-one path words these states' refusals
+            rollout = apply(rollout, report, now).rollout
+        return rollout
+    fleet = rollout.fleet
+    draft = fleet.codes.transient()
+    owned, own = draft.owned, draft.own
+    position, locate = fleet.positions.get, fleet.locate
+    on_installed, installed_kind = _ON_INSTALLED, c.DeviceInstalled
+    # How many devices left each state, per report kind: the counts are settled once.
+    left_for_installed = [0] * len(DEVICE_STATES)
+    left_for_failed = [0] * len(DEVICE_STATES)
+    reasons: immutables.MapMutation[int, str] | None = None
+    for report in reports:
         device_id = report.device_id
-        index = fleet.positions.get(device_id)
+        index = position(device_id)
         if index is None:
-            index = fleet.locate(device_id)
-        chunk = self.draft.owned.get(index >> CHUNK_BITS)
+            index = locate(device_id)
+        number = index >> CHUNK_BITS
+        chunk = owned.get(number)
         if chunk is None:
-            chunk = self.draft.own(index >> CHUNK_BITS)
+            chunk = own(number)
         offset = index & CHUNK_MASK
         code = chunk[offset]
         source = code & STATE_MASK
-        if type(report) is c.DeviceInstalled:
-            dest = _ON_INSTALLED[source]
+        if type(report) is installed_kind:
+            dest = on_installed[source]
             if dest < 0:
                 if source == INSTALLED:
-                    return
+                    continue  # a duplicate report
                 raise CommandRefused(
                     _device_refusal(device_id, DEVICE_STATES[source], "report the root installed")
                 )
+            chunk[offset] = code - source + dest
+            left_for_installed[source] += 1
         else:
             if source == FAILED:
-                return
+                continue
             dest = _ON_FAILED[source]
             if dest < 0:
                 raise CommandRefused(
                     _device_refusal(device_id, DEVICE_STATES[source], "report a failure")
                 )
-            if self.reasons is None:
-                self.reasons = fleet.reasons.mutate()
-            self.reasons[index] = report.reason  # type: ignore[union-attr]
-        chunk[offset] = (code & ~STATE_MASK) | dest
-        self.counts += COUNT_DELTA[source][dest]
-
-    def close(self, now: datetime) -> Rollout:
-        """The rollout with every report so far applied."""
-        rollout = self.rollout
-        if not self.draft.owned and self.reasons is None:
-            return rollout
-        fleet = _with_codes(rollout.fleet, self.draft.freeze(), self.counts)
-        if self.reasons is not None:
-            fleet = fleet._replace(reasons=self.reasons.finish())
-        return _make(rollout.plan, rollout.phase, fleet, now)
+            chunk[offset] = code - source + dest
+            left_for_failed[source] += 1
+            if reasons is None:
+                reasons = fleet.reasons.mutate()
+            reasons[index] = report.reason  # type: ignore[union-attr]
+    counts = fleet.counts
+    for source in range(len(DEVICE_STATES)):
+        if left_for_installed[source]:
+            counts += left_for_installed[source] * COUNT_DELTA[source][_ON_INSTALLED[source]]
+        if left_for_failed[source]:
+            counts += left_for_failed[source] * COUNT_DELTA[source][_ON_FAILED[source]]
+    fleet = _with_codes(fleet, draft.freeze(), counts)
+    if reasons is not None:
+        fleet = fleet._replace(reasons=reasons.finish())
+    return _make(rollout.plan, rollout.phase, fleet, now)
