@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import certflow as cf
 from certflow.effects import Effect
 from tests.reference_model import ReferenceRollout, Refused
-from tests.strategies import DAY, T0, policies, spans
+from tests.strategies import DAY, HOUR, T0, policies, spans
 
 GHOST = "ghost-device"
 
@@ -77,8 +77,9 @@ class RolloutMachine(RuleBasedStateMachine):
         policy=policies(),
         kind=st.sampled_from(cf.CertificateKind),
         public=st.booleans(),
-        existing_days=st.integers(-5, 40),
+        existing_days=st.integers(-5, 80),
         valid_days=st.integers(25, 120),
+        distribute=st.booleans(),
         data=st.data(),
     )
     def start(
@@ -89,6 +90,7 @@ class RolloutMachine(RuleBasedStateMachine):
         public: bool,
         existing_days: int,
         valid_days: int,
+        distribute: bool,
         data: st.DataObject,
     ) -> None:
         self.ids = [f"d{i}" for i in range(n)]
@@ -118,6 +120,8 @@ class RolloutMachine(RuleBasedStateMachine):
             **facts,
         )
         self.commands = _device_commands(self.ids)
+        if distribute:  # most interesting runs start here; save them a step
+            self._step(cf.DistributeRoot(), T0 + data.draw(st.integers(0, 48)) * HOUR)
 
     # --- steps -------------------------------------------------------------------------
 
@@ -175,6 +179,23 @@ class RolloutMachine(RuleBasedStateMachine):
     def device_report(self, data: st.DataObject, seconds: int) -> None:
         self._step(data.draw(self.commands), self.rollout.clock + timedelta(seconds=seconds))
 
+    @rule(data=st.data(), hours=st.integers(0, 60))
+    def wait_a_little(self, data: st.DataObject, hours: int) -> None:
+        self._step(
+            None,
+            self.rollout.clock
+            + hours * HOUR
+            + data.draw(st.sampled_from([timedelta(0), timedelta(seconds=1)])),
+        )
+
+    @rule(hours=st.integers(-2, 72))
+    def extend_once_it_opens(self, hours: int) -> None:
+        started = self.rollout.phase.started_at
+        if started is None:
+            return
+        opens = started + self.rollout.plan.policy.manual_extension_opens
+        self._step(cf.ExtendManually(), max(self.rollout.clock, opens + hours * HOUR))
+
     @rule()
     def time_going_backwards_is_refused(self) -> None:
         before = self.rollout
@@ -230,6 +251,13 @@ class RolloutMachine(RuleBasedStateMachine):
     @invariant()
     def survives_a_json_round_trip(self) -> None:
         assert cf.loads(cf.dumps(self.rollout)) == self.rollout
+
+    def teardown(self) -> None:
+        # Shown by --hypothesis-show-statistics: which ends the runs reached.
+        event(f"final state {self.rollout.state.value}")
+        event(f"manual extensions {min(self.rollout.phase.manual_extensions, 2)}")
+        if self.rollout.plan.policy.ack_timeout is not None:
+            event("with acknowledgement timeouts")
 
 
 RolloutMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
