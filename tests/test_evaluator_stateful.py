@@ -73,7 +73,7 @@ class RolloutMachine(RuleBasedStateMachine):
         self.imports: list[cf.ImportCertificate] = []
 
     @initialize(
-        n=st.integers(0, 12),
+        n=st.integers(0, 12) | st.integers(200, 600),  # small fleets, and some many-device ones
         policy=policies(),
         kind=st.sampled_from(cf.CertificateKind),
         public=st.booleans(),
