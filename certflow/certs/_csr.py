@@ -136,8 +136,8 @@ def write_key_and_csr(
 
 
 def _conf_value(text: str) -> str:
-    # OpenSSL's config parser treats these as escapes, comments, variables and quotes.
-    return "".join("\\" + ch if ch in "\\#$\"'" else ch for ch in text)
+    # OpenSSL's config parser treats these as escape, comment, variable and quote characters.
+    return "".join("\\" + ch if ch in "\\#$\"'`" else ch for ch in text)
 
 
 def openssl_config(subject: Subject, *, bits: int = 2048) -> str:
