@@ -232,7 +232,13 @@ def _key_type(leaf: x509.Certificate) -> list[Finding]:
     try:
         public = leaf.public_key()
     except (ValueError, UnsupportedAlgorithm):
-        return [Finding(Code.KEY_TYPE, Severity.ERROR, "the public key cannot be read")]
+        return [
+            Finding(
+                Code.KEY_TYPE,
+                Severity.ERROR,
+                "the key is of an unsupported type; the server supports RSA keys only",
+            )
+        ]
     if not isinstance(public, rsa.RSAPublicKey):
         kind = type(public).__name__.lstrip("_").removesuffix("PublicKey")
         return [
@@ -541,10 +547,16 @@ def _trust(material: Material, chain: tuple[x509.Certificate, ...], public: bool
             f"the root '{_name(top)}' is publicly trusted: devices already trust it, so the "
             "certificate can be imported directly (Proceed to Import)",
         )
-    known = "" if chain or material.root is not None else " (the root could not be identified)"
+    if not chain and material.root is None:
+        return Finding(
+            Code.TRUST_PRIVATE,
+            Severity.INFO,
+            "the root could not be identified, so it is treated as private: distribute it to "
+            "every device before importing (Distribute Root Certificate)",
+        )
     return Finding(
         Code.TRUST_PRIVATE,
         Severity.INFO,
-        f"the root '{_name(top)}' is private, an enterprise CA{known}: distribute it to every "
+        f"the root '{_name(top)}' is private, an enterprise CA: distribute it to every "
         "device before importing (Distribute Root Certificate)",
     )

@@ -7,6 +7,7 @@ import binascii
 import functools
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeAlias, TypeVar
@@ -211,8 +212,11 @@ def _parse_pem(label: str, data: bytes, password: bytes | None) -> _Parsed:
             certs += _guard(label, what, pkcs7.load_pem_pkcs7_certificates, pem)
         elif kind in _KEY_LABELS:
             encrypted = kind == b"ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in pem
+            where = f"{what}: " if len(blocks) > 1 else ""
             keys.append(
-                _load_key(label, serialization.load_pem_private_key, pem, password, encrypted)
+                _load_key(
+                    label, serialization.load_pem_private_key, pem, password, encrypted, where
+                )
             )
         elif kind in _IGNORED_LABELS:
             continue
@@ -242,27 +246,27 @@ def _load_key(
     blob: bytes,
     password: bytes | None,
     encrypted: bool,
+    where: str = "",
 ) -> PrivateKeyTypes:
+    needed = f"{where}the private key is encrypted; its password is needed"
     if encrypted and password is None:
-        raise MaterialError(
-            label, "password_required", "the private key is encrypted; its password is needed"
-        )
+        raise MaterialError(label, "password_required", needed)
     try:
         return loader(blob, password if encrypted else None)
     except UnsupportedAlgorithm as error:
-        raise MaterialError(label, "unsupported", f"unsupported private key: {error}") from None
+        raise MaterialError(
+            label, "unsupported", f"{where}unsupported private key: {error}"
+        ) from None
     except TypeError:  # cryptography's "password (not) given but key is (not) encrypted"
         if password is None:
-            raise MaterialError(
-                label, "password_required", "the private key is encrypted; its password is needed"
-            ) from None
-        raise MaterialError(label, "unparseable", "the private key is damaged") from None
+            raise MaterialError(label, "password_required", needed) from None
+        raise MaterialError(label, "unparseable", f"{where}the private key is damaged") from None
     except ValueError:
         if encrypted:
             raise MaterialError(
-                label, "bad_password", "wrong password for the encrypted private key"
+                label, "bad_password", f"{where}wrong password for the encrypted private key"
             ) from None
-        raise MaterialError(label, "unparseable", "the private key is damaged") from None
+        raise MaterialError(label, "unparseable", f"{where}the private key is damaged") from None
 
 
 def _der_header(data: bytes, offset: int = 0) -> tuple[int, int, int] | None:
@@ -341,19 +345,29 @@ def _parse_der(label: str, data: bytes, password: bytes | None) -> _Parsed:
 
 
 def _is_encrypted_pkcs8(data: bytes, header: tuple[int, int, int]) -> bool:
-    # EncryptedPrivateKeyInfo ::= SEQUENCE { SEQUENCE { OID ... }, OCTET STRING }, whereas a
+    # EncryptedPrivateKeyInfo ::= SEQUENCE { SEQUENCE { OID, ... }, OCTET STRING }, whereas a
     # plain PKCS#8 or PKCS#1 key starts with an INTEGER version.
     inner = _der_header(data, header[1])
-    return inner is not None and inner[0] == 0x30
+    if inner is None or inner[0] != 0x30:
+        return False
+    oid = _der_header(data, header[1] + inner[1])
+    return oid is not None and oid[0] == 0x06
 
 
 def _is_text(data: bytes) -> bool:
     return all(byte in b"\t\n\r" or 32 <= byte < 127 for byte in data[:512])
 
 
+def _load_pkcs12(data: bytes, password: bytes | None) -> pkcs12.PKCS12KeyAndCertificates:
+    with warnings.catch_warnings():
+        # Files from older tools are BER rather than DER; cryptography reads them and warns.
+        warnings.simplefilter("ignore", UserWarning)
+        return pkcs12.load_pkcs12(data, password)
+
+
 def _parse_pkcs12(label: str, data: bytes, password: bytes | None) -> _Parsed:
     try:
-        bundle = pkcs12.load_pkcs12(data, password)
+        bundle = _load_pkcs12(data, password)
     except UnsupportedAlgorithm as error:
         raise MaterialError(
             label, "unsupported", f"unsupported PKCS#12 encryption: {error}"
@@ -367,7 +381,7 @@ def _parse_pkcs12(label: str, data: bytes, password: bytes | None) -> _Parsed:
                 "its password is needed",
             ) from None
         try:  # the password may have been meant for another file of the upload
-            bundle = pkcs12.load_pkcs12(data, None)
+            bundle = _load_pkcs12(data, None)
         except (ValueError, UnsupportedAlgorithm):
             raise MaterialError(
                 label,
