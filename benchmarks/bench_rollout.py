@@ -1,0 +1,493 @@
+"""Benchmark of the rollout core at fleet scale, with ``transitions`` as the comparison.
+
+Run ``python benchmarks/bench_rollout.py`` (``make bench``); ``--quick`` for a smoke run,
+``--sizes 10000,100000`` to choose the fleets. Prints one table: size, implementation,
+metric, measured value, target, and whether the target is met. ``docs/benchmarks.md``
+holds a full run and explains the method.
+
+Method, in short:
+
+* every input (device ids, command objects) is built before the clock starts;
+* before each timed section: ``gc.collect()`` then ``gc.freeze()``, so that the
+  long-lived fleet sits in the permanent generation and automatic collections during
+  the measurement (which stay enabled, as in a real host) do not walk it; the frozen
+  objects are released with ``gc.unfreeze()`` when a fleet size is done;
+* single events are timed one call at a time with ``time.perf_counter_ns`` and reported
+  as median and p99 (the timer's own overhead is printed in the header, not
+  subtracted); batches and whole operations with ``time.perf_counter``;
+* memory with ``tracemalloc``: the device id strings are created *before* tracing
+  starts, so the traced memory of a distributing rollout is everything the rollout
+  holds beyond the id strings themselves (its id tuple, index dict, codes, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+import certflow
+from certflow import (
+    DeviceInstalled,
+    DistributeRoot,
+    ImportCertificate,
+    ReenrollmentRequired,
+    Rollout,
+    RolloutState,
+    advance,
+    apply,
+    apply_all,
+    dumps,
+    loads,
+    new_rollout,
+    summarize,
+)
+from certflow.machines import DEVICE_MACHINE
+
+T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+TRANSITIONS_BUDGET = 120.0  # seconds of add_model before we stop and extrapolate
+
+
+@attrs.frozen
+class Row:
+    """One line of the table. ``target``/``met`` are None where there is no target."""
+
+    size: int
+    impl: str
+    metric: str
+    value: str
+    target: str = "-"
+    met: bool | None = None
+    note: str = ""
+
+
+def _s(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def _us(nanoseconds: float) -> str:
+    return f"{nanoseconds / 1e3:.2f} µs"
+
+
+def settle() -> None:
+    """Collect garbage, then freeze what survives (see the module docstring)."""
+    gc.collect()
+    gc.freeze()
+
+
+def timer_overhead_ns() -> float:
+    """The median cost of one back-to-back ``perf_counter_ns`` pair."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(10_000):
+        start = clock()
+        samples.append(clock() - start)
+    return statistics.median(samples)
+
+
+def percentile(samples: Sequence[int], fraction: float) -> float:
+    """The ``fraction`` quantile of ``samples`` (nearest rank)."""
+    ordered = sorted(samples)
+    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
+
+
+def make_ids(n: int) -> list[str]:
+    """Device ids as a list (so that the rollout builds, and pays for, its own tuple)."""
+    return [f"device-{i:07d}" for i in range(n)]
+
+
+def create(ids: list[str]) -> Rollout:
+    """A pending rollout whose old certificate outlives the deadline (so day 21 forces)."""
+    return new_rollout(
+        ids,
+        existing_not_after=T0 + 60 * DAY,
+        new_not_before=T0 - DAY,
+        new_not_after=T0 + 396 * DAY,
+        root_publicly_trusted=False,
+        created_at=T0,
+    )
+
+
+def time_single(call: Callable[[Any], Any], args: Sequence[Any]) -> list[int]:
+    """Time ``call(arg)`` once per ``arg``, each call on its own."""
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    append = samples.append
+    for arg in args:
+        start = clock()
+        call(arg)
+        append(clock() - start)
+    return samples
+
+
+def bench_certflow(n: int, events: int) -> list[Row]:
+    """Every certflow row for a fleet of ``n`` devices."""
+    rows: list[Row] = []
+    ids = make_ids(n)
+    now = T0 + timedelta(hours=1)
+
+    # Create + distribute.
+    settle()
+    start = time.perf_counter()
+    rollout = create(ids)
+    distributing, effects = apply(rollout, DistributeRoot(), T0)
+    elapsed = time.perf_counter() - start
+    del rollout, effects
+    rows.append(
+        Row(n, "certflow", "create + start distribution", _s(elapsed), "≤ 3 s", elapsed <= 3)
+    )
+
+    # One DeviceInstalled at a time through apply(), chained as a host would; the
+    # devices are spread over the fleet so that each call touches a different chunk.
+    stride = max(1, n // events)
+    commands = [DeviceInstalled(ids[i]) for i in range(0, n, stride)][:events]
+    current = [distributing]
+
+    def one(command: DeviceInstalled) -> None:
+        current[0] = apply(current[0], command, now).rollout
+
+    settle()
+    samples = time_single(one, commands)
+    partly = current[0]
+    median = statistics.median(samples)
+    rows.append(
+        Row(
+            n,
+            "certflow",
+            f"apply(DeviceInstalled) median ({len(samples):,} calls)",
+            _us(median),
+            "≤ 3 µs",
+            median <= 3_000,
+        )
+    )
+    rows.append(Row(n, "certflow", "apply(DeviceInstalled) p99", _us(percentile(samples, 0.99))))
+    del commands, samples
+
+    # The batch path: every device reports installed, in one apply_all.
+    batch = [DeviceInstalled(device_id) for device_id in ids]
+    settle()
+    start = time.perf_counter()
+    done = apply_all(distributing, batch, now).rollout
+    elapsed = time.perf_counter() - start
+    per_event = elapsed / n
+    rows.append(
+        Row(
+            n,
+            "certflow",
+            f"apply_all(DeviceInstalled) per event ({n:,} in one batch)",
+            _us(per_event * 1e9),
+            "≤ 0.5 µs",
+            per_event <= 0.5e-6,
+        )
+    )
+    assert done.counts()[certflow.DeviceState.INSTALLED] == n
+    del batch, done
+
+    # Summary counts (the device list is lazy): median of repeated calls.
+    settle()
+    summary_samples = time_single(lambda r: summarize(r, now), [partly] * 51)
+    median = statistics.median(summary_samples)
+    rows.append(
+        Row(n, "certflow", "summarize (counts)", _s(median / 1e9), "≤ 50 ms", median <= 50e6)
+    )
+
+    # Crossing the deadline with almost every device not installed forces the import.
+    settle()
+    start = time.perf_counter()
+    forced, effects = advance(partly, T0 + 21 * DAY + timedelta(seconds=1))
+    elapsed = time.perf_counter() - start
+    assert forced.state is RolloutState.FORCED
+    assert any(isinstance(e, ImportCertificate) and e.forced for e in effects)
+    stragglers = sum(len(e.device_ids) for e in effects if isinstance(e, ReenrollmentRequired))
+    rows.append(
+        Row(
+            n,
+            "certflow",
+            f"advance past day 21: forced import ({stragglers:,} re-enrol)",
+            _s(elapsed),
+            "≤ 1 s",
+            elapsed <= 1,
+        )
+    )
+    del forced, effects
+
+    # JSON round trip of the partly installed, distributing rollout.
+    settle()
+    start = time.perf_counter()
+    text = dumps(partly)
+    elapsed = time.perf_counter() - start
+    rows.append(
+        Row(n, "certflow", f"dumps ({len(text) / 1e6:.1f} MB)", _s(elapsed), "≤ 5 s", elapsed <= 5)
+    )
+    settle()
+    start = time.perf_counter()
+    loaded = loads(text)
+    elapsed = time.perf_counter() - start
+    rows.append(Row(n, "certflow", "loads", _s(elapsed), "≤ 5 s", elapsed <= 5))
+    assert loaded == partly  # a correctness check, outside the timing
+    current.clear()
+    del text, loaded, distributing
+    gc.unfreeze()
+    gc.collect()
+
+    # Memory: ids already exist (untraced); trace creating and distributing a rollout.
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    traced = create(ids)
+    traced, effects = apply(traced, DistributeRoot(), T0)
+    del effects  # the PushRoot effect's id tuple belongs to the host, not the rollout
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    per_device = used / n
+    id_bytes = sum(sys.getsizeof(device_id) for device_id in ids) / n
+    rows.append(
+        Row(
+            n,
+            "certflow",
+            "bytes/device, distributing, beyond id strings",
+            f"{per_device:.0f} B",
+            "≤ 150 B",
+            per_device <= 150,
+            note=f"(each id string itself: {id_bytes:.0f} B)",
+        )
+    )
+    del traced
+    gc.collect()
+    return rows
+
+
+class _Device:
+    """A ``transitions`` model: one object per device, the machine adds its triggers."""
+
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+
+
+def _transitions_machine() -> Any:
+    from transitions import Machine
+
+    rows = [
+        {"trigger": t.trigger, "source": t.source, "dest": t.dest}
+        for t in DEVICE_MACHINE.transitions
+    ]
+    # auto_transitions=False: no to_<state>() triggers, so less work per model than the
+    # default; certflow has no such triggers either.
+    return Machine(
+        model=None,
+        states=list(DEVICE_MACHINE.states),
+        transitions=rows,
+        initial=DEVICE_MACHINE.initial,
+        auto_transitions=False,
+    )
+
+
+def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
+    """The comparison: one shared ``transitions.Machine`` with ``n`` device models."""
+    rows: list[Row] = []
+    ids = make_ids(n)
+    machine = _transitions_machine()
+    settle()
+    start = time.perf_counter()
+    models: list[_Device] = []
+    add_elapsed = 0.0
+    note = ""
+    for first in range(0, n, 1000):
+        for device_id in ids[first : first + 1000]:
+            model = _Device(device_id)
+            machine.add_model(model)
+            models.append(model)
+        add_elapsed = time.perf_counter() - start
+        if add_elapsed > budget and len(models) < n:
+            # add_model checks `model not in machine.models` (a list): quadratic. Fit
+            # a * k**2 to what we measured and extrapolate to n.
+            projected = add_elapsed * (n / len(models)) ** 2
+            note = (
+                f"STOPPED after {len(models):,} of {n:,} models ({_s(add_elapsed)}); "
+                f"quadratic extrapolation to {n:,}: ~{_s(projected)}"
+            )
+            break
+    added = len(models)
+    start = time.perf_counter()
+    for model in models:
+        model.push()  # type: ignore[attr-defined]  # added by the machine
+    push_elapsed = time.perf_counter() - start
+    total = add_elapsed + push_elapsed
+    label = "create + add_model + push each" + ("" if added == n else f" ({added:,} models)")
+    rows.append(
+        Row(n, "transitions", label, _s(total), "≤ 3 s", total <= 3 if added == n else False, note)
+    )
+    rows.append(Row(n, "transitions", f"  of which add_model ({added:,})", _s(add_elapsed)))
+
+    stride = max(1, added // events)
+    sample = models[::stride][:events]
+    settle()
+    samples = time_single(lambda m: m.report_installed(), sample)
+    median = statistics.median(samples)
+    rows.append(
+        Row(
+            n,
+            "transitions",
+            f"model.report_installed() median ({len(samples):,} calls)",
+            _us(median),
+            "≤ 3 µs",
+            median <= 3_000,
+        )
+    )
+    rows.append(
+        Row(n, "transitions", "model.report_installed() p99", _us(percentile(samples, 0.99)))
+    )
+
+    settle()
+
+    def count(fleet: list[_Device]) -> Counter[str]:
+        return Counter(m.state for m in fleet)  # type: ignore[attr-defined]
+
+    count_samples = time_single(count, [models] * 11)
+    median = statistics.median(count_samples)
+    rows.append(
+        Row(
+            n,
+            "transitions",
+            "counts per state (Counter over models)",
+            _s(median / 1e9),
+            "≤ 50 ms",
+            median <= 50e6,
+        )
+    )
+    models.clear()
+    del machine, sample
+    gc.unfreeze()
+    gc.collect()
+
+    # Memory on at most 10,000 models: per model it does not depend on the fleet size
+    # (the machine's model list adds 8 B a model), and tracing a quadratic add is slow.
+    measured = min(n, 10_000)
+    machine = _transitions_machine()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    models = []
+    for device_id in ids[:measured]:
+        model = _Device(device_id)
+        machine.add_model(model)
+        model.push()  # type: ignore[attr-defined]
+        models.append(model)
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    per_device = used / measured
+    rows.append(
+        Row(
+            n,
+            "transitions",
+            "bytes/device, pushed, beyond id strings"
+            + ("" if measured == n else f" (measured on {measured:,})"),
+            f"{per_device:.0f} B",
+            "≤ 150 B",
+            per_device <= 150,
+        )
+    )
+    del models, machine
+    gc.collect()
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    """The table as fixed-width text."""
+    header = ("size", "impl", "metric", "measured", "target", "result")
+    body = [
+        (
+            f"{r.size:,}",
+            r.impl,
+            r.metric,
+            r.value,
+            r.target,
+            "-" if r.met is None else ("met" if r.met else "NOT MET"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row, line in zip(rows, body, strict=True):
+        lines.append(
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        )
+        if row.note:
+            lines.append(" " * (widths[0] + 2) + "note: " + row.note)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run every size, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated fleet sizes for certflow (default 10000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--transitions-sizes",
+        default=None,
+        help="fleet sizes for the transitions comparison (default 10000,100000)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 10,000 devices, fewer samples"
+    )
+    args = parser.parse_args(argv)
+    sizes = [
+        int(s)
+        for s in (args.sizes or ("10000" if args.quick else "10000,100000,1000000")).split(",")
+    ]
+    tsizes = [
+        int(s)
+        for s in (args.transitions_sizes or ("2000" if args.quick else "10000,100000")).split(",")
+        if s
+    ]
+    events = 2_000 if args.quick else 20_000
+    budget = 10.0 if args.quick else TRANSITIONS_BUDGET
+
+    print(
+        f"certflow rollout benchmark - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), {platform.machine()}"
+    )
+    print(
+        "GC: gc.collect() + gc.freeze() before each timed section, automatic GC on while "
+        "timing, gc.unfreeze() after each size."
+    )
+    print(
+        f"Timer: perf_counter_ns pair overhead {timer_overhead_ns():.0f} ns (not subtracted); "
+        f"single events: up to {events:,} calls spread over the fleet."
+    )
+    print()
+    rows: list[Row] = []
+    for n in sizes:
+        # At most a fifth of the fleet installs one by one: the day-21 crossing below
+        # needs most devices not installed.
+        rows += bench_certflow(n, min(events, n // 5))
+        print(f"... certflow {n:,} done", file=sys.stderr, flush=True)
+    for n in tsizes:
+        rows += bench_transitions(n, min(events, n), budget)
+        print(f"... transitions {n:,} done", file=sys.stderr, flush=True)
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""certflow: replace an MDM/endpoint server's TLS certificate without losing devices.
+
+The rollout core is pure: :func:`new_rollout` creates a value, :func:`advance` and
+:func:`apply` return ``(rollout, effects)`` and never read a clock or perform I/O.
+Certificate tools live in :mod:`certflow.certs`.
+"""
+
+from certflow.commands import (
+    Cancel,
+    Command,
+    DeviceCommand,
+    DeviceFailed,
+    DeviceInstalled,
+    DistributeRoot,
+    Enroll,
+    ExtendManually,
+    ImportNow,
+    ProceedToImport,
+    Reenrolled,
+    Retry,
+    RetryAllFailed,
+    ServerRestarted,
+    Unenroll,
+)
+from certflow.effects import (
+    AcknowledgementTimedOut,
+    Effect,
+    ImportCertificate,
+    ImportPostponed,
+    Notify,
+    PushRoot,
+    ReenrollmentRequired,
+    RestartRequired,
+)
+from certflow.errors import (
+    CertflowError,
+    CommandRefused,
+    InvalidInput,
+    SerializationError,
+    TimeWentBackwards,
+    UnknownDevice,
+)
+from certflow.evaluator import Step, advance, apply, apply_all, new_rollout
+from certflow.machines import DEVICE_MACHINE, ROLLOUT_MACHINE, MachineSpec, Transition
+from certflow.policy import CertificateKind, ImportRule, Policy
+from certflow.rollout import DeviceRecord, DeviceState, Phase, Plan, Rollout, RolloutState
+from certflow.serialization import SCHEMA_VERSION, dumps, loads
+from certflow.summary import Summary, summarize
+
+__all__ = [
+    "DEVICE_MACHINE",
+    "ROLLOUT_MACHINE",
+    "SCHEMA_VERSION",
+    "AcknowledgementTimedOut",
+    "Cancel",
+    "CertflowError",
+    "CertificateKind",
+    "Command",
+    "CommandRefused",
+    "DeviceCommand",
+    "DeviceFailed",
+    "DeviceInstalled",
+    "DeviceRecord",
+    "DeviceState",
+    "DistributeRoot",
+    "Effect",
+    "Enroll",
+    "ExtendManually",
+    "ImportCertificate",
+    "ImportNow",
+    "ImportPostponed",
+    "ImportRule",
+    "InvalidInput",
+    "MachineSpec",
+    "Notify",
+    "Phase",
+    "Plan",
+    "Policy",
+    "ProceedToImport",
+    "PushRoot",
+    "Reenrolled",
+    "ReenrollmentRequired",
+    "RestartRequired",
+    "Retry",
+    "RetryAllFailed",
+    "Rollout",
+    "RolloutState",
+    "SerializationError",
+    "ServerRestarted",
+    "Step",
+    "Summary",
+    "TimeWentBackwards",
+    "Transition",
+    "Unenroll",
+    "UnknownDevice",
+    "advance",
+    "apply",
+    "apply_all",
+    "dumps",
+    "loads",
+    "new_rollout",
+    "summarize",
+]

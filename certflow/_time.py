@@ -1,0 +1,48 @@
+"""Instants: timezone-aware datetimes only, compared as exact elapsed time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from certflow.errors import InvalidInput
+
+DAY = timedelta(days=1)
+
+
+def require_aware(name: str, value: object) -> datetime:
+    """``value`` if it is a timezone-aware datetime, else a clear :class:`InvalidInput`."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, got {value!r}")
+    if value.utcoffset() is None:
+        raise InvalidInput(
+            f"{name} is a naive datetime ({value.isoformat()}); certflow needs a timezone-aware "
+            "instant, e.g. datetime(..., tzinfo=timezone.utc)"
+        )
+    return value
+
+
+def show(instant: datetime) -> str:
+    """An instant as administrators read it: ``2026-07-07 09:00 UTC`` (seconds if any)."""
+    utc = instant.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S" if utc.second or utc.microsecond else "%Y-%m-%d %H:%M")
+    return f"{text} UTC"
+
+
+def show_span(span: timedelta) -> str:
+    """A duration as ``6 days 2 h`` / ``3 h 5 min`` / ``45 s``."""
+    seconds = int(span.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = []
+    if days:
+        parts.append(f"{days} day" + ("s" if days != 1 else ""))
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes and not days:
+        parts.append(f"{minutes} min")
+    if secs and not days and not hours:
+        parts.append(f"{secs} s")
+    return sign + (" ".join(parts) if parts else "0 s")

@@ -1,0 +1,978 @@
+"""The pure evaluator: ``(rollout, now) -> (rollout', effects)``.
+
+Theory of operation
+-------------------
+Time moves a rollout only at scheduled instants: a notice one day before each
+checkpoint, the checkpoints themselves (the last is the deadline), and, when the policy
+sets one, acknowledgement timeouts of pushes. :func:`advance` processes every instant
+that fell due up to ``now``, in order, each at its own instant, so that advancing in one
+jump equals advancing in any number of smaller steps. :func:`apply` first advances to
+the command's instant, then applies the command. Nothing here reads a clock, performs
+I/O or draws random numbers; effects are data for the host to perform.
+
+Which transitions exist comes from :mod:`certflow.machines` (the derived tables below);
+this module decides the guards and does the bookkeeping.
+
+A refused command raises :class:`~certflow.errors.CommandRefused` saying why and what
+would allow it; the rollout passed in is never modified, since values are immutable.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import attrs
+import immutables
+
+from certflow import commands as c
+from certflow._time import require_aware, show, show_span
+from certflow._vector import CodeVector
+from certflow.effects import (
+    AcknowledgementTimedOut,
+    Effect,
+    ImportCertificate,
+    ImportPostponed,
+    Notify,
+    PushRoot,
+    ReenrollmentRequired,
+    RestartRequired,
+)
+from certflow.errors import CommandRefused, InvalidInput, TimeWentBackwards
+from certflow.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
+from certflow.policy import CertificateKind, ImportRule, Policy
+from certflow.rollout import (
+    ATTEMPT_SHIFT,
+    COUNT_DELTA,
+    COUNT_UNIT,
+    DEVICE_STATES,
+    FAILED,
+    INITIAL_PUSH,
+    INSTALLED,
+    ONE_ATTEMPT,
+    PENDING,
+    PUSHED,
+    REENROLL,
+    REMOVED,
+    STATE_MASK,
+    DeviceState,
+    Fleet,
+    Phase,
+    Plan,
+    Rollout,
+    RolloutState,
+    Timeout,
+    unpack_counts,
+)
+
+__all__ = ["Step", "advance", "apply", "apply_all", "new_rollout"]
+
+
+class Step(NamedTuple):
+    """What :func:`advance` and :func:`apply` return; unpacks as ``(rollout, effects)``."""
+
+    rollout: Rollout
+    effects: tuple[Effect, ...]
+
+
+# --- Tables derived from the declarations --------------------------------------------
+
+_ROLLOUT = ROLLOUT_MACHINE.table()
+
+
+def _device_table(trigger: str) -> tuple[int, ...]:
+    """For one trigger: the destination state index for each source index, or -1."""
+    table = DEVICE_MACHINE.table()
+    names = DEVICE_MACHINE.states
+    return tuple(
+        names.index(table[(source, trigger)][""]) if (source, trigger) in table else -1
+        for source in names
+    )
+
+
+DEVICE_NEXT: dict[str, tuple[int, ...]] = {t: _device_table(t) for t in DEVICE_MACHINE.triggers()}
+_ON_INSTALLED = DEVICE_NEXT["report_installed"]
+_ON_FAILED = DEVICE_NEXT["report_failed"]
+_ON_TIMEOUT = DEVICE_NEXT["ack_timeout"]
+_ON_RETRY = DEVICE_NEXT["retry"]
+_ON_PUSH = DEVICE_NEXT["push"]
+_ON_UNENROLL = DEVICE_NEXT["unenroll"]
+_ON_ENROLL = DEVICE_NEXT["enroll"]
+_ON_IMPORT = DEVICE_NEXT["import"]
+_ON_REENROLLED = DEVICE_NEXT["reenrolled"]
+
+_RUNNING = (RolloutState.DISTRIBUTING, RolloutState.EXTENDED)
+_IMPORTED = (RolloutState.IMPORTED, RolloutState.FORCED)
+_NO_EFFECTS: tuple[Effect, ...] = ()
+
+
+def _rollout_dest(state: RolloutState, trigger: str, guard: str = "") -> RolloutState | None:
+    row = _ROLLOUT.get((state.value, trigger))
+    if row is None or guard not in row:
+        return None
+    return RolloutState(row[guard])
+
+
+# --- Construction ---------------------------------------------------------------------
+
+_new = object.__new__
+_set_plan = Rollout.plan.__set__  # type: ignore[attr-defined]
+_set_phase = Rollout.phase.__set__  # type: ignore[attr-defined]
+_set_fleet = Rollout.fleet.__set__  # type: ignore[attr-defined]
+_set_clock = Rollout.clock.__set__  # type: ignore[attr-defined]
+_tuple_new = tuple.__new__
+
+
+def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
+    # The hot path builds one Rollout per device event; writing the slots directly
+    # skips the frozen __init__ (same fields, same result, a third of the cost).
+    rollout: Rollout = _new(Rollout)
+    _set_plan(rollout, plan)
+    _set_phase(rollout, phase)
+    _set_fleet(rollout, fleet)
+    _set_clock(rollout, clock)
+    return rollout
+
+
+def _with_codes(fleet: Fleet, codes: CodeVector, counts: int) -> Fleet:
+    return _tuple_new(
+        Fleet,
+        (
+            fleet.ids,
+            fleet.positions,
+            fleet.extra_ids,
+            fleet.extra_positions,
+            codes,
+            counts,
+            fleet.reasons,
+            fleet.timeouts,
+            fleet.timeouts_head,
+            fleet.timeouts_tail,
+        ),
+    )
+
+
+def new_rollout(
+    device_ids: Iterable[str],
+    *,
+    existing_not_after: datetime,
+    new_not_before: datetime,
+    new_not_after: datetime,
+    root_publicly_trusted: bool,
+    created_at: datetime,
+    kind: CertificateKind = CertificateKind.MDM_SERVER,
+    policy: Policy | None = None,
+    trusted_device_ids: Iterable[str] = (),
+) -> Rollout:
+    """A ``pending`` rollout of a new certificate over the in-scope ``device_ids``.
+
+    ``existing_not_after`` is the expiry of the certificate being replaced;
+    ``new_not_before``/``new_not_after`` the validity of the new one, which must cover
+    ``created_at`` through the deadline of a distribution started then.
+    ``trusted_device_ids`` are devices known to trust the root already. Raises
+    :class:`~certflow.errors.InvalidInput` for naive datetimes, duplicate or empty ids,
+    or a certificate that would not stay valid through the deadline.
+    """
+    created_at = require_aware("created_at", created_at)
+    existing_not_after = require_aware("existing_not_after", existing_not_after)
+    new_not_before = require_aware("new_not_before", new_not_before)
+    new_not_after = require_aware("new_not_after", new_not_after)
+    try:
+        kind = CertificateKind(kind)
+    except ValueError:
+        choices = ", ".join(k.value for k in CertificateKind)
+        raise InvalidInput(f"unknown certificate kind {kind!r}; choose one of {choices}") from None
+    if policy is None:
+        policy = Policy()
+    elif not isinstance(policy, Policy):
+        raise InvalidInput(f"policy must be a certflow.Policy, got {type(policy).__name__}")
+    if not isinstance(root_publicly_trusted, bool):
+        raise InvalidInput(f"root_publicly_trusted must be a bool, got {root_publicly_trusted!r}")
+    if new_not_before >= new_not_after:
+        raise InvalidInput(
+            f"the new certificate's validity is empty: not_before {show(new_not_before)} "
+            f"is not before not_after {show(new_not_after)}"
+        )
+    _require_valid_through(
+        new_not_before, new_not_after, created_at, created_at + policy.deadline, InvalidInput
+    )
+
+    if isinstance(device_ids, str):
+        raise InvalidInput("device_ids must be an iterable of ids, not one string")
+    ids = tuple(device_ids)
+    index = dict(zip(ids, range(len(ids)), strict=True))
+    if len(index) != len(ids):
+        counted = Counter(ids)
+        duplicates = [d for d, n in counted.items() if n > 1]
+        shown = ", ".join(repr(d) for d in duplicates[:5])
+        more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+        raise InvalidInput(f"duplicate device ids: {shown}{more}; each device must appear once")
+    if not all(type(d) is str and d for d in ids):
+        bad = next(d for d in ids if not (type(d) is str and d))
+        raise InvalidInput(f"device ids must be non-empty strings, got {bad!r}")
+
+    codes = CodeVector.filled(len(ids), PENDING)
+    counts = len(ids) * COUNT_UNIT[PENDING]
+    trusted = [index.get(d, -1) for d in dict.fromkeys(trusted_device_ids)]
+    if -1 in trusted:
+        unknown = [d for d in trusted_device_ids if d not in index]
+        raise InvalidInput(f"trusted_device_ids names unknown devices: {unknown[:5]!r}")
+    if trusted:
+        draft = codes.transient()
+        for i in trusted:
+            draft[i] = INSTALLED
+        codes = draft.freeze()
+        counts += len(trusted) * COUNT_DELTA[PENDING][INSTALLED]
+
+    plan = Plan(
+        kind=kind,
+        policy=policy,
+        existing_not_after=existing_not_after,
+        new_not_before=new_not_before,
+        new_not_after=new_not_after,
+        root_publicly_trusted=root_publicly_trusted,
+        created_at=created_at,
+    )
+    fleet = Fleet(
+        ids=ids,
+        positions=index,
+        extra_ids=immutables.Map(),
+        extra_positions=immutables.Map(),
+        codes=codes,
+        counts=counts,
+        reasons=immutables.Map(),
+        timeouts=immutables.Map(),
+        timeouts_head=0,
+        timeouts_tail=0,
+    )
+    return Rollout(
+        plan=plan, phase=Phase(state=RolloutState.PENDING), fleet=fleet, clock=created_at
+    )
+
+
+def _require_valid_through(
+    not_before: datetime,
+    not_after: datetime,
+    start: datetime,
+    deadline: datetime,
+    error: type[Exception],
+) -> None:
+    if not_before > start:
+        raise error(
+            f"the new certificate is not valid yet at {show(start)}: it becomes valid at "
+            f"{show(not_before)}; start at or after that instant"
+        )
+    if not_after < deadline:
+        raise error(
+            f"the new certificate expires at {show(not_after)}, before the deadline "
+            f"{show(deadline)} of a distribution started at {show(start)}; "
+            "get a certificate valid through the deadline"
+        )
+
+
+# --- Time -------------------------------------------------------------------------------
+
+
+def _checkpoint_at(plan: Plan, phase: Phase) -> datetime:
+    assert phase.started_at is not None
+    return phase.started_at + plan.policy.checkpoints[phase.checkpoints_done] + phase.extension
+
+
+def next_due_instant(plan: Plan, phase: Phase) -> datetime | None:
+    """The next notice or checkpoint instant of a running rollout."""
+    if phase.state not in _RUNNING:
+        return None
+    checkpoint = _checkpoint_at(plan, phase)
+    if phase.notified_for != checkpoint:
+        return checkpoint - plan.policy.notice_before
+    return checkpoint
+
+
+def _scheduled(plan: Plan, phase: Phase, **changes: Any) -> Phase:
+    phase = attrs.evolve(phase, **changes)
+    return attrs.evolve(phase, next_due=next_due_instant(plan, phase))
+
+
+def _check_now(rollout: Rollout, now: datetime) -> datetime:
+    if type(now) is not datetime or now.tzinfo is None:
+        now = require_aware("now", now)
+    if now < rollout.clock:
+        raise TimeWentBackwards(
+            f"now ({now.isoformat()}) is earlier than the last instant this rollout has "
+            f"seen ({rollout.clock.isoformat()}); instants must never go backwards"
+        )
+    return now
+
+
+def advance(rollout: Rollout, now: datetime) -> Step:
+    """Process everything that fell due up to ``now``, in order; pure.
+
+    Raises :class:`~certflow.errors.InvalidInput` for a naive ``now`` and
+    :class:`~certflow.errors.TimeWentBackwards` for one earlier than ``rollout.clock``.
+    """
+    now = _check_now(rollout, now)
+    effects: list[Effect] = []
+    rollout = _catch_up(rollout, now, effects)
+    return Step(rollout, tuple(effects))
+
+
+def _due(rollout: Rollout, now: datetime) -> bool:
+    due = rollout.phase.next_due
+    if due is not None and due <= now:
+        return True
+    fleet = rollout.fleet
+    return fleet.timeouts_head != fleet.timeouts_tail and (
+        fleet.timeouts[fleet.timeouts_head].due <= now
+    )
+
+
+def _catch_up(rollout: Rollout, now: datetime, effects: list[Effect]) -> Rollout:
+    while True:
+        phase_due = rollout.phase.next_due
+        timeout = rollout.fleet.next_timeout()
+        # At one instant, device timeouts go first: a checkpoint then sees them.
+        if (
+            timeout is not None
+            and timeout.due <= now
+            and (phase_due is None or timeout.due <= phase_due)
+        ):
+            rollout = _fire_timeouts(rollout, timeout.due, effects)
+        elif phase_due is not None and phase_due <= now:
+            rollout = _fire_phase_event(rollout, phase_due, effects)
+        else:
+            break
+    if rollout.clock == now:
+        return rollout
+    return _make(rollout.plan, rollout.phase, rollout.fleet, now)
+
+
+def _fire_phase_event(rollout: Rollout, due: datetime, effects: list[Effect]) -> Rollout:
+    plan, phase = rollout.plan, rollout.phase
+    checkpoint = _checkpoint_at(plan, phase)
+    number = phase.checkpoints_done + 1
+    final = number == len(plan.policy.checkpoints)
+    if phase.notified_for != checkpoint:
+        effects.append(Notify(number, checkpoint, final, due))
+        phase = _scheduled(plan, phase, notified_for=checkpoint)
+        return _make(plan, phase, rollout.fleet, due)
+    holds = _condition_holds(rollout, checkpoint)
+    trigger = "deadline" if final else "checkpoint"
+    dest = _rollout_dest(phase.state, trigger, "condition_holds" if holds else "condition_fails")
+    assert dest is not None, (phase.state, trigger)
+    if dest in _IMPORTED:
+        return _import(rollout, dest, checkpoint, effects)
+    phase = _scheduled(plan, phase, state=dest, checkpoints_done=number)
+    effects.append(ImportPostponed(number, _checkpoint_at(plan, phase), checkpoint))
+    return _make(plan, phase, rollout.fleet, checkpoint)
+
+
+def _fire_timeouts(rollout: Rollout, due: datetime, effects: list[Effect]) -> Rollout:
+    """Fail every device whose latest push timed out at ``due``: one effect per instant."""
+    fleet = rollout.fleet
+    draft = fleet.codes.transient()
+    counts = fleet.counts
+    reasons = fleet.reasons.mutate()
+    span = show_span(rollout.plan.policy.ack_timeout or timedelta(0))
+    reason = f"no acknowledgement within {span}"
+    timed_out: list[int] = []
+    head = fleet.timeouts_head
+    queue = fleet.timeouts.mutate()
+    while head != fleet.timeouts_tail and queue[head].due == due:
+        timeout = queue.pop(head)
+        head += 1
+        # The latest push of a device is the initial one (flag set) or the one whose
+        # attempt number matches; anything else was answered or pushed again since.
+        flag = INITIAL_PUSH if timeout.initial else 0
+        dest = _ON_TIMEOUT[PUSHED]
+        for index in range(timeout.first, timeout.last):
+            code = draft[index]
+            if (
+                code & STATE_MASK == PUSHED
+                and code >> ATTEMPT_SHIFT == timeout.attempt
+                and code & INITIAL_PUSH == flag
+            ):
+                draft[index] = (code & ~STATE_MASK) | dest
+                counts += COUNT_DELTA[PUSHED][dest]
+                reasons[index] = reason
+                timed_out.append(index)
+    fleet = fleet._replace(
+        codes=draft.freeze(),
+        counts=counts,
+        reasons=reasons.finish(),
+        timeouts=queue.finish(),
+        timeouts_head=head,
+    )
+    if timed_out:
+        timed_out.sort()
+        effects.append(AcknowledgementTimedOut(tuple(map(fleet.device_id, timed_out)), due))
+    return _make(rollout.plan, rollout.phase, fleet, due)
+
+
+def _schedule_timeout(fleet: Fleet, policy: Policy, timeout: Timeout) -> Fleet:
+    if policy.ack_timeout is None:
+        return fleet
+    tail = fleet.timeouts_tail
+    return fleet._replace(timeouts=fleet.timeouts.set(tail, timeout), timeouts_tail=tail + 1)
+
+
+def _condition_holds(rollout: Rollout, at: datetime) -> bool:
+    plan = rollout.plan
+    distributed = _all_trust(rollout)
+    expired = at >= plan.existing_not_after
+    if plan.policy.import_rule is ImportRule.DISTRIBUTED_AND_EXPIRED:
+        return distributed and expired
+    return distributed or expired
+
+
+def _all_trust(rollout: Rollout) -> bool:
+    """Whether every in-scope device trusts the root (an empty scope does)."""
+    if rollout.plan.root_publicly_trusted:
+        return True
+    counts = unpack_counts(rollout.fleet.counts)
+    return not any(counts[DEVICE_STATES[s]] for s in (PENDING, PUSHED, FAILED, REENROLL))
+
+
+# --- The import --------------------------------------------------------------------------
+
+
+def _import(rollout: Rollout, dest: RolloutState, at: datetime, effects: list[Effect]) -> Rollout:
+    plan, fleet = rollout.plan, rollout.fleet
+    effects.append(ImportCertificate(forced=dest is RolloutState.FORCED, due_at=at))
+    if not plan.root_publicly_trusted:
+        stragglers: list[str] = []
+        counts = fleet.counts
+        moved = {s for s in range(len(DEVICE_STATES)) if _ON_IMPORT[s] >= 0}
+        ids = fleet.device_id
+
+        def convert(chunk: array[int], base: int) -> array[int]:
+            out = chunk
+            for offset, code in enumerate(chunk):
+                if code & STATE_MASK in moved:
+                    if out is chunk:
+                        out = chunk[:]
+                    out[offset] = (code & ~STATE_MASK) | _ON_IMPORT[code & STATE_MASK]
+                    stragglers.append(ids(base + offset))
+            return out
+
+        codes = fleet.codes.map_chunks(convert)
+        before = unpack_counts(counts)
+        for source in moved:
+            counts += before[DEVICE_STATES[source]] * COUNT_DELTA[source][_ON_IMPORT[source]]
+        fleet = _with_codes(fleet, codes, counts)
+        if stragglers:
+            effects.append(ReenrollmentRequired(tuple(stragglers), at))
+    effects.append(RestartRequired(at))
+    fleet = fleet._replace(timeouts=immutables.Map(), timeouts_head=0, timeouts_tail=0)
+    phase = attrs.evolve(
+        rollout.phase, state=dest, ended_at=at, restart_required=True, next_due=None
+    )
+    return _make(plan, phase, fleet, at)
+
+
+# --- Commands --------------------------------------------------------------------------
+
+Handler = Callable[[Rollout, Any, datetime], tuple[Rollout, tuple[Effect, ...]]]
+
+
+def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
+    """Advance to ``now``, then apply ``command`` at ``now``; pure.
+
+    Effects come in the order they fell due: first what the advance emitted, then the
+    command's. Raises :class:`~certflow.errors.CommandRefused` (why, and what would
+    allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
+    :func:`advance`; the rollout passed in is unchanged in every case.
+    """
+    now = _check_now(rollout, now)
+    handler = _HANDLERS.get(type(command))
+    if handler is None:
+        raise InvalidInput(f"{command!r} is not a certflow command")
+    if _due(rollout, now):
+        caught_up: list[Effect] = []
+        rollout = _catch_up(rollout, now, caught_up)
+        rollout, effects = handler(rollout, command, now)
+        return Step(rollout, (*caught_up, *effects))
+    rollout, effects = handler(rollout, command, now)
+    return Step(rollout, effects)
+
+
+def _refuse_if_cancelled(rollout: Rollout, what: str) -> None:
+    if rollout.phase.state is RolloutState.CANCELLED:
+        raise CommandRefused(f"{what} refused: the rollout was cancelled; start a new rollout")
+
+
+def _set_device(rollout: Rollout, index: int, code: int, new_code: int, now: datetime) -> Rollout:
+    fleet = rollout.fleet
+    counts = fleet.counts + COUNT_DELTA[code & STATE_MASK][new_code & STATE_MASK]
+    return _make(
+        rollout.plan,
+        rollout.phase,
+        _with_codes(fleet, fleet.codes.set(index, new_code), counts),
+        now,
+    )
+
+
+def _unchanged(rollout: Rollout, now: datetime) -> tuple[Rollout, tuple[Effect, ...]]:
+    if rollout.clock == now:
+        return rollout, _NO_EFFECTS
+    return _make(rollout.plan, rollout.phase, rollout.fleet, now), _NO_EFFECTS
+
+
+def _device_installed(
+    rollout: Rollout, command: c.DeviceInstalled, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    fleet = rollout.fleet
+    index = fleet.positions.get(command.device_id)
+    if index is None:
+        index = fleet.locate(command.device_id)
+    code = fleet.codes[index]
+    state = code & STATE_MASK
+    dest = _ON_INSTALLED[state]
+    if dest < 0 or rollout.phase.state is RolloutState.CANCELLED:
+        if state == INSTALLED and rollout.phase.state is not RolloutState.CANCELLED:
+            return _unchanged(rollout, now)
+        _refuse_if_cancelled(rollout, f"DeviceInstalled({command.device_id!r})")
+        raise CommandRefused(
+            _device_refusal(command.device_id, DEVICE_STATES[state], "report the root installed")
+        )
+    return _set_device(rollout, index, code, (code & ~STATE_MASK) | dest, now), _NO_EFFECTS
+
+
+def _device_refusal(device_id: str, state: DeviceState, action: str) -> str:
+    hints = {
+        "removed": "it was unenrolled; send Enroll if it came back",
+        "reenroll_required": "it lost contact at the import; send Reenrolled once it re-enrolled",
+        "pending": "the root has not been pushed to it yet; start the distribution first",
+        "installed": "it already trusts the root",
+        "pushed": "it has been pushed the root and no failure was reported",
+        "failed": "its last push failed; retry it first",
+    }
+    return f"device {device_id!r} cannot {action}: it is {state.value}; {hints[state.value]}"
+
+
+def _device_failed(
+    rollout: Rollout, command: c.DeviceFailed, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    if not isinstance(command.reason, str):
+        raise InvalidInput(f"DeviceFailed.reason must be a string, got {command.reason!r}")
+    fleet = rollout.fleet
+    index = fleet.locate(command.device_id)
+    code = fleet.codes[index]
+    state = code & STATE_MASK
+    if rollout.phase.state not in _RUNNING:
+        raise CommandRefused(
+            f"DeviceFailed({command.device_id!r}) refused: the rollout is "
+            f"{rollout.phase.state.value}; failures are reported while distributing"
+        )
+    if state == FAILED:
+        return _unchanged(rollout, now)
+    dest = _ON_FAILED[state]
+    if dest < 0:
+        raise CommandRefused(
+            _device_refusal(command.device_id, DEVICE_STATES[state], "report a failure")
+        )
+    rollout = _set_device(rollout, index, code, (code & ~STATE_MASK) | dest, now)
+    fleet = rollout.fleet._replace(reasons=rollout.fleet.reasons.set(index, command.reason))
+    return _make(rollout.plan, rollout.phase, fleet, now), _NO_EFFECTS
+
+
+def _require_retry(rollout: Rollout, what: str) -> None:
+    if not rollout.plan.kind.retry_allowed:
+        raise CommandRefused(
+            f"{what} refused: retry applies only to MDM server certificates, and this rollout "
+            f"replaces a {rollout.plan.kind.value} certificate"
+        )
+    if rollout.phase.state not in _RUNNING:
+        raise CommandRefused(
+            f"{what} refused: the rollout is {rollout.phase.state.value}; retries are allowed "
+            "while distributing or extended"
+        )
+
+
+def _pushed(code: int, dest: int) -> int:
+    """``code`` after one more push of the root, landing in state ``dest``."""
+    return ((code + ONE_ATTEMPT) & ~(STATE_MASK | INITIAL_PUSH)) | dest
+
+
+def _retry(rollout: Rollout, command: c.Retry, now: datetime) -> tuple[Rollout, tuple[Effect, ...]]:
+    _require_retry(rollout, f"Retry({command.device_id!r})")
+    fleet = rollout.fleet
+    index = fleet.locate(command.device_id)
+    code = fleet.codes[index]
+    state = code & STATE_MASK
+    if _ON_RETRY[state] < 0:
+        raise CommandRefused(_device_refusal(command.device_id, DEVICE_STATES[state], "be retried"))
+    new_code = _pushed(code, _ON_RETRY[state])
+    rollout = _set_device(rollout, index, code, new_code, now)
+    attempt = new_code >> ATTEMPT_SHIFT
+    fleet = _schedule_timeout(
+        rollout.fleet, rollout.plan.policy, _single_timeout(rollout, now, index, attempt)
+    )
+    return _make(rollout.plan, rollout.phase, fleet, now), (
+        PushRoot((command.device_id,), attempt, now),
+    )
+
+
+def _single_timeout(rollout: Rollout, now: datetime, index: int, attempt: int) -> Timeout:
+    ack = rollout.plan.policy.ack_timeout or timedelta(0)
+    return Timeout(now + ack, index, index + 1, attempt, False)
+
+
+def _retry_all_failed(
+    rollout: Rollout, command: c.RetryAllFailed, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    _require_retry(rollout, "RetryAllFailed")
+    fleet = rollout.fleet
+    draft = fleet.codes.transient()
+    by_attempt: dict[int, list[int]] = {}
+    base = 0
+    for chunk in fleet.codes.chunks():
+        for offset, code in enumerate(chunk):
+            if code & STATE_MASK == FAILED:
+                new_code = _pushed(code, _ON_RETRY[FAILED])
+                draft[base + offset] = new_code
+                by_attempt.setdefault(new_code >> ATTEMPT_SHIFT, []).append(base + offset)
+        base += len(chunk)
+    retried = sum(len(v) for v in by_attempt.values())
+    if not retried:
+        return _unchanged(rollout, now)
+    counts = fleet.counts + retried * COUNT_DELTA[FAILED][_ON_RETRY[FAILED]]
+    fleet = _with_codes(fleet, draft.freeze(), counts)
+    effects: list[Effect] = []
+    for attempt in sorted(by_attempt):
+        indices = by_attempt[attempt]
+        effects.append(PushRoot(tuple(fleet.device_id(i) for i in indices), attempt, now))
+        for i in indices:
+            fleet = _schedule_timeout(
+                fleet, rollout.plan.policy, _single_timeout(rollout, now, i, attempt)
+            )
+    return _make(rollout.plan, rollout.phase, fleet, now), tuple(effects)
+
+
+def _enroll(
+    rollout: Rollout, command: c.Enroll, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    device_id = command.device_id
+    if type(device_id) is not str or not device_id:
+        raise InvalidInput(f"device ids must be non-empty strings, got {device_id!r}")
+    _refuse_if_cancelled(rollout, f"Enroll({device_id!r})")
+    fleet = rollout.fleet
+    index = fleet.positions.get(device_id)
+    if index is None:
+        index = fleet.extra_positions.get(device_id)
+    if index is None:
+        index = len(fleet.codes)
+        fleet = fleet._replace(
+            extra_ids=fleet.extra_ids.set(index, device_id),
+            extra_positions=fleet.extra_positions.set(device_id, index),
+            codes=fleet.codes.append(PENDING),
+            counts=fleet.counts + COUNT_UNIT[PENDING],
+        )
+        code = PENDING
+    else:
+        code = fleet.codes[index]
+        if code & STATE_MASK != REMOVED:
+            return _unchanged(rollout, now)  # already enrolled: a duplicate report
+        new_code = (code & ~STATE_MASK) | _ON_ENROLL[REMOVED]
+        fleet = _with_codes(
+            fleet, fleet.codes.set(index, new_code), fleet.counts + COUNT_DELTA[REMOVED][PENDING]
+        )
+        code = new_code
+    rollout = _make(rollout.plan, rollout.phase, fleet, now)
+    state = rollout.phase.state
+    if state in _RUNNING:
+        new_code = _pushed(code, _ON_PUSH[PENDING])
+        rollout = _set_device(rollout, index, code, new_code, now)
+        attempt = new_code >> ATTEMPT_SHIFT
+        fleet = _schedule_timeout(
+            rollout.fleet, rollout.plan.policy, _single_timeout(rollout, now, index, attempt)
+        )
+        return _make(rollout.plan, rollout.phase, fleet, now), (
+            PushRoot((device_id,), attempt, now),
+        )
+    if state in _IMPORTED:
+        # Enrolling now means enrolling against the new certificate: it trusts the root.
+        return _set_device(
+            rollout, index, code, (code & ~STATE_MASK) | _ON_INSTALLED[PENDING], now
+        ), _NO_EFFECTS
+    return rollout, _NO_EFFECTS
+
+
+def _unenroll(
+    rollout: Rollout, command: c.Unenroll, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    fleet = rollout.fleet
+    index = fleet.locate(command.device_id)
+    _refuse_if_cancelled(rollout, f"Unenroll({command.device_id!r})")
+    code = fleet.codes[index]
+    dest = _ON_UNENROLL[code & STATE_MASK]
+    if dest < 0:
+        return _unchanged(rollout, now)  # already removed
+    return _set_device(rollout, index, code, (code & ~STATE_MASK) | dest, now), _NO_EFFECTS
+
+
+def _reenrolled(
+    rollout: Rollout, command: c.Reenrolled, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    fleet = rollout.fleet
+    index = fleet.locate(command.device_id)
+    if rollout.phase.state not in _IMPORTED:
+        raise CommandRefused(
+            f"Reenrolled({command.device_id!r}) refused: the rollout is "
+            f"{rollout.phase.state.value}; re-enrolment applies after the import"
+        )
+    code = fleet.codes[index]
+    state = code & STATE_MASK
+    if state == INSTALLED:
+        return _unchanged(rollout, now)
+    dest = _ON_REENROLLED[state]
+    if dest < 0:
+        raise CommandRefused(
+            _device_refusal(command.device_id, DEVICE_STATES[state], "be re-enrolled")
+        )
+    return _set_device(rollout, index, code, (code & ~STATE_MASK) | dest, now), _NO_EFFECTS
+
+
+def _refuse_state(rollout: Rollout, what: str, allowed: str) -> CommandRefused:
+    state = rollout.phase.state
+    ended = " (the rollout has ended)" if state.terminal else ""
+    return CommandRefused(f"{what} refused: the rollout is {state.value}{ended}; {allowed}")
+
+
+def _distribute_root(
+    rollout: Rollout, command: c.DistributeRoot, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    dest = _rollout_dest(rollout.phase.state, "distribute_root")
+    if dest is None:
+        raise _refuse_state(rollout, "DistributeRoot", "distribution starts from pending")
+    plan, fleet = rollout.plan, rollout.fleet
+    _require_valid_through(
+        plan.new_not_before, plan.new_not_after, now, now + plan.policy.deadline, CommandRefused
+    )
+    pushed: list[str] = []
+    ids = fleet.device_id
+    # Nothing is pushed while pending, so every pending device gets its first push.
+    first_push = _pushed(PENDING, _ON_PUSH[PENDING]) | INITIAL_PUSH
+
+    def convert(chunk: array[int], base: int) -> array[int]:
+        out = chunk
+        for offset, code in enumerate(chunk):
+            if code & STATE_MASK == PENDING:
+                if out is chunk:
+                    out = chunk[:]
+                out[offset] = first_push
+                pushed.append(ids(base + offset))
+        return out
+
+    codes = fleet.codes.map_chunks(convert)
+    counts = fleet.counts + len(pushed) * COUNT_DELTA[PENDING][_ON_PUSH[PENDING]]
+    fleet = _with_codes(fleet, codes, counts)
+    if plan.policy.ack_timeout is not None:
+        fleet = _schedule_timeout(
+            fleet, plan.policy, Timeout(now + plan.policy.ack_timeout, 0, len(codes), 1, True)
+        )
+    phase = _scheduled(plan, rollout.phase, state=dest, started_at=now)
+    effects: tuple[Effect, ...] = (PushRoot(tuple(pushed), 1, now),) if pushed else _NO_EFFECTS
+    return _make(plan, phase, fleet, now), effects
+
+
+def _proceed_to_import(
+    rollout: Rollout, command: c.ProceedToImport, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    if rollout.phase.state is not RolloutState.PENDING:
+        hint = (
+            "use ImportNow while distributing"
+            if rollout.phase.state in _RUNNING
+            else "it applies to a pending rollout"
+        )
+        raise _refuse_state(rollout, "ProceedToImport", hint)
+    plan = rollout.plan
+    _require_valid_through(plan.new_not_before, plan.new_not_after, now, now, CommandRefused)
+    guard = "all_trust" if _all_trust(rollout) else "not_all_trust"
+    dest = _rollout_dest(rollout.phase.state, "proceed_to_import", guard)
+    assert dest is not None
+    effects: list[Effect] = []
+    rollout = _import(rollout, dest, now, effects)
+    return rollout, tuple(effects)
+
+
+def _import_now(
+    rollout: Rollout, command: c.ImportNow, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    if rollout.phase.state not in _RUNNING:
+        hint = (
+            "use ProceedToImport from pending"
+            if rollout.phase.state is RolloutState.PENDING
+            else "it applies while distributing or extended"
+        )
+        raise _refuse_state(rollout, "ImportNow", hint)
+    guard = "condition_holds" if _condition_holds(rollout, now) else "condition_fails"
+    dest = _rollout_dest(rollout.phase.state, "import_now", guard)
+    assert dest is not None
+    effects: list[Effect] = []
+    rollout = _import(rollout, dest, now, effects)
+    return rollout, tuple(effects)
+
+
+def _extend_manually(
+    rollout: Rollout, command: c.ExtendManually, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    phase, plan = rollout.phase, rollout.plan
+    if _rollout_dest(phase.state, "extend_manually") is None:
+        hint = (
+            "distribute the root first"
+            if phase.state is RolloutState.PENDING
+            else "it applies while distributing or extended"
+        )
+        raise _refuse_state(rollout, "ExtendManually", hint)
+    assert phase.started_at is not None
+    opens = phase.started_at + plan.policy.manual_extension_opens
+    if now < opens:
+        day = plan.policy.manual_extension_opens / timedelta(days=1)
+        raise CommandRefused(
+            f"ExtendManually refused: manual extension opens on day {day:g}, {show(opens)} "
+            f"({show_span(opens - now)} from now)"
+        )
+    deadline = phase.started_at + plan.policy.deadline + phase.extension
+    moved = deadline + plan.policy.manual_extension
+    if plan.new_not_after < moved:
+        raise CommandRefused(
+            f"ExtendManually refused: the new certificate expires at {show(plan.new_not_after)}, "
+            f"before the moved deadline {show(moved)}; import by {show(deadline)} instead"
+        )
+    phase = _scheduled(
+        plan,
+        phase,
+        extension=phase.extension + plan.policy.manual_extension,
+        manual_extensions=phase.manual_extensions + 1,
+    )
+    return _make(plan, phase, rollout.fleet, now), _NO_EFFECTS
+
+
+def _cancel(
+    rollout: Rollout, command: c.Cancel, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    dest = _rollout_dest(rollout.phase.state, "cancel")
+    if dest is None:
+        raise _refuse_state(rollout, "Cancel", "only a rollout that has not ended can be cancelled")
+    phase = attrs.evolve(rollout.phase, state=dest, ended_at=now, next_due=None)
+    fleet = rollout.fleet._replace(timeouts=immutables.Map(), timeouts_head=0, timeouts_tail=0)
+    return _make(rollout.plan, phase, fleet, now), _NO_EFFECTS
+
+
+def _server_restarted(
+    rollout: Rollout, command: c.ServerRestarted, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    if not rollout.phase.restart_required:
+        return _unchanged(rollout, now)
+    phase = attrs.evolve(rollout.phase, restart_required=False)
+    return _make(rollout.plan, phase, rollout.fleet, now), _NO_EFFECTS
+
+
+_HANDLERS: dict[type, Handler] = {
+    c.DeviceInstalled: _device_installed,
+    c.DeviceFailed: _device_failed,
+    c.Retry: _retry,
+    c.RetryAllFailed: _retry_all_failed,
+    c.Enroll: _enroll,
+    c.Unenroll: _unenroll,
+    c.Reenrolled: _reenrolled,
+    c.DistributeRoot: _distribute_root,
+    c.ProceedToImport: _proceed_to_import,
+    c.ImportNow: _import_now,
+    c.ExtendManually: _extend_manually,
+    c.Cancel: _cancel,
+    c.ServerRestarted: _server_restarted,
+}
+
+
+# --- The batch path ----------------------------------------------------------------------
+
+
+def apply_all(rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
+    """Apply many commands at one instant, as :func:`apply` would one by one; pure.
+
+    The result equals folding :func:`apply` over ``commands`` at ``now``. Device reports
+    (``DeviceInstalled``, ``DeviceFailed``) take a fast path that writes into one draft
+    of the fleet; other commands go through :func:`apply`. The batch is atomic: if any
+    command is refused, the error propagates and nothing of the batch is kept.
+    """
+    rollout, effects = advance(rollout, now)
+    out: list[Effect] = list(effects)
+    pending: list[c.DeviceInstalled | c.DeviceFailed] = []
+    for command in commands:
+        kind = type(command)
+        if kind is c.DeviceInstalled or kind is c.DeviceFailed:
+            pending.append(command)  # type: ignore[arg-type]
+            continue
+        if pending:
+            rollout = _reports(rollout, pending, now)
+            pending = []
+        rollout, step_effects = apply(rollout, command, now)
+        out.extend(step_effects)
+    if pending:
+        rollout = _reports(rollout, pending, now)
+    return Step(rollout, tuple(out))
+
+
+def _reports(
+    rollout: Rollout, reports: list[c.DeviceInstalled | c.DeviceFailed], now: datetime
+) -> Rollout:
+    state = rollout.phase.state
+    if state is RolloutState.CANCELLED or (
+        state not in _RUNNING and any(type(r) is c.DeviceFailed for r in reports)
+    ):
+        for report in reports:  # the one-by-one path words the refusal
+            rollout = apply(rollout, report, now).rollout
+        return rollout
+    fleet = rollout.fleet
+    draft = fleet.codes.transient()
+    root, owned = draft.root, draft.owned
+    index_get = fleet.positions.get
+    locate = fleet.locate
+    counts = fleet.counts
+    delta = COUNT_DELTA
+    on_installed = _ON_INSTALLED
+    on_failed = _ON_FAILED
+    reasons = None
+    installed_kind = c.DeviceInstalled
+    for report in reports:
+        device_id = report.device_id
+        index = index_get(device_id)
+        if index is None:
+            index = locate(device_id)
+        mid = root[index >> 14]
+        m = (index >> 8) & 63
+        chunk = mid[m]
+        code = chunk[index & 255]
+        source = code & 7
+        if type(report) is installed_kind:
+            dest = on_installed[source]
+            if dest < 0:
+                if source == INSTALLED:
+                    continue
+                raise CommandRefused(
+                    _device_refusal(device_id, DEVICE_STATES[source], "report the root installed")
+                )
+        else:
+            if source == FAILED:
+                continue
+            dest = on_failed[source]
+            if dest < 0:
+                raise CommandRefused(
+                    _device_refusal(device_id, DEVICE_STATES[source], "report a failure")
+                )
+            if reasons is None:
+                reasons = fleet.reasons.mutate()
+            reasons[index] = report.reason  # type: ignore[union-attr]
+        if id(chunk) not in owned:
+            chunk = mid[m] = chunk[:]
+            owned.add(id(chunk))
+        chunk[index & 255] = (code & ~7) | dest
+        counts += delta[source][dest]
+    fleet = _with_codes(fleet, draft.freeze(), counts)
+    if reasons is not None:
+        fleet = fleet._replace(reasons=reasons.finish())
+    return _make(rollout.plan, rollout.phase, fleet, now)

@@ -1,0 +1,806 @@
+"""Every rule of rollout-rules.md, one test (or property) named after it.
+
+The day numbers are the spec's: t0 = distribution start (``T0`` here), day N = t0 + N x 24h.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import certflow as cf
+from tests.strategies import DAY, HOUR, T0, build, day, device_counts, distributing, spans
+
+SECOND = timedelta(seconds=1)
+
+
+def run(
+    rollout: cf.Rollout, *steps: tuple[float, cf.Command | None]
+) -> tuple[cf.Rollout, list[cf.Effect]]:
+    """Apply ``(day, command)`` steps (``None``: just advance) and collect the effects."""
+    effects: list[cf.Effect] = []
+    for when, command in steps:
+        step = (
+            cf.advance(rollout, day(when))
+            if command is None
+            else cf.apply(rollout, command, day(when))
+        )
+        rollout = step.rollout
+        effects += step.effects
+    return rollout, effects
+
+
+def of_type(effects: list[cf.Effect] | tuple[cf.Effect, ...], kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def install_all(rollout: cf.Rollout, at: datetime) -> cf.Rollout:
+    ids = [r.device_id for r in rollout.devices() if r.state is cf.DeviceState.PUSHED]
+    return cf.apply_all(rollout, [cf.DeviceInstalled(d) for d in ids], at).rollout
+
+
+# --- The source document's timeline, day by day -------------------------------------
+
+
+def test_source_timeline_day_by_day_with_a_straggler_is_forced_on_day_21() -> None:
+    rollout = distributing(["laptop", "phone", "tablet"], existing_expires_in=90 * DAY)
+    log: list[tuple[int, str]] = []
+    rollout = cf.apply(rollout, cf.DeviceInstalled("laptop"), day(1)).rollout
+    rollout = cf.apply(rollout, cf.DeviceFailed("phone", "store locked"), day(2)).rollout
+    rollout = cf.apply(rollout, cf.Retry("phone"), day(3)).rollout
+    rollout = cf.apply(rollout, cf.DeviceInstalled("phone"), day(4)).rollout
+    for n in range(5, 23):
+        rollout, effects = cf.advance(rollout, day(n))
+        log += [(n, type(e).__name__) for e in effects]
+    assert log == [
+        (6, "Notify"),
+        (7, "ImportPostponed"),
+        (13, "Notify"),
+        (14, "ImportPostponed"),
+        (20, "Notify"),
+        (21, "ImportCertificate"),
+        (21, "ReenrollmentRequired"),
+        (21, "RestartRequired"),
+    ]
+    assert rollout.state is cf.RolloutState.FORCED
+    assert rollout.device_state("tablet") is cf.DeviceState.REENROLL_REQUIRED
+    assert rollout.device("phone").attempts == 2
+
+
+def test_source_timeline_everyone_installed_imports_on_day_7() -> None:
+    rollout = distributing(3)
+    rollout = install_all(rollout, day(2))
+    for n in range(3, 8):
+        rollout, effects = cf.advance(rollout, day(n))
+        if n == 6:
+            assert [type(e) for e in effects] == [cf.Notify]
+        elif n == 7:
+            assert effects == (
+                cf.ImportCertificate(forced=False, due_at=day(7)),
+                cf.RestartRequired(due_at=day(7)),
+            )
+        else:
+            assert effects == ()
+    assert rollout.state is cf.RolloutState.IMPORTED
+
+
+# --- Rollout machine rows -----------------------------------------------------------
+
+
+def test_pending_distribute_root_starts_distribution_at_t0_and_pushes_every_in_scope_device() -> (
+    None
+):
+    rollout = build(["a", "b", "c", "d"], trusted=("b",))
+    rollout = cf.apply(rollout, cf.Unenroll("d"), T0).rollout
+    rollout, effects = cf.apply(rollout, cf.DistributeRoot(), T0 + HOUR)
+    assert rollout.state is cf.RolloutState.DISTRIBUTING
+    assert rollout.phase.started_at == T0 + HOUR
+    assert effects == (cf.PushRoot(("a", "c"), 1, T0 + HOUR),)
+    assert [rollout.device_state(d) for d in "abcd"] == [
+        cf.DeviceState.PUSHED,
+        cf.DeviceState.INSTALLED,
+        cf.DeviceState.PUSHED,
+        cf.DeviceState.REMOVED,
+    ]
+
+
+@pytest.mark.parametrize(("public", "trusted"), [(True, ()), (False, ("d0", "d1", "d2"))])
+def test_pending_proceed_to_import_is_imported_when_every_device_already_trusts_the_root(
+    public: bool, trusted: tuple[str, ...]
+) -> None:
+    rollout, effects = cf.apply(build(3, public=public, trusted=trusted), cf.ProceedToImport(), T0)
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert effects == (cf.ImportCertificate(False, T0), cf.RestartRequired(T0))
+
+
+def test_pending_proceed_to_import_is_forced_and_marks_devices_that_do_not_trust_the_root() -> None:
+    rollout = build(3)
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d1"), T0).rollout  # already trusts
+    rollout, effects = cf.apply(rollout, cf.ProceedToImport(), T0)
+    assert rollout.state is cf.RolloutState.FORCED
+    assert effects == (
+        cf.ImportCertificate(True, T0),
+        cf.ReenrollmentRequired(("d0", "d2"), T0),
+        cf.RestartRequired(T0),
+    )
+    assert rollout.device_state("d1") is cf.DeviceState.INSTALLED
+
+
+def test_distributing_checkpoint_day_7_imports_when_the_condition_holds() -> None:
+    rollout = install_all(distributing(2), day(6.5))
+    rollout, effects = cf.advance(rollout, day(7))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(False, day(7))]
+
+
+def test_distributing_checkpoint_day_7_extends_to_day_14_when_the_condition_fails() -> None:
+    rollout, effects = cf.advance(distributing(2), day(7))
+    assert rollout.state is cf.RolloutState.EXTENDED
+    assert of_type(effects, cf.ImportPostponed) == [cf.ImportPostponed(1, day(14), day(7))]
+
+
+def test_extended_checkpoint_day_14_imports_when_the_condition_holds() -> None:
+    rollout = cf.advance(distributing(2), day(8)).rollout
+    rollout = install_all(rollout, day(9))
+    rollout, effects = cf.advance(rollout, day(14))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(False, day(14))]
+
+
+def test_extended_checkpoint_day_14_extends_to_the_deadline_day_21_when_the_condition_fails() -> (
+    None
+):
+    rollout, effects = cf.advance(distributing(2), day(14))
+    assert rollout.state is cf.RolloutState.EXTENDED
+    assert of_type(effects, cf.ImportPostponed)[-1] == cf.ImportPostponed(2, day(21), day(14))
+
+
+def test_deadline_day_21_forces_the_import_when_the_condition_fails() -> None:
+    rollout, effects = cf.advance(distributing(2), day(21))
+    assert rollout.state is cf.RolloutState.FORCED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(True, day(21))]
+
+
+def test_deadline_day_21_imports_when_the_condition_holds() -> None:
+    rollout = cf.advance(distributing(2), day(15)).rollout
+    rollout = install_all(rollout, day(16))
+    rollout, effects = cf.advance(rollout, day(21))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(False, day(21))]
+
+
+@pytest.mark.parametrize("when", [1, 8])
+def test_import_now_during_distribution_is_forced_when_the_condition_fails(when: float) -> None:
+    rollout, effects = run(distributing(2), (when, cf.ImportNow()))
+    assert rollout.state is cf.RolloutState.FORCED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(True, day(when))]
+    assert of_type(effects, cf.ReenrollmentRequired) == [
+        cf.ReenrollmentRequired(("d0", "d1"), day(when))
+    ]
+
+
+@pytest.mark.parametrize("when", [1, 8])
+def test_import_now_during_distribution_is_imported_when_the_condition_holds(when: float) -> None:
+    rollout = install_all(cf.advance(distributing(2), day(when)).rollout, day(when))
+    rollout, effects = cf.apply(rollout, cf.ImportNow(), day(when))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert effects == (cf.ImportCertificate(False, day(when)), cf.RestartRequired(day(when)))
+
+
+def test_import_now_after_the_existing_certificate_expired_is_imported_and_marks_stragglers() -> (
+    None
+):
+    rollout = distributing(2, existing_expires_in=2 * DAY)
+    rollout, effects = cf.apply(rollout, cf.ImportNow(), day(3))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert of_type(effects, cf.ReenrollmentRequired) == [
+        cf.ReenrollmentRequired(("d0", "d1"), day(3))
+    ]
+
+
+@pytest.mark.parametrize("state_day", [6, 10])
+def test_manual_extension_keeps_the_state_and_moves_next_checkpoint_and_deadline_by_7_days(
+    state_day: float,
+) -> None:
+    rollout = cf.advance(distributing(2), day(state_day)).rollout
+    before = cf.summarize(rollout, day(state_day))
+    rollout, effects = cf.apply(rollout, cf.ExtendManually(), day(state_day))
+    after = cf.summarize(rollout, day(state_day))
+    assert effects == ()
+    assert rollout.state is before.state
+    assert after.next_checkpoint == before.next_checkpoint + 7 * DAY  # type: ignore[operator]
+    assert after.deadline == before.deadline + 7 * DAY  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("when", [0, 3, 8])
+def test_cancel_from_pending_distributing_or_extended_ends_the_rollout(when: float) -> None:
+    rollout = build(2) if when == 0 else cf.advance(distributing(2), day(when)).rollout
+    rollout, effects = cf.apply(rollout, cf.Cancel(), day(when))
+    assert rollout.state is cf.RolloutState.CANCELLED
+    assert effects == ()
+    assert cf.advance(rollout, day(60)).effects == ()  # nothing after the end
+
+
+def _terminal_rollouts() -> list[cf.Rollout]:
+    return [
+        cf.apply(build(2), cf.ProceedToImport(), T0).rollout,
+        cf.apply(build(2, public=True), cf.ProceedToImport(), T0).rollout,
+        cf.apply(build(2), cf.Cancel(), T0).rollout,
+    ]
+
+
+@pytest.mark.parametrize("rollout", _terminal_rollouts(), ids=["forced", "imported", "cancelled"])
+@pytest.mark.parametrize(
+    "command",
+    [cf.DistributeRoot(), cf.ProceedToImport(), cf.ImportNow(), cf.ExtendManually(), cf.Cancel()],
+    ids=lambda c: type(c).__name__,
+)
+def test_no_administrator_command_leaves_a_terminal_state(
+    rollout: cf.Rollout, command: cf.Command
+) -> None:
+    with pytest.raises(cf.CommandRefused, match="has ended"):
+        cf.apply(rollout, command, day(1))
+
+
+# --- The import condition -------------------------------------------------------------
+
+
+@given(installed=st.booleans(), expired=st.booleans(), rule=st.sampled_from(cf.ImportRule))
+def test_import_condition_follows_the_policy_rule_at_day_7(
+    installed: bool, expired: bool, rule: cf.ImportRule
+) -> None:
+    rollout = distributing(
+        2,
+        existing_expires_in=(7 * DAY if expired else 7 * DAY + SECOND),
+        policy=cf.Policy(import_rule=rule),
+    )
+    if installed:
+        rollout = install_all(rollout, day(1))
+    rollout = cf.advance(rollout, day(7)).rollout
+    holds = (
+        (installed or expired)
+        if rule is cf.ImportRule.DISTRIBUTED_OR_EXPIRED
+        else (installed and expired)
+    )
+    assert rollout.state is (cf.RolloutState.IMPORTED if holds else cf.RolloutState.EXTENDED)
+
+
+def test_import_condition_existing_certificate_expired_at_exactly_the_checkpoint_counts_as_expired() -> (
+    None
+):
+    rollout = distributing(2, existing_expires_in=7 * DAY)
+    assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.IMPORTED
+    rollout = distributing(2, existing_expires_in=7 * DAY + SECOND)
+    assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.EXTENDED
+
+
+def test_import_condition_an_empty_scope_is_completely_distributed() -> None:
+    rollout = distributing(0)
+    assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.IMPORTED
+    rollout = cf.apply(distributing(1), cf.Unenroll("d0"), day(1)).rollout
+    assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.IMPORTED
+
+
+def test_import_condition_a_publicly_trusted_root_counts_as_distributed() -> None:
+    rollout, effects = cf.advance(distributing(2, public=True), day(7))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert of_type(effects, cf.ReenrollmentRequired) == []
+
+
+@given(n=device_counts, installed=st.booleans(), jump=spans)
+def test_no_import_before_day_7_except_by_an_administrators_command(
+    n: int, installed: bool, jump: timedelta
+) -> None:
+    rollout = distributing(n, existing_expires_in=timedelta(0))  # condition holds at once
+    if installed:
+        rollout = install_all(rollout, T0)
+    now = min(T0 + jump, day(7) - SECOND)
+    rollout, effects = cf.advance(rollout, now)
+    assert rollout.state is cf.RolloutState.DISTRIBUTING
+    assert of_type(effects, cf.ImportCertificate) == []
+
+
+def test_checkpoints_with_two_manual_extensions_shift_every_later_checkpoint_and_the_deadline() -> (
+    None
+):
+    _, effects = run(
+        distributing(1), (6, cf.ExtendManually()), (15, cf.ExtendManually()), (40, None)
+    )
+    assert [e.due_at for e in of_type(effects, cf.ImportPostponed)] == [day(14), day(28)]
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(True, day(35))]
+
+
+# --- Manual extension -----------------------------------------------------------------
+
+
+def test_manual_extension_is_refused_before_day_6_with_the_day_it_opens() -> None:
+    rollout = distributing(1)
+    with pytest.raises(cf.CommandRefused, match=r"opens on day 6, 2026-07-07 09:00 UTC"):
+        cf.apply(rollout, cf.ExtendManually(), day(6) - SECOND)
+    assert cf.apply(rollout, cf.ExtendManually(), day(6)).rollout.phase.manual_extensions == 1
+
+
+def test_manual_extension_is_refused_in_pending() -> None:
+    with pytest.raises(cf.CommandRefused, match="distribute the root first"):
+        cf.apply(build(1), cf.ExtendManually(), day(10))
+
+
+def test_manual_extension_is_refused_when_the_new_certificate_expires_before_the_moved_deadline() -> (
+    None
+):
+    # Valid until day 27 23:00: the deadline (21) fits, the moved one (28) does not.
+    rollout = distributing(1, new_valid_for=28 * DAY)
+    with pytest.raises(cf.CommandRefused, match="before the moved deadline"):
+        cf.apply(rollout, cf.ExtendManually(), day(6))
+    assert cf.apply(distributing(1, new_valid_for=29 * DAY), cf.ExtendManually(), day(6)).rollout
+
+
+def test_manual_extension_can_be_repeated_while_the_certificate_allows_it() -> None:
+    rollout, _ = run(distributing(1), (6, cf.ExtendManually()), (6, cf.ExtendManually()))
+    assert cf.summarize(rollout, day(6)).deadline == day(35)
+
+
+# --- Notifications ----------------------------------------------------------------------
+
+
+def test_notifications_come_on_day_6_13_and_20_announcing_each_checkpoint() -> None:
+    _, effects = run(distributing(1), (30, None))
+    assert of_type(effects, cf.Notify) == [
+        cf.Notify(1, day(7), False, day(6)),
+        cf.Notify(2, day(14), False, day(13)),
+        cf.Notify(3, day(21), True, day(20)),
+    ]
+
+
+def test_notifications_are_never_sent_after_the_rollout_ended() -> None:
+    rollout = install_all(distributing(1), day(1))
+    _, effects = run(rollout, (60, None))
+    assert [e.due_at for e in of_type(effects, cf.Notify)] == [day(6)]
+    _, effects = run(distributing(1), (3, cf.Cancel()), (60, None))
+    assert of_type(effects, cf.Notify) == []
+
+
+def test_notifications_are_never_sent_twice_and_an_extension_announces_the_moved_checkpoint() -> (
+    None
+):
+    _, effects = run(distributing(1), (6.5, cf.ExtendManually()), (6.6, None), (40, None))
+    assert of_type(effects, cf.Notify) == [
+        cf.Notify(1, day(7), False, day(6)),
+        cf.Notify(1, day(14), False, day(13)),
+        cf.Notify(2, day(21), False, day(20)),
+        cf.Notify(3, day(28), True, day(27)),
+    ]
+
+
+# --- After the import -------------------------------------------------------------------
+
+
+def test_after_the_import_a_restart_is_required_until_the_server_restarted() -> None:
+    rollout, effects = cf.apply(build(1, public=True), cf.ProceedToImport(), T0)
+    assert cf.RestartRequired(T0) in effects
+    rollout = cf.advance(rollout, day(3)).rollout
+    assert rollout.phase.restart_required
+    rollout, effects = cf.apply(rollout, cf.ServerRestarted(), day(3))
+    assert effects == ()
+    assert not rollout.phase.restart_required
+    assert cf.apply(rollout, cf.ServerRestarted(), day(4)).rollout.phase.restart_required is False
+
+
+def test_after_a_forced_import_every_device_that_did_not_trust_the_root_requires_reenrolment() -> (
+    None
+):
+    rollout = distributing(["ok", "pushed", "failed", "gone"])
+    rollout, _ = run(
+        rollout,
+        (1, cf.DeviceInstalled("ok")),
+        (1, cf.DeviceFailed("failed", "store locked")),
+        (1, cf.Unenroll("gone")),
+    )
+    rollout, effects = cf.advance(rollout, day(21))
+    assert of_type(effects, cf.ReenrollmentRequired) == [
+        cf.ReenrollmentRequired(("pushed", "failed"), day(21))
+    ]
+    assert [r.state.value for r in rollout.devices()] == [
+        "installed",
+        "reenroll_required",
+        "reenroll_required",
+        "removed",
+    ]
+
+
+def test_the_new_certificate_must_be_valid_from_creation_through_the_deadline() -> None:
+    with pytest.raises(cf.InvalidInput, match="before the deadline"):
+        build(1, new_valid_for=22 * DAY - SECOND)  # not_before is day -1
+    with pytest.raises(cf.InvalidInput, match="not valid yet"):
+        cf.new_rollout(
+            [], existing_not_after=T0, new_not_before=T0 + SECOND, new_not_after=T0 + 100 * DAY,
+            root_publicly_trusted=False, created_at=T0,
+        )  # fmt: skip
+    assert build(1, new_valid_for=22 * DAY)  # exactly through the deadline is enough
+
+
+def test_distribution_started_late_is_refused_when_the_certificate_would_expire_before_the_deadline() -> (
+    None
+):
+    rollout = build(1, new_valid_for=30 * DAY)
+    with pytest.raises(cf.CommandRefused, match="before the deadline"):
+        cf.apply(rollout, cf.DistributeRoot(), day(10))
+    assert (
+        cf.apply(rollout, cf.DistributeRoot(), day(8)).rollout.state is cf.RolloutState.DISTRIBUTING
+    )
+
+
+# --- Device sub-machine rows ------------------------------------------------------------
+
+
+def test_device_pending_to_pushed_when_it_enrols_during_distribution() -> None:
+    rollout, effects = cf.apply(distributing(1), cf.Enroll("new"), day(2))
+    assert effects == (cf.PushRoot(("new",), 1, day(2)),)
+    assert rollout.device("new") == cf.DeviceRecord("new", cf.DeviceState.PUSHED, 1, None)
+
+
+def test_device_pushed_to_installed_when_it_reports_the_root_installed() -> None:
+    rollout = cf.apply(distributing(1), cf.DeviceInstalled("d0"), day(1)).rollout
+    assert rollout.device_state("d0") is cf.DeviceState.INSTALLED
+
+
+def test_device_pushed_to_failed_keeps_the_reason() -> None:
+    rollout = cf.apply(distributing(1), cf.DeviceFailed("d0", "store locked"), day(1)).rollout
+    assert rollout.device("d0") == cf.DeviceRecord("d0", cf.DeviceState.FAILED, 1, "store locked")
+
+
+def test_device_pushed_to_failed_when_no_answer_within_the_acknowledgement_timeout() -> None:
+    rollout = distributing(3, policy=cf.Policy(ack_timeout=48 * HOUR))
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
+    rollout, effects = cf.advance(rollout, day(2) - SECOND)
+    assert effects == ()
+    rollout, effects = cf.advance(rollout, day(2))
+    assert effects == (cf.AcknowledgementTimedOut(("d1", "d2"), day(2)),)
+    assert rollout.device("d1").last_failure_reason == "no acknowledgement within 2 days"
+    rollout, effects = cf.apply(rollout, cf.Retry("d1"), day(3))
+    rollout, effects = cf.advance(rollout, day(6))
+    assert of_type(effects, cf.AcknowledgementTimedOut) == [
+        cf.AcknowledgementTimedOut(("d1",), day(5))
+    ]
+
+
+def test_device_acknowledgement_timeout_is_off_by_default() -> None:
+    rollout, effects = cf.advance(distributing(2), day(6.9))
+    assert of_type(effects, cf.AcknowledgementTimedOut) == []
+    assert rollout.counts()[cf.DeviceState.PUSHED] == 2
+
+
+def test_device_failed_to_pushed_on_single_retry_with_the_next_attempt() -> None:
+    rollout, effects = run(distributing(2), (1, cf.DeviceFailed("d1", "x")), (2, cf.Retry("d1")))
+    assert effects[-1] == cf.PushRoot(("d1",), 2, day(2))
+    assert rollout.device("d1") == cf.DeviceRecord("d1", cf.DeviceState.PUSHED, 2, "x")
+
+
+def test_device_failed_to_pushed_on_bulk_retry_grouped_by_attempt() -> None:
+    rollout, _ = run(
+        distributing(4),
+        (1, cf.DeviceFailed("d0", "x")),
+        (1, cf.DeviceFailed("d2", "x")),
+        (1, cf.Retry("d2")),
+        (1, cf.DeviceFailed("d2", "y")),
+        (1, cf.DeviceFailed("d3", "x")),
+    )
+    rollout, effects = cf.apply(rollout, cf.RetryAllFailed(), day(2))
+    assert effects == (cf.PushRoot(("d0", "d3"), 2, day(2)), cf.PushRoot(("d2",), 3, day(2)))
+    assert rollout.counts()[cf.DeviceState.FAILED] == 0
+    assert cf.apply(rollout, cf.RetryAllFailed(), day(2)).effects == ()  # none failed: no-op
+
+
+@pytest.mark.parametrize("command", [cf.Retry("d0"), cf.RetryAllFailed()], ids=["single", "bulk"])
+def test_device_retry_exists_only_for_mdm_server_certificates(command: cf.Command) -> None:
+    rollout = distributing(1, kind=cf.CertificateKind.AGENT_SERVER)
+    rollout = cf.apply(rollout, cf.DeviceFailed("d0", "x"), day(1)).rollout
+    with pytest.raises(cf.CommandRefused, match="only to MDM server certificates"):
+        cf.apply(rollout, command, day(2))
+
+
+@pytest.mark.parametrize(
+    "state_of", ["pending", "pushed", "installed", "failed", "reenroll_required"]
+)
+def test_device_any_state_but_removed_goes_to_removed_on_unenrol(state_of: str) -> None:
+    rollout = {
+        "pending": build(1),
+        "pushed": distributing(1),
+        "installed": cf.apply(distributing(1), cf.DeviceInstalled("d0"), T0).rollout,
+        "failed": cf.apply(distributing(1), cf.DeviceFailed("d0", "x"), T0).rollout,
+        "reenroll_required": cf.apply(distributing(1), cf.ImportNow(), T0).rollout,
+    }[state_of]
+    assert rollout.device_state("d0").value == state_of
+    rollout, effects = cf.apply(rollout, cf.Unenroll("d0"), day(1))
+    assert rollout.device_state("d0") is cf.DeviceState.REMOVED
+    assert effects == ()
+    assert cf.apply(rollout, cf.Unenroll("d0"), day(1)).rollout == rollout  # duplicate
+
+
+def test_device_removed_is_out_of_scope_and_may_enrol_again() -> None:
+    rollout, effects = run(distributing(1), (1, cf.Unenroll("d0")), (2, cf.Enroll("d0")))
+    assert effects[-1] == cf.PushRoot(("d0",), 2, day(2))
+    assert rollout.device_state("d0") is cf.DeviceState.PUSHED
+
+
+def test_device_reenroll_required_to_installed_when_it_reenrolled() -> None:
+    rollout = cf.apply(distributing(1), cf.ImportNow(), day(1)).rollout
+    with pytest.raises(cf.CommandRefused, match="send Reenrolled"):
+        cf.apply(rollout, cf.DeviceInstalled("d0"), day(2))
+    rollout = cf.apply(rollout, cf.Reenrolled("d0"), day(2)).rollout
+    assert rollout.device_state("d0") is cf.DeviceState.INSTALLED
+    assert rollout.counts()[cf.DeviceState.REENROLL_REQUIRED] == 0
+
+
+def test_device_that_enrols_after_the_import_trusts_the_new_certificate() -> None:
+    rollout = cf.apply(distributing(1), cf.ImportNow(), day(1)).rollout
+    rollout, effects = cf.apply(rollout, cf.Enroll("fresh"), day(2))
+    assert effects == ()
+    assert rollout.device_state("fresh") is cf.DeviceState.INSTALLED
+
+
+def test_device_pending_may_already_trust_the_root() -> None:
+    rollout = build(2, trusted=("d0",))
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d1"), T0).rollout
+    assert cf.apply(rollout, cf.ProceedToImport(), T0).rollout.state is cf.RolloutState.IMPORTED
+
+
+def test_device_failed_then_late_confirmation_counts_as_installed() -> None:
+    rollout, _ = run(
+        distributing(1), (1, cf.DeviceFailed("d0", "x")), (2, cf.DeviceInstalled("d0"))
+    )
+    assert rollout.device_state("d0") is cf.DeviceState.INSTALLED
+
+
+@pytest.mark.parametrize(
+    "report",
+    [cf.DeviceInstalled("d0"), cf.DeviceFailed("d0", "again"), cf.Enroll("d0")],
+    ids=lambda c: type(c).__name__,
+)
+def test_device_duplicate_report_changes_nothing_and_emits_nothing(report: cf.Command) -> None:
+    rollout = cf.advance(distributing(1), day(1)).rollout
+    if isinstance(report, cf.DeviceInstalled):
+        rollout = cf.apply(rollout, report, day(1)).rollout
+    if isinstance(report, cf.DeviceFailed):
+        rollout = cf.apply(rollout, cf.DeviceFailed("d0", "first"), day(1)).rollout
+    again, effects = cf.apply(rollout, report, day(1))
+    assert effects == ()
+    assert again == rollout
+    assert again.device("d0").last_failure_reason in (None, "first")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        cf.DeviceInstalled("nobody"),
+        cf.DeviceFailed("nobody", "x"),
+        cf.Retry("nobody"),
+        cf.Unenroll("nobody"),
+        cf.Reenrolled("nobody"),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_device_report_for_an_unknown_device_is_a_clear_error_and_the_rollout_is_unchanged(
+    command: cf.Command,
+) -> None:
+    rollout = distributing(1)
+    before = cf.dumps(rollout)
+    with pytest.raises(cf.UnknownDevice, match="unknown device 'nobody'"):
+        cf.apply(rollout, command, day(1))
+    assert cf.dumps(rollout) == before
+
+
+@pytest.mark.parametrize(
+    ("setup", "command", "message"),
+    [
+        ("pending", cf.DeviceFailed("d0", "x"), "failures are reported while distributing"),
+        ("distributing", cf.Retry("d0"), "cannot be retried: it is pushed"),
+        ("installed", cf.DeviceFailed("d0", "x"), "it already trusts the root"),
+        ("removed", cf.DeviceInstalled("d0"), "send Enroll if it came back"),
+        ("distributing", cf.Reenrolled("d0"), "re-enrolment applies after the import"),
+        ("pending", cf.ImportNow(), "use ProceedToImport"),
+        ("distributing", cf.ProceedToImport(), "use ImportNow"),
+        ("distributing", cf.DistributeRoot(), "distribution starts from pending"),
+        ("cancelled", cf.DeviceInstalled("d0"), "was cancelled"),
+    ],
+)
+def test_commands_in_the_wrong_state_are_refused_with_what_would_allow_them(
+    setup: str, command: cf.Command, message: str
+) -> None:
+    rollout = {
+        "pending": build(1),
+        "distributing": distributing(1),
+        "installed": cf.apply(distributing(1), cf.DeviceInstalled("d0"), T0).rollout,
+        "removed": cf.apply(distributing(1), cf.Unenroll("d0"), T0).rollout,
+        "cancelled": cf.apply(distributing(1), cf.Cancel(), T0).rollout,
+    }[setup]
+    before = cf.dumps(rollout)
+    with pytest.raises(cf.CommandRefused, match=message):
+        cf.apply(rollout, command, day(1))
+    assert cf.dumps(rollout) == before
+
+
+# --- The evaluator ----------------------------------------------------------------------
+
+
+def test_naive_datetimes_are_rejected_everywhere() -> None:
+    naive = datetime(2026, 7, 1, 9)
+    with pytest.raises(cf.InvalidInput, match="created_at is a naive datetime"):
+        cf.new_rollout([], existing_not_after=T0, new_not_before=T0, new_not_after=T0 + 99 * DAY,
+                       root_publicly_trusted=False, created_at=naive)  # fmt: skip
+    with pytest.raises(cf.InvalidInput, match="now is a naive datetime"):
+        cf.advance(build(1), naive)
+    with pytest.raises(cf.InvalidInput, match="now is a naive datetime"):
+        cf.apply(build(1), cf.DistributeRoot(), naive)
+    with pytest.raises(cf.InvalidInput, match="timezone-aware datetime"):
+        cf.advance(build(1), "2026-07-01")  # type: ignore[arg-type]
+
+
+def test_instants_are_exact_elapsed_time_whatever_the_timezone() -> None:
+    tokyo = timezone(timedelta(hours=9))
+    rollout = cf.apply(build(1), cf.DistributeRoot(), T0.astimezone(tokyo)).rollout
+    rollout, effects = cf.advance(rollout, (day(6) - SECOND).astimezone(tokyo))
+    assert effects == ()
+    assert cf.advance(rollout, day(6).astimezone(UTC)).effects[0].due_at == day(6)
+
+
+def test_an_instant_earlier_than_the_last_one_seen_is_refused_and_the_rollout_unchanged() -> None:
+    rollout = cf.advance(distributing(1), day(3)).rollout
+    with pytest.raises(cf.TimeWentBackwards, match="earlier than the last instant"):
+        cf.advance(rollout, day(3) - timedelta(microseconds=1))
+    with pytest.raises(cf.TimeWentBackwards):
+        cf.apply(rollout, cf.DeviceInstalled("d0"), day(2))
+    assert rollout.clock == day(3)
+
+
+def test_a_command_first_advances_to_its_instant_and_effects_come_in_due_order() -> None:
+    rollout = distributing(1)
+    rollout, effects = cf.apply(rollout, cf.ImportNow(), day(10))
+    assert [type(e) for e in effects] == [
+        cf.Notify, cf.ImportPostponed, cf.ImportCertificate, cf.ReenrollmentRequired, cf.RestartRequired,
+    ]  # fmt: skip
+    assert [e.due_at for e in effects] == sorted(e.due_at for e in effects)
+
+
+def test_catch_up_processes_every_missed_instant_in_order_with_its_own_due_at() -> None:
+    _, effects = cf.advance(distributing(1), day(365))
+    assert [e.due_at for e in effects] == [
+        day(6),
+        day(7),
+        day(13),
+        day(14),
+        day(20),
+        day(21),
+        day(21),
+        day(21),
+    ]
+
+
+@given(n=device_counts, cuts=st.lists(spans, max_size=6), total=spans)
+def test_advancing_in_one_jump_equals_advancing_in_smaller_steps(
+    n: int, cuts: list[timedelta], total: timedelta
+) -> None:
+    start = distributing(n, policy=cf.Policy(ack_timeout=30 * HOUR))
+    end = T0 + total
+    whole = cf.advance(start, end)
+    rollout, effects = start, list[cf.Effect]()
+    for cut in sorted(min(T0 + c, end) for c in cuts):
+        rollout, step = cf.advance(rollout, cut)
+        effects += step
+    rollout, step = cf.advance(rollout, end)
+    assert rollout == whole.rollout
+    assert tuple(effects + list(step)) == whole.effects
+
+
+@given(n=device_counts, jump=spans)
+def test_advancing_twice_to_the_same_instant_changes_nothing_and_emits_nothing(
+    n: int, jump: timedelta
+) -> None:
+    once = cf.advance(distributing(n), T0 + jump).rollout
+    twice, effects = cf.advance(once, T0 + jump)
+    assert effects == ()
+    assert twice == once
+
+
+@given(data=st.data(), n=st.integers(1, 30))
+def test_apply_all_equals_applying_each_command_in_turn(data: st.DataObject, n: int) -> None:
+    ids = [f"d{i}" for i in range(n)]
+    rollout = cf.advance(distributing(ids), day(1)).rollout
+    names = st.sampled_from(ids)
+    commands = data.draw(
+        st.lists(
+            st.one_of(
+                names.map(cf.DeviceInstalled),
+                st.builds(cf.DeviceFailed, names, st.just("x")),
+                names.map(cf.Retry),
+                names.map(cf.Unenroll),
+                st.just(cf.RetryAllFailed()),
+            ),
+            max_size=60,
+        )
+    )
+    now = day(2)
+    try:
+        expected_rollout, expected_effects = cf.advance(rollout, now).rollout, list[cf.Effect]()
+        for command in commands:
+            expected_rollout, step = cf.apply(expected_rollout, command, now)
+            expected_effects += step
+    except cf.CertflowError:
+        with pytest.raises(cf.CertflowError):
+            cf.apply_all(rollout, commands, now)
+        return
+    result = cf.apply_all(rollout, commands, now)
+    assert result.rollout == expected_rollout
+    assert list(result.effects) == list(cf.advance(rollout, now).effects) + expected_effects
+
+
+def test_apply_all_is_atomic_when_a_command_is_refused() -> None:
+    rollout = distributing(3)
+    with pytest.raises(cf.UnknownDevice):
+        cf.apply_all(rollout, [cf.DeviceInstalled("d0"), cf.DeviceInstalled("zz")], day(1))
+    assert rollout.counts()[cf.DeviceState.PUSHED] == 3
+
+
+def test_step_unpacks_as_rollout_and_effects() -> None:
+    step = cf.apply(build(1), cf.DistributeRoot(), T0)
+    rollout, effects = step
+    assert (rollout, effects) == (step.rollout, step.effects)
+
+
+def test_the_rollout_passed_in_is_never_modified() -> None:
+    rollout = distributing(3)
+    snapshot = cf.dumps(rollout)
+    cf.apply(rollout, cf.DeviceInstalled("d0"), day(1))
+    cf.apply_all(rollout, [cf.DeviceFailed("d1", "x"), cf.DeviceInstalled("d2")], day(1))
+    cf.advance(rollout, day(30))
+    assert cf.dumps(rollout) == snapshot
+
+
+# --- Bad input at creation ---------------------------------------------------------------
+
+
+def test_duplicate_device_ids_are_refused_naming_them() -> None:
+    with pytest.raises(cf.InvalidInput, match="duplicate device ids: 'a', 'b'"):
+        build(["a", "b", "a", "c", "b"])
+
+
+@pytest.mark.parametrize("bad", ["", 7, None])
+def test_device_ids_must_be_non_empty_strings(bad: object) -> None:
+    with pytest.raises(cf.InvalidInput, match="non-empty strings"):
+        build(["a", bad])  # type: ignore[list-item]
+
+
+def test_trusted_devices_must_be_known() -> None:
+    with pytest.raises(cf.InvalidInput, match="unknown devices"):
+        build(["a"], trusted=("b",))
+
+
+def test_unknown_certificate_kind_is_refused() -> None:
+    with pytest.raises(cf.InvalidInput, match="unknown certificate kind 'web'"):
+        build(1, kind="web")  # type: ignore[arg-type]
+
+
+def test_something_that_is_not_a_command_is_refused() -> None:
+    with pytest.raises(cf.InvalidInput, match="is not a certflow command"):
+        cf.apply(build(1), "distribute", T0)  # type: ignore[arg-type]
+
+
+def test_device_acknowledgement_timeout_applies_only_to_the_latest_push() -> None:
+    rollout = build(2, policy=cf.Policy(ack_timeout=48 * HOUR))
+    rollout = cf.apply(rollout, cf.Unenroll("d1"), T0).rollout  # never pushed
+    rollout = cf.apply(rollout, cf.DistributeRoot(), T0).rollout
+    rollout = cf.apply(rollout, cf.Enroll("d1"), day(1)).rollout  # its first push, on day 1
+    rollout, effects = cf.advance(rollout, day(2))
+    assert effects == (cf.AcknowledgementTimedOut(("d0",), day(2)),)
+    assert rollout.device_state("d1") is cf.DeviceState.PUSHED
+    rollout, effects = cf.advance(rollout, day(3))
+    assert effects == (cf.AcknowledgementTimedOut(("d1",), day(3)),)
+
+
+def test_device_timeouts_due_at_a_checkpoint_are_processed_before_it() -> None:
+    rollout = distributing(1, policy=cf.Policy(ack_timeout=7 * DAY))
+    _, effects = cf.advance(rollout, day(7))
+    assert [type(e) for e in effects] == [cf.Notify, cf.AcknowledgementTimedOut, cf.ImportPostponed]
