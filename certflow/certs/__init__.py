@@ -47,6 +47,7 @@ from certflow.certs._keys import (
     load_key,
 )
 from certflow.certs._load import LIMIT, Material, Source, key_matches, load
+from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
 from certflow.certs._subject import SanEntry, Subject, normalize_country, parse_san, parse_sans
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "LIMIT",
     "MAX_VALIDITY",
     "MIN_RSA_BITS",
+    "CertificateRejected",
     "Code",
     "CsrInfo",
     "Finding",
@@ -90,5 +92,7 @@ __all__ = [
     "parse_san",
     "parse_sans",
     "read_csr",
+    "rollout_for",
+    "root_publicly_trusted",
     "write_key_and_csr",
 ]
