@@ -571,9 +571,9 @@ def _print_report(report: certs.Report) -> None:
     order = {certs.Severity.ERROR: 0, certs.Severity.WARNING: 1, certs.Severity.INFO: 2}
     findings = sorted(report.findings, key=lambda f: order[f.severity])
     width = max([len("CODE"), *(len(f.code.value) for f in findings)])
-    click.echo(f"{'SEVERITY':<9} {'CODE':<{width}} MESSAGE")
+    click.echo(f"{'SEVERITY':<9} {'CODE':<{width}}  MESSAGE")
     for finding in findings:
-        click.echo(f"{finding.severity.value:<9} {finding.code.value:<{width}} {finding.message}")
+        click.echo(f"{finding.severity.value:<9} {finding.code.value:<{width}}  {finding.message}")
     errors, warnings = len(report.errors), len(report.warnings)
     verdict = "ok" if report.ok else "NOT usable"
     click.echo(

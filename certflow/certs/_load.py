@@ -87,7 +87,10 @@ class Material:
 
     @classmethod
     def of(
-        cls, certificate: x509.Certificate, *chain: x509.Certificate, key: PrivateKeyTypes | None
+        cls,
+        certificate: x509.Certificate,
+        *chain: x509.Certificate,
+        key: PrivateKeyTypes | None = None,
     ) -> Material:
         """Material from certificate objects already in hand (e.g. a server's current one)."""
         return cls.from_parts([certificate, *chain], [] if key is None else [key])
