@@ -522,7 +522,7 @@ def _weak_signatures(material: Material) -> list[Finding]:
         if weak is None:
             try:
                 digest = cert.signature_hash_algorithm
-            except UnsupportedAlgorithm:
+            except (UnsupportedAlgorithm, ValueError):  # e.g. RSA-PSS without parameters
                 digest = None
             if isinstance(digest, hashes.SHA1 | hashes.MD5):  # e.g. RSA-PSS over SHA-1
                 weak = "SHA-1" if isinstance(digest, hashes.SHA1) else "MD5"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -88,14 +89,21 @@ def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequ
 def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "CSR") -> CsrInfo:
     """Subject, SANs, key type and size of a CSR, and whether its self-signature verifies."""
     request = read_csr(csr, source=source) if isinstance(csr, bytes) else csr
-    key_type, key_size = _key_description(request.public_key())
+    try:
+        key_type, key_size = _key_description(request.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        key_type, key_size = "unsupported", None
+    try:
+        sans = sans_from_extension(request.extensions)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as error:
+        raise MaterialError(source, "unparseable", f"malformed CSR extension: {error}") from None
     try:
         algorithm = request.signature_algorithm_oid._name
     except AttributeError:  # pragma: no cover - cryptography always names known OIDs
         algorithm = request.signature_algorithm_oid.dotted_string
     return CsrInfo(
         subject=request.subject,
-        sans=sans_from_extension(request.extensions),
+        sans=sans,
         key_type=key_type,
         key_size=key_size,
         signature_valid=request.is_signature_valid,

@@ -143,7 +143,7 @@ def load(
         label = _label(source, index, names)
         data = _read(source, label)
         found_certs, found_keys = _parse(label, data, secret or None)
-        certs += found_certs
+        certs += _well_formed(label, found_certs)
         keys += found_keys
         labels.append(label)
     return _identify(_unique_certificates(certs), keys, tuple(labels))
@@ -236,11 +236,40 @@ def _b64(label: str, what: str, body: bytes) -> bytes:
         raise MaterialError(label, "unparseable", f"{what} is damaged (bad base64)") from None
 
 
+# What cryptography raises for malformed certificates and extensions.
+_MALFORMED = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
 def _guard(label: str, what: str, parse: Callable[[bytes], _T], data: bytes) -> _T:
     try:
         return parse(data)
-    except (ValueError, UnsupportedAlgorithm) as error:
+    except _MALFORMED as error:
         raise MaterialError(label, "unparseable", f"{what} is damaged: {error}") from None
+
+
+def _well_formed(label: str, certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    """``certs``, once each one's names and extensions parse: the checks read them all."""
+    for number, cert in enumerate(certs, start=1):
+        try:
+            name = cert.subject.rfc4514_string() or "(empty subject)"
+            cert.issuer.rfc4514_string()
+        except _MALFORMED as error:
+            raise MaterialError(
+                label, "unparseable", f"certificate {number} has a malformed name: {error}"
+            ) from None
+        try:
+            cert.extensions  # noqa: B018 - parsing is the point
+        except _MALFORMED as error:
+            raise MaterialError(
+                label, "unparseable", f"certificate '{name}' has a malformed extension: {error}"
+            ) from None
+    return certs
 
 
 def _load_key(
@@ -320,6 +349,8 @@ def _parse_der(label: str, data: bytes, password: bytes | None) -> _Parsed:
         return _parse_pkcs12(label, data, password)
     try:
         return [x509.load_der_x509_certificate(data)], []
+    except x509.InvalidVersion as error:
+        raise MaterialError(label, "unparseable", f"damaged certificate: {error}") from None
     except ValueError:
         pass
     try:
@@ -415,13 +446,18 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 def key_matches(certificate: x509.Certificate, key: PrivateKeyTypes) -> bool:
     """True when ``key`` is the private key of ``certificate``."""
-    return _spki(certificate.public_key()) == _spki(key.public_key())
+    try:
+        return _spki(certificate.public_key()) == _spki(key.public_key())
+    except (ValueError, UnsupportedAlgorithm):  # a key type cryptography cannot read
+        return False
 
 
 @functools.lru_cache(maxsize=4096)  # ordering asks the same question many times
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
+    with warnings.catch_warnings():  # comparing odd names (e.g. a long country) warns
+        warnings.simplefilter("ignore", UserWarning)
+        if child.issuer != parent.subject:
+            return False
     try:
         child.verify_directly_issued_by(parent)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):

@@ -384,3 +384,50 @@ def test_vector_real_world_certificate_is_judged_on_every_rule() -> None:
     assert Code.HOST_MISMATCH not in report.codes
     wrong = check(material, host="cryptography.org", now=inside)
     assert Code.HOST_MISMATCH in wrong.codes
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # odd real-world files make cryptography warn
+@pytest.mark.parametrize("folder", ["x509", "x509/custom", "pkcs12"])
+def test_every_vector_file_loads_or_is_refused_cleanly(folder: str) -> None:
+    """Hundreds of real and deliberately odd files: a MaterialError or a report, nothing else."""
+    from pathlib import Path
+
+    import cryptography_vectors
+
+    from certflow.certs import MaterialError
+
+    base = Path(cryptography_vectors.__file__).parent / folder
+    outcomes = {"report": 0, "refused": 0}
+    refusals: list[str] = []
+    for path in sorted(p for p in base.iterdir() if p.is_file()):
+        try:
+            material = load(path)
+        except MaterialError as error:
+            refusals.append(f"{error.source == str(path)}|{error}")
+            outcomes["refused"] += 1
+            continue
+        if material.leaf is not None:
+            report = check(material, host="example.com", now=NOW)
+            assert all(f.message for f in report.findings)
+        outcomes["report"] += 1
+    assert outcomes["report"] > 0
+    assert [r for r in refusals if not r.startswith(f"True|{base}")] == []  # each names its file
+
+
+def test_vector_csrs_are_refused_as_not_certificates() -> None:
+    from pathlib import Path
+
+    import cryptography_vectors
+
+    from certflow.certs import MaterialError
+
+    codes: list[str] = []
+    for path in sorted((Path(cryptography_vectors.__file__).parent / "x509/requests").iterdir()):
+        try:
+            load(path)
+        except MaterialError as error:
+            codes.append(error.code)
+    assert len(codes) == len(
+        list((Path(cryptography_vectors.__file__).parent / "x509/requests").iterdir())
+    )
+    assert codes.count("unsupported") > len(codes) // 2
