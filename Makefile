@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
 
 docs: $(STAMP)
-	$(BIN)/python -m certflow.machines > docs/machines.md
+	$(BIN)/python -c 'import sys, certflow.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -457,7 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     tsizes = [
         int(s)
-        for s in (args.transitions_sizes or ("2000" if args.quick else "10000,100000")).split(",")
+        for s in (
+            args.transitions_sizes
+            if args.transitions_sizes is not None
+            else ("2000" if args.quick else "10000,100000")
+        ).split(",")
         if s
     ]
     events = 2_000 if args.quick else 20_000

@@ -2,13 +2,15 @@
 
 Why not a dict or a hash-array-mapped trie: a rollout is an immutable value, so changing
 one device must not copy the fleet. A 3-level copy-on-write tree of ``array('I')``
-chunks (64 x 64 x 256) changes one entry by copying one 1 KiB chunk and two 64-slot
-tuples, whatever the fleet size, and stores each device in 4 bytes. Old versions share
-every untouched chunk with new ones.
+chunks (root -> 64 chunks per mid node -> 256 codes per chunk) changes one entry by
+copying one 1 KiB chunk and two short lists, whatever the fleet size, and stores each
+device in 4 bytes. Old versions share every untouched chunk with new ones.
 
-:class:`Transient` is the batch path: it copies each touched chunk once, mutates it in
-place, and freezes into a new :class:`CodeVector`; the vector it started from is never
-modified.
+The tree's lists are never mutated once a vector holds them (they are lists rather than
+tuples only because copying a list and assigning one slot is the cheapest way to make
+the next version). :class:`Transient` is the batch path: it copies each touched chunk
+once, mutates it in place, and freezes into a new :class:`CodeVector`; the vector it
+started from is never modified.
 """
 
 from __future__ import annotations
@@ -21,21 +23,21 @@ CHUNK_BITS = 8
 MID_BITS = 6
 CHUNK = 1 << CHUNK_BITS  # entries per chunk
 MID = 1 << MID_BITS  # chunks per mid node
-_CHUNK_MASK = CHUNK - 1
-_MID_MASK = MID - 1
-_ROOT_SHIFT = CHUNK_BITS + MID_BITS
+CHUNK_MASK = CHUNK - 1
+MID_MASK = MID - 1
+ROOT_SHIFT = CHUNK_BITS + MID_BITS
 
 Chunk: TypeAlias = "array[int]"  # array('I')
-Mid: TypeAlias = tuple[Chunk, ...]
+Root: TypeAlias = list[list[Chunk]]
 
 
 class CodeVector:
     """An immutable sequence of unsigned 32-bit codes with O(1) functional update."""
 
-    __slots__ = ("_len", "_root")
+    __slots__ = ("_len", "root")
 
-    def __init__(self, root: tuple[Mid, ...], length: int) -> None:
-        self._root = root
+    def __init__(self, root: Root, length: int) -> None:
+        self.root = root  # read-only: see the module docstring
         self._len = length
 
     @classmethod
@@ -43,7 +45,7 @@ class CodeVector:
         """A vector holding ``codes`` in order."""
         flat = array("I", codes)
         chunks = [flat[i : i + CHUNK] for i in range(0, len(flat), CHUNK)]
-        root = tuple(tuple(chunks[i : i + MID]) for i in range(0, len(chunks), MID))
+        root = [chunks[i : i + MID] for i in range(0, len(chunks), MID)]
         return cls(root, len(flat))
 
     @classmethod
@@ -57,12 +59,10 @@ class CodeVector:
     def __getitem__(self, index: int) -> int:
         if not 0 <= index < self._len:
             raise IndexError(index)
-        return self._root[index >> _ROOT_SHIFT][(index >> CHUNK_BITS) & _MID_MASK][
-            index & _CHUNK_MASK
-        ]
+        return self.root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][index & CHUNK_MASK]
 
     def __iter__(self) -> Iterator[int]:
-        for mid in self._root:
+        for mid in self.root:
             for chunk in mid:
                 yield from chunk
 
@@ -80,21 +80,14 @@ class CodeVector:
 
     def chunks(self) -> Iterator[Chunk]:
         """The storage chunks in order: a fast way to scan every code."""
-        for mid in self._root:
+        for mid in self.root:
             yield from mid
 
     def set(self, index: int, code: int) -> CodeVector:
         """A new vector with ``code`` at ``index``; this one is unchanged."""
         if not 0 <= index < self._len:
             raise IndexError(index)
-        root = self._root
-        r = index >> _ROOT_SHIFT
-        m = (index >> CHUNK_BITS) & _MID_MASK
-        mid = root[r]
-        chunk = mid[m][:]
-        chunk[index & _CHUNK_MASK] = code
-        mid = (*mid[:m], chunk, *mid[m + 1 :])
-        return CodeVector((*root[:r], mid, *root[r + 1 :]), self._len)
+        return CodeVector(set_code(self.root, index, code), self._len)
 
     def append(self, code: int) -> CodeVector:
         """A new vector with ``code`` added at the end."""
@@ -108,13 +101,10 @@ class CodeVector:
         For fleet-wide changes; ``convert`` returns the chunk itself to keep it shared,
         or a new chunk of the same length. It must not modify the chunk it is given.
         """
-        root = tuple(
-            tuple(
-                convert(chunk, (r << _ROOT_SHIFT) | (m << CHUNK_BITS))
-                for m, chunk in enumerate(mid)
-            )
-            for r, mid in enumerate(self._root)
-        )
+        root = [
+            [convert(chunk, (r << ROOT_SHIFT) | (m << CHUNK_BITS)) for m, chunk in enumerate(mid)]
+            for r, mid in enumerate(self.root)
+        ]
         return CodeVector(root, self._len)
 
     def transient(self) -> Transient:
@@ -122,59 +112,73 @@ class CodeVector:
         return Transient(self)
 
 
+def set_code(root: Root, index: int, code: int) -> Root:
+    """The root of a tree equal to ``root`` but for ``code`` at ``index`` (no bounds check).
+
+    The evaluator's one-device path calls this directly: it is the whole cost of a
+    persistent update, one chunk and two short lists copied.
+    """
+    r = index >> ROOT_SHIFT
+    mid = root[r][:]
+    m = (index >> CHUNK_BITS) & MID_MASK
+    chunk = mid[m][:]
+    chunk[index & CHUNK_MASK] = code
+    mid[m] = chunk
+    root = root[:]
+    root[r] = mid
+    return root
+
+
 class Transient:
     """A mutable draft of a :class:`CodeVector`; :meth:`freeze` returns the result.
 
-    The draft copies a chunk the first time it writes to it and never writes to a chunk
-    it did not copy, so the source vector and every other version stay intact.
+    The draft copies a chunk the first time it writes to it (``own``) and never writes
+    to a chunk it did not copy, so the source vector and every other version stay intact.
     """
 
     __slots__ = ("_len", "owned", "root")
 
     def __init__(self, source: CodeVector) -> None:
-        # Public so that a hot loop can inline the copy-on-write step of __setitem__.
-        self.root: list[list[Chunk]] = [list(mid) for mid in source._root]
-        self.owned: set[int] = set()  # ids of the chunks this draft copied
-        self._len = source._len
+        self.root: Root = [mid[:] for mid in source.root]
+        # Chunks this draft copied, by chunk number (index >> CHUNK_BITS); public so a
+        # hot loop can look a chunk up here before calling ``own``.
+        self.owned: dict[int, Chunk] = {}
+        self._len = len(source)
 
     def __len__(self) -> int:
         return self._len
 
     def __getitem__(self, index: int) -> int:
-        return self.root[index >> _ROOT_SHIFT][(index >> CHUNK_BITS) & _MID_MASK][
-            index & _CHUNK_MASK
-        ]
+        return self.root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][index & CHUNK_MASK]
+
+    def own(self, number: int) -> Chunk:
+        """Chunk ``number`` (``index >> CHUNK_BITS``), copied once so it may be written."""
+        chunk = self.owned.get(number)
+        if chunk is None:
+            mid = self.root[number >> MID_BITS]
+            chunk = self.owned[number] = mid[number & MID_MASK] = mid[number & MID_MASK][:]
+        return chunk
 
     def __setitem__(self, index: int, code: int) -> None:
-        mid = self.root[index >> _ROOT_SHIFT]
-        m = (index >> CHUNK_BITS) & _MID_MASK
-        chunk = mid[m]
-        if id(chunk) not in self.owned:
-            chunk = mid[m] = chunk[:]
-            self.owned.add(id(chunk))
-        chunk[index & _CHUNK_MASK] = code
+        self.own(index >> CHUNK_BITS)[index & CHUNK_MASK] = code
 
     def append(self, code: int) -> None:
         """Add ``code`` at the end."""
         index = self._len
-        if index & ((1 << _ROOT_SHIFT) - 1) == 0:
+        if index & ((1 << ROOT_SHIFT) - 1) == 0:
             self.root.append([])
-        mid = self.root[-1]
-        if index & _CHUNK_MASK == 0:
+        if index & CHUNK_MASK == 0:
             chunk = array("I")
-            mid.append(chunk)
-            self.owned.add(id(chunk))
+            self.root[-1].append(chunk)
+            self.owned[index >> CHUNK_BITS] = chunk
         else:
-            chunk = mid[-1]
-            if id(chunk) not in self.owned:
-                chunk = mid[-1] = chunk[:]
-                self.owned.add(id(chunk))
+            chunk = self.own(index >> CHUNK_BITS)
         chunk.append(code)
         self._len += 1
 
     def freeze(self) -> CodeVector:
-        """The finished vector. The draft must not be used afterwards."""
-        vector = CodeVector(tuple(tuple(mid) for mid in self.root), self._len)
-        self.owned = set()  # the chunks now belong to the frozen vector
-        self.root = [list(mid) for mid in vector._root]
+        """The finished vector. The draft may go on; it copies again before writing."""
+        vector = CodeVector(self.root, self._len)
+        self.root = [mid[:] for mid in self.root]
+        self.owned = {}
         return vector

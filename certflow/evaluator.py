@@ -30,7 +30,7 @@ import immutables
 
 from certflow import commands as c
 from certflow._time import require_aware, show, show_span
-from certflow._vector import CodeVector
+from certflow._vector import CHUNK_BITS, CHUNK_MASK, MID_MASK, ROOT_SHIFT, CodeVector, set_code
 from certflow.effects import (
     AcknowledgementTimedOut,
     Effect,
@@ -138,21 +138,7 @@ def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
 
 
 def _with_codes(fleet: Fleet, codes: CodeVector, counts: int) -> Fleet:
-    return _tuple_new(
-        Fleet,
-        (
-            fleet.ids,
-            fleet.positions,
-            fleet.extra_ids,
-            fleet.extra_positions,
-            codes,
-            counts,
-            fleet.reasons,
-            fleet.timeouts,
-            fleet.timeouts_head,
-            fleet.timeouts_tail,
-        ),
-    )
+    return _tuple_new(Fleet, (codes, counts, *fleet[2:]))
 
 
 def new_rollout(
@@ -319,16 +305,6 @@ def advance(rollout: Rollout, now: datetime) -> Step:
     return Step(rollout, tuple(effects))
 
 
-def _due(rollout: Rollout, now: datetime) -> bool:
-    due = rollout.phase.next_due
-    if due is not None and due <= now:
-        return True
-    fleet = rollout.fleet
-    return fleet.timeouts_head != fleet.timeouts_tail and (
-        fleet.timeouts[fleet.timeouts_head].due <= now
-    )
-
-
 def _catch_up(rollout: Rollout, now: datetime, effects: list[Effect]) -> Rollout:
     while True:
         phase_due = rollout.phase.next_due
@@ -485,17 +461,24 @@ def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
     allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
     :func:`advance`; the rollout passed in is unchanged in every case.
     """
-    now = _check_now(rollout, now)
+    # This is the one-device hot path: the checks of _check_now and _due are inlined.
+    if type(now) is not datetime or now.tzinfo is None or now < rollout.clock:
+        now = _check_now(rollout, now)
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise InvalidInput(f"{command!r} is not a certflow command")
-    if _due(rollout, now):
+    due = rollout.phase.next_due
+    if (due is not None and due <= now) or _timeout_due(rollout.fleet, now):
         caught_up: list[Effect] = []
         rollout = _catch_up(rollout, now, caught_up)
         rollout, effects = handler(rollout, command, now)
-        return Step(rollout, (*caught_up, *effects))
-    rollout, effects = handler(rollout, command, now)
-    return Step(rollout, effects)
+        return _tuple_new(Step, (rollout, (*caught_up, *effects)))
+    return _tuple_new(Step, handler(rollout, command, now))
+
+
+def _timeout_due(fleet: Fleet, now: datetime) -> bool:
+    head = fleet.timeouts_head
+    return head != fleet.timeouts_tail and fleet.timeouts[head].due <= now
 
 
 def _refuse_if_cancelled(rollout: Rollout, what: str) -> None:
@@ -506,12 +489,8 @@ def _refuse_if_cancelled(rollout: Rollout, what: str) -> None:
 def _set_device(rollout: Rollout, index: int, code: int, new_code: int, now: datetime) -> Rollout:
     fleet = rollout.fleet
     counts = fleet.counts + COUNT_DELTA[code & STATE_MASK][new_code & STATE_MASK]
-    return _make(
-        rollout.plan,
-        rollout.phase,
-        _with_codes(fleet, fleet.codes.set(index, new_code), counts),
-        now,
-    )
+    codes = CodeVector(set_code(fleet.codes.root, index, new_code), len(fleet.codes))
+    return _make(rollout.plan, rollout.phase, _with_codes(fleet, codes, counts), now)
 
 
 def _unchanged(rollout: Rollout, now: datetime) -> tuple[Rollout, tuple[Effect, ...]]:
@@ -527,7 +506,9 @@ def _device_installed(
     index = fleet.positions.get(command.device_id)
     if index is None:
         index = fleet.locate(command.device_id)
-    code = fleet.codes[index]
+    code = fleet.codes.root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][
+        index & CHUNK_MASK
+    ]
     state = code & STATE_MASK
     dest = _ON_INSTALLED[state]
     if dest < 0 or rollout.phase.state is RolloutState.CANCELLED:
@@ -894,84 +875,88 @@ _HANDLERS: dict[type, Handler] = {
 def apply_all(rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
     """Apply many commands at one instant, as :func:`apply` would one by one; pure.
 
-    The result equals folding :func:`apply` over ``commands`` at ``now``. Device reports
-    (``DeviceInstalled``, ``DeviceFailed``) take a fast path that writes into one draft
-    of the fleet; other commands go through :func:`apply`. The batch is atomic: if any
-    command is refused, the error propagates and nothing of the batch is kept.
+    The result equals folding :func:`apply` over ``commands`` at ``now``. Runs of
+    device reports (``DeviceInstalled``, ``DeviceFailed``) take a fast path that writes
+    into one draft of the fleet; other commands go through :func:`apply`. The batch is
+    atomic: if any command is refused, the error propagates and nothing is kept.
     """
-    rollout, effects = advance(rollout, now)
-    out: list[Effect] = list(effects)
-    pending: list[c.DeviceInstalled | c.DeviceFailed] = []
+    rollout, caught_up = advance(rollout, now)
+    effects: list[Effect] = list(caught_up)
+    reports: list[c.DeviceInstalled | c.DeviceFailed] = []
+    installed, failed = c.DeviceInstalled, c.DeviceFailed
     for command in commands:
         kind = type(command)
-        if kind is c.DeviceInstalled or kind is c.DeviceFailed:
-            pending.append(command)  # type: ignore[arg-type]
+        if kind is installed or kind is failed:
+            reports.append(command)  # type: ignore[arg-type]
             continue
-        if pending:
-            rollout = _reports(rollout, pending, now)
-            pending = []
-        rollout, step_effects = apply(rollout, command, now)
-        out.extend(step_effects)
-    if pending:
-        rollout = _reports(rollout, pending, now)
-    return Step(rollout, tuple(out))
+        if reports:
+            rollout = _apply_reports(rollout, reports, now)
+            reports = []
+        rollout, step = apply(rollout, command, now)
+        effects.extend(step)
+    if reports:
+        rollout = _apply_reports(rollout, reports, now)
+    return Step(rollout, tuple(effects))
 
 
-def _reports(
+def _apply_reports(
     rollout: Rollout, reports: list[c.DeviceInstalled | c.DeviceFailed], now: datetime
 ) -> Rollout:
-    state = rollout.phase.state
-    if state is RolloutState.CANCELLED or (
-        state not in _RUNNING and any(type(r) is c.DeviceFailed for r in reports)
-    ):
-        for report in reports:  # the one-by-one path words the refusal
+    """Device reports written into one draft of the fleet: the body of :func:`apply_all`."""
+    if rollout.phase.state not in _RUNNING:
+        for report in reports:  # rare; the one-by-one path words these states' refusals
             rollout = apply(rollout, report, now).rollout
         return rollout
     fleet = rollout.fleet
     draft = fleet.codes.transient()
-    root, owned = draft.root, draft.owned
-    index_get = fleet.positions.get
-    locate = fleet.locate
-    counts = fleet.counts
-    delta = COUNT_DELTA
-    on_installed = _ON_INSTALLED
-    on_failed = _ON_FAILED
-    reasons = None
-    installed_kind = c.DeviceInstalled
+    owned, own = draft.owned, draft.own
+    position, locate = fleet.positions.get, fleet.locate
+    on_installed, installed_kind = _ON_INSTALLED, c.DeviceInstalled
+    # How many devices left each state, per report kind: the counts are settled once.
+    left_for_installed = [0] * len(DEVICE_STATES)
+    left_for_failed = [0] * len(DEVICE_STATES)
+    reasons: immutables.MapMutation[int, str] | None = None
     for report in reports:
         device_id = report.device_id
-        index = index_get(device_id)
+        index = position(device_id)
         if index is None:
             index = locate(device_id)
-        mid = root[index >> 14]
-        m = (index >> 8) & 63
-        chunk = mid[m]
-        code = chunk[index & 255]
-        source = code & 7
+        number = index >> CHUNK_BITS
+        chunk = owned.get(number)
+        if chunk is None:
+            chunk = own(number)
+        offset = index & CHUNK_MASK
+        code = chunk[offset]
+        source = code & STATE_MASK
         if type(report) is installed_kind:
             dest = on_installed[source]
             if dest < 0:
                 if source == INSTALLED:
-                    continue
+                    continue  # a duplicate report
                 raise CommandRefused(
                     _device_refusal(device_id, DEVICE_STATES[source], "report the root installed")
                 )
+            chunk[offset] = code - source + dest
+            left_for_installed[source] += 1
         else:
             if source == FAILED:
                 continue
-            dest = on_failed[source]
+            dest = _ON_FAILED[source]
             if dest < 0:
                 raise CommandRefused(
                     _device_refusal(device_id, DEVICE_STATES[source], "report a failure")
                 )
+            chunk[offset] = code - source + dest
+            left_for_failed[source] += 1
             if reasons is None:
                 reasons = fleet.reasons.mutate()
             reasons[index] = report.reason  # type: ignore[union-attr]
-        if id(chunk) not in owned:
-            chunk = mid[m] = chunk[:]
-            owned.add(id(chunk))
-        chunk[index & 255] = (code & ~7) | dest
-        counts += delta[source][dest]
+    counts = fleet.counts
+    for source in range(len(DEVICE_STATES)):
+        if left_for_installed[source]:
+            counts += left_for_installed[source] * COUNT_DELTA[source][_ON_INSTALLED[source]]
+        if left_for_failed[source]:
+            counts += left_for_failed[source] * COUNT_DELTA[source][_ON_FAILED[source]]
     fleet = _with_codes(fleet, draft.freeze(), counts)
     if reasons is not None:
         fleet = fleet._replace(reasons=reasons.finish())

@@ -145,21 +145,23 @@ class Fleet(NamedTuple):
     A tuple rather than an attrs class because one is built for every device event and
     ``tuple.__new__`` is several times cheaper than a frozen class's ``__init__``.
 
-    * ``ids``/``positions``: the devices known at creation (the dict is never mutated);
-    * ``extra_ids``/``extra_positions``: devices enrolled later, in persistent maps;
     * ``codes``: the per-device codes, in index order;
     * ``counts``: per-state counts, packed (see ``COUNT_DELTA``);
+    * ``ids``/``positions``: the devices known at creation (the dict is never mutated);
+    * ``extra_ids``/``extra_positions``: devices enrolled later, in persistent maps;
     * ``reasons``: the last failure reason of each device that ever failed;
     * ``timeouts``/``timeouts_head``/``timeouts_tail``: a persistent FIFO of
       :class:`Timeout` entries, in due order because instants never go backwards.
+
+    ``codes`` and ``counts`` come first: a device event replaces just those two.
     """
 
+    codes: CodeVector
+    counts: int
     ids: tuple[str, ...]
     positions: dict[str, int]
     extra_ids: immutables.Map[int, str]
     extra_positions: immutables.Map[str, int]
-    codes: CodeVector
-    counts: int
     reasons: immutables.Map[int, str]
     timeouts: immutables.Map[int, Timeout]
     timeouts_head: int

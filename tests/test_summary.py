@@ -1,0 +1,64 @@
+"""The "view details" summary."""
+
+from __future__ import annotations
+
+import certflow as cf
+from tests.strategies import DAY, build, day, distributing
+
+
+def test_summary_lists_every_device_with_state_attempts_and_last_failure_reason() -> None:
+    rollout = distributing(["a", "b", "c"])
+    rollout = cf.apply(rollout, cf.DeviceInstalled("a"), day(1)).rollout
+    rollout = cf.apply(rollout, cf.DeviceFailed("b", "store locked"), day(1)).rollout
+    summary = cf.summarize(rollout, day(2))
+    assert list(summary.devices()) == [
+        cf.DeviceRecord("a", cf.DeviceState.INSTALLED, 1, None),
+        cf.DeviceRecord("b", cf.DeviceState.FAILED, 1, "store locked"),
+        cf.DeviceRecord("c", cf.DeviceState.PUSHED, 1, None),
+    ]
+    assert summary.counts[cf.DeviceState.FAILED] == 1
+    assert sum(summary.counts.values()) == 3
+    assert round(summary.percent_complete, 2) == 33.33
+
+
+def test_summary_shows_next_checkpoint_deadline_and_whether_manual_extension_is_available() -> None:
+    rollout = distributing(1)
+    early = cf.summarize(rollout, day(5))
+    assert (early.next_checkpoint, early.deadline) == (day(7), day(21))
+    assert not early.manual_extension_available
+    assert early.manual_extension_opens_at == day(6)
+    later = cf.summarize(rollout, day(8))
+    assert later.state is cf.RolloutState.EXTENDED
+    assert later.next_checkpoint == day(14)
+    assert later.manual_extension_available
+
+
+def test_summary_says_manual_extension_is_unavailable_when_the_certificate_would_not_cover_it() -> (
+    None
+):
+    rollout = distributing(1, new_valid_for=28 * DAY)
+    assert not cf.summarize(rollout, day(6)).manual_extension_available
+
+
+def test_summary_pages_and_filters_the_device_list_lazily() -> None:
+    rollout = distributing(10)
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d3"), day(1)).rollout
+    summary = cf.summarize(rollout, day(1))
+    assert [r.device_id for r in summary.devices(offset=2, limit=3)] == ["d2", "d3", "d4"]
+    assert [r.device_id for r in summary.devices(state=cf.DeviceState.INSTALLED)] == ["d3"]
+    assert list(summary.devices(offset=20)) == []
+
+
+def test_summary_of_an_empty_scope_is_complete_and_of_a_pending_rollout_has_no_timeline() -> None:
+    summary = cf.summarize(build(0), day(0))
+    assert summary.percent_complete == 100.0
+    assert summary.next_checkpoint is None
+    assert summary.deadline is None
+
+
+def test_summary_is_taken_at_now_without_changing_the_rollout() -> None:
+    rollout = distributing(1)
+    summary = cf.summarize(rollout, day(30))
+    assert summary.state is cf.RolloutState.FORCED
+    assert summary.restart_required
+    assert rollout.state is cf.RolloutState.DISTRIBUTING
