@@ -1,0 +1,98 @@
+"""Certificate tools: RSA keys and CSRs, loading uploaded material, server-certificate checks.
+
+Typical use::
+
+    material = certs.load("server.pfx", password="...")
+    report = certs.check(material, host="mdm.example.com", now=datetime.now(UTC))
+    if not report.ok:
+        for finding in report.errors:
+            print(finding.code, finding.message)
+"""
+
+from __future__ import annotations
+
+from certflow.certs._check import (
+    EXPIRY_WARNING,
+    MAX_VALIDITY,
+    MIN_RSA_BITS,
+    Code,
+    Finding,
+    ImportMode,
+    Report,
+    Severity,
+    check,
+    is_public_root,
+    parse_host,
+)
+from certflow.certs._csr import (
+    CSR_FILE,
+    KEY_FILE,
+    CsrInfo,
+    WrittenFiles,
+    create_csr,
+    csr_to_pem,
+    inspect_csr,
+    openssl_config,
+    read_csr,
+    write_key_and_csr,
+)
+from certflow.certs._errors import MaterialError, MaterialErrorCode, SubjectError
+from certflow.certs._keys import (
+    KEY_SIZES,
+    KeySize,
+    decrypt_key,
+    encrypt_key,
+    generate_key,
+    key_to_pem,
+    load_key,
+)
+from certflow.certs._load import LIMIT, Material, Source, key_matches, load
+from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
+from certflow.certs._subject import SanEntry, Subject, normalize_country, parse_san, parse_sans
+
+__all__ = [
+    "CSR_FILE",
+    "EXPIRY_WARNING",
+    "KEY_FILE",
+    "KEY_SIZES",
+    "LIMIT",
+    "MAX_VALIDITY",
+    "MIN_RSA_BITS",
+    "CertificateRejected",
+    "Code",
+    "CsrInfo",
+    "Finding",
+    "ImportMode",
+    "KeySize",
+    "Material",
+    "MaterialError",
+    "MaterialErrorCode",
+    "Report",
+    "SanEntry",
+    "Severity",
+    "Source",
+    "Subject",
+    "SubjectError",
+    "WrittenFiles",
+    "check",
+    "create_csr",
+    "csr_to_pem",
+    "decrypt_key",
+    "encrypt_key",
+    "generate_key",
+    "inspect_csr",
+    "is_public_root",
+    "key_matches",
+    "key_to_pem",
+    "load",
+    "load_key",
+    "normalize_country",
+    "openssl_config",
+    "parse_host",
+    "parse_san",
+    "parse_sans",
+    "read_csr",
+    "rollout_for",
+    "root_publicly_trusted",
+    "write_key_and_csr",
+]

@@ -1,0 +1,562 @@
+"""The server-certificate checks of certificate-rules.md: every problem at once, each on its own."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import attrs
+import certifi
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from certflow.certs._errors import SubjectError
+from certflow.certs._load import Material, _issued_by, key_matches
+from certflow.certs._subject import parse_san, sans_from_extension
+from certflow.certs._time import require_aware, show, show_span
+from certflow.errors import InvalidInput
+
+#: Validity must be strictly less than this (``not_after - not_before``).
+MAX_VALIDITY = timedelta(days=397)
+#: A certificate with fewer days left than this gets an ``expiring_soon`` warning.
+EXPIRY_WARNING = timedelta(days=30)
+#: The smallest RSA key accepted.
+MIN_RSA_BITS = 2048
+
+
+class Severity(StrEnum):
+    """How bad a finding is; only errors make a report not ``ok``."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Code(StrEnum):
+    """The stable code of a finding (programs match on these, never on messages)."""
+
+    VALIDITY_PERIOD = "validity_period"
+    KEY_TYPE = "key_type"
+    KEY_SIZE = "key_size"
+    KEY_MISMATCH = "key_mismatch"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    HOST_MISMATCH = "host_mismatch"
+    CHAIN_INCOMPLETE = "chain_incomplete"
+    SELF_SIGNED = "self_signed"
+    USAGE = "usage"
+    WEAK_SIGNATURE = "weak_signature"
+    EXPIRING_SOON = "expiring_soon"
+    NO_CERTIFICATE = "no_certificate"
+    NO_PRIVATE_KEY = "no_private_key"
+    TRUST_PUBLIC = "trust_public"
+    TRUST_PRIVATE = "trust_private"
+
+
+class ImportMode(StrEnum):
+    """The import option of the source document a report recommends."""
+
+    #: The root is public: devices already trust it, import directly.
+    PROCEED_TO_IMPORT = "proceed_to_import"
+    #: The root is private (enterprise): push it to every device first.
+    DISTRIBUTE_ROOT_FIRST = "distribute_root_first"
+
+
+@attrs.frozen
+class Finding:
+    """One result of a check: a stable code, a severity and a message for people."""
+
+    code: Code
+    severity: Severity
+    message: str
+
+
+@attrs.frozen
+class Report:
+    """Everything :func:`check` found about one certificate, for one host, at one instant."""
+
+    host: str
+    checked_at: datetime
+    findings: tuple[Finding, ...]
+    #: True when the chain leads to a root of the public store (certifi's bundle).
+    root_publicly_trusted: bool
+    #: The chain the verifier built (leaf first), empty when none could be built.
+    chain: tuple[x509.Certificate, ...] = attrs.field(eq=False, default=())
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding is an error (warnings and info do not count)."""
+        return not self.errors
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """The findings of severity ``error``."""
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        """The findings of severity ``warning``."""
+        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+    @property
+    def codes(self) -> frozenset[Code]:
+        """The codes of all findings."""
+        return frozenset(f.code for f in self.findings)
+
+    @property
+    def recommended_mode(self) -> ImportMode:
+        """Proceed to import for a public root; distribute the root first otherwise."""
+        if self.root_publicly_trusted:
+            return ImportMode.PROCEED_TO_IMPORT
+        return ImportMode.DISTRIBUTE_ROOT_FIRST
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {
+            "ok": self.ok,
+            "host": self.host,
+            "checked_at": self.checked_at.isoformat(),
+            "root_publicly_trusted": self.root_publicly_trusted,
+            "recommended_mode": self.recommended_mode.value,
+            "chain": [cert.subject.rfc4514_string() for cert in self.chain],
+            "findings": [
+                {"code": f.code.value, "severity": f.severity.value, "message": f.message}
+                for f in self.findings
+            ],
+        }
+
+
+def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
+    """The server's address (host name or IPv4/IPv6 address) as an X.509 subject to match."""
+    try:
+        entry = parse_san(host)
+    except SubjectError as error:
+        raise InvalidInput(f"host {host!r}: {error}") from None
+    if isinstance(entry, str):
+        if entry.startswith("*."):
+            raise InvalidInput(f"host {host!r} is a wildcard; give the server's actual name")
+        return x509.DNSName(entry)
+    return x509.IPAddress(entry)
+
+
+def check(
+    material: Material, *, host: str, now: datetime, key: PrivateKeyTypes | None = None
+) -> Report:
+    """Check ``material`` as the server certificate for ``host`` at the instant ``now``.
+
+    ``key`` is the private key when it is not part of the material (e.g. ``server.key``).
+    Every check reports on its own: host and chain are judged at an instant inside the
+    certificate's validity window, so an expired certificate still gets honest host and chain
+    verdicts besides its ``expired`` error. ``now`` must be timezone-aware.
+    """
+    at = require_aware("now", now)
+    subject = parse_host(host)
+    leaf = material.leaf
+    if leaf is None:
+        what = (
+            "only CA certificates were given (a chain file?)"
+            if material.certificates
+            else "only a private key was given"
+        )
+        finding = Finding(
+            Code.NO_CERTIFICATE,
+            Severity.ERROR,
+            f"no server certificate: {what}; upload the certificate the CA issued",
+        )
+        return Report(host=host, checked_at=at, findings=(finding,), root_publicly_trusted=False)
+    findings = [
+        *_validity_period(leaf),
+        *_key_type(leaf),
+        *_private_key(leaf, key if key is not None else material.private_key),
+        *_times(material, at),
+        *_host(leaf, subject, host, _inside(at, [leaf])),
+    ]
+    chain_findings, chain, public = _chain(material, at)
+    findings += chain_findings
+    findings += _usage(leaf)
+    findings += _weak_signatures(material)
+    findings.append(_trust(material, chain, public))
+    return Report(
+        host=host,
+        checked_at=at,
+        findings=tuple(findings),
+        root_publicly_trusted=public,
+        chain=chain,
+    )
+
+
+def _name(cert: x509.Certificate) -> str:
+    common = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(common[0].value) if common else cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def _roles(material: Material) -> Iterator[tuple[str, x509.Certificate]]:
+    if material.leaf is not None:
+        yield "the certificate", material.leaf
+    for cert in material.intermediates:
+        yield f"intermediate '{_name(cert)}'", cert
+    if material.root is not None:
+        yield f"root '{_name(material.root)}'", material.root
+
+
+def _validity_period(leaf: x509.Certificate) -> list[Finding]:
+    period = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    if period < MAX_VALIDITY:
+        return []
+    return [
+        Finding(
+            Code.VALIDITY_PERIOD,
+            Severity.ERROR,
+            f"valid for {show_span(period)}; must be less than 397 days",
+        )
+    ]
+
+
+def _key_type(leaf: x509.Certificate) -> list[Finding]:
+    try:
+        public = leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return [
+            Finding(
+                Code.KEY_TYPE,
+                Severity.ERROR,
+                "the key is of an unsupported type; the server supports RSA keys only",
+            )
+        ]
+    if not isinstance(public, rsa.RSAPublicKey):
+        kind = type(public).__name__.lstrip("_").removesuffix("PublicKey")
+        return [
+            Finding(
+                Code.KEY_TYPE,
+                Severity.ERROR,
+                f"the key is {kind}; the server supports RSA keys only",
+            )
+        ]
+    if public.key_size < MIN_RSA_BITS:
+        return [
+            Finding(
+                Code.KEY_SIZE,
+                Severity.ERROR,
+                f"the RSA key has {public.key_size} bits; at least {MIN_RSA_BITS} are needed",
+            )
+        ]
+    return []
+
+
+def _private_key(leaf: x509.Certificate, key: PrivateKeyTypes | None) -> list[Finding]:
+    if key is None:
+        return [
+            Finding(
+                Code.NO_PRIVATE_KEY,
+                Severity.ERROR,
+                "no private key: the server cannot use the certificate without it; upload a "
+                "PFX that contains it, or give the server.key made with the CSR",
+            )
+        ]
+    if not key_matches(leaf, key):
+        return [
+            Finding(
+                Code.KEY_MISMATCH,
+                Severity.ERROR,
+                "the private key does not belong to the certificate (was the certificate "
+                "issued for another CSR?)",
+            )
+        ]
+    return []
+
+
+def _times(material: Material, at: datetime) -> list[Finding]:
+    found = []
+    for role, cert in _roles(material):
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        if at > end:
+            found.append(
+                Finding(
+                    Code.EXPIRED,
+                    Severity.ERROR,
+                    f"{role} expired on {show(end)}, {show_span(at - end)} ago",
+                )
+            )
+        elif at < start:
+            found.append(
+                Finding(
+                    Code.NOT_YET_VALID,
+                    Severity.ERROR,
+                    f"{role} is not valid before {show(start)}, {show_span(start - at)} from now",
+                )
+            )
+        elif end - at < EXPIRY_WARNING:
+            found.append(
+                Finding(
+                    Code.EXPIRING_SOON,
+                    Severity.WARNING,
+                    f"{role} expires on {show(end)}, in {show_span(end - at)}; "
+                    "fewer than 30 days left",
+                )
+            )
+    return found
+
+
+def _inside(at: datetime, certs: list[x509.Certificate]) -> datetime:
+    """``at`` moved into the window where all ``certs`` are valid (the leaf's if none is)."""
+    start = max(c.not_valid_before_utc for c in certs)
+    end = min(c.not_valid_after_utc for c in certs)
+    if start > end:
+        start, end = certs[0].not_valid_before_utc, certs[0].not_valid_after_utc
+    return min(max(at, start), end)
+
+
+# Only the SAN match: usage and chain problems have findings of their own.
+_HOST_ONLY = ExtensionPolicy.permit_all().require_present(
+    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+)
+_CHAIN_ONLY = ExtensionPolicy.permit_all()
+
+
+def _host(
+    leaf: x509.Certificate, subject: x509.DNSName | x509.IPAddress, host: str, at: datetime
+) -> list[Finding]:
+    try:
+        leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return [
+            Finding(
+                Code.HOST_MISMATCH,
+                Severity.ERROR,
+                f"the certificate has no subject alternative names, so it covers no host; "
+                f"clients ignore the common name ('{_name(leaf)}')",
+            )
+        ]
+    except ValueError as error:
+        return [Finding(Code.HOST_MISMATCH, Severity.ERROR, f"unreadable SAN extension: {error}")]
+    entries = sans_from_extension(leaf.extensions)
+    names = ", ".join(str(entry) for entry in entries) or "none"
+    hint = (
+        "; a wildcard covers exactly one label"
+        if any(str(e).startswith("*.") for e in entries)
+        else ""
+    )
+    try:
+        # The leaf is its own trust anchor here, so only the name (and profile) is judged.
+        verifier = (
+            PolicyBuilder()
+            .store(Store([leaf]))
+            .time(at)
+            .extension_policies(
+                ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_HOST_ONLY
+            )
+            .build_server_verifier(subject)
+        )
+        verifier.verify(leaf, [])
+    except VerificationError as error:
+        reason = _reason(error)
+        if "no matching subjectAltName" in reason:
+            return [
+                Finding(
+                    Code.HOST_MISMATCH,
+                    Severity.ERROR,
+                    f"{host} is not covered by the certificate's names ({names}){hint}",
+                )
+            ]
+        return [
+            Finding(Code.HOST_MISMATCH, Severity.ERROR, f"{host} could not be matched: {reason}")
+        ]
+    except ValueError as error:
+        return [Finding(Code.HOST_MISMATCH, Severity.ERROR, f"{host} cannot be matched: {error}")]
+    return []
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).removeprefix("validation failed: ")
+    text = text.removeprefix("candidates exhausted: ")
+    return text.split(" (encountered processing", 1)[0]
+
+
+@functools.cache
+def _public_roots() -> tuple[x509.Certificate, ...]:
+    with open(certifi.where(), "rb") as bundle, warnings.catch_warnings():
+        # A few long-lived public roots have a zero serial; they are trusted all the same.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return tuple(x509.load_pem_x509_certificates(bundle.read()))
+
+
+@functools.cache
+def _public_store() -> Store:
+    return Store(list(_public_roots()))
+
+
+@functools.cache
+def _public_fingerprints() -> frozenset[bytes]:
+    return frozenset(cert.fingerprint(hashes.SHA256()) for cert in _public_roots())
+
+
+def is_public_root(cert: x509.Certificate) -> bool:
+    """True when ``cert`` is in the public root store (certifi's bundle)."""
+    return cert.fingerprint(hashes.SHA256()) in _public_fingerprints()
+
+
+def _verify(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    roots: Store,
+    at: datetime,
+) -> tuple[x509.Certificate, ...] | str:
+    """The chain the verifier builds, or its reason for refusing."""
+    try:
+        verifier = (
+            PolicyBuilder()
+            .store(roots)
+            .time(at)
+            .extension_policies(
+                ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_CHAIN_ONLY
+            )
+            .build_client_verifier()
+        )
+        return tuple(verifier.verify(leaf, intermediates).chain)
+    except VerificationError as error:
+        return _reason(error)
+
+
+def _chain(
+    material: Material, now: datetime
+) -> tuple[list[Finding], tuple[x509.Certificate, ...], bool]:
+    leaf = material.leaf
+    assert leaf is not None
+    if material.leaf_self_signed:
+        finding = Finding(
+            Code.SELF_SIGNED,
+            Severity.WARNING,
+            "the certificate is self-signed: no CA vouches for it, so every device must be "
+            "given this very certificate as a trusted root",
+        )
+        return [finding], (leaf,), is_public_root(leaf)
+    self_signed = [c for c in material.others if _issued_by(c, c)]
+    intermediates = [*material.intermediates, *(c for c in material.others if c not in self_signed)]
+    supplied = ([] if material.root is None else [material.root]) + self_signed
+    at = _inside(now, list(material.chain))
+    public = _verify(leaf, intermediates, _public_store(), at)
+    if isinstance(public, tuple):
+        return [], public, True
+    private = _verify(leaf, intermediates, Store(supplied), at) if supplied else public
+    if isinstance(private, tuple):
+        return [], private, False
+    top = material.chain[-1]
+    if material.root is None:
+        message = (
+            f"no chain to a trusted root: '{top.issuer.rfc4514_string()}', which issued "
+            f"'{_name(top)}', was not supplied and is not a public root; add the CA's "
+            "intermediate and root certificates (its chain file)"
+        )
+    else:
+        path = " -> ".join(f"'{_name(c)}'" for c in material.chain)
+        message = f"the chain {path} is not acceptable to TLS clients: {private}"
+    return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), False
+
+
+def _usage(leaf: x509.Certificate) -> list[Finding]:
+    found = []
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+        listed = ", ".join(oid._name for oid in eku) or "nothing"
+        found.append(
+            Finding(
+                Code.USAGE,
+                Severity.WARNING,
+                f"extended key usage lists {listed} but not serverAuth: TLS clients will "
+                "refuse it as a server certificate",
+            )
+        )
+    try:
+        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    if ku is not None and not (ku.digital_signature or ku.key_encipherment):
+        found.append(
+            Finding(
+                Code.USAGE,
+                Severity.WARNING,
+                "key usage allows neither digitalSignature nor keyEncipherment, which a TLS "
+                "server needs",
+            )
+        )
+    return found
+
+
+_WEAK = {
+    SignatureAlgorithmOID.RSA_WITH_MD5: "MD5",
+    SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA-1",
+    SignatureAlgorithmOID._RSA_WITH_SHA1: "SHA-1",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1: "SHA-1",
+    SignatureAlgorithmOID.DSA_WITH_SHA1: "SHA-1",
+    x509.ObjectIdentifier("1.2.840.113549.1.1.2"): "MD2",
+    x509.ObjectIdentifier("1.2.840.113549.1.1.3"): "MD4",
+}
+
+
+def _weak_signatures(material: Material) -> list[Finding]:
+    found = []
+    # A root's signature on itself is never checked by clients, so it does not count.
+    for role, cert in _roles(material):
+        if cert is material.root:
+            continue
+        weak = _WEAK.get(cert.signature_algorithm_oid)
+        if weak is None:
+            try:
+                digest = cert.signature_hash_algorithm
+            except (UnsupportedAlgorithm, ValueError):  # e.g. RSA-PSS without parameters
+                digest = None
+            if isinstance(digest, hashes.SHA1 | hashes.MD5):  # e.g. RSA-PSS over SHA-1
+                weak = "SHA-1" if isinstance(digest, hashes.SHA1) else "MD5"
+        if weak is not None:
+            found.append(
+                Finding(
+                    Code.WEAK_SIGNATURE,
+                    Severity.WARNING,
+                    f"{role} is signed with {weak}, which clients no longer accept; ask the "
+                    "CA for a SHA-256 signature",
+                )
+            )
+    return found
+
+
+def _trust(material: Material, chain: tuple[x509.Certificate, ...], public: bool) -> Finding:
+    top = chain[-1] if chain else (material.root or material.chain[-1])
+    if public:
+        return Finding(
+            Code.TRUST_PUBLIC,
+            Severity.INFO,
+            f"the root '{_name(top)}' is publicly trusted: devices already trust it, so the "
+            "certificate can be imported directly (Proceed to Import)",
+        )
+    if not chain and material.root is None:
+        return Finding(
+            Code.TRUST_PRIVATE,
+            Severity.INFO,
+            "the root could not be identified, so it is treated as private: distribute it to "
+            "every device before importing (Distribute Root Certificate)",
+        )
+    return Finding(
+        Code.TRUST_PRIVATE,
+        Severity.INFO,
+        f"the root '{_name(top)}' is private, an enterprise CA: distribute it to every "
+        "device before importing (Distribute Root Certificate)",
+    )

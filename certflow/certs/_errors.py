@@ -1,0 +1,31 @@
+"""Errors of the certificate tools; all derive from :class:`certflow.errors.CertflowError`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from certflow.errors import CertflowError, InvalidInput
+
+MaterialErrorCode = Literal[
+    "empty", "unparseable", "password_required", "bad_password", "too_large", "unsupported",
+    "unreadable",
+]  # fmt: skip
+
+
+class MaterialError(CertflowError):
+    """Uploaded certificate material that cannot be used.
+
+    ``code`` is stable for programs (``empty``, ``unparseable``, ``password_required``,
+    ``bad_password``, ``too_large``, ``unsupported``, ``unreadable``); ``source`` names the
+    file (or ``input N`` for bytes); the message names both the file and the problem.
+    """
+
+    def __init__(self, source: str, code: MaterialErrorCode, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.code: MaterialErrorCode = code
+        self.problem = problem
+
+
+class SubjectError(InvalidInput):
+    """A CSR subject field or subject alternative name that cannot be used."""

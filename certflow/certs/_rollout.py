@@ -1,0 +1,90 @@
+"""From certificate to rollout: the bridge between uploaded material and the rollout core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from cryptography import x509
+
+from certflow.certs._check import Report, _chain, check
+from certflow.certs._load import Material
+from certflow.certs._time import require_aware
+from certflow.errors import InvalidInput
+from certflow.evaluator import new_rollout
+from certflow.policy import CertificateKind, Policy
+from certflow.rollout import Rollout
+
+
+class CertificateRejected(InvalidInput):
+    """The new certificate fails the checks, so no rollout is started; ``report`` says why."""
+
+    def __init__(self, report: Report) -> None:
+        problems = "; ".join(f"{f.code.value}: {f.message}" for f in report.errors)
+        count = len(report.errors)
+        super().__init__(
+            f"the new certificate fails {count} check{'s' * (count != 1)} for {report.host}: "
+            f"{problems}"
+        )
+        self.report = report
+
+
+def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
+    """True when the leaf chains, through the material's certificates, to a certifi root.
+
+    The chain is judged at ``now`` moved into the certificates' validity window, as
+    :func:`check` does, so the answer does not depend on the certificate being current.
+    """
+    at = require_aware("now", now)
+    if material.leaf is None:
+        raise InvalidInput("the material has no server certificate")
+    return _chain(material, at)[2]
+
+
+def rollout_for(
+    material: Material,
+    existing: x509.Certificate | Material,
+    device_ids: Iterable[str],
+    *,
+    now: datetime,
+    kind: CertificateKind = CertificateKind.MDM_SERVER,
+    policy: Policy | None = None,
+    trusted_device_ids: Iterable[str] = (),
+    host: str | None = None,
+) -> Rollout:
+    """A ``pending`` rollout replacing ``existing`` (the server's current certificate) by
+    the leaf of ``material`` on ``device_ids``, created at ``now``.
+
+    The new certificate's validity, the current one's expiry and whether the new root is
+    publicly trusted (which decides whether the root is distributed first) come from the
+    certificates themselves. With ``host``, :func:`check` runs first and a certificate with
+    any error raises :class:`CertificateRejected` instead of starting a rollout. Bad input
+    raises :class:`~certflow.errors.InvalidInput`, as :func:`certflow.new_rollout` does.
+    """
+    at = require_aware("now", now)
+    new = material.leaf
+    if new is None:
+        raise InvalidInput("the new material has no server certificate")
+    current = existing.leaf if isinstance(existing, Material) else existing
+    if not isinstance(current, x509.Certificate):
+        raise InvalidInput("existing must be the current server certificate (or its material)")
+    if current == new:
+        raise InvalidInput("the new certificate is the one the server already has")
+    if host is not None:
+        report = check(material, host=host, now=at)
+        if not report.ok:
+            raise CertificateRejected(report)
+        public = report.root_publicly_trusted
+    else:
+        public = root_publicly_trusted(material, now=at)
+    return new_rollout(
+        device_ids,
+        existing_not_after=current.not_valid_after_utc,
+        new_not_before=new.not_valid_before_utc,
+        new_not_after=new.not_valid_after_utc,
+        root_publicly_trusted=public,
+        created_at=at,
+        kind=kind,
+        policy=policy,
+        trusted_device_ids=trusted_device_ids,
+    )

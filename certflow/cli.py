@@ -1,0 +1,587 @@
+"""The ``certflow`` command line: CSRs and keys, inspecting and checking server certificates.
+
+Exit codes (scripts may rely on them):
+
+* 0 — done; for ``cert check`` and ``csr show``: no errors found
+* 1 — ``cert check`` found at least one error / ``csr show`` found the CSR unusable
+* 2 — usage error or bad input (unknown option, unreadable file, wrong password...)
+* 130 — interrupted (Ctrl-C, or end of input at a prompt)
+
+Every error is one line on standard error, ``certflow: error: <message>``; never a traceback.
+The top-level group is :data:`main`; more commands join it with ``main.add_command(...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from certflow import certs
+from certflow.certs._files import atomic_write, backup
+from certflow.certs._subject import sans_from_extension
+from certflow.errors import CertflowError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"certflow: error: {message}", err=True)
+    sys.exit(code)
+
+
+class CertflowGroup(click.Group):
+    """A click group that turns every expected failure into one line and a stable exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exits with the documented codes unless not standalone."""
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name or "certflow",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.Abort:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            _fail(error.format_message() + hint, EXIT_BAD_INPUT)
+        except click.ClickException as error:
+            _fail(error.format_message(), EXIT_BAD_INPUT)
+        except CertflowError as error:
+            _fail(str(error), EXIT_BAD_INPUT)
+        except OSError as error:  # e.g. writing into a read-only folder
+            where = f"{error.filename}: " if error.filename else ""
+            _fail(f"{where}{error.strerror or error}", EXIT_BAD_INPUT)
+        code = result if isinstance(result, int) else EXIT_OK
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+@click.group(cls=CertflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="certflow", prog_name="certflow")
+def main() -> None:
+    """Replace a server's TLS certificate safely: make CSRs and keys, check what the CA sent.
+
+    Exit codes: 0 ok, 1 a check found errors, 2 usage error or bad input, 130 interrupted.
+    """
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _ask(
+    label: str, *, default: str | None = None, hide: bool = False, confirm: bool = False
+) -> str:
+    try:
+        answer: str = click.prompt(
+            label,
+            default=default,
+            hide_input=hide,
+            confirmation_prompt=confirm,
+            show_default=bool(default),
+            err=True,  # stdout stays clean for results and --json
+        )
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise click.UsageError(f"no answer on standard input for: {label}") from None
+    return answer
+
+
+def _read_secret(path: Path | None, label: str, *, confirm: bool = False) -> str:
+    """A password from a file ('-' for standard input: its first line) or a hidden prompt."""
+    if path is not None:
+        text = sys.stdin.readline() if str(path) == "-" else path.read_text(encoding="utf-8")
+        return text.splitlines()[0] if text.strip() else ""
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{label} needed: give it with --password-file (or '-' for stdin)")
+    return _ask(label, hide=True, confirm=confirm)
+
+
+def _password(password_file: Path | None) -> str | None:
+    return _read_secret(password_file, "Password") if password_file is not None else None
+
+
+def _load(files: Sequence[Path], password: str | None) -> certs.Material:
+    """Load files; asks for a password at the terminal when one turns out to be needed."""
+    try:
+        return certs.load(*files, password=password)
+    except certs.MaterialError as error:
+        if error.code != "password_required" or password is not None or not sys.stdin.isatty():
+            raise
+        return certs.load(*files, password=_ask(f"Password for {error.source}", hide=True))
+
+
+_password_file = click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Read the password of encrypted files (PFX, keys) from this file ('-': stdin).",
+)
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+
+
+# --- csr ------------------------------------------------------------------------------------
+
+
+@main.group()
+def csr() -> None:
+    """Create and inspect certificate signing requests (the generateCSR tool)."""
+
+
+_SUBJECT_FIELDS = [
+    ("country", "Country code (ISO 3166-1 alpha-2, e.g. US, GB, IN)"),
+    ("state", "State or province"),
+    ("locality", "Locality (city)"),
+    ("org", "Organization"),
+    ("org_unit", "Organizational unit (optional)"),
+    ("common_name", "Common name (server host name or address)"),
+    ("san", "Subject alternative names, separated by commas (the common name is added)"),
+]
+
+
+def _subject_options(command: _F) -> _F:
+    options = [
+        click.option("--country", help="ISO 3166-1 alpha-2 country code, e.g. US."),
+        click.option("--state", help="State or province, in full."),
+        click.option("--locality", help="Locality (city)."),
+        click.option("--org", help="Organization name."),
+        click.option("--org-unit", help="Organizational unit (optional; public CAs ignore it)."),
+        click.option("--common-name", help="The server's host name or address."),
+        click.option("--san", help="More names, comma-separated: DNS names, *.wildcards, IPs."),
+        click.option(
+            "--no-input", is_flag=True, help="Never prompt: a missing subject option is an error."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _subject(values: dict[str, Any]) -> certs.Subject:
+    """The subject from options, prompting (like the source tool) for what is missing."""
+    no_input = bool(values.pop("no_input", False))
+    if values.get("country") is not None:
+        certs.normalize_country(values["country"])  # a wrong flag fails before any prompt
+    optional = ("org_unit", "san")
+    missing = [f for f, _ in _SUBJECT_FIELDS if values.get(f) is None and f not in optional]
+    if missing and no_input:
+        flags = ", ".join("--" + field.replace("_", "-") for field in missing)
+        raise click.UsageError(f"missing {flags} (required with --no-input)")
+    interactive = bool(missing)  # all required flags given: a script, never prompt
+    answers: dict[str, str] = {}
+    for field, label in _SUBJECT_FIELDS:
+        given = values.get(field)
+        if given is None and not interactive:
+            given = ""
+        while given is None:
+            answer = _ask(label, default="" if field in optional else None)
+            if field == "country":  # re-ask instead of making the user start over
+                try:
+                    certs.normalize_country(answer)
+                except certs.SubjectError as error:
+                    click.echo(f"certflow: {error}", err=True)
+                    continue
+            given = answer
+        answers[field] = given
+    return certs.Subject.create(
+        country=answers["country"],
+        state=answers["state"],
+        locality=answers["locality"],
+        organization=answers["org"],
+        organizational_unit=answers["org_unit"],
+        common_name=answers["common_name"],
+        sans=answers["san"],
+    )
+
+
+_bits = click.option(
+    "--bits",
+    type=click.Choice(["2048", "3072", "4096"]),
+    default="2048",
+    show_default=True,
+    help="RSA key size.",
+)
+
+
+@csr.command("new")
+@_subject_options
+@_bits
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for server.key and server.csr; existing ones are backed up first.",
+)
+@click.option("--encrypt", is_flag=True, help="Encrypt server.key with a passphrase.")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="With --encrypt: read the passphrase from this file ('-': stdin).",
+)
+@_json
+def csr_new(
+    bits: str,
+    out: Path,
+    encrypt: bool,
+    passphrase_file: Path | None,
+    as_json: bool,
+    **subject_options: Any,
+) -> int:
+    """Generate an RSA key and a CSR: writes server.key (mode 0600) and server.csr into --out.
+
+    Options left out are asked for, as the source's generateCSR tool does (--no-input makes
+    them errors instead). Existing server.key / server.csr are copied to server.key.bak
+    (then .bak.1, ...) first; an earlier backup is never overwritten.
+    """
+    if passphrase_file is not None and not encrypt:
+        raise click.UsageError("--passphrase-file needs --encrypt")
+    subject = _subject(subject_options)
+    passphrase = _read_secret(passphrase_file, "Key passphrase", confirm=True) if encrypt else None
+    key = certs.generate_key(int(bits))
+    request = certs.create_csr(subject, key)
+    written = certs.write_key_and_csr(out, key, request, passphrase=passphrase)
+    if as_json:
+        _print_json(
+            {
+                "key": str(written.key),
+                "csr": str(written.csr),
+                "backups": [str(path) for path in written.backups],
+                "key_size": key.key_size,
+                "key_encrypted": passphrase is not None,
+                "subject": subject.x509_name().rfc4514_string(),
+                "sans": [str(entry) for entry in subject.sans],
+            }
+        )
+        return EXIT_OK
+    for path in written.backups:
+        click.echo(f"Backed up {path.name.rsplit('.bak', 1)[0]} to {path}")
+    state = "encrypted" if passphrase is not None else "not encrypted"
+    click.echo(f"Wrote {written.key} (RSA {key.key_size} bits, {state}, mode 0600)")
+    click.echo(f"Wrote {written.csr}")
+    click.echo(f"Subject: {subject.x509_name().rfc4514_string()}")
+    click.echo(f"Names:   {', '.join(str(entry) for entry in subject.sans)}")
+    click.echo("Next: submit server.csr to your CA; keep server.key, the certificate needs it.")
+    return EXIT_OK
+
+
+def _csr_data(info: certs.CsrInfo) -> dict[str, Any]:
+    return {
+        "ok": info.ok,
+        "subject": info.subject.rfc4514_string(),
+        "common_name": info.common_name,
+        "sans": [str(entry) for entry in info.sans],
+        "key_type": info.key_type,
+        "key_size": info.key_size,
+        "signature_algorithm": info.signature_algorithm,
+        "signature_valid": info.signature_valid,
+    }
+
+
+@csr.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_json
+def csr_show(file: Path, as_json: bool) -> int:
+    """Show and verify a CSR: subject, names, key size, signature (exit 1 when unusable)."""
+    info = certs.inspect_csr(_read_file(file), source=str(file))
+    if as_json:
+        _print_json(_csr_data(info))
+    else:
+        rows = [
+            ("Subject", info.subject.rfc4514_string() or "(empty)"),
+            ("Names", ", ".join(str(entry) for entry in info.sans) or "(none)"),
+            ("Key", f"{info.key_type} {info.key_size or '?'} bits"),
+            (
+                "Signature",
+                f"{info.signature_algorithm}, {'valid' if info.signature_valid else 'INVALID'}",
+            ),
+        ]
+        for label, value in rows:
+            click.echo(f"{label + ':':<11}{value}")
+        click.echo("Result:    " + ("ok" if info.ok else "NOT usable (see above)"))
+    return EXIT_OK if info.ok else EXIT_FINDINGS
+
+
+@csr.command("openssl-config")
+@_subject_options
+@_bits
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    default="-",
+    help="Write the configuration to this file (default: standard output).",
+)
+def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
+    """Print the legacy opensslsan.conf for `openssl req` (older product versions).
+
+    It yields a CSR with the same subject and names as `certflow csr new`.
+    """
+    text = certs.openssl_config(_subject(subject_options), bits=int(bits))
+    if str(out) == "-":
+        click.echo(text, nl=False)
+    else:
+        atomic_write(out, text.encode(), mode=0o644)
+        click.echo(f"Wrote {out}", err=True)
+    return EXIT_OK
+
+
+# --- key ------------------------------------------------------------------------------------
+
+
+@main.group()
+def key() -> None:
+    """Encrypt or decrypt a private key with a passphrase."""
+
+
+def _read_file(path: Path) -> bytes:
+    """At most LIMIT bytes of ``path``, with the loader's clear errors."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(certs.LIMIT + 1)
+    except FileNotFoundError:
+        raise certs.MaterialError(str(path), "unreadable", "no such file") from None
+    except OSError as error:
+        raise certs.MaterialError(str(path), "unreadable", error.strerror or str(error)) from None
+    if len(data) > certs.LIMIT:
+        raise certs.MaterialError(str(path), "too_large", "too large for a key or certificate")
+    return data
+
+
+def _write_key(out: str, data: bytes) -> None:
+    if out == "-":
+        click.echo(data.decode(), nl=False)
+        return
+    target = Path(out)
+    saved = backup(target)
+    atomic_write(target, data, mode=0o600)
+    if saved is not None:
+        click.echo(f"Backed up {target} to {saved}", err=True)
+    click.echo(f"Wrote {target} (mode 0600)", err=True)
+
+
+_key_in = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+_key_out = click.option(
+    "--out", required=True, help="Where to write the key ('-': standard output); backed up first."
+)
+_passphrase_file = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Read the passphrase from this file ('-': stdin) instead of prompting.",
+)
+
+
+@key.command("decrypt")
+@_key_in
+@_key_out
+@_passphrase_file
+def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
+    """Decrypt an encrypted private key (what the web server reads)."""
+    passphrase = _read_secret(passphrase_file, "Key passphrase")
+    _write_key(out, certs.decrypt_key(_read_file(file), passphrase, source=str(file)))
+    return EXIT_OK
+
+
+@key.command("encrypt")
+@_key_in
+@_key_out
+@_passphrase_file
+def key_encrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
+    """Encrypt a private key with a passphrase (PKCS#8, AES-256)."""
+    data = _read_file(file)
+    certs.load_key(data, source=str(file))  # refuse a bad or encrypted key before asking
+    passphrase = _read_secret(passphrase_file, "New passphrase", confirm=True)
+    _write_key(out, certs.encrypt_key(data, passphrase, source=str(file)))
+    return EXIT_OK
+
+
+# --- cert -----------------------------------------------------------------------------------
+
+
+@main.group()
+def cert() -> None:
+    """Inspect and check the certificate files an administrator uploads."""
+
+
+def _show(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return f"RSA {key.key_size} bits"
+    size = getattr(key, "key_size", None)
+    kind = type(key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
+    return f"{kind} {size} bits" if size else kind
+
+
+def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
+    try:
+        public_key = _key_text(certificate.public_key())
+    except Exception:  # an unsupported key type is still worth describing
+        public_key = "unsupported"
+    return {
+        "role": role,
+        "subject": certificate.subject.rfc4514_string(),
+        "issuer": certificate.issuer.rfc4514_string(),
+        "not_before": certificate.not_valid_before_utc.isoformat(),
+        "not_after": certificate.not_valid_after_utc.isoformat(),
+        "sans": [str(entry) for entry in sans_from_extension(certificate.extensions)],
+        "key": public_key,
+        "signature_algorithm": getattr(
+            certificate.signature_algorithm_oid,
+            "_name",
+            certificate.signature_algorithm_oid.dotted_string,
+        ),
+        "sha256": certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
+    }
+
+
+def _material_data(material: certs.Material) -> dict[str, Any]:
+    roles = [("leaf", material.leaf)] if material.leaf is not None else []
+    roles += [("intermediate", c) for c in material.intermediates]
+    roles += [("root", material.root)] if material.root is not None else []
+    roles += [("other", c) for c in material.others]
+    key = material.private_key
+    return {
+        "sources": list(material.sources),
+        "certificates": [_cert_data(role, c) for role, c in roles],
+        "private_key": None
+        if key is None
+        else {
+            "type": _key_text(key),
+            "matches_leaf": material.leaf is not None and certs.key_matches(material.leaf, key),
+        },
+    }
+
+
+@cert.command("inspect")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_password_file
+@_json
+def cert_inspect(files: tuple[Path, ...], password_file: Path | None, as_json: bool) -> int:
+    """Show what the files contain: leaf, intermediates, root and key, identified and ordered.
+
+    Accepts PFX/P12, CER/CRT (PEM or DER), chain files (PEM or PKCS#7) and keys, in any mix.
+    """
+    data = _material_data(_load(files, _password(password_file)))
+    if as_json:
+        _print_json(data)
+        return EXIT_OK
+    if not data["certificates"]:
+        click.echo("No certificates.")
+    for entry in data["certificates"]:
+        click.echo(f"{entry['role'].capitalize()}: {entry['subject'] or '(empty subject)'}")
+        click.echo(f"  issuer:    {entry['issuer']}")
+        click.echo(f"  valid:     {entry['not_before']} .. {entry['not_after']}")
+        if entry["sans"]:
+            click.echo(f"  names:     {', '.join(entry['sans'])}")
+        click.echo(f"  key:       {entry['key']}, signed {entry['signature_algorithm']}")
+        click.echo(f"  sha256:    {entry['sha256']}")
+    key = data["private_key"]
+    if key is None:
+        click.echo("Private key: none")
+    else:
+        match = "matches the leaf" if key["matches_leaf"] else "does NOT match the leaf"
+        click.echo(f"Private key: {key['type']}, {match}")
+    return EXIT_OK
+
+
+def _parse_at(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)  # the command line is where the clock is read
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--at"
+        ) from None
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+@cert.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--host", required=True, help="The server's NAT address or host name clients use.")
+@click.option("--at", "at", help="Check at this ISO 8601 time (default: now; no zone means UTC).")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The private key, when not among FILES (e.g. server.key of the CSR).",
+)
+@_password_file
+@_json
+def cert_check(
+    files: tuple[Path, ...],
+    host: str,
+    at: str | None,
+    key_file: Path | None,
+    password_file: Path | None,
+    as_json: bool,
+) -> int:
+    """Check the certificate for the server at --host; exit 1 when any check finds an error.
+
+    Checks validity period (< 397 days), RSA key of 2048+ bits, key present and matching,
+    the time window, host coverage by SAN, the chain to a root, key usage, weak signatures,
+    expiry within 30 days, and whether the root is public or private (enterprise).
+    """
+    instant = _parse_at(at)
+    password = _password(password_file)
+    material = _load(files, password)
+    private_key: PrivateKeyTypes | None = None
+    if key_file is not None:
+        private_key = _load([key_file], password).private_key
+        if private_key is None:
+            raise certs.MaterialError(str(key_file), "unsupported", "contains no private key")
+    report = certs.check(material, host=host, now=instant, key=private_key)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _print_report(report)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _print_report(report: certs.Report) -> None:
+    click.echo(f"Checked for {report.host} at {_show(report.checked_at)}")
+    order = {certs.Severity.ERROR: 0, certs.Severity.WARNING: 1, certs.Severity.INFO: 2}
+    findings = sorted(report.findings, key=lambda f: order[f.severity])
+    width = max([len("CODE"), *(len(f.code.value) for f in findings)])
+    click.echo(f"{'SEVERITY':<9} {'CODE':<{width}}  MESSAGE")
+    for finding in findings:
+        click.echo(f"{finding.severity.value:<9} {finding.code.value:<{width}}  {finding.message}")
+    errors, warnings = len(report.errors), len(report.warnings)
+    verdict = "ok" if report.ok else "NOT usable"
+    click.echo(
+        f"Result: {verdict} ({errors} error{'s' * (errors != 1)}, "
+        f"{warnings} warning{'s' * (warnings != 1)}); recommended import: "
+        + (
+            "Proceed to Import"
+            if report.recommended_mode is certs.ImportMode.PROCEED_TO_IMPORT
+            else "Distribute Root Certificate first"
+        )
+    )

@@ -1,0 +1,390 @@
+"""The ``certflow`` command line, run as a user runs it: ``python -m certflow ...``."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certflow.certs import inspect_csr, load_key
+
+from .factory import DAY, HOST, NOW, Pki, key_pem, pem, pki, rsa_key
+
+FLAGS = [
+    "--country", "IN", "--state", "Tamil Nadu", "--locality", "Chennai",
+    "--org", "Example Ltd", "--common-name", "mdm.example.com",
+    "--san", "192.0.2.1, *.dev.example.com",
+]  # fmt: skip
+
+
+def certflow(
+    *args: str | Path, cwd: Path, stdin: str = "", expect: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run the command line; check its exit code and that no traceback ever shows."""
+    done = subprocess.run(
+        [sys.executable, "-m", "certflow", *map(str, args)],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.returncode == expect, done.stderr
+    if expect == 2:
+        assert done.stderr.startswith("certflow: error: ")
+    return done
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pki]:
+    """A folder with the upload of a good PKI in several forms."""
+    folder = tmp_path_factory.mktemp("upload")
+    p = pki()
+    (folder / "server.crt").write_bytes(pem(p.leaf))
+    (folder / "chain.pem").write_bytes(pem(p.root, p.intermediate))  # wrong order on purpose
+    (folder / "server.key").write_bytes(key_pem(p.leaf_key))
+    (folder / "server.pfx").write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"mdm",
+            p.leaf_key,  # type: ignore[arg-type]
+            p.leaf,
+            [p.intermediate, p.root],
+            serialization.BestAvailableEncryption(b"pfx-pass"),
+        )
+    )
+    (folder / "pfx-pass.txt").write_text("pfx-pass\n")
+    (folder / "junk.cer").write_bytes(b"\x00\x01junk" * 50)
+    return folder, p
+
+
+COMMANDS = [
+    [], ["csr"], ["csr", "new"], ["csr", "show"], ["csr", "openssl-config"], ["key"],
+    ["key", "encrypt"], ["key", "decrypt"], ["cert"], ["cert", "inspect"], ["cert", "check"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "certflow")
+def test_help_everywhere(command: list[str], tmp_path: Path) -> None:
+    done = certflow(*command, "--help", cwd=tmp_path)
+    assert done.stdout.startswith(f"Usage: certflow {' '.join(command)}".rstrip())
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "certflow"
+    done = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
+    assert "csr" in done.stdout
+
+
+def test_unknown_command_and_missing_option(tmp_path: Path) -> None:
+    assert "No such command 'bogus'" in certflow("bogus", cwd=tmp_path, expect=2).stderr
+    assert "--host" in certflow("cert", "check", "x.pem", cwd=tmp_path, expect=2).stderr
+
+
+def test_csr_new_with_flags_backs_up_the_existing_key(tmp_path: Path) -> None:
+    certflow("csr", "new", *FLAGS, "--out", tmp_path, cwd=tmp_path)
+    key_file, csr_file = tmp_path / "server.key", tmp_path / "server.csr"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    first_key = key_file.read_bytes()
+    info = inspect_csr(csr_file.read_bytes())
+    assert info.ok
+    assert [str(entry) for entry in info.sans] == [
+        "mdm.example.com",
+        "192.0.2.1",
+        "*.dev.example.com",
+    ]
+    assert (
+        info.subject.rfc4514_string()
+        == "CN=mdm.example.com,O=Example Ltd,L=Chennai,ST=Tamil Nadu,C=IN"
+    )
+
+    done = certflow("csr", "new", *FLAGS, "--out", tmp_path, "--bits", "3072", cwd=tmp_path)
+    assert f"Backed up server.key to {tmp_path / 'server.key.bak'}" in done.stdout
+    assert (tmp_path / "server.key.bak").read_bytes() == first_key
+    assert stat.S_IMODE((tmp_path / "server.key.bak").stat().st_mode) == 0o600
+    assert key_file.read_bytes() != first_key
+    assert inspect_csr(csr_file.read_bytes()).key_size == 3072
+
+    done = certflow("csr", "new", *FLAGS, "--out", tmp_path, "--json", cwd=tmp_path)
+    data = json.loads(done.stdout)
+    assert data["backups"] == [
+        str(tmp_path / "server.key.bak.1"),
+        str(tmp_path / "server.csr.bak.1"),
+    ]
+    assert (tmp_path / "server.key.bak").read_bytes() == first_key  # never overwritten
+
+
+def test_csr_new_prompts_like_the_source_tool(tmp_path: Path) -> None:
+    answers = "UK\ngb\nEngland\nLondon\nExample plc\n\nmdm.example.co.uk\nwww.example.co.uk\n"
+    done = certflow("csr", "new", cwd=tmp_path, stdin=answers)
+    assert "did you mean GB" in done.stderr  # asked again, no need to start over
+    info = inspect_csr((tmp_path / "server.csr").read_bytes())
+    assert [str(entry) for entry in info.sans] == ["mdm.example.co.uk", "www.example.co.uk"]
+    assert (
+        info.subject.rfc4514_string()
+        == "CN=mdm.example.co.uk,O=Example plc,L=London,ST=England,C=GB"
+    )
+
+
+def test_csr_new_with_encrypted_key(tmp_path: Path) -> None:
+    certflow(
+        "csr", "new", *FLAGS, "--encrypt", "--passphrase-file", "-", cwd=tmp_path, stdin="k3y\n"
+    )
+    assert load_key((tmp_path / "server.key").read_bytes(), "k3y").key_size == 2048  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--country", "UK", *FLAGS[2:]], "country 'UK' is not an ISO 3166-1 alpha-2"),
+        (["--no-input", "--country", "IN"], "missing --state, --locality, --org, --common-name"),
+        ([*FLAGS, "--san", "a.*.example.com"], "whole left-most label"),
+        ([*FLAGS, "--bits", "1024"], "'1024' is not one of"),
+        ([*FLAGS, "--out", "no/such/folder"], "not an existing folder"),
+    ],
+)
+def test_csr_new_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
+    assert message in certflow("csr", "new", *args, cwd=tmp_path, expect=2).stderr
+    assert not (tmp_path / "server.key").exists()
+
+
+def test_csr_show(tmp_path: Path) -> None:
+    certflow("csr", "new", *FLAGS, cwd=tmp_path)
+    done = certflow("csr", "show", "server.csr", cwd=tmp_path)
+    assert "Signature: sha256WithRSAEncryption, valid" in done.stdout
+    data = json.loads(certflow("csr", "show", "server.csr", "--json", cwd=tmp_path).stdout)
+    assert (data["ok"], data["key_size"], data["common_name"]) == (True, 2048, "mdm.example.com")
+    damaged = bytearray((tmp_path / "server.csr").read_bytes())
+    (tmp_path / "bad.csr").write_bytes(damaged.replace(b"-----END", b"x-----END", 1))
+    assert "server.csr" not in certflow("csr", "show", "bad.csr", cwd=tmp_path, expect=2).stderr
+
+
+def test_csr_show_tampered_signature_exits_1(tmp_path: Path) -> None:
+    certflow("csr", "new", *FLAGS, cwd=tmp_path)
+    from cryptography import x509
+
+    der = bytearray(
+        x509.load_pem_x509_csr((tmp_path / "server.csr").read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
+    der[-5] ^= 0xFF
+    (tmp_path / "tampered.der").write_bytes(bytes(der))
+    assert "INVALID" in certflow("csr", "show", "tampered.der", cwd=tmp_path, expect=1).stdout
+
+
+def test_openssl_config(tmp_path: Path) -> None:
+    done = certflow("csr", "openssl-config", *FLAGS, cwd=tmp_path)
+    assert (
+        "[ alt_names ]\nDNS.1 = mdm.example.com\nIP.1 = 192.0.2.1\nDNS.2 = *.dev.example.com\n"
+        in done.stdout
+    )
+    certflow("csr", "openssl-config", *FLAGS, "--out", "opensslsan.conf", cwd=tmp_path)
+    assert (tmp_path / "opensslsan.conf").read_text() == done.stdout
+
+
+def test_key_encrypt_and_decrypt(tmp_path: Path) -> None:
+    (tmp_path / "server.key").write_bytes(key_pem(rsa_key()))
+    (tmp_path / "pass.txt").write_text("secret\n")
+    certflow(
+        "key",
+        "encrypt",
+        "server.key",
+        "--out",
+        "enc.key",
+        "--passphrase-file",
+        "pass.txt",
+        cwd=tmp_path,
+    )
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "enc.key").read_bytes()
+    assert stat.S_IMODE((tmp_path / "enc.key").stat().st_mode) == 0o600
+    done = certflow(
+        "key",
+        "decrypt",
+        "enc.key",
+        "--out",
+        "server.key",
+        "--passphrase-file",
+        "-",
+        cwd=tmp_path,
+        stdin="secret\n",
+    )
+    assert "Backed up server.key" in done.stderr
+    assert (tmp_path / "server.key.bak").read_bytes() == key_pem(rsa_key())
+    assert (tmp_path / "server.key").read_bytes() == key_pem(rsa_key())
+
+
+def test_key_decrypt_wrong_or_missing_passphrase(tmp_path: Path) -> None:
+    (tmp_path / "enc.key").write_bytes(
+        rsa_key().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"right"),
+        )
+    )
+    wrong = certflow(
+        "key",
+        "decrypt",
+        "enc.key",
+        "--out",
+        "-",
+        "--passphrase-file",
+        "-",
+        cwd=tmp_path,
+        stdin="wrong\n",
+        expect=2,
+    )
+    assert (
+        wrong.stderr == "certflow: error: enc.key: wrong password for the encrypted private key\n"
+    )
+    missing = certflow("key", "decrypt", "enc.key", "--out", "-", cwd=tmp_path, expect=2)
+    assert "--password-file" in missing.stderr or "passphrase" in missing.stderr.lower()
+    done = certflow(
+        "key",
+        "decrypt",
+        "enc.key",
+        "--out",
+        "-",
+        "--passphrase-file",
+        "-",
+        cwd=tmp_path,
+        stdin="right\n",
+    )
+    assert done.stdout.encode() == key_pem(rsa_key())
+
+
+def test_cert_inspect_orders_the_upload(files: tuple[Path, Pki]) -> None:
+    folder, _ = files
+    data = json.loads(
+        certflow(
+            "cert", "inspect", "chain.pem", "server.crt", "server.key", "--json", cwd=folder
+        ).stdout
+    )
+    assert [c["role"] for c in data["certificates"]] == ["leaf", "intermediate", "root"]
+    assert data["certificates"][0]["sans"] == [HOST]
+    assert data["private_key"] == {"type": "RSA 2048 bits", "matches_leaf": True}
+    text = certflow(
+        "cert", "inspect", "server.pfx", "--password-file", "pfx-pass.txt", cwd=folder
+    ).stdout
+    assert text.startswith(f"Leaf: CN={HOST},O=certflow tests\n")
+    assert "Private key: RSA 2048 bits, matches the leaf" in text
+
+
+def test_cert_inspect_bad_input(files: tuple[Path, Pki]) -> None:
+    folder, _ = files
+    missing = certflow("cert", "inspect", "server.pfx", cwd=folder, expect=2)
+    assert "server.pfx: this PKCS#12 (PFX) file is password-protected" in missing.stderr
+    assert (
+        "junk.cer: not a certificate"
+        in certflow("cert", "inspect", "junk.cer", cwd=folder, expect=2).stderr
+    )
+    assert (
+        "nope.pem: no such file"
+        in certflow("cert", "inspect", "nope.pem", cwd=folder, expect=2).stderr
+    )
+    (folder / "wrong.txt").write_text("nope\n")
+    wrong = certflow(
+        "cert", "inspect", "server.pfx", "--password-file", "wrong.txt", cwd=folder, expect=2
+    )
+    assert "wrong password" in wrong.stderr
+
+
+AT = NOW.isoformat()
+
+
+def test_cert_check_good(files: tuple[Path, Pki]) -> None:
+    folder, _ = files
+    done = certflow(
+        "cert",
+        "check",
+        "server.crt",
+        "chain.pem",
+        "--key",
+        "server.key",
+        "--host",
+        HOST,
+        "--at",
+        AT,
+        cwd=folder,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Checked for {HOST} at 2026-03-01 12:00:00 UTC"
+    assert lines[1].split() == ["SEVERITY", "CODE", "MESSAGE"]
+    assert lines[2].split()[:2] == ["info", "trust_private"]
+    assert lines[-1].startswith(
+        "Result: ok (0 errors, 0 warnings); recommended import: Distribute Root"
+    )
+
+
+def test_cert_check_errors_exit_1(files: tuple[Path, Pki]) -> None:
+    folder, p = files
+    later = (p.leaf.not_valid_after_utc + 2 * DAY).isoformat()
+    done = certflow(
+        "cert",
+        "check",
+        "server.pfx",
+        "--password-file",
+        "pfx-pass.txt",
+        "--host",
+        "10.0.0.9",
+        "--at",
+        later,
+        cwd=folder,
+        expect=1,
+    )
+    table = [line.split()[:2] for line in done.stdout.splitlines()[2:-1]]
+    assert table == [["error", "expired"], ["error", "host_mismatch"], ["info", "trust_private"]]
+    assert "Result: NOT usable (2 errors, 0 warnings)" in done.stdout
+
+
+def test_cert_check_json(files: tuple[Path, Pki]) -> None:
+    folder, _ = files
+    done = certflow(
+        "cert",
+        "check",
+        "server.crt",
+        "--host",
+        HOST,
+        "--at",
+        "2026-03-01T12:00:00",
+        "--json",
+        cwd=folder,
+        expect=1,
+    )
+    data = json.loads(done.stdout)
+    assert data["ok"] is False
+    assert data["checked_at"] == AT  # no zone means UTC
+    assert {f["code"] for f in data["findings"]} == {
+        "no_private_key",
+        "chain_incomplete",
+        "trust_private",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["server.crt", "--host", HOST, "--at", "yesterday"],
+            "'yesterday' is not an ISO 8601 time",
+        ),
+        (["server.crt", "--host", "bad host"], "host 'bad host'"),
+        (["junk.cer", "--host", HOST], "junk.cer: "),
+        (
+            ["server.crt", "--host", HOST, "--key", "server.crt"],
+            "server.crt: contains no private key",
+        ),
+    ],
+)
+def test_cert_check_bad_input_exits_2(
+    args: list[str], message: str, files: tuple[Path, Pki]
+) -> None:
+    folder, _ = files
+    assert message in certflow("cert", "check", *args, cwd=folder, expect=2).stderr
