@@ -91,6 +91,27 @@ def main() -> None:
     """
 
 
+@main.command()
+@click.option(
+    "--devices", type=click.IntRange(min=1), default=10_000, show_default=True, help="Fleet size."
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Random seed of the fleet's behaviour."
+)
+@click.option("--quiet", is_flag=True, help="Print one result line instead of the timeline.")
+def simulate(devices: int, seed: int, quiet: bool) -> int:
+    """Simulate a rollout over a fleet, day by day, through the real evaluator.
+
+    The main job of `make demo`: a seeded, reproducible run that prints the timeline
+    (notices, checkpoints, the extension, retries, the import) and the final view-details
+    summary. See docs/simulation.md.
+    """
+    from certflow.simulation import report  # keeps `certflow --help` fast
+
+    report(devices, seed, quiet=quiet)
+    return EXIT_OK
+
+
 def _print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 

@@ -34,7 +34,6 @@ are re-enrolled (``Reenrolled``), except those that are gone for good.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import math
 import random
@@ -71,6 +70,7 @@ __all__ = [
     "SimulationResult",
     "format_summary",
     "main",
+    "report",
     "run",
 ]
 
@@ -609,28 +609,32 @@ def run(
     return simulation.run()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: ``python -m certflow.simulation [--devices N] [--seed S] [--quiet]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m certflow.simulation",
-        description="Simulate a certificate rollout over a fleet, through the real evaluator.",
-    )
-    parser.add_argument("--devices", type=int, default=10_000, help="fleet size (default 10000)")
-    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    parser.add_argument(
-        "--quiet", action="store_true", help="print one result line instead of the timeline"
-    )
-    args = parser.parse_args(argv)
-    if args.devices < 1:
-        parser.error("--devices must be at least 1")
+def report(devices: int = 10_000, seed: int = 7, *, quiet: bool = False) -> SimulationResult:
+    """Run the simulation on stdout and, unless ``quiet``, end with the wall time.
+
+    What ``certflow simulate`` and ``python -m certflow.simulation`` do.
+    """
     began = time.perf_counter()
-    result = run(args.devices, args.seed, sys.stdout, quiet=args.quiet)
+    result = run(devices, seed, sys.stdout, quiet=quiet)
     elapsed = time.perf_counter() - began
-    if not args.quiet:
+    if not quiet:
         # Wall time goes last and only here, so that run()'s text stays reproducible.
         days = (result.summary.now - result.rollout.plan.created_at) / _DAY
         print(f"\nsimulated {days:.1f} days of {result.devices:,} devices in {elapsed:.2f} s")
-    return 0
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m certflow.simulation [--devices N] [--seed S] [--quiet]``.
+
+    The same command as ``certflow simulate``; returns its exit code.
+    """
+    from certflow.cli import main as cli  # the command line imports this module
+
+    code: int = cli.main(
+        ["simulate", *(sys.argv[1:] if argv is None else argv)], standalone_mode=False
+    )
+    return code
 
 
 if __name__ == "__main__":

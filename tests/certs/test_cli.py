@@ -68,6 +68,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pki]:
 COMMANDS = [
     [], ["csr"], ["csr", "new"], ["csr", "show"], ["csr", "openssl-config"], ["key"],
     ["key", "encrypt"], ["key", "decrypt"], ["cert"], ["cert", "inspect"], ["cert", "check"],
+    ["simulate"],
 ]  # fmt: skip
 
 
@@ -81,6 +82,15 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "certflow"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert "csr" in done.stdout
+
+
+def test_simulate_runs_the_main_job_and_refuses_a_bad_fleet_size(tmp_path: Path) -> None:
+    done = certflow("simulate", "--devices", "200", "--seed", "3", cwd=tmp_path)
+    assert "view details" in done.stdout.lower()
+    assert "import" in done.stdout
+    quiet = certflow("simulate", "--devices", "200", "--seed", "3", "--quiet", cwd=tmp_path)
+    assert quiet.stdout.startswith("seed 3:")
+    assert "--devices" in certflow("simulate", "--devices", "0", cwd=tmp_path, expect=2).stderr
 
 
 def test_unknown_command_and_missing_option(tmp_path: Path) -> None:
