@@ -772,11 +772,7 @@ def _proceed_to_import(
     plan = rollout.plan
     _require_valid_through(plan.new_not_before, plan.new_not_after, now, now, CommandRefused)
     guard = "all_trust" if _all_trust(rollout) else "not_all_trust"
-    dest = _rollout_dest(rollout.phase.state, "proceed_to_import", guard)
-    assert dest is not None
-    effects: list[Effect] = []
-    rollout = _import(rollout, dest, now, effects)
-    return rollout, tuple(effects)
+    return _import_by_command(rollout, "proceed_to_import", guard, now)
 
 
 def _import_now(
@@ -790,8 +786,14 @@ def _import_now(
         )
         raise _refuse_state(rollout, "ImportNow", hint)
     guard = "condition_holds" if _condition_holds(rollout, now) else "condition_fails"
-    dest = _rollout_dest(rollout.phase.state, "import_now", guard)
-    assert dest is not None
+    return _import_by_command(rollout, "import_now", guard, now)
+
+
+def _import_by_command(
+    rollout: Rollout, trigger: str, guard: str, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    dest = _rollout_dest(rollout.phase.state, trigger, guard)
+    assert dest is not None, (rollout.phase.state, trigger, guard)
     effects: list[Effect] = []
     rollout = _import(rollout, dest, now, effects)
     return rollout, tuple(effects)

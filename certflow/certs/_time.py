@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certflow.errors import InvalidInput
+from certflow._time import require_aware as _require_aware
 
 
 def require_aware(name: str, value: object) -> datetime:
     """``value`` as an aware UTC datetime, or a clear :class:`InvalidInput`."""
-    if not isinstance(value, datetime):
-        raise InvalidInput(f"{name} must be a timezone-aware datetime, got {value!r}")
-    if value.utcoffset() is None:
-        raise InvalidInput(
-            f"{name} is a naive datetime ({value.isoformat()}); pass a timezone-aware "
-            "instant, e.g. datetime(..., tzinfo=timezone.utc)"
-        )
-    return value.astimezone(UTC)
+    return _require_aware(name, value).astimezone(UTC)
 
 
 def show(instant: datetime) -> str:
