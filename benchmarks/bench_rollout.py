@@ -103,6 +103,22 @@ def timer_overhead_ns() -> float:
     return statistics.median(samples)
 
 
+def reference_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop (best of 3): compares machine speed.
+
+    Shared virtual machines change speed from minute to minute; dividing a figure by
+    this reference makes runs comparable.
+    """
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
 def percentile(samples: Sequence[int], fraction: float) -> float:
     """The ``fraction`` quantile of ``samples`` (nearest rank)."""
     ordered = sorted(samples)
@@ -510,7 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         f"single events: up to {events:,} calls spread over the fleet."
     )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"Load average at start (1, 5, 15 min): {load}")
+    print(
+        f"Load average at start (1, 5, 15 min): {load}; speed reference: a 1,000,000-iteration "
+        f"`total += i` loop takes {reference_ms():.0f} ms"
+    )
     print(
         f"Single events: best of {ROUNDS} rounds (lowest median) reported; batch: best of "
         f"{BATCH_ROUNDS} runs; whole operations: one run."
