@@ -132,14 +132,17 @@ def set_code(root: Root, index: int, code: int) -> Root:
 class Transient:
     """A mutable draft of a :class:`CodeVector`; :meth:`freeze` returns the result.
 
-    The draft copies a chunk the first time it writes to it (``own``) and never writes
-    to a chunk it did not copy, so the source vector and every other version stay intact.
+    The draft copies a mid node and a chunk the first time it writes below them
+    (``own``) and never writes to one it did not copy, so the source vector and every
+    other version stay intact. Starting a draft copies only the root list (one slot per
+    16,384 codes), so a draft that changes one code costs what :func:`set_code` costs.
     """
 
-    __slots__ = ("_len", "owned", "root")
+    __slots__ = ("_len", "_owned_mids", "owned", "root")
 
     def __init__(self, source: CodeVector) -> None:
-        self.root: Root = [mid[:] for mid in source.root]
+        self.root: Root = source.root[:]
+        self._owned_mids: set[int] = set()
         # Chunks this draft copied, by chunk number (index >> CHUNK_BITS); public so a
         # hot loop can look a chunk up here before calling ``own``.
         self.owned: dict[int, Chunk] = {}
@@ -151,11 +154,17 @@ class Transient:
     def __getitem__(self, index: int) -> int:
         return self.root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][index & CHUNK_MASK]
 
+    def _mid(self, r: int) -> list[Chunk]:
+        if r not in self._owned_mids:
+            self.root[r] = self.root[r][:]
+            self._owned_mids.add(r)
+        return self.root[r]
+
     def own(self, number: int) -> Chunk:
         """Chunk ``number`` (``index >> CHUNK_BITS``), copied once so it may be written."""
         chunk = self.owned.get(number)
         if chunk is None:
-            mid = self.root[number >> MID_BITS]
+            mid = self._mid(number >> MID_BITS)
             chunk = self.owned[number] = mid[number & MID_MASK] = mid[number & MID_MASK][:]
         return chunk
 
@@ -167,9 +176,10 @@ class Transient:
         index = self._len
         if index & ((1 << ROOT_SHIFT) - 1) == 0:
             self.root.append([])
+            self._owned_mids.add(len(self.root) - 1)
         if index & CHUNK_MASK == 0:
             chunk = array("I")
-            self.root[-1].append(chunk)
+            self._mid(len(self.root) - 1).append(chunk)
             self.owned[index >> CHUNK_BITS] = chunk
         else:
             chunk = self.own(index >> CHUNK_BITS)
@@ -179,6 +189,7 @@ class Transient:
     def freeze(self) -> CodeVector:
         """The finished vector. The draft may go on; it copies again before writing."""
         vector = CodeVector(self.root, self._len)
-        self.root = [mid[:] for mid in self.root]
+        self.root = self.root[:]
+        self._owned_mids = set()
         self.owned = {}
         return vector

@@ -804,3 +804,28 @@ def test_device_timeouts_due_at_a_checkpoint_are_processed_before_it() -> None:
     rollout = distributing(1, policy=cf.Policy(ack_timeout=7 * DAY))
     _, effects = cf.advance(rollout, day(7))
     assert [type(e) for e in effects] == [cf.Notify, cf.AcknowledgementTimedOut, cf.ImportPostponed]
+
+
+def _shared_chunks(a: cf.Rollout, b: cf.Rollout) -> int:
+    return sum(x is y for x, y in zip(a.fleet.codes.chunks(), b.fleet.codes.chunks(), strict=False))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        cf.DeviceInstalled("d5000"),
+        cf.DeviceFailed("d5000", "x"),
+        cf.Enroll("fresh"),
+        cf.Unenroll("d9"),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_one_device_event_copies_one_chunk_and_shares_the_rest_of_the_fleet(
+    command: cf.Command,
+) -> None:
+    before = distributing(20_000)
+    after = cf.apply(before, command, day(1)).rollout
+    chunks = len(list(before.fleet.codes.chunks()))
+    assert _shared_chunks(before, after) == chunks - 1
+    batch = cf.apply_all(before, [cf.DeviceInstalled("d1"), cf.DeviceInstalled("d2")], day(1))
+    assert _shared_chunks(before, batch.rollout) == chunks - 1
