@@ -23,6 +23,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any, NamedTuple
 
 import attrs
@@ -104,7 +105,13 @@ _ON_ENROLL = DEVICE_NEXT["enroll"]
 _ON_IMPORT = DEVICE_NEXT["import"]
 _ON_REENROLLED = DEVICE_NEXT["reenrolled"]
 
+# The hot loops spell the tree's shifts and masks as literals (a global lookup per use
+# costs more than the work); they must be the tree's.
+assert (ROOT_SHIFT, CHUNK_BITS, MID_MASK, CHUNK_MASK, STATE_MASK) == (14, 8, 63, 255, 7)
+
 _RUNNING = (RolloutState.DISTRIBUTING, RolloutState.EXTENDED)
+_CANCELLED = RolloutState.CANCELLED
+_DEVICE_INSTALLED = c.DeviceInstalled
 _IMPORTED = (RolloutState.IMPORTED, RolloutState.FORCED)
 _NO_EFFECTS: tuple[Effect, ...] = ()
 
@@ -138,7 +145,7 @@ def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
 
 
 def _with_codes(fleet: Fleet, codes: CodeVector, counts: int) -> Fleet:
-    return _tuple_new(Fleet, (codes, counts, *fleet[2:]))
+    return _tuple_new(Fleet, (codes.root, len(codes), counts, fleet.roster))
 
 
 def new_rollout(
@@ -222,7 +229,7 @@ def new_rollout(
         root_publicly_trusted=root_publicly_trusted,
         created_at=created_at,
     )
-    fleet = Fleet(
+    fleet = Fleet.create(
         ids=ids,
         positions=index,
         extra_ids=immutables.Map(),
@@ -374,7 +381,7 @@ def _fire_timeouts(rollout: Rollout, due: datetime, effects: list[Effect]) -> Ro
                 counts += COUNT_DELTA[PUSHED][dest]
                 reasons[index] = reason
                 timed_out.append(index)
-    fleet = fleet._replace(
+    fleet = fleet.replace(
         codes=draft.freeze(),
         counts=counts,
         reasons=reasons.finish(),
@@ -391,7 +398,7 @@ def _schedule_timeout(fleet: Fleet, policy: Policy, timeout: Timeout) -> Fleet:
     if policy.ack_timeout is None:
         return fleet
     tail = fleet.timeouts_tail
-    return fleet._replace(timeouts=fleet.timeouts.set(tail, timeout), timeouts_tail=tail + 1)
+    return fleet.replace(timeouts=fleet.timeouts.set(tail, timeout), timeouts_tail=tail + 1)
 
 
 def _condition_holds(rollout: Rollout, at: datetime) -> bool:
@@ -441,7 +448,7 @@ def _import(rollout: Rollout, dest: RolloutState, at: datetime, effects: list[Ef
         if stragglers:
             effects.append(ReenrollmentRequired(tuple(stragglers), at))
     effects.append(RestartRequired(at))
-    fleet = fleet._replace(timeouts=immutables.Map(), timeouts_head=0, timeouts_tail=0)
+    fleet = fleet.replace(timeouts=immutables.Map(), timeouts_head=0, timeouts_tail=0)
     phase = attrs.evolve(
         rollout.phase, state=dest, ended_at=at, restart_required=True, next_due=None
     )
@@ -461,24 +468,45 @@ def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
     allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
     :func:`advance`; the rollout passed in is unchanged in every case.
     """
-    # This is the one-device hot path: the checks of _check_now and _due are inlined.
+    # This is the one-device hot path, so the checks of _check_now are inlined, and so is
+    # the common case of all: a device confirms the root and nothing else is due.
     if type(now) is not datetime or now.tzinfo is None or now < rollout.clock:
         now = _check_now(rollout, now)
+    phase = rollout.phase
+    due = phase.next_due
+    fleet = rollout.fleet
+    roster = fleet.roster
+    head = roster.timeouts_head
+    caught_up = (due is not None and due <= now) or (
+        head != roster.timeouts_tail and roster.timeouts[head].due <= now
+    )
+    if type(command) is _DEVICE_INSTALLED and not caught_up:
+        index = roster.positions.get(command.device_id)
+        if index is not None:
+            root = fleet.root
+            code = root[index >> 14][(index >> 8) & 63][index & 255]  # see _vector.ROOT_SHIFT
+            source = code & 7
+            dest = _ON_INSTALLED[source]
+            if dest >= 0 and phase.state is not _CANCELLED:
+                fleet = _tuple_new(
+                    Fleet,
+                    (
+                        set_code(root, index, code - source + dest),
+                        fleet.size,
+                        fleet.counts + COUNT_DELTA[source][dest],
+                        roster,
+                    ),
+                )
+                return _tuple_new(Step, (_make(rollout.plan, phase, fleet, now), _NO_EFFECTS))
     handler = _HANDLERS.get(type(command))
     if handler is None:
         raise InvalidInput(f"{command!r} is not a certflow command")
-    due = rollout.phase.next_due
-    if (due is not None and due <= now) or _timeout_due(rollout.fleet, now):
-        caught_up: list[Effect] = []
-        rollout = _catch_up(rollout, now, caught_up)
-        rollout, effects = handler(rollout, command, now)
-        return _tuple_new(Step, (rollout, (*caught_up, *effects)))
+    if caught_up:
+        effects: list[Effect] = []
+        rollout = _catch_up(rollout, now, effects)
+        rollout, more = handler(rollout, command, now)
+        return _tuple_new(Step, (rollout, (*effects, *more)))
     return _tuple_new(Step, handler(rollout, command, now))
-
-
-def _timeout_due(fleet: Fleet, now: datetime) -> bool:
-    head = fleet.timeouts_head
-    return head != fleet.timeouts_tail and fleet.timeouts[head].due <= now
 
 
 def _refuse_if_cancelled(rollout: Rollout, what: str) -> None:
@@ -489,8 +517,13 @@ def _refuse_if_cancelled(rollout: Rollout, what: str) -> None:
 def _set_device(rollout: Rollout, index: int, code: int, new_code: int, now: datetime) -> Rollout:
     fleet = rollout.fleet
     counts = fleet.counts + COUNT_DELTA[code & STATE_MASK][new_code & STATE_MASK]
-    codes = CodeVector(set_code(fleet.codes.root, index, new_code), len(fleet.codes))
-    return _make(rollout.plan, rollout.phase, _with_codes(fleet, codes, counts), now)
+    root = set_code(fleet.root, index, new_code)
+    return _make(
+        rollout.plan,
+        rollout.phase,
+        _tuple_new(Fleet, (root, fleet.size, counts, fleet.roster)),
+        now,
+    )
 
 
 def _unchanged(rollout: Rollout, now: datetime) -> tuple[Rollout, tuple[Effect, ...]]:
@@ -506,9 +539,7 @@ def _device_installed(
     index = fleet.positions.get(command.device_id)
     if index is None:
         index = fleet.locate(command.device_id)
-    code = fleet.codes.root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][
-        index & CHUNK_MASK
-    ]
+    code = fleet.root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][index & CHUNK_MASK]
     state = code & STATE_MASK
     dest = _ON_INSTALLED[state]
     if dest < 0 or rollout.phase.state is RolloutState.CANCELLED:
@@ -555,7 +586,7 @@ def _device_failed(
             _device_refusal(command.device_id, DEVICE_STATES[state], "report a failure")
         )
     rollout = _set_device(rollout, index, code, (code & ~STATE_MASK) | dest, now)
-    fleet = rollout.fleet._replace(reasons=rollout.fleet.reasons.set(index, command.reason))
+    fleet = rollout.fleet.replace(reasons=rollout.fleet.reasons.set(index, command.reason))
     return _make(rollout.plan, rollout.phase, fleet, now), _NO_EFFECTS
 
 
@@ -645,7 +676,7 @@ def _enroll(
         index = fleet.extra_positions.get(device_id)
     if index is None:
         index = len(fleet.codes)
-        fleet = fleet._replace(
+        fleet = fleet.replace(
             extra_ids=fleet.extra_ids.set(index, device_id),
             extra_positions=fleet.extra_positions.set(device_id, index),
             codes=fleet.codes.append(PENDING),
@@ -841,7 +872,7 @@ def _cancel(
     if dest is None:
         raise _refuse_state(rollout, "Cancel", "only a rollout that has not ended can be cancelled")
     phase = attrs.evolve(rollout.phase, state=dest, ended_at=now, next_due=None)
-    fleet = rollout.fleet._replace(timeouts=immutables.Map(), timeouts_head=0, timeouts_tail=0)
+    fleet = rollout.fleet.replace(timeouts=immutables.Map(), timeouts_head=0, timeouts_tail=0)
     return _make(rollout.plan, phase, fleet, now), _NO_EFFECTS
 
 
@@ -878,88 +909,80 @@ def apply_all(rollout: Rollout, commands: Iterable[c.Command], now: datetime) ->
     """Apply many commands at one instant, as :func:`apply` would one by one; pure.
 
     The result equals folding :func:`apply` over ``commands`` at ``now``. Runs of
-    device reports (``DeviceInstalled``, ``DeviceFailed``) take a fast path that writes
-    into one draft of the fleet; other commands go through :func:`apply`. The batch is
-    atomic: if any command is refused, the error propagates and nothing is kept.
+    ``DeviceInstalled`` or of ``DeviceFailed`` reports while distributing take a fast
+    path that writes into one draft of the fleet; other commands go through
+    :func:`apply`. The batch is atomic: if any command is refused, the error propagates
+    and nothing is kept.
     """
     rollout, caught_up = advance(rollout, now)
     effects: list[Effect] = list(caught_up)
-    reports: list[c.DeviceInstalled | c.DeviceFailed] = []
-    installed, failed = c.DeviceInstalled, c.DeviceFailed
-    for command in commands:
-        kind = type(command)
-        if kind is installed or kind is failed:
-            reports.append(command)  # type: ignore[arg-type]
-            continue
-        if reports:
-            rollout = _apply_reports(rollout, reports, now)
-            reports = []
-        rollout, step = apply(rollout, command, now)
-        effects.extend(step)
-    if reports:
-        rollout = _apply_reports(rollout, reports, now)
+    for kind, run in groupby(commands, type):
+        if kind is c.DeviceInstalled and rollout.phase.state in _RUNNING:
+            rollout = _apply_installed(rollout, run, now)  # type: ignore[arg-type]
+        elif kind is c.DeviceFailed and rollout.phase.state in _RUNNING:
+            rollout = _apply_failed(rollout, run, now)  # type: ignore[arg-type]
+        else:
+            for command in run:
+                rollout, step = apply(rollout, command, now)
+                effects.extend(step)
     return Step(rollout, tuple(effects))
 
 
-def _apply_reports(
-    rollout: Rollout, reports: list[c.DeviceInstalled | c.DeviceFailed], now: datetime
+def _apply_installed(
+    rollout: Rollout, reports: Iterable[c.DeviceInstalled], now: datetime
 ) -> Rollout:
-    """Device reports written into one draft of the fleet: the body of :func:`apply_all`."""
-    if rollout.phase.state not in _RUNNING:
-        for report in reports:  # rare; the one-by-one path words these states' refusals
-            rollout = apply(rollout, report, now).rollout
-        return rollout
+    """A run of ``DeviceInstalled`` written into one draft: the hot loop of :func:`apply_all`."""
     fleet = rollout.fleet
     draft = fleet.codes.transient()
     owned, own = draft.owned, draft.own
-    position, locate = fleet.positions.get, fleet.locate
-    on_installed, installed_kind = _ON_INSTALLED, c.DeviceInstalled
-    # How many devices left each state, per report kind: the counts are settled once.
-    left_for_installed = [0] * len(DEVICE_STATES)
-    left_for_failed = [0] * len(DEVICE_STATES)
-    reasons: immutables.MapMutation[int, str] | None = None
+    position, locate = fleet.roster.positions.get, fleet.locate
+    table = _ON_INSTALLED
+    left = [0] * len(DEVICE_STATES)  # devices that left each state; counts settle once
     for report in reports:
         device_id = report.device_id
         index = position(device_id)
         if index is None:
             index = locate(device_id)
-        number = index >> CHUNK_BITS
-        chunk = owned.get(number)
+        chunk = owned.get(index >> 8)
         if chunk is None:
-            chunk = own(number)
-        offset = index & CHUNK_MASK
+            chunk = own(index >> 8)
+        offset = index & 255
         code = chunk[offset]
-        source = code & STATE_MASK
-        if type(report) is installed_kind:
-            dest = on_installed[source]
-            if dest < 0:
-                if source == INSTALLED:
-                    continue  # a duplicate report
-                raise CommandRefused(
-                    _device_refusal(device_id, DEVICE_STATES[source], "report the root installed")
-                )
-            chunk[offset] = code - source + dest
-            left_for_installed[source] += 1
-        else:
-            if source == FAILED:
-                continue
-            dest = _ON_FAILED[source]
-            if dest < 0:
-                raise CommandRefused(
-                    _device_refusal(device_id, DEVICE_STATES[source], "report a failure")
-                )
-            chunk[offset] = code - source + dest
-            left_for_failed[source] += 1
-            if reasons is None:
-                reasons = fleet.reasons.mutate()
-            reasons[index] = report.reason  # type: ignore[union-attr]
+        source = code & 7
+        dest = table[source]
+        if dest < 0:
+            if source == INSTALLED:
+                continue  # a duplicate report
+            raise CommandRefused(
+                _device_refusal(device_id, DEVICE_STATES[source], "report the root installed")
+            )
+        chunk[offset] = code - source + dest
+        left[source] += 1
+    counts = fleet.counts + sum(n * COUNT_DELTA[s][table[s]] for s, n in enumerate(left) if n)
+    return _make(rollout.plan, rollout.phase, _with_codes(fleet, draft.freeze(), counts), now)
+
+
+def _apply_failed(rollout: Rollout, reports: Iterable[c.DeviceFailed], now: datetime) -> Rollout:
+    """A run of ``DeviceFailed`` written into one draft, with their reasons."""
+    fleet = rollout.fleet
+    draft = fleet.codes.transient()
+    reasons = fleet.roster.reasons.mutate()
     counts = fleet.counts
-    for source in range(len(DEVICE_STATES)):
-        if left_for_installed[source]:
-            counts += left_for_installed[source] * COUNT_DELTA[source][_ON_INSTALLED[source]]
-        if left_for_failed[source]:
-            counts += left_for_failed[source] * COUNT_DELTA[source][_ON_FAILED[source]]
-    fleet = _with_codes(fleet, draft.freeze(), counts)
-    if reasons is not None:
-        fleet = fleet._replace(reasons=reasons.finish())
+    for report in reports:
+        if not isinstance(report.reason, str):
+            raise InvalidInput(f"DeviceFailed.reason must be a string, got {report.reason!r}")
+        index = fleet.locate(report.device_id)
+        code = draft[index]
+        source = code & STATE_MASK
+        if source == FAILED:
+            continue  # a duplicate report: the first reason stays
+        dest = _ON_FAILED[source]
+        if dest < 0:
+            raise CommandRefused(
+                _device_refusal(report.device_id, DEVICE_STATES[source], "report a failure")
+            )
+        draft[index] = code - source + dest
+        counts += COUNT_DELTA[source][dest]
+        reasons[index] = report.reason
+    fleet = _with_codes(fleet, draft.freeze(), counts).replace(reasons=reasons.finish())
     return _make(rollout.plan, rollout.phase, fleet, now)

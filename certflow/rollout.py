@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 import immutables
 
-from certflow._vector import CodeVector
+from certflow._vector import CodeVector, Root
 from certflow.errors import UnknownDevice
 from certflow.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
 from certflow.policy import CertificateKind, Policy
@@ -139,25 +139,16 @@ class Timeout(NamedTuple):
     initial: bool
 
 
-class Fleet(NamedTuple):
-    """Every device of a rollout. Private layout; read it through :class:`Rollout`.
+class Roster(NamedTuple):
+    """The cold part of a fleet: what changes only when devices enrol, fail or time out.
 
-    A tuple rather than an attrs class because one is built for every device event and
-    ``tuple.__new__`` is several times cheaper than a frozen class's ``__init__``.
-
-    * ``codes``: the per-device codes, in index order;
-    * ``counts``: per-state counts, packed (see ``COUNT_DELTA``);
     * ``ids``/``positions``: the devices known at creation (the dict is never mutated);
     * ``extra_ids``/``extra_positions``: devices enrolled later, in persistent maps;
     * ``reasons``: the last failure reason of each device that ever failed;
     * ``timeouts``/``timeouts_head``/``timeouts_tail``: a persistent FIFO of
       :class:`Timeout` entries, in due order because instants never go backwards.
-
-    ``codes`` and ``counts`` come first: a device event replaces just those two.
     """
 
-    codes: CodeVector
-    counts: int
     ids: tuple[str, ...]
     positions: dict[str, int]
     extra_ids: immutables.Map[int, str]
@@ -167,11 +158,88 @@ class Fleet(NamedTuple):
     timeouts_head: int
     timeouts_tail: int
 
+
+class Fleet(NamedTuple):
+    """Every device of a rollout. Private layout; read it through :class:`Rollout`.
+
+    The hot part, which every device event replaces, is ``root`` (the tree of codes of
+    :mod:`certflow._vector`), ``size`` and ``counts`` (per-state counts, packed: see
+    ``COUNT_DELTA``); the rest is the shared :class:`Roster`. A tuple rather than an
+    attrs class because one is built for every device event and ``tuple.__new__`` is
+    several times cheaper than a frozen class's ``__init__``.
+    """
+
+    root: Root
+    size: int
+    counts: int
+    roster: Roster
+
+    @classmethod
+    def create(cls, codes: CodeVector, counts: int, **roster: Any) -> Fleet:
+        """A fleet of ``codes`` whose roster has the fields ``roster``."""
+        return cls(codes.root, len(codes), counts, Roster(**roster))
+
+    def replace(
+        self, *, codes: CodeVector | None = None, counts: int | None = None, **roster: Any
+    ) -> Fleet:
+        """This fleet with some codes, counts or roster fields replaced."""
+        return Fleet(
+            self.root if codes is None else codes.root,
+            self.size if codes is None else len(codes),
+            self.counts if counts is None else counts,
+            self.roster._replace(**roster) if roster else self.roster,
+        )
+
+    @property
+    def codes(self) -> CodeVector:
+        """The per-device codes, in index order."""
+        return CodeVector(self.root, self.size)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The ids of the devices known at creation."""
+        return self.roster.ids
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Index by id of the devices known at creation."""
+        return self.roster.positions
+
+    @property
+    def extra_ids(self) -> immutables.Map[int, str]:
+        """Ids by index of the devices enrolled since creation."""
+        return self.roster.extra_ids
+
+    @property
+    def extra_positions(self) -> immutables.Map[str, int]:
+        """Index by id of the devices enrolled since creation."""
+        return self.roster.extra_positions
+
+    @property
+    def reasons(self) -> immutables.Map[int, str]:
+        """The last failure reason by device index."""
+        return self.roster.reasons
+
+    @property
+    def timeouts(self) -> immutables.Map[int, Timeout]:
+        """The acknowledgement timeouts queue (see :class:`Roster`)."""
+        return self.roster.timeouts
+
+    @property
+    def timeouts_head(self) -> int:
+        """The queue position of the earliest pending timeout."""
+        return self.roster.timeouts_head
+
+    @property
+    def timeouts_tail(self) -> int:
+        """The queue position after the latest timeout."""
+        return self.roster.timeouts_tail
+
     def locate(self, device_id: str) -> int:
         """The index of ``device_id``, or :class:`UnknownDevice`."""
-        found = self.positions.get(device_id)
+        found = self.roster.positions.get(device_id)
         if found is None:
-            found = self.extra_positions.get(device_id)
+            found = self.roster.extra_positions.get(device_id)
             if found is None:
                 raise UnknownDevice(
                     f"unknown device {device_id!r}: it is not in this rollout "
@@ -181,19 +249,21 @@ class Fleet(NamedTuple):
 
     def device_id(self, index: int) -> str:
         """The id of the device at ``index``."""
-        return self.ids[index] if index < len(self.ids) else self.extra_ids[index]
+        ids = self.roster.ids
+        return ids[index] if index < len(ids) else self.roster.extra_ids[index]
 
     def all_ids(self) -> Iterator[str]:
         """Every device id in index order (creation, then enrolment)."""
-        yield from self.ids
-        for index in range(len(self.ids), len(self.codes)):
-            yield self.extra_ids[index]
+        yield from self.roster.ids
+        for index in range(len(self.roster.ids), self.size):
+            yield self.roster.extra_ids[index]
 
     def next_timeout(self) -> Timeout | None:
         """The earliest pending acknowledgement timeout."""
-        if self.timeouts_head == self.timeouts_tail:
+        roster = self.roster
+        if roster.timeouts_head == roster.timeouts_tail:
             return None
-        return self.timeouts[self.timeouts_head]
+        return roster.timeouts[roster.timeouts_head]
 
 
 @attrs.frozen
@@ -228,7 +298,7 @@ class Rollout:
     @property
     def device_count(self) -> int:
         """How many devices the rollout knows, removed ones included."""
-        return len(self.fleet.codes)
+        return self.fleet.size
 
     def device_ids(self) -> Iterator[str]:
         """Every device id, in creation then enrolment order."""

@@ -175,7 +175,7 @@ def _build(document: dict[str, Any]) -> Rollout:
         )
         for t in document["ack_timeouts"]
     ]
-    fleet = Fleet(
+    fleet = Fleet.create(
         ids=tuple(ids),
         positions=index,
         extra_ids=immutables.Map(),
