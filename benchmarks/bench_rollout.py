@@ -223,32 +223,38 @@ def bench_certflow(n: int, events: int) -> list[Row]:
         )
         del commands, samples, rounds
 
-    # The batch path: every device reports installed, in random order, in one apply_all.
-    batch = [DeviceInstalled(device_id) for device_id in ids]
-    random.Random(n).shuffle(batch)
-    timings = []
-    for _ in range(BATCH_ROUNDS):
+    # The batch path: every device reports installed, in one apply_all. The target row
+    # takes the reports in random order, created in that order as a host receiving them
+    # would; a second row takes them in fleet order.
+    arrival = list(ids)
+    random.Random(n).shuffle(arrival)
+    for order_name, order_ids in (("random order", arrival), ("fleet order", ids)):
+        batch = [DeviceInstalled(device_id) for device_id in order_ids]
+        timings = []
         done = None
-        settle()
-        start = time.perf_counter()
-        done = apply_all(distributing, batch, now).rollout
-        timings.append(time.perf_counter() - start)
-    assert done is not None
-    per_event = min(timings) / n
-    rows.append(
-        Row(
-            n,
-            "certflow",
-            f"apply_all(DeviceInstalled) per event ({n:,} in random order in one batch, "
-            f"best of {BATCH_ROUNDS})",
-            _us(per_event * 1e9),
-            "≤ 0.5 µs",
-            per_event <= 0.5e-6,
-            note="all runs: " + ", ".join(_us(t / n * 1e9) for t in timings),
+        for _ in range(BATCH_ROUNDS):
+            done = None
+            settle()
+            start = time.perf_counter()
+            done = apply_all(distributing, batch, now).rollout
+            timings.append(time.perf_counter() - start)
+        assert done is not None
+        assert done.counts()[certflow.DeviceState.INSTALLED] == n
+        per_event = min(timings) / n
+        target = order_name == "random order"
+        rows.append(
+            Row(
+                n,
+                "certflow",
+                f"apply_all(DeviceInstalled), {order_name}: per event ({n:,} in one batch, "
+                f"best of {BATCH_ROUNDS})",
+                _us(per_event * 1e9),
+                "≤ 0.5 µs" if target else "-",
+                (per_event <= 0.5e-6) if target else None,
+                note="all runs: " + ", ".join(_us(t / n * 1e9) for t in timings),
+            )
         )
-    )
-    assert done.counts()[certflow.DeviceState.INSTALLED] == n
-    del batch, done
+        del batch, done
 
     # Summary counts (the device list is lazy): median of repeated calls.
     settle()
