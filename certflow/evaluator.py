@@ -616,15 +616,20 @@ def _retry(rollout: Rollout, command: c.Retry, now: datetime) -> tuple[Rollout, 
     state = code & STATE_MASK
     if _ON_RETRY[state] < 0:
         raise CommandRefused(_device_refusal(command.device_id, DEVICE_STATES[state], "be retried"))
-    new_code = _pushed(code, _ON_RETRY[state])
+    return _push_device(rollout, index, code, _ON_RETRY[state], command.device_id, now)
+
+
+def _push_device(
+    rollout: Rollout, index: int, code: int, dest: int, device_id: str, now: datetime
+) -> tuple[Rollout, tuple[Effect, ...]]:
+    """Push the root to one device once more: its new code, its timeout, its effect."""
+    new_code = _pushed(code, dest)
     rollout = _set_device(rollout, index, code, new_code, now)
     attempt = new_code >> ATTEMPT_SHIFT
     fleet = _schedule_timeout(
         rollout.fleet, rollout.plan.policy, _single_timeout(rollout, now, index, attempt)
     )
-    return _make(rollout.plan, rollout.phase, fleet, now), (
-        PushRoot((command.device_id,), attempt, now),
-    )
+    return _make(rollout.plan, rollout.phase, fleet, now), (PushRoot((device_id,), attempt, now),)
 
 
 def _single_timeout(rollout: Rollout, now: datetime, index: int, attempt: int) -> Timeout:
@@ -695,15 +700,7 @@ def _enroll(
     rollout = _make(rollout.plan, rollout.phase, fleet, now)
     state = rollout.phase.state
     if state in _RUNNING:
-        new_code = _pushed(code, _ON_PUSH[PENDING])
-        rollout = _set_device(rollout, index, code, new_code, now)
-        attempt = new_code >> ATTEMPT_SHIFT
-        fleet = _schedule_timeout(
-            rollout.fleet, rollout.plan.policy, _single_timeout(rollout, now, index, attempt)
-        )
-        return _make(rollout.plan, rollout.phase, fleet, now), (
-            PushRoot((device_id,), attempt, now),
-        )
+        return _push_device(rollout, index, code, _ON_PUSH[PENDING], device_id, now)
     if state in _IMPORTED:
         # Enrolling now means enrolling against the new certificate: it trusts the root.
         return _set_device(
