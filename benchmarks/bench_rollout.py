@@ -188,9 +188,13 @@ def bench_certflow(n: int, events: int) -> list[Row]:
         "random order": random.Random(n).sample(range(n), min(events, n)),
         "fleet order": list(range(0, n, stride))[:events],
     }
+    # Every command list is built before any is timed: a list built after another was
+    # freed would reuse its memory in a scrambled order and be read with cache misses.
+    command_lists = {
+        name: [DeviceInstalled(ids[i]) for i in order] for name, order in orders.items()
+    }
     partly = distributing
-    for order_name, order in orders.items():
-        commands = [DeviceInstalled(ids[i]) for i in order]
+    for order_name, commands in command_lists.items():
         rounds: list[list[int]] = []
         for _ in range(ROUNDS):
             current[0] = distributing
@@ -221,15 +225,20 @@ def bench_certflow(n: int, events: int) -> list[Row]:
                 _us(percentile(samples, 0.99)),
             )
         )
-        del commands, samples, rounds
+        del samples, rounds
+    del command_lists
 
     # The batch path: every device reports installed, in one apply_all. The target row
     # takes the reports in random order, created in that order as a host receiving them
     # would; a second row takes them in fleet order.
     arrival = list(ids)
     random.Random(n).shuffle(arrival)
-    for order_name, order_ids in (("random order", arrival), ("fleet order", ids)):
-        batch = [DeviceInstalled(device_id) for device_id in order_ids]
+    batches = {
+        "random order": [DeviceInstalled(device_id) for device_id in arrival],
+        "fleet order": [DeviceInstalled(device_id) for device_id in ids],
+    }
+    del arrival
+    for order_name, batch in batches.items():
         timings = []
         done = None
         for _ in range(BATCH_ROUNDS):
@@ -254,7 +263,8 @@ def bench_certflow(n: int, events: int) -> list[Row]:
                 note="all runs: " + ", ".join(_us(t / n * 1e9) for t in timings),
             )
         )
-        del batch, done
+        del done
+    del batches
 
     # Summary counts (the device list is lazy): median of repeated calls.
     settle()
