@@ -196,11 +196,6 @@ class Fleet(NamedTuple):
         return CodeVector(self.root, self.size)
 
     @property
-    def ids(self) -> tuple[str, ...]:
-        """The ids of the devices known at creation."""
-        return self.roster.ids
-
-    @property
     def positions(self) -> dict[str, int]:
         """Index by id of the devices known at creation."""
         return self.roster.positions

@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 import certflow as cf
 from certflow.effects import Effect
+from certflow.evaluator import next_due_instant
 from tests.reference_model import ReferenceRollout, Refused
 from tests.strategies import DAY, HOUR, T0, policies, spans
 
@@ -213,6 +214,11 @@ class RolloutMachine(RuleBasedStateMachine):
             [d.record(n) for n, d in self.model.devices.items()]
         )
         assert self.rollout.phase.restart_required == self.model.restart_required
+
+    @invariant()
+    def the_cached_next_instant_is_the_recomputed_one(self) -> None:
+        phase = self.rollout.phase
+        assert phase.next_due == next_due_instant(self.rollout.plan, phase)
 
     @invariant()
     def counts_agree_with_a_recount(self) -> None:
