@@ -22,6 +22,7 @@ test: lint typecheck unit
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
 
 docs: $(STAMP)
-	$(BIN)/python -c 'import sys, certflow.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
+	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -54,7 +54,7 @@ from certflow import (
     new_rollout,
     summarize,
 )
-from certflow.machines import DEVICE_MACHINE
+from certflow.core.machines import DEVICE_MACHINE
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -5,7 +5,7 @@ The rollout core is pure: :func:`new_rollout` creates a value, :func:`advance` a
 Certificate tools live in :mod:`certflow.certs`.
 """
 
-from certflow.commands import (
+from certflow.core.commands import (
     Cancel,
     Command,
     DeviceCommand,
@@ -22,7 +22,7 @@ from certflow.commands import (
     ServerRestarted,
     Unenroll,
 )
-from certflow.effects import (
+from certflow.core.effects import (
     AcknowledgementTimedOut,
     Effect,
     ImportCertificate,
@@ -32,7 +32,7 @@ from certflow.effects import (
     ReenrollmentRequired,
     RestartRequired,
 )
-from certflow.errors import (
+from certflow.core.errors import (
     CertflowError,
     CommandRefused,
     InvalidInput,
@@ -40,12 +40,12 @@ from certflow.errors import (
     TimeWentBackwards,
     UnknownDevice,
 )
-from certflow.evaluator import Step, advance, apply, apply_all, new_rollout
-from certflow.machines import DEVICE_MACHINE, ROLLOUT_MACHINE, MachineSpec, Transition
-from certflow.policy import CertificateKind, ImportRule, Policy
-from certflow.rollout import DeviceRecord, DeviceState, Phase, Plan, Rollout, RolloutState
-from certflow.serialization import SCHEMA_VERSION, dumps, loads
-from certflow.summary import Summary, summarize
+from certflow.core.evaluator import Step, advance, apply, apply_all, new_rollout
+from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE, MachineSpec, Transition
+from certflow.core.policy import CertificateKind, ImportRule, Policy
+from certflow.core.rollout import DeviceRecord, DeviceState, Phase, Plan, Rollout, RolloutState
+from certflow.core.serialization import SCHEMA_VERSION, dumps, loads
+from certflow.core.summary import Summary, summarize
 
 __all__ = [
     "DEVICE_MACHINE",

@@ -37,6 +37,7 @@ from certflow.certs._csr import (
     write_key_and_csr,
 )
 from certflow.certs._errors import MaterialError, MaterialErrorCode, SubjectError
+from certflow.certs._files import atomic_write, backup
 from certflow.certs._keys import (
     KEY_SIZES,
     KeySize,
@@ -48,7 +49,14 @@ from certflow.certs._keys import (
 )
 from certflow.certs._load import LIMIT, Material, Source, key_matches, load
 from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
-from certflow.certs._subject import SanEntry, Subject, normalize_country, parse_san, parse_sans
+from certflow.certs._subject import (
+    SanEntry,
+    Subject,
+    normalize_country,
+    parse_san,
+    parse_sans,
+    sans_from_extension,
+)
 
 __all__ = [
     "CSR_FILE",
@@ -74,6 +82,8 @@ __all__ = [
     "Subject",
     "SubjectError",
     "WrittenFiles",
+    "atomic_write",
+    "backup",
     "check",
     "create_csr",
     "csr_to_pem",
@@ -94,5 +104,6 @@ __all__ = [
     "read_csr",
     "rollout_for",
     "root_publicly_trusted",
+    "sans_from_extension",
     "write_key_and_csr",
 ]

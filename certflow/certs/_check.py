@@ -30,7 +30,7 @@ from certflow.certs._errors import SubjectError
 from certflow.certs._load import Material, _issued_by, key_matches
 from certflow.certs._subject import parse_san, sans_from_extension
 from certflow.certs._time import require_aware, show, show_span
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 #: Validity must be strictly less than this (``not_after - not_before``).
 MAX_VALIDITY = timedelta(days=397)

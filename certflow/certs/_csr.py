@@ -15,7 +15,7 @@ from certflow.certs._errors import MaterialError
 from certflow.certs._files import atomic_write, backup
 from certflow.certs._keys import KEY_SIZES, key_to_pem
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 #: File names the source document's generateCSR tool writes.
 KEY_FILE = "server.key"

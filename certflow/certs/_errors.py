@@ -1,10 +1,10 @@
-"""Errors of the certificate tools; all derive from :class:`certflow.errors.CertflowError`."""
+"""Errors of the certificate tools; all derive from :class:`certflow.core.errors.CertflowError`."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from certflow.errors import CertflowError, InvalidInput
+from certflow.core.errors import CertflowError, InvalidInput
 
 MaterialErrorCode = Literal[
     "empty", "unparseable", "password_required", "bad_password", "too_large", "unsupported",

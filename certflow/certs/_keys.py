@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow.certs._errors import MaterialError
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 KeySize = Literal[2048, 3072, 4096]
 #: The RSA key sizes the CSR tool generates.

@@ -10,10 +10,10 @@ from cryptography import x509
 from certflow.certs._check import Report, _chain, check
 from certflow.certs._load import Material
 from certflow.certs._time import require_aware
-from certflow.errors import InvalidInput
-from certflow.evaluator import new_rollout
-from certflow.policy import CertificateKind, Policy
-from certflow.rollout import Rollout
+from certflow.core.errors import InvalidInput
+from certflow.core.evaluator import new_rollout
+from certflow.core.policy import CertificateKind, Policy
+from certflow.core.rollout import Rollout
 
 
 class CertificateRejected(InvalidInput):
@@ -59,7 +59,7 @@ def rollout_for(
     publicly trusted (which decides whether the root is distributed first) come from the
     certificates themselves. With ``host``, :func:`check` runs first and a certificate with
     any error raises :class:`CertificateRejected` instead of starting a rollout. Bad input
-    raises :class:`~certflow.errors.InvalidInput`, as :func:`certflow.new_rollout` does.
+    raises :class:`~certflow.core.errors.InvalidInput`, as :func:`certflow.new_rollout` does.
     """
     at = require_aware("now", now)
     new = material.leaf

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certflow._time import require_aware as _require_aware
+from certflow.core.instants import require_aware as _require_aware
 
 
 def require_aware(name: str, value: object) -> datetime:

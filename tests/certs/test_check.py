@@ -22,7 +22,7 @@ from certflow.certs import (
     load,
 )
 from certflow.certs import _check as check_module
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 from .factory import DAY, HOST, NOW, Pki, build, ec_key, pem, pki, resign_weak, rsa_key, san
 from .strategies import validity_periods

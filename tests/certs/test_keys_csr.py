@@ -28,7 +28,7 @@ from certflow.certs import (
     read_csr,
     write_key_and_csr,
 )
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 from .factory import ec_key, rsa_key
 from .strategies import subjects

@@ -14,7 +14,7 @@ from certflow.certs import (
     root_publicly_trusted,
 )
 from certflow.certs import _check as check_module
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 from .factory import DAY, HOST, NOW, Pki, build, key_pem, pem, pki, rsa_key
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certflow.certs import Subject, SubjectError, normalize_country, parse_san, parse_sans
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 from .strategies import countries, dns_names, san_lists, subjects
 

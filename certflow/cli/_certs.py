@@ -1,24 +1,12 @@
-"""The ``certflow`` command line: CSRs and keys, inspecting and checking server certificates.
-
-Exit codes (scripts may rely on them):
-
-* 0 — done; for ``cert check`` and ``csr show``: no errors found
-* 1 — ``cert check`` found at least one error / ``csr show`` found the CSR unusable
-* 2 — usage error or bad input (unknown option, unreadable file, wrong password...)
-* 130 — interrupted (Ctrl-C, or end of input at a prompt)
-
-Every error is one line on standard error, ``certflow: error: <message>``; never a traceback.
-The top-level group is :data:`main`; more commands join it with ``main.add_command(...)``.
-"""
+"""``certflow csr``, ``certflow key`` and ``certflow cert``: keys, CSRs and certificate checks."""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 from cryptography import x509
@@ -27,93 +15,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow import certs
-from certflow.certs._files import atomic_write, backup
-from certflow.certs._subject import sans_from_extension
-from certflow.errors import CertflowError
-
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"certflow: error: {message}", err=True)
-    sys.exit(code)
-
-
-class CertflowGroup(click.Group):
-    """A click group that turns every expected failure into one line and a stable exit code."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        """Run the command line; exits with the documented codes unless not standalone."""
-        try:
-            result = super().main(
-                args=args,
-                prog_name=prog_name or "certflow",
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            )
-        except click.Abort:
-            _fail("interrupted", EXIT_INTERRUPTED)
-        except click.UsageError as error:
-            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-            _fail(error.format_message() + hint, EXIT_BAD_INPUT)
-        except click.ClickException as error:
-            _fail(error.format_message(), EXIT_BAD_INPUT)
-        except CertflowError as error:
-            _fail(str(error), EXIT_BAD_INPUT)
-        except OSError as error:  # e.g. writing into a read-only folder
-            where = f"{error.filename}: " if error.filename else ""
-            _fail(f"{where}{error.strerror or error}", EXIT_BAD_INPUT)
-        code = result if isinstance(result, int) else EXIT_OK
-        if not standalone_mode:
-            return code
-        sys.exit(code)
-
-
-@click.group(cls=CertflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="certflow", prog_name="certflow")
-def main() -> None:
-    """Replace a server's TLS certificate safely: make CSRs and keys, check what the CA sent.
-
-    Exit codes: 0 ok, 1 a check found errors, 2 usage error or bad input, 130 interrupted.
-    """
-
-
-@main.command()
-@click.option(
-    "--devices", type=click.IntRange(min=1), default=10_000, show_default=True, help="Fleet size."
+from certflow.certs import atomic_write, backup, sans_from_extension
+from certflow.cli._app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    F,
+    json_option,
+    main,
+    print_json,
 )
-@click.option(
-    "--seed", type=int, default=7, show_default=True, help="Random seed of the fleet's behaviour."
-)
-@click.option("--quiet", is_flag=True, help="Print one result line instead of the timeline.")
-def simulate(devices: int, seed: int, quiet: bool) -> int:
-    """Simulate a rollout over a fleet, day by day, through the real evaluator.
-
-    The main job of `make demo`: a seeded, reproducible run that prints the timeline
-    (notices, checkpoints, the extension, retries, the import) and the final view-details
-    summary. See docs/simulation.md.
-    """
-    from certflow.simulation import report  # keeps `certflow --help` fast
-
-    report(devices, seed, quiet=quiet)
-    return EXIT_OK
-
-
-def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _ask(
@@ -164,8 +74,6 @@ _password_file = click.option(
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="Read the password of encrypted files (PFX, keys) from this file ('-': stdin).",
 )
-_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
-
 
 # --- csr ------------------------------------------------------------------------------------
 
@@ -186,7 +94,7 @@ _SUBJECT_FIELDS = [
 ]
 
 
-def _subject_options(command: _F) -> _F:
+def _subject_options(command: F) -> F:
     options = [
         click.option("--country", help="ISO 3166-1 alpha-2 country code, e.g. US."),
         click.option("--state", help="State or province, in full."),
@@ -266,7 +174,7 @@ _bits = click.option(
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="With --encrypt: read the passphrase from this file ('-': stdin).",
 )
-@_json
+@json_option
 def csr_new(
     bits: str,
     out: Path,
@@ -289,7 +197,7 @@ def csr_new(
     request = certs.create_csr(subject, key)
     written = certs.write_key_and_csr(out, key, request, passphrase=passphrase)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "key": str(written.key),
                 "csr": str(written.csr),
@@ -327,12 +235,12 @@ def _csr_data(info: certs.CsrInfo) -> dict[str, Any]:
 
 @csr.command("show")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_json
+@json_option
 def csr_show(file: Path, as_json: bool) -> int:
     """Show and verify a CSR: subject, names, key size, signature (exit 1 when unusable)."""
     info = certs.inspect_csr(_read_file(file), source=str(file))
     if as_json:
-        _print_json(_csr_data(info))
+        print_json(_csr_data(info))
     else:
         rows = [
             ("Subject", info.subject.rfc4514_string() or "(empty)"),
@@ -504,7 +412,7 @@ def _material_data(material: certs.Material) -> dict[str, Any]:
 @cert.command("inspect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_password_file
-@_json
+@json_option
 def cert_inspect(files: tuple[Path, ...], password_file: Path | None, as_json: bool) -> int:
     """Show what the files contain: leaf, intermediates, root and key, identified and ordered.
 
@@ -512,7 +420,7 @@ def cert_inspect(files: tuple[Path, ...], password_file: Path | None, as_json: b
     """
     data = _material_data(_load(files, _password(password_file)))
     if as_json:
-        _print_json(data)
+        print_json(data)
         return EXIT_OK
     if not data["certificates"]:
         click.echo("No certificates.")
@@ -556,7 +464,7 @@ def _parse_at(value: str | None) -> datetime:
     help="The private key, when not among FILES (e.g. server.key of the CSR).",
 )
 @_password_file
-@_json
+@json_option
 def cert_check(
     files: tuple[Path, ...],
     host: str,
@@ -581,7 +489,7 @@ def cert_check(
             raise certs.MaterialError(str(key_file), "unsupported", "contains no private key")
     report = certs.check(material, host=host, now=instant, key=private_key)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         _print_report(report)
     return EXIT_OK if report.ok else EXIT_FINDINGS

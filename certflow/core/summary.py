@@ -7,8 +7,8 @@ from datetime import datetime
 
 import attrs
 
-from certflow.evaluator import advance
-from certflow.rollout import DeviceRecord, DeviceState, Rollout, RolloutState, unpack_counts
+from certflow.core.evaluator import advance
+from certflow.core.rollout import DeviceRecord, DeviceState, Rollout, RolloutState, unpack_counts
 
 __all__ = ["Summary", "summarize"]
 

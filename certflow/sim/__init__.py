@@ -1,6 +1,6 @@
 """A seeded simulation of a realistic rollout, driven through the real evaluator.
 
-``python -m certflow.simulation`` (``make demo``) distributes a new root to a simulated
+``certflow simulate`` (``make demo``) runs :func:`run`, which distributes a new root to a simulated
 fleet (10,000 devices by default), prints the timeline as it happens and ends with the
 "view details" summary. Nothing here is part of the pure core: randomness
 (``random.Random(seed)``) and the simulated clock live in this module, and the rollout
@@ -38,7 +38,6 @@ import heapq
 import math
 import random
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -47,9 +46,8 @@ from typing import TextIO
 
 import attrs
 
-from certflow import commands as c
-from certflow._time import show, show_span
-from certflow.effects import (
+from certflow.core import commands as c
+from certflow.core.effects import (
     AcknowledgementTimedOut,
     Effect,
     ImportCertificate,
@@ -59,18 +57,17 @@ from certflow.effects import (
     ReenrollmentRequired,
     RestartRequired,
 )
-from certflow.evaluator import advance, apply, apply_all, new_rollout
-from certflow.policy import CertificateKind
-from certflow.rollout import DeviceState, Rollout, RolloutState
-from certflow.summary import Summary, summarize
+from certflow.core.evaluator import advance, apply, apply_all, new_rollout
+from certflow.core.instants import show, show_span
+from certflow.core.policy import CertificateKind
+from certflow.core.rollout import DeviceState, Rollout, RolloutState
+from certflow.core.summary import Summary, summarize
 
 __all__ = [
     "FAILURE_REASONS",
     "Scenario",
     "SimulationResult",
     "format_summary",
-    "main",
-    "report",
     "run",
 ]
 
@@ -607,35 +604,3 @@ def run(
         raise ValueError(f"devices must be at least 1, got {devices}")
     simulation = _Simulation(devices, seed, scenario or Scenario(), out, quiet)
     return simulation.run()
-
-
-def report(devices: int = 10_000, seed: int = 7, *, quiet: bool = False) -> SimulationResult:
-    """Run the simulation on stdout and, unless ``quiet``, end with the wall time.
-
-    What ``certflow simulate`` and ``python -m certflow.simulation`` do.
-    """
-    began = time.perf_counter()
-    result = run(devices, seed, sys.stdout, quiet=quiet)
-    elapsed = time.perf_counter() - began
-    if not quiet:
-        # Wall time goes last and only here, so that run()'s text stays reproducible.
-        days = (result.summary.now - result.rollout.plan.created_at) / _DAY
-        print(f"\nsimulated {days:.1f} days of {result.devices:,} devices in {elapsed:.2f} s")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m certflow.simulation [--devices N] [--seed S] [--quiet]``.
-
-    The same command as ``certflow simulate``; returns its exit code.
-    """
-    from certflow.cli import main as cli  # the command line imports this module
-
-    code: int = cli.main(
-        ["simulate", *(sys.argv[1:] if argv is None else argv)], standalone_mode=False
-    )
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

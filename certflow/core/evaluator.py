@@ -10,10 +10,10 @@ jump equals advancing in any number of smaller steps. :func:`apply` first advanc
 the command's instant, then applies the command. Nothing here reads a clock, performs
 I/O or draws random numbers; effects are data for the host to perform.
 
-Which transitions exist comes from :mod:`certflow.machines` (the derived tables below);
+Which transitions exist comes from :mod:`certflow.core.machines` (the derived tables below);
 this module decides the guards and does the bookkeeping.
 
-A refused command raises :class:`~certflow.errors.CommandRefused` saying why and what
+A refused command raises :class:`~certflow.core.errors.CommandRefused` saying why and what
 would allow it; the rollout passed in is never modified, since values are immutable.
 """
 
@@ -29,10 +29,9 @@ from typing import Any, NamedTuple
 import attrs
 import immutables
 
-from certflow import commands as c
-from certflow._time import require_aware, show, show_span
-from certflow._vector import CHUNK_BITS, CHUNK_MASK, MID_MASK, ROOT_SHIFT, CodeVector, set_code
-from certflow.effects import (
+from certflow.core import commands as c
+from certflow.core._vector import CHUNK_BITS, CHUNK_MASK, MID_MASK, ROOT_SHIFT, CodeVector, set_code
+from certflow.core.effects import (
     AcknowledgementTimedOut,
     Effect,
     ImportCertificate,
@@ -42,10 +41,11 @@ from certflow.effects import (
     ReenrollmentRequired,
     RestartRequired,
 )
-from certflow.errors import CommandRefused, InvalidInput, TimeWentBackwards
-from certflow.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
-from certflow.policy import CertificateKind, ImportRule, Policy
-from certflow.rollout import (
+from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
+from certflow.core.instants import require_aware, show, show_span
+from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
+from certflow.core.policy import CertificateKind, ImportRule, Policy
+from certflow.core.rollout import (
     ATTEMPT_SHIFT,
     COUNT_DELTA,
     COUNT_UNIT,
@@ -166,7 +166,7 @@ def new_rollout(
     ``new_not_before``/``new_not_after`` the validity of the new one, which must cover
     ``created_at`` through the deadline of a distribution started then.
     ``trusted_device_ids`` are devices known to trust the root already. Raises
-    :class:`~certflow.errors.InvalidInput` for naive datetimes, duplicate or empty ids,
+    :class:`~certflow.core.errors.InvalidInput` for naive datetimes, duplicate or empty ids,
     or a certificate that would not stay valid through the deadline.
     """
     created_at = require_aware("created_at", created_at)
@@ -303,8 +303,8 @@ def _check_now(rollout: Rollout, now: datetime) -> datetime:
 def advance(rollout: Rollout, now: datetime) -> Step:
     """Process everything that fell due up to ``now``, in order; pure.
 
-    Raises :class:`~certflow.errors.InvalidInput` for a naive ``now`` and
-    :class:`~certflow.errors.TimeWentBackwards` for one earlier than ``rollout.clock``.
+    Raises :class:`~certflow.core.errors.InvalidInput` for a naive ``now`` and
+    :class:`~certflow.core.errors.TimeWentBackwards` for one earlier than ``rollout.clock``.
     """
     now = _check_now(rollout, now)
     effects: list[Effect] = []
@@ -464,8 +464,8 @@ def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
     """Advance to ``now``, then apply ``command`` at ``now``; pure.
 
     Effects come in the order they fell due: first what the advance emitted, then the
-    command's. Raises :class:`~certflow.errors.CommandRefused` (why, and what would
-    allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
+    command's. Raises :class:`~certflow.core.errors.CommandRefused` (why, and what would
+    allow it), :class:`~certflow.core.errors.UnknownDevice`, or the errors of
     :func:`advance`; the rollout passed in is unchanged in every case.
     """
     # This is the one-device hot path, so the checks of _check_now are inlined, and so is

@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certflow.certs import inspect_csr, load_key
-
-from .factory import DAY, HOST, NOW, Pki, key_pem, pem, pki, rsa_key
+from tests.certs.factory import DAY, HOST, NOW, Pki, key_pem, pem, pki, rsa_key
 
 FLAGS = [
     "--country", "IN", "--state", "Tamil Nadu", "--locality", "Chennai",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 
 import certflow as cf
-from tests.strategies import DAY, HOUR, policies
+from tests.core.strategies import DAY, HOUR, policies
 
 
 def test_the_default_policy_is_the_spec_timeline() -> None:

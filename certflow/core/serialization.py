@@ -24,11 +24,11 @@ import attrs
 import cattrs
 import immutables
 
-from certflow._time import require_aware
-from certflow._vector import CodeVector
-from certflow.errors import CertflowError, SerializationError
-from certflow.evaluator import next_due_instant
-from certflow.rollout import (
+from certflow.core._vector import CodeVector
+from certflow.core.errors import CertflowError, SerializationError
+from certflow.core.evaluator import next_due_instant
+from certflow.core.instants import require_aware
+from certflow.core.rollout import (
     ATTEMPT_SHIFT,
     COUNT_UNIT,
     DEVICE_STATES,

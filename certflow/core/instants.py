@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 DAY = timedelta(days=1)
 

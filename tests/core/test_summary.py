@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import certflow as cf
-from tests.strategies import DAY, build, day, distributing
+from tests.core.strategies import DAY, build, day, distributing
 
 
 def test_summary_lists_every_device_with_state_attempts_and_last_failure_reason() -> None:

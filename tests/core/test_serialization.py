@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import certflow as cf
-from tests.strategies import HOUR, build, day, distributing, policies
+from tests.core.strategies import HOUR, build, day, distributing, policies
 
 
 @given(policy=policies(), n=st.integers(0, 20), data=st.data())

@@ -6,7 +6,7 @@ return new ones. Its parts:
 * ``plan``: the facts fixed at creation (certificates, kind, policy);
 * ``phase``: the rollout machine's state and timeline;
 * ``fleet``: every device's state, stored so that changing one device is O(1) and
-  shares everything else with the previous version (see :mod:`certflow._vector`);
+  shares everything else with the previous version (see :mod:`certflow.core._vector`);
 * ``clock``: the last instant the rollout has seen.
 
 A device's state lives in one 32-bit code: ``attempts << 4 | initial_push << 3 | state``
@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 import attrs
 import immutables
 
-from certflow._vector import CodeVector, Root
-from certflow.errors import UnknownDevice
-from certflow.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
-from certflow.policy import CertificateKind, Policy
+from certflow.core._vector import CodeVector, Root
+from certflow.core.errors import UnknownDevice
+from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
+from certflow.core.policy import CertificateKind, Policy
 
 __all__ = ["DeviceRecord", "DeviceState", "Phase", "Plan", "Rollout", "RolloutState"]
 
@@ -163,7 +163,7 @@ class Fleet(NamedTuple):
     """Every device of a rollout. Private layout; read it through :class:`Rollout`.
 
     The hot part, which every device event replaces, is ``root`` (the tree of codes of
-    :mod:`certflow._vector`), ``size`` and ``counts`` (per-state counts, packed: see
+    :mod:`certflow.core._vector`), ``size`` and ``counts`` (per-state counts, packed: see
     ``COUNT_DELTA``); the rest is the shared :class:`Roster`. A tuple rather than an
     attrs class because one is built for every device event and ``tuple.__new__`` is
     several times cheaper than a frozen class's ``__init__``.

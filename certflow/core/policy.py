@@ -7,7 +7,7 @@ from enum import StrEnum
 
 import attrs
 
-from certflow.errors import InvalidInput
+from certflow.core.errors import InvalidInput
 
 __all__ = ["CertificateKind", "ImportRule", "Policy"]
 

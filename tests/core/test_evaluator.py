@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import certflow as cf
-from tests.strategies import DAY, HOUR, T0, build, day, device_counts, distributing, spans
+from tests.core.strategies import DAY, HOUR, T0, build, day, device_counts, distributing, spans
 
 SECOND = timedelta(seconds=1)
 

@@ -16,8 +16,8 @@ from certflow import (
     dumps,
     loads,
 )
-from certflow.rollout import DeviceState
-from certflow.simulation import Scenario, SimulationResult, main, run
+from certflow.core.rollout import DeviceState
+from certflow.sim import Scenario, SimulationResult, run
 
 DEVICES = 500
 
@@ -123,11 +123,6 @@ def test_quiet_prints_one_line() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("seed 7: ")
-
-
-def test_main_quiet_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--devices", "300", "--quiet"]) == 0
-    assert "trust the root" in capsys.readouterr().out
 
 
 def test_rejects_an_empty_fleet() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certflow._vector import CHUNK, MID, CodeVector
+from certflow.core._vector import CHUNK, MID, CodeVector
 
 codes = st.integers(min_value=0, max_value=2**32 - 1)
 # Sizes around the chunk and mid-node boundaries, where off-by-one errors live.

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import certflow as cf
-from certflow.effects import Effect
+from certflow.core.effects import Effect
 
 RUNNING = {"distributing", "extended"}
 IMPORTED = {"imported", "forced"}

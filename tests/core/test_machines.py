@@ -10,11 +10,11 @@ import pytest
 from transitions import MachineError
 
 import certflow as cf
-from certflow.evaluator import DEVICE_NEXT
-from certflow.machines import MachineSpec, Transition, diagrams_page
+from certflow.core.evaluator import DEVICE_NEXT
+from certflow.core.machines import MachineSpec, Transition, diagrams_page
 
 MACHINES = [cf.ROLLOUT_MACHINE, cf.DEVICE_MACHINE]
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "machines.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "machines.md"
 
 
 @pytest.mark.parametrize("spec", MACHINES, ids=lambda s: s.name)

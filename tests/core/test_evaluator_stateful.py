@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import certflow as cf
-from certflow.effects import Effect
-from certflow.evaluator import next_due_instant
-from tests.reference_model import ReferenceRollout, Refused
-from tests.strategies import DAY, HOUR, T0, policies, spans
+from certflow.core.effects import Effect
+from certflow.core.evaluator import next_due_instant
+from tests.core.reference_model import ReferenceRollout, Refused
+from tests.core.strategies import DAY, HOUR, T0, policies, spans
 
 GHOST = "ghost-device"
 

@@ -1,0 +1,13 @@
+"""The ``certflow`` command line: CSRs and keys, certificate checks, and the simulation.
+
+The top-level group is :data:`main`; each subcommand module registers on it. Exit codes
+and error handling are in :mod:`certflow.cli._app`: 0 ok, 1 a check found errors, 2 bad
+input, 130 interrupted; every error is one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+from certflow.cli import _certs, _simulate  # noqa: F401  (they register their commands)
+from certflow.cli._app import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, main
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK", "main"]

@@ -1,0 +1,88 @@
+"""The ``certflow`` command group: exit codes, error handling and shared options.
+
+Exit codes (scripts may rely on them):
+
+* 0 — done; for ``cert check`` and ``csr show``: no errors found
+* 1 — ``cert check`` found at least one error / ``csr show`` found the CSR unusable
+* 2 — usage error or bad input (unknown option, unreadable file, wrong password...)
+* 130 — interrupted (Ctrl-C, or end of input at a prompt)
+
+Every error is one line on standard error, ``certflow: error: <message>``; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from certflow.core.errors import CertflowError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"certflow: error: {message}", err=True)
+    sys.exit(code)
+
+
+class CertflowGroup(click.Group):
+    """A click group that turns every expected failure into one line and a stable exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exits with the documented codes unless not standalone."""
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name or "certflow",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.Abort:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            fail(error.format_message() + hint, EXIT_BAD_INPUT)
+        except click.ClickException as error:
+            fail(error.format_message(), EXIT_BAD_INPUT)
+        except CertflowError as error:
+            fail(str(error), EXIT_BAD_INPUT)
+        except OSError as error:  # e.g. writing into a read-only folder
+            where = f"{error.filename}: " if error.filename else ""
+            fail(f"{where}{error.strerror or error}", EXIT_BAD_INPUT)
+        code = result if isinstance(result, int) else EXIT_OK
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+@click.group(cls=CertflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="certflow", prog_name="certflow")
+def main() -> None:
+    """Replace a server's TLS certificate safely: make CSRs and keys, check what the CA sent.
+
+    Exit codes: 0 ok, 1 a check found errors, 2 usage error or bad input, 130 interrupted.
+    """
+
+
+def print_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
