@@ -1,7 +1,9 @@
 """certflow: replace an MDM/endpoint server's TLS certificate without losing devices.
 
-The rollout core is pure: :func:`new_rollout` creates a value, :func:`advance` and
-:func:`apply` return ``(rollout, effects)`` and never read a clock or perform I/O.
+The rollout core is pure: :meth:`Rollout.create` (alias :func:`new_rollout`) creates a
+value, :func:`advance` and :func:`apply` return ``(rollout, effects)`` and never read a
+clock or perform I/O; :func:`next_due` says when time will next move a rollout. Every
+rule is data in :data:`RULES` (see ``docs/machines.md``).
 Certificate tools live in :mod:`certflow.certs`.
 """
 
@@ -40,16 +42,35 @@ from certflow.core.errors import (
     TimeWentBackwards,
     UnknownDevice,
 )
-from certflow.core.evaluator import Step, advance, apply, apply_all, new_rollout
-from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE, MachineSpec, Transition
+from certflow.core.evaluator import (
+    Evaluator,
+    Step,
+    advance,
+    apply,
+    apply_all,
+    new_rollout,
+    next_due,
+)
+from certflow.core.machines import (
+    DEVICE_MACHINE,
+    RESTART_MACHINE,
+    ROLLOUT_MACHINE,
+    RULES,
+    MachineSpec,
+    Rules,
+    Transition,
+)
+from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.policy import CertificateKind, ImportRule, Policy
-from certflow.core.rollout import DeviceRecord, DeviceState, Phase, Plan, Rollout, RolloutState
+from certflow.core.rollout import Rollout
 from certflow.core.serialization import SCHEMA_VERSION, dumps, loads
 from certflow.core.summary import Summary, summarize
 
 __all__ = [
     "DEVICE_MACHINE",
+    "RESTART_MACHINE",
     "ROLLOUT_MACHINE",
+    "RULES",
     "SCHEMA_VERSION",
     "AcknowledgementTimedOut",
     "Cancel",
@@ -65,6 +86,7 @@ __all__ = [
     "DistributeRoot",
     "Effect",
     "Enroll",
+    "Evaluator",
     "ExtendManually",
     "ImportCertificate",
     "ImportNow",
@@ -85,6 +107,7 @@ __all__ = [
     "RetryAllFailed",
     "Rollout",
     "RolloutState",
+    "Rules",
     "SerializationError",
     "ServerRestarted",
     "Step",
@@ -99,5 +122,6 @@ __all__ = [
     "dumps",
     "loads",
     "new_rollout",
+    "next_due",
     "summarize",
 ]

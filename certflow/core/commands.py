@@ -1,11 +1,17 @@
 """What the administrator and the fleet tell a rollout: frozen value classes.
 
-Pass one to :func:`certflow.apply` with the instant it happened.
+Pass one to :func:`certflow.apply` with the instant it happened. A device command
+refuses a device id that is not a non-empty string, and ``DeviceFailed`` a reason that
+is not a string, when it is built (:class:`~certflow.errors.InvalidInput`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
+
+from certflow.core.errors import InvalidInput
 
 __all__ = [
     "Cancel",
@@ -24,6 +30,16 @@ __all__ = [
     "ServerRestarted",
     "Unenroll",
 ]
+
+
+def _device_id(instance: Any, attribute: attrs.Attribute[str], value: object) -> None:
+    if type(value) is not str or not value:
+        raise InvalidInput(f"device ids must be non-empty strings, got {value!r}")
+
+
+def _reason(instance: Any, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidInput(f"DeviceFailed.reason must be a string, got {value!r}")
 
 
 @attrs.frozen
@@ -65,43 +81,43 @@ class ServerRestarted:
 class DeviceInstalled:
     """Device: the root is in its trusted store (in ``pending``: it already trusts it)."""
 
-    device_id: str
+    device_id: str = attrs.field(validator=_device_id)
 
 
 @attrs.frozen
 class DeviceFailed:
     """Device: installing the pushed root failed, for ``reason``."""
 
-    device_id: str
-    reason: str
+    device_id: str = attrs.field(validator=_device_id)
+    reason: str = attrs.field(validator=_reason)
 
 
 @attrs.frozen
 class Retry:
     """Administrator: push the root again to one failed device (MDM server certs only)."""
 
-    device_id: str
+    device_id: str = attrs.field(validator=_device_id)
 
 
 @attrs.frozen
 class Enroll:
     """Host: a device enrolled (or enrolled again) and is now in scope."""
 
-    device_id: str
+    device_id: str = attrs.field(validator=_device_id)
 
 
 @attrs.frozen
 class Unenroll:
     """Host: a device left management and is out of scope."""
 
-    device_id: str
+    device_id: str = attrs.field(validator=_device_id)
 
 
 @attrs.frozen
 class Reenrolled:
     """Host: a device that lost contact at the import enrolled again with the new trust."""
 
-    device_id: str
+    device_id: str = attrs.field(validator=_device_id)
 
 
 DeviceCommand = DeviceInstalled | DeviceFailed | Retry | Enroll | Unenroll | Reenrolled

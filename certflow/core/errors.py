@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class CertflowError(Exception):
     """Base class of every error certflow raises on purpose."""
@@ -23,7 +25,39 @@ class UnknownDevice(CertflowError, KeyError):
 
 
 class CommandRefused(CertflowError):
-    """A command is not allowed now; the message says why and what would allow it."""
+    """A command is not allowed now; the message says why and what would allow it.
+
+    Beside the message, the refusal is data a host can act on:
+
+    * ``command``: the command's class name (``"ExtendManually"``);
+    * ``state``: the rollout's state (``"distributing"``);
+    * ``reason``: ``"rollout_state"`` (the rollout's state has no row or gate for the
+      command), ``"device_state"`` (the device's state has no row for it), or the name
+      of the guard that failed (``"extension_open"``, ``"kind_allows_retry"``, ...; see
+      ``docs/machines.md``);
+    * ``allowed_at``: the instant from which the command would be allowed, when the
+      refusal is only a matter of time (manual extension before day 6), else ``None``;
+    * ``device_id`` and ``device_state`` for a device command, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str = "",
+        state: str = "",
+        reason: str = "",
+        allowed_at: datetime | None = None,
+        device_id: str | None = None,
+        device_state: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.command = command
+        self.state = state
+        self.reason = reason
+        self.allowed_at = allowed_at
+        self.device_id = device_id
+        self.device_state = device_state
 
 
 class SerializationError(CertflowError, ValueError):

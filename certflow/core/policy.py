@@ -27,6 +27,16 @@ class CertificateKind(StrEnum):
         """Whether failed pushes of the root may be retried for this kind."""
         return self is CertificateKind.MDM_SERVER
 
+    @property
+    def label(self) -> str:
+        """The kind as administrators say it: ``MDM server``, ``agent server``."""
+        return {"mdm_server": "MDM server", "agent_server": "agent server"}[self.value]
+
+    @property
+    def label_with_article(self) -> str:
+        """The label with its indefinite article: ``an MDM server``, ``an agent server``."""
+        return f"an {self.label}"  # both labels start with a vowel sound
+
 
 class ImportRule(StrEnum):
     """When a checkpoint may import: the spec's default, or the source text read literally."""

@@ -1,289 +1,152 @@
 """The rollout value: an immutable snapshot of one certificate import and its fleet.
 
 A :class:`Rollout` never changes; :func:`certflow.advance` and :func:`certflow.apply`
-return new ones. Its parts:
-
-* ``plan``: the facts fixed at creation (certificates, kind, policy);
-* ``phase``: the rollout machine's state and timeline;
-* ``fleet``: every device's state, stored so that changing one device is O(1) and
-  shares everything else with the previous version (see :mod:`certflow.core._vector`);
-* ``clock``: the last instant the rollout has seen.
-
-A device's state lives in one 32-bit code: ``attempts << 4 | initial_push << 3 | state``
-where ``state`` indexes :data:`DEVICE_STATES`, ``attempts`` counts pushes of the root and
-``initial_push`` marks a device whose latest push was the one at distribution start.
+return new ones. Its public parts are ``plan`` (the facts fixed at creation), ``phase``
+(the rollout machine's state and timeline) and ``clock`` (the last instant it has
+seen); every device is read through methods. How the devices are stored is private
+(:mod:`certflow.core._fleet`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, NamedTuple
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 import attrs
-import immutables
 
-from certflow.core._vector import CodeVector, Root
-from certflow.core.errors import UnknownDevice
-from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
+from certflow.core import guards
+from certflow.core._fleet import (
+    ATTEMPT_SHIFT,
+    COUNT_DELTA,
+    COUNT_UNIT,
+    DEVICE_STATES,
+    STATE_MASK,
+    Fleet,
+    empty_roster_maps,
+    unpack_counts,
+)
+from certflow.core._vector import CodeVector
+from certflow.core.errors import InvalidInput
+from certflow.core.instants import require_aware, show
+from certflow.core.machines import ROLLOUT_MACHINE
+from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.policy import CertificateKind, Policy
 
-__all__ = ["DeviceRecord", "DeviceState", "Phase", "Plan", "Rollout", "RolloutState"]
+__all__ = ["Rollout"]
 
-
-class RolloutState(StrEnum):
-    """The rollout machine's states; values are the spec's names."""
-
-    PENDING = "pending"
-    DISTRIBUTING = "distributing"
-    EXTENDED = "extended"
-    IMPORTED = "imported"
-    FORCED = "forced"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the rollout has ended in this state."""
-        return self.value in ROLLOUT_MACHINE.terminal
-
-
-class DeviceState(StrEnum):
-    """The device sub-machine's states; values are the spec's names."""
-
-    PENDING = "pending"
-    PUSHED = "pushed"
-    INSTALLED = "installed"
-    FAILED = "failed"
-    REMOVED = "removed"
-    REENROLL_REQUIRED = "reenroll_required"
-
-
-# The enums must be the declarations' states, in the declarations' order: the codes
-# index this tuple.
-assert tuple(RolloutState) == ROLLOUT_MACHINE.states
-assert tuple(DeviceState) == DEVICE_MACHINE.states
-DEVICE_STATES: tuple[DeviceState, ...] = tuple(DeviceState)
-STATE_INDEX = {state: index for index, state in enumerate(DEVICE_STATES)}
-PENDING, PUSHED, INSTALLED, FAILED, REMOVED, REENROLL = range(6)
-STATE_MASK = 0b111
-INITIAL_PUSH = 0b1000
-ATTEMPT_SHIFT = 4
-ONE_ATTEMPT = 1 << ATTEMPT_SHIFT
-
-# Per-state device counts packed in one int, COUNT_BITS bits a state, so that a device
-# event updates all of them with one addition (see ``COUNT_DELTA``).
-COUNT_BITS = 40
-COUNT_MASK = (1 << COUNT_BITS) - 1
-COUNT_UNIT = tuple(1 << (COUNT_BITS * s) for s in range(len(DEVICE_STATES)))
-COUNT_DELTA = tuple(
-    tuple(COUNT_UNIT[new] - COUNT_UNIT[old] for new in range(len(DEVICE_STATES)))
-    for old in range(len(DEVICE_STATES))
-)
-
-
-def unpack_counts(packed: int) -> dict[DeviceState, int]:
-    """The per-state device counts held in a packed count integer."""
-    return {
-        state: (packed >> (COUNT_BITS * index)) & COUNT_MASK
-        for index, state in enumerate(DEVICE_STATES)
-    }
-
-
-@attrs.frozen
-class Plan:
-    """The facts a rollout was created from; they never change."""
-
-    kind: CertificateKind
-    policy: Policy
-    existing_not_after: datetime
-    new_not_before: datetime
-    new_not_after: datetime
-    root_publicly_trusted: bool
-    created_at: datetime
-
-
-@attrs.frozen
-class Phase:
-    """The rollout machine's state and timeline.
-
-    ``checkpoints_done`` counts checkpoints already evaluated; ``extension`` is the sum
-    of manual extensions, which moves every later checkpoint and the deadline;
-    ``notified_for`` is the checkpoint instant the last notice announced;
-    ``next_due`` caches the earliest scheduled rollout event (a notice or a checkpoint)
-    so that a device event need not recompute it.
-    """
-
-    state: RolloutState
-    started_at: datetime | None = None
-    checkpoints_done: int = 0
-    extension: timedelta = timedelta(0)
-    manual_extensions: int = 0
-    notified_for: datetime | None = None
-    ended_at: datetime | None = None
-    restart_required: bool = False
-    next_due: datetime | None = None
-
-
-class Timeout(NamedTuple):
-    """Pushes awaiting acknowledgement: devices ``first``..``last - 1`` pushed as ``attempt``.
-
-    The one at distribution start covers the whole initial fleet and matches only devices
-    still marked ``initial_push``; a retry or enrolment adds one for a single device.
-    """
-
-    due: datetime
-    first: int
-    last: int
-    attempt: int
-    initial: bool
-
-
-class Roster(NamedTuple):
-    """The cold part of a fleet: what changes only when devices enrol, fail or time out.
-
-    * ``ids``/``positions``: the devices known at creation (the dict is never mutated);
-    * ``extra_ids``/``extra_positions``: devices enrolled later, in persistent maps;
-    * ``reasons``: the last failure reason of each device that ever failed;
-    * ``timeouts``/``timeouts_head``/``timeouts_tail``: a persistent FIFO of
-      :class:`Timeout` entries, in due order because instants never go backwards.
-    """
-
-    ids: tuple[str, ...]
-    positions: dict[str, int]
-    extra_ids: immutables.Map[int, str]
-    extra_positions: immutables.Map[str, int]
-    reasons: immutables.Map[int, str]
-    timeouts: immutables.Map[int, Timeout]
-    timeouts_head: int
-    timeouts_tail: int
-
-
-class Fleet(NamedTuple):
-    """Every device of a rollout. Private layout; read it through :class:`Rollout`.
-
-    The hot part, which every device event replaces, is ``root`` (the tree of codes of
-    :mod:`certflow.core._vector`), ``size`` and ``counts`` (per-state counts, packed: see
-    ``COUNT_DELTA``); the rest is the shared :class:`Roster`. A tuple rather than an
-    attrs class because one is built for every device event and ``tuple.__new__`` is
-    several times cheaper than a frozen class's ``__init__``.
-    """
-
-    root: Root
-    size: int
-    counts: int
-    roster: Roster
-
-    @classmethod
-    def create(cls, codes: CodeVector, counts: int, **roster: Any) -> Fleet:
-        """A fleet of ``codes`` whose roster has the fields ``roster``."""
-        return cls(codes.root, len(codes), counts, Roster(**roster))
-
-    def replace(
-        self, *, codes: CodeVector | None = None, counts: int | None = None, **roster: Any
-    ) -> Fleet:
-        """This fleet with some codes, counts or roster fields replaced."""
-        return Fleet(
-            self.root if codes is None else codes.root,
-            self.size if codes is None else len(codes),
-            self.counts if counts is None else counts,
-            self.roster._replace(**roster) if roster else self.roster,
-        )
-
-    @property
-    def codes(self) -> CodeVector:
-        """The per-device codes, in index order."""
-        return CodeVector(self.root, self.size)
-
-    @property
-    def positions(self) -> dict[str, int]:
-        """Index by id of the devices known at creation."""
-        return self.roster.positions
-
-    @property
-    def extra_ids(self) -> immutables.Map[int, str]:
-        """Ids by index of the devices enrolled since creation."""
-        return self.roster.extra_ids
-
-    @property
-    def extra_positions(self) -> immutables.Map[str, int]:
-        """Index by id of the devices enrolled since creation."""
-        return self.roster.extra_positions
-
-    @property
-    def reasons(self) -> immutables.Map[int, str]:
-        """The last failure reason by device index."""
-        return self.roster.reasons
-
-    @property
-    def timeouts(self) -> immutables.Map[int, Timeout]:
-        """The acknowledgement timeouts queue (see :class:`Roster`)."""
-        return self.roster.timeouts
-
-    @property
-    def timeouts_head(self) -> int:
-        """The queue position of the earliest pending timeout."""
-        return self.roster.timeouts_head
-
-    @property
-    def timeouts_tail(self) -> int:
-        """The queue position after the latest timeout."""
-        return self.roster.timeouts_tail
-
-    def locate(self, device_id: str) -> int:
-        """The index of ``device_id``, or :class:`UnknownDevice`."""
-        found = self.roster.positions.get(device_id)
-        if found is None:
-            found = self.roster.extra_positions.get(device_id)
-            if found is None:
-                raise UnknownDevice(
-                    f"unknown device {device_id!r}: it is not in this rollout "
-                    "(send Enroll first if it just enrolled)"
-                )
-        return found
-
-    def device_id(self, index: int) -> str:
-        """The id of the device at ``index``."""
-        ids = self.roster.ids
-        return ids[index] if index < len(ids) else self.roster.extra_ids[index]
-
-    def all_ids(self) -> Iterator[str]:
-        """Every device id in index order (creation, then enrolment)."""
-        yield from self.roster.ids
-        for index in range(len(self.roster.ids), self.size):
-            yield self.roster.extra_ids[index]
-
-    def next_timeout(self) -> Timeout | None:
-        """The earliest pending acknowledgement timeout."""
-        roster = self.roster
-        if roster.timeouts_head == roster.timeouts_tail:
-            return None
-        return roster.timeouts[roster.timeouts_head]
-
-
-@attrs.frozen
-class DeviceRecord:
-    """One device as the "view details" page shows it."""
-
-    device_id: str
-    state: DeviceState
-    attempts: int
-    last_failure_reason: str | None
+_PENDING = DEVICE_STATES.index(DeviceState.PENDING)
+_INSTALLED = DEVICE_STATES.index(DeviceState.INSTALLED)
 
 
 @attrs.frozen(eq=False)
 class Rollout:
     """One import of a new server certificate: an immutable value.
 
-    Create one with :func:`certflow.new_rollout`; move it with :func:`certflow.advance`
-    and :func:`certflow.apply`. Two rollouts are equal when they hold the same facts,
-    phase, clock and devices, however their storage is laid out.
+    Create one with :meth:`Rollout.create` (or its alias :func:`certflow.new_rollout`);
+    move it with :func:`certflow.advance` and :func:`certflow.apply`. Two rollouts are
+    equal when they hold the same facts, phase, clock and devices, however their
+    storage is laid out.
     """
 
     plan: Plan
     phase: Phase
-    fleet: Fleet
     clock: datetime
+    _fleet: Fleet = attrs.field(alias="fleet", repr=False)
+    # The earliest instant a timer of the phase falls due (not the push timeouts, which
+    # the fleet keeps): a cache, so that a device event need not recompute it.
+    _due: datetime | None = attrs.field(alias="due", default=None, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        device_ids: Iterable[str],
+        *,
+        existing_not_after: datetime,
+        new_not_before: datetime,
+        new_not_after: datetime,
+        root_publicly_trusted: bool,
+        created_at: datetime,
+        kind: CertificateKind = CertificateKind.MDM_SERVER,
+        policy: Policy | None = None,
+        trusted_device_ids: Iterable[str] = (),
+    ) -> Rollout:
+        """A ``pending`` rollout of a new certificate over the in-scope ``device_ids``.
+
+        ``existing_not_after`` is the expiry of the certificate being replaced;
+        ``new_not_before``/``new_not_after`` the validity of the new one, which must
+        pass, at ``created_at``, the guards that starting the distribution then would
+        check (valid from then through the deadline). ``trusted_device_ids`` are devices
+        known to trust the root already. Raises :class:`~certflow.errors.InvalidInput`
+        for naive datetimes, duplicate or empty ids, or a certificate that would not
+        stay valid through the deadline.
+        """
+        created_at = require_aware("created_at", created_at)
+        existing_not_after = require_aware("existing_not_after", existing_not_after)
+        new_not_before = require_aware("new_not_before", new_not_before)
+        new_not_after = require_aware("new_not_after", new_not_after)
+        try:
+            kind = CertificateKind(kind)
+        except ValueError:
+            choices = ", ".join(k.value for k in CertificateKind)
+            raise InvalidInput(
+                f"unknown certificate kind {kind!r}; choose one of {choices}"
+            ) from None
+        if policy is None:
+            policy = Policy()
+        elif not isinstance(policy, Policy):
+            raise InvalidInput(f"policy must be a certflow.Policy, got {type(policy).__name__}")
+        if not isinstance(root_publicly_trusted, bool):
+            raise InvalidInput(
+                f"root_publicly_trusted must be a bool, got {root_publicly_trusted!r}"
+            )
+        if new_not_before >= new_not_after:
+            raise InvalidInput(
+                f"the new certificate's validity is empty: not_before {show(new_not_before)} "
+                f"is not before not_after {show(new_not_after)}"
+            )
+        plan = Plan(
+            kind=kind,
+            policy=policy,
+            existing_not_after=existing_not_after,
+            new_not_before=new_not_before,
+            new_not_after=new_not_after,
+            root_publicly_trusted=root_publicly_trusted,
+            created_at=created_at,
+        )
+        phase = Phase(state=RolloutState(ROLLOUT_MACHINE.initial))
+        _require_startable(plan, phase, created_at)
+
+        if isinstance(device_ids, str):
+            raise InvalidInput("device_ids must be an iterable of ids, not one string")
+        ids = tuple(device_ids)
+        index = dict(zip(ids, range(len(ids)), strict=True))
+        if len(index) != len(ids):
+            counted = Counter(ids)
+            duplicates = [d for d, n in counted.items() if n > 1]
+            shown = ", ".join(repr(d) for d in duplicates[:5])
+            more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+            raise InvalidInput(f"duplicate device ids: {shown}{more}; each device must appear once")
+        if not all(type(d) is str and d for d in ids):
+            bad = next(d for d in ids if not (type(d) is str and d))
+            raise InvalidInput(f"device ids must be non-empty strings, got {bad!r}")
+        if isinstance(trusted_device_ids, str):
+            raise InvalidInput("trusted_device_ids must be an iterable of ids, not one string")
+        trusted = [index.get(d, -1) for d in dict.fromkeys(trusted_device_ids)]
+        if -1 in trusted:
+            unknown = [d for d in trusted_device_ids if d not in index]
+            raise InvalidInput(f"trusted_device_ids names unknown devices: {unknown[:5]!r}")
+
+        codes = CodeVector.filled(len(ids), _PENDING)
+        counts = len(ids) * COUNT_UNIT[_PENDING]
+        if trusted:
+            draft = codes.transient()
+            for i in trusted:
+                draft[i] = _INSTALLED
+            codes = draft.freeze()
+            counts += len(trusted) * COUNT_DELTA[_PENDING][_INSTALLED]
+        fleet = Fleet.create(codes, counts, ids=ids, positions=index, **empty_roster_maps())
+        return cls(plan=plan, phase=phase, clock=created_at, fleet=fleet)
 
     @property
     def state(self) -> RolloutState:
@@ -293,43 +156,42 @@ class Rollout:
     @property
     def device_count(self) -> int:
         """How many devices the rollout knows, removed ones included."""
-        return self.fleet.size
+        return self._fleet.size
 
     def device_ids(self) -> Iterator[str]:
         """Every device id, in creation then enrolment order."""
-        return self.fleet.all_ids()
+        return self._fleet.all_ids()
 
     def device_state(self, device_id: str) -> DeviceState:
         """The state of one device; :class:`UnknownDevice` if the rollout does not know it."""
-        return DEVICE_STATES[self.fleet.codes[self.fleet.locate(device_id)] & STATE_MASK]
+        return DEVICE_STATES[self._fleet.codes[self._fleet.locate(device_id)] & STATE_MASK]
 
     def device(self, device_id: str) -> DeviceRecord:
         """One device's state, push attempts and last failure reason."""
-        index = self.fleet.locate(device_id)
-        return self._record(index, device_id)
+        return self._record(self._fleet.locate(device_id), device_id)
 
     def devices(self) -> Iterator[DeviceRecord]:
         """Every device's record, lazily, in creation then enrolment order."""
-        for index, device_id in enumerate(self.fleet.all_ids()):
+        for index, device_id in enumerate(self._fleet.all_ids()):
             yield self._record(index, device_id)
 
     def _record(self, index: int, device_id: str) -> DeviceRecord:
-        code = self.fleet.codes[index]
+        code = self._fleet.codes[index]
         return DeviceRecord(
             device_id=device_id,
             state=DEVICE_STATES[code & STATE_MASK],
             attempts=code >> ATTEMPT_SHIFT,
-            last_failure_reason=self.fleet.reasons.get(index),
+            last_failure_reason=self._fleet.roster.reasons.get(index),
         )
 
     def counts(self) -> dict[DeviceState, int]:
         """How many devices are in each state (O(1): the counts are kept, not recounted)."""
-        return unpack_counts(self.fleet.counts)
+        return unpack_counts(self._fleet.counts)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Rollout):
             return NotImplemented
-        mine, theirs = self.fleet, other.fleet
+        mine, theirs = self._fleet, other._fleet
         return (
             self.plan == other.plan
             and self.phase == other.phase
@@ -337,8 +199,8 @@ class Rollout:
             and mine.codes == theirs.codes
             and mine.counts == theirs.counts
             and list(mine.all_ids()) == list(theirs.all_ids())
-            and dict(mine.reasons) == dict(theirs.reasons)
-            and _pending_timeouts(mine) == _pending_timeouts(theirs)
+            and dict(mine.roster.reasons) == dict(theirs.roster.reasons)
+            and mine.pending_timeouts() == theirs.pending_timeouts()
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -350,5 +212,14 @@ class Rollout:
         )
 
 
-def _pending_timeouts(fleet: Fleet) -> list[Timeout]:
-    return [fleet.timeouts[i] for i in range(fleet.timeouts_head, fleet.timeouts_tail)]
+def _require_startable(plan: Plan, phase: Phase, at: datetime) -> None:
+    """Refuse a plan that the distribution's guards would refuse at ``at``.
+
+    The guards are those of the initial state's ``distribute_root`` row, so creation
+    checks exactly what starting the distribution then would check.
+    """
+    situation = guards.Situation(plan, phase, at, 0)
+    for row in ROLLOUT_MACHINE.rows(ROLLOUT_MACHINE.initial, "distribute_root"):
+        for name in row.guards:
+            if not guards.GUARDS[name](situation):
+                raise InvalidInput(guards.explain(ROLLOUT_MACHINE.guard(name), situation))

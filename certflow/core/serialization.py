@@ -11,36 +11,34 @@ The document (``SCHEMA_VERSION`` 1)::
 Devices are stored as columns (one list per field) because that is several times
 faster to write and read than one object per device. Instants are ISO 8601 with their
 UTC offset, durations are seconds. Plan and phase go through ``cattrs``; derived data
-(per-state counts, the next scheduled instant) is recomputed on load, never trusted.
+(per-state counts, the next timer instant) is recomputed on load, never trusted.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-import attrs
 import cattrs
 import immutables
 
-from certflow.core._vector import CodeVector
-from certflow.core.errors import CertflowError, SerializationError
-from certflow.core.evaluator import next_due_instant
-from certflow.core.instants import require_aware
-from certflow.core.rollout import (
+from certflow.core._fleet import (
     ATTEMPT_SHIFT,
     COUNT_UNIT,
     DEVICE_STATES,
     INITIAL_PUSH,
-    STATE_INDEX,
     STATE_MASK,
     Fleet,
-    Phase,
-    Plan,
-    Rollout,
     Timeout,
+    empty_roster_maps,
 )
+from certflow.core._vector import CodeVector
+from certflow.core.errors import CertflowError, SerializationError
+from certflow.core.evaluator import DEFAULT
+from certflow.core.instants import require_aware
+from certflow.core.plan import Phase, Plan
+from certflow.core.rollout import Rollout
 
 __all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "dumps", "loads"]
 
@@ -58,11 +56,10 @@ _converter.register_structure_hook(timedelta, lambda value, _: timedelta(seconds
 
 def dumps(rollout: Rollout) -> str:
     """``rollout`` as JSON text; :func:`loads` gives back an equal rollout."""
-    fleet = rollout.fleet
+    fleet = rollout._fleet
     states = [code & STATE_MASK for chunk in fleet.codes.chunks() for code in chunk]
     names = [state.value for state in DEVICE_STATES]
     phase = _converter.unstructure(rollout.phase)
-    del phase["next_due"]  # derived
     document = {
         "schema": SCHEMA_NAME,
         "version": SCHEMA_VERSION,
@@ -75,7 +72,9 @@ def dumps(rollout: Rollout) -> str:
             "attempts": [code >> ATTEMPT_SHIFT for code in fleet.codes],
             "initial_push": [i for i, code in enumerate(fleet.codes) if code & INITIAL_PUSH],
         },
-        "failure_reasons": {fleet.device_id(i): reason for i, reason in fleet.reasons.items()},
+        "failure_reasons": {
+            fleet.device_id(i): reason for i, reason in fleet.roster.reasons.items()
+        },
         "ack_timeouts": [
             {
                 "due": t.due.isoformat(),
@@ -84,7 +83,7 @@ def dumps(rollout: Rollout) -> str:
                 "attempt": t.attempt,
                 "initial": t.initial,
             }
-            for t in (fleet.timeouts[i] for i in range(fleet.timeouts_head, fleet.timeouts_tail))
+            for t in fleet.pending_timeouts()
         ],
     }
     return json.dumps(document, separators=(",", ":"))
@@ -113,8 +112,7 @@ def loads(text: str | bytes) -> Rollout:
     except SerializationError:
         raise
     except cattrs.BaseValidationError as error:
-        details = "; ".join(cattrs.transform_error(error))
-        raise SerializationError(f"malformed serialised rollout: {details}") from None
+        raise SerializationError(f"malformed serialised rollout: {_explain(error)}") from None
     except (CertflowError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise SerializationError(f"malformed serialised rollout: {error!r}") from None
 
@@ -128,9 +126,8 @@ def _build(document: dict[str, Any]) -> Rollout:
             f"malformed serialised rollout: keys {sorted(set(document) ^ expected)} "
             "are missing or unexpected"
         )
-    plan = _converter.structure(document["plan"], Plan)
-    phase = _converter.structure(document["phase"], Phase)
-    phase = attrs.evolve(phase, next_due=next_due_instant(plan, phase))
+    plan = _structure(document["plan"], Plan, "plan")
+    phase = _structure(document["phase"], Phase, "phase")
     devices = document["devices"]
     ids = devices["ids"]
     states = devices["states"]
@@ -147,7 +144,7 @@ def _build(document: dict[str, Any]) -> Rollout:
     index = dict(zip(ids, range(len(ids)), strict=True))
     if len(index) != len(ids):
         raise SerializationError("malformed serialised rollout: duplicate device ids")
-    state_index = {state.value: i for state, i in STATE_INDEX.items()}
+    state_index = {state.value: i for i, state in enumerate(DEVICE_STATES)}
     try:
         codes = [
             (n << ATTEMPT_SHIFT) | state_index[s] if type(n) is int and n >= 0 else -1
@@ -175,17 +172,45 @@ def _build(document: dict[str, Any]) -> Rollout:
         )
         for t in document["ack_timeouts"]
     ]
+    roster = {
+        **empty_roster_maps(),
+        "reasons": reasons,
+        "timeouts": immutables.Map(enumerate(timeouts)),
+        "timeouts_tail": len(timeouts),
+    }
     fleet = Fleet.create(
-        ids=tuple(ids),
-        positions=index,
-        extra_ids=immutables.Map(),
-        extra_positions=immutables.Map(),
-        codes=CodeVector.from_iterable(codes),
-        counts=counts,
-        reasons=reasons,
-        timeouts=immutables.Map(enumerate(timeouts)),
-        timeouts_head=0,
-        timeouts_tail=len(timeouts),
+        CodeVector.from_iterable(codes), counts, ids=tuple(ids), positions=index, **roster
     )
     clock = _converter.structure(document["clock"], datetime)
-    return Rollout(plan=plan, phase=phase, fleet=fleet, clock=clock)
+    return DEFAULT.assemble(plan, phase, fleet, clock)
+
+
+_T = TypeVar("_T")
+
+
+def _structure(value: object, kind: type[_T], section: str) -> _T:
+    try:
+        return _converter.structure(value, kind)
+    except cattrs.BaseValidationError as error:
+        raise SerializationError(
+            f"malformed serialised rollout: {_explain(error, section)}"
+        ) from None
+
+
+def _explain(error: cattrs.BaseValidationError, section: str = "the document") -> str:
+    """cattrs' error tree as sentences: ``phase: unexpected field 'bogus'``."""
+
+    def describe(exc: BaseException, _: type | None) -> str:
+        if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+            fields = ", ".join(repr(f) for f in sorted(exc.extra_fields))
+            return f"unexpected field{'s' * (len(exc.extra_fields) != 1)} {fields}"
+        if isinstance(exc, KeyError):
+            return "missing field"
+        return str(exc) or type(exc).__name__
+
+    lines = cattrs.transform_error(error, path=section, format_exception=describe)
+    out = []
+    for line in lines:
+        message, _, where = line.rpartition(" @ ")
+        out.append(f"{where.replace('$', section)}: {message}" if message else line)
+    return "; ".join(out)

@@ -7,8 +7,11 @@ from datetime import datetime
 
 import attrs
 
-from certflow.core.evaluator import advance
-from certflow.core.rollout import DeviceRecord, DeviceState, Rollout, RolloutState, unpack_counts
+from certflow.core import timeline
+from certflow.core.commands import ExtendManually
+from certflow.core.evaluator import DEFAULT
+from certflow.core.plan import DeviceRecord, DeviceState, RolloutState
+from certflow.core.rollout import Rollout
 
 __all__ = ["Summary", "summarize"]
 
@@ -19,6 +22,9 @@ class Summary:
 
     Counts and the timeline are computed at once (O(1) in the fleet size); the device
     list is read lazily through :meth:`devices`, which pages with ``offset``/``limit``.
+    Every instant comes from :mod:`certflow.core.timeline`, and
+    ``manual_extension_available`` is the declaration's own answer: whether
+    ``ExtendManually`` would be accepted at ``now``.
     """
 
     state: RolloutState
@@ -27,6 +33,7 @@ class Summary:
     in_scope: int
     percent_complete: float
     started_at: datetime | None
+    next_notice: datetime | None
     next_checkpoint: datetime | None
     deadline: datetime | None
     manual_extension_available: bool
@@ -55,23 +62,13 @@ class Summary:
 
 def summarize(rollout: Rollout, now: datetime) -> Summary:
     """The view-details summary of ``rollout`` as advanced to ``now`` (pure)."""
-    rollout = advance(rollout, now).rollout
+    rollout = DEFAULT.advance(rollout, now).rollout
     plan, phase = rollout.plan, rollout.phase
-    counts = unpack_counts(rollout.fleet.counts)
-    in_scope = len(rollout.fleet.codes) - counts[DeviceState.REMOVED]
-    trusted = counts[DeviceState.INSTALLED]
+    counts = rollout.counts()
+    in_scope = sum(n for state, n in counts.items() if state.in_scope)
+    trusted = sum(n for state, n in counts.items() if state.in_scope and state.trusts)
     percent = 100.0 if in_scope == 0 else 100.0 * trusted / in_scope
-    running = phase.state in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED)
-    next_checkpoint = deadline = opens = None
-    available = False
-    if phase.started_at is not None and running:
-        policy = plan.policy
-        next_checkpoint = (
-            phase.started_at + policy.checkpoints[phase.checkpoints_done] + phase.extension
-        )
-        deadline = phase.started_at + policy.deadline + phase.extension
-        opens = phase.started_at + policy.manual_extension_opens
-        available = now >= opens and plan.new_not_after >= deadline + policy.manual_extension
+    running = phase.state.running
     return Summary(
         state=phase.state,
         now=now,
@@ -79,10 +76,11 @@ def summarize(rollout: Rollout, now: datetime) -> Summary:
         in_scope=in_scope,
         percent_complete=percent,
         started_at=phase.started_at,
-        next_checkpoint=next_checkpoint,
-        deadline=deadline,
-        manual_extension_available=available,
-        manual_extension_opens_at=opens,
+        next_notice=timeline.next_notice(plan, phase),
+        next_checkpoint=timeline.next_checkpoint(plan, phase),
+        deadline=timeline.deadline(plan, phase),
+        manual_extension_available=DEFAULT.refusal(rollout, ExtendManually(), now) is None,
+        manual_extension_opens_at=timeline.extension_opens(plan, phase) if running else None,
         manual_extensions=phase.manual_extensions,
         restart_required=phase.restart_required,
         rollout=rollout,

@@ -59,8 +59,9 @@ from certflow.core.effects import (
 )
 from certflow.core.evaluator import advance, apply, apply_all, new_rollout
 from certflow.core.instants import show, show_span
+from certflow.core.plan import DeviceState, RolloutState
 from certflow.core.policy import CertificateKind
-from certflow.core.rollout import DeviceState, Rollout, RolloutState
+from certflow.core.rollout import Rollout
 from certflow.core.summary import Summary, summarize
 
 __all__ = [

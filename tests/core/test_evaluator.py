@@ -190,15 +190,59 @@ def test_import_now_during_distribution_is_imported_when_the_condition_holds(whe
     assert effects == (cf.ImportCertificate(False, day(when)), cf.RestartRequired(day(when)))
 
 
-def test_import_now_after_the_existing_certificate_expired_is_imported_and_marks_stragglers() -> (
+def test_outcome_import_now_after_the_existing_certificate_expired_is_forced_by_stragglers() -> (
     None
 ):
     rollout = distributing(2, existing_expires_in=2 * DAY)
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d1"), day(1)).rollout
     rollout, effects = cf.apply(rollout, cf.ImportNow(), day(3))
-    assert rollout.state is cf.RolloutState.IMPORTED
+    assert rollout.state is cf.RolloutState.FORCED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(True, day(3))]
+    assert of_type(effects, cf.ReenrollmentRequired) == [cf.ReenrollmentRequired(("d0",), day(3))]
+
+
+def test_outcome_a_checkpoint_that_imports_because_the_certificate_expired_ends_forced() -> None:
+    rollout = distributing(3, existing_expires_in=5 * DAY)
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
+    rollout, effects = cf.advance(rollout, day(7))
+    assert rollout.state is cf.RolloutState.FORCED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(True, day(7))]
     assert of_type(effects, cf.ReenrollmentRequired) == [
-        cf.ReenrollmentRequired(("d0", "d1"), day(3))
+        cf.ReenrollmentRequired(("d1", "d2"), day(7))
     ]
+
+
+def test_outcome_distributed_and_expired_deadline_with_every_device_trusting_is_imported() -> None:
+    policy = cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)
+    # The old certificate outlives the deadline: checkpoints never import, the deadline does.
+    rollout = distributing(2, existing_expires_in=90 * DAY, policy=policy)
+    rollout = install_all(rollout, day(2))
+    rollout, effects = cf.advance(rollout, day(21))
+    assert rollout.state is cf.RolloutState.IMPORTED
+    assert of_type(effects, cf.ImportPostponed) == [
+        cf.ImportPostponed(1, day(14), day(7)),
+        cf.ImportPostponed(2, day(21), day(14)),
+    ]
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(False, day(21))]
+    assert of_type(effects, cf.ReenrollmentRequired) == []
+
+
+@pytest.mark.parametrize(
+    "command", [cf.ImportNow(), cf.ProceedToImport()], ids=["import_now", "proceed_to_import"]
+)
+@pytest.mark.parametrize("all_trust", [True, False])
+def test_outcome_of_an_administrators_import_is_decided_by_trust_alone(
+    command: cf.Command, all_trust: bool
+) -> None:
+    rollout = build(2) if isinstance(command, cf.ProceedToImport) else distributing(2)
+    if all_trust:
+        rollout = cf.apply_all(
+            rollout, [cf.DeviceInstalled("d0"), cf.DeviceInstalled("d1")], T0
+        ).rollout
+    rollout, effects = cf.apply(rollout, command, day(1))
+    expected = cf.RolloutState.IMPORTED if all_trust else cf.RolloutState.FORCED
+    assert rollout.state is expected
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(not all_trust, day(1))]
 
 
 @pytest.mark.parametrize("state_day", [6, 10])
@@ -265,14 +309,16 @@ def test_import_condition_follows_the_policy_rule_at_day_7(
         if rule is cf.ImportRule.DISTRIBUTED_OR_EXPIRED
         else (installed and expired)
     )
-    assert rollout.state is (cf.RolloutState.IMPORTED if holds else cf.RolloutState.EXTENDED)
+    # The condition decides when time imports; trust alone decides the outcome.
+    outcome = cf.RolloutState.IMPORTED if installed else cf.RolloutState.FORCED
+    assert rollout.state is (outcome if holds else cf.RolloutState.EXTENDED)
 
 
 def test_import_condition_existing_certificate_expired_at_exactly_the_checkpoint_counts_as_expired() -> (
     None
 ):
     rollout = distributing(2, existing_expires_in=7 * DAY)
-    assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.IMPORTED
+    assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.FORCED  # it imports
     rollout = distributing(2, existing_expires_in=7 * DAY + SECOND)
     assert cf.advance(rollout, day(7)).rollout.state is cf.RolloutState.EXTENDED
 
@@ -597,7 +643,7 @@ def test_device_report_for_an_unknown_device_is_a_clear_error_and_the_rollout_is
     ("setup", "command", "message"),
     [
         ("pending", cf.DeviceFailed("d0", "x"), "failures are reported while distributing"),
-        ("distributing", cf.Retry("d0"), "cannot be retried: it is pushed"),
+        ("installed", cf.Retry("d0"), "cannot be retried: it is installed"),
         ("installed", cf.DeviceFailed("d0", "x"), "it already trusts the root"),
         ("removed", cf.DeviceInstalled("d0"), "send Enroll if it came back"),
         ("distributing", cf.Reenrolled("d0"), "re-enrolment applies after the import"),
@@ -807,7 +853,9 @@ def test_device_timeouts_due_at_a_checkpoint_are_processed_before_it() -> None:
 
 
 def _shared_chunks(a: cf.Rollout, b: cf.Rollout) -> int:
-    return sum(x is y for x, y in zip(a.fleet.codes.chunks(), b.fleet.codes.chunks(), strict=False))
+    return sum(
+        x is y for x, y in zip(a._fleet.codes.chunks(), b._fleet.codes.chunks(), strict=False)
+    )
 
 
 @pytest.mark.parametrize(
@@ -825,7 +873,7 @@ def test_one_device_event_copies_one_chunk_and_shares_the_rest_of_the_fleet(
 ) -> None:
     before = distributing(20_000)
     after = cf.apply(before, command, day(1)).rollout
-    chunks = len(list(before.fleet.codes.chunks()))
+    chunks = len(list(before._fleet.codes.chunks()))
     assert _shared_chunks(before, after) == chunks - 1
     batch = cf.apply_all(before, [cf.DeviceInstalled("d1"), cf.DeviceInstalled("d2")], day(1))
     assert _shared_chunks(before, batch.rollout) == chunks - 1

@@ -1,0 +1,173 @@
+"""The in-memory fleet: every device of a rollout, stored so that one change is O(1).
+
+A device's state lives in one 32-bit code: ``attempts << 4 | initial_push << 3 | state``
+where ``state`` indexes the device machine's states, ``attempts`` counts pushes of the
+root and ``initial_push`` marks a device whose latest push was the fleet-wide push at
+distribution start (one acknowledgement timer covers all of those). The codes live in
+the copy-on-write tree of :mod:`certflow.core._vector`; per-state counts are packed in
+one int so that a device event updates them with one addition (``COUNT_DELTA``).
+
+This layout is private to the in-memory driver; nothing outside the core reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import immutables
+
+from certflow.core._vector import CodeVector, Root
+from certflow.core.errors import UnknownDevice
+from certflow.core.plan import DeviceState
+
+DEVICE_STATES: tuple[DeviceState, ...] = tuple(DeviceState)
+STATE_MASK = 0b111
+INITIAL_PUSH = 0b1000
+ATTEMPT_SHIFT = 4
+ONE_ATTEMPT = 1 << ATTEMPT_SHIFT
+
+# Per-state device counts packed in one int, COUNT_BITS bits a state.
+COUNT_BITS = 40
+COUNT_MASK = (1 << COUNT_BITS) - 1
+COUNT_UNIT = tuple(1 << (COUNT_BITS * s) for s in range(len(DEVICE_STATES)))
+COUNT_DELTA = tuple(
+    tuple(COUNT_UNIT[new] - COUNT_UNIT[old] for new in range(len(DEVICE_STATES)))
+    for old in range(len(DEVICE_STATES))
+)
+
+
+def unpack_counts(packed: int) -> dict[DeviceState, int]:
+    """The per-state device counts held in a packed count integer."""
+    return {
+        state: (packed >> (COUNT_BITS * index)) & COUNT_MASK
+        for index, state in enumerate(DEVICE_STATES)
+    }
+
+
+def count_of(packed: int, states: tuple[int, ...]) -> int:
+    """How many devices are in any of ``states`` (state indices)."""
+    return sum((packed >> (COUNT_BITS * s)) & COUNT_MASK for s in states)
+
+
+class Timeout(NamedTuple):
+    """Pushes awaiting acknowledgement: devices ``first``..``last - 1`` pushed as ``attempt``.
+
+    The one at distribution start covers the whole initial fleet and matches only devices
+    still marked ``initial_push``; a retry or enrolment adds one for a single device.
+    """
+
+    due: datetime
+    first: int
+    last: int
+    attempt: int
+    initial: bool
+
+
+class Roster(NamedTuple):
+    """The cold part of a fleet: what changes only when devices enrol, fail or time out.
+
+    * ``ids``/``positions``: the devices known at creation (the dict is never mutated);
+    * ``extra_ids``/``extra_positions``: devices enrolled later, in persistent maps;
+    * ``reasons``: the last failure reason of each device that ever failed;
+    * ``timeouts``/``timeouts_head``/``timeouts_tail``: a persistent FIFO of
+      :class:`Timeout` entries, in due order because instants never go backwards.
+    """
+
+    ids: tuple[str, ...]
+    positions: dict[str, int]
+    extra_ids: immutables.Map[int, str]
+    extra_positions: immutables.Map[str, int]
+    reasons: immutables.Map[int, str]
+    timeouts: immutables.Map[int, Timeout]
+    timeouts_head: int
+    timeouts_tail: int
+
+
+class Fleet(NamedTuple):
+    """Every device of a rollout.
+
+    The hot part, which every device event replaces, is ``root`` (the tree of codes),
+    ``size`` and ``counts``; the rest is the shared :class:`Roster`. A tuple rather than
+    an attrs class because one is built for every device event and ``tuple.__new__`` is
+    several times cheaper than a frozen class's ``__init__``.
+    """
+
+    root: Root
+    size: int
+    counts: int
+    roster: Roster
+
+    @classmethod
+    def create(cls, codes: CodeVector, counts: int, **roster: Any) -> Fleet:
+        """A fleet of ``codes`` whose roster has the fields ``roster``."""
+        return cls(codes.root, len(codes), counts, Roster(**roster))
+
+    def replace(
+        self, *, codes: CodeVector | None = None, counts: int | None = None, **roster: Any
+    ) -> Fleet:
+        """This fleet with some codes, counts or roster fields replaced."""
+        return Fleet(
+            self.root if codes is None else codes.root,
+            self.size if codes is None else len(codes),
+            self.counts if counts is None else counts,
+            self.roster._replace(**roster) if roster else self.roster,
+        )
+
+    @property
+    def codes(self) -> CodeVector:
+        """The per-device codes, in index order."""
+        return CodeVector(self.root, self.size)
+
+    def locate(self, device_id: str) -> int:
+        """The index of ``device_id``, or :class:`UnknownDevice`."""
+        found = self.roster.positions.get(device_id)
+        if found is None:
+            found = self.roster.extra_positions.get(device_id)
+            if found is None:
+                raise UnknownDevice(
+                    f"unknown device {device_id!r}: it is not in this rollout "
+                    "(send Enroll first if it just enrolled)"
+                )
+        return found
+
+    def find(self, device_id: str) -> int | None:
+        """The index of ``device_id``, or ``None``."""
+        found = self.roster.positions.get(device_id)
+        return self.roster.extra_positions.get(device_id) if found is None else found
+
+    def device_id(self, index: int) -> str:
+        """The id of the device at ``index``."""
+        ids = self.roster.ids
+        return ids[index] if index < len(ids) else self.roster.extra_ids[index]
+
+    def all_ids(self) -> Iterator[str]:
+        """Every device id in index order (creation, then enrolment)."""
+        yield from self.roster.ids
+        for index in range(len(self.roster.ids), self.size):
+            yield self.roster.extra_ids[index]
+
+    def next_timeout(self) -> Timeout | None:
+        """The earliest pending acknowledgement timeout."""
+        roster = self.roster
+        if roster.timeouts_head == roster.timeouts_tail:
+            return None
+        return roster.timeouts[roster.timeouts_head]
+
+    def pending_timeouts(self) -> list[Timeout]:
+        """The pending timeouts, in due order."""
+        roster = self.roster
+        return [roster.timeouts[i] for i in range(roster.timeouts_head, roster.timeouts_tail)]
+
+
+def empty_roster_maps() -> dict[str, Any]:
+    """The roster fields of a fleet with no enrolments, reasons or timeouts yet."""
+    return {
+        "extra_ids": immutables.Map(),
+        "extra_positions": immutables.Map(),
+        "reasons": immutables.Map(),
+        "timeouts": immutables.Map(),
+        "timeouts_head": 0,
+        "timeouts_tail": 0,
+    }

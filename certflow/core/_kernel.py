@@ -1,0 +1,443 @@
+"""The in-memory device kernel: device transitions over the fleet's code tree.
+
+Theory of operation
+-------------------
+Every device transition, for one device or for the whole fleet, is read from the
+interpreter's compiled tables (:class:`~certflow.core.interpreter.DeviceTable` and
+:class:`~certflow.core.interpreter.FleetMove`); nothing here knows which state goes
+where. What lives here is how the in-memory driver *stores* a transition:
+
+* :class:`Draft` is a mutable working copy of a :class:`~certflow.core._fleet.Fleet`
+  (a transient of the code tree, the counts, and the roster's maps). It is the
+  :class:`~certflow.core.interpreter.FleetPort` the rollout interpreter moves the fleet
+  through, and :meth:`Draft.freeze` gives the next immutable fleet;
+* :data:`DEVICE_ACTIONS` implements the device machine's actions on one device;
+  the fleet-wide loops implement ``push_root`` and ``record_timeout`` in bulk (one
+  acknowledgement timer for the initial push of a whole fleet, not one per device);
+* :func:`step` applies one device command through its table, for the single-event
+  path and the batch path alike (:func:`run_commands`), whose hot loop inlines the
+  table lookup for rows without actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import immutables
+
+from certflow.core._fleet import (
+    ATTEMPT_SHIFT,
+    COUNT_DELTA,
+    COUNT_UNIT,
+    DEVICE_STATES,
+    INITIAL_PUSH,
+    ONE_ATTEMPT,
+    STATE_MASK,
+    Fleet,
+    Timeout,
+    count_of,
+    unpack_counts,
+)
+from certflow.core._registry import Registry
+from certflow.core._vector import CodeVector, Transient
+from certflow.core.effects import Effect, PushRoot
+from certflow.core.errors import CommandRefused, UnknownDevice
+from certflow.core.instants import show_span
+from certflow.core.interpreter import (
+    IGNORED,
+    REFUSED,
+    Compiled,
+    DeviceTable,
+    FleetMove,
+    FleetResult,
+)
+from certflow.core.machines import RULES, Call
+from certflow.core.policy import Policy
+
+__all__ = ["DEVICE_ACTIONS", "Draft", "run_commands", "step"]
+
+_CLEAR = ~(STATE_MASK | INITIAL_PUSH)
+
+
+class Draft:
+    """A mutable working copy of a fleet; :meth:`freeze` returns the new fleet.
+
+    The fleet it starts from is never modified: the code tree copies what it writes,
+    and the roster's maps are persistent.
+    """
+
+    def __init__(self, fleet: Fleet, compiled: Compiled, policy: Policy) -> None:
+        self.base = fleet
+        self.compiled = compiled
+        self.policy = policy
+        self.vector = fleet.codes
+        self.transient: Transient | None = None
+        self.counts = fleet.counts
+        roster = fleet.roster
+        self.reasons = roster.reasons
+        self.timeouts = roster.timeouts
+        self.head = roster.timeouts_head
+        self.tail = roster.timeouts_tail
+        self.extra_ids = roster.extra_ids
+        self.extra_positions = roster.extra_positions
+        self.size = fleet.size
+
+    # --- storage -------------------------------------------------------------------------
+
+    def codes(self) -> Transient:
+        """The code tree, open for writing."""
+        if self.transient is None:
+            self.transient = self.vector.transient()
+        return self.transient
+
+    def _frozen(self) -> CodeVector:
+        if self.transient is not None:
+            self.vector = self.transient.freeze()
+            self.transient = None
+        return self.vector
+
+    def locate(self, device_id: str) -> int | None:
+        """The index of a device, or ``None`` if the fleet does not know it."""
+        found = self.base.roster.positions.get(device_id)
+        return self.extra_positions.get(device_id) if found is None else found
+
+    def device_id(self, index: int) -> str:
+        """The id of the device at ``index``."""
+        ids = self.base.roster.ids
+        return ids[index] if index < len(ids) else self.extra_ids[index]
+
+    def add(self, device_id: str, code: int) -> int:
+        """Append a device new to the rollout, in state ``code``; its index."""
+        index = self.size
+        self.codes().append(code)
+        self.size += 1
+        self.extra_ids = self.extra_ids.set(index, device_id)
+        self.extra_positions = self.extra_positions.set(device_id, index)
+        self.counts += COUNT_UNIT[code & STATE_MASK]
+        return index
+
+    def schedule(self, timeout: Timeout) -> None:
+        """Start an acknowledgement timer (none when the policy has no timeout)."""
+        if self.policy.ack_timeout is None:
+            return
+        self.timeouts = self.timeouts.set(self.tail, timeout)
+        self.tail += 1
+
+    def freeze(self) -> Fleet:
+        """The fleet as this draft has made it."""
+        roster = self.base.roster._replace(
+            reasons=self.reasons,
+            timeouts=self.timeouts,
+            timeouts_head=self.head,
+            timeouts_tail=self.tail,
+            extra_ids=self.extra_ids,
+            extra_positions=self.extra_positions,
+        )
+        vector = self._frozen()
+        return Fleet(vector.root, len(vector), self.counts, roster)
+
+    # --- FleetPort -------------------------------------------------------------------------
+
+    def untrusting(self) -> int:
+        """In-scope devices that do not trust the root."""
+        return count_of(self.counts, self.compiled.untrusting_states)
+
+    def next_timeout(self) -> datetime | None:
+        """When the earliest pending push times out."""
+        return None if self.head == self.tail else self.timeouts[self.head].due
+
+    def drop_timeouts(self) -> None:
+        """Forget every pending acknowledgement timer."""
+        self.timeouts = immutables.Map()
+        self.head = self.tail = 0
+
+    def move(self, move: FleetMove, now: datetime) -> FleetResult:
+        """Apply a fleet-wide move (see :class:`~certflow.core.interpreter.FleetMove`)."""
+        names = {call.name for calls in move.calls for call in calls}
+        if move.selection == "due":
+            return self._time_out(move, now)
+        if "push_root" in names:
+            return self._push_all(move, now)
+        if names:
+            return self._move_each(move, now)
+        return self._move_all(move)
+
+    def _move_all(self, move: FleetMove) -> FleetResult:
+        """Every device in a source state moves; no device action runs."""
+        dest = move.dest
+        moved: list[int] = []
+
+        def convert(chunk: Any, base: int) -> Any:
+            out = chunk
+            for offset, code in enumerate(chunk):
+                target = dest[code & 7]
+                if target >= 0:
+                    if out is chunk:
+                        out = chunk[:]
+                    out[offset] = (code & ~STATE_MASK) | target
+                    moved.append(base + offset)
+            return out
+
+        before = unpack_counts(self.counts)
+        self.vector = self._frozen().map_chunks(convert)
+        for source, target in enumerate(dest):
+            if target >= 0:
+                self.counts += before[DEVICE_STATES[source]] * COUNT_DELTA[source][target]
+        return FleetResult(ids=self._ids(moved))
+
+    def _push_all(self, move: FleetMove, now: datetime) -> FleetResult:
+        """Every device in a source state is pushed the root once more."""
+        dest = move.dest
+        by_attempt: dict[int, list[int]] = {}
+        # A fleet-wide first push of many devices gets one timer for all of them (the
+        # devices carry INITIAL_PUSH), unless such a timer is already pending.
+        ranged = not any(t.initial for t in self._pending())
+        later_push = [False]
+
+        def convert(chunk: Any, base: int) -> Any:
+            out = chunk
+            for offset, code in enumerate(chunk):
+                target = dest[code & 7]
+                if target >= 0:
+                    if out is chunk:
+                        out = chunk[:]
+                    new = ((code + ONE_ATTEMPT) & _CLEAR) | target
+                    attempt = new >> ATTEMPT_SHIFT
+                    if attempt != 1:
+                        later_push[0] = True
+                    out[offset] = new | INITIAL_PUSH if ranged else new
+                    by_attempt.setdefault(attempt, []).append(base + offset)
+            return out
+
+        before = unpack_counts(self.counts)
+        self.vector = self._frozen().map_chunks(convert)
+        for source, target in enumerate(dest):
+            if target >= 0:
+                self.counts += before[DEVICE_STATES[source]] * COUNT_DELTA[source][target]
+        ack = self.policy.ack_timeout
+        if ranged and later_push[0]:
+            # Not a first push after all: no shared timer; clear the marks again.
+            draft = self.codes()
+            for indices in by_attempt.values():
+                for index in indices:
+                    draft[index] &= ~INITIAL_PUSH
+            ranged = False
+        if ack is not None and by_attempt:
+            if ranged:
+                self.schedule(Timeout(now + ack, 0, self.size, 1, True))
+            else:
+                for attempt in sorted(by_attempt):
+                    for index in by_attempt[attempt]:
+                        self.schedule(Timeout(now + ack, index, index + 1, attempt, False))
+        return FleetResult(pushes={a: self._ids(ix) for a, ix in by_attempt.items()})
+
+    def _move_each(self, move: FleetMove, now: datetime) -> FleetResult:
+        """Every device in a source state moves, its device actions run one by one."""
+        moved = [i for i, code in enumerate(self._frozen()) if move.dest[code & STATE_MASK] >= 0]
+        effects: list[Effect] = []
+        for index in moved:
+            code = self.codes()[index]
+            _transition(self, index, code, move.dest[code & STATE_MASK],
+                        move.calls[code & STATE_MASK], None, now, effects)  # fmt: skip
+        return FleetResult(ids=self._ids(moved))
+
+    def _time_out(self, move: FleetMove, due: datetime) -> FleetResult:
+        """The devices whose latest push timed out at ``due`` move (their timers pop)."""
+        draft = self.codes()
+        timed_out: list[int] = []
+        queue = self.timeouts.mutate()
+        while self.head != self.tail and queue[self.head].due == due:
+            timeout = queue.pop(self.head)
+            self.head += 1
+            # The latest push of a device is the initial one (flag set) or the one whose
+            # attempt number matches; anything else was answered or pushed again since.
+            flag = INITIAL_PUSH if timeout.initial else 0
+            for index in range(timeout.first, timeout.last):
+                code = draft[index]
+                source = code & STATE_MASK
+                target = move.dest[source]
+                if (
+                    target >= 0
+                    and code >> ATTEMPT_SHIFT == timeout.attempt
+                    and code & INITIAL_PUSH == flag
+                ):
+                    _transition(self, index, code, target, move.calls[source], None, due, [])
+                    timed_out.append(index)
+        self.timeouts = queue.finish()
+        timed_out.sort()
+        return FleetResult(ids=self._ids(timed_out))
+
+    def _pending(self) -> list[Timeout]:
+        return [self.timeouts[i] for i in range(self.head, self.tail)]
+
+    def _ids(self, indices: list[int]) -> list[str]:
+        ids = self.base.roster.ids
+        if not indices or indices[-1] < len(ids):
+            return list(map(ids.__getitem__, indices))
+        return [self.device_id(i) for i in indices]
+
+
+# --- Device actions ------------------------------------------------------------------------
+
+# (draft, index, code after the state change, command or None, now, effects) -> new code
+DeviceAction = Callable[[Draft, int, int, Any, datetime, list[Effect]], int]
+DEVICE_ACTIONS: Registry[DeviceAction] = Registry("device action")
+_device_action = DEVICE_ACTIONS.register
+
+
+@_device_action("push_root")
+def _push_root(
+    draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
+) -> int:
+    code = (code + ONE_ATTEMPT) & ~INITIAL_PUSH
+    attempt = code >> ATTEMPT_SHIFT
+    ack = draft.policy.ack_timeout
+    if ack is not None:
+        draft.schedule(Timeout(now + ack, index, index + 1, attempt, False))
+    effects.append(PushRoot((draft.device_id(index),), attempt, now))
+    return code
+
+
+@_device_action("keep_reason")
+def _keep_reason(
+    draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
+) -> int:
+    draft.reasons = draft.reasons.set(index, command.reason)
+    return code
+
+
+@_device_action("record_timeout")
+def _record_timeout(
+    draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
+) -> int:
+    span = show_span(draft.policy.ack_timeout or timedelta(0))
+    draft.reasons = draft.reasons.set(index, f"no acknowledgement within {span}")
+    return code
+
+
+DEVICE_ACTIONS.require_exactly((a.name for a in RULES.device.actions), "device actions")
+
+
+def _transition(
+    draft: Draft,
+    index: int,
+    code: int,
+    dest: int,
+    calls: tuple[Call, ...],
+    command: Any,
+    now: datetime,
+    effects: list[Effect],
+) -> None:
+    """Move one device to state ``dest`` and run its device actions."""
+    source = code & STATE_MASK
+    new = (code & ~STATE_MASK) | dest
+    for invocation in calls:
+        new = DEVICE_ACTIONS[invocation.name](draft, index, new, command, now, effects)
+    draft.codes()[index] = new
+    draft.counts += COUNT_DELTA[source][dest]
+
+
+# --- Device commands -------------------------------------------------------------------------
+
+
+def step(
+    draft: Draft,
+    table: DeviceTable,
+    command: Any,
+    now: datetime,
+    effects: list[Effect],
+    gate: Callable[[DeviceTable, Any], None],
+) -> None:
+    """Apply one device command through its table: the general path of the kernel.
+
+    Order of the checks: the device must be known (unless it enrols), then the rollout
+    state's gate (``gate`` raises its refusal), then the device's row.
+    """
+    device_id = command.device_id
+    index = draft.locate(device_id)
+    if index is None:
+        if table.enter is None:
+            raise UnknownDevice(
+                f"unknown device {device_id!r}: it is not in this rollout "
+                "(send Enroll first if it just enrolled)"
+            )
+        gate(table, command)
+        target, calls = table.enter
+        index = draft.add(device_id, _initial(draft))
+        code = draft.codes()[index]
+        if target != code & STATE_MASK or calls:
+            _transition(draft, index, code, target, calls, command, now, effects)
+        return
+    gate(table, command)
+    code = draft.codes()[index]
+    source = code & STATE_MASK
+    dest = table.dest[source]
+    if dest == IGNORED:
+        return
+    if dest == REFUSED:
+        raise device_refusal(draft.compiled, table, device_id, source, command)
+    _transition(draft, index, code, dest, table.calls[source], command, now, effects)
+
+
+def _initial(draft: Draft) -> int:
+    return draft.compiled.device_states.index(draft.compiled.rules.device.initial)
+
+
+def device_refusal(
+    compiled: Compiled, table: DeviceTable, device_id: str, source: int, command: Any
+) -> CommandRefused:
+    """A device's state has no row for the command's trigger."""
+    device = compiled.rules.device
+    state = device.states[source]
+    phrase = device.trigger(table.trigger).phrase
+    return CommandRefused(
+        f"device {device_id!r} cannot {phrase}: it is {state.name}; {state.hint}",
+        command=type(command).__name__,
+        reason="device_state",
+        device_id=device_id,
+        device_state=state.name,
+    )
+
+
+def run_commands(
+    draft: Draft,
+    table: DeviceTable,
+    commands: Iterable[Any],
+    now: datetime,
+    effects: list[Effect],
+    gate: Callable[[DeviceTable, Any], None],
+) -> None:
+    """Apply a run of device commands of one type, in order: the batch path.
+
+    Rows without actions are applied inline (the hot loop: one table lookup and one
+    write per report); every other case goes through :func:`step`.
+    """
+    fast = table.fast
+    locate = draft.base.roster.positions.get
+    if not table.allowed or table.guards:
+        for command in commands:
+            step(draft, table, command, now, effects, gate)
+        return
+    codes = draft.codes()
+    owned, own = codes.owned, codes.own
+    left = [0] * len(fast)  # devices that left each state, for the fast rows
+    for command in commands:
+        index = locate(command.device_id)
+        if index is None:
+            step(draft, table, command, now, effects, gate)
+            continue
+        chunk = owned.get(index >> 8)
+        if chunk is None:
+            chunk = own(index >> 8)
+        offset = index & 255
+        code = chunk[offset]
+        source = code & 7
+        dest = fast[source]
+        if dest >= 0:
+            chunk[offset] = code - source + dest
+            left[source] += 1
+        elif dest != IGNORED:
+            step(draft, table, command, now, effects, gate)
+    draft.counts += sum(n * COUNT_DELTA[s][fast[s]] for s, n in enumerate(left) if n)

@@ -1,0 +1,523 @@
+"""The generic interpreter of the declarations, shared by every driver.
+
+Theory of operation
+-------------------
+:func:`compile_rules` turns :class:`~certflow.core.machines.Rules` into tables:
+
+* the rollout rows by ``(state, trigger)``, tried in order (:func:`select_row`);
+* per rollout state and device trigger, a :class:`DeviceTable`: the gate (whether the
+  rollout state lets the trigger through, its guards, its refusal hint) and, for every
+  device state, the destination and the device actions, with the gate's follow-up
+  triggers folded in (an enrolment while distributing lands in ``pushed`` and pushes);
+* per fleet-wide action, a :class:`FleetMove`: the ``from -> to`` mapping of the
+  device trigger it fires, and that trigger's device actions;
+* per rollout state, its timers in firing order.
+
+A driver keeps the devices; the interpreter keeps the rollout machine. Time and
+administrator commands run through :func:`fire`, which picks the row, runs the row's
+actions from :data:`ACTIONS` and moves the phase. Actions reach the fleet only through
+the :class:`FleetPort` the driver passes in, so the in-memory evaluator and a database
+store run the same rollout rules over their own storage. Device commands are the
+drivers' hot path: they read the compiled :class:`DeviceTable` directly.
+
+Limits, stated plainly: the device actions (``push_root``, ``keep_reason``,
+``record_timeout``) are implemented by each driver over its storage, and only their
+names and declared effects are shared; ``mark_stragglers`` marks nobody when the root is
+publicly trusted (every device trusts such a root), a rule its note states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Literal, NamedTuple, Protocol
+
+import attrs
+
+from certflow.core import guards as g
+from certflow.core import timeline
+from certflow.core._registry import Registry
+from certflow.core.effects import (
+    AcknowledgementTimedOut,
+    Effect,
+    ImportCertificate,
+    ImportPostponed,
+    Notify,
+    PushRoot,
+    ReenrollmentRequired,
+    RestartRequired,
+)
+from certflow.core.errors import CommandRefused
+from certflow.core.machines import RULES, Call, MachineSpec, Rules, Timer, Transition
+from certflow.core.plan import Phase, Plan, RolloutState
+
+__all__ = [
+    "ACTIONS",
+    "IGNORED",
+    "REFUSED",
+    "SLOW",
+    "TIMERS",
+    "Compiled",
+    "DeviceTable",
+    "FleetMove",
+    "FleetPort",
+    "FleetResult",
+    "Run",
+    "compile_rules",
+    "fire",
+    "fire_restart",
+    "next_timer",
+    "select_row",
+]
+
+REFUSED = -1  # the device state has no row for the trigger
+IGNORED = -2  # a declared duplicate: nothing changes, nothing is emitted
+SLOW = -3  # in DeviceTable.fast: the row has actions; take the general path
+
+
+@attrs.frozen
+class DeviceTable:
+    """How one device trigger plays out in one rollout state, for every device state.
+
+    ``allowed``/``guards``/``refusal``: the rollout state's gate. ``dest[s]`` is the
+    destination state index from device state ``s`` (or :data:`REFUSED`/:data:`IGNORED`),
+    ``calls[s]`` the device actions on the way, ``fast[s]`` equals ``dest[s]`` when
+    there are none and :data:`SLOW` otherwise. ``enter`` is the destination and actions
+    of a device new to the rollout (only for the enrolment trigger).
+    """
+
+    trigger: str
+    allowed: bool
+    guards: tuple[str, ...]
+    refusal: str
+    dest: tuple[int, ...]
+    calls: tuple[tuple[Call, ...], ...]
+    fast: tuple[int, ...]
+    enter: tuple[int, tuple[Call, ...]] | None
+
+
+@attrs.frozen
+class FleetMove:
+    """A fleet-wide device move: devices in a state with ``dest[s] >= 0`` go there.
+
+    ``calls[s]`` are the device actions of the row from ``s``; ``selection`` is ``"due"``
+    when only devices whose latest push timed out at the instant move.
+    """
+
+    action: str
+    trigger: str
+    dest: tuple[int, ...]
+    calls: tuple[tuple[Call, ...], ...]
+    selection: Literal["all", "due"]
+
+    def mapping(self, names: Sequence[str]) -> dict[str, str]:
+        """The move as ``{from state: to state}`` names."""
+        return {names[s]: names[d] for s, d in enumerate(self.dest) if d >= 0}
+
+
+class FleetResult(NamedTuple):
+    """What a fleet-wide move did: the moved ids in fleet order, or, when it pushed
+    the root, the pushed ids by attempt number."""
+
+    ids: Sequence[str] = ()
+    pushes: Mapping[int, Sequence[str]] = {}
+
+
+class FleetPort(Protocol):
+    """What the interpreter needs from a driver's fleet during one step."""
+
+    def untrusting(self) -> int:
+        """In-scope devices that do not trust the root."""
+
+    def next_timeout(self) -> datetime | None:
+        """The earliest instant a push times out, if any."""
+
+    def move(self, move: FleetMove, now: datetime) -> FleetResult:
+        """Apply ``move`` to the fleet at ``now``."""
+
+    def drop_timeouts(self) -> None:
+        """Forget every pending acknowledgement timer."""
+
+
+@attrs.define
+class Run:
+    """One step of the rollout machine in progress: the phase changes, effects gather."""
+
+    compiled: Compiled
+    plan: Plan
+    phase: Phase
+    now: datetime
+    port: FleetPort
+    effects: list[Effect]
+    command: str = ""
+
+
+Action = Callable[[Run, Call], None]
+ACTIONS: Registry[Action] = Registry("action")
+action = ACTIONS.register
+
+
+class _TimerImpl(NamedTuple):
+    due: Callable[[Plan, Phase, FleetPort], datetime | None]
+    reads_fleet: bool
+
+
+TIMERS: Registry[_TimerImpl] = Registry("timer")
+
+
+class Compiled:
+    """The tables of one set of rules (see the module's theory of operation)."""
+
+    def __init__(self, rules: Rules) -> None:
+        rules.validate()
+        self.rules = rules
+        rollout, device = rules.rollout, rules.device
+        self.device_states = device.state_names
+        self.rows: dict[tuple[str, str], tuple[Transition, ...]] = {}
+        for row in rollout.transitions:
+            self.rows.setdefault((row.source, row.trigger), ())
+            self.rows[(row.source, row.trigger)] += (row,)
+        self.timers: dict[str, tuple[Timer, ...]] = {
+            s.name: tuple(rollout.timer(t) for t in s.timers) for s in rollout.states
+        }
+        self.device: dict[str, dict[str, DeviceTable]] = {
+            s.name: {t.name: self._device_table(s.name, t.name) for t in device.triggers}
+            for s in rollout.states
+        }
+        self.moves: dict[str, FleetMove] = {}
+        for declared in rollout.actions:
+            fire_ = declared.fires
+            if fire_ is not None and fire_.machine == "device":
+                sources = fire_.only or device.sources(fire_.trigger)
+                dest = [REFUSED] * len(device.states)
+                calls: list[tuple[Call, ...]] = [()] * len(device.states)
+                for source in sources:
+                    (row,) = device.rows(source, fire_.trigger)
+                    index = self.device_states.index(source)
+                    dest[index] = self.device_states.index(row.dest)
+                    calls[index] = row.actions
+                self.moves[declared.name] = FleetMove(
+                    declared.name, fire_.trigger, tuple(dest), tuple(calls), fire_.selection
+                )
+        self.untrusting_states = tuple(
+            i for i, s in enumerate(device.states) if s.in_scope and not s.trusts
+        )
+        self.commands: dict[str, tuple[str, str]] = {
+            t.command: (m.name, t.name) for m in rules.machines for t in m.triggers if t.command
+        }
+        declared_guards = {x.name for m in rules.machines for x in m.guards}
+        declared_actions = {x.name for m in (rollout, rules.restart) for x in m.actions}
+        for kind, names, registry in (
+            ("guard", declared_guards, g.GUARDS),
+            ("action", declared_actions, ACTIONS),
+            ("timer", {t.name for t in rollout.timers}, TIMERS),
+        ):
+            missing = sorted(set(names) - set(registry))
+            if missing:
+                raise ValueError(f"rules name {kind}s without an implementation: {missing}")
+
+    def _device_table(self, rollout_state: str, trigger: str) -> DeviceTable:
+        device = self.rules.device
+        state = self.rules.rollout.state(rollout_state)
+        gate = next((x for x in state.gates if x.trigger == trigger), None)
+        refusal = state.gate_hint or device.trigger(trigger).hint
+        dest: list[int] = []
+        calls: list[tuple[Call, ...]] = []
+        for source in device.state_names:
+            landing = self._follow(source, trigger, gate.then if gate else ())
+            dest.append(landing[0])
+            calls.append(landing[1])
+        enter = None
+        if gate is not None and trigger == "enroll":
+            enter = self._chain(device.initial, (), gate.then)
+        fast = tuple(d if not c else SLOW for d, c in zip(dest, calls, strict=True))
+        return DeviceTable(
+            trigger,
+            gate is not None,
+            gate.guards if gate else (),
+            refusal,
+            tuple(dest),
+            tuple(calls),
+            fast,
+            enter,
+        )
+
+    def _follow(
+        self, source: str, trigger: str, then: tuple[str, ...]
+    ) -> tuple[int, tuple[Call, ...]]:
+        device = self.rules.device
+        rows = device.rows(source, trigger)
+        if not rows:
+            return (IGNORED if (source, trigger) in device.ignored else REFUSED), ()
+        return self._chain(rows[0].dest, rows[0].actions, then)
+
+    def _chain(
+        self, state: str, calls: tuple[Call, ...], then: tuple[str, ...]
+    ) -> tuple[int, tuple[Call, ...]]:
+        device = self.rules.device
+        for follow in then:
+            rows = device.rows(state, follow)
+            if rows:
+                state, calls = rows[0].dest, calls + rows[0].actions
+            elif (state, follow) not in device.ignored:
+                raise ValueError(f"gate follow-up {follow!r} has no row from {state!r}")
+        return self.device_states.index(state), calls
+
+
+def compile_rules(rules: Rules = RULES) -> Compiled:
+    """The interpreter's tables for ``rules``; ``ValueError`` if they are malformed."""
+    return Compiled(rules)
+
+
+# --- Choosing a row, and refusing ---------------------------------------------------------
+
+
+def select_row(
+    machine: MachineSpec,
+    rows: tuple[Transition, ...],
+    situation: g.Situation,
+    command: str,
+) -> Transition:
+    """The first row whose guards all hold; else the refusal of the last row's first
+    failing guard."""
+    failed = ""
+    for row in rows:
+        failed = next((name for name in row.guards if not g.GUARDS[name](situation)), "")
+        if not failed:
+            return row
+    raise guard_refusal(machine, failed, situation, command)
+
+
+def guard_refusal(
+    machine: MachineSpec,
+    name: str,
+    situation: g.Situation,
+    command: str,
+    *,
+    prefix: str = "",
+    device_id: str | None = None,
+) -> CommandRefused:
+    """The refusal of a failed guard: its hint, with its facts, and when it will hold."""
+    declared = machine.guard(name)
+    return CommandRefused(
+        f"{prefix or command} refused: {g.explain(declared, situation)}",
+        command=command,
+        state=situation.phase.state.value,
+        reason=name,
+        allowed_at=g.allowed_at(declared, situation),
+        device_id=device_id,
+    )
+
+
+def state_refusal(
+    state: RolloutState, command: str, hint: str, *, prefix: str = "", device_id: str | None = None
+) -> CommandRefused:
+    """The refusal of a command that the rollout's state has no row or gate for."""
+    ended = " (the rollout has ended)" if state.terminal else ""
+    return CommandRefused(
+        f"{prefix or command} refused: the rollout is {state.value}{ended}; {hint}",
+        command=command,
+        state=state.value,
+        reason="rollout_state",
+        device_id=device_id,
+    )
+
+
+# --- Firing the rollout and restart machines ----------------------------------------------
+
+
+def situation(run: Run) -> g.Situation:
+    """What the guards see now."""
+    return g.Situation(run.plan, run.phase, run.now, run.port.untrusting())
+
+
+def fire(run: Run, trigger: str) -> None:
+    """Fire ``trigger`` on the rollout machine: pick the row, run its actions, move."""
+    machine = run.compiled.rules.rollout
+    rows = run.compiled.rows.get((run.phase.state.value, trigger))
+    if not rows:
+        hint = machine.trigger(trigger).hint_in(run.phase.state.value)
+        raise state_refusal(run.phase.state, run.command or trigger, hint)
+    row = select_row(machine, rows, situation(run), run.command or trigger)
+    for invocation in row.actions:
+        ACTIONS[invocation.name](run, invocation)
+    run.phase = attrs.evolve(run.phase, state=RolloutState(row.dest))
+
+
+def fire_restart(run: Run, trigger: str) -> None:
+    """Fire ``trigger`` on the restart machine (its state is ``phase.restart_required``)."""
+    machine = run.compiled.rules.restart
+    names = machine.state_names  # (not required, required), in that order
+    state = names[1] if run.phase.restart_required else names[0]
+    rows = machine.rows(state, trigger)
+    if not rows:
+        if (state, trigger) in machine.ignored:
+            return
+        raise CommandRefused(
+            f"{run.command or trigger} refused: the restart is {state}",
+            command=run.command,
+            state=run.phase.state.value,
+            reason="restart_state",
+        )
+    row = select_row(machine, rows, situation(run), run.command or trigger)
+    for invocation in row.actions:
+        ACTIONS[invocation.name](run, invocation)
+    run.phase = attrs.evolve(run.phase, restart_required=row.dest == names[1])
+
+
+def next_timer(
+    compiled: Compiled, plan: Plan, phase: Phase, port: FleetPort | None
+) -> tuple[datetime, Timer] | None:
+    """The earliest timer of the state (declaration order breaks ties); with no
+    ``port``, only the timers that do not read the fleet."""
+    best: tuple[datetime, Timer] | None = None
+    for timer in compiled.timers[phase.state.value]:
+        impl = TIMERS[timer.name]
+        if impl.reads_fleet and port is None:
+            continue
+        at = impl.due(plan, phase, port)  # type: ignore[arg-type]
+        if at is not None and (best is None or at < best[0]):
+            best = (at, timer)
+    return best
+
+
+# --- Timers ----------------------------------------------------------------------------------
+
+
+def _timer(
+    name: str, *, reads_fleet: bool = False
+) -> Callable[[Callable[..., datetime | None]], None]:
+    def add(due: Callable[[Plan, Phase, FleetPort], datetime | None]) -> None:
+        TIMERS.register(name)(_TimerImpl(due, reads_fleet))
+
+    return add
+
+
+@_timer("ack_timeout", reads_fleet=True)
+def _ack_timeout(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return port.next_timeout()
+
+
+@_timer("notice")
+def _notice(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return timeline.next_notice(plan, phase)
+
+
+@_timer("checkpoint")
+def _checkpoint(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    if timeline.next_checkpoint_is_final(plan, phase):
+        return None
+    return timeline.next_checkpoint(plan, phase)
+
+
+@_timer("deadline")
+def _deadline(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return timeline.deadline(plan, phase)
+
+
+# --- Rollout and restart actions ----------------------------------------------------------
+
+
+@action("start_distribution")
+def _start_distribution(run: Run, invocation: Call) -> None:
+    run.phase = attrs.evolve(run.phase, started_at=run.now)
+
+
+def _push(run: Run, name: str) -> None:
+    result = run.port.move(run.compiled.moves[name], run.now)
+    for attempt in sorted(result.pushes):
+        run.effects.append(PushRoot(tuple(result.pushes[attempt]), attempt, run.now))
+
+
+@action("push_pending")
+def _push_pending(run: Run, invocation: Call) -> None:
+    _push(run, "push_pending")
+
+
+@action("retry_failed")
+def _retry_failed(run: Run, invocation: Call) -> None:
+    _push(run, "retry_failed")
+
+
+@action("announce")
+def _announce(run: Run, invocation: Call) -> None:
+    plan, phase = run.plan, run.phase
+    checkpoint = timeline.next_checkpoint(plan, phase)
+    if checkpoint is None:
+        raise RuntimeError("announce: the rollout has no next checkpoint")
+    final = timeline.next_checkpoint_is_final(plan, phase)
+    run.effects.append(Notify(phase.checkpoints_done + 1, checkpoint, final, run.now))
+    run.phase = attrs.evolve(phase, notified_for=checkpoint)
+
+
+@action("postpone")
+def _postpone(run: Run, invocation: Call) -> None:
+    number = run.phase.checkpoints_done + 1
+    run.phase = attrs.evolve(run.phase, checkpoints_done=number)
+    following = timeline.next_checkpoint(run.plan, run.phase)
+    if following is None:
+        raise RuntimeError("postpone: no checkpoint after the last one")
+    run.effects.append(ImportPostponed(number, following, run.now))
+
+
+@action("import_certificate")
+def _import_certificate(run: Run, invocation: Call) -> None:
+    forced = invocation.param("forced") is True
+    run.effects.append(ImportCertificate(forced=forced, due_at=run.now))
+
+
+@action("mark_stragglers")
+def _mark_stragglers(run: Run, invocation: Call) -> None:
+    if run.plan.root_publicly_trusted:
+        return  # every device trusts a public root: nobody is cut off
+    result = run.port.move(run.compiled.moves["mark_stragglers"], run.now)
+    if result.ids:
+        run.effects.append(ReenrollmentRequired(tuple(result.ids), run.now))
+
+
+@action("require_restart")
+def _require_restart(run: Run, invocation: Call) -> None:
+    fire_ = run.compiled.rules.rollout.action("require_restart").fires
+    if fire_ is None:
+        raise RuntimeError("require_restart fires nothing")
+    fire_restart(run, fire_.trigger)
+
+
+@action("announce_restart")
+def _announce_restart(run: Run, invocation: Call) -> None:
+    run.effects.append(RestartRequired(run.now))
+
+
+@action("end")
+def _end(run: Run, invocation: Call) -> None:
+    run.phase = attrs.evolve(run.phase, ended_at=run.now)
+    run.port.drop_timeouts()
+
+
+@action("extend")
+def _extend(run: Run, invocation: Call) -> None:
+    policy = run.plan.policy
+    run.phase = attrs.evolve(
+        run.phase,
+        extension=run.phase.extension + policy.manual_extension,
+        manual_extensions=run.phase.manual_extensions + 1,
+    )
+
+
+@action("time_out_pushes")
+def _time_out_pushes(run: Run, invocation: Call) -> None:
+    result = run.port.move(run.compiled.moves["time_out_pushes"], run.now)
+    if result.ids:
+        run.effects.append(AcknowledgementTimedOut(tuple(result.ids), run.now))
+
+
+def _bind() -> None:
+    rules = RULES
+    ACTIONS.require_exactly(
+        (a.name for m in (rules.rollout, rules.restart) for a in m.actions), "rollout actions"
+    )
+    TIMERS.require_exactly((t.name for t in rules.rollout.timers), "timers")
+
+
+_bind()
+DEFAULT = compile_rules(RULES)

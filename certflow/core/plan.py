@@ -1,0 +1,113 @@
+"""The values a rollout is made of: its states, its plan, its phase, a device's record.
+
+The enums are the declarations' states (:mod:`certflow.core.machines`), in the
+declarations' order; an import-time check keeps them so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import attrs
+
+from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
+from certflow.core.policy import CertificateKind, Policy
+
+__all__ = ["DeviceRecord", "DeviceState", "Phase", "Plan", "RolloutState"]
+
+
+class RolloutState(StrEnum):
+    """The rollout machine's states; values are the spec's names."""
+
+    PENDING = "pending"
+    DISTRIBUTING = "distributing"
+    EXTENDED = "extended"
+    IMPORTED = "imported"
+    FORCED = "forced"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the rollout has ended in this state."""
+        return self.value in ROLLOUT_MACHINE.terminal
+
+    @property
+    def running(self) -> bool:
+        """Whether time moves the rollout in this state (it declares timers)."""
+        return bool(ROLLOUT_MACHINE.state(self.value).timers)
+
+
+class DeviceState(StrEnum):
+    """The device sub-machine's states; values are the spec's names."""
+
+    PENDING = "pending"
+    PUSHED = "pushed"
+    INSTALLED = "installed"
+    FAILED = "failed"
+    REMOVED = "removed"
+    REENROLL_REQUIRED = "reenroll_required"
+
+    @property
+    def in_scope(self) -> bool:
+        """Whether a device in this state is in the rollout's scope."""
+        return DEVICE_MACHINE.state(self.value).in_scope
+
+    @property
+    def trusts(self) -> bool:
+        """Whether a device in this state trusts the root."""
+        return DEVICE_MACHINE.state(self.value).trusts
+
+
+def _check_enums() -> None:
+    # The device codes index DeviceState by declaration order.
+    if tuple(RolloutState) != ROLLOUT_MACHINE.state_names:
+        raise RuntimeError("RolloutState differs from the rollout machine's states")
+    if tuple(DeviceState) != DEVICE_MACHINE.state_names:
+        raise RuntimeError("DeviceState differs from the device machine's states")
+
+
+_check_enums()
+
+
+@attrs.frozen
+class Plan:
+    """The facts a rollout was created from; they never change."""
+
+    kind: CertificateKind
+    policy: Policy
+    existing_not_after: datetime
+    new_not_before: datetime
+    new_not_after: datetime
+    root_publicly_trusted: bool
+    created_at: datetime
+
+
+@attrs.frozen
+class Phase:
+    """The rollout machine's state and timeline.
+
+    ``started_at`` is t0 (distribution start); ``checkpoints_done`` counts checkpoints
+    already evaluated; ``extension`` is the sum of manual extensions, which moves every
+    later checkpoint and the deadline; ``notified_for`` is the checkpoint instant the
+    last notice announced; ``restart_required`` is the state of the restart machine.
+    """
+
+    state: RolloutState
+    started_at: datetime | None = None
+    checkpoints_done: int = 0
+    extension: timedelta = timedelta(0)
+    manual_extensions: int = 0
+    notified_for: datetime | None = None
+    ended_at: datetime | None = None
+    restart_required: bool = False
+
+
+@attrs.frozen
+class DeviceRecord:
+    """One device as the "view details" page shows it."""
+
+    device_id: str
+    state: DeviceState
+    attempts: int
+    last_failure_reason: str | None
