@@ -358,7 +358,7 @@ def _transitions_machine() -> Any:
     # default; certflow has no such triggers either.
     return Machine(
         model=None,
-        states=list(DEVICE_MACHINE.states),
+        states=list(DEVICE_MACHINE.state_names),
         transitions=rows,
         initial=DEVICE_MACHINE.initial,
         auto_transitions=False,

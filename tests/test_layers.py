@@ -56,3 +56,28 @@ def test_no_module_imports_another_packages_private_module() -> None:
 def test_the_rule_sees_a_private_import_across_packages() -> None:
     assert _private_owner("certflow.certs._files.backup") == "certflow.certs"
     assert _private_owner("certflow.core.evaluator") is None
+
+
+def test_no_assert_statement_decides_anything_in_the_package() -> None:
+    # `python -O` strips asserts: control flow must never depend on one.
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assert)
+    ]
+    assert found == []
+
+
+def test_the_pure_core_never_reads_the_clock() -> None:
+    # import-linter keeps `time` out of the core; datetime's own clock reads are calls.
+    clock = {"now", "utcnow", "today", "fromtimestamp", "utcfromtimestamp"}
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} .{node.func.attr}()"
+        for path in sorted((PACKAGE / "core").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in clock
+    ]
+    assert found == []

@@ -358,12 +358,14 @@ def step(
     device_id = command.device_id
     index = draft.locate(device_id)
     if index is None:
-        if table.enter is None:
+        if not table.introduces:
             raise UnknownDevice(
                 f"unknown device {device_id!r}: it is not in this rollout "
                 "(send Enroll first if it just enrolled)"
             )
         gate(table, command)
+        if table.enter is None:  # a gate that lets the trigger through always has one
+            raise RuntimeError(f"no entry for a new device under {table.trigger!r}")
         target, calls = table.enter
         index = draft.add(device_id, _initial(draft))
         code = draft.codes()[index]

@@ -82,8 +82,9 @@ class DeviceTable:
     ``allowed``/``guards``/``refusal``: the rollout state's gate. ``dest[s]`` is the
     destination state index from device state ``s`` (or :data:`REFUSED`/:data:`IGNORED`),
     ``calls[s]`` the device actions on the way, ``fast[s]`` equals ``dest[s]`` when
-    there are none and :data:`SLOW` otherwise. ``enter`` is the destination and actions
-    of a device new to the rollout (only for the enrolment trigger).
+    there are none and :data:`SLOW` otherwise. ``introduces``: the trigger by which a
+    device new to the rollout joins it; ``enter`` is then, if the gate lets it through,
+    the new device's destination and actions.
     """
 
     trigger: str
@@ -93,6 +94,7 @@ class DeviceTable:
     dest: tuple[int, ...]
     calls: tuple[tuple[Call, ...], ...]
     fast: tuple[int, ...]
+    introduces: bool
     enter: tuple[int, tuple[Call, ...]] | None
 
 
@@ -227,8 +229,9 @@ class Compiled:
             landing = self._follow(source, trigger, gate.then if gate else ())
             dest.append(landing[0])
             calls.append(landing[1])
+        introduces = device.trigger(trigger).introduces
         enter = None
-        if gate is not None and trigger == "enroll":
+        if gate is not None and introduces:
             enter = self._chain(device.initial, (), gate.then)
         fast = tuple(d if not c else SLOW for d, c in zip(dest, calls, strict=True))
         return DeviceTable(
@@ -239,6 +242,7 @@ class Compiled:
             tuple(dest),
             tuple(calls),
             fast,
+            introduces,
             enter,
         )
 

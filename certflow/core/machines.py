@@ -136,7 +136,8 @@ class Trigger:
 
     ``hint`` is the refusal hint when the current state has no row for it; ``hints``
     overrides it for some states. A device trigger's ``phrase`` completes "device X
-    cannot ..." in a refusal.
+    cannot ..." in a refusal. ``introduces`` marks the device trigger by which a device
+    new to the rollout joins it (the enrolment).
     """
 
     name: str
@@ -145,6 +146,7 @@ class Trigger:
     hint: str = ""
     hints: tuple[tuple[str, str], ...] = ()
     phrase: str = ""
+    introduces: bool = False
 
     def hint_in(self, state: str) -> str:
         """The refusal hint when ``state`` has no row for this trigger."""
@@ -767,6 +769,7 @@ DEVICE_MACHINE = MachineSpec(
             "Enroll",
             hint="enrolments are not taken in this state",
             phrase="enrol",
+            introduces=True,
         ),
         Trigger(
             "unenroll",
@@ -898,6 +901,8 @@ class Rules:
         duplicates = sorted({c for c in commands if commands.count(c) > 1})
         if duplicates:
             yield f"commands firing more than one trigger: {duplicates}"
+        if sum(t.introduces for t in self.device.triggers) > 1:
+            yield "more than one device trigger introduces new devices"
         if len(self.device.states) > 8:
             yield "at most 8 device states fit a device code"
 

@@ -432,13 +432,12 @@ class _Simulation:
             self.rollout, effects = apply(rollout, c.ExtendManually(), now)
             self.extended = True
             after = summarize(self.rollout, now)
-            assert after.next_checkpoint is not None
-            assert after.deadline is not None
+            # An accepted extension leaves the rollout running, with both instants set.
             self.say(
                 now,
                 f"admin: manual extension (+7 days) at {summary.percent_complete:.1f}% - "
-                f"next checkpoint {show(after.next_checkpoint)}, "
-                f"deadline {show(after.deadline)}",
+                f"next checkpoint {_shown(after.next_checkpoint)}, "
+                f"deadline {_shown(after.deadline)}",
             )
             self.perform(effects)
             rollout = self.rollout
@@ -536,6 +535,10 @@ class _Simulation:
             f"{self.figures['reenrollment_required']:,} needed re-enrolment, "
             f"{self.figures['reenrolled']:,} re-enrolled"
         )
+
+
+def _shown(instant: datetime | None) -> str:
+    return "-" if instant is None else show(instant)
 
 
 def format_summary(summary: Summary, rows: int = 10) -> str:

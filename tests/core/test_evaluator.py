@@ -5,7 +5,8 @@ The day numbers are the spec's: t0 = distribution start (``T0`` here), day N = t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import given
@@ -805,30 +806,6 @@ def test_the_rollout_passed_in_is_never_modified() -> None:
     assert cf.dumps(rollout) == snapshot
 
 
-# --- Bad input at creation ---------------------------------------------------------------
-
-
-def test_duplicate_device_ids_are_refused_naming_them() -> None:
-    with pytest.raises(cf.InvalidInput, match="duplicate device ids: 'a', 'b'"):
-        build(["a", "b", "a", "c", "b"])
-
-
-@pytest.mark.parametrize("bad", ["", 7, None])
-def test_device_ids_must_be_non_empty_strings(bad: object) -> None:
-    with pytest.raises(cf.InvalidInput, match="non-empty strings"):
-        build(["a", bad])  # type: ignore[list-item]
-
-
-def test_trusted_devices_must_be_known() -> None:
-    with pytest.raises(cf.InvalidInput, match="unknown devices"):
-        build(["a"], trusted=("b",))
-
-
-def test_unknown_certificate_kind_is_refused() -> None:
-    with pytest.raises(cf.InvalidInput, match="unknown certificate kind 'web'"):
-        build(1, kind="web")  # type: ignore[arg-type]
-
-
 def test_something_that_is_not_a_command_is_refused() -> None:
     with pytest.raises(cf.InvalidInput, match="is not a certflow command"):
         cf.apply(build(1), "distribute", T0)  # type: ignore[arg-type]
@@ -877,3 +854,206 @@ def test_one_device_event_copies_one_chunk_and_shares_the_rest_of_the_fleet(
     assert _shared_chunks(before, after) == chunks - 1
     batch = cf.apply_all(before, [cf.DeviceInstalled("d1"), cf.DeviceInstalled("d2")], day(1))
     assert _shared_chunks(before, batch.rollout) == chunks - 1
+
+
+# --- Behaviours a mutation run of the earlier evaluator found untested -----------------------
+
+
+def _fold(rollout: cf.Rollout, commands: list[cf.Command], now: datetime) -> cf.Step:
+    effects: list[cf.Effect] = []
+    for command in commands:
+        rollout, step = cf.apply(rollout, command, now)
+        effects += step
+    return cf.Step(rollout, tuple(effects))
+
+
+@pytest.mark.parametrize(
+    "report",
+    [cf.DeviceInstalled("d0"), cf.DeviceFailed("d0", "x"), cf.Unenroll("d0"), cf.Enroll("new")],
+    ids=lambda c: type(c).__name__,
+)
+def test_apply_all_of_device_reports_on_a_cancelled_rollout_is_refused_as_apply_is(
+    report: cf.Command,
+) -> None:
+    cancelled = cf.apply(distributing(2), cf.Cancel(), day(1)).rollout
+    with pytest.raises(cf.CommandRefused, match="was cancelled") as single:
+        cf.apply(cancelled, report, day(2))
+    with pytest.raises(cf.CommandRefused, match="was cancelled") as batch:
+        cf.apply_all(cancelled, [report], day(2))
+    assert str(single.value) == str(batch.value)
+    assert (single.value.reason, single.value.device_id) == (
+        batch.value.reason,
+        batch.value.device_id,
+    )
+
+
+def test_a_batch_over_many_chunks_with_late_enrolments_and_a_repeated_failure_equals_the_fold() -> (
+    None
+):
+    rollout = distributing(700)
+    rollout = cf.apply_all(rollout, [cf.Enroll(f"late-{i}") for i in range(3)], day(1)).rollout
+    commands: list[cf.Command] = [cf.DeviceInstalled(f"d{i}") for i in range(0, 700, 3)]
+    commands += [cf.DeviceFailed("d601", "locked"), cf.DeviceFailed("d601", "second reason")]
+    commands += [cf.DeviceInstalled("late-1"), cf.DeviceFailed("late-2", "busy")]
+    commands += [cf.DeviceInstalled(f"d{i}") for i in range(1, 700, 3)]
+    batch = cf.apply_all(rollout, commands, day(2))
+    assert batch == _fold(rollout, commands, day(2))
+    assert batch.rollout.device("d601").last_failure_reason == "locked"
+    assert batch.rollout.device_state("late-1") is cf.DeviceState.INSTALLED
+    assert batch.rollout.counts()[cf.DeviceState.INSTALLED] == 468
+
+
+def test_a_single_report_beyond_the_first_chunk_leaves_its_first_chunk_counterpart_alone() -> None:
+    rollout = cf.apply(distributing(600), cf.DeviceFailed("d44", "x"), day(1)).rollout
+    after = cf.apply(rollout, cf.DeviceInstalled("d300"), day(2)).rollout  # 300 = 256 + 44
+    assert after.device_state("d300") is cf.DeviceState.INSTALLED
+    assert after.device_state("d44") is cf.DeviceState.FAILED
+    assert after.counts()[cf.DeviceState.INSTALLED] == 1
+    assert after.counts()[cf.DeviceState.FAILED] == 1
+
+
+def test_a_command_at_exactly_the_instant_a_timeout_falls_due_comes_after_the_timeout() -> None:
+    rollout = distributing(1, policy=cf.Policy(ack_timeout=24 * HOUR))
+    rollout, effects = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1))
+    assert effects == (cf.AcknowledgementTimedOut(("d0",), day(1)),)
+    assert rollout.device_state("d0") is cf.DeviceState.INSTALLED  # a late confirmation
+    assert rollout.device("d0").last_failure_reason == "no acknowledgement within 1 day"
+
+
+def test_two_devices_retried_at_different_times_to_one_attempt_each_time_out_alone() -> None:
+    rollout = distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR))
+    rollout = cf.apply_all(
+        rollout, [cf.DeviceFailed("d0", "x"), cf.DeviceFailed("d1", "y")], T0 + HOUR
+    ).rollout
+    rollout = cf.apply(rollout, cf.Retry("d0"), T0 + 2 * HOUR).rollout
+    rollout = cf.apply(rollout, cf.Retry("d1"), T0 + 5 * HOUR).rollout
+    assert rollout.device("d0").attempts == rollout.device("d1").attempts == 2
+    rollout, effects = cf.advance(rollout, T0 + 12 * HOUR)
+    assert effects == (cf.AcknowledgementTimedOut(("d0",), T0 + 12 * HOUR),)
+    assert rollout.device_state("d1") is cf.DeviceState.PUSHED
+    rollout, effects = cf.advance(rollout, T0 + 15 * HOUR)
+    assert effects == (cf.AcknowledgementTimedOut(("d1",), T0 + 15 * HOUR),)
+
+
+@pytest.mark.parametrize(
+    ("steps", "ended"),
+    [
+        ([(3, cf.ImportNow())], 3),
+        ([(0.5, cf.ProceedToImport())], 0.5),
+        ([(30, None)], 21),
+        ([(4, cf.Cancel())], 4),
+    ],
+    ids=["import now", "proceed", "deadline", "cancel"],
+)
+def test_ended_at_is_the_instant_of_the_import_or_cancel(
+    steps: list[tuple[float, cf.Command | None]], ended: float
+) -> None:
+    start = build(1) if isinstance(steps[0][1], cf.ProceedToImport) else distributing(1)
+    rollout, _ = run(start, *steps)
+    assert rollout.phase.ended_at == day(ended)
+
+
+def test_a_device_enrolled_after_creation_can_report_installed_and_is_counted() -> None:
+    rollout, effects = cf.apply(distributing(1), cf.Enroll("late"), day(1))
+    assert effects == (cf.PushRoot(("late",), 1, day(1)),)
+    rollout = cf.apply(rollout, cf.DeviceInstalled("late"), day(2)).rollout
+    assert rollout.device_state("late") is cf.DeviceState.INSTALLED
+    assert rollout.counts()[cf.DeviceState.INSTALLED] == 1
+    assert list(rollout.device_ids()) == ["d0", "late"]
+
+
+@pytest.mark.parametrize(("when", "first"), [(6, cf.Notify), (7, cf.Notify)])
+def test_a_report_at_the_instant_a_notice_or_checkpoint_falls_due_comes_after_it(
+    when: float, first: type
+) -> None:
+    rollout = distributing(2)
+    rollout, effects = cf.apply(rollout, cf.DeviceInstalled("d0"), day(when))
+    assert isinstance(effects[0], first)
+    assert rollout.device_state("d0") is cf.DeviceState.INSTALLED
+    if when == 7:
+        assert rollout.state is cf.RolloutState.EXTENDED  # d0 was not yet installed at day 7
+
+
+class _NoOffset(tzinfo):
+    """A timezone that does not know its offset: such an instant is naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "nowhere"
+
+
+@pytest.mark.parametrize(
+    "bad", ["2026-07-02", 1234567890, datetime(2026, 7, 2, tzinfo=_NoOffset())]
+)
+@pytest.mark.parametrize("operation", ["apply", "apply_all", "advance"])
+def test_a_now_that_is_not_an_aware_datetime_is_refused_clearly(
+    bad: object, operation: str
+) -> None:
+    rollout = distributing(1)
+    calls: dict[str, Callable[[], object]] = {
+        "apply": lambda: cf.apply(rollout, cf.DeviceInstalled("d0"), bad),  # type: ignore[arg-type]
+        "apply_all": lambda: cf.apply_all(rollout, [cf.DeviceInstalled("d0")], bad),  # type: ignore[arg-type]
+        "advance": lambda: cf.advance(rollout, bad),  # type: ignore[arg-type]
+    }
+    with pytest.raises(cf.InvalidInput, match="now") as refused:
+        calls[operation]()
+    assert not isinstance(refused.value, TypeError)
+
+
+# --- Retry --------------------------------------------------------------------------------------
+
+
+def _in_every_state(kind: cf.CertificateKind) -> list[cf.Rollout]:
+    pending = build(2, kind=kind)
+    running = distributing(2, kind=kind)
+    return [
+        pending,
+        running,
+        cf.advance(running, day(8)).rollout,  # extended
+        cf.apply(running, cf.ImportNow(), day(1)).rollout,  # forced
+        cf.apply(build(2, kind=kind, trusted=("d0", "d1")), cf.ProceedToImport(), T0).rollout,
+        cf.apply(running, cf.Cancel(), day(1)).rollout,
+    ]
+
+
+@pytest.mark.parametrize("kind", list(cf.CertificateKind))
+def test_retry_of_an_unknown_device_is_an_unknown_device_in_every_state_and_kind(
+    kind: cf.CertificateKind,
+) -> None:
+    states = set()
+    for rollout in _in_every_state(kind):
+        states.add(rollout.state)
+        with pytest.raises(cf.UnknownDevice, match="unknown device 'no-such-device'"):
+            cf.apply(rollout, cf.Retry("no-such-device"), day(30))
+        with pytest.raises(cf.UnknownDevice):
+            cf.apply_all(rollout, [cf.Retry("no-such-device")], day(30))
+    assert states == set(cf.RolloutState)
+
+
+def test_retry_of_a_silent_device_pushes_the_root_again_with_the_next_attempt() -> None:
+    rollout, effects = cf.apply(distributing(2), cf.Retry("d0"), day(2))
+    assert effects == (cf.PushRoot(("d0",), 2, day(2)),)
+    assert rollout.device("d0") == cf.DeviceRecord("d0", cf.DeviceState.PUSHED, 2, None)
+    rollout, effects = cf.apply(rollout, cf.Retry("d0"), day(3))
+    assert effects == (cf.PushRoot(("d0",), 3, day(3)),)
+
+
+def test_retry_of_a_silent_device_restarts_its_acknowledgement_timer() -> None:
+    rollout = distributing(2, policy=cf.Policy(ack_timeout=48 * HOUR))
+    rollout = cf.apply(rollout, cf.Retry("d0"), day(1)).rollout
+    rollout, effects = cf.advance(rollout, day(2))
+    assert effects == (cf.AcknowledgementTimedOut(("d1",), day(2)),)  # d0 was pushed again
+    rollout, effects = cf.advance(rollout, day(3))
+    assert effects == (cf.AcknowledgementTimedOut(("d0",), day(3)),)
+
+
+def test_bulk_retry_takes_only_failed_devices_not_silent_ones() -> None:
+    rollout = cf.apply(distributing(3), cf.DeviceFailed("d1", "x"), day(1)).rollout
+    rollout, effects = cf.apply(rollout, cf.RetryAllFailed(), day(2))
+    assert effects == (cf.PushRoot(("d1",), 2, day(2)),)
+    assert [r.attempts for r in rollout.devices()] == [1, 2, 1]

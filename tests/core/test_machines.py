@@ -1,4 +1,4 @@
-"""The declarations: their structure, the derived tables, the transitions model, the docs."""
+"""The declarations: their validation, their implementations, their diagrams and docs."""
 
 from __future__ import annotations
 
@@ -7,24 +7,44 @@ from typing import Any
 
 import attrs
 import pytest
-from transitions import MachineError
 
 import certflow as cf
-from certflow.core.evaluator import DEVICE_NEXT
-from certflow.core.machines import MachineSpec, Transition, diagrams_page
+from certflow.core import guards, interpreter
+from certflow.core._kernel import DEVICE_ACTIONS
+from certflow.core._registry import Registry
+from certflow.core.machines import (
+    RULES,
+    Action,
+    Fire,
+    Gate,
+    Guard,
+    MachineSpec,
+    State,
+    Timer,
+    Transition,
+    Trigger,
+    call,
+    diagrams_page,
+    placeholders,
+)
+from tests.core.strategies import DAY, T0
 
-MACHINES = [cf.ROLLOUT_MACHINE, cf.DEVICE_MACHINE]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "machines.md"
 
 
-@pytest.mark.parametrize("spec", MACHINES, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", RULES.machines, ids=lambda s: s.name)
 def test_each_declared_machine_is_well_formed(spec: MachineSpec) -> None:
     spec.validate()
-    assert spec.reachable() == frozenset(spec.states)
+    assert spec.reachable() == frozenset(spec.state_names)
 
 
-def test_the_rollout_machine_has_the_spec_states_and_terminals() -> None:
-    assert cf.ROLLOUT_MACHINE.states == tuple(s.value for s in cf.RolloutState)
+def test_the_rules_are_well_formed_together() -> None:
+    RULES.validate()
+
+
+def test_the_enums_are_the_declared_states_in_order() -> None:
+    assert tuple(cf.RolloutState) == cf.ROLLOUT_MACHINE.state_names
+    assert tuple(cf.DeviceState) == cf.DEVICE_MACHINE.state_names
     assert cf.ROLLOUT_MACHINE.initial == "pending"
     assert cf.ROLLOUT_MACHINE.terminal == {"imported", "forced", "cancelled"}
     assert {s for s in cf.RolloutState if s.terminal} == {
@@ -32,131 +52,248 @@ def test_the_rollout_machine_has_the_spec_states_and_terminals() -> None:
         cf.RolloutState.FORCED,
         cf.RolloutState.CANCELLED,
     }
+    assert {s for s in cf.RolloutState if s.running} == {
+        cf.RolloutState.DISTRIBUTING,
+        cf.RolloutState.EXTENDED,
+    }
 
 
-def test_the_device_machine_has_the_spec_states() -> None:
-    assert cf.DEVICE_MACHINE.states == tuple(s.value for s in cf.DeviceState)
-    assert cf.DEVICE_MACHINE.initial == "pending"
+def test_not_yet_trusting_is_declared_on_the_device_states() -> None:
+    untrusting = {s.value for s in cf.DeviceState if s.in_scope and not s.trusts}
+    assert untrusting == {"pending", "pushed", "failed", "reenroll_required"}
+    assert [s.value for s in cf.DeviceState if not s.in_scope] == ["removed"]
 
 
-def _spec(**changes: Any) -> MachineSpec:
+# --- Validation of one machine -----------------------------------------------------------
+
+
+def _toy(**changes: Any) -> MachineSpec:
     base = MachineSpec(
         name="toy",
-        states=("a", "b", "end"),
+        states=(State("a", timers=("tick",)), State("b"), State("end", terminal=True)),
         initial="a",
-        terminal=frozenset({"end"}),
-        transitions=(Transition("a", "go", "b"), Transition("b", "stop", "end")),
+        triggers=(Trigger("go", "administrator"), Trigger("stop", "host"), Trigger("t", "time")),
+        transitions=(
+            Transition("a", "go", "b", ("ok",), (call("act"),)),
+            Transition("a", "go", "end"),
+            Transition("a", "t", "a"),
+            Transition("b", "stop", "end"),
+        ),
+        guards=(Guard("ok", "not ok"),),
+        actions=(Action("act"),),
+        timers=(Timer("tick", "t", "soon"),),
     )
     return attrs.evolve(base, **changes)
+
+
+def _rows(*extra: Transition, keep: int = 4) -> tuple[Transition, ...]:
+    return _toy().transitions[:keep] + extra
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"initial": "zz"}, "initial state 'zz' is not declared"),
-        ({"states": ("a", "a", "b", "end")}, "duplicate state names"),
+        ({"states": (State("a"), State("a"), State("b"), State("end"))}, "duplicate state"),
+        ({"transitions": _rows(Transition("end", "go", "a"))}, "leaves terminal state"),
+        ({"transitions": _rows(Transition("a", "go", "nowhere"))}, "undeclared state 'nowhere'"),
+        ({"transitions": _rows(Transition("a", "jump", "b"))}, "undeclared trigger"),
         (
-            {
-                "transitions": (
-                    Transition("a", "go", "b"),
-                    Transition("b", "stop", "end"),
-                    Transition("end", "again", "a"),
-                )
-            },
-            "leaves terminal state",
+            {"transitions": _rows(Transition("b", "stop", "a"))},
+            "has rows after its unguarded default",
         ),
-        ({"transitions": (Transition("a", "go", "end"),)}, "unreachable states \\['b'\\]"),
         (
-            {
-                "transitions": (
-                    Transition("a", "go", "b"),
-                    Transition("a", "go", "end"),
-                    Transition("b", "stop", "end"),
-                )
-            },
+            {"transitions": (Transition("a", "go", "b", ("ok",)), *_rows(keep=4)[0:])},
             "ambiguous",
         ),
-        ({"transitions": (Transition("a", "go", "nowhere"),)}, "undeclared state 'nowhere'"),
+        ({"transitions": _rows(Transition("a", "go", "b", ("nope",)), keep=3)}, "undeclared guard"),
+        (
+            {"transitions": (*_rows(keep=4)[1:], Transition("a", "go", "b"))},
+            "unused guards \\['ok'\\]",
+        ),
+        (
+            {"transitions": _rows(Transition("b", "go", "end", (), (call("nope"),)))},
+            "undeclared action 'nope'",
+        ),
+        ({"actions": (Action("act"), Action("spare"))}, "unused actions \\['spare'\\]"),
+        ({"timers": (Timer("tick", "t", "soon"), Timer("tock", "t", "x"))}, "unused timers"),
+        (
+            {"states": (State("a", timers=("tock",)), State("b"), State("end", terminal=True))},
+            "undeclared timer 'tock'",
+        ),
+        (
+            {"states": (State("a"), State("b", timers=("tick",)), State("end", terminal=True))},
+            "which has no row for it",
+        ),
+        ({"ignored": (("b", "stop"),)}, "also has a row"),
+        ({"ignored": (("zz", "stop"),)}, "names undeclared names"),
+        (
+            {
+                "states": (State("a", timers=("tick",)), State("b")),
+                "transitions": (Transition("a", "go", "b", ("ok",), (call("act"),)),),
+            },
+            "no row for it|unreachable",
+        ),
+        (
+            {"transitions": _rows(keep=1) + _rows(keep=3)[2:]},
+            "unreachable states \\['end'\\]",
+        ),
     ],
 )
 def test_validation_refuses_a_malformed_machine(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        _spec(**changes).validate()
+        _toy(**changes).validate()
 
 
-class _Guards:
-    """Answers every guard of the declarations from one flag."""
-
-    def __init__(self, holds: bool) -> None:
-        self.holds = holds
-
-    def condition_holds(self) -> bool:
-        return self.holds
-
-    def condition_fails(self) -> bool:
-        return not self.holds
-
-    def all_trust(self) -> bool:
-        return self.holds
-
-    def not_all_trust(self) -> bool:
-        return not self.holds
+def test_the_toy_machine_itself_is_well_formed() -> None:
+    _toy().validate()
 
 
-@pytest.mark.parametrize("spec", MACHINES, ids=lambda s: s.name)
-def test_the_fast_table_agrees_with_the_transitions_model_for_every_state_and_trigger(
-    spec: MachineSpec,
+# --- Validation of the rules together -----------------------------------------------------
+
+
+def _with_gate(state: str, gate: Gate) -> cf.Rules:
+    states = tuple(
+        attrs.evolve(s, gates=(*s.gates, gate)) if s.name == state else s
+        for s in RULES.rollout.states
+    )
+    return attrs.evolve(RULES, rollout=attrs.evolve(RULES.rollout, states=states))
+
+
+def _with_action(name: str, fires: Fire) -> cf.Rules:
+    actions = tuple(
+        attrs.evolve(a, fires=fires) if a.name == name else a for a in RULES.rollout.actions
+    )
+    return attrs.evolve(RULES, rollout=attrs.evolve(RULES.rollout, actions=actions))
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (_with_gate("pending", Gate("fly")), "unknown device trigger 'fly'"),
+        (_with_gate("pending", Gate("enroll", then=("fly",))), "unknown device trigger 'fly'"),
+        (_with_action("push_pending", Fire("device", "fly")), "fires unknown trigger 'fly'"),
+        (
+            _with_action("retry_failed", Fire("device", "retry", only=("installed",))),
+            "are not sources of 'retry'",
+        ),
+    ],
+)
+def test_validation_refuses_rules_whose_machines_do_not_fit_together(
+    rules: cf.Rules, message: str
 ) -> None:
-    table = spec.table()
-    guards = {
-        "": None,
-        "condition_holds": True,
-        "all_trust": True,
-        "condition_fails": False,
-        "not_all_trust": False,
+    with pytest.raises(ValueError, match=message):
+        rules.validate()
+
+
+def test_validation_refuses_a_command_that_fires_two_triggers() -> None:
+    triggers = (*RULES.restart.triggers[:1], Trigger("server_restarted", "host", "Cancel"))
+    rules = attrs.evolve(RULES, restart=attrs.evolve(RULES.restart, triggers=triggers))
+    with pytest.raises(ValueError, match="commands firing more than one trigger: \\['Cancel'\\]"):
+        rules.validate()
+
+
+# --- Implementations: exactly one for every declared name ---------------------------------
+
+
+def test_every_guard_action_and_timer_has_exactly_one_implementation_and_none_is_unused() -> None:
+    declared_guards = {g.name for m in RULES.machines for g in m.guards}
+    assert set(guards.GUARDS) == declared_guards
+    assert set(interpreter.ACTIONS) == {
+        a.name for m in (RULES.rollout, RULES.restart) for a in m.actions
     }
-    for state in spec.states:
-        for trigger in spec.triggers():
-            for holds in (True, False):
-                model = _Guards(holds)
-                spec.build_model(model, initial=state)
-                row = table.get((state, trigger), {})
-                expected = next(
-                    (dest for g, dest in row.items() if guards[g] in (None, holds)), None
-                )
-                if expected is None:
-                    with pytest.raises(MachineError):
-                        model.trigger(trigger)  # type: ignore[attr-defined]
-                else:
-                    assert model.trigger(trigger) is True  # type: ignore[attr-defined]
-                    assert model.state == expected  # type: ignore[attr-defined]
+    assert set(DEVICE_ACTIONS) == {a.name for a in RULES.device.actions}
+    assert set(interpreter.TIMERS) == {t.name for t in RULES.rollout.timers}
 
 
-def test_the_evaluators_device_table_is_the_declaration() -> None:
-    names = cf.DEVICE_MACHINE.states
-    rows = {(r.source, r.trigger): r.dest for r in cf.DEVICE_MACHINE.transitions}
-    for trigger, dests in DEVICE_NEXT.items():
-        for source, dest in zip(names, dests, strict=True):
-            assert rows.get((source, trigger)) == (names[dest] if dest >= 0 else None)
+def test_a_second_implementation_of_a_name_is_refused() -> None:
+    registry: Registry[object] = Registry("guard")
+    registry.register("x")(object())
+    with pytest.raises(ValueError, match="guard 'x' has two implementations"):
+        registry.register("x")(object())
 
 
-@pytest.mark.parametrize("spec", MACHINES, ids=lambda s: s.name)
-def test_the_diagram_shows_every_transition_and_every_terminal_state(spec: MachineSpec) -> None:
+def test_a_declared_name_without_implementation_or_an_unused_implementation_is_refused() -> None:
+    registry: Registry[object] = Registry("timer")
+    registry.register("a")(object())
+    with pytest.raises(ValueError, match=r"without an implementation \['b'\].*not declared \[\]"):
+        registry.require_exactly(["a", "b"], "timers")
+    with pytest.raises(ValueError, match=r"without an implementation \[\].*not declared \['a'\]"):
+        registry.require_exactly([], "timers")
+
+
+def test_rules_naming_a_guard_nobody_implements_do_not_compile() -> None:
+    rollout = RULES.rollout
+    rows = tuple(
+        attrs.evolve(r, guards=("ghost",)) if r.trigger == "cancel" and r.source == "pending" else r
+        for r in rollout.transitions
+    )
+    changed = attrs.evolve(
+        rollout, transitions=rows, guards=(*rollout.guards, Guard("ghost", "boo"))
+    )
+    with pytest.raises(ValueError, match="guards without an implementation: \\['ghost'\\]"):
+        interpreter.compile_rules(attrs.evolve(RULES, rollout=changed))
+
+
+def test_every_hint_names_only_known_facts_and_reads_well() -> None:
+    rollout = cf.apply(
+        cf.new_rollout(
+            ["a"],
+            existing_not_after=cf.Policy().deadline + T0,
+            new_not_before=T0,
+            new_not_after=T0 + 400 * DAY,
+            root_publicly_trusted=False,
+            created_at=T0,
+        ),
+        cf.DistributeRoot(),
+        T0,
+    ).rollout
+    situation = guards.Situation(rollout.plan, rollout.phase, T0, 1)
+    for declared in (g for m in RULES.machines for g in m.guards):
+        assert set(placeholders(declared.hint)) <= set(guards.FACTS)
+        text = guards.explain(declared, situation)
+        assert "{" not in text
+        assert text
+
+
+# --- Views: the diagram and the docs page ----------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", RULES.machines, ids=lambda s: s.name)
+def test_the_diagram_shows_every_row_with_its_guards_and_actions(spec: MachineSpec) -> None:
     text = spec.mermaid()
     assert text.count("stateDiagram-v2") == 1
-    edges: dict[tuple[str, str], set[str]] = {}
-    for line in text.splitlines():
-        if " --> " in line and ": " in line:
-            ends, labels = line.strip().split(": ", 1)
-            source, dest = ends.split(" --> ")
-            edges[(source, dest)] = set(labels.split(" | "))
+    edges = [line.strip() for line in text.splitlines() if " --> " in line and ": " in line]
+    assert len(edges) == len(spec.transitions)
     for row in spec.transitions:
-        label = row.trigger + (f" [{row.guard}]" if row.guard else "")
-        assert label in edges[(row.source, row.dest)]
-    assert sum(map(len, edges.values())) == len(spec.transitions)
-    for state in spec.terminal:
-        assert f"{state} --> [*]" in text
+        label = row.label().replace(":", "#58;").replace(";", "#59;")
+        assert f"{row.source} --> {row.dest}: {label}" in edges
+        for guard in row.guards:
+            assert guard in label
+        for action in row.actions:
+            assert action.name in label
+    for terminal in spec.terminal:
+        assert f"{terminal} --> [*]" in text
     assert f"[*] --> {spec.initial}" in text
+    for state in spec.states:
+        for timer in state.timers:
+            assert f"{timer} → {spec.timer(timer).trigger}" in text
+
+
+def test_the_machines_page_shows_guards_actions_timers_gates_and_fleet_moves() -> None:
+    page = diagrams_page()
+    for machine in RULES.machines:
+        names = [
+            *(g.name for g in machine.guards),
+            *(a.name for a in machine.actions),
+            *(t.name for t in machine.timers),
+        ]
+        for name in names:
+            assert f"`{name}`" in page
+    assert "enroll then push" in page
+    assert "the rollout was cancelled; start a new rollout" in page
+    assert "| distribute_root | distributing | pending → pushed |" in page
+    assert "| cancel | cancelled | (none) |" in page
 
 
 def test_the_machines_page_in_docs_is_generated_from_the_declarations() -> None:

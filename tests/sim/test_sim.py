@@ -16,7 +16,7 @@ from certflow import (
     dumps,
     loads,
 )
-from certflow.core.rollout import DeviceState
+from certflow.core.plan import DeviceState
 from certflow.sim import Scenario, SimulationResult, run
 
 DEVICES = 500

@@ -1,0 +1,313 @@
+"""The interpreter: its tables are the declarations', and a changed declaration changes
+behaviour and diagram together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+
+import certflow as cf
+from certflow.core.interpreter import IGNORED, REFUSED, compile_rules
+from certflow.core.machines import RULES, Gate, MachineSpec, Rules, Transition, call
+from tests.core.strategies import DAY, HOUR, T0, build, day, distributing
+
+COMPILED = compile_rules()
+DEVICE_STATES = RULES.device.state_names
+
+
+# --- The tables are the declarations ---------------------------------------------------------
+
+
+def _expected_device_step(rollout_state: str, trigger: str, source: str) -> str | int:
+    """The destination that reading the declaration by hand gives (or REFUSED/IGNORED)."""
+    device = RULES.device
+    gate = next(g for g in RULES.rollout.state(rollout_state).gates if g.trigger == trigger)
+    rows = device.rows(source, trigger)
+    if not rows:
+        return IGNORED if (source, trigger) in device.ignored else REFUSED
+    state = rows[0].dest
+    for follow in gate.then:
+        (row,) = device.rows(state, follow)
+        state = row.dest
+    return state
+
+
+@pytest.mark.parametrize("rollout_state", RULES.rollout.state_names)
+def test_the_device_tables_per_rollout_state_are_the_declarations(rollout_state: str) -> None:
+    gates = {g.trigger for g in RULES.rollout.state(rollout_state).gates}
+    for trigger, table in COMPILED.device[rollout_state].items():
+        assert table.allowed == (trigger in gates)
+        if not table.allowed:
+            continue
+        for index, source in enumerate(DEVICE_STATES):
+            expected = _expected_device_step(rollout_state, trigger, source)
+            got = table.dest[index]
+            assert (DEVICE_STATES[got] if got >= 0 else got) == expected, (trigger, source)
+
+
+def test_the_enrolment_shortcuts_come_from_the_gates() -> None:
+    def landing(state: str) -> str:
+        enter = COMPILED.device[state]["enroll"].enter
+        assert enter is not None
+        return DEVICE_STATES[enter[0]]
+
+    assert landing("pending") == "pending"
+    assert landing("distributing") == "pushed"
+    assert landing("imported") == "installed"
+    assert COMPILED.device["cancelled"]["enroll"].enter is None
+
+
+# --- Fleet-wide transitions as data ----------------------------------------------------------
+
+
+def _row(source: str, trigger: str, dest: str) -> Transition:
+    return next(
+        r
+        for r in RULES.rollout.transitions
+        if (r.source, r.trigger, r.dest) == (source, trigger, dest)
+    )
+
+
+def _device_rows(trigger: str, only: tuple[str, ...] = ()) -> dict[str, str]:
+    return {
+        r.source: r.dest
+        for r in RULES.device.transitions
+        if r.trigger == trigger and (not only or r.source in only)
+    }
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (_row("pending", "distribute_root", "distributing"), _device_rows("push")),
+        (_row("distributing", "deadline", "forced"), _device_rows("import")),
+        (_row("extended", "import_now", "forced"), _device_rows("import")),
+        (_row("pending", "proceed_to_import", "forced"), _device_rows("import")),
+        (
+            _row("distributing", "retry_all_failed", "distributing"),
+            _device_rows("retry", ("failed",)),
+        ),
+        (_row("extended", "ack_timeout", "extended"), _device_rows("ack_timeout")),
+        (_row("distributing", "cancel", "cancelled"), {}),
+        (_row("pending", "cancel", "cancelled"), {}),
+    ],
+    ids=lambda x: x.label().split(" ")[0] if isinstance(x, Transition) else "",
+)
+def test_each_fleet_wide_transition_exposes_the_tables_mapping(
+    row: Transition, expected: dict[str, str]
+) -> None:
+    assert RULES.fleet_mapping(row) == expected
+    for invocation in row.actions:
+        move = COMPILED.moves.get(invocation.name)
+        if move is not None:
+            assert move.mapping(DEVICE_STATES) == expected
+
+
+def _fleet_in_every_state() -> cf.Rollout:
+    """A distributing rollout with devices in pushed, installed, failed and removed."""
+    rollout = distributing(["pushed", "installed", "failed", "removed"])
+    return cf.apply_all(
+        rollout,
+        [cf.DeviceInstalled("installed"), cf.DeviceFailed("failed", "x"), cf.Unenroll("removed")],
+        day(1),
+    ).rollout
+
+
+@pytest.mark.parametrize(
+    ("command", "row"),
+    [
+        (cf.ImportNow(), _row("distributing", "import_now", "forced")),
+        (cf.RetryAllFailed(), _row("distributing", "retry_all_failed", "distributing")),
+        (cf.Cancel(), _row("distributing", "cancel", "cancelled")),
+    ],
+    ids=["import", "bulk retry", "cancel"],
+)
+def test_the_evaluator_moves_the_fleet_exactly_by_the_mapping(
+    command: cf.Command, row: Transition
+) -> None:
+    before = _fleet_in_every_state()
+    after = cf.apply(before, command, day(2)).rollout
+    mapping = RULES.fleet_mapping(row)
+    for record in before.devices():
+        state = record.state.value
+        assert after.device_state(record.device_id).value == mapping.get(state, state)
+
+
+def test_distribution_start_moves_exactly_the_pending_devices() -> None:
+    before = cf.apply_all(
+        build(["p", "t", "r"]), [cf.DeviceInstalled("t"), cf.Unenroll("r")], T0
+    ).rollout
+    after = cf.apply(before, cf.DistributeRoot(), T0).rollout
+    mapping = RULES.fleet_mapping(_row("pending", "distribute_root", "distributing"))
+    for record in before.devices():
+        state = record.state.value
+        assert after.device_state(record.device_id).value == mapping.get(state, state)
+
+
+def test_timeouts_move_exactly_the_timed_out_pushes_by_the_mapping() -> None:
+    before = _fleet_in_every_state()
+    before = cf.apply(before, cf.Retry("failed"), day(1)).rollout
+    policy_rollout = distributing(["a", "b"], policy=cf.Policy(ack_timeout=HOUR))
+    after = cf.advance(policy_rollout, T0 + HOUR).rollout
+    mapping = RULES.fleet_mapping(_row("distributing", "ack_timeout", "distributing"))
+    assert {r.state.value for r in after.devices()} == {mapping["pushed"]}
+
+
+# --- A changed declaration changes behaviour, diagram and tables ------------------------------
+
+
+def _evolve_rollout(rules: Rules, **changes: Any) -> Rules:
+    return attrs.evolve(rules, rollout=attrs.evolve(rules.rollout, **changes))
+
+
+def _evolve_device(rules: Rules, **changes: Any) -> Rules:
+    return attrs.evolve(rules, device=attrs.evolve(rules.device, **changes))
+
+
+def _without(machine: MachineSpec, drop: Callable[[Transition], bool]) -> tuple[Transition, ...]:
+    return tuple(r for r in machine.transitions if not drop(r))
+
+
+def _edge(row: Transition) -> str:
+    return f"{row.source} --> {row.dest}: " + row.label().replace(":", "#58;").replace(";", "#59;")
+
+
+def test_removing_a_row_refuses_the_command_with_its_declared_hint() -> None:
+    rollout = RULES.rollout
+    gone = [
+        r for r in rollout.transitions if (r.source, r.trigger) == ("pending", "proceed_to_import")
+    ]
+    rules = _evolve_rollout(
+        RULES,
+        transitions=_without(rollout, lambda r: r in gone),
+        guards=tuple(g for g in rollout.guards if g.name != "not_expired"),  # now unused
+    )
+    evaluator = cf.Evaluator(rules)
+    pending = build(2)
+    with pytest.raises(cf.CommandRefused) as refused:
+        evaluator.apply(pending, cf.ProceedToImport(), T0)
+    assert refused.value.reason == "rollout_state"
+    assert "it applies to a pending rollout" in str(refused.value)
+    assert cf.apply(pending, cf.ProceedToImport(), T0).rollout.state is cf.RolloutState.FORCED
+    assert all(_edge(r) not in rules.rollout.mermaid() for r in gone)
+    assert all(_edge(r) in cf.ROLLOUT_MACHINE.mermaid() for r in gone)
+
+
+def test_adding_a_device_row_makes_the_transition_happen() -> None:
+    added = Transition("removed", "report_installed", "installed", note="came back trusting")
+    rules = _evolve_device(RULES, transitions=(*RULES.device.transitions, added))
+    rollout = cf.apply(distributing(2), cf.Unenroll("d0"), day(1)).rollout
+    with pytest.raises(cf.CommandRefused, match="cannot report the root installed: it is removed"):
+        cf.apply(rollout, cf.DeviceInstalled("d0"), day(2))
+    changed = cf.Evaluator(rules)
+    after = changed.apply(rollout, cf.DeviceInstalled("d0"), day(2)).rollout
+    assert after.device_state("d0") is cf.DeviceState.INSTALLED
+    batch = changed.apply_all(rollout, [cf.DeviceInstalled("d0")], day(2)).rollout
+    assert batch == after
+    assert _edge(added) in rules.device.mermaid()
+
+
+def test_adding_a_push_row_changes_the_fleet_wide_mapping() -> None:
+    added = Transition("failed", "push", "pushed", actions=(call("push_root"),))
+    rules = _evolve_device(RULES, transitions=(*RULES.device.transitions, added))
+    row = _row("pending", "distribute_root", "distributing")
+    assert rules.fleet_mapping(row) == {"pending": "pushed", "failed": "pushed"}
+    assert compile_rules(rules).moves["push_pending"].mapping(DEVICE_STATES) == {
+        "pending": "pushed",
+        "failed": "pushed",
+    }
+    assert _edge(added) in rules.device.mermaid()
+
+
+def test_reordering_rows_changes_the_outcome() -> None:
+    rollout = RULES.rollout
+    imported, forced = rollout.rows("pending", "proceed_to_import")
+    # Give the imported row a guard that makes it the general one, and swap the order.
+    swapped = tuple(
+        forced if r is imported else imported if r is forced else r for r in rollout.transitions
+    )
+    rules = _evolve_rollout(RULES, transitions=swapped)
+    trusting = build(1, trusted=("d0",))
+    assert cf.apply(trusting, cf.ProceedToImport(), T0).rollout.state is cf.RolloutState.IMPORTED
+    changed = cf.Evaluator(rules).apply(trusting, cf.ProceedToImport(), T0).rollout
+    assert changed.state is cf.RolloutState.FORCED  # the first row whose guards hold wins
+
+
+def test_reordering_guards_changes_which_refusal_is_given() -> None:
+    rollout = RULES.rollout
+    early_and_short = distributing(1, new_valid_for=25 * DAY)
+    with pytest.raises(cf.CommandRefused) as first:
+        cf.apply(early_and_short, cf.ExtendManually(), day(1))
+    assert first.value.reason == "extension_open"
+    assert first.value.allowed_at == day(6)
+    rows = tuple(
+        attrs.evolve(r, guards=tuple(reversed(r.guards))) if r.trigger == "extend_manually" else r
+        for r in rollout.transitions
+    )
+    rules = _evolve_rollout(RULES, transitions=rows)
+    with pytest.raises(cf.CommandRefused) as second:
+        cf.Evaluator(rules).apply(early_and_short, cf.ExtendManually(), day(1))
+    assert second.value.reason == "valid_through_moved_deadline"
+    assert second.value.allowed_at is None
+    assert "extend_manually [valid_through_moved_deadline, extension_open]" in (
+        rules.rollout.mermaid()
+    )
+
+
+def test_closing_a_gate_refuses_the_device_command_with_the_triggers_hint() -> None:
+    states = tuple(
+        attrs.evolve(s, gates=tuple(g for g in s.gates if g.trigger != "report_failed"))
+        if s.name == "distributing"
+        else s
+        for s in RULES.rollout.states
+    )
+    rules = _evolve_rollout(RULES, states=states)
+    with pytest.raises(cf.CommandRefused) as refused:
+        cf.Evaluator(rules).apply(distributing(1), cf.DeviceFailed("d0", "x"), day(1))
+    assert refused.value.reason == "rollout_state"
+    assert "failures are reported while distributing" in str(refused.value)
+
+
+def test_a_gates_follow_up_decides_where_an_enrolment_lands() -> None:
+    states = tuple(
+        attrs.evolve(
+            s, gates=tuple(Gate("enroll") if g.trigger == "enroll" else g for g in s.gates)
+        )
+        if s.name == "distributing"
+        else s
+        for s in RULES.rollout.states
+    )
+    changed = cf.Evaluator(_evolve_rollout(RULES, states=states))
+    rollout, effects = changed.apply(distributing(1), cf.Enroll("new"), day(1))
+    assert rollout.device_state("new") is cf.DeviceState.PENDING
+    assert effects == ()
+    rollout, effects = cf.apply(distributing(1), cf.Enroll("new"), day(1))
+    assert rollout.device_state("new") is cf.DeviceState.PUSHED
+    assert effects == (cf.PushRoot(("new",), 1, day(1)),)
+
+
+def test_removing_a_timer_stops_what_it_fired() -> None:
+    states = tuple(
+        attrs.evolve(s, timers=tuple(t for t in s.timers if t != "notice"))
+        for s in RULES.rollout.states
+    )
+    timers = tuple(t for t in RULES.rollout.timers if t.name != "notice")
+    rules = _evolve_rollout(RULES, states=states, timers=timers)
+    _, effects = cf.Evaluator(rules).advance(distributing(1), day(30))
+    assert not [e for e in effects if isinstance(e, cf.Notify)]
+    _, effects = cf.advance(distributing(1), day(30))
+    assert len([e for e in effects if isinstance(e, cf.Notify)]) == 3
+
+
+def test_the_order_of_timers_decides_what_fires_first_at_one_instant() -> None:
+    rollout = distributing(1, policy=cf.Policy(ack_timeout=7 * DAY))
+    _, effects = cf.advance(rollout, day(7))
+    assert [type(e) for e in effects] == [cf.Notify, cf.AcknowledgementTimedOut, cf.ImportPostponed]
+    order = ("notice", "checkpoint", "deadline", "ack_timeout")
+    states = tuple(attrs.evolve(s, timers=order) if s.timers else s for s in RULES.rollout.states)
+    changed = cf.Evaluator(_evolve_rollout(RULES, states=states))
+    _, effects = changed.advance(rollout, day(7))
+    assert [type(e) for e in effects] == [cf.Notify, cf.ImportPostponed, cf.AcknowledgementTimedOut]
