@@ -72,7 +72,10 @@ class Roster(NamedTuple):
     * ``extra_ids``/``extra_positions``: devices enrolled later, in persistent maps;
     * ``reasons``: the last failure reason of each device that ever failed;
     * ``timeouts``/``timeouts_head``/``timeouts_tail``: a persistent FIFO of
-      :class:`Timeout` entries, in due order because instants never go backwards.
+      :class:`Timeout` entries, in due order because instants never go backwards;
+    * ``phase_due``: when the earliest timer of the rollout's state that does not read
+      the fleet falls due. A cache kept here, in the cold part, so that a device event
+      need not recompute it or carry it separately.
     """
 
     ids: tuple[str, ...]
@@ -83,6 +86,7 @@ class Roster(NamedTuple):
     timeouts: immutables.Map[int, Timeout]
     timeouts_head: int
     timeouts_tail: int
+    phase_due: datetime | None
 
 
 class Fleet(NamedTuple):
@@ -170,4 +174,5 @@ def empty_roster_maps() -> dict[str, Any]:
         "timeouts": immutables.Map(),
         "timeouts_head": 0,
         "timeouts_tail": 0,
+        "phase_due": None,
     }

@@ -125,9 +125,10 @@ class Draft:
         self.timeouts = self.timeouts.set(self.tail, timeout)
         self.tail += 1
 
-    def freeze(self) -> Fleet:
-        """The fleet as this draft has made it."""
+    def freeze(self, phase_due: datetime | None) -> Fleet:
+        """The fleet as this draft has made it, with the phase's next timer instant."""
         roster = self.base.roster._replace(
+            phase_due=phase_due,
             reasons=self.reasons,
             timeouts=self.timeouts,
             timeouts_head=self.head,

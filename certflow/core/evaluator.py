@@ -26,7 +26,7 @@ is never modified, since values are immutable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import groupby
 from typing import Any, NamedTuple
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from certflow.core import commands as c
 from certflow.core import guards as g
 from certflow.core import interpreter as i
-from certflow.core._fleet import COUNT_DELTA, Fleet
+from certflow.core._fleet import COUNT_DELTA, Fleet, count_of
 from certflow.core._kernel import Draft, run_commands
 from certflow.core._vector import set_code
 from certflow.core.effects import Effect
@@ -62,14 +62,13 @@ _set_plan = _slots["plan"].__set__
 _set_phase = _slots["phase"].__set__
 _set_clock = _slots["clock"].__set__
 _set_fleet = _slots["_fleet"].__set__
-_set_due = _slots["_due"].__set__
 
 _COMMANDS: dict[str, type] = {
     name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
 }
 
 
-def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime, due: datetime | None) -> Rollout:
+def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
     # The hot path builds one Rollout per device event; writing the slots directly
     # skips the frozen __init__ (same fields, same result, a third of the cost).
     rollout: Rollout = _new(Rollout)
@@ -77,7 +76,6 @@ def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime, due: datetime
     _set_phase(rollout, phase)
     _set_clock(rollout, clock)
     _set_fleet(rollout, fleet)
-    _set_due(rollout, due)
     return rollout
 
 
@@ -119,6 +117,7 @@ class Evaluator:
             }
             for state, tables in self.compiled.device.items()
         }
+        self._apply = self._hot_path()
 
     # --- public operations -----------------------------------------------------------------
 
@@ -144,25 +143,53 @@ class Evaluator:
         would allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
         :meth:`advance`; the rollout passed in is unchanged in every case.
         """
-        if type(now) is not datetime or now.utcoffset() is None or now < rollout.clock:
-            now = _check_now(rollout, now)
-        due = rollout._due
-        fleet = rollout._fleet
-        roster = fleet.roster
-        head = roster.timeouts_head
-        caught_up = (due is not None and due <= now) or (
-            head != roster.timeouts_tail and roster.timeouts[head].due <= now
-        )
-        if not caught_up:
+        return self._apply(rollout, command, now)
+
+    def _general(self, rollout: Rollout, command: c.Command, now: datetime, due: bool) -> Step:
+        run, draft = self._start(rollout, now, type(command).__name__)
+        if due:
+            self._catch_up(run, now)
+        self._dispatch(run, draft, command, [command])
+        return Step(self._finish(rollout, run, draft), tuple(run.effects))
+
+    def _hot_path(self) -> Callable[[Rollout, c.Command, datetime], Step]:
+        """:meth:`apply` as a closure over the compiled tables (the one-device hot path).
+
+        A closure reads its tables as cell variables, cheaper than attributes; the
+        tables are the same :class:`~certflow.core.interpreter.DeviceTable` rows as the
+        general path's, limited to rows without actions in states whose gate needs no
+        guard.
+        """
+        fast = {
+            state: {k: t.fast for k, t in tables.items()} for state, tables in self._fast.items()
+        }
+        general, at, ignored = self._general, self._at, i.IGNORED
+
+        def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
+            # The checks of _check_now, inlined. A tzinfo without an offset makes `now`
+            # naive, and comparing it with the clock raises TypeError.
+            try:
+                if type(now) is not datetime or now.tzinfo is None or now < rollout.clock:
+                    now = _check_now(rollout, now)
+            except TypeError:
+                now = _check_now(rollout, now)
+            fleet = rollout._fleet
+            roster = fleet.roster
+            due = roster.phase_due
+            head = roster.timeouts_head
+            if (due is not None and due <= now) or (
+                head != roster.timeouts_tail and roster.timeouts[head].due <= now
+            ):
+                return general(rollout, command, now, True)
             phase = rollout.phase
-            table = self._fast[phase.state].get(type(command))
-            if table is not None:
+            dests = fast[phase.state].get(type(command))
+            if dests is not None:
                 index = roster.positions.get(command.device_id)  # type: ignore[union-attr]
                 if index is not None:
                     root = fleet.root
                     code = root[index >> 14][(index >> 8) & 63][index & 255]  # _vector layout
                     source = code & 7
-                    dest = table.fast[source]
+                    dest = dests[source]
                     if dest >= 0:
                         fleet = _tuple_new(
                             Fleet,
@@ -173,15 +200,14 @@ class Evaluator:
                                 roster,
                             ),
                         )
-                        rollout = _make(rollout.plan, phase, fleet, now, due)
+                        rollout = _make(rollout.plan, phase, fleet, now)
                         return _tuple_new(Step, (rollout, _NO_EFFECTS))
-                    if dest == i.IGNORED:
-                        return _tuple_new(Step, (self._at(rollout, now), _NO_EFFECTS))
-        run, draft = self._start(rollout, now, type(command).__name__)
-        if caught_up:
-            self._catch_up(run, now)
-        self._dispatch(run, draft, command, [command])
-        return Step(self._finish(rollout, run, draft), tuple(run.effects))
+                    if dest == ignored:
+                        return _tuple_new(Step, (at(rollout, now), _NO_EFFECTS))
+            return general(rollout, command, now, False)
+
+        apply.__doc__ = Evaluator.apply.__doc__
+        return apply
 
     def apply_all(self, rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
         """Apply many commands at one instant, as :meth:`apply` would one by one; pure.
@@ -210,12 +236,33 @@ class Evaluator:
         found = i.next_timer(self.compiled, rollout.plan, rollout.phase, draft)
         return None if found is None else found[0]
 
+    def allows(self, rollout: Rollout, command: c.Command, now: datetime) -> bool:
+        """Whether ``command`` would be accepted at ``now`` (see :meth:`refusal`).
+
+        For a rollout command this only chooses a row, so it is cheap and O(1).
+        """
+        route = self._routes.get(type(command))
+        if route is not None and route[0] == self.rules.rollout.name:
+            rollout = self.advance(rollout, now).rollout
+            rows = self.compiled.rows.get((rollout.phase.state.value, route[1]))
+            untrusting = count_of(rollout._fleet.counts, self.compiled.untrusting_states)
+            situation = g.Situation(rollout.plan, rollout.phase, rollout.clock, untrusting)
+            return rows is not None and i.first_row(rows, situation)[0] is not None
+        return self.refusal(rollout, command, now) is None
+
     def refusal(self, rollout: Rollout, command: c.Command, now: datetime) -> CommandRefused | None:
         """The refusal ``command`` would meet at ``now``, or ``None`` if it is allowed.
 
-        Runs the command and discards the result; the summary asks this, so that
-        "is manual extension available?" is decided by the declaration alone.
+        The summary asks this, so that "is manual extension available?" is decided by
+        the declaration alone. A rollout command is answered by choosing its row
+        without running it; any other command is run and its result discarded.
         """
+        route = self._routes.get(type(command))
+        if route is not None and route[0] == self.rules.rollout.name:
+            rollout = self.advance(rollout, now).rollout
+            untrusting = count_of(rollout._fleet.counts, self.compiled.untrusting_states)
+            situation = g.Situation(rollout.plan, rollout.phase, rollout.clock, untrusting)
+            return i.refusal(self.compiled, situation, route[1], type(command).__name__)
         try:
             self.apply(rollout, command, now)
         except CommandRefused as refused:
@@ -225,14 +272,14 @@ class Evaluator:
     # --- the general path ------------------------------------------------------------------
 
     def _anything_due(self, rollout: Rollout, now: datetime) -> bool:
-        due = rollout._due
+        due = rollout._fleet.roster.phase_due
         timeout = rollout._fleet.next_timeout()
         return (due is not None and due <= now) or (timeout is not None and timeout.due <= now)
 
     def _at(self, rollout: Rollout, now: datetime) -> Rollout:
         if rollout.clock == now:
             return rollout
-        return _make(rollout.plan, rollout.phase, rollout._fleet, now, rollout._due)
+        return _make(rollout.plan, rollout.phase, rollout._fleet, now)
 
     def _start(self, rollout: Rollout, now: datetime, command: str) -> tuple[i.Run, Draft]:
         draft = Draft(rollout._fleet, self.compiled, rollout.plan.policy)
@@ -293,8 +340,12 @@ class Evaluator:
 
     def _finish(self, before: Rollout, run: i.Run, draft: Draft) -> Rollout:
         phase = run.phase
-        due = before._due if phase is before.phase else self._phase_due(run.plan, phase)
-        return _make(run.plan, phase, draft.freeze(), run.now, due)
+        due = (
+            before._fleet.roster.phase_due
+            if phase is before.phase
+            else self._phase_due(run.plan, phase)
+        )
+        return _make(run.plan, phase, draft.freeze(due), run.now)
 
     def _phase_due(self, plan: Plan, phase: Phase) -> datetime | None:
         found = i.next_timer(self.compiled, plan, phase, None)
@@ -302,49 +353,17 @@ class Evaluator:
 
     def assemble(self, plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
         """A rollout of these parts, with its caches computed (for deserialisation)."""
-        return _make(plan, phase, fleet, clock, self._phase_due(plan, phase))
+        fleet = fleet._replace(roster=fleet.roster._replace(phase_due=self._phase_due(plan, phase)))
+        return _make(plan, phase, fleet, clock)
 
 
 DEFAULT = Evaluator()
 
-
-def advance(rollout: Rollout, now: datetime) -> Step:
-    """Process everything that fell due up to ``now``, in order; pure.
-
-    Raises :class:`~certflow.errors.InvalidInput` for a ``now`` that is not an aware
-    datetime and :class:`~certflow.errors.TimeWentBackwards` for one earlier than
-    ``rollout.clock``.
-    """
-    return DEFAULT.advance(rollout, now)
-
-
-def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
-    """Advance to ``now``, then apply ``command`` at ``now``; pure.
-
-    Effects come in the order they fell due: first what the advance emitted, then the
-    command's. Raises :class:`~certflow.errors.CommandRefused` (why, and what would
-    allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
-    :func:`advance`; the rollout passed in is unchanged in every case.
-    """
-    return DEFAULT.apply(rollout, command, now)
-
-
-def apply_all(rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
-    """Apply many commands at one instant, as :func:`apply` would one by one; pure.
-
-    Atomic: if any command is refused, the error propagates and nothing is kept.
-    """
-    return DEFAULT.apply_all(rollout, commands, now)
-
-
-def next_due(rollout: Rollout) -> datetime | None:
-    """The next instant at which :func:`advance` would do anything, or ``None``.
-
-    A notice, a checkpoint, the deadline or an acknowledgement timeout; a host's
-    scheduler sleeps until then.
-    """
-    return DEFAULT.next_due(rollout)
-
+# The public functions are the default evaluator's own (no extra call on the hot path).
+advance = DEFAULT.advance
+apply = DEFAULT._apply
+apply_all = DEFAULT.apply_all
+next_due = DEFAULT.next_due
 
 new_rollout = Rollout.create
 """The documented alias of :meth:`Rollout.create`."""

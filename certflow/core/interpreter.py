@@ -66,7 +66,9 @@ __all__ = [
     "compile_rules",
     "fire",
     "fire_restart",
+    "first_row",
     "next_timer",
+    "refusal",
     "select_row",
 ]
 
@@ -284,12 +286,23 @@ def select_row(
 ) -> Transition:
     """The first row whose guards all hold; else the refusal of the last row's first
     failing guard."""
+    row, failed = first_row(rows, situation)
+    if row is None:
+        raise guard_refusal(machine, failed, situation, command)
+    return row
+
+
+def first_row(
+    rows: tuple[Transition, ...], situation: g.Situation
+) -> tuple[Transition | None, str]:
+    """The first row whose guards all hold, or ``None`` and the last row's first failing
+    guard."""
     failed = ""
     for row in rows:
         failed = next((name for name in row.guards if not g.GUARDS[name](situation)), "")
         if not failed:
-            return row
-    raise guard_refusal(machine, failed, situation, command)
+            return row, ""
+    return None, failed
 
 
 def guard_refusal(
@@ -325,6 +338,22 @@ def state_refusal(
         reason="rollout_state",
         device_id=device_id,
     )
+
+
+def refusal(
+    compiled: Compiled, situation: g.Situation, trigger: str, command: str
+) -> CommandRefused | None:
+    """The refusal firing ``trigger`` would meet now, or ``None``: rows are chosen, not run."""
+    machine = compiled.rules.rollout
+    state = situation.phase.state
+    rows = compiled.rows.get((state.value, trigger))
+    if not rows:
+        return state_refusal(state, command, machine.trigger(trigger).hint_in(state.value))
+    try:
+        select_row(machine, rows, situation, command)
+    except CommandRefused as refused:
+        return refused
+    return None
 
 
 # --- Firing the rollout and restart machines ----------------------------------------------

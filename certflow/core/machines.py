@@ -901,6 +901,8 @@ class Rules:
         duplicates = sorted({c for c in commands if commands.count(c) > 1})
         if duplicates:
             yield f"commands firing more than one trigger: {duplicates}"
+        if self.rollout.state(self.rollout.initial).timers:
+            yield "the initial rollout state declares timers; a rollout starts waiting"
         if sum(t.introduces for t in self.device.triggers) > 1:
             yield "more than one device trigger introduces new devices"
         if len(self.device.states) > 8:

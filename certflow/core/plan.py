@@ -30,12 +30,12 @@ class RolloutState(StrEnum):
     @property
     def terminal(self) -> bool:
         """Whether the rollout has ended in this state."""
-        return self.value in ROLLOUT_MACHINE.terminal
+        return self in _TERMINAL
 
     @property
     def running(self) -> bool:
         """Whether time moves the rollout in this state (it declares timers)."""
-        return bool(ROLLOUT_MACHINE.state(self.value).timers)
+        return self in _RUNNING
 
 
 class DeviceState(StrEnum):
@@ -51,12 +51,19 @@ class DeviceState(StrEnum):
     @property
     def in_scope(self) -> bool:
         """Whether a device in this state is in the rollout's scope."""
-        return DEVICE_MACHINE.state(self.value).in_scope
+        return self in _IN_SCOPE
 
     @property
     def trusts(self) -> bool:
         """Whether a device in this state trusts the root."""
-        return DEVICE_MACHINE.state(self.value).trusts
+        return self in _TRUSTS
+
+
+# What the declarations say of each state, looked up once (the properties are hot).
+_TERMINAL = ROLLOUT_MACHINE.terminal
+_RUNNING = frozenset(s.name for s in ROLLOUT_MACHINE.states if s.timers)
+_IN_SCOPE = frozenset(s.name for s in DEVICE_MACHINE.states if s.in_scope)
+_TRUSTS = frozenset(s.name for s in DEVICE_MACHINE.states if s.trusts)
 
 
 def _check_enums() -> None:

@@ -53,9 +53,6 @@ class Rollout:
     phase: Phase
     clock: datetime
     _fleet: Fleet = attrs.field(alias="fleet", repr=False)
-    # The earliest instant a timer of the phase falls due (not the push timeouts, which
-    # the fleet keeps): a cache, so that a device event need not recompute it.
-    _due: datetime | None = attrs.field(alias="due", default=None, repr=False)
 
     @classmethod
     def create(

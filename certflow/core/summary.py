@@ -79,7 +79,7 @@ def summarize(rollout: Rollout, now: datetime) -> Summary:
         next_notice=timeline.next_notice(plan, phase),
         next_checkpoint=timeline.next_checkpoint(plan, phase),
         deadline=timeline.deadline(plan, phase),
-        manual_extension_available=DEFAULT.refusal(rollout, ExtendManually(), now) is None,
+        manual_extension_available=DEFAULT.allows(rollout, ExtendManually(), now),
         manual_extension_opens_at=timeline.extension_opens(plan, phase) if running else None,
         manual_extensions=phase.manual_extensions,
         restart_required=phase.restart_required,
