@@ -154,6 +154,12 @@ class Draft:
         self.timeouts = immutables.Map()
         self.head = self.tail = 0
 
+    def drop_timeouts_due(self, due: datetime) -> None:
+        """Forget the acknowledgement timers that fell due at ``due``."""
+        while self.head != self.tail and self.timeouts[self.head].due <= due:
+            self.timeouts = self.timeouts.delete(self.head)
+            self.head += 1
+
     def move(self, move: FleetMove, now: datetime) -> FleetResult:
         """Apply a fleet-wide move (see :class:`~certflow.core.interpreter.FleetMove`)."""
         names = {call.name for calls in move.calls for call in calls}

@@ -289,12 +289,20 @@ class Evaluator:
     def _catch_up(self, run: i.Run, until: datetime) -> None:
         command = run.command
         run.command = ""
+        fired: tuple[datetime, str, Phase] | None = None
         while (found := i.next_timer(self.compiled, run.plan, run.phase, run.port)) is not None:
             at, timer = found
             if at > until:
                 break
+            if fired == (at, timer.name, run.phase):
+                # A row that leaves its own timer due would fire it forever.
+                raise RuntimeError(
+                    f"timer {timer.name!r} fired at {at.isoformat()} and is still due: "
+                    f"the row it fires in state {run.phase.state.value!r} must consume it"
+                )
+            fired = (at, timer.name, run.phase)
             run.now = at
-            i.fire(run, timer.trigger)
+            i.fire_timer(run, timer)
         run.now = until
         run.command = command
 

@@ -66,6 +66,7 @@ __all__ = [
     "compile_rules",
     "fire",
     "fire_restart",
+    "fire_timer",
     "first_row",
     "next_timer",
     "refusal",
@@ -142,6 +143,9 @@ class FleetPort(Protocol):
     def drop_timeouts(self) -> None:
         """Forget every pending acknowledgement timer."""
 
+    def drop_timeouts_due(self, due: datetime) -> None:
+        """Forget the acknowledgement timers that fell due at ``due`` (they fired)."""
+
 
 @attrs.define
 class Run:
@@ -164,6 +168,9 @@ action = ACTIONS.register
 class _TimerImpl(NamedTuple):
     due: Callable[[Plan, Phase, FleetPort], datetime | None]
     reads_fleet: bool
+    # What firing consumes in the fleet, whatever the row's actions did; a timer that
+    # reads only the phase is consumed by the phase change its row makes.
+    fired: Callable[[FleetPort, datetime], None] | None = None
 
 
 TIMERS: Registry[_TimerImpl] = Registry("timer")
@@ -174,6 +181,12 @@ class Compiled:
 
     def __init__(self, rules: Rules) -> None:
         rules.validate()
+        # Rules may change rows, guards, gates and timers, not the states: the value
+        # types (RolloutState, DeviceState) and the device codes are built on them.
+        if rules.rollout.state_names != RULES.rollout.state_names or (
+            rules.device.state_names != RULES.device.state_names
+        ):
+            raise ValueError("rules must keep the rollout and device states of certflow")
         self.rules = rules
         rollout, device = rules.rollout, rules.device
         self.device_states = device.state_names
@@ -418,15 +431,26 @@ def next_timer(
 
 
 def _timer(
-    name: str, *, reads_fleet: bool = False
+    name: str,
+    *,
+    reads_fleet: bool = False,
+    fired: Callable[[FleetPort, datetime], None] | None = None,
 ) -> Callable[[Callable[..., datetime | None]], None]:
     def add(due: Callable[[Plan, Phase, FleetPort], datetime | None]) -> None:
-        TIMERS.register(name)(_TimerImpl(due, reads_fleet))
+        TIMERS.register(name)(_TimerImpl(due, reads_fleet, fired))
 
     return add
 
 
-@_timer("ack_timeout", reads_fleet=True)
+def fire_timer(run: Run, timer: Timer) -> None:
+    """Fire ``timer`` at ``run.now``: its trigger, then whatever firing consumes."""
+    fire(run, timer.trigger)
+    consumed = TIMERS[timer.name].fired
+    if consumed is not None:
+        consumed(run.port, run.now)
+
+
+@_timer("ack_timeout", reads_fleet=True, fired=lambda port, due: port.drop_timeouts_due(due))
 def _ack_timeout(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
     return port.next_timeout()
 

@@ -311,3 +311,48 @@ def test_the_order_of_timers_decides_what_fires_first_at_one_instant() -> None:
     changed = cf.Evaluator(_evolve_rollout(RULES, states=states))
     _, effects = changed.advance(rollout, day(7))
     assert [type(e) for e in effects] == [cf.Notify, cf.ImportPostponed, cf.AcknowledgementTimedOut]
+
+
+def test_rules_must_keep_the_states_the_values_are_built_on() -> None:
+    device = attrs.evolve(
+        RULES.device,
+        states=tuple(reversed(RULES.device.states)),
+    )
+    with pytest.raises(ValueError, match="must keep the rollout and device states"):
+        compile_rules(attrs.evolve(RULES, device=device))
+
+
+def test_a_fleet_wide_move_with_device_actions_runs_them_device_by_device() -> None:
+    # Time out every pushed device at the first timer, not only the timed-out pushes.
+    actions = tuple(
+        attrs.evolve(a, fires=attrs.evolve(a.fires, selection="all"))
+        if a.name == "time_out_pushes" and a.fires is not None
+        else a
+        for a in RULES.rollout.actions
+    )
+    changed = cf.Evaluator(_evolve_rollout(RULES, actions=actions))
+    rollout = distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR))
+    rollout = changed.apply(rollout, cf.Enroll("late"), T0 + 5 * HOUR).rollout
+    rollout, effects = changed.advance(rollout, T0 + 10 * HOUR)
+    assert effects == (cf.AcknowledgementTimedOut(("d0", "d1", "late"), T0 + 10 * HOUR),)
+    assert rollout.device("late").last_failure_reason == "no acknowledgement within 10 h"
+    _, effects = cf.advance(
+        cf.apply(
+            distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR)),
+            cf.Enroll("late"),
+            T0 + 5 * HOUR,
+        ).rollout,
+        T0 + 10 * HOUR,
+    )
+    assert effects == (cf.AcknowledgementTimedOut(("d0", "d1"), T0 + 10 * HOUR),)
+
+
+def test_a_timer_whose_row_does_not_consume_it_is_an_error_not_a_hang() -> None:
+    rows = tuple(
+        attrs.evolve(r, actions=()) if r.trigger == "notify" else r
+        for r in RULES.rollout.transitions
+    )
+    actions = tuple(a for a in RULES.rollout.actions if a.name != "announce")
+    changed = cf.Evaluator(_evolve_rollout(RULES, transitions=rows, actions=actions))
+    with pytest.raises(RuntimeError, match="timer 'notice' fired at .* and is still due"):
+        changed.advance(distributing(1), day(6))
