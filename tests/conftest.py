@@ -14,4 +14,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("thorough", parent=settings.get_profile("certflow"), max_examples=1000)
+# `make mutate` runs the core's tests once per mutant: fewer examples, same strategies.
+settings.register_profile("mutate", parent=settings.get_profile("certflow"), max_examples=20)
 settings.load_profile(os.environ.get("CERTFLOW_HYPOTHESIS_PROFILE", "certflow"))
