@@ -228,7 +228,22 @@ DEVICE_COMMANDS: Mapping[type, str] = {
 }
 
 TIMEOUT_REASON = "<no acknowledgement>"
-"""The model's failure reason for a timeout (the evaluator words it; tests normalise)."""
+"""The model's failure reason for a timeout; the evaluator words it (see :func:`normalised`)."""
+
+
+def normalised(records: Iterable[cf.DeviceRecord]) -> list[cf.DeviceRecord]:
+    """The evaluator's records with a timeout's reason replaced by :data:`TIMEOUT_REASON`.
+
+    The wording (``no acknowledgement within 1 h``) is the evaluator's to choose; a
+    device report in the tests never starts that way.
+    """
+    out = []
+    for r in records:
+        reason = r.last_failure_reason
+        if reason is not None and reason.startswith("no acknowledgement within "):
+            reason = TIMEOUT_REASON
+        out.append(cf.DeviceRecord(r.device_id, r.state, r.attempts, reason))
+    return out
 
 
 # --- The model ---------------------------------------------------------------------------
@@ -301,6 +316,7 @@ class ReferenceRollout:
         self.last_announced: datetime | None = None
         self.ended_at: datetime | None = None
         self.restart_required = False
+        self.taken: list[tuple[str, str, str]] = []  # rollout rows taken, in order
         self.device_next = {(s, t): d for s, t, d in device_rows}
         self.ignored = frozenset(ignored)
         self.gates = gates
@@ -477,6 +493,7 @@ class ReferenceRollout:
         saved = dict(vars(self))
         saved["devices"] = {k: dataclasses.replace(d) for k, d in self.devices.items()}
         saved["announced"] = set(self.announced)
+        saved["taken"] = list(self.taken)
         return saved
 
     def _restore(self, saved: dict[str, Any]) -> None:
@@ -507,6 +524,7 @@ class ReferenceRollout:
             if not command:
                 raise AssertionError(f"no row of {source} --{trigger}--> holds")
             raise Refused(cf.CommandRefused, f"{trigger} in {source}: a condition fails")
+        self.taken.append((source, trigger, self.state))
         return self._actions(trigger, source, self.state)
 
     def _actions(self, trigger: str, source: str, dest: str) -> list[cf.Effect]:
