@@ -228,20 +228,31 @@ Case = tuple[tuple[str, str, str], dict[str, Any], list[Step]]
 def _running_cases(state: str, prefix: list[Step], base: datetime) -> list[Case]:
     """The rows of a running ``state``, reached by ``prefix`` at instant ``base``."""
     later, installed = base + HOUR, ([cf.DeviceInstalled("d1")], base + HOUR)
-    # A retry pushes d1 again; its acknowledgement times out an hour later.
-    retried = [([cf.Retry("d1")], base + HOUR / 2), (None, base + 2 * HOUR)]
+    # Two retries push d1 again; only the latest push times out, an hour after it.
+    retried = [
+        ([cf.Retry("d1")], base + HOUR / 2),
+        ([cf.Retry("d1")], base + HOUR * 3 / 4),
+        (None, base + 2 * HOUR),
+    ]
     failed = ([cf.DeviceFailed("d1", "store locked")], later)
     opened = max(later, T0 + 6 * DAY + HOUR)  # manual extension opens on day 6
-    # The old certificate has expired at the next checkpoint; d1 does not trust the root.
+    # Outcome by trust alone: forced although the old certificate has expired (the
+    # import condition holds), imported although the condition fails (it needs both).
     expiry = {"existing_not_after": base + 3 * DAY}
+    strict = {"policy": cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)}
     rows: list[tuple[str, str, list[Step], dict[str, Any]]] = [
         ("ack_timeout", state, retried, {"policy": cf.Policy(ack_timeout=HOUR)}),
         ("notify", state, [(None, base + 6 * DAY)], {}),
         ("checkpoint", "imported", [installed, (None, base + 7 * DAY)], {}),
         ("checkpoint", "forced", [(None, base + 7 * DAY)], expiry),
         ("checkpoint", "extended", [(None, base + 7 * DAY)], {}),
-        ("import_now", "imported", [installed, ([cf.ImportNow()], later)], {}),
-        ("import_now", "forced", [([cf.ImportNow()], later)], {}),
+        ("import_now", "imported", [installed, ([cf.ImportNow()], later)], strict),
+        (
+            "import_now",
+            "forced",
+            [(None, base + 4 * DAY), ([cf.ImportNow()], base + 4 * DAY)],
+            expiry,
+        ),
         ("extend_manually", state, [([cf.ExtendManually()], opened)], {}),
         ("retry_all_failed", state, [failed, ([cf.RetryAllFailed()], later)], {}),
         ("cancel", "cancelled", [([cf.Cancel()], later)], {}),
@@ -250,13 +261,19 @@ def _running_cases(state: str, prefix: list[Step], base: datetime) -> list[Case]
     # the second checkpoint postponed too.
     if state == "distributing":
         one = {"policy": cf.Policy(checkpoints=(7 * DAY,))}
-        rows.append(("deadline", "imported", [installed, (None, base + 7 * DAY)], one))
-        rows.append(("deadline", "forced", [(None, base + 7 * DAY)], one))
+        one_strict = {
+            "policy": cf.Policy(checkpoints=(7 * DAY,), import_rule=strict["policy"].import_rule)
+        }
+        rows.append(("deadline", "imported", [installed, (None, base + 7 * DAY)], one_strict))
+        rows.append(("deadline", "forced", [(None, base + 7 * DAY)], {**one, **expiry}))
     else:
         at_14, at_21 = (None, T0 + 14 * DAY), (None, T0 + 21 * DAY)
         late_install = ([cf.DeviceInstalled("d1")], T0 + 15 * DAY)
-        rows.append(("deadline", "imported", [at_14, late_install, at_21], {}))
-        rows.append(("deadline", "forced", [at_14, at_21], {}))
+        rows.append(("deadline", "imported", [at_14, late_install, at_21], strict))
+        # Expired after the first checkpoint: the second imports (forced), so expire
+        # the old certificate at the deadline itself.
+        at_deadline = {"existing_not_after": T0 + 21 * DAY}
+        rows.append(("deadline", "forced", [at_14, at_21], at_deadline))
     return [
         ((state, trigger, dest), setup, [*prefix, *steps]) for trigger, dest, steps, setup in rows
     ]
@@ -269,7 +286,8 @@ def _tour() -> list[Case]:
     return [
         (("pending", "distribute_root", "distributing"), {}, distribute),
         (("pending", "proceed_to_import", "imported"), {"trusted": ("d0", "d1")}, proceed),
-        (("pending", "proceed_to_import", "forced"), {}, proceed),
+        # Forced although the old certificate has expired: trust alone decides.
+        (("pending", "proceed_to_import", "forced"), {"existing_not_after": T0 - DAY}, proceed),
         (("pending", "cancel", "cancelled"), {}, [([cf.Cancel()], T0)]),
         *_running_cases("distributing", distribute, T0),
         *_running_cases("extended", postponed, T0 + 7 * DAY),
