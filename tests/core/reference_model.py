@@ -18,7 +18,8 @@ How it works, deliberately simple and slow:
 * time is scanned event by event: the earliest due timer fires, then the next one is
   looked for again;
 * a refusal raises :class:`Refused`, carrying the exact certflow error class the
-  evaluator must raise, and restores the model to what it was before the call.
+  evaluator must raise, and restores the model to what it was before the call;
+* ``taken`` lists the rollout rows taken, for tests that aim at a row.
 
 Where the spec speaks of days 7, 14 and 21, the model uses the policy's checkpoints
 (the last is the deadline), so a policy with one checkpoint meets the deadline straight
@@ -106,8 +107,7 @@ ROLLOUT_TABLE: tuple[Row, ...] = (
     Row("pending", "proceed_to_import", "imported", ("valid_now", "all_trust")),
     Row("pending", "proceed_to_import", "forced", ("valid_now",), ("all_trust",)),
     Row("pending", "cancel", "cancelled"),
-    *_running_rows("distributing"),
-    *_running_rows("extended"),
+    *(row for state in RUNNING for row in _running_rows(state)),
 )
 """The rollout machine, with its guards."""
 

@@ -8,9 +8,11 @@ counts and next due instant. The laws of rollout-rules.md are checked on the
 evaluator's side after every step.
 
 Most rules run only while the rollout is live (pending, distributing, extended): a
-rollout that has ended has little left to test, so a few rules cover that. Commands are
-built from the model's device states so that most are accepted; some are not, on
-purpose. ``LIVE_STEPS`` counts where the steps ran (see the teardown's events).
+rollout that has ended has little left to test, so a few rules cover that, and after
+``ENDED_STEPS`` of them a run may start over with a fresh rollout. Time moves by shares
+of the rollout's own timeline. Commands are built from the model's device states so
+that most are accepted; some are not, on purpose. ``LIVE_STEPS`` counts where the steps
+ran (the teardown reports each run's share as an event).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ BIG_SPANS = st.one_of(
 KEEPS_RUNNING = st.sampled_from(
     [cf.DistributeRoot(), cf.ExtendManually(), cf.RetryAllFailed(), cf.ServerRestarted()]
 )
-# What an administrator does while the rollout is live and has not reached day 6:
-# commands that keep it running, or are refused in this state.
+# What an administrator does while the rollout is live: commands that keep it running,
+# or are refused in its state. ImportNow and Cancel have their own rule, from day 6 on,
+# so that rollouts live long enough to meet their checkpoints.
 WHILE_LIVE = st.sampled_from(
     [
         cf.ExtendManually(),

@@ -67,6 +67,26 @@ def test_the_declared_timers_are_the_transcribed_ones() -> None:
     assert {t.name: t.trigger for t in ROLLOUT.timers} == rm.TIMER_TRIGGERS
 
 
+def test_the_transcribed_rows_of_one_trigger_exclude_each_other() -> None:
+    # The model's rows are tried in table order by transitions; the order must not
+    # matter: under every truth assignment of their conditions at most one row of a
+    # source and trigger holds, and exactly one for time, which is never refused.
+    groups: dict[tuple[str, str], list[rm.Row]] = {}
+    for row in rm.ROLLOUT_TABLE:
+        groups.setdefault((row.source, row.trigger), []).append(row)
+    for (source, trigger), rows in groups.items():
+        names = sorted({n for r in rows for n in (*r.conditions, *r.unless)})
+        for bits in range(2 ** len(names)):
+            truth = {n: bool(bits >> i & 1) for i, n in enumerate(names)}
+            holding = [
+                r
+                for r in rows
+                if all(truth[c] for c in r.conditions) and not any(truth[u] for u in r.unless)
+            ]
+            timed = trigger in rm.TIMER_TRIGGERS.values()
+            assert len(holding) == 1 if timed else len(holding) <= 1, (source, trigger, truth)
+
+
 # --- An edit to both sides moves both ---------------------------------------------------------
 
 
