@@ -596,5 +596,8 @@ class RolloutMachine(RuleBasedStateMachine):
             event(f"manual extensions {min(self.rollout.phase.manual_extensions, 2)}")
 
 
-RolloutMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
+# About 10 s on a shared 2-core machine; a profile asking for more examples (thorough) gets them.
+RolloutMachine.TestCase.settings = settings(
+    max_examples=max(150, settings().max_examples), stateful_step_count=40
+)
 TestRolloutAgainstModel = RolloutMachine.TestCase
