@@ -4,8 +4,11 @@ A device's state lives in one 32-bit code: ``attempts << 4 | initial_push << 3 |
 where ``state`` indexes the device machine's states, ``attempts`` counts pushes of the
 root and ``initial_push`` marks a device whose latest push was the fleet-wide push at
 distribution start (one acknowledgement timer covers all of those). The codes live in
-the copy-on-write tree of :mod:`certflow.core._vector`; per-state counts are packed in
-one int so that a device event updates them with one addition (``COUNT_DELTA``).
+the copy-on-write tree of :mod:`certflow.core._vector`. Counts are packed in one int so
+that a device event updates them with one addition (``COUNT_DELTA``); they are kept
+per *key*, the state and the initial-push mark (``code & KEY_MASK``), so that the
+devices still waiting on the fleet-wide first push are counted too
+(:func:`initial_pending`).
 
 This layout is private to the in-memory driver; nothing outside the core reads it.
 """
@@ -28,27 +31,40 @@ INITIAL_PUSH = 0b1000
 ATTEMPT_SHIFT = 4
 ONE_ATTEMPT = 1 << ATTEMPT_SHIFT
 
-# Per-state device counts packed in one int, COUNT_BITS bits a state.
+# Device counts packed in one int, COUNT_BITS bits a key (state | initial-push mark).
+KEY_MASK = STATE_MASK | INITIAL_PUSH
 COUNT_BITS = 40
 COUNT_MASK = (1 << COUNT_BITS) - 1
-COUNT_UNIT = tuple(1 << (COUNT_BITS * s) for s in range(len(DEVICE_STATES)))
+COUNT_UNIT = tuple(1 << (COUNT_BITS * key) for key in range(KEY_MASK + 1))
 COUNT_DELTA = tuple(
-    tuple(COUNT_UNIT[new] - COUNT_UNIT[old] for new in range(len(DEVICE_STATES)))
-    for old in range(len(DEVICE_STATES))
+    tuple(COUNT_UNIT[new] - COUNT_UNIT[old] for new in range(KEY_MASK + 1))
+    for old in range(KEY_MASK + 1)
 )
+_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
+INITIAL_PENDING_SHIFT = COUNT_BITS * (_PUSHED | INITIAL_PUSH)
+
+
+def count_key(packed: int, key: int) -> int:
+    """How many devices have count key ``key``."""
+    return (packed >> (COUNT_BITS * key)) & COUNT_MASK
 
 
 def unpack_counts(packed: int) -> dict[DeviceState, int]:
     """The per-state device counts held in a packed count integer."""
     return {
-        state: (packed >> (COUNT_BITS * index)) & COUNT_MASK
+        state: count_key(packed, index) + count_key(packed, index | INITIAL_PUSH)
         for index, state in enumerate(DEVICE_STATES)
     }
 
 
 def count_of(packed: int, states: tuple[int, ...]) -> int:
     """How many devices are in any of ``states`` (state indices)."""
-    return sum((packed >> (COUNT_BITS * s)) & COUNT_MASK for s in states)
+    return sum(count_key(packed, s) + count_key(packed, s | INITIAL_PUSH) for s in states)
+
+
+def initial_pending(packed: int) -> int:
+    """Devices whose latest push is the fleet-wide first push and still unanswered."""
+    return (packed >> INITIAL_PENDING_SHIFT) & COUNT_MASK
 
 
 class Timeout(NamedTuple):

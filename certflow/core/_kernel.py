@@ -33,12 +33,14 @@ from certflow.core._fleet import (
     COUNT_UNIT,
     DEVICE_STATES,
     INITIAL_PUSH,
+    KEY_MASK,
     ONE_ATTEMPT,
     STATE_MASK,
     Fleet,
     Timeout,
+    count_key,
     count_of,
-    unpack_counts,
+    initial_pending,
 )
 from certflow.core._registry import Registry
 from certflow.core._vector import CodeVector, Transient
@@ -54,11 +56,13 @@ from certflow.core.interpreter import (
     FleetResult,
 )
 from certflow.core.machines import RULES, Call
+from certflow.core.plan import DeviceState
 from certflow.core.policy import Policy
 
 __all__ = ["DEVICE_ACTIONS", "Draft", "run_commands", "step"]
 
 _CLEAR = ~(STATE_MASK | INITIAL_PUSH)
+_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
 
 
 class Draft:
@@ -115,7 +119,7 @@ class Draft:
         self.size += 1
         self.extra_ids = self.extra_ids.set(index, device_id)
         self.extra_positions = self.extra_positions.set(device_id, index)
-        self.counts += COUNT_UNIT[code & STATE_MASK]
+        self.counts += COUNT_UNIT[code & KEY_MASK]
         return index
 
     def schedule(self, timeout: Timeout) -> None:
@@ -125,8 +129,29 @@ class Draft:
         self.timeouts = self.timeouts.set(self.tail, timeout)
         self.tail += 1
 
+    def prune(self) -> None:
+        """Drop answered acknowledgement timers from the head of the queue.
+
+        Afterwards the head (if any) is a push still waiting for its answer, so the
+        queue's head is the next instant an acknowledgement timeout does anything. Every
+        timer is dropped at most once, so this is amortised O(1) per event.
+        """
+        codes: Transient | CodeVector = self.transient or self.vector
+        while self.head != self.tail:
+            timeout = self.timeouts[self.head]
+            if timeout.initial:
+                live = initial_pending(self.counts) > 0
+            else:
+                code = codes[timeout.first]
+                live = code & KEY_MASK == _PUSHED and code >> ATTEMPT_SHIFT == timeout.attempt
+            if live:
+                return
+            self.timeouts = self.timeouts.delete(self.head)
+            self.head += 1
+
     def freeze(self, phase_due: datetime | None) -> Fleet:
         """The fleet as this draft has made it, with the phase's next timer instant."""
+        self.prune()
         roster = self.base.roster._replace(
             phase_due=phase_due,
             reasons=self.reasons,
@@ -187,11 +212,13 @@ class Draft:
                     moved.append(base + offset)
             return out
 
-        before = unpack_counts(self.counts)
+        before = self.counts
         self.vector = self._frozen().map_chunks(convert)
         for source, target in enumerate(dest):
             if target >= 0:
-                self.counts += before[DEVICE_STATES[source]] * COUNT_DELTA[source][target]
+                for key in (source, source | INITIAL_PUSH):  # the mark stays as it was
+                    moved_n = count_key(before, key)
+                    self.counts += moved_n * COUNT_DELTA[key][key - source + target]
         return FleetResult(ids=self._ids(moved))
 
     def _push_all(self, move: FleetMove, now: datetime) -> FleetResult:
@@ -218,18 +245,22 @@ class Draft:
                     by_attempt.setdefault(attempt, []).append(base + offset)
             return out
 
-        before = unpack_counts(self.counts)
+        before = self.counts
         self.vector = self._frozen().map_chunks(convert)
+        mark = INITIAL_PUSH if ranged else 0
         for source, target in enumerate(dest):
             if target >= 0:
-                self.counts += before[DEVICE_STATES[source]] * COUNT_DELTA[source][target]
+                for key in (source, source | INITIAL_PUSH):
+                    self.counts += count_key(before, key) * COUNT_DELTA[key][target | mark]
         ack = self.policy.ack_timeout
         if ranged and later_push[0]:
             # Not a first push after all: no shared timer; clear the marks again.
             draft = self.codes()
             for indices in by_attempt.values():
                 for index in indices:
-                    draft[index] &= ~INITIAL_PUSH
+                    code = draft[index]
+                    draft[index] = code & ~INITIAL_PUSH
+                    self.counts += COUNT_DELTA[code & KEY_MASK][code & STATE_MASK]
             ranged = False
         if ack is not None and by_attempt:
             if ranged:
@@ -338,12 +369,11 @@ def _transition(
     effects: list[Effect],
 ) -> None:
     """Move one device to state ``dest`` and run its device actions."""
-    source = code & STATE_MASK
     new = (code & ~STATE_MASK) | dest
     for invocation in calls:
         new = DEVICE_ACTIONS[invocation.name](draft, index, new, command, now, effects)
     draft.codes()[index] = new
-    draft.counts += COUNT_DELTA[source][dest]
+    draft.counts += COUNT_DELTA[code & KEY_MASK][new & KEY_MASK]
 
 
 # --- Device commands -------------------------------------------------------------------------
@@ -431,7 +461,7 @@ def run_commands(
         return
     codes = draft.codes()
     owned, own = codes.owned, codes.own
-    left = [0] * len(fast)  # devices that left each state, for the fast rows
+    left = [0] * (KEY_MASK + 1)  # devices that left each count key by a fast row
     for command in commands:
         index = locate(command.device_id)
         if index is None:
@@ -446,7 +476,9 @@ def run_commands(
         dest = fast[source]
         if dest >= 0:
             chunk[offset] = code - source + dest
-            left[source] += 1
+            left[code & 15] += 1
         elif dest != IGNORED:
             step(draft, table, command, now, effects, gate)
-    draft.counts += sum(n * COUNT_DELTA[s][fast[s]] for s, n in enumerate(left) if n)
+    draft.counts += sum(
+        n * COUNT_DELTA[k][k - (k & 7) + fast[k & 7]] for k, n in enumerate(left) if n
+    )

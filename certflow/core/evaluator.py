@@ -34,14 +34,21 @@ from typing import Any, NamedTuple
 from certflow.core import commands as c
 from certflow.core import guards as g
 from certflow.core import interpreter as i
-from certflow.core._fleet import COUNT_DELTA, Fleet, count_of
+from certflow.core._fleet import (
+    COUNT_DELTA,
+    DEVICE_STATES,
+    INITIAL_PUSH,
+    Fleet,
+    count_of,
+    initial_pending,
+)
 from certflow.core._kernel import Draft, run_commands
 from certflow.core._vector import set_code
 from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
 from certflow.core.instants import require_aware
 from certflow.core.machines import RULES, Rules
-from certflow.core.plan import Phase, Plan
+from certflow.core.plan import DeviceState, Phase, Plan
 from certflow.core.rollout import Rollout
 
 __all__ = ["Evaluator", "Step", "advance", "apply", "apply_all", "new_rollout", "next_due"]
@@ -63,6 +70,7 @@ _set_phase = _slots["phase"].__set__
 _set_clock = _slots["clock"].__set__
 _set_fleet = _slots["_fleet"].__set__
 
+_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
 _COMMANDS: dict[str, type] = {
     name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
 }
@@ -164,6 +172,7 @@ class Evaluator:
             state: {k: t.fast for k, t in tables.items()} for state, tables in self._fast.items()
         }
         general, at, ignored = self._general, self._at, i.IGNORED
+        initial_key = _PUSHED | INITIAL_PUSH
 
         def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
             # The checks of _check_now, inlined. A tzinfo without an offset makes `now`
@@ -188,15 +197,26 @@ class Evaluator:
                 if index is not None:
                     root = fleet.root
                     code = root[index >> 14][(index >> 8) & 63][index & 255]  # _vector layout
-                    source = code & 7
+                    key = code & 15  # state and initial-push mark: the counts' key
+                    source = key & 7
                     dest = dests[source]
                     if dest >= 0:
+                        if head != roster.timeouts_tail:
+                            # Keep the queue's head a live push: if this device's answer
+                            # ends the head timer, the general path prunes it.
+                            timeout = roster.timeouts[head]
+                            if timeout.first == index or (
+                                timeout.initial
+                                and key == initial_key
+                                and initial_pending(fleet.counts) == 1
+                            ):
+                                return general(rollout, command, now, False)
                         fleet = _tuple_new(
                             Fleet,
                             (
                                 set_code(root, index, code - source + dest),
                                 fleet.size,
-                                fleet.counts + COUNT_DELTA[source][dest],
+                                fleet.counts + COUNT_DELTA[key][key - source + dest],
                                 roster,
                             ),
                         )
@@ -361,8 +381,8 @@ class Evaluator:
 
     def assemble(self, plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
         """A rollout of these parts, with its caches computed (for deserialisation)."""
-        fleet = fleet._replace(roster=fleet.roster._replace(phase_due=self._phase_due(plan, phase)))
-        return _make(plan, phase, fleet, clock)
+        draft = Draft(fleet, self.compiled, plan.policy)
+        return _make(plan, phase, draft.freeze(self._phase_due(plan, phase)), clock)
 
 
 DEFAULT = Evaluator()

@@ -28,6 +28,7 @@ from certflow.core._fleet import (
     COUNT_UNIT,
     DEVICE_STATES,
     INITIAL_PUSH,
+    KEY_MASK,
     STATE_MASK,
     Fleet,
     Timeout,
@@ -158,7 +159,7 @@ def _build(document: dict[str, Any]) -> Rollout:
         raise SerializationError("malformed serialised rollout: attempts must be whole numbers")
     for i in devices["initial_push"]:
         codes[i] |= INITIAL_PUSH
-    counts = sum(COUNT_UNIT[code & STATE_MASK] for code in codes)
+    counts = sum(COUNT_UNIT[code & KEY_MASK] for code in codes)
     reasons = immutables.Map(
         {index[device_id]: str(reason) for device_id, reason in document["failure_reasons"].items()}
     )

@@ -354,5 +354,5 @@ def test_a_timer_whose_row_does_not_consume_it_is_an_error_not_a_hang() -> None:
     )
     actions = tuple(a for a in RULES.rollout.actions if a.name != "announce")
     changed = cf.Evaluator(_evolve_rollout(RULES, transitions=rows, actions=actions))
-    with pytest.raises(RuntimeError, match="timer 'notice' fired at .* and is still due"):
+    with pytest.raises(RuntimeError, match=r"timer 'notice' fired at .* and is still due"):
         changed.advance(distributing(1), day(6))

@@ -71,10 +71,32 @@ def test_next_due_includes_acknowledgement_timeouts() -> None:
     rollout = distributing(1, policy=cf.Policy(ack_timeout=30 * HOUR))
     assert cf.next_due(rollout) == T0 + 30 * HOUR
     rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
-    # The timer is still queued; firing it finds nothing to fail (the push was answered).
-    assert cf.next_due(rollout) == T0 + 30 * HOUR
-    rollout, effects = cf.advance(rollout, T0 + 30 * HOUR)
-    assert effects == ()
+    # The push was answered: its timer no longer does anything, so it is not next.
+    assert cf.next_due(rollout) == day(6)
+
+
+def test_next_due_skips_every_answered_push_and_finds_the_first_unanswered_one() -> None:
+    rollout = distributing(4, policy=cf.Policy(ack_timeout=30 * HOUR))
+    rollout = cf.apply_all(
+        rollout, [cf.DeviceFailed(f"d{i}", "x") for i in range(4)], T0 + HOUR
+    ).rollout
+    for hour, device in enumerate(["d0", "d1", "d2", "d3"], start=2):
+        rollout = cf.apply(rollout, cf.Retry(device), T0 + hour * HOUR).rollout
+    assert cf.next_due(rollout) == T0 + 32 * HOUR  # d0's retry
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d1"), T0 + 10 * HOUR).rollout
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), T0 + 11 * HOUR).rollout
+    assert cf.next_due(rollout) == T0 + 34 * HOUR  # d2's; d0's and d1's were answered
+    rollout, effects = cf.advance(rollout, T0 + 34 * HOUR)
+    assert effects == (cf.AcknowledgementTimedOut(("d2",), T0 + 34 * HOUR),)
+
+
+def test_next_due_follows_the_fleet_wide_first_push_until_its_last_answer() -> None:
+    rollout = distributing(3, policy=cf.Policy(ack_timeout=30 * HOUR))
+    rollout = cf.apply_all(
+        rollout, [cf.DeviceInstalled("d0"), cf.DeviceInstalled("d1")], day(1)
+    ).rollout
+    assert cf.next_due(rollout) == T0 + 30 * HOUR  # d2 has not answered
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d2"), day(1)).rollout
     assert cf.next_due(rollout) == day(6)
 
 
