@@ -37,7 +37,16 @@ from certflow.certs._csr import (
     write_key_and_csr,
 )
 from certflow.certs._errors import MaterialError, MaterialErrorCode, SubjectError
-from certflow.certs._files import atomic_write, backup
+from certflow.certs._files import (
+    LIMIT,
+    PASSWORD_LIMIT,
+    atomic_write,
+    backup,
+    backup_together,
+    check_target,
+    read_bounded,
+    read_password,
+)
 from certflow.certs._keys import (
     KEY_SIZES,
     KeySize,
@@ -47,7 +56,7 @@ from certflow.certs._keys import (
     key_to_pem,
     load_key,
 )
-from certflow.certs._load import LIMIT, Material, Source, key_matches, load
+from certflow.certs._load import Material, Source, key_matches, load
 from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
 from certflow.certs._subject import (
     SanEntry,
@@ -66,6 +75,7 @@ __all__ = [
     "LIMIT",
     "MAX_VALIDITY",
     "MIN_RSA_BITS",
+    "PASSWORD_LIMIT",
     "CertificateRejected",
     "Code",
     "CsrInfo",
@@ -84,7 +94,9 @@ __all__ = [
     "WrittenFiles",
     "atomic_write",
     "backup",
+    "backup_together",
     "check",
+    "check_target",
     "create_csr",
     "csr_to_pem",
     "decrypt_key",
@@ -101,7 +113,9 @@ __all__ = [
     "parse_host",
     "parse_san",
     "parse_sans",
+    "read_bounded",
     "read_csr",
+    "read_password",
     "rollout_for",
     "root_publicly_trusted",
     "sans_from_extension",

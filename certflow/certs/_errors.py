@@ -29,3 +29,20 @@ class MaterialError(CertflowError):
 
 class SubjectError(InvalidInput):
     """A CSR subject field or subject alternative name that cannot be used."""
+
+
+def expect(name: str, value: object, types: type | tuple[type, ...], what: str) -> None:
+    """Refuse ``value`` unless it is an instance of ``types``: ``name must be WHAT, got ...``.
+
+    Public functions call this first, so a wrong argument type is a clear
+    :class:`InvalidInput` naming the argument, never an ``AttributeError`` deep inside.
+    """
+    if not isinstance(value, types):
+        raise InvalidInput(f"{name} must be {what}, got {_describe(value)}")
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"

@@ -9,7 +9,6 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import TypeAlias, TypeVar
 
 import attrs
@@ -20,10 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certflow.certs._errors import MaterialError
-
-#: The most bytes read from one source. Certificate material is a few KiB; anything larger
-#: is refused after reading ``LIMIT + 1`` bytes, never more.
-LIMIT = 1024 * 1024
+from certflow.certs._files import LIMIT, read_bounded
 
 #: One input of :func:`load`: a path, or the bytes of an uploaded file.
 Source: TypeAlias = str | os.PathLike[str] | bytes
@@ -160,29 +156,16 @@ def _label(source: Source, index: int, names: Sequence[str] | None) -> str:
 def _read(source: Source, label: str) -> bytes:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
+        if len(data) > LIMIT:
+            raise MaterialError(label, "too_large", f"larger than 1 MiB{_TOO_LARGE}")
     else:
-        path = Path(source)
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(LIMIT + 1)  # never more, whatever the file's size
-        except FileNotFoundError:
-            raise MaterialError(label, "unreadable", "no such file") from None
-        except IsADirectoryError:
-            raise MaterialError(label, "unreadable", "is a folder, not a file") from None
-        except PermissionError:
-            raise MaterialError(label, "unreadable", "permission denied") from None
-        except OSError as error:
-            raise MaterialError(label, "unreadable", error.strerror or str(error)) from None
-    if len(data) > LIMIT:
-        raise MaterialError(
-            label,
-            "too_large",
-            f"larger than {LIMIT // 1024} KiB; certificates, chains and keys are a few KiB, "
-            "so this is not certificate material",
-        )
+        data = read_bounded(source, name=label, hint=_TOO_LARGE)
     if not data.strip():
         raise MaterialError(label, "empty", "the file is empty")
     return data
+
+
+_TOO_LARGE = "; certificates, chains and keys are a few KiB, so this is not certificate material"
 
 
 _Parsed: TypeAlias = tuple[list[x509.Certificate], list[PrivateKeyTypes]]

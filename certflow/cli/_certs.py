@@ -48,8 +48,9 @@ def _ask(
 def _read_secret(path: Path | None, label: str, *, confirm: bool = False) -> str:
     """A password from a file ('-' for standard input: its first line) or a hidden prompt."""
     if path is not None:
-        text = sys.stdin.readline() if str(path) == "-" else path.read_text(encoding="utf-8")
-        return text.splitlines()[0] if text.strip() else ""
+        if str(path) == "-":
+            return certs.read_password(sys.stdin.buffer, name="standard input")
+        return certs.read_password(path)
     if not sys.stdin.isatty():
         raise click.UsageError(f"{label} needed: give it with --password-file (or '-' for stdin)")
     return _ask(label, hide=True, confirm=confirm)
@@ -264,7 +265,7 @@ def csr_show(file: Path, as_json: bool) -> int:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     default="-",
-    help="Write the configuration to this file (default: standard output).",
+    help="Write the configuration to this file (default: standard output); backed up first.",
 )
 def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
     """Print the legacy opensslsan.conf for `openssl req` (older product versions).
@@ -275,7 +276,10 @@ def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
     if str(out) == "-":
         click.echo(text, nl=False)
     else:
+        saved = backup(out)
         atomic_write(out, text.encode(), mode=0o644)
+        if saved is not None:
+            click.echo(f"Backed up {out} to {saved}", err=True)
         click.echo(f"Wrote {out}", err=True)
     return EXIT_OK
 
@@ -290,16 +294,13 @@ def key() -> None:
 
 def _read_file(path: Path) -> bytes:
     """At most LIMIT bytes of ``path``, with the loader's clear errors."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(certs.LIMIT + 1)
-    except FileNotFoundError:
-        raise certs.MaterialError(str(path), "unreadable", "no such file") from None
-    except OSError as error:
-        raise certs.MaterialError(str(path), "unreadable", error.strerror or str(error)) from None
-    if len(data) > certs.LIMIT:
-        raise certs.MaterialError(str(path), "too_large", "too large for a key or certificate")
-    return data
+    return certs.read_bounded(path)
+
+
+def _check_out(out: str) -> None:
+    """Refuse a bad ``--out`` before asking for anything (a device, a missing folder...)."""
+    if out != "-":
+        certs.check_target(out)
 
 
 def _write_key(out: str, data: bytes) -> None:
@@ -331,6 +332,7 @@ _passphrase_file = click.option(
 @_passphrase_file
 def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
     """Decrypt an encrypted private key (what the web server reads)."""
+    _check_out(out)
     passphrase = _read_secret(passphrase_file, "Key passphrase")
     _write_key(out, certs.decrypt_key(_read_file(file), passphrase, source=str(file)))
     return EXIT_OK
@@ -342,6 +344,7 @@ def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
 @_passphrase_file
 def key_encrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
     """Encrypt a private key with a passphrase (PKCS#8, AES-256)."""
+    _check_out(out)
     data = _read_file(file)
     certs.load_key(data, source=str(file))  # refuse a bad or encrypted key before asking
     passphrase = _read_secret(passphrase_file, "New passphrase", confirm=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import stat
 import subprocess
 import sys
@@ -22,8 +24,17 @@ FLAGS = [
 ]  # fmt: skip
 
 
+#: The address space of one run: far more than certflow needs, little enough that an
+#: unbounded read ends in a MemoryError (a failed test) instead of exhausting the machine.
+MEMORY = 1024**3
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
 def certflow(
-    *args: str | Path, cwd: Path, stdin: str = "", expect: int = 0
+    *args: str | Path, cwd: Path, stdin: str = "", expect: int = 0, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run the command line; check its exit code and that no traceback ever shows."""
     done = subprocess.run(
@@ -32,8 +43,9 @@ def certflow(
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
+        preexec_fn=_limit_memory,
     )
     assert "Traceback" not in done.stderr + done.stdout
     assert done.returncode == expect, done.stderr
@@ -397,3 +409,100 @@ def test_cert_check_bad_input_exits_2(
 ) -> None:
     folder, _ = files
     assert message in certflow("cert", "check", *args, cwd=folder, expect=2).stderr
+
+
+# --- what a first real user hit: bounded reads, regular files only, honest names -------------
+
+
+@pytest.fixture
+def encrypted_key(tmp_path: Path) -> Path:
+    """``enc.key`` (passphrase ``right``) and ``pass.txt`` holding the passphrase."""
+    (tmp_path / "enc.key").write_bytes(key_pem_encrypted(b"right"))
+    (tmp_path / "pass.txt").write_text("right\n")
+    return tmp_path
+
+
+def key_pem_encrypted(passphrase: bytes) -> bytes:
+    return rsa_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+
+
+@pytest.mark.parametrize("kind", ["/dev/full", "link to /dev/zero", "fifo", "folder"])
+def test_key_decrypt_refuses_an_out_that_is_not_a_regular_file(
+    kind: str, encrypted_key: Path
+) -> None:
+    folder = encrypted_key
+    out = folder / "out.key"
+    if kind == "/dev/full":
+        out = Path("/dev/full")
+    elif kind == "link to /dev/zero":
+        out.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    before = sorted(os.listdir(out.parent))
+    done = certflow(
+        "key", "decrypt", "enc.key", "--out", out, "--passphrase-file", "pass.txt",
+        cwd=folder, expect=2, timeout=30,
+    )  # fmt: skip
+    assert done.stderr.startswith(f"certflow: error: {out} exists and is ")
+    assert "certflow only replaces regular files" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert sorted(os.listdir(out.parent)) == before  # no backup, no temporary file
+
+
+def test_a_passphrase_file_is_read_with_a_bound(encrypted_key: Path) -> None:
+    done = certflow(
+        "key", "decrypt", "enc.key", "--out", "-", "--passphrase-file", "/dev/zero",
+        cwd=encrypted_key, expect=2, timeout=30,
+    )  # fmt: skip
+    assert done.stderr == (
+        "certflow: error: /dev/zero: larger than 4 KiB; a password file holds one line of text\n"
+    )
+    with open("/dev/zero", "rb") as zeros:
+        from_stdin = subprocess.run(
+            [sys.executable, "-m", "certflow", "key", "decrypt", "enc.key", "--out", "-",
+             "--passphrase-file", "-"],
+            cwd=encrypted_key, stdin=zeros, capture_output=True, timeout=30, check=False,
+            preexec_fn=_limit_memory,
+        )  # fmt: skip
+    assert from_stdin.returncode == 2
+    assert from_stdin.stderr == (
+        b"certflow: error: standard input: larger than 4 KiB; a password file holds one line "
+        b"of text\n"
+    )
+
+
+def test_a_passphrase_file_that_is_not_utf8_is_a_clear_error(encrypted_key: Path) -> None:
+    (encrypted_key / "latin1.txt").write_bytes(b"r\xe9ght\n")
+    done = certflow(
+        "key", "decrypt", "enc.key", "--out", "-", "--passphrase-file", "latin1.txt",
+        cwd=encrypted_key, expect=2,
+    )  # fmt: skip
+    assert done.stderr == (
+        "certflow: error: latin1.txt: the password is not UTF-8 text (byte 0xe9 at offset 1); "
+        "save the file as UTF-8\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["key", "decrypt", "enc.key", "--passphrase-file", "pass.txt"],
+        ["key", "encrypt", "plain.key", "--passphrase-file", "pass.txt"],
+        ["csr", "openssl-config", *FLAGS],
+    ],
+    ids=["key decrypt", "key encrypt", "csr openssl-config"],
+)
+def test_an_out_into_a_missing_folder_names_the_target(
+    command: list[str], encrypted_key: Path
+) -> None:
+    (encrypted_key / "plain.key").write_bytes(key_pem(rsa_key()))
+    done = certflow(*command, "--out", "no/such/out.key", cwd=encrypted_key, expect=2)
+    assert done.stderr == (
+        "certflow: error: no/such/out.key: cannot write it: the folder no/such does not exist\n"
+    )
