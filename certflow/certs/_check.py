@@ -27,6 +27,7 @@ from cryptography.x509.verification import (
 )
 
 from certflow.certs._errors import SubjectError
+from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._load import Material, _issued_by, key_matches
 from certflow.certs._subject import parse_san, sans_from_extension
 from certflow.certs._time import require_aware, show, show_span
@@ -390,10 +391,12 @@ def _reason(error: Exception) -> str:
 
 @functools.cache
 def _public_roots() -> tuple[x509.Certificate, ...]:
-    with open(certifi.where(), "rb") as bundle, warnings.catch_warnings():
+    # certifi's bundle is about 300 KiB; the bound only guards against a broken install.
+    data = read_bounded(certifi.where(), limit=16 * LIMIT)
+    with warnings.catch_warnings():
         # A few long-lived public roots have a zero serial; they are trusted all the same.
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return tuple(x509.load_pem_x509_certificates(bundle.read()))
+        return tuple(x509.load_pem_x509_certificates(data))
 
 
 @functools.cache

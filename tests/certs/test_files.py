@@ -237,3 +237,26 @@ def test_a_write_never_replaces_something_that_is_not_a_file(kind: str, tmp_path
     with pytest.raises(InvalidInput, match="not a regular file"):
         atomic_write(target, b"data", mode=0o644)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_only_the_reader_opens_files_for_reading() -> None:
+    """Every read of the certificate tools and the command line goes through read_bounded.
+
+    (The pure core and the simulation read no files.)
+    """
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "certflow"
+    readers = {"open", "read_bytes", "read_text", "fdopen", "read", "readline", "readlines"}
+    offences = []
+    modules = [*(package / "certs").rglob("*.py"), *(package / "cli").rglob("*.py")]
+    for path in sorted(modules):
+        if path.name == "_files.py" and path.parent.name == "certs":
+            continue  # the reader itself
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if called in readers:
+                    offences.append(f"{path.relative_to(package.parent)}:{node.lineno} {called}")
+    assert offences == []
