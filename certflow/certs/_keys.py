@@ -58,9 +58,19 @@ def load_key(
     return material.private_key
 
 
-def encrypt_key(data: bytes, passphrase: str | bytes, *, source: str = "key") -> bytes:
-    """The key in ``data`` (not encrypted) as encrypted PKCS#8 PEM under ``passphrase``."""
-    return key_to_pem(load_key(data, source=source), passphrase)
+def encrypt_key(
+    data: bytes,
+    passphrase: str | bytes,
+    *,
+    current_passphrase: str | bytes | None = None,
+    source: str = "key",
+) -> bytes:
+    """The key in ``data`` as encrypted PKCS#8 PEM under ``passphrase``.
+
+    An already encrypted key is opened with ``current_passphrase`` (re-encryption); without
+    it, such a key raises :class:`MaterialError` with code ``password_required``.
+    """
+    return key_to_pem(load_key(data, current_passphrase, source=source), passphrase)
 
 
 def decrypt_key(data: bytes, passphrase: str | bytes, *, source: str = "key") -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,19 +45,47 @@ def _ask(
     return answer
 
 
-def _read_secret(path: Path | None, label: str, *, confirm: bool = False) -> str:
+# One spelling per option across commands, whatever the command; the other common word
+# ("passphrase") is accepted too. --password-file always opens what is read (a PFX, an
+# encrypted key); --new-password-file always protects what is written (server.key, a PFX).
+PASSWORD_FILE = "--password-file"
+NEW_PASSWORD_FILE = "--new-password-file"
+_SECRET_FILE = click.Path(dir_okay=False, path_type=Path, allow_dash=True)
+
+_password_file = click.option(
+    PASSWORD_FILE,
+    "--passphrase-file",
+    "password_file",
+    type=_SECRET_FILE,
+    help="Read the password of encrypted input (PFX, keys) from this file ('-': stdin).",
+)
+
+
+def _new_password_file(what: str) -> Callable[[F], F]:
+    return click.option(
+        NEW_PASSWORD_FILE,
+        "--new-passphrase-file",
+        "new_password_file",
+        type=_SECRET_FILE,
+        help=f"Read the password {what} from this file ('-': stdin) instead of prompting.",
+    )
+
+
+def _read_secret(path: Path | None, label: str, option: str, *, confirm: bool = False) -> str:
     """A password from a file ('-' for standard input: its first line) or a hidden prompt."""
     if path is not None:
         if str(path) == "-":
             return certs.read_password(sys.stdin.buffer, name="standard input")
         return certs.read_password(path)
     if not sys.stdin.isatty():
-        raise click.UsageError(f"{label} needed: give it with --password-file (or '-' for stdin)")
+        raise click.UsageError(f"{label} needed: give it with {option} (or '-' for stdin)")
     return _ask(label, hide=True, confirm=confirm)
 
 
 def _password(password_file: Path | None) -> str | None:
-    return _read_secret(password_file, "Password") if password_file is not None else None
+    if password_file is None:
+        return None
+    return _read_secret(password_file, "Password", PASSWORD_FILE)
 
 
 def _load(files: Sequence[Path], password: str | None) -> certs.Material:
@@ -65,16 +93,12 @@ def _load(files: Sequence[Path], password: str | None) -> certs.Material:
     try:
         return certs.load(*files, password=password)
     except certs.MaterialError as error:
-        if error.code != "password_required" or password is not None or not sys.stdin.isatty():
+        if error.code != "password_required" or password is not None:
             raise
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"{error}; give it with {PASSWORD_FILE}") from None
         return certs.load(*files, password=_ask(f"Password for {error.source}", hide=True))
 
-
-_password_file = click.option(
-    "--password-file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="Read the password of encrypted files (PFX, keys) from this file ('-': stdin).",
-)
 
 # --- csr ------------------------------------------------------------------------------------
 
@@ -169,18 +193,14 @@ _bits = click.option(
     show_default=True,
     help="Folder for server.key and server.csr; existing ones are backed up first.",
 )
-@click.option("--encrypt", is_flag=True, help="Encrypt server.key with a passphrase.")
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="With --encrypt: read the passphrase from this file ('-': stdin).",
-)
+@click.option("--encrypt", is_flag=True, help="Encrypt server.key with a password.")
+@_new_password_file("of server.key (with --encrypt)")
 @json_option
 def csr_new(
     bits: str,
     out: Path,
     encrypt: bool,
-    passphrase_file: Path | None,
+    new_password_file: Path | None,
     as_json: bool,
     **subject_options: Any,
 ) -> int:
@@ -190,10 +210,14 @@ def csr_new(
     them errors instead). Existing server.key / server.csr are copied to server.key.bak
     (then .bak.1, ...) first; an earlier backup is never overwritten.
     """
-    if passphrase_file is not None and not encrypt:
-        raise click.UsageError("--passphrase-file needs --encrypt")
+    if new_password_file is not None and not encrypt:
+        raise click.UsageError(f"{NEW_PASSWORD_FILE} needs --encrypt")
     subject = _subject(subject_options)
-    passphrase = _read_secret(passphrase_file, "Key passphrase", confirm=True) if encrypt else None
+    passphrase = (
+        _read_secret(new_password_file, "Key password", NEW_PASSWORD_FILE, confirm=True)
+        if encrypt
+        else None
+    )
     key = certs.generate_key(int(bits))
     request = certs.create_csr(subject, key)
     written = certs.write_key_and_csr(out, key, request, passphrase=passphrase)
@@ -319,21 +343,16 @@ _key_in = click.argument("file", type=click.Path(dir_okay=False, path_type=Path)
 _key_out = click.option(
     "--out", required=True, help="Where to write the key ('-': standard output); backed up first."
 )
-_passphrase_file = click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="Read the passphrase from this file ('-': stdin) instead of prompting.",
-)
 
 
 @key.command("decrypt")
 @_key_in
 @_key_out
-@_passphrase_file
-def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
+@_password_file
+def key_decrypt(file: Path, out: str, password_file: Path | None) -> int:
     """Decrypt an encrypted private key (what the web server reads)."""
     _check_out(out)
-    passphrase = _read_secret(passphrase_file, "Key passphrase")
+    passphrase = _read_secret(password_file, "Key password", PASSWORD_FILE)
     _write_key(out, certs.decrypt_key(_read_file(file), passphrase, source=str(file)))
     return EXIT_OK
 
@@ -341,14 +360,37 @@ def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
 @key.command("encrypt")
 @_key_in
 @_key_out
-@_passphrase_file
-def key_encrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
-    """Encrypt a private key with a passphrase (PKCS#8, AES-256)."""
+@_password_file
+@_new_password_file("to encrypt the key with")
+def key_encrypt(
+    file: Path, out: str, password_file: Path | None, new_password_file: Path | None
+) -> int:
+    """Encrypt a private key with a password (PKCS#8, AES-256).
+
+    A key that is already encrypted is re-encrypted: its current password comes from
+    --password-file (or a prompt), the new one from --new-password-file (or a prompt).
+    """
     _check_out(out)
     data = _read_file(file)
-    certs.load_key(data, source=str(file))  # refuse a bad or encrypted key before asking
-    passphrase = _read_secret(passphrase_file, "New passphrase", confirm=True)
-    _write_key(out, certs.encrypt_key(data, passphrase, source=str(file)))
+    current = _password(password_file)
+    try:
+        certs.load_key(data, source=str(file))  # refuse a damaged key before asking
+    except certs.MaterialError as error:
+        if error.code != "password_required":
+            raise
+        if current is None:
+            current = _read_secret(None, f"Current password of {file}", PASSWORD_FILE)
+    else:
+        if current is not None:
+            raise click.UsageError(
+                f"{file} is not encrypted, so {PASSWORD_FILE} (the password of an encrypted "
+                f"key) does not apply; give the new password with {NEW_PASSWORD_FILE}"
+            )
+    certs.load_key(data, current, source=str(file))  # a wrong current password fails here
+    passphrase = _read_secret(new_password_file, "New password", NEW_PASSWORD_FILE, confirm=True)
+    _write_key(
+        out, certs.encrypt_key(data, passphrase, current_passphrase=current, source=str(file))
+    )
     return EXIT_OK
 
 
@@ -451,7 +493,7 @@ def _parse_at(value: str | None) -> datetime:
         instant = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--at"
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
         ) from None
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
@@ -459,7 +501,12 @@ def _parse_at(value: str | None) -> datetime:
 @cert.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--host", required=True, help="The server's NAT address or host name clients use.")
-@click.option("--at", "at", help="Check at this ISO 8601 time (default: now; no zone means UTC).")
+@click.option(
+    "--now",
+    "--at",
+    "at",
+    help="Check at this ISO 8601 time (default: the current time; no zone means UTC).",
+)
 @click.option(
     "--key",
     "key_file",

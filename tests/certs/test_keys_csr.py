@@ -134,6 +134,14 @@ def test_encrypting_an_encrypted_key_asks_for_its_password() -> None:
     assert caught.value.code == "password_required"
 
 
+def test_an_encrypted_key_is_re_encrypted_with_its_current_passphrase() -> None:
+    again = encrypt_key(key_to_pem(rsa_key(), "one"), "two", current_passphrase="one")
+    assert load_key(again, "two").public_key() == rsa_key().public_key()
+    with pytest.raises(MaterialError) as caught:
+        encrypt_key(key_to_pem(rsa_key(), "one"), "two", current_passphrase="three")
+    assert caught.value.code == "bad_password"
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import stat
 import subprocess
@@ -156,7 +157,7 @@ def test_csr_new_prompts_like_the_source_tool(tmp_path: Path) -> None:
 
 def test_csr_new_with_encrypted_key(tmp_path: Path) -> None:
     certflow(
-        "csr", "new", *FLAGS, "--encrypt", "--passphrase-file", "-", cwd=tmp_path, stdin="k3y\n"
+        "csr", "new", *FLAGS, "--encrypt", "--new-password-file", "-", cwd=tmp_path, stdin="k3y\n"
     )
     assert load_key((tmp_path / "server.key").read_bytes(), "k3y").key_size == 2048  # type: ignore[union-attr]
 
@@ -220,7 +221,7 @@ def test_key_encrypt_and_decrypt(tmp_path: Path) -> None:
         "server.key",
         "--out",
         "enc.key",
-        "--passphrase-file",
+        "--new-password-file",
         "pass.txt",
         cwd=tmp_path,
     )
@@ -266,7 +267,10 @@ def test_key_decrypt_wrong_or_missing_passphrase(tmp_path: Path) -> None:
         wrong.stderr == "certflow: error: enc.key: wrong password for the encrypted private key\n"
     )
     missing = certflow("key", "decrypt", "enc.key", "--out", "-", cwd=tmp_path, expect=2)
-    assert "--password-file" in missing.stderr or "passphrase" in missing.stderr.lower()
+    assert missing.stderr == (
+        "certflow: error: Key password needed: give it with --password-file (or '-' for stdin) "
+        "(see 'certflow key decrypt --help')\n"
+    )
     done = certflow(
         "key",
         "decrypt",
@@ -493,7 +497,7 @@ def test_a_passphrase_file_that_is_not_utf8_is_a_clear_error(encrypted_key: Path
     "command",
     [
         ["key", "decrypt", "enc.key", "--passphrase-file", "pass.txt"],
-        ["key", "encrypt", "plain.key", "--passphrase-file", "pass.txt"],
+        ["key", "encrypt", "plain.key", "--new-passphrase-file", "pass.txt"],
         ["csr", "openssl-config", *FLAGS],
     ],
     ids=["key decrypt", "key encrypt", "csr openssl-config"],
@@ -505,4 +509,117 @@ def test_an_out_into_a_missing_folder_names_the_target(
     done = certflow(*command, "--out", "no/such/out.key", cwd=encrypted_key, expect=2)
     assert done.stderr == (
         "certflow: error: no/such/out.key: cannot write it: the folder no/such does not exist\n"
+    )
+
+
+# --- one spelling for each option -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def options_folder(files: tuple[Path, Pki], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The upload files, plus a plain key, an encrypted key and a password file."""
+    folder = tmp_path_factory.mktemp("options")
+    source, _ = files
+    for path in source.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "plain.key").write_bytes(key_pem(rsa_key()))
+    (folder / "enc.key").write_bytes(key_pem_encrypted(b"right"))
+    (folder / "pass.txt").write_text("right\n")
+    return folder
+
+
+# (command, arguments): every error of the certificate commands that names an option.
+ERRORS_NAMING_OPTIONS: list[tuple[list[str], list[str]]] = [
+    (["csr", "new"], ["--no-input", "--country", "IN"]),
+    (["csr", "new"], [*FLAGS, "--new-password-file", "pass.txt"]),
+    (["csr", "new"], [*FLAGS, "--encrypt"]),
+    (["csr", "new"], [*FLAGS, "--bits", "1024"]),
+    (["csr", "openssl-config"], ["--no-input"]),
+    (["key", "decrypt"], ["enc.key", "--out", "-"]),
+    (["key", "decrypt"], ["enc.key"]),
+    (["key", "encrypt"], ["enc.key", "--out", "-"]),
+    (["key", "encrypt"], ["enc.key", "--out", "-", "--password-file", "pass.txt"]),
+    (["key", "encrypt"], ["plain.key", "--out", "-"]),
+    (["key", "encrypt"], ["plain.key", "--out", "-", "--passphrase-file", "pass.txt"]),
+    (["cert", "inspect"], ["server.pfx"]),
+    (["cert", "check"], ["server.pfx", "--host", HOST]),
+    (["cert", "check"], ["server.crt"]),
+    (["cert", "check"], ["server.crt", "--host", HOST, "--now", "yesterday"]),
+    (["cert", "check"], ["server.crt", "--host", HOST, "--at", "yesterday"]),
+]
+
+
+def _options(help_text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))
+
+
+@pytest.mark.parametrize(
+    ("command", "args"), ERRORS_NAMING_OPTIONS, ids=lambda v: " ".join(v) if v else ""
+)
+def test_every_option_an_error_names_is_an_option_of_that_command(
+    command: list[str], args: list[str], options_folder: Path
+) -> None:
+    done = certflow(*command, *args, cwd=options_folder, expect=2)
+    named = _options(done.stderr)
+    assert named, f"the error names no option: {done.stderr}"
+    offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
+    assert named <= offered, f"{done.stderr} names {named - offered}, not in --help"
+
+
+def test_every_option_named_in_the_command_line_source_exists() -> None:
+    """A static net under the runs above: no message can name an option no command has."""
+    import ast
+
+    import click
+
+    from certflow.cli import main
+
+    def every(command: click.Command) -> set[str]:
+        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                found |= every(sub)
+        return found
+
+    source = Path(sys.modules["certflow.cli._certs"].__file__ or "").read_text()
+    literals = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    named = set().union(*(_options(text) for text in literals))
+    assert named - every(main) == set()
+
+
+def test_password_options_are_spelled_the_same_in_every_command(options_folder: Path) -> None:
+    for command in (["key", "decrypt"], ["key", "encrypt"], ["cert", "inspect"], ["cert", "check"]):
+        offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
+        assert {"--password-file", "--passphrase-file"} <= offered, command
+    for command in (["csr", "new"], ["key", "encrypt"]):
+        offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
+        assert {"--new-password-file", "--new-passphrase-file"} <= offered, command
+
+
+# --- re-encrypting an encrypted key ---------------------------------------------------------
+
+
+def test_key_encrypt_takes_the_current_password_of_an_encrypted_key(options_folder: Path) -> None:
+    (options_folder / "new.txt").write_text("n3w\n")
+    certflow(
+        "key", "encrypt", "enc.key", "--out", "re.key", "--password-file", "pass.txt",
+        "--new-password-file", "new.txt", cwd=options_folder,
+    )  # fmt: skip
+    again = (options_folder / "re.key").read_bytes()
+    assert load_key(again, "n3w").public_key() == rsa_key().public_key()
+    wrong = certflow(
+        "key", "encrypt", "enc.key", "--out", "-", "--password-file", "new.txt",
+        "--new-password-file", "new.txt", cwd=options_folder, expect=2,
+    )  # fmt: skip
+    assert wrong.stderr == (
+        "certflow: error: enc.key: wrong password for the encrypted private key\n"
+    )
+    missing = certflow("key", "encrypt", "enc.key", "--out", "-", cwd=options_folder, expect=2)
+    assert missing.stderr == (
+        "certflow: error: Current password of enc.key needed: give it with --password-file "
+        "(or '-' for stdin) (see 'certflow key encrypt --help')\n"
     )
