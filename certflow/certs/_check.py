@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -29,6 +29,7 @@ from cryptography.x509.verification import (
 from certflow.certs._errors import SubjectError
 from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._load import Material, _issued_by, key_matches
+from certflow.certs._names import weak_digest
 from certflow.certs._subject import parse_san, sans_from_extension
 from certflow.certs._time import require_aware, show, show_span
 from certflow.core.errors import InvalidInput
@@ -460,16 +461,46 @@ def _chain(
     if isinstance(private, tuple):
         return [], private, False
     top = material.chain[-1]
+    root = material.root or public_issuer(top)
+    missing = (
+        f"'{top.issuer.rfc4514_string()}', which issued '{_name(top)}', was not supplied and "
+        "is not a public root"
+    )
+    weak = [
+        f"{role} is signed with {digest}"
+        for role, cert in _roles(material)
+        if cert is not material.root and (digest := weak_digest(cert)) is not None
+    ]
+    if weak:
+        # The verifier refuses SHA-1 and MD5 before it looks any further, so its reason
+        # would be misleading; the chain's own structure says what else is true.
+        chain = material.chain if root is material.root else (*material.chain, root)
+        path = " -> ".join(f"'{_name(c)}'" for c in chain if c is not None)
+        rest = (
+            f"the certificates themselves lead to the root: {path}"
+            if root is not None
+            else f"besides, {missing}"
+        )
+        message = (
+            f"the chain could not be verified because of the weak signature: {'; '.join(weak)}"
+            f", which TLS clients refuse; {rest}; ask the CA to reissue with SHA-256"
+        )
+        public_root = root is not None and is_public_root(root)
+        return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), public_root
     if material.root is None:
         message = (
-            f"no chain to a trusted root: '{top.issuer.rfc4514_string()}', which issued "
-            f"'{_name(top)}', was not supplied and is not a public root; add the CA's "
-            "intermediate and root certificates (its chain file)"
+            f"no chain to a trusted root: {missing}; add the CA's intermediate and root "
+            "certificates (its chain file)"
         )
     else:
         path = " -> ".join(f"'{_name(c)}'" for c in material.chain)
         message = f"the chain {path} is not acceptable to TLS clients: {private}"
     return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), False
+
+
+def public_issuer(cert: x509.Certificate) -> x509.Certificate | None:
+    """The root of the public store (certifi's bundle) that issued ``cert``, if any."""
+    return next((root for root in _public_roots() if _issued_by(cert, root)), None)
 
 
 def _usage(leaf: x509.Certificate) -> list[Finding]:
@@ -504,31 +535,13 @@ def _usage(leaf: x509.Certificate) -> list[Finding]:
     return found
 
 
-_WEAK = {
-    SignatureAlgorithmOID.RSA_WITH_MD5: "MD5",
-    SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA-1",
-    SignatureAlgorithmOID._RSA_WITH_SHA1: "SHA-1",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA1: "SHA-1",
-    SignatureAlgorithmOID.DSA_WITH_SHA1: "SHA-1",
-    x509.ObjectIdentifier("1.2.840.113549.1.1.2"): "MD2",
-    x509.ObjectIdentifier("1.2.840.113549.1.1.3"): "MD4",
-}
-
-
 def _weak_signatures(material: Material) -> list[Finding]:
     found = []
     # A root's signature on itself is never checked by clients, so it does not count.
     for role, cert in _roles(material):
         if cert is material.root:
             continue
-        weak = _WEAK.get(cert.signature_algorithm_oid)
-        if weak is None:
-            try:
-                digest = cert.signature_hash_algorithm
-            except (UnsupportedAlgorithm, ValueError):  # e.g. RSA-PSS without parameters
-                digest = None
-            if isinstance(digest, hashes.SHA1 | hashes.MD5):  # e.g. RSA-PSS over SHA-1
-                weak = "SHA-1" if isinstance(digest, hashes.SHA1) else "MD5"
+        weak = weak_digest(cert)
         if weak is not None:
             found.append(
                 Finding(

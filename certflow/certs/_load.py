@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certflow.certs._errors import MaterialError
 from certflow.certs._files import LIMIT, read_bounded
+from certflow.certs._names import weakly_signed_by
 
 #: One input of :func:`load`: a path, or the bytes of an uploaded file.
 Source: TypeAlias = str | os.PathLike[str] | bytes
@@ -443,8 +444,10 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
             return False
     try:
         child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except InvalidSignature:
         return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # e.g. it refuses SHA-1 and MD5
+        return weakly_signed_by(child, parent)
     return True
 
 

@@ -326,6 +326,42 @@ def test_weak_signature(digest: str, label: str) -> None:
     assert Code.HOST_MISMATCH not in report.codes  # the host verdict stays honest
 
 
+@pytest.mark.parametrize(("digest", "label"), [("sha1", "SHA-1"), ("md5", "MD5")])
+def test_a_weak_leaf_with_its_whole_chain_gets_an_honest_chain_verdict(
+    digest: str, label: str
+) -> None:
+    p = pki()
+    weak = resign_weak(p.leaf, p.intermediate_key, digest)
+    material = Material.from_parts([p.root, weak, p.intermediate], [p.leaf_key])
+    assert material.chain == (weak, p.intermediate, p.root)  # ordered despite the digest
+    report = check(material, host=HOST, now=NOW)
+    assert codes(report) == {"chain_incomplete", "weak_signature", "trust_private"}
+    (chain,) = [f for f in report.findings if f.code is Code.CHAIN_INCOMPLETE]
+    assert chain.message == (
+        f"the chain could not be verified because of the weak signature: the certificate is "
+        f"signed with {label}, which TLS clients refuse; the certificates themselves lead to "
+        "the root: 'mdm.example.com' -> 'certflow test intermediate' -> 'certflow test root'; "
+        "ask the CA to reissue with SHA-256"
+    )
+    assert "not supplied" not in chain.message
+
+
+def test_a_weak_leaf_with_its_intermediate_never_calls_the_intermediate_missing() -> None:
+    p = pki()
+    weak = resign_weak(p.leaf, p.intermediate_key, "sha1")
+    report = check(Material.from_parts([weak, p.intermediate], [p.leaf_key]), host=HOST, now=NOW)
+    (chain,) = [f for f in report.findings if f.code is Code.CHAIN_INCOMPLETE]
+    assert chain.message.startswith(
+        "the chain could not be verified because of the weak signature: the certificate is "
+        "signed with SHA-1"
+    )
+    # What is missing is the root, and the verdict says so: the intermediate was supplied.
+    assert (
+        "besides, 'CN=certflow test root,O=certflow tests', which issued 'certflow test "
+        "intermediate', was not supplied" in chain.message
+    )
+
+
 def test_weak_signature_on_intermediate() -> None:
     p = pki()
     weak = resign_weak(p.intermediate, p.root_key, "sha1")
@@ -335,6 +371,21 @@ def test_weak_signature_on_intermediate() -> None:
         "intermediate 'certflow test intermediate' is signed with SHA-1, which clients no longer "
         "accept; ask the CA for a SHA-256 signature"
     ]
+    (chain,) = [f for f in report.findings if f.code is Code.CHAIN_INCOMPLETE]
+    assert "because of the weak signature: intermediate 'certflow test intermediate'" in (
+        chain.message
+    )
+
+
+def test_weak_signatures_of_real_files() -> None:
+    from .test_load import vector
+
+    pss_sha1 = load(vector("x509/ee-pss-sha1-cert.pem"))
+    assert pss_sha1.leaf is not None
+    report = check(pss_sha1, host="example.com", now=pss_sha1.leaf.not_valid_before_utc)
+    assert "signed with SHA-1" in next(
+        f.message for f in report.findings if f.code is Code.WEAK_SIGNATURE
+    )
 
 
 # trust: public (certifi) vs private

@@ -623,3 +623,71 @@ def test_key_encrypt_takes_the_current_password_of_an_encrypted_key(options_fold
         "certflow: error: Current password of enc.key needed: give it with --password-file "
         "(or '-' for stdin) (see 'certflow key encrypt --help')\n"
     )
+
+
+# --- a real openssl CA ----------------------------------------------------------------------
+
+
+def _run(*args: str | Path, cwd: Path) -> None:
+    subprocess.run([*map(str, args)], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def openssl_ca(openssl: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root and an intermediate made with the real openssl, which signs server.csr twice:
+    ``server.crt`` (SHA-256, the vendor procedure's name) and ``sha1.crt`` (SHA-1)."""
+    folder = tmp_path_factory.mktemp("openssl-ca")
+    (folder / "ca.ext").write_text(
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    (folder / "leaf.ext").write_text(
+        f"subjectAltName=DNS:{HOST},IP:192.0.2.7\nextendedKeyUsage=serverAuth\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    _run(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "root.key",
+         "-out", "root.pem", "-subj", "/O=Example/CN=Example Root CA", "-days", "3650",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)  # fmt: skip
+    _run(openssl, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "inter.key",
+         "-out", "inter.csr", "-subj", "/O=Example/CN=Example Issuing CA", cwd=folder)  # fmt: skip
+    _run(openssl, "x509", "-req", "-in", "inter.csr", "-CA", "root.pem", "-CAkey", "root.key",
+         "-set_serial", "2", "-days", "3000", "-sha256", "-extfile", "ca.ext",
+         "-out", "inter.pem", cwd=folder)  # fmt: skip
+    certflow("csr", "new", *FLAGS, cwd=folder)  # the vendor procedure: server.key, server.csr
+    for name, digest, serial in (("server.crt", "-sha256", "3"), ("sha1.crt", "-sha1", "4")):
+        _run(openssl, "x509", "-req", "-in", "server.csr", "-CA", "inter.pem", "-CAkey",
+             "inter.key", "-set_serial", serial, "-days", "90", digest, "-extfile", "leaf.ext",
+             "-out", name, cwd=folder)  # fmt: skip
+    return folder
+
+
+def test_cert_check_of_a_sha1_leaf_from_openssl_blames_the_signature(openssl_ca: Path) -> None:
+    done = certflow(
+        "cert", "check", "sha1.crt", "inter.pem", "root.pem", "--key", "server.key",
+        "--host", HOST, "--json", cwd=openssl_ca, expect=1,
+    )  # fmt: skip
+    findings = {f["code"]: f["message"] for f in json.loads(done.stdout)["findings"]}
+    assert set(findings) == {"chain_incomplete", "weak_signature", "trust_private"}
+    assert findings["chain_incomplete"].startswith(
+        "the chain could not be verified because of the weak signature: the certificate is "
+        "signed with SHA-1"
+    )
+    assert "not supplied" not in findings["chain_incomplete"]
+    only_intermediate = certflow(
+        "cert", "check", "sha1.crt", "inter.pem", "--key", "server.key", "--host", HOST,
+        cwd=openssl_ca, expect=1,
+    )  # fmt: skip
+    assert "because of the weak signature" in only_intermediate.stdout
+    # the root is what is missing, and the only certificate the message calls missing
+    assert only_intermediate.stdout.count("not supplied") == 1
+    assert (
+        "besides, 'CN=Example Root CA,O=Example', which issued 'Example Issuing CA', was not "
+        "supplied" in only_intermediate.stdout
+    )
+    good = certflow(
+        "cert", "check", "server.crt", "inter.pem", "root.pem", "--key", "server.key",
+        "--host", HOST, cwd=openssl_ca,
+    )  # fmt: skip
+    assert "Result: ok (0 errors, 0 warnings)" in good.stdout
