@@ -26,7 +26,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from certflow.certs._errors import SubjectError
+from certflow.certs._errors import SubjectError, quiet
 from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._load import Material, _issued_by, key_matches
 from certflow.certs._names import weak_digest
@@ -157,6 +157,7 @@ def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
     return x509.IPAddress(entry)
 
 
+@quiet
 def check(
     material: Material, *, host: str, now: datetime, key: PrivateKeyTypes | None = None
 ) -> Report:

@@ -11,7 +11,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from certflow.certs._errors import MaterialError
+from certflow.certs._errors import MaterialError, quiet
 from certflow.certs._files import atomic_write, backup
 from certflow.certs._keys import KEY_SIZES, key_to_pem
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
@@ -72,6 +72,7 @@ def _key_description(key: object) -> tuple[str, int | None]:
     return name, size if isinstance(size, int) else None
 
 
+@quiet
 def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequest:
     """A CSR from PEM (``CERTIFICATE REQUEST``) or DER; :class:`MaterialError` otherwise."""
     if not data.strip():
@@ -86,6 +87,7 @@ def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequ
         ) from None
 
 
+@quiet
 def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "CSR") -> CsrInfo:
     """Subject, SANs, key type and size of a CSR, and whether its self-signature verifies."""
     request = read_csr(csr, source=source) if isinstance(csr, bytes) else csr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Literal, ParamSpec, TypeVar
 
 from certflow.core.errors import CertflowError, InvalidInput
 
@@ -46,3 +49,25 @@ def _describe(value: object) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def quiet(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function`` with cryptography's warnings silenced while it runs.
+
+    cryptography warns about odd but readable input (BER instead of DER, a zero serial, a
+    long country name...). certflow reads such input and reports what matters as findings
+    or errors; a raw warning is not for the user's terminal, nor an exception under
+    ``-W error``. (``warnings.catch_warnings`` is process-wide state in Python 3.11.)
+    """
+
+    @functools.wraps(function)
+    def silenced(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return function(*args, **kwargs)
+
+    return silenced

@@ -437,7 +437,7 @@ def test_vector_real_world_certificate_is_judged_on_every_rule() -> None:
     assert Code.HOST_MISMATCH in wrong.codes
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # odd real-world files make cryptography warn
+@pytest.mark.filterwarnings("error")  # odd real-world files: no warning escapes
 @pytest.mark.parametrize("folder", ["x509", "x509/custom", "pkcs12"])
 def test_every_vector_file_loads_or_is_refused_cleanly(folder: str) -> None:
     """Hundreds of real and deliberately odd files: a MaterialError or a report, nothing else."""

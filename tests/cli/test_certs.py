@@ -691,3 +691,22 @@ def test_cert_check_of_a_sha1_leaf_from_openssl_blames_the_signature(openssl_ca:
         "--host", HOST, cwd=openssl_ca,
     )  # fmt: skip
     assert "Result: ok (0 errors, 0 warnings)" in good.stdout
+
+
+# --- no raw warning on the terminal ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "-W error"])
+def test_an_openssl_pkcs7_bundle_puts_no_warning_on_the_terminal(
+    strict: bool, openssl_ca: Path
+) -> None:
+    _run("openssl", "crl2pkcs7", "-nocrl", "-certfile", "server.crt", "-certfile", "inter.pem",
+         "-certfile", "root.pem", "-out", "bundle.p7b", cwd=openssl_ca)  # fmt: skip
+    flags = ["-W", "error"] if strict else []
+    done = subprocess.run(
+        [sys.executable, *flags, "-m", "certflow", "cert", "inspect", "bundle.p7b", "--json"],
+        cwd=openssl_ca, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    roles = [c["role"] for c in json.loads(done.stdout)["certificates"]]
+    assert roles == ["leaf", "intermediate", "root"]
