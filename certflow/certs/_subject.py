@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TypeAlias
 
 import attrs
+import idna
 import iso3166
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -71,7 +72,8 @@ def parse_san(value: str) -> SanEntry:
     """One subject alternative name: an IPv4/IPv6 address, a DNS name or a ``*.`` wildcard.
 
     DNS names are lower-cased, a trailing dot is dropped and internationalised names are
-    converted to their ``xn--`` form. A wildcard is only allowed as the whole left-most label
+    converted to their ``xn--`` form by IDNA 2008 (``straße.de`` is ``xn--strae-oqa.de``,
+    not ``strasse.de``). A wildcard is only allowed as the whole left-most label
     and needs at least two labels after it (``*.example.com``, not ``*.com``).
     """
     text = value.strip()
@@ -82,11 +84,8 @@ def parse_san(value: str) -> SanEntry:
         return ipaddress.ip_address(bare)
     except ValueError:
         pass
-    name = text.rstrip(".").lower()
-    try:
-        name = name.encode("idna").decode("ascii") if not name.isascii() else name
-    except UnicodeError:
-        raise SubjectError(f"{value!r} is not a valid internationalised DNS name") from None
+    name = text.rstrip(".")
+    name = name.lower() if name.isascii() else _idna(name, value)
     if len(name) > 253:
         raise SubjectError(f"DNS name {value!r} is longer than 253 characters")
     labels = name.split(".")
@@ -108,6 +107,23 @@ def parse_san(value: str) -> SanEntry:
     if all(label.isdigit() for label in rest):
         raise SubjectError(f"{value!r} looks like an IP address but is not a valid one")
     return name
+
+
+def _idna(name: str, value: str) -> str:
+    """An internationalised name in its ``xn--`` form: IDNA 2008 with UTS #46 mapping.
+
+    Python's own ``idna`` codec implements IDNA 2003, which maps ``straße.de`` to
+    ``strasse.de``, another domain; the ``idna`` package keeps the ``ß`` (non-transitional
+    processing, as browsers do) and maps case and width as UTS #46 says.
+    """
+    wildcard = name.startswith("*.")
+    try:
+        ascii_name = idna.encode(name[2:] if wildcard else name, uts46=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise SubjectError(
+            f"{value!r} is not a valid internationalised DNS name (IDNA 2008): {error}"
+        ) from None
+    return ("*." if wildcard else "") + ascii_name
 
 
 def parse_sans(text: str) -> tuple[SanEntry, ...]:

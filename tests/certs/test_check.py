@@ -213,6 +213,14 @@ def test_host_coverage(sans: list[str], host: str, covered: bool) -> None:
     assert report.ok is covered
 
 
+@pytest.mark.parametrize(
+    ("host", "covered"), [("straße.de", True), ("STRASSE.de", False), ("xn--strae-oqa.de", True)]
+)
+def test_an_internationalised_host_is_matched_by_idna_2008(host: str, covered: bool) -> None:
+    report = run(pki(host="xn--strae-oqa.de"), host=host)
+    assert (Code.HOST_MISMATCH not in report.codes) is covered
+
+
 def test_ip_written_as_dns_san_does_not_cover_the_ip() -> None:
     report = run(pki(sans=[x509.DNSName("10.0.0.1")]), host="10.0.0.1")
     assert Code.HOST_MISMATCH in report.codes

@@ -710,3 +710,18 @@ def test_an_openssl_pkcs7_bundle_puts_no_warning_on_the_terminal(
     assert (done.returncode, done.stderr) == (0, "")
     roles = [c["role"] for c in json.loads(done.stdout)["certificates"]]
     assert roles == ["leaf", "intermediate", "root"]
+
+
+# --- IDNA 2008 ------------------------------------------------------------------------------
+
+
+def test_csr_new_and_cert_check_use_idna_2008(tmp_path: Path) -> None:
+    flags = [*FLAGS[:8], "--common-name", "mdm.straße.de", "--san", "Faß.de", "--json"]
+    data = json.loads(certflow("csr", "new", *flags, cwd=tmp_path).stdout)
+    assert data["sans"] == ["mdm.xn--strae-oqa.de", "xn--fa-hia.de"]
+    assert data["subject"].startswith("CN=mdm.xn--strae-oqa.de,")
+    p = pki("mdm.xn--strae-oqa.de")
+    (tmp_path / "idn.pem").write_bytes(pem(p.leaf, p.intermediate, p.root) + key_pem(p.leaf_key))
+    for host, code in (("mdm.straße.de", 0), ("mdm.strasse.de", 1)):
+        certflow("cert", "check", "idn.pem", "--host", host, "--now", NOW.isoformat(),
+                 cwd=tmp_path, expect=code)  # fmt: skip
