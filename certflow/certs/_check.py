@@ -26,7 +26,16 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from certflow.certs._errors import SubjectError, quiet
+from certflow.certs._errors import (
+    CERTIFICATE,
+    MATERIAL,
+    PRIVATE_KEY,
+    PRIVATE_KEY_TYPES,
+    SubjectError,
+    expect,
+    expect_optional,
+    quiet,
+)
 from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._load import Material, _issued_by, key_matches
 from certflow.certs._names import weak_digest
@@ -146,6 +155,7 @@ class Report:
 
 def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
     """The server's address (host name or IPv4/IPv6 address) as an X.509 subject to match."""
+    expect("host", host, str, "the server's host name or IP address, a str")
     try:
         entry = parse_san(host)
     except SubjectError as error:
@@ -168,6 +178,8 @@ def check(
     certificate's validity window, so an expired certificate still gets honest host and chain
     verdicts besides its ``expired`` error. ``now`` must be timezone-aware.
     """
+    expect("material", material, Material, MATERIAL)
+    expect_optional("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
     at = require_aware("now", now)
     subject = parse_host(host)
     leaf = material.leaf
@@ -413,6 +425,7 @@ def _public_fingerprints() -> frozenset[bytes]:
 
 def is_public_root(cert: x509.Certificate) -> bool:
     """True when ``cert`` is in the public root store (certifi's bundle)."""
+    expect("cert", cert, x509.Certificate, CERTIFICATE)
     return cert.fingerprint(hashes.SHA256()) in _public_fingerprints()
 
 

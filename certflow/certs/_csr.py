@@ -11,7 +11,15 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from certflow.certs._errors import MaterialError, quiet
+from certflow.certs._errors import (
+    DATA,
+    PATH,
+    SECRET,
+    MaterialError,
+    expect,
+    expect_optional,
+    quiet,
+)
 from certflow.certs._files import atomic_write, backup
 from certflow.certs._keys import KEY_SIZES, key_to_pem
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
@@ -21,13 +29,19 @@ from certflow.core.errors import InvalidInput
 KEY_FILE = "server.key"
 CSR_FILE = "server.csr"
 _KEY_MODE = 0o600
+SUBJECT = "a certflow.certs.Subject, e.g. Subject.create(country=..., ...)"
+CSR = "a cryptography x509.CertificateSigningRequest"
 _CSR_MODE = 0o644
 
 
 def create_csr(subject: Subject, key: rsa.RSAPrivateKey) -> x509.CertificateSigningRequest:
     """A CSR for ``subject`` signed with ``key`` (SHA-256), with the SANs as an extension."""
+    expect("subject", subject, Subject, SUBJECT)
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise InvalidInput("the server certificate key must be an RSA key")
+        raise InvalidInput(
+            f"key must be an RSA private key (the server supports RSA only), got "
+            f"{type(key).__name__}"
+        )
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject.x509_name())
@@ -38,6 +52,7 @@ def create_csr(subject: Subject, key: rsa.RSAPrivateKey) -> x509.CertificateSign
 
 def csr_to_pem(csr: x509.CertificateSigningRequest) -> bytes:
     """The CSR as PEM text, as CAs ask for it."""
+    expect("csr", csr, x509.CertificateSigningRequest, CSR)
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -75,6 +90,7 @@ def _key_description(key: object) -> tuple[str, int | None]:
 @quiet
 def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequest:
     """A CSR from PEM (``CERTIFICATE REQUEST``) or DER; :class:`MaterialError` otherwise."""
+    expect("data", data, bytes, DATA)
     if not data.strip():
         raise MaterialError(source, "empty", "the file is empty")
     try:
@@ -90,6 +106,7 @@ def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequ
 @quiet
 def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "CSR") -> CsrInfo:
     """Subject, SANs, key type and size of a CSR, and whether its self-signature verifies."""
+    expect("csr", csr, (x509.CertificateSigningRequest, bytes), f"{CSR} or {DATA}")
     request = read_csr(csr, source=source) if isinstance(csr, bytes) else csr
     try:
         key_type, key_size = _key_description(request.public_key())
@@ -135,6 +152,10 @@ def write_key_and_csr(
     backup is never overwritten), then each new file replaces the old one atomically. The key
     is encrypted with ``passphrase`` when one is given.
     """
+    expect("folder", folder, (str, os.PathLike), PATH)
+    expect("key", key, rsa.RSAPrivateKey, "an RSA private key")
+    expect("csr", csr, x509.CertificateSigningRequest, CSR)
+    expect_optional("passphrase", passphrase, (str, bytes), SECRET)
     directory = Path(folder)
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: not an existing folder")
@@ -156,8 +177,9 @@ def openssl_config(subject: Subject, *, bits: int = 2048) -> str:
     ``openssl req -new -config opensslsan.conf -newkey rsa:BITS -nodes -keyout server.key
     -out server.csr`` then gives a CSR with the same subject and SANs as :func:`create_csr`.
     """
-    if bits not in KEY_SIZES:
-        raise InvalidInput(f"RSA key size {bits} is not supported; use 2048, 3072 or 4096")
+    expect("subject", subject, Subject, SUBJECT)
+    if bits not in KEY_SIZES or not isinstance(bits, int) or isinstance(bits, bool):
+        raise InvalidInput(f"RSA key size {bits!r} is not supported; use 2048, 3072 or 4096")
     dn = [
         ("countryName", subject.country),
         ("stateOrProvinceName", subject.state),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
-from typing import Literal, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Literal, ParamSpec, TypeVar, get_args
+
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow.core.errors import CertflowError, InvalidInput
 
@@ -71,3 +73,26 @@ def quiet(function: Callable[_P, _R]) -> Callable[_P, _R]:
             return function(*args, **kwargs)
 
     return silenced
+
+
+#: What the type checks say each kind of argument should be.
+PATH = "a file path (str or os.PathLike)"
+DATA = "bytes (the file's content)"
+SECRET = "a str or bytes password"
+MATERIAL = "a certflow.certs.Material, e.g. certs.load('server.pfx', password=...)"
+CERTIFICATE = "a cryptography x509.Certificate"
+PRIVATE_KEY = "a private key object of cryptography, e.g. certs.load_key(data)"
+#: The private key classes of cryptography (``PrivateKeyTypes`` as a tuple for isinstance).
+PRIVATE_KEY_TYPES: tuple[type, ...] = get_args(PrivateKeyTypes)
+
+
+def expect_iterable(name: str, value: object, what: str) -> None:
+    """Refuse ``value`` unless it is an iterable other than a single str or bytes."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidInput(f"{name} must be {what}, got {_describe(value)}")
+
+
+def expect_optional(name: str, value: object, types: type | tuple[type, ...], what: str) -> None:
+    """:func:`expect` for an argument that may also be ``None``."""
+    if value is not None:
+        expect(name, value, types, f"{what} or None")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 import tempfile
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from certflow.certs._errors import MaterialError, expect
+from certflow.certs._errors import PATH, MaterialError, expect, expect_iterable, expect_optional
 from certflow.core.errors import InvalidInput
 
 #: The most bytes read from one file of certificate material (and from a file that is about
@@ -101,7 +102,11 @@ def read_bounded(
     or ``too_large`` (more than ``limit`` bytes; ``hint`` is added to the message). Opening
     never blocks: a FIFO without a writer reads as empty.
     """
-    expect("path", path, (str, os.PathLike), "a file path (str or os.PathLike)")
+    expect("path", path, (str, os.PathLike), PATH)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise InvalidInput(f"limit must be a number of bytes (an int >= 0), got {limit!r}")
+    expect_optional("name", name, str, "a str")
+    expect("hint", hint, str, "a str")
     label = os.fspath(path) if name is None else name
     return _read(path, str(label), limit, regular_only, hint)[0]
 
@@ -113,6 +118,8 @@ def read_password(source: str | os.PathLike[str] | BinaryIO, *, name: str | None
     :class:`MaterialError` otherwise) and the line end is not part of the password. An empty
     file gives ``""``.
     """
+    expect("source", source, (str, os.PathLike, io.IOBase), f"{PATH} or a binary stream")
+    expect_optional("name", name, str, "a str")
     if isinstance(source, str | os.PathLike):
         label = os.fspath(source) if name is None else name
         data = _read(source, str(label), PASSWORD_LIMIT, False, _PASSWORD_HINT)[0]
@@ -171,6 +178,9 @@ def backup_together(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path | Non
     So does a file larger than :data:`LIMIT`. Returns the backup of each path (``None``
     where there was no file).
     """
+    expect_iterable("paths", paths, "a sequence of file paths")
+    for path in paths:
+        expect("paths", path, (str, os.PathLike), f"a sequence of {PATH}s")
     targets = [Path(p) for p in paths]
     contents = [_existing(target) for target in targets]
     index = 0
@@ -201,6 +211,7 @@ def backup(path: str | os.PathLike[str]) -> Path | None:
 
     See :func:`backup_together`, which backs up several files under one number.
     """
+    expect("path", path, (str, os.PathLike), PATH)
     return backup_together([path])[0]
 
 
@@ -219,6 +230,7 @@ def check_target(path: str | os.PathLike[str]) -> Path:
     Its folder must exist, and whatever is there already must be a regular file: certflow
     never replaces a device, a FIFO or a folder.
     """
+    expect("path", path, (str, os.PathLike), PATH)
     target = Path(path)
     folder = target.parent
     if not folder.is_dir():
@@ -247,6 +259,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int) -> Non
     ``filename`` is ``path``, never the temporary file.
     """
     target = check_target(path)
+    expect("data", data, bytes, "bytes")
+    if not isinstance(mode, int) or isinstance(mode, bool):
+        raise InvalidInput(f"mode must be an int such as 0o600, got {mode!r}")
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as error:

@@ -19,9 +19,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
-from certflow.certs._errors import MaterialError, quiet
+from certflow.certs._errors import (
+    CERTIFICATE,
+    PRIVATE_KEY,
+    PRIVATE_KEY_TYPES,
+    SECRET,
+    MaterialError,
+    expect,
+    expect_iterable,
+    expect_optional,
+    quiet,
+)
 from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._names import weakly_signed_by
+from certflow.core.errors import InvalidInput
 
 #: One input of :func:`load`: a path, or the bytes of an uploaded file.
 Source: TypeAlias = str | os.PathLike[str] | bytes
@@ -79,9 +90,16 @@ class Material:
         the longest chain among the others; else the only certificate. Issuers are found by
         name and a signature check, so the order of the input does not matter.
         """
-        certs = _unique_certificates(certificates)
+        expect_iterable("certificates", certificates, "an iterable of x509.Certificate")
+        expect_iterable("private_keys", private_keys, "an iterable of private keys")
+        expect_iterable("sources", sources, "an iterable of str")
+        certs = list(certificates)
         keys = list(private_keys)
-        return _identify(certs, keys, tuple(sources))
+        for index, cert in enumerate(certs):
+            expect(f"certificates[{index}]", cert, x509.Certificate, CERTIFICATE)
+        for index, key in enumerate(keys):
+            expect(f"private_keys[{index}]", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
+        return _identify(_unique_certificates(certs), keys, tuple(sources))
 
     @classmethod
     def of(
@@ -91,6 +109,7 @@ class Material:
         key: PrivateKeyTypes | None = None,
     ) -> Material:
         """Material from certificate objects already in hand (e.g. a server's current one)."""
+        expect_optional("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
         return cls.from_parts([certificate, *chain], [] if key is None else [key])
 
     @property
@@ -112,6 +131,7 @@ class Material:
 
     def with_private_key(self, key: PrivateKeyTypes) -> Material:
         """The same material with ``key`` (e.g. ``server.key`` of the CSR flow) as its key."""
+        expect("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
         return _identify(list(self.certificates), [key], self.sources)
 
 
@@ -134,6 +154,16 @@ def load(
     """
     if not sources:
         raise MaterialError("load()", "empty", "nothing to load: give at least one file")
+    for index, source in enumerate(sources, start=1):
+        expect(f"source {index}", source, (str, os.PathLike, bytes, bytearray, memoryview),
+               "a file path (str or os.PathLike) or the file's bytes")  # fmt: skip
+    expect_optional("password", password, (str, bytes), SECRET)
+    if names is not None and (
+        isinstance(names, str)
+        or not isinstance(names, Sequence)
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise InvalidInput(f"names must be a sequence of str, got {names!r}")
     secret = password.encode() if isinstance(password, str) else password
     certs: list[x509.Certificate] = []
     keys: list[PrivateKeyTypes] = []
@@ -436,6 +466,8 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 def key_matches(certificate: x509.Certificate, key: PrivateKeyTypes) -> bool:
     """True when ``key`` is the private key of ``certificate``."""
+    expect("certificate", certificate, x509.Certificate, CERTIFICATE)
+    expect("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
     try:
         return _spki(certificate.public_key()) == _spki(key.public_key())
     except (ValueError, UnsupportedAlgorithm):  # a key type cryptography cannot read

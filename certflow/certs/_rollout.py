@@ -8,6 +8,7 @@ from datetime import datetime
 from cryptography import x509
 
 from certflow.certs._check import Report, _chain, check
+from certflow.certs._errors import CERTIFICATE, MATERIAL, expect, expect_iterable
 from certflow.certs._load import Material
 from certflow.certs._time import require_aware
 from certflow.core.errors import InvalidInput
@@ -35,6 +36,7 @@ def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
     The chain is judged at ``now`` moved into the certificates' validity window, as
     :func:`check` does, so the answer does not depend on the certificate being current.
     """
+    expect("material", material, Material, MATERIAL)
     at = require_aware("now", now)
     if material.leaf is None:
         raise InvalidInput("the material has no server certificate")
@@ -61,6 +63,10 @@ def rollout_for(
     any error raises :class:`CertificateRejected` instead of starting a rollout. Bad input
     raises :class:`~certflow.core.errors.InvalidInput`, as :func:`certflow.new_rollout` does.
     """
+    expect("material", material, Material, MATERIAL)
+    expect("existing", existing, (x509.Certificate, Material), f"{CERTIFICATE} or {MATERIAL}")
+    expect_iterable("device_ids", device_ids, "an iterable of device ids (str)")
+    expect_iterable("trusted_device_ids", trusted_device_ids, "an iterable of device ids (str)")
     at = require_aware("now", now)
     new = material.leaf
     if new is None:

@@ -13,7 +13,7 @@ import iso3166
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from certflow.certs._errors import SubjectError
+from certflow.certs._errors import SubjectError, expect
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: One subject alternative name: a DNS name (possibly a wildcard) or an IP address.
@@ -35,6 +35,7 @@ _COUNTRY_HINTS = {"UK": "GB", "EL": "GR"}
 
 def normalize_country(value: str) -> str:
     """The ISO 3166-1 alpha-2 code ``value`` names, upper-case; refuses anything else."""
+    expect("country", value, str, "a str, e.g. 'US'")
     code = value.strip().upper()
     if len(code) == 2 and code in iso3166.countries_by_alpha2:
         return code
@@ -53,6 +54,7 @@ def normalize_country(value: str) -> str:
 
 
 def _text(field: str, value: str, *, required: bool) -> str:
+    expect(field, value, str, "a str")
     text = value.strip()
     label = field.replace("_", " ")
     if not text:
@@ -76,6 +78,7 @@ def parse_san(value: str) -> SanEntry:
     not ``strasse.de``). A wildcard is only allowed as the whole left-most label
     and needs at least two labels after it (``*.example.com``, not ``*.com``).
     """
+    expect("name", value, str, "a DNS name or IP address, a str")
     text = value.strip()
     if not text:
         raise SubjectError("empty subject alternative name")
@@ -128,6 +131,7 @@ def _idna(name: str, value: str) -> str:
 
 def parse_sans(text: str) -> tuple[SanEntry, ...]:
     """Subject alternative names from one comma-separated string, duplicates dropped."""
+    expect("sans", text, str, "one comma-separated str")
     entries: list[SanEntry] = []
     for part in text.split(","):
         if part.strip():
@@ -151,6 +155,7 @@ def general_name(entry: SanEntry) -> x509.GeneralName:
 
 def sans_from_extension(extensions: x509.Extensions) -> tuple[SanEntry, ...]:
     """The DNS and IP subject alternative names of a certificate or CSR, in order."""
+    expect("extensions", extensions, x509.Extensions, "x509.Extensions (cert.extensions)")
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -203,7 +208,10 @@ class Subject:
         """
         common = _text("common_name", common_name, required=True)
         cn_entry = parse_san(common)
+        expect("sans", sans, (str, Iterable), "a comma-separated str or an iterable of str")
         texts = [sans] if isinstance(sans, str) else list(sans)
+        for entry in texts:
+            expect("sans", entry, str, "a comma-separated str or an iterable of str")
         parsed = parse_sans(",".join(texts))
         entries = parsed if cn_entry in parsed else (cn_entry, *parsed)
         return cls(
