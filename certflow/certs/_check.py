@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -33,6 +33,7 @@ from certflow.certs._errors import (
     PRIVATE_KEY_TYPES,
     SubjectError,
     expect,
+    expect_iterable,
     expect_optional,
     quiet,
 )
@@ -91,16 +92,23 @@ class ImportMode(StrEnum):
 
 @attrs.frozen
 class Finding:
-    """One result of a check: a stable code, a severity and a message for people."""
+    """One result of a check: a stable code, a severity and a message for people.
+
+    ``host`` names the host a ``host_mismatch`` finding is about (``None`` for the others).
+    """
 
     code: Code
     severity: Severity
     message: str
+    host: str | None = None
 
 
 @attrs.frozen
 class Report:
-    """Everything :func:`check` found about one certificate, for one host, at one instant."""
+    """Everything :func:`check` found about one certificate, for its hosts, at one instant.
+
+    ``host`` is the first of ``hosts``, every address the certificate was checked for.
+    """
 
     host: str
     checked_at: datetime
@@ -109,6 +117,15 @@ class Report:
     root_publicly_trusted: bool
     #: The chain the verifier built (leaf first), empty when none could be built.
     chain: tuple[x509.Certificate, ...] = attrs.field(eq=False, default=())
+    hosts: tuple[str, ...] = attrs.field(
+        default=attrs.Factory(lambda self: (self.host,), takes_self=True)
+    )
+
+    @property
+    def uncovered_hosts(self) -> tuple[str, ...]:
+        """The hosts the certificate does not cover (each has a ``host_mismatch`` error)."""
+        named = {f.host for f in self.findings if f.code is Code.HOST_MISMATCH}
+        return tuple(host for host in self.hosts if host in named)
 
     @property
     def ok(self) -> bool:
@@ -142,12 +159,19 @@ class Report:
         return {
             "ok": self.ok,
             "host": self.host,
+            "hosts": list(self.hosts),
+            "uncovered_hosts": list(self.uncovered_hosts),
             "checked_at": self.checked_at.isoformat(),
             "root_publicly_trusted": self.root_publicly_trusted,
             "recommended_mode": self.recommended_mode.value,
             "chain": [cert.subject.rfc4514_string() for cert in self.chain],
             "findings": [
-                {"code": f.code.value, "severity": f.severity.value, "message": f.message}
+                {
+                    "code": f.code.value,
+                    "severity": f.severity.value,
+                    "message": f.message,
+                    "host": f.host,
+                }
                 for f in self.findings
             ],
         }
@@ -169,10 +193,18 @@ def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
 
 @quiet
 def check(
-    material: Material, *, host: str, now: datetime, key: PrivateKeyTypes | None = None
+    material: Material,
+    *,
+    host: str | None = None,
+    now: datetime,
+    key: PrivateKeyTypes | None = None,
+    hosts: Iterable[str] = (),
 ) -> Report:
     """Check ``material`` as the server certificate for ``host`` at the instant ``now``.
 
+    ``hosts`` adds more addresses (the vendor's rule is the host name *and* the NAT
+    address): every one is checked, and each one not covered gets its own
+    ``host_mismatch`` error. At least one host is needed, in ``host`` or ``hosts``.
     ``key`` is the private key when it is not part of the material (e.g. ``server.key``).
     Every check reports on its own: host and chain are judged at an instant inside the
     certificate's validity window, so an expired certificate still gets honest host and chain
@@ -181,7 +213,8 @@ def check(
     expect("material", material, Material, MATERIAL)
     expect_optional("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
     at = require_aware("now", now)
-    subject = parse_host(host)
+    names = _hosts(host, hosts)
+    subjects = [parse_host(name) for name in names]
     leaf = material.leaf
     if leaf is None:
         what = (
@@ -194,26 +227,51 @@ def check(
             Severity.ERROR,
             f"no server certificate: {what}; upload the certificate the CA issued",
         )
-        return Report(host=host, checked_at=at, findings=(finding,), root_publicly_trusted=False)
+        return Report(
+            host=names[0],
+            hosts=names,
+            checked_at=at,
+            findings=(finding,),
+            root_publicly_trusted=False,
+        )
     findings = [
         *_validity_period(leaf),
         *_key_type(leaf),
         *_private_key(leaf, key if key is not None else material.private_key),
         *_times(material, at),
-        *_host(leaf, subject, host, _inside(at, [leaf])),
     ]
+    inside = _inside(at, [leaf])
+    for name, subject in zip(names, subjects, strict=True):
+        findings += [attrs.evolve(f, host=name) for f in _host(leaf, subject, name, inside)]
     chain_findings, chain, public = _chain(material, at)
     findings += chain_findings
     findings += _usage(leaf)
     findings += _weak_signatures(material)
     findings.append(_trust(material, chain, public))
     return Report(
-        host=host,
+        host=names[0],
+        hosts=names,
         checked_at=at,
         findings=tuple(findings),
         root_publicly_trusted=public,
         chain=chain,
     )
+
+
+def _hosts(host: str | None, hosts: Iterable[str]) -> tuple[str, ...]:
+    """``host`` and ``hosts`` as one tuple, each address once (compared as matched)."""
+    expect_optional("host", host, str, "the server's host name or IP address, a str")
+    expect_iterable("hosts", hosts, "an iterable of host names or IP addresses (str)")
+    given = ([] if host is None else [host]) + list(hosts)
+    if not given:
+        raise InvalidInput(
+            "no host to check the certificate for: give the server's host name and NAT "
+            "address (host=... or hosts=[...])"
+        )
+    unique: dict[object, str] = {}
+    for name in given:
+        unique.setdefault(parse_host(name), name)
+    return tuple(unique.values())
 
 
 def _name(cert: x509.Certificate) -> str:

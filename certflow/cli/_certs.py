@@ -500,7 +500,13 @@ def _parse_at(value: str | None) -> datetime:
 
 @cert.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--host", required=True, help="The server's NAT address or host name clients use.")
+@click.option(
+    "--host",
+    "hosts",
+    required=True,
+    multiple=True,
+    help="An address clients use: host name or NAT address. Repeat it for each of them.",
+)
 @click.option(
     "--now",
     "--at",
@@ -517,17 +523,18 @@ def _parse_at(value: str | None) -> datetime:
 @json_option
 def cert_check(
     files: tuple[Path, ...],
-    host: str,
+    hosts: tuple[str, ...],
     at: str | None,
     key_file: Path | None,
     password_file: Path | None,
     as_json: bool,
 ) -> int:
-    """Check the certificate for the server at --host; exit 1 when any check finds an error.
+    """Check the certificate for the server at every --host; exit 1 when a check finds an error.
 
     Checks validity period (< 397 days), RSA key of 2048+ bits, key present and matching,
-    the time window, host coverage by SAN, the chain to a root, key usage, weak signatures,
-    expiry within 30 days, and whether the root is public or private (enterprise).
+    the time window, host coverage by SAN (for each --host: the vendor's rule is the host
+    name and the NAT address), the chain to a root, key usage, weak signatures, expiry within
+    30 days, and whether the root is public or private (enterprise).
     """
     instant = _parse_at(at)
     password = _password(password_file)
@@ -537,7 +544,7 @@ def cert_check(
         private_key = _load([key_file], password).private_key
         if private_key is None:
             raise certs.MaterialError(str(key_file), "unsupported", "contains no private key")
-    report = certs.check(material, host=host, now=instant, key=private_key)
+    report = certs.check(material, hosts=hosts, now=instant, key=private_key)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -546,7 +553,11 @@ def cert_check(
 
 
 def _print_report(report: certs.Report) -> None:
-    click.echo(f"Checked for {report.host} at {_show(report.checked_at)}")
+    click.echo(f"Checked for {', '.join(report.hosts)} at {_show(report.checked_at)}")
+    if certs.Code.NO_CERTIFICATE not in report.codes:
+        uncovered = report.uncovered_hosts
+        verdicts = [f"{h} {'NOT covered' if h in uncovered else 'covered'}" for h in report.hosts]
+        click.echo(f"Hosts: {', '.join(verdicts)}")
     order = {certs.Severity.ERROR: 0, certs.Severity.WARNING: 1, certs.Severity.INFO: 2}
     findings = sorted(report.findings, key=lambda f: order[f.severity])
     width = max([len("CODE"), *(len(f.code.value) for f in findings)])

@@ -221,6 +221,34 @@ def test_an_internationalised_host_is_matched_by_idna_2008(host: str, covered: b
     assert (Code.HOST_MISMATCH not in report.codes) is covered
 
 
+def test_every_host_is_checked_and_reported() -> None:
+    p = pki(sans=san(HOST, "192.0.2.7"))
+    report = check(full(p), hosts=[HOST, "192.0.2.7", "10.0.0.9", "other.example.com"], now=NOW)
+    mismatches = [f for f in report.findings if f.code is Code.HOST_MISMATCH]
+    assert [f.host for f in mismatches] == ["10.0.0.9", "other.example.com"]
+    assert [f.message for f in mismatches] == [
+        "10.0.0.9 is not covered by the certificate's names (mdm.example.com, 192.0.2.7)",
+        "other.example.com is not covered by the certificate's names (mdm.example.com, 192.0.2.7)",
+    ]
+    assert report.hosts == (HOST, "192.0.2.7", "10.0.0.9", "other.example.com")
+    assert report.uncovered_hosts == ("10.0.0.9", "other.example.com")
+    assert not report.ok
+
+
+def test_host_and_hosts_together_each_address_once() -> None:
+    report = check(full(pki()), host=HOST, hosts=["MDM.example.com.", "10.0.0.9"], now=NOW)
+    assert report.hosts == (HOST, "10.0.0.9")
+    assert report.host == HOST
+    assert report.uncovered_hosts == ("10.0.0.9",)
+
+
+def test_a_host_is_required(good: Pki) -> None:
+    with pytest.raises(InvalidInput, match="no host to check the certificate for"):
+        check(full(good), now=NOW)
+    with pytest.raises(InvalidInput, match="hosts must be an iterable"):
+        check(full(good), hosts=HOST, now=NOW)
+
+
 def test_ip_written_as_dns_san_does_not_cover_the_ip() -> None:
     report = run(pki(sans=[x509.DNSName("10.0.0.1")]), host="10.0.0.1")
     assert Code.HOST_MISMATCH in report.codes
@@ -427,8 +455,14 @@ def test_report_as_json_data(good: Pki) -> None:
     assert data["ok"] is True
     assert data["recommended_mode"] == "distribute_root_first"
     assert data["findings"] == [
-        {"code": "trust_private", "severity": "info", "message": run(good).findings[0].message}
+        {
+            "code": "trust_private",
+            "severity": "info",
+            "message": run(good).findings[0].message,
+            "host": None,
+        }
     ]
+    assert (data["host"], data["hosts"], data["uncovered_hosts"]) == (HOST, [HOST], [])
     assert data["checked_at"] == NOW.isoformat()
 
 

@@ -101,7 +101,10 @@ def _baselines(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]
     encrypted = certs.key_to_pem(rsa_key(), "pw")
     return {
         "load": (certs.load, {"sources": pem(P.leaf), "password": None, "names": None}),
-        "check": (certs.check, {"material": MATERIAL, "host": HOST, "now": NOW, "key": None}),
+        "check": (
+            certs.check,
+            {"material": MATERIAL, "host": HOST, "now": NOW, "key": None, "hosts": ()},
+        ),
         "rollout_for": (
             rollout_for,
             {
@@ -110,6 +113,9 @@ def _baselines(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]
                 "device_ids": DEVICES,
                 "now": NOW,
                 "host": HOST,
+                "hosts": [HOST],
+                "key": None,
+                "trusted_device_ids": (),
             },
         ),
         "root_publicly_trusted": (certs.root_publicly_trusted, {"material": MATERIAL, "now": NOW}),

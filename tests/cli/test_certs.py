@@ -341,8 +341,9 @@ def test_cert_check_good(files: tuple[Path, Pki]) -> None:
     )
     lines = done.stdout.splitlines()
     assert lines[0] == f"Checked for {HOST} at 2026-03-01 12:00:00 UTC"
-    assert lines[1].split() == ["SEVERITY", "CODE", "MESSAGE"]
-    assert lines[2].split()[:2] == ["info", "trust_private"]
+    assert lines[1] == f"Hosts: {HOST} covered"
+    assert lines[2].split() == ["SEVERITY", "CODE", "MESSAGE"]
+    assert lines[3].split()[:2] == ["info", "trust_private"]
     assert lines[-1].startswith(
         "Result: ok (0 errors, 0 warnings); recommended import: Distribute Root"
     )
@@ -364,7 +365,7 @@ def test_cert_check_errors_exit_1(files: tuple[Path, Pki]) -> None:
         cwd=folder,
         expect=1,
     )
-    table = [line.split()[:2] for line in done.stdout.splitlines()[2:-1]]
+    table = [line.split()[:2] for line in done.stdout.splitlines()[3:-1]]
     assert table == [["error", "expired"], ["error", "host_mismatch"], ["info", "trust_private"]]
     assert "Result: NOT usable (2 errors, 0 warnings)" in done.stdout
 
@@ -725,3 +726,24 @@ def test_csr_new_and_cert_check_use_idna_2008(tmp_path: Path) -> None:
     for host, code in (("mdm.straße.de", 0), ("mdm.strasse.de", 1)):
         certflow("cert", "check", "idn.pem", "--host", host, "--now", NOW.isoformat(),
                  cwd=tmp_path, expect=code)  # fmt: skip
+
+
+# --- several hosts --------------------------------------------------------------------------
+
+
+def test_cert_check_checks_and_reports_every_host(files: tuple[Path, Pki]) -> None:
+    folder, _ = files
+    args = ["cert", "check", "server.pfx", "--password-file", "pfx-pass.txt", "--now", AT]
+    done = certflow(*args, "--host", HOST, "--host", "10.0.0.9", "--host", "www.example.com",
+                    cwd=folder, expect=1)  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Checked for {HOST}, 10.0.0.9, www.example.com at 2026-03-01 12:00:00 UTC"
+    assert lines[1] == f"Hosts: {HOST} covered, 10.0.0.9 NOT covered, www.example.com NOT covered"
+    mismatches = [line for line in lines if line.startswith("error     host_mismatch")]
+    assert [line.split()[2] for line in mismatches] == ["10.0.0.9", "www.example.com"]
+    data = json.loads(certflow(*args, "--host", "10.0.0.9", "--host", HOST, "--json",
+                               cwd=folder, expect=1).stdout)  # fmt: skip
+    assert (data["hosts"], data["uncovered_hosts"]) == (["10.0.0.9", HOST], ["10.0.0.9"])
+    assert certflow(*args, "--host", HOST, "--host", HOST.upper(), cwd=folder).stdout.startswith(
+        f"Checked for {HOST} at"
+    )
