@@ -20,7 +20,7 @@ from certflow.certs._errors import (
     expect_optional,
     quiet,
 )
-from certflow.certs._files import atomic_write, backup
+from certflow.certs._files import atomic_write, backup_together
 from certflow.certs._keys import KEY_SIZES, key_to_pem
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
 from certflow.core.errors import InvalidInput
@@ -148,7 +148,8 @@ def write_key_and_csr(
 ) -> WrittenFiles:
     """Write ``server.key`` (mode 0o600) and ``server.csr`` into ``folder``.
 
-    Existing files are first copied to ``server.key.bak`` (or ``.bak.1``, ... — an earlier
+    Existing files are first copied to ``server.key.bak`` / ``server.csr.bak`` (or ``.bak.1``,
+    ... — the first number free for both, so the backups of one run share it, and an earlier
     backup is never overwritten), then each new file replaces the old one atomically. The key
     is encrypted with ``passphrase`` when one is given.
     """
@@ -160,7 +161,8 @@ def write_key_and_csr(
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: not an existing folder")
     key_path, csr_path = directory / KEY_FILE, directory / CSR_FILE
-    backups = tuple(b for b in (backup(key_path), backup(csr_path)) if b is not None)
+    # One number for both backups, so the key and the CSR of one run stay a pair.
+    backups = tuple(b for b in backup_together([key_path, csr_path]) if b is not None)
     atomic_write(key_path, key_to_pem(key, passphrase), mode=_KEY_MODE)
     atomic_write(csr_path, csr_to_pem(csr), mode=_CSR_MODE)
     return WrittenFiles(key=key_path, csr=csr_path, backups=backups)

@@ -262,3 +262,13 @@ def test_openssl_config_matches_for_generated_subjects(
     _same_request(
         create_csr(subject, rsa_key()), _openssl_csr(openssl, openssl_config(subject), tmp_path)
     )
+
+
+def test_the_backups_of_one_run_share_a_number(tmp_path: Path) -> None:
+    first, second, third = rsa_key(2048, 0), rsa_key(2048, 3), rsa_key(2048, 4)
+    write_key_and_csr(tmp_path, first, create_csr(SUBJECT, first))
+    write_key_and_csr(tmp_path, second, create_csr(SUBJECT, second))  # server.*.bak
+    (tmp_path / "server.key.bak").unlink()  # an administrator tidied up one backup
+    written = write_key_and_csr(tmp_path, third, create_csr(SUBJECT, third))
+    assert written.backups == (tmp_path / "server.key.bak.1", tmp_path / "server.csr.bak.1")
+    assert not (tmp_path / "server.key.bak").exists()  # the lone number is not reused

@@ -747,3 +747,14 @@ def test_cert_check_checks_and_reports_every_host(files: tuple[Path, Pki]) -> No
     assert certflow(*args, "--host", HOST, "--host", HOST.upper(), cwd=folder).stdout.startswith(
         f"Checked for {HOST} at"
     )
+
+
+# --- paired backups -------------------------------------------------------------------------
+
+
+def test_csr_new_backs_up_key_and_csr_under_one_number(tmp_path: Path) -> None:
+    certflow("csr", "new", *FLAGS, cwd=tmp_path)
+    certflow("csr", "new", *FLAGS, cwd=tmp_path)
+    (tmp_path / "server.key.bak").unlink()
+    data = json.loads(certflow("csr", "new", *FLAGS, "--json", cwd=tmp_path).stdout)
+    assert data["backups"] == ["server.key.bak.1", "server.csr.bak.1"]
