@@ -148,14 +148,20 @@ class Report:
         return frozenset(f.code for f in self.findings)
 
     @property
-    def recommended_mode(self) -> ImportMode:
-        """Proceed to import for a public root; distribute the root first otherwise."""
+    def recommended_mode(self) -> ImportMode | None:
+        """Proceed to import for a public root; distribute the root first otherwise.
+
+        ``None`` when there is no server certificate: there is nothing to import.
+        """
+        if Code.NO_CERTIFICATE in self.codes:
+            return None
         if self.root_publicly_trusted:
             return ImportMode.PROCEED_TO_IMPORT
         return ImportMode.DISTRIBUTE_ROOT_FIRST
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
+        mode = self.recommended_mode
         return {
             "ok": self.ok,
             "host": self.host,
@@ -163,7 +169,7 @@ class Report:
             "uncovered_hosts": list(self.uncovered_hosts),
             "checked_at": self.checked_at.isoformat(),
             "root_publicly_trusted": self.root_publicly_trusted,
-            "recommended_mode": self.recommended_mode.value,
+            "recommended_mode": None if mode is None else mode.value,
             "chain": [cert.subject.rfc4514_string() for cert in self.chain],
             "findings": [
                 {

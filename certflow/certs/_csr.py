@@ -11,6 +11,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from certflow.certs._check import MIN_RSA_BITS
 from certflow.certs._errors import (
     DATA,
     PATH,
@@ -74,9 +75,28 @@ class CsrInfo:
         return str(values[0].value) if values else None
 
     @property
+    def problems(self) -> tuple[str, ...]:
+        """Why the CSR cannot be used, one reason each (empty when it can)."""
+        found = []
+        if not self.signature_valid:
+            found.append(
+                "its signature does not verify: the request was altered, or not signed by the "
+                "key it carries"
+            )
+        if self.key_type == "unsupported":
+            found.append("its key is of an unsupported type; the server supports RSA keys only")
+        elif self.key_type != "RSA":
+            found.append(f"its key is {self.key_type}; the server supports RSA keys only")
+        elif (self.key_size or 0) < MIN_RSA_BITS:
+            found.append(
+                f"its RSA key has {self.key_size} bits; at least {MIN_RSA_BITS} are needed"
+            )
+        return tuple(found)
+
+    @property
     def ok(self) -> bool:
         """True when the signature is valid and the key is RSA of at least 2048 bits."""
-        return self.signature_valid and self.key_type == "RSA" and (self.key_size or 0) >= 2048
+        return not self.problems
 
 
 def _key_description(key: object) -> tuple[str, int | None]:

@@ -255,6 +255,7 @@ def _csr_data(info: certs.CsrInfo) -> dict[str, Any]:
         "key_size": info.key_size,
         "signature_algorithm": info.signature_algorithm,
         "signature_valid": info.signature_valid,
+        "problems": list(info.problems),
     }
 
 
@@ -278,7 +279,7 @@ def csr_show(file: Path, as_json: bool) -> int:
         ]
         for label, value in rows:
             click.echo(f"{label + ':':<11}{value}")
-        click.echo("Result:    " + ("ok" if info.ok else "NOT usable (see above)"))
+        click.echo("Result:    " + ("ok" if info.ok else f"NOT usable: {'; '.join(info.problems)}"))
     return EXIT_OK if info.ok else EXIT_FINDINGS
 
 
@@ -566,12 +567,13 @@ def _print_report(report: certs.Report) -> None:
         click.echo(f"{finding.severity.value:<9} {finding.code.value:<{width}}  {finding.message}")
     errors, warnings = len(report.errors), len(report.warnings)
     verdict = "ok" if report.ok else "NOT usable"
-    click.echo(
-        f"Result: {verdict} ({errors} error{'s' * (errors != 1)}, "
-        f"{warnings} warning{'s' * (warnings != 1)}); recommended import: "
-        + (
-            "Proceed to Import"
-            if report.recommended_mode is certs.ImportMode.PROCEED_TO_IMPORT
-            else "Distribute Root Certificate first"
-        )
-    )
+    counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    mode = report.recommended_mode
+    advice = "" if mode is None else f"; recommended import: {_MODES[mode]}"
+    click.echo(f"Result: {verdict} ({counts}){advice}")
+
+
+_MODES = {
+    certs.ImportMode.PROCEED_TO_IMPORT: "Proceed to Import",
+    certs.ImportMode.DISTRIBUTE_ROOT_FIRST: "Distribute Root Certificate first",
+}

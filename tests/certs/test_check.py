@@ -129,12 +129,21 @@ def test_key_of_another_certificate(good: Pki) -> None:
 def test_no_certificate_at_all() -> None:
     report = check(Material.from_parts([], [rsa_key()]), host=HOST, now=NOW)
     assert codes(report) == {"no_certificate"}
-    assert "only a private key" in report.findings[0].message
+    assert report.findings[0].message == (
+        "no server certificate: only a private key was given; upload the certificate the CA issued"
+    )
+    assert report.recommended_mode is None  # nothing to import, so no import mode
+    assert report.to_dict()["recommended_mode"] is None
 
 
 def test_only_ca_certificates(good: Pki) -> None:
     report = check(Material.from_parts([good.root, good.intermediate]), host=HOST, now=NOW)
     assert codes(report) == {"no_certificate"}
+    assert report.findings[0].message == (
+        "no server certificate: only CA certificates were given (a chain file?); upload the "
+        "certificate the CA issued"
+    )
+    assert report.recommended_mode is None
 
 
 # time window, and honest host/chain verdicts for certificates outside it

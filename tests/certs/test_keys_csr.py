@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from hypothesis import HealthCheck, given, settings
 
 from certflow.certs import (
@@ -82,6 +83,26 @@ def test_tampered_csr_signature_is_invalid() -> None:
     info = inspect_csr(bytes(der))
     assert not info.signature_valid
     assert not info.ok
+    assert info.problems == (
+        "its signature does not verify: the request was altered, or not signed by the key it "
+        "carries",
+    )
+
+
+def test_a_small_rsa_key_says_why_the_csr_is_unusable() -> None:
+    info = inspect_csr(_foreign_csr(rsa_key(1024)))
+    assert info.problems == ("its RSA key has 1024 bits; at least 2048 are needed",)
+    assert inspect_csr(create_csr(SUBJECT, rsa_key())).problems == ()
+
+
+def _foreign_csr(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """A CSR certflow would not make (another tool's key), as PEM."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(SUBJECT.x509_name())
+        .sign(key, hashes.SHA256())
+    )
+    return csr_to_pem(csr)
 
 
 def test_csr_needs_an_rsa_key() -> None:

@@ -199,7 +199,19 @@ def test_csr_show_tampered_signature_exits_1(tmp_path: Path) -> None:
     )
     der[-5] ^= 0xFF
     (tmp_path / "tampered.der").write_bytes(bytes(der))
-    assert "INVALID" in certflow("csr", "show", "tampered.der", cwd=tmp_path, expect=1).stdout
+    done = certflow("csr", "show", "tampered.der", cwd=tmp_path, expect=1)
+    assert "INVALID" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        "Result:    NOT usable: its signature does not verify: the request was altered, or not "
+        "signed by the key it carries"
+    )
+    data = json.loads(
+        certflow("csr", "show", "tampered.der", "--json", cwd=tmp_path, expect=1).stdout
+    )
+    assert data["problems"] == [
+        "its signature does not verify: the request was altered, or not signed by the key it "
+        "carries"
+    ]
 
 
 def test_openssl_config(tmp_path: Path) -> None:
@@ -758,3 +770,24 @@ def test_csr_new_backs_up_key_and_csr_under_one_number(tmp_path: Path) -> None:
     (tmp_path / "server.key.bak").unlink()
     data = json.loads(certflow("csr", "new", *FLAGS, "--json", cwd=tmp_path).stdout)
     assert data["backups"] == ["server.key.bak.1", "server.csr.bak.1"]
+
+
+# --- wording --------------------------------------------------------------------------------
+
+
+def test_cert_check_without_a_certificate_recommends_no_import_mode(
+    files: tuple[Path, Pki],
+) -> None:
+    folder, _ = files
+    done = certflow("cert", "check", "server.key", "--host", HOST, "--now", AT, cwd=folder,
+                    expect=1)  # fmt: skip
+    assert done.stdout.splitlines() == [
+        f"Checked for {HOST} at 2026-03-01 12:00:00 UTC",
+        "SEVERITY  CODE            MESSAGE",
+        "error     no_certificate  no server certificate: only a private key was given; upload "
+        "the certificate the CA issued",
+        "Result: NOT usable (1 error, 0 warnings)",
+    ]
+    data = json.loads(certflow("cert", "check", "server.key", "--host", HOST, "--now", AT,
+                               "--json", cwd=folder, expect=1).stdout)  # fmt: skip
+    assert data["recommended_mode"] is None
