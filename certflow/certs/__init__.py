@@ -57,6 +57,13 @@ from certflow.certs._keys import (
     load_key,
 )
 from certflow.certs._load import Material, Source, key_matches, load
+from certflow.certs._names import (
+    describe_key,
+    key_kind,
+    signature_algorithm_name,
+    usage_name,
+    weak_digest,
+)
 from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
 from certflow.certs._subject import (
     SanEntry,
@@ -100,10 +107,12 @@ __all__ = [
     "create_csr",
     "csr_to_pem",
     "decrypt_key",
+    "describe_key",
     "encrypt_key",
     "generate_key",
     "inspect_csr",
     "is_public_root",
+    "key_kind",
     "key_matches",
     "key_to_pem",
     "load",
@@ -119,5 +128,8 @@ __all__ = [
     "rollout_for",
     "root_publicly_trusted",
     "sans_from_extension",
+    "signature_algorithm_name",
+    "usage_name",
+    "weak_digest",
     "write_key_and_csr",
 ]

@@ -9,7 +9,7 @@ import attrs
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from certflow.certs._check import MIN_RSA_BITS
 from certflow.certs._errors import (
@@ -23,6 +23,7 @@ from certflow.certs._errors import (
 )
 from certflow.certs._files import atomic_write, backup_together
 from certflow.certs._keys import KEY_SIZES, key_to_pem
+from certflow.certs._names import key_kind, signature_algorithm_name
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
 from certflow.core.errors import InvalidInput
 
@@ -40,8 +41,7 @@ def create_csr(subject: Subject, key: rsa.RSAPrivateKey) -> x509.CertificateSign
     expect("subject", subject, Subject, SUBJECT)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise InvalidInput(
-            f"key must be an RSA private key (the server supports RSA only), got "
-            f"{type(key).__name__}"
+            f"key must be an RSA private key (the server supports RSA only), got {key_kind(key)}"
         )
     return (
         x509.CertificateSigningRequestBuilder()
@@ -83,7 +83,7 @@ class CsrInfo:
                 "its signature does not verify: the request was altered, or not signed by the "
                 "key it carries"
             )
-        if self.key_type == "unsupported":
+        if self.key_type in ("unsupported", "unknown"):
             found.append("its key is of an unsupported type; the server supports RSA keys only")
         elif self.key_type != "RSA":
             found.append(f"its key is {self.key_type}; the server supports RSA keys only")
@@ -100,11 +100,10 @@ class CsrInfo:
 
 
 def _key_description(key: object) -> tuple[str, int | None]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    size = getattr(key, "key_size", None)
-    name = type(key).__name__.removeprefix("_").removesuffix("PublicKey") or "unknown"
-    return name, size if isinstance(size, int) else None
+    size = key.key_size if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
+    if isinstance(key, dsa.DSAPublicKey):
+        size = key.key_size
+    return key_kind(key), size
 
 
 @quiet
@@ -136,10 +135,7 @@ def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "C
         sans = sans_from_extension(request.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as error:
         raise MaterialError(source, "unparseable", f"malformed CSR extension: {error}") from None
-    try:
-        algorithm = request.signature_algorithm_oid._name
-    except AttributeError:  # pragma: no cover - cryptography always names known OIDs
-        algorithm = request.signature_algorithm_oid.dotted_string
+    algorithm = signature_algorithm_name(request)
     return CsrInfo(
         subject=request.subject,
         sans=sans,

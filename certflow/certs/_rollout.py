@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from certflow.certs._check import Report, _chain, check
 from certflow.certs._errors import CERTIFICATE, MATERIAL, expect, expect_iterable
 from certflow.certs._load import Material
-from certflow.certs._time import require_aware
 from certflow.core.errors import InvalidInput
 from certflow.core.evaluator import new_rollout
+from certflow.core.instants import require_utc
 from certflow.core.policy import CertificateKind, Policy
 from certflow.core.rollout import Rollout
 
@@ -38,7 +38,7 @@ def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
     :func:`check` does, so the answer does not depend on the certificate being current.
     """
     expect("material", material, Material, MATERIAL)
-    at = require_aware("now", now)
+    at = require_utc("now", now)
     if material.leaf is None:
         raise InvalidInput("the material has no server certificate")
     return _chain(material, at)[2]
@@ -73,7 +73,7 @@ def rollout_for(
     expect("existing", existing, (x509.Certificate, Material), f"{CERTIFICATE} or {MATERIAL}")
     expect_iterable("device_ids", device_ids, "an iterable of device ids (str)")
     expect_iterable("trusted_device_ids", trusted_device_ids, "an iterable of device ids (str)")
-    at = require_aware("now", now)
+    at = require_utc("now", now)
     new = material.leaf
     if new is None:
         raise InvalidInput("the new material has no server certificate")

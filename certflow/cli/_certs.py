@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow import certs
@@ -24,6 +24,7 @@ from certflow.cli._app import (
     main,
     print_json,
 )
+from certflow.core.instants import show
 
 
 def _ask(
@@ -403,22 +404,10 @@ def cert() -> None:
     """Inspect and check the certificate files an administrator uploads."""
 
 
-def _show(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _key_text(key: object) -> str:
-    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
-        return f"RSA {key.key_size} bits"
-    size = getattr(key, "key_size", None)
-    kind = type(key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
-    return f"{kind} {size} bits" if size else kind
-
-
 def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
     try:
-        public_key = _key_text(certificate.public_key())
-    except Exception:  # an unsupported key type is still worth describing
+        public_key = certs.describe_key(certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm):  # a key cryptography cannot read
         public_key = "unsupported"
     return {
         "role": role,
@@ -428,11 +417,7 @@ def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
         "not_after": certificate.not_valid_after_utc.isoformat(),
         "sans": [str(entry) for entry in sans_from_extension(certificate.extensions)],
         "key": public_key,
-        "signature_algorithm": getattr(
-            certificate.signature_algorithm_oid,
-            "_name",
-            certificate.signature_algorithm_oid.dotted_string,
-        ),
+        "signature_algorithm": certs.signature_algorithm_name(certificate),
         "sha256": certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
     }
 
@@ -449,7 +434,7 @@ def _material_data(material: certs.Material) -> dict[str, Any]:
         "private_key": None
         if key is None
         else {
-            "type": _key_text(key),
+            "type": certs.describe_key(key),
             "matches_leaf": material.leaf is not None and certs.key_matches(material.leaf, key),
         },
     }
@@ -554,7 +539,7 @@ def cert_check(
 
 
 def _print_report(report: certs.Report) -> None:
-    click.echo(f"Checked for {', '.join(report.hosts)} at {_show(report.checked_at)}")
+    click.echo(f"Checked for {', '.join(report.hosts)} at {show(report.checked_at)}")
     if certs.Code.NO_CERTIFICATE not in report.codes:
         uncovered = report.uncovered_hosts
         verdicts = [f"{h} {'NOT covered' if h in uncovered else 'covered'}" for h in report.hosts]

@@ -174,6 +174,11 @@ def _baselines(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]
         "backup_together": (certs.backup_together, {"paths": [tmp / "absent"]}),
         "atomic_write": (certs.atomic_write, {"path": tmp / "out", "data": b"x", "mode": 0o600}),
         "check_target": (certs.check_target, {"path": tmp / "out"}),
+        "describe_key": (certs.describe_key, {"key": P.leaf_key}),
+        "key_kind": (certs.key_kind, {"key": P.leaf_key}),
+        "signature_algorithm_name": (certs.signature_algorithm_name, {"item": P.leaf}),
+        "usage_name": (certs.usage_name, {"oid": P.leaf.signature_algorithm_oid}),
+        "weak_digest": (certs.weak_digest, {"cert": P.leaf}),
     }
 
 

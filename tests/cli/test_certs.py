@@ -352,7 +352,7 @@ def test_cert_check_good(files: tuple[Path, Pki]) -> None:
         cwd=folder,
     )
     lines = done.stdout.splitlines()
-    assert lines[0] == f"Checked for {HOST} at 2026-03-01 12:00:00 UTC"
+    assert lines[0] == f"Checked for {HOST} at 2026-03-01 12:00 UTC"
     assert lines[1] == f"Hosts: {HOST} covered"
     assert lines[2].split() == ["SEVERITY", "CODE", "MESSAGE"]
     assert lines[3].split()[:2] == ["info", "trust_private"]
@@ -749,7 +749,7 @@ def test_cert_check_checks_and_reports_every_host(files: tuple[Path, Pki]) -> No
     done = certflow(*args, "--host", HOST, "--host", "10.0.0.9", "--host", "www.example.com",
                     cwd=folder, expect=1)  # fmt: skip
     lines = done.stdout.splitlines()
-    assert lines[0] == f"Checked for {HOST}, 10.0.0.9, www.example.com at 2026-03-01 12:00:00 UTC"
+    assert lines[0] == f"Checked for {HOST}, 10.0.0.9, www.example.com at 2026-03-01 12:00 UTC"
     assert lines[1] == f"Hosts: {HOST} covered, 10.0.0.9 NOT covered, www.example.com NOT covered"
     mismatches = [line for line in lines if line.startswith("error     host_mismatch")]
     assert [line.split()[2] for line in mismatches] == ["10.0.0.9", "www.example.com"]
@@ -782,7 +782,7 @@ def test_cert_check_without_a_certificate_recommends_no_import_mode(
     done = certflow("cert", "check", "server.key", "--host", HOST, "--now", AT, cwd=folder,
                     expect=1)  # fmt: skip
     assert done.stdout.splitlines() == [
-        f"Checked for {HOST} at 2026-03-01 12:00:00 UTC",
+        f"Checked for {HOST} at 2026-03-01 12:00 UTC",
         "SEVERITY  CODE            MESSAGE",
         "error     no_certificate  no server certificate: only a private key was given; upload "
         "the certificate the CA issued",
