@@ -37,6 +37,17 @@ from certflow.certs._csr import (
     write_key_and_csr,
 )
 from certflow.certs._errors import MaterialError, MaterialErrorCode, SubjectError
+from certflow.certs._export import (
+    CHAIN_PEM,
+    FULLCHAIN_PEM,
+    ROOT_CER,
+    ROOT_PEM,
+    SERVER_CRT,
+    SERVER_PFX,
+    Exported,
+    ExportedFile,
+    export,
+)
 from certflow.certs._files import (
     LIMIT,
     PASSWORD_LIMIT,
@@ -75,17 +86,25 @@ from certflow.certs._subject import (
 )
 
 __all__ = [
+    "CHAIN_PEM",
     "CSR_FILE",
     "EXPIRY_WARNING",
+    "FULLCHAIN_PEM",
     "KEY_FILE",
     "KEY_SIZES",
     "LIMIT",
     "MAX_VALIDITY",
     "MIN_RSA_BITS",
     "PASSWORD_LIMIT",
+    "ROOT_CER",
+    "ROOT_PEM",
+    "SERVER_CRT",
+    "SERVER_PFX",
     "CertificateRejected",
     "Code",
     "CsrInfo",
+    "Exported",
+    "ExportedFile",
     "Finding",
     "ImportMode",
     "KeySize",
@@ -109,6 +128,7 @@ __all__ = [
     "decrypt_key",
     "describe_key",
     "encrypt_key",
+    "export",
     "generate_key",
     "inspect_csr",
     "is_public_root",

@@ -562,3 +562,60 @@ _MODES = {
     certs.ImportMode.PROCEED_TO_IMPORT: "Proceed to Import",
     certs.ImportMode.DISTRIBUTE_ROOT_FIRST: "Distribute Root Certificate first",
 }
+
+
+@cert.command("export")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder to write into; existing files are backed up first.",
+)
+@_password_file
+@_new_password_file("of server.pfx")
+@json_option
+def cert_export(
+    files: tuple[Path, ...],
+    out: Path,
+    password_file: Path | None,
+    new_password_file: Path | None,
+    as_json: bool,
+) -> int:
+    """Write the files the server installs and the devices trust, from any uploaded material.
+
+    server.crt (the certificate, as the vendor procedure names it), chain.pem (the
+    intermediates), fullchain.pem (both), root.cer (DER) and root.pem (the root to
+    distribute to devices) and, when the private key is among FILES, server.pfx (all of
+    them, password-protected, mode 0600). Existing files are backed up first.
+    """
+    if not out.is_dir():
+        raise click.UsageError(f"{out}: not an existing folder; create it first")
+    material = _load(files, _password(password_file))
+    pfx_password = None
+    if material.private_key is not None:
+        pfx_password = _read_secret(
+            new_password_file, "Password of server.pfx", NEW_PASSWORD_FILE, confirm=True
+        )
+    exported = certs.export(material, out, pfx_password=pfx_password)
+    if as_json:
+        print_json(
+            {
+                "folder": str(out),
+                "written": [
+                    {"file": str(f.path), "content": f.content, "mode": f"0{f.mode:o}"}
+                    for f in exported.files
+                ],
+                "backups": [str(path) for path in exported.backups],
+                "skipped": [{"file": name, "reason": why} for name, why in exported.skipped],
+            }
+        )
+        return EXIT_OK
+    for path in exported.backups:
+        click.echo(f"Backed up {path.name.rsplit('.bak', 1)[0]} to {path}")
+    width = max(len(str(f.path)) for f in exported.files)
+    for f in exported.files:
+        click.echo(f"Wrote {f.path!s:<{width}}  {f.content}, mode 0{f.mode:o}")
+    for name, why in exported.skipped:
+        click.echo(f"No {name}: {why}")
+    return EXIT_OK

@@ -80,7 +80,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pki]:
 COMMANDS = [
     [], ["csr"], ["csr", "new"], ["csr", "show"], ["csr", "openssl-config"], ["key"],
     ["key", "encrypt"], ["key", "decrypt"], ["cert"], ["cert", "inspect"], ["cert", "check"],
-    ["simulate"],
+    ["cert", "export"], ["simulate"],
 ]  # fmt: skip
 
 
@@ -559,6 +559,9 @@ ERRORS_NAMING_OPTIONS: list[tuple[list[str], list[str]]] = [
     (["cert", "check"], ["server.crt"]),
     (["cert", "check"], ["server.crt", "--host", HOST, "--now", "yesterday"]),
     (["cert", "check"], ["server.crt", "--host", HOST, "--at", "yesterday"]),
+    (["cert", "export"], ["server.pfx", "--out", "."]),
+    (["cert", "export"], ["server.pfx", "--password-file", "pfx-pass.txt", "--out", "."]),
+    (["cert", "export"], ["server.crt"]),
 ]
 
 
@@ -605,10 +608,13 @@ def test_every_option_named_in_the_command_line_source_exists() -> None:
 
 
 def test_password_options_are_spelled_the_same_in_every_command(options_folder: Path) -> None:
-    for command in (["key", "decrypt"], ["key", "encrypt"], ["cert", "inspect"], ["cert", "check"]):
+    for command in (
+        ["key", "decrypt"], ["key", "encrypt"], ["cert", "inspect"], ["cert", "check"],
+        ["cert", "export"],
+    ):  # fmt: skip
         offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
         assert {"--password-file", "--passphrase-file"} <= offered, command
-    for command in (["csr", "new"], ["key", "encrypt"]):
+    for command in (["csr", "new"], ["key", "encrypt"], ["cert", "export"]):
         offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
         assert {"--new-password-file", "--new-passphrase-file"} <= offered, command
 
@@ -791,3 +797,95 @@ def test_cert_check_without_a_certificate_recommends_no_import_mode(
     data = json.loads(certflow("cert", "check", "server.key", "--host", HOST, "--now", AT,
                                "--json", cwd=folder, expect=1).stdout)  # fmt: skip
     assert data["recommended_mode"] is None
+
+
+# --- cert export ----------------------------------------------------------------------------
+
+
+def test_cert_export_from_an_openssl_ca_gives_files_openssl_accepts(
+    openssl: str, openssl_ca: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported"
+    out.mkdir()
+    (tmp_path / "pfx.txt").write_text("pfx-s3cret\n")
+    done = certflow(
+        "cert", "export", openssl_ca / "server.crt", openssl_ca / "inter.pem",
+        openssl_ca / "root.pem", openssl_ca / "server.key", "--out", out,
+        "--new-password-file", tmp_path / "pfx.txt", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    data = json.loads(done.stdout)
+    names = ["server.crt", "chain.pem", "fullchain.pem", "root.cer", "root.pem", "server.pfx"]
+    assert [Path(f["file"]).name for f in data["written"]] == names
+    assert [f["mode"] for f in data["written"]] == ["0644"] * 5 + ["0600"]
+    assert (data["backups"], data["skipped"]) == ([], [])
+    assert stat.S_IMODE((out / "server.pfx").stat().st_mode) == 0o600
+
+    def ok(*args: str) -> str:
+        return subprocess.run(
+            [openssl, *args], cwd=out, check=True, capture_output=True, text=True
+        ).stdout
+
+    assert ok("verify", "-CAfile", "root.pem", "-untrusted", "chain.pem", "server.crt") == (
+        "server.crt: OK\n"
+    )
+    assert ok("verify", "-CAfile", "root.pem", "-untrusted", "fullchain.pem", "server.crt") == (
+        "server.crt: OK\n"
+    )
+    assert "CN=Example Root CA" in ok("x509", "-inform", "DER", "-in", "root.cer", "-noout",
+                                      "-subject").replace(" = ", "=")  # fmt: skip
+    certs_in_pfx = ok("pkcs12", "-in", "server.pfx", "-passin", "pass:pfx-s3cret", "-nokeys")
+    assert certs_in_pfx.count("BEGIN CERTIFICATE") == 3
+    key_in_pfx = ok("pkcs12", "-in", "server.pfx", "-passin", "pass:pfx-s3cret", "-nocerts",
+                    "-nodes")  # fmt: skip
+    assert "BEGIN PRIVATE KEY" in key_in_pfx
+
+    again = certflow("cert", "export", openssl_ca / "server.crt", openssl_ca / "inter.pem",
+                     openssl_ca / "root.pem", "--out", out, cwd=tmp_path)  # fmt: skip
+    assert again.stdout.splitlines() == [
+        f"Backed up server.crt to {out}/server.crt.bak",
+        f"Backed up chain.pem to {out}/chain.pem.bak",
+        f"Backed up fullchain.pem to {out}/fullchain.pem.bak",
+        f"Backed up root.cer to {out}/root.cer.bak",
+        f"Backed up root.pem to {out}/root.pem.bak",
+        f"Wrote {out}/server.crt     the server certificate (PEM), mode 0644",
+        f"Wrote {out}/chain.pem      the intermediates (PEM), mode 0644",
+        f"Wrote {out}/fullchain.pem  the server certificate and the intermediates (PEM), mode 0644",
+        f"Wrote {out}/root.cer       the root to distribute to devices (DER), mode 0644",
+        f"Wrote {out}/root.pem       the root to distribute to devices (PEM), mode 0644",
+        "No server.pfx: the material holds no private key",
+    ]
+
+
+def test_cert_export_from_a_pfx(files: tuple[Path, Pki], tmp_path: Path) -> None:
+    folder, p = files
+    done = certflow("cert", "export", "server.pfx", "--password-file", "pfx-pass.txt",
+                    "--new-password-file", "-", "--out", tmp_path, cwd=folder,
+                    stdin="new-pass\n")  # fmt: skip
+    assert "server.pfx" in done.stdout
+    bundle = pkcs12.load_pkcs12((tmp_path / "server.pfx").read_bytes(), b"new-pass")
+    assert bundle.cert is not None
+    assert bundle.cert.certificate == p.leaf
+    assert (tmp_path / "root.pem").read_bytes() == pem(p.root)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server.pfx", "--password-file", "pfx-pass.txt", "--out", "."],
+         "Password of server.pfx needed: give it with --new-password-file (or '-' for stdin)"),
+        (["server.crt", "--out", "missing"], "missing: not an existing folder; create it first"),
+        (["chain.pem", "--out", "."], "no server certificate among the material"),
+    ],
+    ids=["no pfx password", "missing folder", "no certificate"],
+)  # fmt: skip
+def test_cert_export_bad_input_writes_nothing(
+    args: list[str], message: str, files: tuple[Path, Pki], tmp_path: Path
+) -> None:
+    folder, _ = files
+    work = tmp_path / "work"
+    work.mkdir()
+    for path in folder.iterdir():
+        (work / path.name).write_bytes(path.read_bytes())
+    before = sorted(p.name for p in work.iterdir())
+    assert message in certflow("cert", "export", *args, cwd=work, expect=2).stderr
+    assert sorted(p.name for p in work.iterdir()) == before
