@@ -179,6 +179,7 @@ def _baselines(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]
         "signature_algorithm_name": (certs.signature_algorithm_name, {"item": P.leaf}),
         "usage_name": (certs.usage_name, {"oid": P.leaf.signature_algorithm_oid}),
         "weak_digest": (certs.weak_digest, {"cert": P.leaf}),
+        "export": (certs.export, {"material": MATERIAL, "folder": tmp / "x", "pfx_password": "p"}),
     }
 
 
