@@ -196,8 +196,11 @@ def test_every_public_function_is_listed_here(tmp_path: Path) -> None:
     assert functions - listed == set()
 
 
-def test_wrong_types_anywhere_give_a_certflow_error_never_a_crash(tmp_path: Path) -> None:
+def test_wrong_types_anywhere_give_a_certflow_error_never_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each argument of each public function, replaced by values of the wrong type."""
+    monkeypatch.chdir(tmp_path)  # "server.pem" is a path too: whatever it writes stays here
     crashes = []
     for name, (function, arguments) in _baselines(tmp_path).items():
         for argument in arguments:
