@@ -38,6 +38,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
+	$(BIN)/python tools/cli_docs.py docs/cli
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -208,8 +208,9 @@ def csr_new(
     """Generate an RSA key and a CSR: writes server.key (mode 0600) and server.csr into --out.
 
     Options left out are asked for, as the source's generateCSR tool does (--no-input makes
-    them errors instead). Existing server.key / server.csr are copied to server.key.bak
-    (then .bak.1, ...) first; an earlier backup is never overwritten.
+    them errors instead). Existing server.key / server.csr are copied to server.key.bak /
+    server.csr.bak (then .bak.1, ..., one number for both) first; an earlier backup is never
+    overwritten.
     """
     if new_password_file is not None and not encrypt:
         raise click.UsageError(f"{NEW_PASSWORD_FILE} needs --encrypt")
@@ -315,7 +316,7 @@ def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
 
 @main.group()
 def key() -> None:
-    """Encrypt or decrypt a private key with a passphrase."""
+    """Encrypt or decrypt a private key with a password."""
 
 
 def _read_file(path: Path) -> bytes:
