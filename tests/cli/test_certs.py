@@ -889,3 +889,75 @@ def test_cert_export_bad_input_writes_nothing(
     before = sorted(p.name for p in work.iterdir())
     assert message in certflow("cert", "export", *args, cwd=work, expect=2).stderr
     assert sorted(p.name for p in work.iterdir()) == before
+
+
+# --- at a terminal --------------------------------------------------------------------------
+
+
+def _at_a_terminal(args: list[str], answers: list[str], cwd: Path) -> tuple[int, str]:
+    """Run certflow on a pseudo-terminal, answering each prompt; (exit code, what it showed)."""
+    import pty
+    import select
+    import signal
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pseudo-terminal is its terminal
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "certflow", *args])
+    shown, pending = b"", list(answers)
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready, f"no output for 60 s; so far: {shown!r}"
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            # click writes "Label:", then getpass flushes the terminal's input and writes the
+            # final space: only an answer typed after that space is read.
+            if pending and shown.endswith(b": "):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # a failed test must not wait for a child that waits
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode().replace("\r\n", "\n")
+
+
+def test_cert_export_asks_for_the_passwords_at_a_terminal(
+    files: tuple[Path, Pki], tmp_path: Path
+) -> None:
+    folder, p = files
+    code, shown = _at_a_terminal(
+        ["cert", "export", str(folder / "server.pfx"), "--out", str(tmp_path)],
+        ["pfx-pass", "new-pass", "new-pass"],
+        tmp_path,
+    )
+    assert code == 0, shown
+    assert f"Password for {folder / 'server.pfx'}:" in shown
+    assert "Password of server.pfx:" in shown
+    assert "Repeat for confirmation:" in shown
+    assert "new-pass" not in shown  # hidden input
+    bundle = pkcs12.load_pkcs12((tmp_path / "server.pfx").read_bytes(), b"new-pass")
+    assert bundle.cert is not None
+    assert bundle.cert.certificate == p.leaf
+
+
+def test_key_encrypt_asks_for_the_current_password_at_a_terminal(
+    encrypted_key: Path,
+) -> None:
+    code, shown = _at_a_terminal(
+        ["key", "encrypt", "enc.key", "--out", "re.key"],
+        ["right", "n3w", "n3w"],
+        encrypted_key,
+    )
+    assert code == 0, shown
+    assert "Current password of enc.key:" in shown
+    assert load_key((encrypted_key / "re.key").read_bytes(), "n3w").public_key() == (
+        rsa_key().public_key()
+    )
