@@ -249,7 +249,7 @@ def check(
     inside = _inside(at, [leaf])
     for name, subject in zip(names, subjects, strict=True):
         findings += [attrs.evolve(f, host=name) for f in _host(leaf, subject, name, inside)]
-    chain_findings, chain, public = _chain(material, at)
+    chain_findings, chain, public = _chain(material, leaf, at)
     findings += chain_findings
     findings += _usage(leaf)
     findings += _weak_signatures(material)
@@ -524,10 +524,10 @@ def _verify(
 
 
 def _chain(
-    material: Material, now: datetime
+    material: Material, leaf: x509.Certificate, now: datetime
 ) -> tuple[list[Finding], tuple[x509.Certificate, ...], bool]:
-    leaf = material.leaf
-    assert leaf is not None
+    """The chain verdict for ``leaf`` (``material.leaf``), the chain built, and whether its
+    root is public."""
     if material.leaf_self_signed:
         finding = Finding(
             Code.SELF_SIGNED,

@@ -41,7 +41,7 @@ def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
     at = require_utc("now", now)
     if material.leaf is None:
         raise InvalidInput("the material has no server certificate")
-    return _chain(material, at)[2]
+    return _chain(material, material.leaf, at)[2]
 
 
 def rollout_for(

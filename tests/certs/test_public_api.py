@@ -202,3 +202,14 @@ def test_no_verdict_comes_from_the_verifiers_message_text() -> None:
     source = (PACKAGE / "certs" / "_check.py").read_text()
     assert "no matching subjectAltName" not in source
     assert "in reason" not in source
+
+
+def test_no_assert_decides_anything_in_the_certificate_tools() -> None:
+    # `python -O` strips asserts: control flow must never depend on one.
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in MINE
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Assert)
+    ]
+    assert found == []
