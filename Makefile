@@ -7,11 +7,14 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint typecheck unit bench docs mutate clean
 
-$(STAMP): pyproject.toml
+# An editable install in "compat" mode puts the project folder on sys.path through a .pth
+# file, which type checkers follow; setuptools' default mode installs an import hook that
+# mypy cannot see, so code outside the repository would find no certflow types.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; sys.exit("certflow needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,6 +48,7 @@ mutate: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
+	$(BIN)/python tools/cli_docs.py docs/cli
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info mutants

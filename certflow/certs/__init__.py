@@ -37,7 +37,27 @@ from certflow.certs._csr import (
     write_key_and_csr,
 )
 from certflow.certs._errors import MaterialError, MaterialErrorCode, SubjectError
-from certflow.certs._files import atomic_write, backup
+from certflow.certs._export import (
+    CHAIN_PEM,
+    FULLCHAIN_PEM,
+    ROOT_CER,
+    ROOT_PEM,
+    SERVER_CRT,
+    SERVER_PFX,
+    Exported,
+    ExportedFile,
+    export,
+)
+from certflow.certs._files import (
+    LIMIT,
+    PASSWORD_LIMIT,
+    atomic_write,
+    backup,
+    backup_together,
+    check_target,
+    read_bounded,
+    read_password,
+)
 from certflow.certs._keys import (
     KEY_SIZES,
     KeySize,
@@ -47,7 +67,14 @@ from certflow.certs._keys import (
     key_to_pem,
     load_key,
 )
-from certflow.certs._load import LIMIT, Material, Source, key_matches, load
+from certflow.certs._load import Material, Source, key_matches, load
+from certflow.certs._names import (
+    describe_key,
+    key_kind,
+    signature_algorithm_name,
+    usage_name,
+    weak_digest,
+)
 from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
 from certflow.certs._subject import (
     SanEntry,
@@ -59,16 +86,25 @@ from certflow.certs._subject import (
 )
 
 __all__ = [
+    "CHAIN_PEM",
     "CSR_FILE",
     "EXPIRY_WARNING",
+    "FULLCHAIN_PEM",
     "KEY_FILE",
     "KEY_SIZES",
     "LIMIT",
     "MAX_VALIDITY",
     "MIN_RSA_BITS",
+    "PASSWORD_LIMIT",
+    "ROOT_CER",
+    "ROOT_PEM",
+    "SERVER_CRT",
+    "SERVER_PFX",
     "CertificateRejected",
     "Code",
     "CsrInfo",
+    "Exported",
+    "ExportedFile",
     "Finding",
     "ImportMode",
     "KeySize",
@@ -84,14 +120,19 @@ __all__ = [
     "WrittenFiles",
     "atomic_write",
     "backup",
+    "backup_together",
     "check",
+    "check_target",
     "create_csr",
     "csr_to_pem",
     "decrypt_key",
+    "describe_key",
     "encrypt_key",
+    "export",
     "generate_key",
     "inspect_csr",
     "is_public_root",
+    "key_kind",
     "key_matches",
     "key_to_pem",
     "load",
@@ -101,9 +142,14 @@ __all__ = [
     "parse_host",
     "parse_san",
     "parse_sans",
+    "read_bounded",
     "read_csr",
+    "read_password",
     "rollout_for",
     "root_publicly_trusted",
     "sans_from_extension",
+    "signature_algorithm_name",
+    "usage_name",
+    "weak_digest",
     "write_key_and_csr",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -26,11 +26,23 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from certflow.certs._errors import SubjectError
+from certflow.certs._errors import (
+    CERTIFICATE,
+    MATERIAL,
+    PRIVATE_KEY,
+    PRIVATE_KEY_TYPES,
+    SubjectError,
+    expect,
+    expect_iterable,
+    expect_optional,
+    quiet,
+)
+from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._load import Material, _issued_by, key_matches
+from certflow.certs._names import describe_key, usage_name, weak_digest
 from certflow.certs._subject import parse_san, sans_from_extension
-from certflow.certs._time import require_aware, show, show_span
 from certflow.core.errors import InvalidInput
+from certflow.core.instants import require_utc, show, show_span
 
 #: Validity must be strictly less than this (``not_after - not_before``).
 MAX_VALIDITY = timedelta(days=397)
@@ -80,16 +92,23 @@ class ImportMode(StrEnum):
 
 @attrs.frozen
 class Finding:
-    """One result of a check: a stable code, a severity and a message for people."""
+    """One result of a check: a stable code, a severity and a message for people.
+
+    ``host`` names the host a ``host_mismatch`` finding is about (``None`` for the others).
+    """
 
     code: Code
     severity: Severity
     message: str
+    host: str | None = None
 
 
 @attrs.frozen
 class Report:
-    """Everything :func:`check` found about one certificate, for one host, at one instant."""
+    """Everything :func:`check` found about one certificate, for its hosts, at one instant.
+
+    ``host`` is the first of ``hosts``, every address the certificate was checked for.
+    """
 
     host: str
     checked_at: datetime
@@ -98,6 +117,15 @@ class Report:
     root_publicly_trusted: bool
     #: The chain the verifier built (leaf first), empty when none could be built.
     chain: tuple[x509.Certificate, ...] = attrs.field(eq=False, default=())
+    hosts: tuple[str, ...] = attrs.field(
+        default=attrs.Factory(lambda self: (self.host,), takes_self=True)
+    )
+
+    @property
+    def uncovered_hosts(self) -> tuple[str, ...]:
+        """The hosts the certificate does not cover (each has a ``host_mismatch`` error)."""
+        named = {f.host for f in self.findings if f.code is Code.HOST_MISMATCH}
+        return tuple(host for host in self.hosts if host in named)
 
     @property
     def ok(self) -> bool:
@@ -120,23 +148,36 @@ class Report:
         return frozenset(f.code for f in self.findings)
 
     @property
-    def recommended_mode(self) -> ImportMode:
-        """Proceed to import for a public root; distribute the root first otherwise."""
+    def recommended_mode(self) -> ImportMode | None:
+        """Proceed to import for a public root; distribute the root first otherwise.
+
+        ``None`` when there is no server certificate: there is nothing to import.
+        """
+        if Code.NO_CERTIFICATE in self.codes:
+            return None
         if self.root_publicly_trusted:
             return ImportMode.PROCEED_TO_IMPORT
         return ImportMode.DISTRIBUTE_ROOT_FIRST
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
+        mode = self.recommended_mode
         return {
             "ok": self.ok,
             "host": self.host,
+            "hosts": list(self.hosts),
+            "uncovered_hosts": list(self.uncovered_hosts),
             "checked_at": self.checked_at.isoformat(),
             "root_publicly_trusted": self.root_publicly_trusted,
-            "recommended_mode": self.recommended_mode.value,
+            "recommended_mode": None if mode is None else mode.value,
             "chain": [cert.subject.rfc4514_string() for cert in self.chain],
             "findings": [
-                {"code": f.code.value, "severity": f.severity.value, "message": f.message}
+                {
+                    "code": f.code.value,
+                    "severity": f.severity.value,
+                    "message": f.message,
+                    "host": f.host,
+                }
                 for f in self.findings
             ],
         }
@@ -144,6 +185,7 @@ class Report:
 
 def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
     """The server's address (host name or IPv4/IPv6 address) as an X.509 subject to match."""
+    expect("host", host, str, "the server's host name or IP address, a str")
     try:
         entry = parse_san(host)
     except SubjectError as error:
@@ -155,18 +197,30 @@ def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
     return x509.IPAddress(entry)
 
 
+@quiet
 def check(
-    material: Material, *, host: str, now: datetime, key: PrivateKeyTypes | None = None
+    material: Material,
+    *,
+    host: str | None = None,
+    now: datetime,
+    key: PrivateKeyTypes | None = None,
+    hosts: Iterable[str] = (),
 ) -> Report:
     """Check ``material`` as the server certificate for ``host`` at the instant ``now``.
 
+    ``hosts`` adds more addresses (the vendor's rule is the host name *and* the NAT
+    address): every one is checked, and each one not covered gets its own
+    ``host_mismatch`` error. At least one host is needed, in ``host`` or ``hosts``.
     ``key`` is the private key when it is not part of the material (e.g. ``server.key``).
     Every check reports on its own: host and chain are judged at an instant inside the
     certificate's validity window, so an expired certificate still gets honest host and chain
     verdicts besides its ``expired`` error. ``now`` must be timezone-aware.
     """
-    at = require_aware("now", now)
-    subject = parse_host(host)
+    expect("material", material, Material, MATERIAL)
+    expect_optional("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
+    at = require_utc("now", now)
+    names = _hosts(host, hosts)
+    subjects = [parse_host(name) for name in names]
     leaf = material.leaf
     if leaf is None:
         what = (
@@ -179,26 +233,51 @@ def check(
             Severity.ERROR,
             f"no server certificate: {what}; upload the certificate the CA issued",
         )
-        return Report(host=host, checked_at=at, findings=(finding,), root_publicly_trusted=False)
+        return Report(
+            host=names[0],
+            hosts=names,
+            checked_at=at,
+            findings=(finding,),
+            root_publicly_trusted=False,
+        )
     findings = [
         *_validity_period(leaf),
         *_key_type(leaf),
         *_private_key(leaf, key if key is not None else material.private_key),
         *_times(material, at),
-        *_host(leaf, subject, host, _inside(at, [leaf])),
     ]
-    chain_findings, chain, public = _chain(material, at)
+    inside = _inside(at, [leaf])
+    for name, subject in zip(names, subjects, strict=True):
+        findings += [attrs.evolve(f, host=name) for f in _host(leaf, subject, name, inside)]
+    chain_findings, chain, public = _chain(material, leaf, at)
     findings += chain_findings
     findings += _usage(leaf)
     findings += _weak_signatures(material)
     findings.append(_trust(material, chain, public))
     return Report(
-        host=host,
+        host=names[0],
+        hosts=names,
         checked_at=at,
         findings=tuple(findings),
         root_publicly_trusted=public,
         chain=chain,
     )
+
+
+def _hosts(host: str | None, hosts: Iterable[str]) -> tuple[str, ...]:
+    """``host`` and ``hosts`` as one tuple, each address once (compared as matched)."""
+    expect_optional("host", host, str, "the server's host name or IP address, a str")
+    expect_iterable("hosts", hosts, "an iterable of host names or IP addresses (str)")
+    given = ([] if host is None else [host]) + list(hosts)
+    if not given:
+        raise InvalidInput(
+            "no host to check the certificate for: give the server's host name and NAT "
+            "address (host=... or hosts=[...])"
+        )
+    unique: dict[object, str] = {}
+    for name in given:
+        unique.setdefault(parse_host(name), name)
+    return tuple(unique.values())
 
 
 def _name(cert: x509.Certificate) -> str:
@@ -240,7 +319,7 @@ def _key_type(leaf: x509.Certificate) -> list[Finding]:
             )
         ]
     if not isinstance(public, rsa.RSAPublicKey):
-        kind = type(public).__name__.lstrip("_").removesuffix("PublicKey")
+        kind = describe_key(public)
         return [
             Finding(
                 Code.KEY_TYPE,
@@ -352,30 +431,34 @@ def _host(
         if any(str(e).startswith("*.") for e in entries)
         else ""
     )
+    # The leaf is its own trust anchor here, so only the name (and profile) is judged.
+    builder = (
+        PolicyBuilder()
+        .store(Store([leaf]))
+        .time(at)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_HOST_ONLY)
+    )
     try:
-        # The leaf is its own trust anchor here, so only the name (and profile) is judged.
-        verifier = (
-            PolicyBuilder()
-            .store(Store([leaf]))
-            .time(at)
-            .extension_policies(
-                ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_HOST_ONLY
-            )
-            .build_server_verifier(subject)
-        )
-        verifier.verify(leaf, [])
+        builder.build_server_verifier(subject).verify(leaf, [])
     except VerificationError as error:
-        reason = _reason(error)
-        if "no matching subjectAltName" in reason:
+        # Was it the name? The same verification without a name to match answers that,
+        # rather than the wording of the verifier's message.
+        try:
+            builder.build_client_verifier().verify(leaf, [])
+        except VerificationError:
             return [
                 Finding(
                     Code.HOST_MISMATCH,
                     Severity.ERROR,
-                    f"{host} is not covered by the certificate's names ({names}){hint}",
+                    f"{host} could not be matched: {_reason(error)}",
                 )
             ]
         return [
-            Finding(Code.HOST_MISMATCH, Severity.ERROR, f"{host} could not be matched: {reason}")
+            Finding(
+                Code.HOST_MISMATCH,
+                Severity.ERROR,
+                f"{host} is not covered by the certificate's names ({names}){hint}",
+            )
         ]
     except ValueError as error:
         return [Finding(Code.HOST_MISMATCH, Severity.ERROR, f"{host} cannot be matched: {error}")]
@@ -383,6 +466,10 @@ def _host(
 
 
 def _reason(error: Exception) -> str:
+    """The verifier's message without its framing, to show to people (never to decide on).
+
+    The texts trimmed here are pinned by a test, so a change in cryptography shows up.
+    """
     text = str(error).removeprefix("validation failed: ")
     text = text.removeprefix("candidates exhausted: ")
     return text.split(" (encountered processing", 1)[0]
@@ -390,10 +477,12 @@ def _reason(error: Exception) -> str:
 
 @functools.cache
 def _public_roots() -> tuple[x509.Certificate, ...]:
-    with open(certifi.where(), "rb") as bundle, warnings.catch_warnings():
+    # certifi's bundle is about 300 KiB; the bound only guards against a broken install.
+    data = read_bounded(certifi.where(), limit=16 * LIMIT)
+    with warnings.catch_warnings():
         # A few long-lived public roots have a zero serial; they are trusted all the same.
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return tuple(x509.load_pem_x509_certificates(bundle.read()))
+        return tuple(x509.load_pem_x509_certificates(data))
 
 
 @functools.cache
@@ -408,6 +497,7 @@ def _public_fingerprints() -> frozenset[bytes]:
 
 def is_public_root(cert: x509.Certificate) -> bool:
     """True when ``cert`` is in the public root store (certifi's bundle)."""
+    expect("cert", cert, x509.Certificate, CERTIFICATE)
     return cert.fingerprint(hashes.SHA256()) in _public_fingerprints()
 
 
@@ -434,10 +524,10 @@ def _verify(
 
 
 def _chain(
-    material: Material, now: datetime
+    material: Material, leaf: x509.Certificate, now: datetime
 ) -> tuple[list[Finding], tuple[x509.Certificate, ...], bool]:
-    leaf = material.leaf
-    assert leaf is not None
+    """The chain verdict for ``leaf`` (``material.leaf``), the chain built, and whether its
+    root is public."""
     if material.leaf_self_signed:
         finding = Finding(
             Code.SELF_SIGNED,
@@ -457,16 +547,46 @@ def _chain(
     if isinstance(private, tuple):
         return [], private, False
     top = material.chain[-1]
+    root = material.root or public_issuer(top)
+    missing = (
+        f"'{top.issuer.rfc4514_string()}', which issued '{_name(top)}', was not supplied and "
+        "is not a public root"
+    )
+    weak = [
+        f"{role} is signed with {digest}"
+        for role, cert in _roles(material)
+        if cert is not material.root and (digest := weak_digest(cert)) is not None
+    ]
+    if weak:
+        # The verifier refuses SHA-1 and MD5 before it looks any further, so its reason
+        # would be misleading; the chain's own structure says what else is true.
+        chain = material.chain if root is material.root else (*material.chain, root)
+        path = " -> ".join(f"'{_name(c)}'" for c in chain if c is not None)
+        rest = (
+            f"the certificates themselves lead to the root: {path}"
+            if root is not None
+            else f"besides, {missing}"
+        )
+        message = (
+            f"the chain could not be verified because of the weak signature: {'; '.join(weak)}"
+            f", which TLS clients refuse; {rest}; ask the CA to reissue with SHA-256"
+        )
+        public_root = root is not None and is_public_root(root)
+        return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), public_root
     if material.root is None:
         message = (
-            f"no chain to a trusted root: '{top.issuer.rfc4514_string()}', which issued "
-            f"'{_name(top)}', was not supplied and is not a public root; add the CA's "
-            "intermediate and root certificates (its chain file)"
+            f"no chain to a trusted root: {missing}; add the CA's intermediate and root "
+            "certificates (its chain file)"
         )
     else:
         path = " -> ".join(f"'{_name(c)}'" for c in material.chain)
         message = f"the chain {path} is not acceptable to TLS clients: {private}"
     return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), False
+
+
+def public_issuer(cert: x509.Certificate) -> x509.Certificate | None:
+    """The root of the public store (certifi's bundle) that issued ``cert``, if any."""
+    return next((root for root in _public_roots() if _issued_by(cert, root)), None)
 
 
 def _usage(leaf: x509.Certificate) -> list[Finding]:
@@ -476,7 +596,7 @@ def _usage(leaf: x509.Certificate) -> list[Finding]:
     except x509.ExtensionNotFound:
         eku = None
     if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku:
-        listed = ", ".join(oid._name for oid in eku) or "nothing"
+        listed = ", ".join(usage_name(oid) for oid in eku) or "nothing"
         found.append(
             Finding(
                 Code.USAGE,
@@ -501,31 +621,13 @@ def _usage(leaf: x509.Certificate) -> list[Finding]:
     return found
 
 
-_WEAK = {
-    SignatureAlgorithmOID.RSA_WITH_MD5: "MD5",
-    SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA-1",
-    SignatureAlgorithmOID._RSA_WITH_SHA1: "SHA-1",
-    SignatureAlgorithmOID.ECDSA_WITH_SHA1: "SHA-1",
-    SignatureAlgorithmOID.DSA_WITH_SHA1: "SHA-1",
-    x509.ObjectIdentifier("1.2.840.113549.1.1.2"): "MD2",
-    x509.ObjectIdentifier("1.2.840.113549.1.1.3"): "MD4",
-}
-
-
 def _weak_signatures(material: Material) -> list[Finding]:
     found = []
     # A root's signature on itself is never checked by clients, so it does not count.
     for role, cert in _roles(material):
         if cert is material.root:
             continue
-        weak = _WEAK.get(cert.signature_algorithm_oid)
-        if weak is None:
-            try:
-                digest = cert.signature_hash_algorithm
-            except (UnsupportedAlgorithm, ValueError):  # e.g. RSA-PSS without parameters
-                digest = None
-            if isinstance(digest, hashes.SHA1 | hashes.MD5):  # e.g. RSA-PSS over SHA-1
-                weak = "SHA-1" if isinstance(digest, hashes.SHA1) else "MD5"
+        weak = weak_digest(cert)
         if weak is not None:
             found.append(
                 Finding(

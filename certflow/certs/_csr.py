@@ -9,11 +9,21 @@ import attrs
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
-from certflow.certs._errors import MaterialError
-from certflow.certs._files import atomic_write, backup
+from certflow.certs._check import MIN_RSA_BITS
+from certflow.certs._errors import (
+    DATA,
+    PATH,
+    SECRET,
+    MaterialError,
+    expect,
+    expect_optional,
+    quiet,
+)
+from certflow.certs._files import atomic_write, backup_together
 from certflow.certs._keys import KEY_SIZES, key_to_pem
+from certflow.certs._names import key_kind, signature_algorithm_name
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
 from certflow.core.errors import InvalidInput
 
@@ -21,13 +31,18 @@ from certflow.core.errors import InvalidInput
 KEY_FILE = "server.key"
 CSR_FILE = "server.csr"
 _KEY_MODE = 0o600
+SUBJECT = "a certflow.certs.Subject, e.g. Subject.create(country=..., ...)"
+CSR = "a cryptography x509.CertificateSigningRequest"
 _CSR_MODE = 0o644
 
 
 def create_csr(subject: Subject, key: rsa.RSAPrivateKey) -> x509.CertificateSigningRequest:
     """A CSR for ``subject`` signed with ``key`` (SHA-256), with the SANs as an extension."""
+    expect("subject", subject, Subject, SUBJECT)
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise InvalidInput("the server certificate key must be an RSA key")
+        raise InvalidInput(
+            f"key must be an RSA private key (the server supports RSA only), got {key_kind(key)}"
+        )
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject.x509_name())
@@ -38,6 +53,7 @@ def create_csr(subject: Subject, key: rsa.RSAPrivateKey) -> x509.CertificateSign
 
 def csr_to_pem(csr: x509.CertificateSigningRequest) -> bytes:
     """The CSR as PEM text, as CAs ask for it."""
+    expect("csr", csr, x509.CertificateSigningRequest, CSR)
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -59,21 +75,41 @@ class CsrInfo:
         return str(values[0].value) if values else None
 
     @property
+    def problems(self) -> tuple[str, ...]:
+        """Why the CSR cannot be used, one reason each (empty when it can)."""
+        found = []
+        if not self.signature_valid:
+            found.append(
+                "its signature does not verify: the request was altered, or not signed by the "
+                "key it carries"
+            )
+        if self.key_type in ("unsupported", "unknown"):
+            found.append("its key is of an unsupported type; the server supports RSA keys only")
+        elif self.key_type != "RSA":
+            found.append(f"its key is {self.key_type}; the server supports RSA keys only")
+        elif (self.key_size or 0) < MIN_RSA_BITS:
+            found.append(
+                f"its RSA key has {self.key_size} bits; at least {MIN_RSA_BITS} are needed"
+            )
+        return tuple(found)
+
+    @property
     def ok(self) -> bool:
         """True when the signature is valid and the key is RSA of at least 2048 bits."""
-        return self.signature_valid and self.key_type == "RSA" and (self.key_size or 0) >= 2048
+        return not self.problems
 
 
 def _key_description(key: object) -> tuple[str, int | None]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    size = getattr(key, "key_size", None)
-    name = type(key).__name__.removeprefix("_").removesuffix("PublicKey") or "unknown"
-    return name, size if isinstance(size, int) else None
+    size = key.key_size if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
+    if isinstance(key, dsa.DSAPublicKey):
+        size = key.key_size
+    return key_kind(key), size
 
 
+@quiet
 def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequest:
     """A CSR from PEM (``CERTIFICATE REQUEST``) or DER; :class:`MaterialError` otherwise."""
+    expect("data", data, bytes, DATA)
     if not data.strip():
         raise MaterialError(source, "empty", "the file is empty")
     try:
@@ -86,8 +122,10 @@ def read_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequ
         ) from None
 
 
+@quiet
 def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "CSR") -> CsrInfo:
     """Subject, SANs, key type and size of a CSR, and whether its self-signature verifies."""
+    expect("csr", csr, (x509.CertificateSigningRequest, bytes), f"{CSR} or {DATA}")
     request = read_csr(csr, source=source) if isinstance(csr, bytes) else csr
     try:
         key_type, key_size = _key_description(request.public_key())
@@ -97,10 +135,7 @@ def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "C
         sans = sans_from_extension(request.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as error:
         raise MaterialError(source, "unparseable", f"malformed CSR extension: {error}") from None
-    try:
-        algorithm = request.signature_algorithm_oid._name
-    except AttributeError:  # pragma: no cover - cryptography always names known OIDs
-        algorithm = request.signature_algorithm_oid.dotted_string
+    algorithm = signature_algorithm_name(request)
     return CsrInfo(
         subject=request.subject,
         sans=sans,
@@ -129,15 +164,21 @@ def write_key_and_csr(
 ) -> WrittenFiles:
     """Write ``server.key`` (mode 0o600) and ``server.csr`` into ``folder``.
 
-    Existing files are first copied to ``server.key.bak`` (or ``.bak.1``, ... — an earlier
+    Existing files are first copied to ``server.key.bak`` / ``server.csr.bak`` (or ``.bak.1``,
+    ... — the first number free for both, so the backups of one run share it, and an earlier
     backup is never overwritten), then each new file replaces the old one atomically. The key
     is encrypted with ``passphrase`` when one is given.
     """
+    expect("folder", folder, (str, os.PathLike), PATH)
+    expect("key", key, rsa.RSAPrivateKey, "an RSA private key")
+    expect("csr", csr, x509.CertificateSigningRequest, CSR)
+    expect_optional("passphrase", passphrase, (str, bytes), SECRET)
     directory = Path(folder)
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: not an existing folder")
     key_path, csr_path = directory / KEY_FILE, directory / CSR_FILE
-    backups = tuple(b for b in (backup(key_path), backup(csr_path)) if b is not None)
+    # One number for both backups, so the key and the CSR of one run stay a pair.
+    backups = tuple(b for b in backup_together([key_path, csr_path]) if b is not None)
     atomic_write(key_path, key_to_pem(key, passphrase), mode=_KEY_MODE)
     atomic_write(csr_path, csr_to_pem(csr), mode=_CSR_MODE)
     return WrittenFiles(key=key_path, csr=csr_path, backups=backups)
@@ -154,8 +195,9 @@ def openssl_config(subject: Subject, *, bits: int = 2048) -> str:
     ``openssl req -new -config opensslsan.conf -newkey rsa:BITS -nodes -keyout server.key
     -out server.csr`` then gives a CSR with the same subject and SANs as :func:`create_csr`.
     """
-    if bits not in KEY_SIZES:
-        raise InvalidInput(f"RSA key size {bits} is not supported; use 2048, 3072 or 4096")
+    expect("subject", subject, Subject, SUBJECT)
+    if bits not in KEY_SIZES or not isinstance(bits, int) or isinstance(bits, bool):
+        raise InvalidInput(f"RSA key size {bits!r} is not supported; use 2048, 3072 or 4096")
     dn = [
         ("countryName", subject.country),
         ("stateOrProvinceName", subject.state),

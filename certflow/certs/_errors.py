@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Literal, ParamSpec, TypeVar, get_args
+
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow.core.errors import CertflowError, InvalidInput
 
@@ -29,3 +34,65 @@ class MaterialError(CertflowError):
 
 class SubjectError(InvalidInput):
     """A CSR subject field or subject alternative name that cannot be used."""
+
+
+def expect(name: str, value: object, types: type | tuple[type, ...], what: str) -> None:
+    """Refuse ``value`` unless it is an instance of ``types``: ``name must be WHAT, got ...``.
+
+    Public functions call this first, so a wrong argument type is a clear
+    :class:`InvalidInput` naming the argument, never an ``AttributeError`` deep inside.
+    """
+    if not isinstance(value, types):
+        raise InvalidInput(f"{name} must be {what}, got {_describe(value)}")
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def quiet(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function`` with cryptography's warnings silenced while it runs.
+
+    cryptography warns about odd but readable input (BER instead of DER, a zero serial, a
+    long country name...). certflow reads such input and reports what matters as findings
+    or errors; a raw warning is not for the user's terminal, nor an exception under
+    ``-W error``. (``warnings.catch_warnings`` is process-wide state in Python 3.11.)
+    """
+
+    @functools.wraps(function)
+    def silenced(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return function(*args, **kwargs)
+
+    return silenced
+
+
+#: What the type checks say each kind of argument should be.
+PATH = "a file path (str or os.PathLike)"
+DATA = "bytes (the file's content)"
+SECRET = "a str or bytes password"
+MATERIAL = "a certflow.certs.Material, e.g. certs.load('server.pfx', password=...)"
+CERTIFICATE = "a cryptography x509.Certificate"
+PRIVATE_KEY = "a private key object of cryptography, e.g. certs.load_key(data)"
+#: The private key classes of cryptography (``PrivateKeyTypes`` as a tuple for isinstance).
+PRIVATE_KEY_TYPES: tuple[type, ...] = get_args(PrivateKeyTypes)
+
+
+def expect_iterable(name: str, value: object, what: str) -> None:
+    """Refuse ``value`` unless it is an iterable other than a single str or bytes."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidInput(f"{name} must be {what}, got {_describe(value)}")
+
+
+def expect_optional(name: str, value: object, types: type | tuple[type, ...], what: str) -> None:
+    """:func:`expect` for an argument that may also be ``None``."""
+    if value is not None:
+        expect(name, value, types, f"{what} or None")

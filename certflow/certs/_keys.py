@@ -8,7 +8,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from certflow.certs._errors import MaterialError
+from certflow.certs._errors import (
+    DATA,
+    PRIVATE_KEY,
+    PRIVATE_KEY_TYPES,
+    SECRET,
+    MaterialError,
+    expect,
+    expect_optional,
+)
 from certflow.core.errors import InvalidInput
 
 KeySize = Literal[2048, 3072, 4096]
@@ -18,12 +26,13 @@ KEY_SIZES: tuple[KeySize, ...] = (2048, 3072, 4096)
 
 def generate_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     """A new RSA private key of 2048 (default), 3072 or 4096 bits, public exponent 65537."""
-    if bits not in KEY_SIZES:
-        raise InvalidInput(f"RSA key size {bits} is not supported; use 2048, 3072 or 4096")
+    if bits not in KEY_SIZES or not isinstance(bits, int) or isinstance(bits, bool):
+        raise InvalidInput(f"RSA key size {bits!r} is not supported; use 2048, 3072 or 4096")
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
 def _passphrase(passphrase: str | bytes) -> bytes:
+    expect("passphrase", passphrase, (str, bytes), SECRET)
     data = passphrase.encode() if isinstance(passphrase, str) else passphrase
     if not data:
         raise InvalidInput("the passphrase is empty")
@@ -32,6 +41,7 @@ def _passphrase(passphrase: str | bytes) -> bytes:
 
 def key_to_pem(key: PrivateKeyTypes, passphrase: str | bytes | None = None) -> bytes:
     """``key`` as PKCS#8 PEM, encrypted with ``passphrase`` (AES-256) when one is given."""
+    expect("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
     encryption: serialization.KeySerializationEncryption = (
         serialization.NoEncryption()
         if passphrase is None
@@ -52,15 +62,28 @@ def load_key(
     """
     from certflow.certs._load import load  # the loader owns format detection
 
+    expect("data", data, bytes, DATA)
+    expect_optional("passphrase", passphrase, (str, bytes), SECRET)
     material = load(data, password=passphrase, names=(source,))
     if material.private_key is None:
         raise MaterialError(source, "unsupported", "contains no private key")
     return material.private_key
 
 
-def encrypt_key(data: bytes, passphrase: str | bytes, *, source: str = "key") -> bytes:
-    """The key in ``data`` (not encrypted) as encrypted PKCS#8 PEM under ``passphrase``."""
-    return key_to_pem(load_key(data, source=source), passphrase)
+def encrypt_key(
+    data: bytes,
+    passphrase: str | bytes,
+    *,
+    current_passphrase: str | bytes | None = None,
+    source: str = "key",
+) -> bytes:
+    """The key in ``data`` as encrypted PKCS#8 PEM under ``passphrase``.
+
+    An already encrypted key is opened with ``current_passphrase`` (re-encryption); without
+    it, such a key raises :class:`MaterialError` with code ``password_required``.
+    """
+    _passphrase(passphrase)  # a bad new passphrase fails before the key is opened
+    return key_to_pem(load_key(data, current_passphrase, source=source), passphrase)
 
 
 def decrypt_key(data: bytes, passphrase: str | bytes, *, source: str = "key") -> bytes:
@@ -68,4 +91,5 @@ def decrypt_key(data: bytes, passphrase: str | bytes, *, source: str = "key") ->
 
     A wrong passphrase raises :class:`MaterialError` with code ``bad_password``.
     """
+    expect("passphrase", passphrase, (str, bytes), SECRET)
     return key_to_pem(load_key(data, passphrase, source=source))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import TypeAlias, TypeVar
 
 import attrs
@@ -19,11 +19,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
-from certflow.certs._errors import MaterialError
-
-#: The most bytes read from one source. Certificate material is a few KiB; anything larger
-#: is refused after reading ``LIMIT + 1`` bytes, never more.
-LIMIT = 1024 * 1024
+from certflow.certs._errors import (
+    CERTIFICATE,
+    PRIVATE_KEY,
+    PRIVATE_KEY_TYPES,
+    SECRET,
+    MaterialError,
+    expect,
+    expect_iterable,
+    expect_optional,
+    quiet,
+)
+from certflow.certs._files import LIMIT, read_bounded
+from certflow.certs._names import weakly_signed_by
+from certflow.core.errors import InvalidInput
 
 #: One input of :func:`load`: a path, or the bytes of an uploaded file.
 Source: TypeAlias = str | os.PathLike[str] | bytes
@@ -81,9 +90,16 @@ class Material:
         the longest chain among the others; else the only certificate. Issuers are found by
         name and a signature check, so the order of the input does not matter.
         """
-        certs = _unique_certificates(certificates)
+        expect_iterable("certificates", certificates, "an iterable of x509.Certificate")
+        expect_iterable("private_keys", private_keys, "an iterable of private keys")
+        expect_iterable("sources", sources, "an iterable of str")
+        certs = list(certificates)
         keys = list(private_keys)
-        return _identify(certs, keys, tuple(sources))
+        for index, cert in enumerate(certs):
+            expect(f"certificates[{index}]", cert, x509.Certificate, CERTIFICATE)
+        for index, key in enumerate(keys):
+            expect(f"private_keys[{index}]", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
+        return _identify(_unique_certificates(certs), keys, tuple(sources))
 
     @classmethod
     def of(
@@ -93,6 +109,7 @@ class Material:
         key: PrivateKeyTypes | None = None,
     ) -> Material:
         """Material from certificate objects already in hand (e.g. a server's current one)."""
+        expect_optional("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
         return cls.from_parts([certificate, *chain], [] if key is None else [key])
 
     @property
@@ -114,9 +131,11 @@ class Material:
 
     def with_private_key(self, key: PrivateKeyTypes) -> Material:
         """The same material with ``key`` (e.g. ``server.key`` of the CSR flow) as its key."""
+        expect("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
         return _identify(list(self.certificates), [key], self.sources)
 
 
+@quiet
 def load(
     *sources: Source,
     password: str | bytes | None = None,
@@ -135,6 +154,16 @@ def load(
     """
     if not sources:
         raise MaterialError("load()", "empty", "nothing to load: give at least one file")
+    for index, source in enumerate(sources, start=1):
+        expect(f"source {index}", source, (str, os.PathLike, bytes, bytearray, memoryview),
+               "a file path (str or os.PathLike) or the file's bytes")  # fmt: skip
+    expect_optional("password", password, (str, bytes), SECRET)
+    if names is not None and (
+        isinstance(names, str)
+        or not isinstance(names, Sequence)
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise InvalidInput(f"names must be a sequence of str, got {names!r}")
     secret = password.encode() if isinstance(password, str) else password
     certs: list[x509.Certificate] = []
     keys: list[PrivateKeyTypes] = []
@@ -160,29 +189,16 @@ def _label(source: Source, index: int, names: Sequence[str] | None) -> str:
 def _read(source: Source, label: str) -> bytes:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
+        if len(data) > LIMIT:
+            raise MaterialError(label, "too_large", f"larger than 1 MiB{_TOO_LARGE}")
     else:
-        path = Path(source)
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(LIMIT + 1)  # never more, whatever the file's size
-        except FileNotFoundError:
-            raise MaterialError(label, "unreadable", "no such file") from None
-        except IsADirectoryError:
-            raise MaterialError(label, "unreadable", "is a folder, not a file") from None
-        except PermissionError:
-            raise MaterialError(label, "unreadable", "permission denied") from None
-        except OSError as error:
-            raise MaterialError(label, "unreadable", error.strerror or str(error)) from None
-    if len(data) > LIMIT:
-        raise MaterialError(
-            label,
-            "too_large",
-            f"larger than {LIMIT // 1024} KiB; certificates, chains and keys are a few KiB, "
-            "so this is not certificate material",
-        )
+        data = read_bounded(source, name=label, hint=_TOO_LARGE)
     if not data.strip():
         raise MaterialError(label, "empty", "the file is empty")
     return data
+
+
+_TOO_LARGE = "; certificates, chains and keys are a few KiB, so this is not certificate material"
 
 
 _Parsed: TypeAlias = tuple[list[x509.Certificate], list[PrivateKeyTypes]]
@@ -214,13 +230,8 @@ def _parse_pem(label: str, data: bytes, password: bytes | None) -> _Parsed:
         elif kind == b"PKCS7":
             certs += _guard(label, what, pkcs7.load_pem_pkcs7_certificates, pem)
         elif kind in _KEY_LABELS:
-            encrypted = kind == b"ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in pem
             where = f"{what}: " if len(blocks) > 1 else ""
-            keys.append(
-                _load_key(
-                    label, serialization.load_pem_private_key, pem, password, encrypted, where
-                )
-            )
+            keys.append(_load_key(label, serialization.load_pem_private_key, pem, password, where))
         elif kind in _IGNORED_LABELS:
             continue
         else:
@@ -277,46 +288,59 @@ def _load_key(
     loader: Callable[[bytes, bytes | None], PrivateKeyTypes],
     blob: bytes,
     password: bytes | None,
-    encrypted: bool,
     where: str = "",
 ) -> PrivateKeyTypes:
-    needed = f"{where}the private key is encrypted; its password is needed"
-    if encrypted and password is None:
-        raise MaterialError(label, "password_required", needed)
+    """The key in ``blob``; cryptography's exception types say what went wrong."""
+    damaged = MaterialError(label, "unparseable", f"{where}the private key is damaged")
     try:
-        return loader(blob, password if encrypted else None)
+        return loader(blob, password)
     except UnsupportedAlgorithm as error:
         raise MaterialError(
             label, "unsupported", f"{where}unsupported private key: {error}"
         ) from None
     except TypeError:  # cryptography's "password (not) given but key is (not) encrypted"
         if password is None:
-            raise MaterialError(label, "password_required", needed) from None
-        raise MaterialError(label, "unparseable", f"{where}the private key is damaged") from None
-    except ValueError:
-        if encrypted:
             raise MaterialError(
-                label, "bad_password", f"{where}wrong password for the encrypted private key"
+                label,
+                "password_required",
+                f"{where}the private key is encrypted; its password is needed",
             ) from None
-        raise MaterialError(label, "unparseable", f"{where}the private key is damaged") from None
+    except ValueError:
+        if password is None:
+            raise damaged from None
+    # A password was given and refused: meant for another file of the upload (this key is
+    # not encrypted), wrong (it is), or the key is damaged.
+    try:
+        return loader(blob, None)
+    except TypeError:
+        raise MaterialError(
+            label, "bad_password", f"{where}wrong password for the encrypted private key"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise damaged from None
 
 
-def _der_header(data: bytes, offset: int = 0) -> tuple[int, int, int] | None:
-    """(tag, header length, content length) of the DER element at ``offset``, if well-formed."""
+def _der_header(data: bytes, offset: int = 0) -> tuple[int, int, int | None] | None:
+    """(tag, header length, content length) of the DER element at ``offset``, if well-formed.
+
+    The length is ``None`` for BER's indefinite form, which older tools write.
+    """
     if len(data) < offset + 2:
         return None
     tag, first = data[offset], data[offset + 1]
     if first < 0x80:
         return tag, 2, first
     count = first & 0x7F
-    if count == 0 or count > 4 or len(data) < offset + 2 + count:
+    if count == 0:
+        return tag, 2, None
+    if count > 4 or len(data) < offset + 2 + count:
         return None
     return tag, 2 + count, int.from_bytes(data[offset + 2 : offset + 2 + count], "big")
 
 
 def _first_der_certificate(data: bytes) -> x509.Certificate:
     header = _der_header(data)
-    if header is None:
+    if header is None or header[2] is None:
         raise ValueError("not DER")
     return x509.load_der_x509_certificate(data[: header[1] + header[2]])
 
@@ -332,6 +356,29 @@ def _looks_like_pkcs12(data: bytes) -> bool:
 
 
 def _parse_der(label: str, data: bytes, password: bytes | None) -> _Parsed:
+    # cryptography decides what the bytes are; the DER header is only read afterwards, to
+    # explain a refusal, so nothing cryptography can read is turned away here.
+    try:
+        return [x509.load_der_x509_certificate(data)], []
+    except x509.InvalidVersion as error:
+        raise MaterialError(label, "unparseable", f"damaged certificate: {error}") from None
+    except ValueError:
+        pass
+    with contextlib.suppress(ValueError, UnsupportedAlgorithm):
+        return pkcs7.load_der_pkcs7_certificates(data), []
+    for secret in dict.fromkeys((password, None)):  # the password may be for another file
+        with contextlib.suppress(ValueError, UnsupportedAlgorithm):
+            return _pkcs12_parts(pkcs12.load_pkcs12(data, secret))
+    try:
+        return [], [_load_key(label, serialization.load_der_private_key, data, password)]
+    except MaterialError as error:
+        if error.code != "unparseable":
+            raise
+    return _refuse_der(label, data, password)
+
+
+def _refuse_der(label: str, data: bytes, password: bytes | None) -> _Parsed:
+    """Why no loader of cryptography read ``data``: the most useful explanation."""
     header = _der_header(data)
     if header is None or header[0] != 0x30:
         hint = "text without a '-----BEGIN' line" if _is_text(data) else "unrecognised content"
@@ -340,29 +387,14 @@ def _parse_der(label: str, data: bytes, password: bytes | None) -> _Parsed:
             "unparseable",
             f"not a certificate, chain, PKCS#12 (PFX) file or private key ({hint})",
         )
-    declared = header[1] + header[2]
-    if declared > len(data):
+    if header[2] is not None and header[1] + header[2] > len(data):
         raise MaterialError(
-            label, "unparseable", f"truncated: the file ends after {len(data)} of {declared} bytes"
+            label,
+            "unparseable",
+            f"truncated: the file ends after {len(data)} of {header[1] + header[2]} bytes",
         )
     if _looks_like_pkcs12(data):
         return _parse_pkcs12(label, data, password)
-    try:
-        return [x509.load_der_x509_certificate(data)], []
-    except x509.InvalidVersion as error:
-        raise MaterialError(label, "unparseable", f"damaged certificate: {error}") from None
-    except ValueError:
-        pass
-    try:
-        return pkcs7.load_der_pkcs7_certificates(data), []
-    except (ValueError, UnsupportedAlgorithm):
-        pass
-    encrypted = _is_encrypted_pkcs8(data, header)
-    try:
-        return [], [_load_key(label, serialization.load_der_private_key, data, password, encrypted)]
-    except MaterialError as error:
-        if error.code != "unparseable":
-            raise
     try:
         x509.load_der_x509_csr(data)
     except ValueError:
@@ -378,30 +410,20 @@ def _parse_der(label: str, data: bytes, password: bytes | None) -> _Parsed:
     )
 
 
-def _is_encrypted_pkcs8(data: bytes, header: tuple[int, int, int]) -> bool:
-    # EncryptedPrivateKeyInfo ::= SEQUENCE { SEQUENCE { OID, ... }, OCTET STRING }, whereas a
-    # plain PKCS#8 or PKCS#1 key starts with an INTEGER version.
-    inner = _der_header(data, header[1])
-    if inner is None or inner[0] != 0x30:
-        return False
-    oid = _der_header(data, header[1] + inner[1])
-    return oid is not None and oid[0] == 0x06
-
-
 def _is_text(data: bytes) -> bool:
     return all(byte in b"\t\n\r" or 32 <= byte < 127 for byte in data[:512])
 
 
-def _load_pkcs12(data: bytes, password: bytes | None) -> pkcs12.PKCS12KeyAndCertificates:
-    with warnings.catch_warnings():
-        # Files from older tools are BER rather than DER; cryptography reads them and warns.
-        warnings.simplefilter("ignore", UserWarning)
-        return pkcs12.load_pkcs12(data, password)
+def _pkcs12_parts(bundle: pkcs12.PKCS12KeyAndCertificates) -> _Parsed:
+    certs = [] if bundle.cert is None else [bundle.cert.certificate]
+    certs += [extra.certificate for extra in bundle.additional_certs]
+    return certs, [] if bundle.key is None else [bundle.key]
 
 
 def _parse_pkcs12(label: str, data: bytes, password: bytes | None) -> _Parsed:
+    """A PKCS#12 file's content, or the reason (password, algorithm) it cannot be opened."""
     try:
-        bundle = _load_pkcs12(data, password)
+        bundle = pkcs12.load_pkcs12(data, password)
     except UnsupportedAlgorithm as error:
         raise MaterialError(
             label, "unsupported", f"unsupported PKCS#12 encryption: {error}"
@@ -415,16 +437,14 @@ def _parse_pkcs12(label: str, data: bytes, password: bytes | None) -> _Parsed:
                 "its password is needed",
             ) from None
         try:  # the password may have been meant for another file of the upload
-            bundle = _load_pkcs12(data, None)
+            bundle = pkcs12.load_pkcs12(data, None)
         except (ValueError, UnsupportedAlgorithm):
             raise MaterialError(
                 label,
                 "bad_password",
                 "wrong password for this PKCS#12 (PFX) file (or it is damaged)",
             ) from None
-    certs = [] if bundle.cert is None else [bundle.cert.certificate]
-    certs += [extra.certificate for extra in bundle.additional_certs]
-    return certs, [] if bundle.key is None else [bundle.key]
+    return _pkcs12_parts(bundle)
 
 
 def _unique_certificates(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
@@ -446,6 +466,8 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 def key_matches(certificate: x509.Certificate, key: PrivateKeyTypes) -> bool:
     """True when ``key`` is the private key of ``certificate``."""
+    expect("certificate", certificate, x509.Certificate, CERTIFICATE)
+    expect("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
     try:
         return _spki(certificate.public_key()) == _spki(key.public_key())
     except (ValueError, UnsupportedAlgorithm):  # a key type cryptography cannot read
@@ -455,13 +477,15 @@ def key_matches(certificate: x509.Certificate, key: PrivateKeyTypes) -> bool:
 @functools.lru_cache(maxsize=4096)  # ordering asks the same question many times
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     with warnings.catch_warnings():  # comparing odd names (e.g. a long country) warns
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore")
         if child.issuer != parent.subject:
             return False
     try:
         child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except InvalidSignature:
         return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # e.g. it refuses SHA-1 and MD5
+        return weakly_signed_by(child, parent)
     return True
 
 

@@ -6,12 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow.certs._check import Report, _chain, check
+from certflow.certs._errors import CERTIFICATE, MATERIAL, expect, expect_iterable
 from certflow.certs._load import Material
-from certflow.certs._time import require_aware
 from certflow.core.errors import InvalidInput
 from certflow.core.evaluator import new_rollout
+from certflow.core.instants import require_utc
 from certflow.core.policy import CertificateKind, Policy
 from certflow.core.rollout import Rollout
 
@@ -23,8 +25,8 @@ class CertificateRejected(InvalidInput):
         problems = "; ".join(f"{f.code.value}: {f.message}" for f in report.errors)
         count = len(report.errors)
         super().__init__(
-            f"the new certificate fails {count} check{'s' * (count != 1)} for {report.host}: "
-            f"{problems}"
+            f"the new certificate fails {count} check{'s' * (count != 1)} for "
+            f"{', '.join(report.hosts)}: {problems}"
         )
         self.report = report
 
@@ -35,10 +37,11 @@ def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
     The chain is judged at ``now`` moved into the certificates' validity window, as
     :func:`check` does, so the answer does not depend on the certificate being current.
     """
-    at = require_aware("now", now)
+    expect("material", material, Material, MATERIAL)
+    at = require_utc("now", now)
     if material.leaf is None:
         raise InvalidInput("the material has no server certificate")
-    return _chain(material, at)[2]
+    return _chain(material, material.leaf, at)[2]
 
 
 def rollout_for(
@@ -51,17 +54,26 @@ def rollout_for(
     policy: Policy | None = None,
     trusted_device_ids: Iterable[str] = (),
     host: str | None = None,
+    hosts: Iterable[str] = (),
+    key: PrivateKeyTypes | None = None,
 ) -> Rollout:
     """A ``pending`` rollout replacing ``existing`` (the server's current certificate) by
     the leaf of ``material`` on ``device_ids``, created at ``now``.
 
-    The new certificate's validity, the current one's expiry and whether the new root is
-    publicly trusted (which decides whether the root is distributed first) come from the
-    certificates themselves. With ``host``, :func:`check` runs first and a certificate with
-    any error raises :class:`CertificateRejected` instead of starting a rollout. Bad input
-    raises :class:`~certflow.core.errors.InvalidInput`, as :func:`certflow.new_rollout` does.
+    :func:`check` always runs first, for every address in ``host`` and ``hosts`` (at least
+    one is required: the server's host name and its NAT address), with ``key`` when the
+    private key is not part of ``material``. A certificate with any error finding raises
+    :class:`CertificateRejected` instead of starting a rollout. The new certificate's
+    validity, the current one's expiry and whether the new root is publicly trusted (which
+    decides whether the root is distributed first) come from the certificates themselves.
+    Bad input raises :class:`~certflow.core.errors.InvalidInput`, as
+    :func:`certflow.new_rollout` does.
     """
-    at = require_aware("now", now)
+    expect("material", material, Material, MATERIAL)
+    expect("existing", existing, (x509.Certificate, Material), f"{CERTIFICATE} or {MATERIAL}")
+    expect_iterable("device_ids", device_ids, "an iterable of device ids (str)")
+    expect_iterable("trusted_device_ids", trusted_device_ids, "an iterable of device ids (str)")
+    at = require_utc("now", now)
     new = material.leaf
     if new is None:
         raise InvalidInput("the new material has no server certificate")
@@ -70,19 +82,15 @@ def rollout_for(
         raise InvalidInput("existing must be the current server certificate (or its material)")
     if current == new:
         raise InvalidInput("the new certificate is the one the server already has")
-    if host is not None:
-        report = check(material, host=host, now=at)
-        if not report.ok:
-            raise CertificateRejected(report)
-        public = report.root_publicly_trusted
-    else:
-        public = root_publicly_trusted(material, now=at)
+    report = check(material, host=host, hosts=hosts, now=at, key=key)
+    if not report.ok:
+        raise CertificateRejected(report)
     return new_rollout(
         device_ids,
         existing_not_after=current.not_valid_after_utc,
         new_not_before=new.not_valid_before_utc,
         new_not_after=new.not_valid_after_utc,
-        root_publicly_trusted=public,
+        root_publicly_trusted=report.root_publicly_trusted,
         created_at=at,
         kind=kind,
         policy=policy,

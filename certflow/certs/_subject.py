@@ -8,11 +8,12 @@ from collections.abc import Iterable
 from typing import TypeAlias
 
 import attrs
+import idna
 import iso3166
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from certflow.certs._errors import SubjectError
+from certflow.certs._errors import SubjectError, expect
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: One subject alternative name: a DNS name (possibly a wildcard) or an IP address.
@@ -34,6 +35,7 @@ _COUNTRY_HINTS = {"UK": "GB", "EL": "GR"}
 
 def normalize_country(value: str) -> str:
     """The ISO 3166-1 alpha-2 code ``value`` names, upper-case; refuses anything else."""
+    expect("country", value, str, "a str, e.g. 'US'")
     code = value.strip().upper()
     if len(code) == 2 and code in iso3166.countries_by_alpha2:
         return code
@@ -52,6 +54,7 @@ def normalize_country(value: str) -> str:
 
 
 def _text(field: str, value: str, *, required: bool) -> str:
+    expect(field, value, str, "a str")
     text = value.strip()
     label = field.replace("_", " ")
     if not text:
@@ -71,9 +74,11 @@ def parse_san(value: str) -> SanEntry:
     """One subject alternative name: an IPv4/IPv6 address, a DNS name or a ``*.`` wildcard.
 
     DNS names are lower-cased, a trailing dot is dropped and internationalised names are
-    converted to their ``xn--`` form. A wildcard is only allowed as the whole left-most label
+    converted to their ``xn--`` form by IDNA 2008 (``straße.de`` is ``xn--strae-oqa.de``,
+    not ``strasse.de``). A wildcard is only allowed as the whole left-most label
     and needs at least two labels after it (``*.example.com``, not ``*.com``).
     """
+    expect("name", value, str, "a DNS name or IP address, a str")
     text = value.strip()
     if not text:
         raise SubjectError("empty subject alternative name")
@@ -82,11 +87,8 @@ def parse_san(value: str) -> SanEntry:
         return ipaddress.ip_address(bare)
     except ValueError:
         pass
-    name = text.rstrip(".").lower()
-    try:
-        name = name.encode("idna").decode("ascii") if not name.isascii() else name
-    except UnicodeError:
-        raise SubjectError(f"{value!r} is not a valid internationalised DNS name") from None
+    name = text.rstrip(".")
+    name = name.lower() if name.isascii() else _idna(name, value)
     if len(name) > 253:
         raise SubjectError(f"DNS name {value!r} is longer than 253 characters")
     labels = name.split(".")
@@ -110,8 +112,26 @@ def parse_san(value: str) -> SanEntry:
     return name
 
 
+def _idna(name: str, value: str) -> str:
+    """An internationalised name in its ``xn--`` form: IDNA 2008 with UTS #46 mapping.
+
+    Python's own ``idna`` codec implements IDNA 2003, which maps ``straße.de`` to
+    ``strasse.de``, another domain; the ``idna`` package keeps the ``ß`` (non-transitional
+    processing, as browsers do) and maps case and width as UTS #46 says.
+    """
+    wildcard = name.startswith("*.")
+    try:
+        ascii_name = idna.encode(name[2:] if wildcard else name, uts46=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise SubjectError(
+            f"{value!r} is not a valid internationalised DNS name (IDNA 2008): {error}"
+        ) from None
+    return ("*." if wildcard else "") + ascii_name
+
+
 def parse_sans(text: str) -> tuple[SanEntry, ...]:
     """Subject alternative names from one comma-separated string, duplicates dropped."""
+    expect("sans", text, str, "one comma-separated str")
     entries: list[SanEntry] = []
     for part in text.split(","):
         if part.strip():
@@ -135,6 +155,7 @@ def general_name(entry: SanEntry) -> x509.GeneralName:
 
 def sans_from_extension(extensions: x509.Extensions) -> tuple[SanEntry, ...]:
     """The DNS and IP subject alternative names of a certificate or CSR, in order."""
+    expect("extensions", extensions, x509.Extensions, "x509.Extensions (cert.extensions)")
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -187,7 +208,10 @@ class Subject:
         """
         common = _text("common_name", common_name, required=True)
         cn_entry = parse_san(common)
+        expect("sans", sans, (str, Iterable), "a comma-separated str or an iterable of str")
         texts = [sans] if isinstance(sans, str) else list(sans)
+        for entry in texts:
+            expect("sans", entry, str, "a comma-separated str or an iterable of str")
         parsed = parse_sans(",".join(texts))
         entries = parsed if cn_entry in parsed else (cn_entry, *parsed)
         return cls(

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow import certs
@@ -24,6 +24,7 @@ from certflow.cli._app import (
     main,
     print_json,
 )
+from certflow.core.instants import show
 
 
 def _ask(
@@ -45,18 +46,47 @@ def _ask(
     return answer
 
 
-def _read_secret(path: Path | None, label: str, *, confirm: bool = False) -> str:
+# One spelling per option across commands, whatever the command; the other common word
+# ("passphrase") is accepted too. --password-file always opens what is read (a PFX, an
+# encrypted key); --new-password-file always protects what is written (server.key, a PFX).
+PASSWORD_FILE = "--password-file"
+NEW_PASSWORD_FILE = "--new-password-file"
+_SECRET_FILE = click.Path(dir_okay=False, path_type=Path, allow_dash=True)
+
+_password_file = click.option(
+    PASSWORD_FILE,
+    "--passphrase-file",
+    "password_file",
+    type=_SECRET_FILE,
+    help="Read the password of encrypted input (PFX, keys) from this file ('-': stdin).",
+)
+
+
+def _new_password_file(what: str) -> Callable[[F], F]:
+    return click.option(
+        NEW_PASSWORD_FILE,
+        "--new-passphrase-file",
+        "new_password_file",
+        type=_SECRET_FILE,
+        help=f"Read the password {what} from this file ('-': stdin) instead of prompting.",
+    )
+
+
+def _read_secret(path: Path | None, label: str, option: str, *, confirm: bool = False) -> str:
     """A password from a file ('-' for standard input: its first line) or a hidden prompt."""
     if path is not None:
-        text = sys.stdin.readline() if str(path) == "-" else path.read_text(encoding="utf-8")
-        return text.splitlines()[0] if text.strip() else ""
+        if str(path) == "-":
+            return certs.read_password(sys.stdin.buffer, name="standard input")
+        return certs.read_password(path)
     if not sys.stdin.isatty():
-        raise click.UsageError(f"{label} needed: give it with --password-file (or '-' for stdin)")
+        raise click.UsageError(f"{label} needed: give it with {option} (or '-' for stdin)")
     return _ask(label, hide=True, confirm=confirm)
 
 
 def _password(password_file: Path | None) -> str | None:
-    return _read_secret(password_file, "Password") if password_file is not None else None
+    if password_file is None:
+        return None
+    return _read_secret(password_file, "Password", PASSWORD_FILE)
 
 
 def _load(files: Sequence[Path], password: str | None) -> certs.Material:
@@ -64,16 +94,12 @@ def _load(files: Sequence[Path], password: str | None) -> certs.Material:
     try:
         return certs.load(*files, password=password)
     except certs.MaterialError as error:
-        if error.code != "password_required" or password is not None or not sys.stdin.isatty():
+        if error.code != "password_required" or password is not None:
             raise
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"{error}; give it with {PASSWORD_FILE}") from None
         return certs.load(*files, password=_ask(f"Password for {error.source}", hide=True))
 
-
-_password_file = click.option(
-    "--password-file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="Read the password of encrypted files (PFX, keys) from this file ('-': stdin).",
-)
 
 # --- csr ------------------------------------------------------------------------------------
 
@@ -168,31 +194,32 @@ _bits = click.option(
     show_default=True,
     help="Folder for server.key and server.csr; existing ones are backed up first.",
 )
-@click.option("--encrypt", is_flag=True, help="Encrypt server.key with a passphrase.")
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="With --encrypt: read the passphrase from this file ('-': stdin).",
-)
+@click.option("--encrypt", is_flag=True, help="Encrypt server.key with a password.")
+@_new_password_file("of server.key (with --encrypt)")
 @json_option
 def csr_new(
     bits: str,
     out: Path,
     encrypt: bool,
-    passphrase_file: Path | None,
+    new_password_file: Path | None,
     as_json: bool,
     **subject_options: Any,
 ) -> int:
     """Generate an RSA key and a CSR: writes server.key (mode 0600) and server.csr into --out.
 
     Options left out are asked for, as the source's generateCSR tool does (--no-input makes
-    them errors instead). Existing server.key / server.csr are copied to server.key.bak
-    (then .bak.1, ...) first; an earlier backup is never overwritten.
+    them errors instead). Existing server.key / server.csr are copied to server.key.bak /
+    server.csr.bak (then .bak.1, ..., one number for both) first; an earlier backup is never
+    overwritten.
     """
-    if passphrase_file is not None and not encrypt:
-        raise click.UsageError("--passphrase-file needs --encrypt")
+    if new_password_file is not None and not encrypt:
+        raise click.UsageError(f"{NEW_PASSWORD_FILE} needs --encrypt")
     subject = _subject(subject_options)
-    passphrase = _read_secret(passphrase_file, "Key passphrase", confirm=True) if encrypt else None
+    passphrase = (
+        _read_secret(new_password_file, "Key password", NEW_PASSWORD_FILE, confirm=True)
+        if encrypt
+        else None
+    )
     key = certs.generate_key(int(bits))
     request = certs.create_csr(subject, key)
     written = certs.write_key_and_csr(out, key, request, passphrase=passphrase)
@@ -230,6 +257,7 @@ def _csr_data(info: certs.CsrInfo) -> dict[str, Any]:
         "key_size": info.key_size,
         "signature_algorithm": info.signature_algorithm,
         "signature_valid": info.signature_valid,
+        "problems": list(info.problems),
     }
 
 
@@ -253,7 +281,7 @@ def csr_show(file: Path, as_json: bool) -> int:
         ]
         for label, value in rows:
             click.echo(f"{label + ':':<11}{value}")
-        click.echo("Result:    " + ("ok" if info.ok else "NOT usable (see above)"))
+        click.echo("Result:    " + ("ok" if info.ok else f"NOT usable: {'; '.join(info.problems)}"))
     return EXIT_OK if info.ok else EXIT_FINDINGS
 
 
@@ -264,7 +292,7 @@ def csr_show(file: Path, as_json: bool) -> int:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     default="-",
-    help="Write the configuration to this file (default: standard output).",
+    help="Write the configuration to this file (default: standard output); backed up first.",
 )
 def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
     """Print the legacy opensslsan.conf for `openssl req` (older product versions).
@@ -275,7 +303,10 @@ def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
     if str(out) == "-":
         click.echo(text, nl=False)
     else:
+        saved = backup(out)
         atomic_write(out, text.encode(), mode=0o644)
+        if saved is not None:
+            click.echo(f"Backed up {out} to {saved}", err=True)
         click.echo(f"Wrote {out}", err=True)
     return EXIT_OK
 
@@ -285,21 +316,18 @@ def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
 
 @main.group()
 def key() -> None:
-    """Encrypt or decrypt a private key with a passphrase."""
+    """Encrypt or decrypt a private key with a password."""
 
 
 def _read_file(path: Path) -> bytes:
     """At most LIMIT bytes of ``path``, with the loader's clear errors."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(certs.LIMIT + 1)
-    except FileNotFoundError:
-        raise certs.MaterialError(str(path), "unreadable", "no such file") from None
-    except OSError as error:
-        raise certs.MaterialError(str(path), "unreadable", error.strerror or str(error)) from None
-    if len(data) > certs.LIMIT:
-        raise certs.MaterialError(str(path), "too_large", "too large for a key or certificate")
-    return data
+    return certs.read_bounded(path)
+
+
+def _check_out(out: str) -> None:
+    """Refuse a bad ``--out`` before asking for anything (a device, a missing folder...)."""
+    if out != "-":
+        certs.check_target(out)
 
 
 def _write_key(out: str, data: bytes) -> None:
@@ -318,20 +346,16 @@ _key_in = click.argument("file", type=click.Path(dir_okay=False, path_type=Path)
 _key_out = click.option(
     "--out", required=True, help="Where to write the key ('-': standard output); backed up first."
 )
-_passphrase_file = click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="Read the passphrase from this file ('-': stdin) instead of prompting.",
-)
 
 
 @key.command("decrypt")
 @_key_in
 @_key_out
-@_passphrase_file
-def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
+@_password_file
+def key_decrypt(file: Path, out: str, password_file: Path | None) -> int:
     """Decrypt an encrypted private key (what the web server reads)."""
-    passphrase = _read_secret(passphrase_file, "Key passphrase")
+    _check_out(out)
+    passphrase = _read_secret(password_file, "Key password", PASSWORD_FILE)
     _write_key(out, certs.decrypt_key(_read_file(file), passphrase, source=str(file)))
     return EXIT_OK
 
@@ -339,13 +363,37 @@ def key_decrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
 @key.command("encrypt")
 @_key_in
 @_key_out
-@_passphrase_file
-def key_encrypt(file: Path, out: str, passphrase_file: Path | None) -> int:
-    """Encrypt a private key with a passphrase (PKCS#8, AES-256)."""
+@_password_file
+@_new_password_file("to encrypt the key with")
+def key_encrypt(
+    file: Path, out: str, password_file: Path | None, new_password_file: Path | None
+) -> int:
+    """Encrypt a private key with a password (PKCS#8, AES-256).
+
+    A key that is already encrypted is re-encrypted: its current password comes from
+    --password-file (or a prompt), the new one from --new-password-file (or a prompt).
+    """
+    _check_out(out)
     data = _read_file(file)
-    certs.load_key(data, source=str(file))  # refuse a bad or encrypted key before asking
-    passphrase = _read_secret(passphrase_file, "New passphrase", confirm=True)
-    _write_key(out, certs.encrypt_key(data, passphrase, source=str(file)))
+    current = _password(password_file)
+    try:
+        certs.load_key(data, source=str(file))  # refuse a damaged key before asking
+    except certs.MaterialError as error:
+        if error.code != "password_required":
+            raise
+        if current is None:
+            current = _read_secret(None, f"Current password of {file}", PASSWORD_FILE)
+    else:
+        if current is not None:
+            raise click.UsageError(
+                f"{file} is not encrypted, so {PASSWORD_FILE} (the password of an encrypted "
+                f"key) does not apply; give the new password with {NEW_PASSWORD_FILE}"
+            )
+    certs.load_key(data, current, source=str(file))  # a wrong current password fails here
+    passphrase = _read_secret(new_password_file, "New password", NEW_PASSWORD_FILE, confirm=True)
+    _write_key(
+        out, certs.encrypt_key(data, passphrase, current_passphrase=current, source=str(file))
+    )
     return EXIT_OK
 
 
@@ -357,22 +405,10 @@ def cert() -> None:
     """Inspect and check the certificate files an administrator uploads."""
 
 
-def _show(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _key_text(key: object) -> str:
-    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
-        return f"RSA {key.key_size} bits"
-    size = getattr(key, "key_size", None)
-    kind = type(key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
-    return f"{kind} {size} bits" if size else kind
-
-
 def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
     try:
-        public_key = _key_text(certificate.public_key())
-    except Exception:  # an unsupported key type is still worth describing
+        public_key = certs.describe_key(certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm):  # a key cryptography cannot read
         public_key = "unsupported"
     return {
         "role": role,
@@ -382,11 +418,7 @@ def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
         "not_after": certificate.not_valid_after_utc.isoformat(),
         "sans": [str(entry) for entry in sans_from_extension(certificate.extensions)],
         "key": public_key,
-        "signature_algorithm": getattr(
-            certificate.signature_algorithm_oid,
-            "_name",
-            certificate.signature_algorithm_oid.dotted_string,
-        ),
+        "signature_algorithm": certs.signature_algorithm_name(certificate),
         "sha256": certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
     }
 
@@ -403,7 +435,7 @@ def _material_data(material: certs.Material) -> dict[str, Any]:
         "private_key": None
         if key is None
         else {
-            "type": _key_text(key),
+            "type": certs.describe_key(key),
             "matches_leaf": material.leaf is not None and certs.key_matches(material.leaf, key),
         },
     }
@@ -448,15 +480,26 @@ def _parse_at(value: str | None) -> datetime:
         instant = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--at"
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
         ) from None
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
 
 @cert.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--host", required=True, help="The server's NAT address or host name clients use.")
-@click.option("--at", "at", help="Check at this ISO 8601 time (default: now; no zone means UTC).")
+@click.option(
+    "--host",
+    "hosts",
+    required=True,
+    multiple=True,
+    help="An address clients use: host name or NAT address. Repeat it for each of them.",
+)
+@click.option(
+    "--now",
+    "--at",
+    "at",
+    help="Check at this ISO 8601 time (default: the current time; no zone means UTC).",
+)
 @click.option(
     "--key",
     "key_file",
@@ -467,17 +510,18 @@ def _parse_at(value: str | None) -> datetime:
 @json_option
 def cert_check(
     files: tuple[Path, ...],
-    host: str,
+    hosts: tuple[str, ...],
     at: str | None,
     key_file: Path | None,
     password_file: Path | None,
     as_json: bool,
 ) -> int:
-    """Check the certificate for the server at --host; exit 1 when any check finds an error.
+    """Check the certificate for the server at every --host; exit 1 when a check finds an error.
 
     Checks validity period (< 397 days), RSA key of 2048+ bits, key present and matching,
-    the time window, host coverage by SAN, the chain to a root, key usage, weak signatures,
-    expiry within 30 days, and whether the root is public or private (enterprise).
+    the time window, host coverage by SAN (for each --host: the vendor's rule is the host
+    name and the NAT address), the chain to a root, key usage, weak signatures, expiry within
+    30 days, and whether the root is public or private (enterprise).
     """
     instant = _parse_at(at)
     password = _password(password_file)
@@ -487,7 +531,7 @@ def cert_check(
         private_key = _load([key_file], password).private_key
         if private_key is None:
             raise certs.MaterialError(str(key_file), "unsupported", "contains no private key")
-    report = certs.check(material, host=host, now=instant, key=private_key)
+    report = certs.check(material, hosts=hosts, now=instant, key=private_key)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -496,7 +540,11 @@ def cert_check(
 
 
 def _print_report(report: certs.Report) -> None:
-    click.echo(f"Checked for {report.host} at {_show(report.checked_at)}")
+    click.echo(f"Checked for {', '.join(report.hosts)} at {show(report.checked_at)}")
+    if certs.Code.NO_CERTIFICATE not in report.codes:
+        uncovered = report.uncovered_hosts
+        verdicts = [f"{h} {'NOT covered' if h in uncovered else 'covered'}" for h in report.hosts]
+        click.echo(f"Hosts: {', '.join(verdicts)}")
     order = {certs.Severity.ERROR: 0, certs.Severity.WARNING: 1, certs.Severity.INFO: 2}
     findings = sorted(report.findings, key=lambda f: order[f.severity])
     width = max([len("CODE"), *(len(f.code.value) for f in findings)])
@@ -505,12 +553,70 @@ def _print_report(report: certs.Report) -> None:
         click.echo(f"{finding.severity.value:<9} {finding.code.value:<{width}}  {finding.message}")
     errors, warnings = len(report.errors), len(report.warnings)
     verdict = "ok" if report.ok else "NOT usable"
-    click.echo(
-        f"Result: {verdict} ({errors} error{'s' * (errors != 1)}, "
-        f"{warnings} warning{'s' * (warnings != 1)}); recommended import: "
-        + (
-            "Proceed to Import"
-            if report.recommended_mode is certs.ImportMode.PROCEED_TO_IMPORT
-            else "Distribute Root Certificate first"
+    counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    mode = report.recommended_mode
+    advice = "" if mode is None else f"; recommended import: {_MODES[mode]}"
+    click.echo(f"Result: {verdict} ({counts}){advice}")
+
+
+_MODES = {
+    certs.ImportMode.PROCEED_TO_IMPORT: "Proceed to Import",
+    certs.ImportMode.DISTRIBUTE_ROOT_FIRST: "Distribute Root Certificate first",
+}
+
+
+@cert.command("export")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder to write into; existing files are backed up first.",
+)
+@_password_file
+@_new_password_file("of server.pfx")
+@json_option
+def cert_export(
+    files: tuple[Path, ...],
+    out: Path,
+    password_file: Path | None,
+    new_password_file: Path | None,
+    as_json: bool,
+) -> int:
+    """Write the files the server installs and the devices trust, from any uploaded material.
+
+    server.crt (the certificate, as the vendor procedure names it), chain.pem (the
+    intermediates), fullchain.pem (both), root.cer (DER) and root.pem (the root to
+    distribute to devices) and, when the private key is among FILES, server.pfx (all of
+    them, password-protected, mode 0600). Existing files are backed up first.
+    """
+    if not out.is_dir():
+        raise click.UsageError(f"{out}: not an existing folder; create it first")
+    material = _load(files, _password(password_file))
+    pfx_password = None
+    if material.private_key is not None:
+        pfx_password = _read_secret(
+            new_password_file, "Password of server.pfx", NEW_PASSWORD_FILE, confirm=True
         )
-    )
+    exported = certs.export(material, out, pfx_password=pfx_password)
+    if as_json:
+        print_json(
+            {
+                "folder": str(out),
+                "written": [
+                    {"file": str(f.path), "content": f.content, "mode": f"0{f.mode:o}"}
+                    for f in exported.files
+                ],
+                "backups": [str(path) for path in exported.backups],
+                "skipped": [{"file": name, "reason": why} for name, why in exported.skipped],
+            }
+        )
+        return EXIT_OK
+    for path in exported.backups:
+        click.echo(f"Backed up {path.name.rsplit('.bak', 1)[0]} to {path}")
+    width = max(len(str(f.path)) for f in exported.files)
+    for f in exported.files:
+        click.echo(f"Wrote {f.path!s:<{width}}  {f.content}, mode 0{f.mode:o}")
+    for name, why in exported.skipped:
+        click.echo(f"No {name}: {why}")
+    return EXIT_OK

@@ -21,6 +21,11 @@ def require_aware(name: str, value: object) -> datetime:
     return value
 
 
+def require_utc(name: str, value: object) -> datetime:
+    """:func:`require_aware`, then the same instant expressed in UTC (for reports in UTC)."""
+    return require_aware(name, value).astimezone(UTC)
+
+
 def show(instant: datetime) -> str:
     """An instant as administrators read it: ``2026-07-07 09:00 UTC`` (seconds if any)."""
     utc = instant.astimezone(UTC)

@@ -73,7 +73,7 @@ def test_validity_of_exactly_397_days_is_an_error() -> None:
     report = run(pki(not_after=NOW - 10 * DAY + 397 * DAY))
     (finding,) = [f for f in report.findings if f.code is Code.VALIDITY_PERIOD]
     assert finding.severity is Severity.ERROR
-    assert finding.message == "valid for 397 days 0 h; must be less than 397 days"
+    assert finding.message == "valid for 397 days; must be less than 397 days"
 
 
 def test_validity_of_397_days_minus_one_second_is_fine() -> None:
@@ -129,12 +129,21 @@ def test_key_of_another_certificate(good: Pki) -> None:
 def test_no_certificate_at_all() -> None:
     report = check(Material.from_parts([], [rsa_key()]), host=HOST, now=NOW)
     assert codes(report) == {"no_certificate"}
-    assert "only a private key" in report.findings[0].message
+    assert report.findings[0].message == (
+        "no server certificate: only a private key was given; upload the certificate the CA issued"
+    )
+    assert report.recommended_mode is None  # nothing to import, so no import mode
+    assert report.to_dict()["recommended_mode"] is None
 
 
 def test_only_ca_certificates(good: Pki) -> None:
     report = check(Material.from_parts([good.root, good.intermediate]), host=HOST, now=NOW)
     assert codes(report) == {"no_certificate"}
+    assert report.findings[0].message == (
+        "no server certificate: only CA certificates were given (a chain file?); upload the "
+        "certificate the CA issued"
+    )
+    assert report.recommended_mode is None
 
 
 # time window, and honest host/chain verdicts for certificates outside it
@@ -211,6 +220,42 @@ def test_host_coverage(sans: list[str], host: str, covered: bool) -> None:
     report = run(pki(sans=san(*sans)), host=host)
     assert (Code.HOST_MISMATCH not in report.codes) is covered
     assert report.ok is covered
+
+
+@pytest.mark.parametrize(
+    ("host", "covered"), [("straße.de", True), ("STRASSE.de", False), ("xn--strae-oqa.de", True)]
+)
+def test_an_internationalised_host_is_matched_by_idna_2008(host: str, covered: bool) -> None:
+    report = run(pki(host="xn--strae-oqa.de"), host=host)
+    assert (Code.HOST_MISMATCH not in report.codes) is covered
+
+
+def test_every_host_is_checked_and_reported() -> None:
+    p = pki(sans=san(HOST, "192.0.2.7"))
+    report = check(full(p), hosts=[HOST, "192.0.2.7", "10.0.0.9", "other.example.com"], now=NOW)
+    mismatches = [f for f in report.findings if f.code is Code.HOST_MISMATCH]
+    assert [f.host for f in mismatches] == ["10.0.0.9", "other.example.com"]
+    assert [f.message for f in mismatches] == [
+        "10.0.0.9 is not covered by the certificate's names (mdm.example.com, 192.0.2.7)",
+        "other.example.com is not covered by the certificate's names (mdm.example.com, 192.0.2.7)",
+    ]
+    assert report.hosts == (HOST, "192.0.2.7", "10.0.0.9", "other.example.com")
+    assert report.uncovered_hosts == ("10.0.0.9", "other.example.com")
+    assert not report.ok
+
+
+def test_host_and_hosts_together_each_address_once() -> None:
+    report = check(full(pki()), host=HOST, hosts=["MDM.example.com.", "10.0.0.9"], now=NOW)
+    assert report.hosts == (HOST, "10.0.0.9")
+    assert report.host == HOST
+    assert report.uncovered_hosts == ("10.0.0.9",)
+
+
+def test_a_host_is_required(good: Pki) -> None:
+    with pytest.raises(InvalidInput, match="no host to check the certificate for"):
+        check(full(good), now=NOW)
+    with pytest.raises(InvalidInput, match="hosts must be an iterable"):
+        check(full(good), hosts=HOST, now=NOW)
 
 
 def test_ip_written_as_dns_san_does_not_cover_the_ip() -> None:
@@ -326,6 +371,42 @@ def test_weak_signature(digest: str, label: str) -> None:
     assert Code.HOST_MISMATCH not in report.codes  # the host verdict stays honest
 
 
+@pytest.mark.parametrize(("digest", "label"), [("sha1", "SHA-1"), ("md5", "MD5")])
+def test_a_weak_leaf_with_its_whole_chain_gets_an_honest_chain_verdict(
+    digest: str, label: str
+) -> None:
+    p = pki()
+    weak = resign_weak(p.leaf, p.intermediate_key, digest)
+    material = Material.from_parts([p.root, weak, p.intermediate], [p.leaf_key])
+    assert material.chain == (weak, p.intermediate, p.root)  # ordered despite the digest
+    report = check(material, host=HOST, now=NOW)
+    assert codes(report) == {"chain_incomplete", "weak_signature", "trust_private"}
+    (chain,) = [f for f in report.findings if f.code is Code.CHAIN_INCOMPLETE]
+    assert chain.message == (
+        f"the chain could not be verified because of the weak signature: the certificate is "
+        f"signed with {label}, which TLS clients refuse; the certificates themselves lead to "
+        "the root: 'mdm.example.com' -> 'certflow test intermediate' -> 'certflow test root'; "
+        "ask the CA to reissue with SHA-256"
+    )
+    assert "not supplied" not in chain.message
+
+
+def test_a_weak_leaf_with_its_intermediate_never_calls_the_intermediate_missing() -> None:
+    p = pki()
+    weak = resign_weak(p.leaf, p.intermediate_key, "sha1")
+    report = check(Material.from_parts([weak, p.intermediate], [p.leaf_key]), host=HOST, now=NOW)
+    (chain,) = [f for f in report.findings if f.code is Code.CHAIN_INCOMPLETE]
+    assert chain.message.startswith(
+        "the chain could not be verified because of the weak signature: the certificate is "
+        "signed with SHA-1"
+    )
+    # What is missing is the root, and the verdict says so: the intermediate was supplied.
+    assert (
+        "besides, 'CN=certflow test root,O=certflow tests', which issued 'certflow test "
+        "intermediate', was not supplied" in chain.message
+    )
+
+
 def test_weak_signature_on_intermediate() -> None:
     p = pki()
     weak = resign_weak(p.intermediate, p.root_key, "sha1")
@@ -335,6 +416,21 @@ def test_weak_signature_on_intermediate() -> None:
         "intermediate 'certflow test intermediate' is signed with SHA-1, which clients no longer "
         "accept; ask the CA for a SHA-256 signature"
     ]
+    (chain,) = [f for f in report.findings if f.code is Code.CHAIN_INCOMPLETE]
+    assert "because of the weak signature: intermediate 'certflow test intermediate'" in (
+        chain.message
+    )
+
+
+def test_weak_signatures_of_real_files() -> None:
+    from .test_load import vector
+
+    pss_sha1 = load(vector("x509/ee-pss-sha1-cert.pem"))
+    assert pss_sha1.leaf is not None
+    report = check(pss_sha1, host="example.com", now=pss_sha1.leaf.not_valid_before_utc)
+    assert "signed with SHA-1" in next(
+        f.message for f in report.findings if f.code is Code.WEAK_SIGNATURE
+    )
 
 
 # trust: public (certifi) vs private
@@ -368,8 +464,14 @@ def test_report_as_json_data(good: Pki) -> None:
     assert data["ok"] is True
     assert data["recommended_mode"] == "distribute_root_first"
     assert data["findings"] == [
-        {"code": "trust_private", "severity": "info", "message": run(good).findings[0].message}
+        {
+            "code": "trust_private",
+            "severity": "info",
+            "message": run(good).findings[0].message,
+            "host": None,
+        }
     ]
+    assert (data["host"], data["hosts"], data["uncovered_hosts"]) == (HOST, [HOST], [])
     assert data["checked_at"] == NOW.isoformat()
 
 
@@ -386,7 +488,7 @@ def test_vector_real_world_certificate_is_judged_on_every_rule() -> None:
     assert Code.HOST_MISMATCH in wrong.codes
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # odd real-world files make cryptography warn
+@pytest.mark.filterwarnings("error")  # odd real-world files: no warning escapes
 @pytest.mark.parametrize("folder", ["x509", "x509/custom", "pkcs12"])
 def test_every_vector_file_loads_or_is_refused_cleanly(folder: str) -> None:
     """Hundreds of real and deliberately odd files: a MaterialError or a report, nothing else."""

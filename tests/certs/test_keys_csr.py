@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from hypothesis import HealthCheck, given, settings
 
 from certflow.certs import (
@@ -82,6 +83,26 @@ def test_tampered_csr_signature_is_invalid() -> None:
     info = inspect_csr(bytes(der))
     assert not info.signature_valid
     assert not info.ok
+    assert info.problems == (
+        "its signature does not verify: the request was altered, or not signed by the key it "
+        "carries",
+    )
+
+
+def test_a_small_rsa_key_says_why_the_csr_is_unusable() -> None:
+    info = inspect_csr(_foreign_csr(rsa_key(1024)))
+    assert info.problems == ("its RSA key has 1024 bits; at least 2048 are needed",)
+    assert inspect_csr(create_csr(SUBJECT, rsa_key())).problems == ()
+
+
+def _foreign_csr(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """A CSR certflow would not make (another tool's key), as PEM."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(SUBJECT.x509_name())
+        .sign(key, hashes.SHA256())
+    )
+    return csr_to_pem(csr)
 
 
 def test_csr_needs_an_rsa_key() -> None:
@@ -132,6 +153,14 @@ def test_encrypting_an_encrypted_key_asks_for_its_password() -> None:
     with pytest.raises(MaterialError) as caught:
         encrypt_key(key_to_pem(rsa_key(), "one"), "two")
     assert caught.value.code == "password_required"
+
+
+def test_an_encrypted_key_is_re_encrypted_with_its_current_passphrase() -> None:
+    again = encrypt_key(key_to_pem(rsa_key(), "one"), "two", current_passphrase="one")
+    assert load_key(again, "two").public_key() == rsa_key().public_key()
+    with pytest.raises(MaterialError) as caught:
+        encrypt_key(key_to_pem(rsa_key(), "one"), "two", current_passphrase="three")
+    assert caught.value.code == "bad_password"
 
 
 def _mode(path: Path) -> int:
@@ -254,3 +283,13 @@ def test_openssl_config_matches_for_generated_subjects(
     _same_request(
         create_csr(subject, rsa_key()), _openssl_csr(openssl, openssl_config(subject), tmp_path)
     )
+
+
+def test_the_backups_of_one_run_share_a_number(tmp_path: Path) -> None:
+    first, second, third = rsa_key(2048, 0), rsa_key(2048, 3), rsa_key(2048, 4)
+    write_key_and_csr(tmp_path, first, create_csr(SUBJECT, first))
+    write_key_and_csr(tmp_path, second, create_csr(SUBJECT, second))  # server.*.bak
+    (tmp_path / "server.key.bak").unlink()  # an administrator tidied up one backup
+    written = write_key_and_csr(tmp_path, third, create_csr(SUBJECT, third))
+    assert written.backups == (tmp_path / "server.key.bak.1", tmp_path / "server.csr.bak.1")
+    assert not (tmp_path / "server.key.bak").exists()  # the lone number is not reused

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -418,3 +420,106 @@ def test_vector_damaged_key_block_is_named() -> None:
     ) as caught:
         load(vector("x509/cryptography.io.with_garbage.pem"))
     assert caught.value.code == "unparseable"
+
+
+# cryptography parses, certflow does not second-guess it; no warning reaches the caller.
+
+
+def test_vector_ber_pkcs7_loads() -> None:
+    material = load(vector("pkcs7/amazon-roots.p7b"))  # BER, indefinite lengths
+    assert len(material.certificates) == 2
+    assert all("Amazon" in c.subject.rfc4514_string() for c in material.certificates)
+
+
+def _crl2pkcs7(openssl: str, folder: Path, p: Pki, outform: str) -> bytes:
+    (folder / "chain.pem").write_bytes(pem(p.leaf, p.intermediate, p.root))
+    done = subprocess.run(
+        [openssl, "crl2pkcs7", "-nocrl", "-certfile", "chain.pem", "-outform", outform],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("outform", ["PEM", "DER"])
+def test_an_openssl_crl2pkcs7_bundle_loads_without_a_warning(
+    outform: str, openssl: str, tmp_path: Path
+) -> None:
+    p = SHARED
+    bundle = _crl2pkcs7(openssl, tmp_path, p, outform)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        material = load(bundle)
+    assert caught == []
+    assert material.chain == (p.leaf, p.intermediate, p.root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what `python -W error` does
+        assert load(bundle).chain == material.chain
+
+
+def _cryptography_reads(data: bytes) -> bool:
+    """True when one of cryptography's own loaders reads ``data`` with every name and
+    extension of its certificates (what the checks read), without a password."""
+
+    def p12(d: bytes) -> list[object]:
+        bundle = pkcs12.load_pkcs12(d, None)
+        certs = [] if bundle.cert is None else [bundle.cert.certificate]
+        return [*certs, *(c.certificate for c in bundle.additional_certs), bundle.key]
+
+    loaders: list[Callable[[bytes], list[object]]] = [
+        lambda d: list(x509.load_pem_x509_certificates(d)),
+        lambda d: [x509.load_der_x509_certificate(d)],
+        lambda d: list(pkcs7.load_pem_pkcs7_certificates(d)),
+        lambda d: list(pkcs7.load_der_pkcs7_certificates(d)),
+        p12,
+        lambda d: [serialization.load_pem_private_key(d, None)],
+        lambda d: [serialization.load_der_private_key(d, None)],
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for loader in loaders:
+            try:
+                found = [item for item in loader(data) if item is not None]
+                for cert in found:
+                    if isinstance(cert, x509.Certificate):
+                        cert.subject.rfc4514_string()
+                        cert.issuer.rfc4514_string()
+                        cert.extensions  # noqa: B018 - parsing is the point
+            except Exception:
+                continue
+            if found:
+                return True
+    return False
+
+
+# Files cryptography's certificate loader reads, but which also hold a key that cryptography
+# itself refuses: the upload is refused, naming the key block.
+KEY_BLOCK_REFUSALS = {
+    "x509/cryptography.io.chain_with_garbage.pem": "unparseable",
+    "x509/cryptography.io.with_garbage.pem": "unparseable",
+    "x509/cryptography.io.with_headers.pem": "password_required",
+}
+
+
+def test_whatever_cryptography_reads_loads(tmp_path: Path) -> None:
+    """Every vector file that cryptography's loaders read loads, also under ``-W error``."""
+    base = Path(cryptography_vectors.__file__).parent
+    folders = ["x509", "pkcs7", "pkcs12", "asymmetric/PKCS8", "asymmetric/DER_Serialization",
+               "asymmetric/PEM_Serialization", "asymmetric/Traditional_OpenSSL_Serialization"]  # fmt: skip
+    read = 0
+    refusals: dict[str, str] = {}
+    for folder in folders:
+        for path in sorted(p for p in (base / folder).rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            if len(data) > LIMIT or not _cryptography_reads(data):
+                continue
+            read += 1
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    load(data)
+            except MaterialError as error:
+                refusals[str(path.relative_to(base))] = error.code
+    assert refusals == KEY_BLOCK_REFUSALS
+    assert read > 500  # 557 files of cryptography-vectors 50

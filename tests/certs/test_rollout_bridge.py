@@ -16,7 +16,7 @@ from certflow.certs import (
 from certflow.certs import _check as check_module
 from certflow.core.errors import InvalidInput
 
-from .factory import DAY, HOST, NOW, Pki, build, key_pem, pem, pki, rsa_key
+from .factory import DAY, HOST, NOW, Pki, build, ec_key, key_pem, pem, pki, rsa_key, san
 
 DEVICES = ["ios-1", "android-2", "mac-3"]
 
@@ -31,7 +31,7 @@ def existing_certificate() -> Material:
 def test_private_root_rollout_carries_the_certificates_facts(good: Pki) -> None:
     material = load(pem(good.leaf, good.intermediate, good.root), key_pem(good.leaf_key))
     existing = existing_certificate()
-    rollout = rollout_for(material, existing, DEVICES, now=NOW)
+    rollout = rollout_for(material, existing, DEVICES, now=NOW, hosts=[HOST])
     assert rollout.state is RolloutState.PENDING
     plan = rollout.plan
     assert plan.existing_not_after == existing.leaf.not_valid_after_utc  # type: ignore[union-attr]
@@ -57,6 +57,7 @@ def test_existing_may_be_a_plain_certificate_and_kind_and_policy_pass_through(go
         kind=CertificateKind.AGENT_SERVER,
         policy=policy,
         trusted_device_ids=["mac-3"],
+        host=HOST,
     )
     assert rollout.plan.kind is CertificateKind.AGENT_SERVER
     assert rollout.plan.policy is policy
@@ -91,17 +92,78 @@ def test_with_host_a_good_certificate_starts_one(good: Pki) -> None:
 def test_bad_input(good: Pki) -> None:
     material = Material.from_parts([good.leaf, good.intermediate, good.root], [good.leaf_key])
     with pytest.raises(InvalidInput, match="no server certificate"):
-        rollout_for(Material.from_parts([], [rsa_key()]), existing_certificate(), DEVICES, now=NOW)
+        rollout_for(
+            Material.from_parts([], [rsa_key()]),
+            existing_certificate(),
+            DEVICES,
+            now=NOW,
+            host=HOST,
+        )
     with pytest.raises(InvalidInput, match="already has"):
-        rollout_for(material, good.leaf, DEVICES, now=NOW)
+        rollout_for(material, good.leaf, DEVICES, now=NOW, host=HOST)
     with pytest.raises(InvalidInput, match="naive"):
-        rollout_for(material, existing_certificate(), DEVICES, now=NOW.replace(tzinfo=None))
+        rollout_for(
+            material, existing_certificate(), DEVICES, now=NOW.replace(tzinfo=None), host=HOST
+        )
     with pytest.raises(InvalidInput, match="duplicate device ids"):
-        rollout_for(material, existing_certificate(), ["a", "a"], now=NOW)
+        rollout_for(material, existing_certificate(), ["a", "a"], now=NOW, host=HOST)
 
 
 def test_new_certificate_must_last_through_the_rollout() -> None:
     short = pki(not_before=NOW - DAY, not_after=NOW + 5 * DAY)
     material = Material.from_parts([short.leaf, short.intermediate, short.root], [short.leaf_key])
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput, match="before the deadline") as caught:
+        rollout_for(material, existing_certificate(), DEVICES, now=NOW, host=HOST)
+    assert not isinstance(caught.value, CertificateRejected)  # the checks passed; the rollout
+    # core refused a certificate that expires before the rollout's deadline
+
+
+# rollout_for always checks, for every host
+
+
+def test_without_a_host_no_rollout_starts(good: Pki) -> None:
+    material = Material.from_parts([good.leaf, good.intermediate, good.root], [good.leaf_key])
+    with pytest.raises(InvalidInput, match="no host to check the certificate for"):
         rollout_for(material, existing_certificate(), DEVICES, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("problem", "p", "code"),
+    [
+        ("398 days", pki(not_before=NOW - DAY, not_after=NOW - DAY + 398 * DAY), "validity_period"),
+        ("an EC key", pki(leaf_key=ec_key()), "key_type"),
+    ],
+    ids=["398 days", "EC key"],
+)
+def test_a_certificate_with_an_error_never_starts_a_rollout(
+    problem: str, p: Pki, code: str
+) -> None:
+    material = Material.from_parts([p.leaf, p.intermediate, p.root], [p.leaf_key])
+    with pytest.raises(CertificateRejected) as caught:
+        rollout_for(material, existing_certificate(), DEVICES, now=NOW, hosts=[HOST])
+    assert {f.code.value for f in caught.value.report.errors} == {code}
+
+
+def test_every_host_is_checked(good: Pki) -> None:
+    material = Material.from_parts([good.leaf, good.intermediate, good.root], [good.leaf_key])
+    with pytest.raises(
+        CertificateRejected, match=r"for mdm\.example\.com, 203\.0\.113\.9: "
+    ) as caught:
+        rollout_for(material, existing_certificate(), DEVICES, now=NOW, hosts=[HOST, "203.0.113.9"])
+    assert caught.value.report.uncovered_hosts == ("203.0.113.9",)
+    both = pki(sans=san(HOST, "203.0.113.9"))
+    covered = Material.from_parts([both.leaf, both.intermediate, both.root], [both.leaf_key])
+    rollout = rollout_for(
+        covered, existing_certificate(), DEVICES, now=NOW, host=HOST, hosts=["203.0.113.9"]
+    )
+    assert rollout.state is RolloutState.PENDING
+
+
+def test_the_key_can_be_given_beside_the_material(good: Pki) -> None:
+    material = Material.from_parts([good.leaf, good.intermediate, good.root])
+    with pytest.raises(CertificateRejected, match="no_private_key"):
+        rollout_for(material, existing_certificate(), DEVICES, now=NOW, host=HOST)
+    rollout = rollout_for(
+        material, existing_certificate(), DEVICES, now=NOW, host=HOST, key=good.leaf_key
+    )
+    assert rollout.state is RolloutState.PENDING

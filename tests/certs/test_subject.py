@@ -107,6 +107,13 @@ def test_control_characters_are_refused() -> None:
         ("2001:DB8::1", ipaddress.ip_address("2001:db8::1")),
         ("[::1]", ipaddress.ip_address("::1")),
         ("bücher.example", "xn--bcher-kva.example"),
+        # IDNA 2008, not Python's IDNA 2003 codec: ß stays a letter of its own
+        ("straße.de", "xn--strae-oqa.de"),
+        ("Straße.DE.", "xn--strae-oqa.de"),
+        ("*.straße.de", "*.xn--strae-oqa.de"),
+        ("faß.de", "xn--fa-hia.de"),
+        ("\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "example.com"),  # full width
+        ("λ.com", "xn--wxa.com"),
     ],
 )
 def test_san_kinds(text: str, expected: object) -> None:
@@ -127,6 +134,8 @@ def test_san_kinds(text: str, expected: object) -> None:
         ("x" * 64 + ".example.com", "labels are letters"),
         ("10.0.0.256", "not a valid one"),
         ("", "empty"),
+        ("a\u200db.example.com", r"not a valid internationalised DNS name \(IDNA 2008\)"),
+        ("bücher.example:443", r"not a valid internationalised DNS name \(IDNA 2008\)"),
     ],
 )
 def test_bad_sans_are_refused(text: str, problem: str) -> None:
@@ -162,3 +171,9 @@ def test_generated_subjects_keep_the_common_name_among_sans(subject: Subject) ->
 @given(dns_names, st.sampled_from([" ", "\t"]))
 def test_surrounding_whitespace_is_ignored(name: str, pad: str) -> None:
     assert parse_san(pad + name + pad) == name
+
+
+def test_an_internationalised_common_name_is_its_idna_2008_form() -> None:
+    subject = Subject.create(**{**FIELDS, "common_name": "mdm.straße.de", "sans": "faß.de"})
+    assert subject.common_name == "mdm.xn--strae-oqa.de"
+    assert subject.sans == ("mdm.xn--strae-oqa.de", "xn--fa-hia.de")

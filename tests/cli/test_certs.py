@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import resource
 import stat
 import subprocess
 import sys
@@ -22,8 +25,17 @@ FLAGS = [
 ]  # fmt: skip
 
 
+#: The address space of one run: far more than certflow needs, little enough that an
+#: unbounded read ends in a MemoryError (a failed test) instead of exhausting the machine.
+MEMORY = 1024**3
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
 def certflow(
-    *args: str | Path, cwd: Path, stdin: str = "", expect: int = 0
+    *args: str | Path, cwd: Path, stdin: str = "", expect: int = 0, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run the command line; check its exit code and that no traceback ever shows."""
     done = subprocess.run(
@@ -32,8 +44,9 @@ def certflow(
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
+        preexec_fn=_limit_memory,
     )
     assert "Traceback" not in done.stderr + done.stdout
     assert done.returncode == expect, done.stderr
@@ -67,7 +80,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pki]:
 COMMANDS = [
     [], ["csr"], ["csr", "new"], ["csr", "show"], ["csr", "openssl-config"], ["key"],
     ["key", "encrypt"], ["key", "decrypt"], ["cert"], ["cert", "inspect"], ["cert", "check"],
-    ["simulate"],
+    ["cert", "export"], ["simulate"],
 ]  # fmt: skip
 
 
@@ -144,7 +157,7 @@ def test_csr_new_prompts_like_the_source_tool(tmp_path: Path) -> None:
 
 def test_csr_new_with_encrypted_key(tmp_path: Path) -> None:
     certflow(
-        "csr", "new", *FLAGS, "--encrypt", "--passphrase-file", "-", cwd=tmp_path, stdin="k3y\n"
+        "csr", "new", *FLAGS, "--encrypt", "--new-password-file", "-", cwd=tmp_path, stdin="k3y\n"
     )
     assert load_key((tmp_path / "server.key").read_bytes(), "k3y").key_size == 2048  # type: ignore[union-attr]
 
@@ -186,7 +199,19 @@ def test_csr_show_tampered_signature_exits_1(tmp_path: Path) -> None:
     )
     der[-5] ^= 0xFF
     (tmp_path / "tampered.der").write_bytes(bytes(der))
-    assert "INVALID" in certflow("csr", "show", "tampered.der", cwd=tmp_path, expect=1).stdout
+    done = certflow("csr", "show", "tampered.der", cwd=tmp_path, expect=1)
+    assert "INVALID" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        "Result:    NOT usable: its signature does not verify: the request was altered, or not "
+        "signed by the key it carries"
+    )
+    data = json.loads(
+        certflow("csr", "show", "tampered.der", "--json", cwd=tmp_path, expect=1).stdout
+    )
+    assert data["problems"] == [
+        "its signature does not verify: the request was altered, or not signed by the key it "
+        "carries"
+    ]
 
 
 def test_openssl_config(tmp_path: Path) -> None:
@@ -208,7 +233,7 @@ def test_key_encrypt_and_decrypt(tmp_path: Path) -> None:
         "server.key",
         "--out",
         "enc.key",
-        "--passphrase-file",
+        "--new-password-file",
         "pass.txt",
         cwd=tmp_path,
     )
@@ -254,7 +279,10 @@ def test_key_decrypt_wrong_or_missing_passphrase(tmp_path: Path) -> None:
         wrong.stderr == "certflow: error: enc.key: wrong password for the encrypted private key\n"
     )
     missing = certflow("key", "decrypt", "enc.key", "--out", "-", cwd=tmp_path, expect=2)
-    assert "--password-file" in missing.stderr or "passphrase" in missing.stderr.lower()
+    assert missing.stderr == (
+        "certflow: error: Key password needed: give it with --password-file (or '-' for stdin) "
+        "(see 'certflow key decrypt --help')\n"
+    )
     done = certflow(
         "key",
         "decrypt",
@@ -324,9 +352,10 @@ def test_cert_check_good(files: tuple[Path, Pki]) -> None:
         cwd=folder,
     )
     lines = done.stdout.splitlines()
-    assert lines[0] == f"Checked for {HOST} at 2026-03-01 12:00:00 UTC"
-    assert lines[1].split() == ["SEVERITY", "CODE", "MESSAGE"]
-    assert lines[2].split()[:2] == ["info", "trust_private"]
+    assert lines[0] == f"Checked for {HOST} at 2026-03-01 12:00 UTC"
+    assert lines[1] == f"Hosts: {HOST} covered"
+    assert lines[2].split() == ["SEVERITY", "CODE", "MESSAGE"]
+    assert lines[3].split()[:2] == ["info", "trust_private"]
     assert lines[-1].startswith(
         "Result: ok (0 errors, 0 warnings); recommended import: Distribute Root"
     )
@@ -348,7 +377,7 @@ def test_cert_check_errors_exit_1(files: tuple[Path, Pki]) -> None:
         cwd=folder,
         expect=1,
     )
-    table = [line.split()[:2] for line in done.stdout.splitlines()[2:-1]]
+    table = [line.split()[:2] for line in done.stdout.splitlines()[3:-1]]
     assert table == [["error", "expired"], ["error", "host_mismatch"], ["info", "trust_private"]]
     assert "Result: NOT usable (2 errors, 0 warnings)" in done.stdout
 
@@ -397,3 +426,538 @@ def test_cert_check_bad_input_exits_2(
 ) -> None:
     folder, _ = files
     assert message in certflow("cert", "check", *args, cwd=folder, expect=2).stderr
+
+
+# --- what a first real user hit: bounded reads, regular files only, honest names -------------
+
+
+@pytest.fixture
+def encrypted_key(tmp_path: Path) -> Path:
+    """``enc.key`` (passphrase ``right``) and ``pass.txt`` holding the passphrase."""
+    (tmp_path / "enc.key").write_bytes(key_pem_encrypted(b"right"))
+    (tmp_path / "pass.txt").write_text("right\n")
+    return tmp_path
+
+
+def key_pem_encrypted(passphrase: bytes) -> bytes:
+    return rsa_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+
+
+@pytest.mark.parametrize("kind", ["/dev/full", "link to /dev/zero", "fifo", "folder"])
+def test_key_decrypt_refuses_an_out_that_is_not_a_regular_file(
+    kind: str, encrypted_key: Path
+) -> None:
+    folder = encrypted_key
+    out = folder / "out.key"
+    if kind == "/dev/full":
+        out = Path("/dev/full")
+    elif kind == "link to /dev/zero":
+        out.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    before = sorted(os.listdir(out.parent))
+    done = certflow(
+        "key", "decrypt", "enc.key", "--out", out, "--passphrase-file", "pass.txt",
+        cwd=folder, expect=2, timeout=30,
+    )  # fmt: skip
+    assert done.stderr.startswith(f"certflow: error: {out} exists and is ")
+    assert "certflow only replaces regular files" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert sorted(os.listdir(out.parent)) == before  # no backup, no temporary file
+
+
+def test_a_passphrase_file_is_read_with_a_bound(encrypted_key: Path) -> None:
+    done = certflow(
+        "key", "decrypt", "enc.key", "--out", "-", "--passphrase-file", "/dev/zero",
+        cwd=encrypted_key, expect=2, timeout=30,
+    )  # fmt: skip
+    assert done.stderr == (
+        "certflow: error: /dev/zero: larger than 4 KiB; a password file holds one line of text\n"
+    )
+    with open("/dev/zero", "rb") as zeros:
+        from_stdin = subprocess.run(
+            [sys.executable, "-m", "certflow", "key", "decrypt", "enc.key", "--out", "-",
+             "--passphrase-file", "-"],
+            cwd=encrypted_key, stdin=zeros, capture_output=True, timeout=30, check=False,
+            preexec_fn=_limit_memory,
+        )  # fmt: skip
+    assert from_stdin.returncode == 2
+    assert from_stdin.stderr == (
+        b"certflow: error: standard input: larger than 4 KiB; a password file holds one line "
+        b"of text\n"
+    )
+
+
+def test_a_passphrase_file_that_is_not_utf8_is_a_clear_error(encrypted_key: Path) -> None:
+    (encrypted_key / "latin1.txt").write_bytes(b"r\xe9ght\n")
+    done = certflow(
+        "key", "decrypt", "enc.key", "--out", "-", "--passphrase-file", "latin1.txt",
+        cwd=encrypted_key, expect=2,
+    )  # fmt: skip
+    assert done.stderr == (
+        "certflow: error: latin1.txt: the password is not UTF-8 text (byte 0xe9 at offset 1); "
+        "save the file as UTF-8\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["key", "decrypt", "enc.key", "--passphrase-file", "pass.txt"],
+        ["key", "encrypt", "plain.key", "--new-passphrase-file", "pass.txt"],
+        ["csr", "openssl-config", *FLAGS],
+    ],
+    ids=["key decrypt", "key encrypt", "csr openssl-config"],
+)
+def test_an_out_into_a_missing_folder_names_the_target(
+    command: list[str], encrypted_key: Path
+) -> None:
+    (encrypted_key / "plain.key").write_bytes(key_pem(rsa_key()))
+    done = certflow(*command, "--out", "no/such/out.key", cwd=encrypted_key, expect=2)
+    assert done.stderr == (
+        "certflow: error: no/such/out.key: cannot write it: the folder no/such does not exist\n"
+    )
+
+
+# --- one spelling for each option -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def options_folder(files: tuple[Path, Pki], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The upload files, plus a plain key, an encrypted key and a password file."""
+    folder = tmp_path_factory.mktemp("options")
+    source, _ = files
+    for path in source.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "plain.key").write_bytes(key_pem(rsa_key()))
+    (folder / "enc.key").write_bytes(key_pem_encrypted(b"right"))
+    (folder / "pass.txt").write_text("right\n")
+    return folder
+
+
+# (command, arguments): every error of the certificate commands that names an option.
+ERRORS_NAMING_OPTIONS: list[tuple[list[str], list[str]]] = [
+    (["csr", "new"], ["--no-input", "--country", "IN"]),
+    (["csr", "new"], [*FLAGS, "--new-password-file", "pass.txt"]),
+    (["csr", "new"], [*FLAGS, "--encrypt"]),
+    (["csr", "new"], [*FLAGS, "--bits", "1024"]),
+    (["csr", "openssl-config"], ["--no-input"]),
+    (["key", "decrypt"], ["enc.key", "--out", "-"]),
+    (["key", "decrypt"], ["enc.key"]),
+    (["key", "encrypt"], ["enc.key", "--out", "-"]),
+    (["key", "encrypt"], ["enc.key", "--out", "-", "--password-file", "pass.txt"]),
+    (["key", "encrypt"], ["plain.key", "--out", "-"]),
+    (["key", "encrypt"], ["plain.key", "--out", "-", "--passphrase-file", "pass.txt"]),
+    (["cert", "inspect"], ["server.pfx"]),
+    (["cert", "check"], ["server.pfx", "--host", HOST]),
+    (["cert", "check"], ["server.crt"]),
+    (["cert", "check"], ["server.crt", "--host", HOST, "--now", "yesterday"]),
+    (["cert", "check"], ["server.crt", "--host", HOST, "--at", "yesterday"]),
+    (["cert", "export"], ["server.pfx", "--out", "."]),
+    (["cert", "export"], ["server.pfx", "--password-file", "pfx-pass.txt", "--out", "."]),
+    (["cert", "export"], ["server.crt"]),
+]
+
+
+def _options(help_text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text))
+
+
+@pytest.mark.parametrize(
+    ("command", "args"), ERRORS_NAMING_OPTIONS, ids=lambda v: " ".join(v) if v else ""
+)
+def test_every_option_an_error_names_is_an_option_of_that_command(
+    command: list[str], args: list[str], options_folder: Path
+) -> None:
+    done = certflow(*command, *args, cwd=options_folder, expect=2)
+    named = _options(done.stderr)
+    assert named, f"the error names no option: {done.stderr}"
+    offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
+    assert named <= offered, f"{done.stderr} names {named - offered}, not in --help"
+
+
+def test_every_option_named_in_the_command_line_source_exists() -> None:
+    """A static net under the runs above: no message can name an option no command has."""
+    import ast
+
+    import click
+
+    from certflow.cli import main
+
+    def every(command: click.Command) -> set[str]:
+        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                found |= every(sub)
+        return found
+
+    source = Path(sys.modules["certflow.cli._certs"].__file__ or "").read_text()
+    literals = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    named = set().union(*(_options(text) for text in literals))
+    assert named - every(main) == set()
+
+
+def test_password_options_are_spelled_the_same_in_every_command(options_folder: Path) -> None:
+    for command in (
+        ["key", "decrypt"], ["key", "encrypt"], ["cert", "inspect"], ["cert", "check"],
+        ["cert", "export"],
+    ):  # fmt: skip
+        offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
+        assert {"--password-file", "--passphrase-file"} <= offered, command
+    for command in (["csr", "new"], ["key", "encrypt"], ["cert", "export"]):
+        offered = _options(certflow(*command, "--help", cwd=options_folder).stdout)
+        assert {"--new-password-file", "--new-passphrase-file"} <= offered, command
+
+
+# --- re-encrypting an encrypted key ---------------------------------------------------------
+
+
+def test_key_encrypt_takes_the_current_password_of_an_encrypted_key(options_folder: Path) -> None:
+    (options_folder / "new.txt").write_text("n3w\n")
+    certflow(
+        "key", "encrypt", "enc.key", "--out", "re.key", "--password-file", "pass.txt",
+        "--new-password-file", "new.txt", cwd=options_folder,
+    )  # fmt: skip
+    again = (options_folder / "re.key").read_bytes()
+    assert load_key(again, "n3w").public_key() == rsa_key().public_key()
+    wrong = certflow(
+        "key", "encrypt", "enc.key", "--out", "-", "--password-file", "new.txt",
+        "--new-password-file", "new.txt", cwd=options_folder, expect=2,
+    )  # fmt: skip
+    assert wrong.stderr == (
+        "certflow: error: enc.key: wrong password for the encrypted private key\n"
+    )
+    missing = certflow("key", "encrypt", "enc.key", "--out", "-", cwd=options_folder, expect=2)
+    assert missing.stderr == (
+        "certflow: error: Current password of enc.key needed: give it with --password-file "
+        "(or '-' for stdin) (see 'certflow key encrypt --help')\n"
+    )
+
+
+# --- a real openssl CA ----------------------------------------------------------------------
+
+
+def _run(*args: str | Path, cwd: Path) -> None:
+    subprocess.run([*map(str, args)], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def openssl_ca(openssl: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root and an intermediate made with the real openssl, which signs server.csr twice:
+    ``server.crt`` (SHA-256, the vendor procedure's name) and ``sha1.crt`` (SHA-1)."""
+    folder = tmp_path_factory.mktemp("openssl-ca")
+    (folder / "ca.ext").write_text(
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    (folder / "leaf.ext").write_text(
+        f"subjectAltName=DNS:{HOST},IP:192.0.2.7\nextendedKeyUsage=serverAuth\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    _run(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "root.key",
+         "-out", "root.pem", "-subj", "/O=Example/CN=Example Root CA", "-days", "3650",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)  # fmt: skip
+    _run(openssl, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "inter.key",
+         "-out", "inter.csr", "-subj", "/O=Example/CN=Example Issuing CA", cwd=folder)  # fmt: skip
+    _run(openssl, "x509", "-req", "-in", "inter.csr", "-CA", "root.pem", "-CAkey", "root.key",
+         "-set_serial", "2", "-days", "3000", "-sha256", "-extfile", "ca.ext",
+         "-out", "inter.pem", cwd=folder)  # fmt: skip
+    certflow("csr", "new", *FLAGS, cwd=folder)  # the vendor procedure: server.key, server.csr
+    for name, digest, serial in (("server.crt", "-sha256", "3"), ("sha1.crt", "-sha1", "4")):
+        _run(openssl, "x509", "-req", "-in", "server.csr", "-CA", "inter.pem", "-CAkey",
+             "inter.key", "-set_serial", serial, "-days", "90", digest, "-extfile", "leaf.ext",
+             "-out", name, cwd=folder)  # fmt: skip
+    return folder
+
+
+def test_cert_check_of_a_sha1_leaf_from_openssl_blames_the_signature(openssl_ca: Path) -> None:
+    done = certflow(
+        "cert", "check", "sha1.crt", "inter.pem", "root.pem", "--key", "server.key",
+        "--host", HOST, "--json", cwd=openssl_ca, expect=1,
+    )  # fmt: skip
+    findings = {f["code"]: f["message"] for f in json.loads(done.stdout)["findings"]}
+    assert set(findings) == {"chain_incomplete", "weak_signature", "trust_private"}
+    assert findings["chain_incomplete"].startswith(
+        "the chain could not be verified because of the weak signature: the certificate is "
+        "signed with SHA-1"
+    )
+    assert "not supplied" not in findings["chain_incomplete"]
+    only_intermediate = certflow(
+        "cert", "check", "sha1.crt", "inter.pem", "--key", "server.key", "--host", HOST,
+        cwd=openssl_ca, expect=1,
+    )  # fmt: skip
+    assert "because of the weak signature" in only_intermediate.stdout
+    # the root is what is missing, and the only certificate the message calls missing
+    assert only_intermediate.stdout.count("not supplied") == 1
+    assert (
+        "besides, 'CN=Example Root CA,O=Example', which issued 'Example Issuing CA', was not "
+        "supplied" in only_intermediate.stdout
+    )
+    good = certflow(
+        "cert", "check", "server.crt", "inter.pem", "root.pem", "--key", "server.key",
+        "--host", HOST, cwd=openssl_ca,
+    )  # fmt: skip
+    assert "Result: ok (0 errors, 0 warnings)" in good.stdout
+
+
+# --- no raw warning on the terminal ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "-W error"])
+def test_an_openssl_pkcs7_bundle_puts_no_warning_on_the_terminal(
+    strict: bool, openssl_ca: Path
+) -> None:
+    _run("openssl", "crl2pkcs7", "-nocrl", "-certfile", "server.crt", "-certfile", "inter.pem",
+         "-certfile", "root.pem", "-out", "bundle.p7b", cwd=openssl_ca)  # fmt: skip
+    flags = ["-W", "error"] if strict else []
+    done = subprocess.run(
+        [sys.executable, *flags, "-m", "certflow", "cert", "inspect", "bundle.p7b", "--json"],
+        cwd=openssl_ca, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    roles = [c["role"] for c in json.loads(done.stdout)["certificates"]]
+    assert roles == ["leaf", "intermediate", "root"]
+
+
+# --- IDNA 2008 ------------------------------------------------------------------------------
+
+
+def test_csr_new_and_cert_check_use_idna_2008(tmp_path: Path) -> None:
+    flags = [*FLAGS[:8], "--common-name", "mdm.straße.de", "--san", "Faß.de", "--json"]
+    data = json.loads(certflow("csr", "new", *flags, cwd=tmp_path).stdout)
+    assert data["sans"] == ["mdm.xn--strae-oqa.de", "xn--fa-hia.de"]
+    assert data["subject"].startswith("CN=mdm.xn--strae-oqa.de,")
+    p = pki("mdm.xn--strae-oqa.de")
+    (tmp_path / "idn.pem").write_bytes(pem(p.leaf, p.intermediate, p.root) + key_pem(p.leaf_key))
+    for host, code in (("mdm.straße.de", 0), ("mdm.strasse.de", 1)):
+        certflow("cert", "check", "idn.pem", "--host", host, "--now", NOW.isoformat(),
+                 cwd=tmp_path, expect=code)  # fmt: skip
+
+
+# --- several hosts --------------------------------------------------------------------------
+
+
+def test_cert_check_checks_and_reports_every_host(files: tuple[Path, Pki]) -> None:
+    folder, _ = files
+    args = ["cert", "check", "server.pfx", "--password-file", "pfx-pass.txt", "--now", AT]
+    done = certflow(*args, "--host", HOST, "--host", "10.0.0.9", "--host", "www.example.com",
+                    cwd=folder, expect=1)  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Checked for {HOST}, 10.0.0.9, www.example.com at 2026-03-01 12:00 UTC"
+    assert lines[1] == f"Hosts: {HOST} covered, 10.0.0.9 NOT covered, www.example.com NOT covered"
+    mismatches = [line for line in lines if line.startswith("error     host_mismatch")]
+    assert [line.split()[2] for line in mismatches] == ["10.0.0.9", "www.example.com"]
+    data = json.loads(certflow(*args, "--host", "10.0.0.9", "--host", HOST, "--json",
+                               cwd=folder, expect=1).stdout)  # fmt: skip
+    assert (data["hosts"], data["uncovered_hosts"]) == (["10.0.0.9", HOST], ["10.0.0.9"])
+    assert certflow(*args, "--host", HOST, "--host", HOST.upper(), cwd=folder).stdout.startswith(
+        f"Checked for {HOST} at"
+    )
+
+
+# --- paired backups -------------------------------------------------------------------------
+
+
+def test_csr_new_backs_up_key_and_csr_under_one_number(tmp_path: Path) -> None:
+    certflow("csr", "new", *FLAGS, cwd=tmp_path)
+    certflow("csr", "new", *FLAGS, cwd=tmp_path)
+    (tmp_path / "server.key.bak").unlink()
+    data = json.loads(certflow("csr", "new", *FLAGS, "--json", cwd=tmp_path).stdout)
+    assert data["backups"] == ["server.key.bak.1", "server.csr.bak.1"]
+
+
+# --- wording --------------------------------------------------------------------------------
+
+
+def test_cert_check_without_a_certificate_recommends_no_import_mode(
+    files: tuple[Path, Pki],
+) -> None:
+    folder, _ = files
+    done = certflow("cert", "check", "server.key", "--host", HOST, "--now", AT, cwd=folder,
+                    expect=1)  # fmt: skip
+    assert done.stdout.splitlines() == [
+        f"Checked for {HOST} at 2026-03-01 12:00 UTC",
+        "SEVERITY  CODE            MESSAGE",
+        "error     no_certificate  no server certificate: only a private key was given; upload "
+        "the certificate the CA issued",
+        "Result: NOT usable (1 error, 0 warnings)",
+    ]
+    data = json.loads(certflow("cert", "check", "server.key", "--host", HOST, "--now", AT,
+                               "--json", cwd=folder, expect=1).stdout)  # fmt: skip
+    assert data["recommended_mode"] is None
+
+
+# --- cert export ----------------------------------------------------------------------------
+
+
+def test_cert_export_from_an_openssl_ca_gives_files_openssl_accepts(
+    openssl: str, openssl_ca: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported"
+    out.mkdir()
+    (tmp_path / "pfx.txt").write_text("pfx-s3cret\n")
+    done = certflow(
+        "cert", "export", openssl_ca / "server.crt", openssl_ca / "inter.pem",
+        openssl_ca / "root.pem", openssl_ca / "server.key", "--out", out,
+        "--new-password-file", tmp_path / "pfx.txt", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    data = json.loads(done.stdout)
+    names = ["server.crt", "chain.pem", "fullchain.pem", "root.cer", "root.pem", "server.pfx"]
+    assert [Path(f["file"]).name for f in data["written"]] == names
+    assert [f["mode"] for f in data["written"]] == ["0644"] * 5 + ["0600"]
+    assert (data["backups"], data["skipped"]) == ([], [])
+    assert stat.S_IMODE((out / "server.pfx").stat().st_mode) == 0o600
+
+    def ok(*args: str) -> str:
+        return subprocess.run(
+            [openssl, *args], cwd=out, check=True, capture_output=True, text=True
+        ).stdout
+
+    assert ok("verify", "-CAfile", "root.pem", "-untrusted", "chain.pem", "server.crt") == (
+        "server.crt: OK\n"
+    )
+    assert ok("verify", "-CAfile", "root.pem", "-untrusted", "fullchain.pem", "server.crt") == (
+        "server.crt: OK\n"
+    )
+    assert "CN=Example Root CA" in ok("x509", "-inform", "DER", "-in", "root.cer", "-noout",
+                                      "-subject").replace(" = ", "=")  # fmt: skip
+    certs_in_pfx = ok("pkcs12", "-in", "server.pfx", "-passin", "pass:pfx-s3cret", "-nokeys")
+    assert certs_in_pfx.count("BEGIN CERTIFICATE") == 3
+    key_in_pfx = ok("pkcs12", "-in", "server.pfx", "-passin", "pass:pfx-s3cret", "-nocerts",
+                    "-nodes")  # fmt: skip
+    assert "BEGIN PRIVATE KEY" in key_in_pfx
+
+    again = certflow("cert", "export", openssl_ca / "server.crt", openssl_ca / "inter.pem",
+                     openssl_ca / "root.pem", "--out", out, cwd=tmp_path)  # fmt: skip
+    assert again.stdout.splitlines() == [
+        f"Backed up server.crt to {out}/server.crt.bak",
+        f"Backed up chain.pem to {out}/chain.pem.bak",
+        f"Backed up fullchain.pem to {out}/fullchain.pem.bak",
+        f"Backed up root.cer to {out}/root.cer.bak",
+        f"Backed up root.pem to {out}/root.pem.bak",
+        f"Wrote {out}/server.crt     the server certificate (PEM), mode 0644",
+        f"Wrote {out}/chain.pem      the intermediates (PEM), mode 0644",
+        f"Wrote {out}/fullchain.pem  the server certificate and the intermediates (PEM), mode 0644",
+        f"Wrote {out}/root.cer       the root to distribute to devices (DER), mode 0644",
+        f"Wrote {out}/root.pem       the root to distribute to devices (PEM), mode 0644",
+        "No server.pfx: the material holds no private key",
+    ]
+
+
+def test_cert_export_from_a_pfx(files: tuple[Path, Pki], tmp_path: Path) -> None:
+    folder, p = files
+    done = certflow("cert", "export", "server.pfx", "--password-file", "pfx-pass.txt",
+                    "--new-password-file", "-", "--out", tmp_path, cwd=folder,
+                    stdin="new-pass\n")  # fmt: skip
+    assert "server.pfx" in done.stdout
+    bundle = pkcs12.load_pkcs12((tmp_path / "server.pfx").read_bytes(), b"new-pass")
+    assert bundle.cert is not None
+    assert bundle.cert.certificate == p.leaf
+    assert (tmp_path / "root.pem").read_bytes() == pem(p.root)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server.pfx", "--password-file", "pfx-pass.txt", "--out", "."],
+         "Password of server.pfx needed: give it with --new-password-file (or '-' for stdin)"),
+        (["server.crt", "--out", "missing"], "missing: not an existing folder; create it first"),
+        (["chain.pem", "--out", "."], "no server certificate among the material"),
+    ],
+    ids=["no pfx password", "missing folder", "no certificate"],
+)  # fmt: skip
+def test_cert_export_bad_input_writes_nothing(
+    args: list[str], message: str, files: tuple[Path, Pki], tmp_path: Path
+) -> None:
+    folder, _ = files
+    work = tmp_path / "work"
+    work.mkdir()
+    for path in folder.iterdir():
+        (work / path.name).write_bytes(path.read_bytes())
+    before = sorted(p.name for p in work.iterdir())
+    assert message in certflow("cert", "export", *args, cwd=work, expect=2).stderr
+    assert sorted(p.name for p in work.iterdir()) == before
+
+
+# --- at a terminal --------------------------------------------------------------------------
+
+
+def _at_a_terminal(args: list[str], answers: list[str], cwd: Path) -> tuple[int, str]:
+    """Run certflow on a pseudo-terminal, answering each prompt; (exit code, what it showed)."""
+    import pty
+    import select
+    import signal
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pseudo-terminal is its terminal
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "certflow", *args])
+    shown, pending = b"", list(answers)
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 60)
+            assert ready, f"no output for 60 s; so far: {shown!r}"
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            # click writes "Label:", then getpass flushes the terminal's input and writes the
+            # final space: only an answer typed after that space is read.
+            if pending and shown.endswith(b": "):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # a failed test must not wait for a child that waits
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode().replace("\r\n", "\n")
+
+
+def test_cert_export_asks_for_the_passwords_at_a_terminal(
+    files: tuple[Path, Pki], tmp_path: Path
+) -> None:
+    folder, p = files
+    code, shown = _at_a_terminal(
+        ["cert", "export", str(folder / "server.pfx"), "--out", str(tmp_path)],
+        ["pfx-pass", "new-pass", "new-pass"],
+        tmp_path,
+    )
+    assert code == 0, shown
+    assert f"Password for {folder / 'server.pfx'}:" in shown
+    assert "Password of server.pfx:" in shown
+    assert "Repeat for confirmation:" in shown
+    assert "new-pass" not in shown  # hidden input
+    bundle = pkcs12.load_pkcs12((tmp_path / "server.pfx").read_bytes(), b"new-pass")
+    assert bundle.cert is not None
+    assert bundle.cert.certificate == p.leaf
+
+
+def test_key_encrypt_asks_for_the_current_password_at_a_terminal(
+    encrypted_key: Path,
+) -> None:
+    code, shown = _at_a_terminal(
+        ["key", "encrypt", "enc.key", "--out", "re.key"],
+        ["right", "n3w", "n3w"],
+        encrypted_key,
+    )
+    assert code == 0, shown
+    assert "Current password of enc.key:" in shown
+    assert load_key((encrypted_key / "re.key").read_bytes(), "n3w").public_key() == (
+        rsa_key().public_key()
+    )

@@ -1,0 +1,1 @@
+"""Project tools: `make docs` runs cli_docs.py."""
