@@ -40,7 +40,7 @@ bench: $(STAMP)
 # `mutmut show NAME`; the last run's score and its equivalent survivors are in
 # docs/mutation.md.
 mutate: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]' --config-settings editable_mode=compat
 	rm -rf mutants
 	CERTFLOW_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut results --all true > mutants/results.txt || true
