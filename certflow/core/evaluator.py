@@ -257,37 +257,38 @@ class Evaluator:
         return None if found is None else found[0]
 
     def allows(self, rollout: Rollout, command: c.Command, now: datetime) -> bool:
-        """Whether ``command`` would be accepted at ``now`` (see :meth:`refusal`).
+        """Whether an administrator's ``command`` would be accepted at ``now``.
 
-        For a rollout command this only chooses a row, so it is cheap and O(1).
+        Only chooses the command's row (it runs nothing), so it is O(1); the summary
+        asks it whether manual extension is available. A device command's answer
+        depends on the device: apply it and catch the refusal instead.
         """
-        route = self._routes.get(type(command))
-        if route is not None and route[0] == self.rules.rollout.name:
-            rollout = self.advance(rollout, now).rollout
-            rows = self.compiled.rows.get((rollout.phase.state.value, route[1]))
-            untrusting = count_of(rollout._fleet.counts, self.compiled.untrusting_states)
-            situation = g.Situation(rollout.plan, rollout.phase, rollout.clock, untrusting)
-            return rows is not None and i.first_row(rows, situation)[0] is not None
-        return self.refusal(rollout, command, now) is None
+        situation, rows, _ = self._rows_for(rollout, command, now)
+        return rows is not None and i.first_row(rows, situation)[0] is not None
 
     def refusal(self, rollout: Rollout, command: c.Command, now: datetime) -> CommandRefused | None:
-        """The refusal ``command`` would meet at ``now``, or ``None`` if it is allowed.
+        """The refusal an administrator's ``command`` would meet at ``now``, or ``None``.
 
-        The summary asks this, so that "is manual extension available?" is decided by
-        the declaration alone. A rollout command is answered by choosing its row
-        without running it; any other command is run and its result discarded.
+        Chooses its row without running it, like :meth:`allows`, and gives the refusal
+        :meth:`apply` would raise (why, and from when it would be allowed).
         """
+        situation, _, trigger = self._rows_for(rollout, command, now)
+        return i.refusal(self.compiled, situation, trigger, type(command).__name__)
+
+    def _rows_for(
+        self, rollout: Rollout, command: c.Command, now: datetime
+    ) -> tuple[g.Situation, tuple[Any, ...] | None, str]:
         route = self._routes.get(type(command))
-        if route is not None and route[0] == self.rules.rollout.name:
-            rollout = self.advance(rollout, now).rollout
-            untrusting = count_of(rollout._fleet.counts, self.compiled.untrusting_states)
-            situation = g.Situation(rollout.plan, rollout.phase, rollout.clock, untrusting)
-            return i.refusal(self.compiled, situation, route[1], type(command).__name__)
-        try:
-            self.apply(rollout, command, now)
-        except CommandRefused as refused:
-            return refused
-        return None
+        if route is None or route[0] != self.rules.rollout.name:
+            raise InvalidInput(
+                f"{command!r} is not an administrator's rollout command; allows() and "
+                "refusal() answer for DistributeRoot, ProceedToImport, ImportNow, "
+                "ExtendManually, RetryAllFailed and Cancel"
+            )
+        rollout = self.advance(rollout, now).rollout
+        untrusting = count_of(rollout._fleet.counts, self.compiled.untrusting_states)
+        situation = g.Situation(rollout.plan, rollout.phase, rollout.clock, untrusting)
+        return situation, self.compiled.rows.get((rollout.phase.state.value, route[1])), route[1]
 
     # --- the general path ------------------------------------------------------------------
 

@@ -17,9 +17,11 @@ UTC offset, durations are seconds. Plan and phase go through ``cattrs``; derived
 from __future__ import annotations
 
 import json
+import typing
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
+import attrs
 import cattrs
 import immutables
 
@@ -35,10 +37,11 @@ from certflow.core._fleet import (
     empty_roster_maps,
 )
 from certflow.core._vector import CodeVector
-from certflow.core.errors import CertflowError, SerializationError
+from certflow.core.errors import InvalidInput, SerializationError
 from certflow.core.evaluator import DEFAULT
 from certflow.core.instants import require_aware
-from certflow.core.plan import Phase, Plan
+from certflow.core.plan import Phase, Plan, RolloutState
+from certflow.core.policy import CertificateKind, ImportRule
 from certflow.core.rollout import Rollout
 
 __all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "dumps", "loads"]
@@ -47,6 +50,44 @@ SCHEMA_NAME = "certflow/rollout"
 SCHEMA_VERSION = 1
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _strict(kind: type) -> Any:
+    # cattrs would coerce ("3" -> 3, 1.9 -> 1, "no" -> True); a saved rollout never has to.
+    def check(value: object, _: object) -> object:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    return check
+
+
+def _origin(kind: Any) -> Any:
+    return typing.get_origin(kind)
+
+
+def _list(value: object, kind: Any) -> list[Any]:
+    # cattrs would take a string for a list of its characters.
+    if type(value) is not list:
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    (item,) = typing.get_args(kind)
+    return [_converter.structure(x, item) for x in value]
+
+
+def _dict(value: object, kind: Any) -> dict[Any, Any]:
+    if type(value) is not dict:
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    key, item = typing.get_args(kind)
+    return {_converter.structure(k, key): _converter.structure(v, item) for k, v in value.items()}
+
+
+for _kind in (int, str, bool):
+    _converter.register_structure_hook(_kind, _strict(_kind))
+for _enum in (RolloutState, CertificateKind, ImportRule):
+    # Enums by their own hook: the str hook above would otherwise take str-based enums.
+    _converter.register_structure_hook(_enum, lambda value, kind: kind(value))
+_converter.register_structure_hook_func(lambda t: _origin(t) is list, _list)
+_converter.register_structure_hook_func(lambda t: _origin(t) is dict, _dict)
 _converter.register_unstructure_hook(datetime, datetime.isoformat)
 _converter.register_structure_hook(
     datetime, lambda value, _: require_aware("instant", datetime.fromisoformat(value))
@@ -91,7 +132,12 @@ def dumps(rollout: Rollout) -> str:
 
 
 def loads(text: str | bytes) -> Rollout:
-    """The rollout that :func:`dumps` wrote; :class:`SerializationError` for anything else."""
+    """The rollout that :func:`dumps` wrote; :class:`SerializationError` for anything else.
+
+    The message says what is wrong and where, e.g. ``malformed serialised rollout:
+    plan: unexpected field 'bogus'`` or ``... devices.states[3]: unknown device state
+    'lost'``; nothing is ever half-loaded.
+    """
     try:
         document = json.loads(text)
     except (ValueError, TypeError) as error:
@@ -109,97 +155,101 @@ def loads(text: str | bytes) -> Rollout:
             f"({SCHEMA_VERSION}); upgrade certflow to read it"
         )
     try:
-        return _build(document)
-    except SerializationError:
-        raise
+        parsed = _converter.structure(document, _Document)
     except cattrs.BaseValidationError as error:
-        raise SerializationError(f"malformed serialised rollout: {_explain(error)}") from None
-    except (CertflowError, KeyError, TypeError, ValueError, AttributeError) as error:
-        raise SerializationError(f"malformed serialised rollout: {error!r}") from None
-
-
-def _build(document: dict[str, Any]) -> Rollout:
-    expected = {
-        "schema", "version", "plan", "phase", "clock", "devices", "failure_reasons", "ack_timeouts"
-    }  # fmt: skip
-    if set(document) != expected:
-        raise SerializationError(
-            f"malformed serialised rollout: keys {sorted(set(document) ^ expected)} "
-            "are missing or unexpected"
-        )
-    plan = _structure(document["plan"], Plan, "plan")
-    phase = _structure(document["phase"], Phase, "phase")
-    devices = document["devices"]
-    ids = devices["ids"]
-    states = devices["states"]
-    attempts = devices["attempts"]
-    if not (isinstance(ids, list) and isinstance(states, list) and isinstance(attempts, list)):
-        raise SerializationError("malformed serialised rollout: device columns must be lists")
-    if not len(ids) == len(states) == len(attempts):
-        raise SerializationError(
-            f"malformed serialised rollout: {len(ids)} ids, {len(states)} states and "
-            f"{len(attempts)} attempts"
-        )
-    if not all(type(d) is str and d for d in ids):
-        raise SerializationError("malformed serialised rollout: device ids must be strings")
-    index = dict(zip(ids, range(len(ids)), strict=True))
-    if len(index) != len(ids):
-        raise SerializationError("malformed serialised rollout: duplicate device ids")
-    state_index = {state.value: i for i, state in enumerate(DEVICE_STATES)}
+        raise _malformed(_explain(error)) from None
     try:
-        codes = [
-            (n << ATTEMPT_SHIFT) | state_index[s] if type(n) is int and n >= 0 else -1
-            for s, n in zip(states, attempts, strict=True)
-        ]
-    except KeyError as error:
-        raise SerializationError(
-            f"malformed serialised rollout: unknown device state {error}"
-        ) from None
-    if -1 in codes:
-        raise SerializationError("malformed serialised rollout: attempts must be whole numbers")
-    for i in devices["initial_push"]:
-        codes[i] |= INITIAL_PUSH
-    counts = sum(COUNT_UNIT[code & KEY_MASK] for code in codes)
-    reasons = immutables.Map(
-        {index[device_id]: str(reason) for device_id, reason in document["failure_reasons"].items()}
-    )
-    timeouts = [
-        Timeout(
-            _converter.structure(t["due"], datetime),
-            int(t["first"]),
-            int(t["last"]),
-            int(t["attempt"]),
-            bool(t["initial"]),
+        return _build(parsed)
+    except InvalidInput as error:  # e.g. a policy that Policy itself refuses
+        raise _malformed(str(error)) from None
+
+
+def _malformed(detail: str) -> SerializationError:
+    return SerializationError(f"malformed serialised rollout: {detail}")
+
+
+@attrs.frozen
+class _Devices:
+    ids: list[str]
+    states: list[str]
+    attempts: list[int]
+    initial_push: list[int]
+
+
+@attrs.frozen
+class _Timer:
+    due: datetime
+    first: int
+    last: int
+    attempt: int
+    initial: bool
+
+
+@attrs.frozen
+class _Document:
+    """The document's shape; :func:`_build` checks what a shape cannot say."""
+
+    schema: str
+    version: int
+    plan: Plan
+    phase: Phase
+    clock: datetime
+    devices: _Devices
+    failure_reasons: dict[str, str]
+    ack_timeouts: list[_Timer]
+
+
+def _build(document: _Document) -> Rollout:
+    devices = document.devices
+    ids, states, attempts = devices.ids, devices.states, devices.attempts
+    if not len(ids) == len(states) == len(attempts):
+        raise _malformed(
+            f"devices: {len(ids)} ids, {len(states)} states and {len(attempts)} attempts"
         )
-        for t in document["ack_timeouts"]
-    ]
+    index: dict[str, int] = {}
+    for i, device_id in enumerate(ids):
+        if not device_id:
+            raise _malformed(f"devices.ids[{i}]: a device id must not be empty")
+        if index.setdefault(device_id, i) != i:
+            raise _malformed(f"devices.ids[{i}]: duplicate device id {device_id!r}")
+    state_index = {state.value: i for i, state in enumerate(DEVICE_STATES)}
+    codes: list[int] = []
+    for i, (state, attempt) in enumerate(zip(states, attempts, strict=True)):
+        if state not in state_index:
+            raise _malformed(f"devices.states[{i}]: unknown device state {state!r}")
+        if attempt < 0:
+            raise _malformed(f"devices.attempts[{i}]: {attempt} is negative")
+        codes.append((attempt << ATTEMPT_SHIFT) | state_index[state])
+    for i in devices.initial_push:
+        if not 0 <= i < len(codes):
+            raise _malformed(f"devices.initial_push: {i} is not a device index")
+        codes[i] |= INITIAL_PUSH
+    unknown = [d for d in document.failure_reasons if d not in index]
+    if unknown:
+        raise _malformed(f"failure_reasons: unknown device {unknown[0]!r}")
+    timeouts: list[Timeout] = []
+    for i, t in enumerate(document.ack_timeouts):
+        if not (0 <= t.first < t.last <= len(ids) and t.attempt >= 1):
+            raise _malformed(
+                f"ack_timeouts[{i}]: devices {t.first}..{t.last} of attempt {t.attempt}"
+            )
+        timeouts.append(Timeout(t.due, t.first, t.last, t.attempt, t.initial))
+    reasons = immutables.Map({index[d]: r for d, r in document.failure_reasons.items()})
     roster = {
         **empty_roster_maps(),
         "reasons": reasons,
         "timeouts": immutables.Map(enumerate(timeouts)),
         "timeouts_tail": len(timeouts),
     }
+    counts = sum(COUNT_UNIT[code & KEY_MASK] for code in codes)
     fleet = Fleet.create(
         CodeVector.from_iterable(codes), counts, ids=tuple(ids), positions=index, **roster
     )
-    clock = _converter.structure(document["clock"], datetime)
-    return DEFAULT.assemble(plan, phase, fleet, clock)
+    return DEFAULT.assemble(document.plan, document.phase, fleet, document.clock)
 
 
-_T = TypeVar("_T")
-
-
-def _structure(value: object, kind: type[_T], section: str) -> _T:
-    try:
-        return _converter.structure(value, kind)
-    except cattrs.BaseValidationError as error:
-        raise SerializationError(
-            f"malformed serialised rollout: {_explain(error, section)}"
-        ) from None
-
-
-def _explain(error: cattrs.BaseValidationError, section: str = "the document") -> str:
-    """cattrs' error tree as sentences: ``phase: unexpected field 'bogus'``."""
+def _explain(error: cattrs.BaseValidationError) -> str:
+    """cattrs' error tree as sentences: ``plan: unexpected field 'bogus'``."""
 
     def describe(exc: BaseException, _: type | None) -> str:
         if isinstance(exc, cattrs.ForbiddenExtraKeysError):
@@ -209,9 +259,9 @@ def _explain(error: cattrs.BaseValidationError, section: str = "the document") -
             return "missing field"
         return str(exc) or type(exc).__name__
 
-    lines = cattrs.transform_error(error, path=section, format_exception=describe)
     out = []
-    for line in lines:
+    for line in cattrs.transform_error(error, path="$", format_exception=describe):
         message, _, where = line.rpartition(" @ ")
-        out.append(f"{where.replace('$', section)}: {message}" if message else line)
+        where = where.removeprefix("$").removeprefix(".") or "the document"
+        out.append(f"{where}: {message}")
     return "; ".join(out)

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import certflow as cf
+from certflow.core.evaluator import DEFAULT
 from tests.core.strategies import DAY, HOUR, T0, build, day, device_counts, distributing, spans
 
 SECOND = timedelta(seconds=1)
@@ -1057,3 +1058,44 @@ def test_bulk_retry_takes_only_failed_devices_not_silent_ones() -> None:
     rollout, effects = cf.apply(rollout, cf.RetryAllFailed(), day(2))
     assert effects == (cf.PushRoot(("d1",), 2, day(2)),)
     assert [r.attempts for r in rollout.devices()] == [1, 2, 1]
+
+
+# --- Asking before acting -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "when", "allowed"),
+    [
+        (cf.ExtendManually(), 2, False),
+        (cf.ExtendManually(), 6, True),
+        (cf.ImportNow(), 1, True),
+        (cf.ProceedToImport(), 1, False),
+        (cf.DistributeRoot(), 1, False),
+        (cf.Cancel(), 30, False),
+    ],
+)
+def test_allows_and_refusal_answer_as_apply_would_without_running_anything(
+    command: cf.Command, when: float, allowed: bool
+) -> None:
+    rollout = distributing(2)
+    assert DEFAULT.allows(rollout, command, day(when)) is allowed
+    refusal = DEFAULT.refusal(rollout, command, day(when))
+    if allowed:
+        assert refusal is None
+        cf.apply(rollout, command, day(when))
+        return
+    assert refusal is not None
+    with pytest.raises(cf.CommandRefused) as raised:
+        cf.apply(rollout, command, day(when))
+    assert (str(refusal), refusal.reason, refusal.allowed_at) == (
+        str(raised.value),
+        raised.value.reason,
+        raised.value.allowed_at,
+    )
+
+
+def test_allows_answers_only_for_the_administrators_rollout_commands() -> None:
+    with pytest.raises(cf.InvalidInput, match="not an administrator's rollout command"):
+        DEFAULT.allows(distributing(1), cf.DeviceInstalled("d0"), day(1))
+    with pytest.raises(cf.InvalidInput, match="not an administrator's rollout command"):
+        DEFAULT.refusal(distributing(1), "extend", day(1))  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ def _document() -> dict:  # type: ignore[type-arg]
             "version 2 is newer than this certflow understands",
         ),
         (json.dumps({**_document(), "version": "1"}), "is not a valid version"),
-        (json.dumps({**_document(), "extra": 1}), "missing or unexpected"),
+        (json.dumps({**_document(), "extra": 1}), "the document: unexpected field 'extra'"),
         (json.dumps({**_document(), "clock": "yesterday"}), "malformed"),
         (json.dumps({**_document(), "clock": "2026-07-01T09:00:00"}), "naive datetime"),
         (
@@ -64,7 +64,7 @@ def _document() -> dict:  # type: ignore[type-arg]
         ),
         (
             json.dumps({**_document(), "devices": {**_document()["devices"], "ids": ["a", "a"]}}),
-            "duplicate device ids",
+            "devices.ids\\[1\\]: duplicate device id 'a'",
         ),
         (
             json.dumps({**_document(), "devices": {**_document()["devices"], "attempts": [1]}}),
@@ -81,3 +81,74 @@ def test_anything_but_a_serialised_rollout_is_a_clear_serialization_error(
 ) -> None:
     with pytest.raises(cf.SerializationError, match=message):
         cf.loads(text)
+
+
+def _with(path: str, value: object) -> str:
+    """The serialised `distributing(2)` with one field at ``path`` (dotted) replaced."""
+    document = _document()
+    *parents, last = path.split(".")
+    target = document
+    for key in parents:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return json.dumps(document)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_with("plan.bogus", 1), "plan: unexpected field 'bogus'"),
+        (
+            _with("phase.state", "flying"),
+            "phase.state: 'flying' is not a valid RolloutState",
+        ),
+        (
+            _with("plan.root_publicly_trusted", "no"),
+            "plan.root_publicly_trusted: expected bool, got str 'no'",
+        ),
+        (
+            _with("phase.checkpoints_done", 1.5),
+            "phase.checkpoints_done: expected int, got float 1.5",
+        ),
+        (_with("devices.ids", "d0"), "devices.ids: expected a list, got str"),
+        (_with("failure_reasons", ["d0"]), "failure_reasons: expected an object, got list"),
+        (_with("devices.ids.0", ""), "devices.ids\\[0\\]: a device id must not be empty"),
+        (_with("devices.attempts.1", -1), "devices.attempts\\[1\\]: -1 is negative"),
+        (_with("devices.initial_push", [0, 5]), "devices.initial_push: 5 is not a device index"),
+        (_with("failure_reasons", {"ghost": "x"}), "failure_reasons: unknown device 'ghost'"),
+        (
+            _with(
+                "ack_timeouts",
+                [
+                    {
+                        "due": "2026-07-01T10:00:00+00:00",
+                        "first": 0,
+                        "last": 9,
+                        "attempt": 1,
+                        "initial": True,
+                    }
+                ],
+            ),
+            "ack_timeouts\\[0\\]: devices 0..9 of attempt 1",
+        ),
+        (
+            _with("plan.policy.notice_before", -5.0),
+            "invalid Policy: notice_before must be positive",
+        ),
+        (_with("devices.bogus", []), "devices: unexpected field 'bogus'"),
+    ],
+    ids=lambda x: x[:40] if isinstance(x, str) and x.startswith("{") is False else None,
+)
+def test_each_malformed_document_names_the_field_and_the_problem(text: str, message: str) -> None:
+    with pytest.raises(cf.SerializationError, match="^malformed serialised rollout: .*" + message):
+        cf.loads(text)
+
+
+def test_a_bad_saved_rollout_never_reads_like_cattrs_internals() -> None:
+    with pytest.raises(cf.SerializationError) as refused:
+        cf.loads(_with("phase.bogus", 1))
+    assert str(refused.value) == "malformed serialised rollout: phase: unexpected field 'bogus'"
+    assert "@ $" not in str(refused.value)
