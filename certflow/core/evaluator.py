@@ -26,9 +26,9 @@ is never modified, since values are immutable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from itertools import groupby
+from itertools import chain, groupby
 from typing import Any, NamedTuple
 
 from certflow.core import commands as c
@@ -70,7 +70,7 @@ _set_phase = _slots["phase"].__set__
 _set_clock = _slots["clock"].__set__
 _set_fleet = _slots["_fleet"].__set__
 
-_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
+_INITIAL_KEY = DEVICE_STATES.index(DeviceState.PUSHED) | INITIAL_PUSH
 _COMMANDS: dict[str, type] = {
     name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
 }
@@ -108,16 +108,16 @@ class Evaluator:
 
     def __init__(self, rules: Rules = RULES) -> None:
         self.rules = rules
-        self.compiled = i.DEFAULT if rules is RULES else i.compile_rules(rules)
+        self.compiled = i.compile_rules(rules)
         routes: dict[type, tuple[str, str]] = {}
         for command_name, route in self.compiled.commands.items():
             routes[_COMMANDS[command_name]] = route
         self._routes = routes
         # Per rollout state: device command class -> its table, for the tables the
         # inline path may take (the state lets the trigger through without a guard).
-        self._fast: dict[str, dict[type, i.DeviceTable]] = {
+        self._fast: dict[str, dict[type, tuple[int, ...]]] = {
             state: {
-                kind: tables[trigger]
+                kind: tables[trigger].fast
                 for kind, (machine, trigger) in routes.items()
                 if machine == rules.device.name
                 and tables[trigger].allowed
@@ -125,7 +125,6 @@ class Evaluator:
             }
             for state, tables in self.compiled.device.items()
         }
-        self._apply = self._hot_path()
 
     # --- public operations -----------------------------------------------------------------
 
@@ -151,7 +150,58 @@ class Evaluator:
         would allow it), :class:`~certflow.errors.UnknownDevice`, or the errors of
         :meth:`advance`; the rollout passed in is unchanged in every case.
         """
-        return self._apply(rollout, command, now)
+        # The one-device hot path. The checks of _check_now, inlined: a tzinfo without
+        # an offset makes `now` naive, and comparing it with the clock raises TypeError.
+        try:
+            if type(now) is not datetime or now.tzinfo is None or now < rollout.clock:
+                now = _check_now(rollout, now)
+        except TypeError:
+            now = _check_now(rollout, now)
+        fleet = rollout._fleet
+        roster = fleet.roster
+        due = roster.phase_due
+        head = roster.timeouts_head
+        if (due is not None and due <= now) or (
+            head != roster.timeouts_tail and roster.timeouts[head].due <= now
+        ):
+            return self._general(rollout, command, now, True)
+        phase = rollout.phase
+        # The same DeviceTable rows as the general path's, limited to rows without
+        # actions in states whose gate needs no guard.
+        dests = self._fast[phase.state].get(type(command))
+        if dests is not None:
+            index = roster.positions.get(command.device_id)  # type: ignore[union-attr]
+            if index is not None:
+                root = fleet.root
+                code = root[index >> 14][(index >> 8) & 63][index & 255]  # _vector layout
+                key = code & 15  # state and initial-push mark: the counts' key
+                source = key & 7
+                dest = dests[source]
+                if dest >= 0:
+                    if head != roster.timeouts_tail:
+                        # Keep the queue's head a live push: if this device's answer
+                        # ends the head timer, the general path prunes it.
+                        timeout = roster.timeouts[head]
+                        if timeout.first == index or (
+                            timeout.initial
+                            and key == _INITIAL_KEY
+                            and initial_pending(fleet.counts) == 1
+                        ):
+                            return self._general(rollout, command, now, False)
+                    fleet = _tuple_new(
+                        Fleet,
+                        (
+                            set_code(root, index, code - source + dest),
+                            fleet.size,
+                            fleet.counts + COUNT_DELTA[key][key - source + dest],
+                            roster,
+                        ),
+                    )
+                    rollout = _make(rollout.plan, phase, fleet, now)
+                    return _tuple_new(Step, (rollout, _NO_EFFECTS))
+                if dest == i.IGNORED:
+                    return _tuple_new(Step, (self._at(rollout, now), _NO_EFFECTS))
+        return self._general(rollout, command, now, False)
 
     def _general(self, rollout: Rollout, command: c.Command, now: datetime, due: bool) -> Step:
         run, draft = self._start(rollout, now, type(command).__name__)
@@ -159,75 +209,6 @@ class Evaluator:
             self._catch_up(run, now)
         self._dispatch(run, draft, command, [command])
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
-
-    def _hot_path(self) -> Callable[[Rollout, c.Command, datetime], Step]:
-        """:meth:`apply` as a closure over the compiled tables (the one-device hot path).
-
-        A closure reads its tables as cell variables, cheaper than attributes; the
-        tables are the same :class:`~certflow.core.interpreter.DeviceTable` rows as the
-        general path's, limited to rows without actions in states whose gate needs no
-        guard.
-        """
-        fast = {
-            state: {k: t.fast for k, t in tables.items()} for state, tables in self._fast.items()
-        }
-        general, at, ignored = self._general, self._at, i.IGNORED
-        initial_key = _PUSHED | INITIAL_PUSH
-
-        def apply(rollout: Rollout, command: c.Command, now: datetime) -> Step:
-            # The checks of _check_now, inlined. A tzinfo without an offset makes `now`
-            # naive, and comparing it with the clock raises TypeError.
-            try:
-                if type(now) is not datetime or now.tzinfo is None or now < rollout.clock:
-                    now = _check_now(rollout, now)
-            except TypeError:
-                now = _check_now(rollout, now)
-            fleet = rollout._fleet
-            roster = fleet.roster
-            due = roster.phase_due
-            head = roster.timeouts_head
-            if (due is not None and due <= now) or (
-                head != roster.timeouts_tail and roster.timeouts[head].due <= now
-            ):
-                return general(rollout, command, now, True)
-            phase = rollout.phase
-            dests = fast[phase.state].get(type(command))
-            if dests is not None:
-                index = roster.positions.get(command.device_id)  # type: ignore[union-attr]
-                if index is not None:
-                    root = fleet.root
-                    code = root[index >> 14][(index >> 8) & 63][index & 255]  # _vector layout
-                    key = code & 15  # state and initial-push mark: the counts' key
-                    source = key & 7
-                    dest = dests[source]
-                    if dest >= 0:
-                        if head != roster.timeouts_tail:
-                            # Keep the queue's head a live push: if this device's answer
-                            # ends the head timer, the general path prunes it.
-                            timeout = roster.timeouts[head]
-                            if timeout.first == index or (
-                                timeout.initial
-                                and key == initial_key
-                                and initial_pending(fleet.counts) == 1
-                            ):
-                                return general(rollout, command, now, False)
-                        fleet = _tuple_new(
-                            Fleet,
-                            (
-                                set_code(root, index, code - source + dest),
-                                fleet.size,
-                                fleet.counts + COUNT_DELTA[key][key - source + dest],
-                                roster,
-                            ),
-                        )
-                        rollout = _make(rollout.plan, phase, fleet, now)
-                        return _tuple_new(Step, (rollout, _NO_EFFECTS))
-                    if dest == ignored:
-                        return _tuple_new(Step, (at(rollout, now), _NO_EFFECTS))
-            return general(rollout, command, now, False)
-
-        apply.__doc__ = Evaluator.apply.__doc__
-        return apply
 
     def apply_all(self, rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
         """Apply many commands at one instant, as :meth:`apply` would one by one; pure.
@@ -240,10 +221,10 @@ class Evaluator:
         now = _check_now(rollout, now)
         run, draft = self._start(rollout, now, "")
         self._catch_up(run, now)
-        for _, same in groupby(commands, type):
-            batch = list(same)
-            run.command = type(batch[0]).__name__
-            self._dispatch(run, draft, batch[0], batch)
+        for kind, same in groupby(commands, type):
+            run.command = kind.__name__
+            first = next(same)
+            self._dispatch(run, draft, first, chain((first,), same))
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
 
     def next_due(self, rollout: Rollout) -> datetime | None:
@@ -327,7 +308,7 @@ class Evaluator:
         run.now = until
         run.command = command
 
-    def _dispatch(self, run: i.Run, draft: Draft, first: object, batch: list[Any]) -> None:
+    def _dispatch(self, run: i.Run, draft: Draft, first: object, batch: Iterable[Any]) -> None:
         route = self._routes.get(type(first))
         if route is None:
             raise InvalidInput(f"{first!r} is not a certflow command")
@@ -388,9 +369,9 @@ class Evaluator:
 
 DEFAULT = Evaluator()
 
-# The public functions are the default evaluator's own (no extra call on the hot path).
+# The public functions are the default evaluator's own methods (no extra call).
 advance = DEFAULT.advance
-apply = DEFAULT._apply
+apply = DEFAULT.apply
 apply_all = DEFAULT.apply_all
 next_due = DEFAULT.next_due
 

@@ -577,4 +577,3 @@ def _bind() -> None:
 
 
 _bind()
-DEFAULT = compile_rules(RULES)

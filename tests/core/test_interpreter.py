@@ -14,7 +14,6 @@ from certflow.core.interpreter import IGNORED, REFUSED, compile_rules
 from certflow.core.machines import RULES, Gate, MachineSpec, Rules, Transition, call
 from tests.core.strategies import DAY, HOUR, T0, build, day, distributing
 
-COMPILED = compile_rules()
 DEVICE_STATES = RULES.device.state_names
 
 
@@ -38,7 +37,7 @@ def _expected_device_step(rollout_state: str, trigger: str, source: str) -> str 
 @pytest.mark.parametrize("rollout_state", RULES.rollout.state_names)
 def test_the_device_tables_per_rollout_state_are_the_declarations(rollout_state: str) -> None:
     gates = {g.trigger for g in RULES.rollout.state(rollout_state).gates}
-    for trigger, table in COMPILED.device[rollout_state].items():
+    for trigger, table in compile_rules().device[rollout_state].items():
         assert table.allowed == (trigger in gates)
         if not table.allowed:
             continue
@@ -49,15 +48,17 @@ def test_the_device_tables_per_rollout_state_are_the_declarations(rollout_state:
 
 
 def test_the_enrolment_shortcuts_come_from_the_gates() -> None:
+    compiled = compile_rules()
+
     def landing(state: str) -> str:
-        enter = COMPILED.device[state]["enroll"].enter
+        enter = compiled.device[state]["enroll"].enter
         assert enter is not None
         return DEVICE_STATES[enter[0]]
 
     assert landing("pending") == "pending"
     assert landing("distributing") == "pushed"
     assert landing("imported") == "installed"
-    assert COMPILED.device["cancelled"]["enroll"].enter is None
+    assert compiled.device["cancelled"]["enroll"].enter is None
 
 
 # --- Fleet-wide transitions as data ----------------------------------------------------------
@@ -100,8 +101,9 @@ def test_each_fleet_wide_transition_exposes_the_tables_mapping(
     row: Transition, expected: dict[str, str]
 ) -> None:
     assert RULES.fleet_mapping(row) == expected
+    compiled = compile_rules()
     for invocation in row.actions:
-        move = COMPILED.moves.get(invocation.name)
+        move = compiled.moves.get(invocation.name)
         if move is not None:
             assert move.mapping(DEVICE_STATES) == expected
 
