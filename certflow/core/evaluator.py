@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from itertools import chain, groupby
+from itertools import groupby
 from typing import Any, NamedTuple
 
 from certflow.core import commands as c
@@ -207,7 +207,7 @@ class Evaluator:
         run, draft = self._start(rollout, now, type(command).__name__)
         if due:
             self._catch_up(run, now)
-        self._dispatch(run, draft, command, [command])
+        self._dispatch(run, draft, type(command), [command])
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
 
     def apply_all(self, rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
@@ -223,8 +223,7 @@ class Evaluator:
         self._catch_up(run, now)
         for kind, same in groupby(commands, type):
             run.command = kind.__name__
-            first = next(same)
-            self._dispatch(run, draft, first, chain((first,), same))
+            self._dispatch(run, draft, kind, same)
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
 
     def next_due(self, rollout: Rollout) -> datetime | None:
@@ -308,10 +307,10 @@ class Evaluator:
         run.now = until
         run.command = command
 
-    def _dispatch(self, run: i.Run, draft: Draft, first: object, batch: Iterable[Any]) -> None:
-        route = self._routes.get(type(first))
+    def _dispatch(self, run: i.Run, draft: Draft, kind: type, batch: Iterable[Any]) -> None:
+        route = self._routes.get(kind)
         if route is None:
-            raise InvalidInput(f"{first!r} is not a certflow command")
+            raise InvalidInput(f"{next(iter(batch))!r} is not a certflow command")
         machine, trigger = route
         rules = self.rules
         if machine == rules.device.name:

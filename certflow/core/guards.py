@@ -172,7 +172,7 @@ def allowed_at(declared: Guard, situation: Situation) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def _bind() -> None:
+def _bind() -> None:  # pragma: no mutate block
     declared = [g for machine in RULES.machines for g in machine.guards]
     GUARDS.require_exactly((g.name for g in declared), "guards")
     for g in declared:

@@ -435,7 +435,7 @@ def _timer(
     *,
     reads_fleet: bool = False,
     fired: Callable[[FleetPort, datetime], None] | None = None,
-) -> Callable[[Callable[..., datetime | None]], None]:
+) -> Callable[[Callable[..., datetime | None]], None]:  # pragma: no mutate block
     def add(due: Callable[[Plan, Phase, FleetPort], datetime | None]) -> None:
         TIMERS.register(name)(_TimerImpl(due, reads_fleet, fired))
 
@@ -568,7 +568,7 @@ def _time_out_pushes(run: Run, invocation: Call) -> None:
         run.effects.append(AcknowledgementTimedOut(tuple(result.ids), run.now))
 
 
-def _bind() -> None:
+def _bind() -> None:  # pragma: no mutate block
     rules = RULES
     ACTIONS.require_exactly(
         (a.name for m in (rules.rollout, rules.restart) for a in m.actions), "rollout actions"

@@ -16,6 +16,7 @@ UTC offset, durations are seconds. Plan and phase go through ``cattrs``; derived
 
 from __future__ import annotations
 
+import functools
 import json
 import typing
 from datetime import datetime, timedelta
@@ -52,14 +53,11 @@ SCHEMA_VERSION = 1
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
-def _strict(kind: type) -> Any:
+def _exactly(kind: type, value: object, _: object) -> object:
     # cattrs would coerce ("3" -> 3, 1.9 -> 1, "no" -> True); a saved rollout never has to.
-    def check(value: object, _: object) -> object:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value
-
-    return check
+    if type(value) is not kind:
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
 
 
 def _origin(kind: Any) -> Any:
@@ -82,18 +80,28 @@ def _dict(value: object, kind: Any) -> dict[Any, Any]:
 
 
 for _kind in (int, str, bool):
-    _converter.register_structure_hook(_kind, _strict(_kind))
+    _converter.register_structure_hook(_kind, functools.partial(_exactly, _kind))
 for _enum in (RolloutState, CertificateKind, ImportRule):
     # Enums by their own hook: the str hook above would otherwise take str-based enums.
     _converter.register_structure_hook(_enum, lambda value, kind: kind(value))
 _converter.register_structure_hook_func(lambda t: _origin(t) is list, _list)
 _converter.register_structure_hook_func(lambda t: _origin(t) is dict, _dict)
 _converter.register_unstructure_hook(datetime, datetime.isoformat)
-_converter.register_structure_hook(
-    datetime, lambda value, _: require_aware("instant", datetime.fromisoformat(value))
-)
+_converter.register_structure_hook(datetime, lambda value, _: _instant(value))
 _converter.register_unstructure_hook(timedelta, timedelta.total_seconds)
-_converter.register_structure_hook(timedelta, lambda value, _: timedelta(seconds=value))
+_converter.register_structure_hook(timedelta, lambda value, _: _span(value))
+
+
+def _instant(value: object) -> datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected an ISO 8601 instant, got {type(value).__name__} {value!r}")
+    return require_aware("instant", datetime.fromisoformat(value))
+
+
+def _span(value: object) -> timedelta:
+    if type(value) not in (int, float):
+        raise TypeError(f"expected seconds, got {type(value).__name__} {value!r}")
+    return timedelta(seconds=value)  # type: ignore[arg-type]
 
 
 def dumps(rollout: Rollout) -> str:

@@ -85,9 +85,11 @@ def _state_variants(machine: MachineSpec) -> Iterator[tuple[str, MachineSpec]]:
                 f"{label}: gate {gate.trigger} dropped",
                 with_state(i, attrs.evolve(state, gates=gates)),
             )
-            for field in ("guards", "then"):
-                if getattr(gate, field):
-                    changed = attrs.evolve(gate, **{field: ()})
+            for field, changed in (
+                ("guards", attrs.evolve(gate, guards=())),
+                ("then", attrs.evolve(gate, then=())),
+            ):
+                if changed != gate:
                     gates = (*state.gates[:j], changed, *state.gates[j + 1 :])
                     yield (
                         f"{label}: gate {gate.trigger} without {field}",

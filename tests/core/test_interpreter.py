@@ -174,7 +174,7 @@ def _without(machine: MachineSpec, drop: Callable[[Transition], bool]) -> tuple[
 
 
 def _edge(row: Transition) -> str:
-    return f"{row.source} --> {row.dest}: " + row.label().replace(":", "#58;").replace(";", "#59;")
+    return f"{row.source} --> {row.dest}: " + row.label().replace(";", "#59;").replace(":", "#58;")
 
 
 def test_removing_a_row_refuses_the_command_with_its_declared_hint() -> None:
@@ -320,8 +320,20 @@ def test_rules_must_keep_the_states_the_values_are_built_on() -> None:
         RULES.device,
         states=tuple(reversed(RULES.device.states)),
     )
-    with pytest.raises(ValueError, match="must keep the rollout and device states"):
+    with pytest.raises(
+        ValueError, match=r"^rules must keep the rollout and device states of certflow$"
+    ):
         compile_rules(attrs.evolve(RULES, device=device))
+
+
+def test_each_fleet_move_names_its_action_and_device_trigger() -> None:
+    moves = compile_rules().moves
+    assert {name: (m.action, m.trigger, m.selection) for name, m in moves.items()} == {
+        "push_pending": ("push_pending", "push", "all"),
+        "mark_stragglers": ("mark_stragglers", "import", "all"),
+        "retry_failed": ("retry_failed", "retry", "all"),
+        "time_out_pushes": ("time_out_pushes", "ack_timeout", "due"),
+    }
 
 
 def test_a_fleet_wide_move_with_device_actions_runs_them_device_by_device() -> None:

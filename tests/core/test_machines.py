@@ -266,7 +266,7 @@ def test_the_diagram_shows_every_row_with_its_guards_and_actions(spec: MachineSp
     edges = [line.strip() for line in text.splitlines() if " --> " in line and ": " in line]
     assert len(edges) == len(spec.transitions)
     for row in spec.transitions:
-        label = row.label().replace(":", "#58;").replace(";", "#59;")
+        label = row.label().replace(";", "#59;").replace(":", "#58;")
         assert f"{row.source} --> {row.dest}: {label}" in edges
         for guard in row.guards:
             assert guard in label
@@ -298,3 +298,23 @@ def test_the_machines_page_shows_guards_actions_timers_gates_and_fleet_moves() -
 
 def test_the_machines_page_in_docs_is_generated_from_the_declarations() -> None:
     assert DOCS.read_text() == diagrams_page(), "docs/machines.md is stale: run `make docs`"
+
+
+def test_the_diagram_escapes_what_mermaid_reads_as_syntax() -> None:
+    row = Transition("a", "go", "b", note="")
+    toy = _toy(
+        transitions=(attrs.evolve(_toy().transitions[0], trigger="go"), *_toy().transitions[1:])
+    )
+    guard = Guard("ok", "not ok")
+    labelled = attrs.evolve(
+        toy,
+        guards=(guard,),
+        transitions=(
+            attrs.evolve(toy.transitions[0], actions=(call("act", mode="a:b;c"),)),
+            *toy.transitions[1:],
+        ),
+    )
+    text = labelled.mermaid()
+    assert "act(mode=a#58;b#59;c)" in text
+    assert "a:b;c" not in text
+    assert row.label() == "go"

@@ -152,3 +152,30 @@ def test_a_bad_saved_rollout_never_reads_like_cattrs_internals() -> None:
         cf.loads(_with("phase.bogus", 1))
     assert str(refused.value) == "malformed serialised rollout: phase: unexpected field 'bogus'"
     assert "@ $" not in str(refused.value)
+
+
+def test_several_unexpected_fields_are_all_named() -> None:
+    document = json.loads(_with("plan.zeta", 1))
+    document["plan"]["alpha"] = 2
+    with pytest.raises(cf.SerializationError) as refused:
+        cf.loads(json.dumps(document))
+    assert str(refused.value) == (
+        "malformed serialised rollout: plan: unexpected fields 'alpha', 'zeta'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "detail"),
+    [
+        ("phase.manual_extensions", "2", "expected int, got str '2'"),
+        ("plan.created_at", 5, "expected an ISO 8601 instant, got int 5"),
+        ("plan.policy.notice_before", "1 day", "expected seconds, got str '1 day'"),
+        ("plan.root_publicly_trusted", 1, "expected bool, got int 1"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_not_coerced(
+    path: str, value: object, detail: str
+) -> None:
+    with pytest.raises(cf.SerializationError) as refused:
+        cf.loads(_with(path, value))
+    assert str(refused.value) == f"malformed serialised rollout: {path}: {detail}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import certflow as cf
-from tests.core.strategies import DAY, build, day, distributing
+from tests.core.strategies import DAY, T0, build, day, distributing
 
 
 def test_summary_lists_every_device_with_state_attempts_and_last_failure_reason() -> None:
@@ -11,6 +11,7 @@ def test_summary_lists_every_device_with_state_attempts_and_last_failure_reason(
     rollout = cf.apply(rollout, cf.DeviceInstalled("a"), day(1)).rollout
     rollout = cf.apply(rollout, cf.DeviceFailed("b", "store locked"), day(1)).rollout
     summary = cf.summarize(rollout, day(2))
+    assert (summary.now, summary.in_scope, summary.started_at) == (day(2), 3, T0)
     assert list(summary.devices()) == [
         cf.DeviceRecord("a", cf.DeviceState.INSTALLED, 1, None),
         cf.DeviceRecord("b", cf.DeviceState.FAILED, 1, "store locked"),

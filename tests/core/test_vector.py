@@ -90,3 +90,12 @@ def test_out_of_range_indexes_raise_index_error() -> None:
         vector[3]
     with pytest.raises(IndexError):
         vector.set(-1, 0)
+
+
+def test_set_refuses_an_index_outside_the_vector() -> None:
+    vector = CodeVector.from_iterable([1, 2, 3])
+    assert vector.set(2, 9)[2] == 9
+    for bad in (3, -1):
+        with pytest.raises(IndexError) as error:
+            vector.set(bad, 0)
+        assert error.value.args == (bad,)
