@@ -124,17 +124,6 @@ class Fleet(NamedTuple):
         """A fleet of ``codes`` whose roster has the fields ``roster``."""
         return cls(codes.root, len(codes), counts, Roster(**roster))
 
-    def replace(
-        self, *, codes: CodeVector | None = None, counts: int | None = None, **roster: Any
-    ) -> Fleet:
-        """This fleet with some codes, counts or roster fields replaced."""
-        return Fleet(
-            self.root if codes is None else codes.root,
-            self.size if codes is None else len(codes),
-            self.counts if counts is None else counts,
-            self.roster._replace(**roster) if roster else self.roster,
-        )
-
     @property
     def codes(self) -> CodeVector:
         """The per-device codes, in index order."""
@@ -151,11 +140,6 @@ class Fleet(NamedTuple):
                     "(send Enroll first if it just enrolled)"
                 )
         return found
-
-    def find(self, device_id: str) -> int | None:
-        """The index of ``device_id``, or ``None``."""
-        found = self.roster.positions.get(device_id)
-        return self.roster.extra_positions.get(device_id) if found is None else found
 
     def device_id(self, index: int) -> str:
         """The id of the device at ``index``."""

@@ -395,19 +395,15 @@ def step(
     device_id = command.device_id
     index = draft.locate(device_id)
     if index is None:
-        if not table.introduces:
+        if table.enter is None:  # only the enrolment brings a device new to the rollout
             raise UnknownDevice(
                 f"unknown device {device_id!r}: it is not in this rollout "
                 "(send Enroll first if it just enrolled)"
             )
         gate(table, command)
-        if table.enter is None:  # a gate that lets the trigger through always has one
-            raise RuntimeError(f"no entry for a new device under {table.trigger!r}")
         target, calls = table.enter
         index = draft.add(device_id, _initial(draft))
-        code = draft.codes()[index]
-        if target != code & STATE_MASK or calls:
-            _transition(draft, index, code, target, calls, command, now, effects)
+        _transition(draft, index, draft.codes()[index], target, calls, command, now, effects)
         return
     gate(table, command)
     code = draft.codes()[index]

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from certflow.core.errors import InvalidInput
 
+__all__ = ["DAY", "require_aware", "require_utc", "show", "show_span"]
+
 DAY = timedelta(days=1)
 
 

@@ -85,9 +85,9 @@ class DeviceTable:
     ``allowed``/``guards``/``refusal``: the rollout state's gate. ``dest[s]`` is the
     destination state index from device state ``s`` (or :data:`REFUSED`/:data:`IGNORED`),
     ``calls[s]`` the device actions on the way, ``fast[s]`` equals ``dest[s]`` when
-    there are none and :data:`SLOW` otherwise. ``introduces``: the trigger by which a
-    device new to the rollout joins it; ``enter`` is then, if the gate lets it through,
-    the new device's destination and actions.
+    there are none and :data:`SLOW` otherwise. ``enter``, for the trigger by which a
+    device new to the rollout joins it (``introduces``), is the new device's
+    destination and actions; ``None`` for every other trigger.
     """
 
     trigger: str
@@ -246,8 +246,8 @@ class Compiled:
             calls.append(landing[1])
         introduces = device.trigger(trigger).introduces
         enter = None
-        if gate is not None and introduces:
-            enter = self._chain(device.initial, (), gate.then)
+        if introduces:  # where the gate refuses, it refuses before the entry is used
+            enter = self._chain(device.initial, (), gate.then if gate else ())
         fast = tuple(d if not c else SLOW for d, c in zip(dest, calls, strict=True))
         return DeviceTable(
             trigger,

@@ -924,19 +924,23 @@ def test_a_command_at_exactly_the_instant_a_timeout_falls_due_comes_after_the_ti
     assert rollout.device("d0").last_failure_reason == "no acknowledgement within 1 day"
 
 
-def test_two_devices_retried_at_different_times_to_one_attempt_each_time_out_alone() -> None:
+@pytest.mark.parametrize("first", ["d0", "d1"])
+def test_two_devices_retried_at_different_times_to_one_attempt_each_time_out_alone(
+    first: str,
+) -> None:
+    second = "d1" if first == "d0" else "d0"
     rollout = distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR))
     rollout = cf.apply_all(
         rollout, [cf.DeviceFailed("d0", "x"), cf.DeviceFailed("d1", "y")], T0 + HOUR
     ).rollout
-    rollout = cf.apply(rollout, cf.Retry("d0"), T0 + 2 * HOUR).rollout
-    rollout = cf.apply(rollout, cf.Retry("d1"), T0 + 5 * HOUR).rollout
+    rollout = cf.apply(rollout, cf.Retry(first), T0 + 2 * HOUR).rollout
+    rollout = cf.apply(rollout, cf.Retry(second), T0 + 5 * HOUR).rollout
     assert rollout.device("d0").attempts == rollout.device("d1").attempts == 2
     rollout, effects = cf.advance(rollout, T0 + 12 * HOUR)
-    assert effects == (cf.AcknowledgementTimedOut(("d0",), T0 + 12 * HOUR),)
-    assert rollout.device_state("d1") is cf.DeviceState.PUSHED
+    assert effects == (cf.AcknowledgementTimedOut((first,), T0 + 12 * HOUR),)
+    assert rollout.device_state(second) is cf.DeviceState.PUSHED
     rollout, effects = cf.advance(rollout, T0 + 15 * HOUR)
-    assert effects == (cf.AcknowledgementTimedOut(("d1",), T0 + 15 * HOUR),)
+    assert effects == (cf.AcknowledgementTimedOut((second,), T0 + 15 * HOUR),)
 
 
 @pytest.mark.parametrize(

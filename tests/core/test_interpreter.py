@@ -11,7 +11,7 @@ import pytest
 
 import certflow as cf
 from certflow.core.interpreter import IGNORED, REFUSED, compile_rules
-from certflow.core.machines import RULES, Gate, MachineSpec, Rules, Transition, call
+from certflow.core.machines import RULES, Action, Gate, MachineSpec, Rules, Transition, call
 from tests.core.strategies import DAY, HOUR, T0, build, day, distributing
 
 DEVICE_STATES = RULES.device.state_names
@@ -58,7 +58,8 @@ def test_the_enrolment_shortcuts_come_from_the_gates() -> None:
     assert landing("pending") == "pending"
     assert landing("distributing") == "pushed"
     assert landing("imported") == "installed"
-    assert compiled.device["cancelled"]["enroll"].enter is None
+    assert landing("cancelled") == "pending"  # never used: the cancelled state refuses first
+    assert compiled.device["distributing"]["report_installed"].enter is None
 
 
 # --- Fleet-wide transitions as data ----------------------------------------------------------
@@ -350,6 +351,10 @@ def test_a_fleet_wide_move_with_device_actions_runs_them_device_by_device() -> N
     rollout, effects = changed.advance(rollout, T0 + 10 * HOUR)
     assert effects == (cf.AcknowledgementTimedOut(("d0", "d1", "late"), T0 + 10 * HOUR),)
     assert rollout.device("late").last_failure_reason == "no acknowledgement within 10 h"
+    # The late device's own timer (due at 15 h) is consumed too, without repeating.
+    rollout, effects = changed.advance(rollout, T0 + 16 * HOUR)
+    assert effects == ()
+    assert changed.next_due(rollout) == day(6)
     _, effects = cf.advance(
         cf.apply(
             distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR)),
@@ -370,3 +375,94 @@ def test_a_timer_whose_row_does_not_consume_it_is_an_error_not_a_hang() -> None:
     changed = cf.Evaluator(_evolve_rollout(RULES, transitions=rows, actions=actions))
     with pytest.raises(RuntimeError, match=r"timer 'notice' fired at .* and is still due"):
         changed.advance(distributing(1), day(6))
+
+
+def test_a_restart_trigger_with_no_row_is_refused_with_the_restart_state() -> None:
+    restart = attrs.evolve(RULES.restart, ignored=())
+    changed = cf.Evaluator(attrs.evolve(RULES, restart=restart))
+    with pytest.raises(cf.CommandRefused) as refused:
+        changed.apply(build(1), cf.ServerRestarted(), T0)
+    error = refused.value
+    assert str(error) == "ServerRestarted refused: the restart is not_required"
+    assert (error.command, error.state, error.reason) == (
+        "ServerRestarted",
+        "pending",
+        "restart_state",
+    )
+
+
+def test_fleet_wide_moves_may_land_devices_in_the_first_state() -> None:
+    # Changed rules: the import re-enrols removed devices (to pending) instead of marking
+    # stragglers, and a push that times out goes back to pending instead of failed.
+    actions = tuple(
+        attrs.evolve(a, fires=attrs.evolve(a.fires, trigger="enroll"))
+        if a.name == "mark_stragglers" and a.fires is not None
+        else a
+        for a in RULES.rollout.actions
+    )
+    device_rows = tuple(
+        attrs.evolve(r, dest="pending") if r.trigger == "ack_timeout" else r
+        for r in RULES.device.transitions
+    )
+    rules = attrs.evolve(
+        _evolve_rollout(RULES, actions=actions),
+        device=attrs.evolve(RULES.device, transitions=device_rows),
+    )
+    changed = cf.Evaluator(rules)
+    rollout = distributing(3, policy=cf.Policy(ack_timeout=HOUR))
+    rollout = changed.apply(rollout, cf.Unenroll("d0"), T0).rollout
+    rollout, effects = changed.advance(rollout, T0 + HOUR)
+    assert [r.state.value for r in rollout.devices()] == ["removed", "pending", "pending"]
+    rollout, effects = changed.apply(rollout, cf.ImportNow(), T0 + 2 * HOUR)
+    assert [r.state.value for r in rollout.devices()] == ["pending", "pending", "pending"]
+    assert cf.ReenrollmentRequired(("d0",), T0 + 2 * HOUR) in effects
+    assert compile_rules(rules).moves["mark_stragglers"].mapping(DEVICE_STATES) == {
+        "removed": "pending"
+    }
+
+
+def test_a_gate_follow_up_with_no_row_is_refused_when_compiling() -> None:
+    states = tuple(
+        attrs.evolve(
+            s,
+            gates=tuple(
+                attrs.evolve(g, then=("reenrolled",)) if g.trigger == "enroll" else g
+                for g in s.gates
+            ),
+        )
+        if s.name == "distributing"
+        else s
+        for s in RULES.rollout.states
+    )
+    with pytest.raises(
+        ValueError, match=r"^gate follow-up 'reenrolled' has no row from 'pending'$"
+    ):
+        compile_rules(_evolve_rollout(RULES, states=states))
+
+
+@pytest.mark.parametrize(("kind", "name"), [("action", "ghost_action"), ("timer", "ghost_timer")])
+def test_rules_naming_an_action_or_timer_nobody_implements_do_not_compile(
+    kind: str, name: str
+) -> None:
+    rollout = RULES.rollout
+    if kind == "action":
+        rows = tuple(
+            attrs.evolve(r, actions=(call(name),)) if r.trigger == "cancel" else r
+            for r in rollout.transitions
+        )
+        changed = attrs.evolve(rollout, transitions=rows, actions=(*rollout.actions, Action(name)))
+    else:
+        changed = attrs.evolve(
+            rollout,
+            timers=tuple(
+                attrs.evolve(t, name=name) if t.name == "notice" else t for t in rollout.timers
+            ),
+            states=tuple(
+                attrs.evolve(s, timers=tuple(name if t == "notice" else t for t in s.timers))
+                for s in rollout.states
+            ),
+        )
+    with pytest.raises(
+        ValueError, match=rf"^rules name {kind}s without an implementation: \['{name}'\]$"
+    ):
+        compile_rules(attrs.evolve(RULES, rollout=changed))

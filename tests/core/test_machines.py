@@ -19,6 +19,7 @@ from certflow.core.machines import (
     Gate,
     Guard,
     MachineSpec,
+    Rules,
     State,
     Timer,
     Transition,
@@ -318,3 +319,96 @@ def test_the_diagram_escapes_what_mermaid_reads_as_syntax() -> None:
     assert "act(mode=a#58;b#59;c)" in text
     assert "a:b;c" not in text
     assert row.label() == "go"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: attrs.evolve(m, triggers=(*m.triggers, m.triggers[0])),
+            "duplicate trigger names \\['distribute_root'\\]",
+        ),
+        (
+            lambda m: attrs.evolve(m, guards=(*m.guards, m.guards[0])),
+            "duplicate guard names \\['valid_at_start'\\]",
+        ),
+        (
+            lambda m: attrs.evolve(m, actions=(*m.actions, m.actions[0])),
+            "duplicate action names \\['start_distribution'\\]",
+        ),
+        (
+            lambda m: attrs.evolve(m, timers=(*m.timers, m.timers[0])),
+            "duplicate timer names \\['ack_timeout'\\]",
+        ),
+    ],
+)
+def test_validation_refuses_a_name_declared_twice(edit: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        edit(RULES.rollout).validate()
+
+
+def test_validation_refuses_an_initial_state_with_timers() -> None:
+    states = tuple(
+        attrs.evolve(s, timers=("notice",)) if s.name == "pending" else s
+        for s in RULES.rollout.states
+    )
+    rows = (*RULES.rollout.transitions, Transition("pending", "notify", "pending"))
+    rollout = attrs.evolve(RULES.rollout, states=states, transitions=rows)
+    with pytest.raises(
+        ValueError,
+        match=r"^rules: the initial rollout state declares timers; a rollout starts waiting$",
+    ):
+        attrs.evolve(RULES, rollout=rollout).validate()
+
+
+def test_validation_refuses_two_device_triggers_that_introduce_devices() -> None:
+    triggers = tuple(
+        attrs.evolve(t, introduces=True) if t.name == "reenrolled" else t
+        for t in RULES.device.triggers
+    )
+    rules = attrs.evolve(RULES, device=attrs.evolve(RULES.device, triggers=triggers))
+    with pytest.raises(
+        ValueError, match=r"^rules: more than one device trigger introduces new devices$"
+    ):
+        rules.validate()
+
+
+def test_validation_allows_eight_device_states_and_refuses_nine() -> None:
+    def with_states(count: int) -> Rules:
+        extra = tuple(State(f"extra{i}") for i in range(count - len(RULES.device.states)))
+        rows = tuple(Transition("pending", f"to_{s.name}", s.name) for s in extra)
+        triggers = tuple(Trigger(f"to_{s.name}", "rollout") for s in extra)
+        device = attrs.evolve(
+            RULES.device,
+            states=(*RULES.device.states, *extra),
+            transitions=(*RULES.device.transitions, *rows),
+            triggers=(*RULES.device.triggers, *triggers),
+        )
+        return attrs.evolve(RULES, device=device)
+
+    with_states(8).validate()
+    with pytest.raises(ValueError, match=r"^rules: at most 8 device states fit a device code$"):
+        with_states(9).validate()
+
+
+def test_looking_up_an_undeclared_name_says_which_machine_and_which_kind() -> None:
+    lookups = [
+        (RULES.rollout.state, "state"),
+        (RULES.rollout.trigger, "trigger"),
+        (RULES.rollout.guard, "guard"),
+        (RULES.rollout.action, "action"),
+        (RULES.rollout.timer, "timer"),
+    ]
+    for lookup, kind in lookups:
+        with pytest.raises(KeyError) as missing:
+            lookup("nope")
+        assert missing.value.args == (f"rollout: no {kind} 'nope'",)
+
+
+def test_every_problem_of_a_machine_is_reported_at_once() -> None:
+    broken = _toy(initial="a", ignored=(("b", "stop"),), actions=(Action("act"), Action("spare")))
+    with pytest.raises(
+        ValueError,
+        match=r"^toy machine: ignored pair \(b, stop\) also has a row; unused actions \['spare'\]$",
+    ):
+        broken.validate()

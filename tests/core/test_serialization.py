@@ -179,3 +179,20 @@ def test_values_of_the_wrong_type_are_refused_not_coerced(
     with pytest.raises(cf.SerializationError) as refused:
         cf.loads(_with(path, value))
     assert str(refused.value) == f"malformed serialised rollout: {path}: {detail}"
+
+
+def test_every_problem_of_a_document_is_named_and_a_missing_field_reads_so() -> None:
+    document = json.loads(_with("plan.kind", "toaster"))
+    del document["phase"]["state"]
+    with pytest.raises(cf.SerializationError) as refused:
+        cf.loads(json.dumps(document))
+    assert str(refused.value) == (
+        "malformed serialised rollout: plan.kind: 'toaster' is not a valid CertificateKind; "
+        "phase.state: missing field"
+    )
+
+
+def test_the_document_is_compact_json() -> None:
+    text = cf.dumps(distributing(2))
+    assert ", " not in text
+    assert ": " not in text

@@ -55,6 +55,15 @@ def test_summary_of_an_empty_scope_is_complete_and_of_a_pending_rollout_has_no_t
     assert summary.percent_complete == 100.0
     assert summary.next_checkpoint is None
     assert summary.deadline is None
+    assert summary.manual_extension_opens_at is None
+    assert summary.manual_extensions == 0
+
+
+def test_summary_counts_manual_extensions_and_drops_the_window_once_ended() -> None:
+    rollout = cf.apply(distributing(1), cf.ExtendManually(), day(6)).rollout
+    assert cf.summarize(rollout, day(7)).manual_extensions == 1
+    ended = cf.summarize(rollout, day(40))
+    assert (ended.manual_extensions, ended.manual_extension_opens_at) == (1, None)
 
 
 def test_summary_is_taken_at_now_without_changing_the_rollout() -> None:

@@ -99,3 +99,25 @@ def test_set_refuses_an_index_outside_the_vector() -> None:
         with pytest.raises(IndexError) as error:
             vector.set(bad, 0)
         assert error.value.args == (bad,)
+
+
+def test_a_transient_appends_across_chunk_and_mid_node_boundaries() -> None:
+    size = CHUNK * MID + 3  # one full mid node, then a new one
+    draft = CodeVector.from_iterable([]).transient()
+    for code in range(size):
+        draft.append(code % 7)
+    vector = draft.freeze()
+    assert len(vector) == size
+    assert list(vector) == [code % 7 for code in range(size)]
+    assert [len(chunk) for chunk in vector.chunks()][-2:] == [CHUNK, 3]
+    extended = vector.append(5)
+    assert (len(extended), extended[size], len(vector)) == (size + 1, 5, size)
+
+
+def test_vectors_are_equal_by_content_and_length() -> None:
+    a = CodeVector.from_iterable([1, 2, 3] * 200)
+    assert a == CodeVector.from_iterable([1, 2, 3] * 200)
+    assert a != CodeVector.from_iterable([1, 2, 3] * 200 + [0])
+    assert a != a.set(599, 9)
+    assert a != CodeVector.from_iterable([1, 2, 3] * 199)
+    assert (a == "not a vector") is False

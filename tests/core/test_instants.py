@@ -1,0 +1,76 @@
+"""Instants and durations: what is accepted, and how they read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+import certflow as cf
+from certflow.core.instants import require_aware, require_utc, show, show_span
+
+TOKYO = timezone(timedelta(hours=9))
+
+
+def test_an_aware_instant_is_returned_as_it_is() -> None:
+    instant = datetime(2026, 7, 1, 18, 0, tzinfo=TOKYO)
+    assert require_aware("now", instant) is instant
+
+
+def test_require_utc_gives_the_same_instant_in_utc() -> None:
+    utc = require_utc("now", datetime(2026, 7, 1, 18, 0, tzinfo=TOKYO))
+    assert (utc, utc.tzinfo) == (datetime(2026, 7, 1, 9, 0, tzinfo=UTC), UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-07-01", "now must be a timezone-aware datetime, got '2026-07-01'"),
+        (
+            datetime(2026, 7, 1, 9, 0),
+            "now is a naive datetime (2026-07-01T09:00:00); certflow needs a timezone-aware "
+            "instant, e.g. datetime(..., tzinfo=timezone.utc)",
+        ),
+    ],
+)
+def test_anything_but_an_aware_datetime_is_refused_naming_the_argument(
+    value: object, message: str
+) -> None:
+    for check in (require_aware, require_utc):
+        with pytest.raises(cf.InvalidInput) as refused:
+            check("now", value)
+        assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("instant", "text"),
+    [
+        (datetime(2026, 7, 7, 9, 0, tzinfo=UTC), "2026-07-07 09:00 UTC"),
+        (datetime(2026, 7, 7, 18, 0, tzinfo=TOKYO), "2026-07-07 09:00 UTC"),
+        (datetime(2026, 7, 7, 9, 0, 5, tzinfo=UTC), "2026-07-07 09:00:05 UTC"),
+        (datetime(2026, 7, 7, 9, 0, 0, 1, tzinfo=UTC), "2026-07-07 09:00:00 UTC"),
+    ],
+)
+def test_show_reads_in_utc_with_seconds_only_when_there_are_some(
+    instant: datetime, text: str
+) -> None:
+    assert show(instant) == text
+
+
+@pytest.mark.parametrize(
+    ("span", "text"),
+    [
+        (timedelta(0), "0 s"),
+        (timedelta(seconds=45), "45 s"),
+        (timedelta(minutes=3, seconds=5), "3 min 5 s"),
+        (timedelta(hours=3, minutes=5, seconds=7), "3 h 5 min"),
+        (timedelta(hours=1), "1 h"),
+        (timedelta(days=1), "1 day"),
+        (timedelta(days=6, hours=2, minutes=9, seconds=1), "6 days 2 h"),
+        (timedelta(days=2, minutes=30), "2 days"),
+        (-timedelta(hours=2), "-2 h"),
+        (timedelta(seconds=59.9), "59 s"),
+    ],
+)
+def test_show_span_reads_in_the_two_largest_units(span: timedelta, text: str) -> None:
+    assert show_span(span) == text
