@@ -5,10 +5,8 @@ where ``state`` indexes the device machine's states, ``attempts`` counts pushes 
 root and ``initial_push`` marks a device whose latest push was the fleet-wide push at
 distribution start (one acknowledgement timer covers all of those). The codes live in
 the copy-on-write tree of :mod:`certflow.core._vector`. Counts are packed in one int so
-that a device event updates them with one addition (``COUNT_DELTA``); they are kept
-per *key*, the state and the initial-push mark (``code & KEY_MASK``), so that the
-devices still waiting on the fleet-wide first push are counted too
-(:func:`initial_pending`).
+that a device event updates them with one addition (``COUNT_DELTA``): one per state,
+and the devices still waiting on the fleet-wide first push (:func:`initial_pending`).
 
 This layout is private to the in-memory driver; nothing outside the core reads it.
 """
@@ -31,35 +29,42 @@ INITIAL_PUSH = 0b1000
 ATTEMPT_SHIFT = 4
 ONE_ATTEMPT = 1 << ATTEMPT_SHIFT
 
-# Device counts packed in one int, COUNT_BITS bits a key (state | initial-push mark).
+# Device counts packed in one int, COUNT_BITS bits a slot: one slot per device state
+# (at most 8), and one more for the devices whose latest push is the fleet-wide first
+# push and still unanswered (state pushed with the initial-push mark). The tables are
+# indexed by a device's count key, its state and mark (``code & KEY_MASK``), so a device
+# event updates every slot with one addition.
 KEY_MASK = STATE_MASK | INITIAL_PUSH
 COUNT_BITS = 40
 COUNT_MASK = (1 << COUNT_BITS) - 1
-COUNT_UNIT = tuple(1 << (COUNT_BITS * key) for key in range(KEY_MASK + 1))
+_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
+_INITIAL_SLOT = STATE_MASK + 1
+INITIAL_PENDING_SHIFT = COUNT_BITS * _INITIAL_SLOT
+STATE_UNIT = tuple(1 << (COUNT_BITS * state) for state in range(STATE_MASK + 1))
+INITIAL_UNIT = 1 << INITIAL_PENDING_SHIFT
+COUNT_UNIT = tuple(
+    STATE_UNIT[key & STATE_MASK] + (INITIAL_UNIT if key == _PUSHED | INITIAL_PUSH else 0)
+    for key in range(KEY_MASK + 1)
+)
 COUNT_DELTA = tuple(
     tuple(COUNT_UNIT[new] - COUNT_UNIT[old] for new in range(KEY_MASK + 1))
     for old in range(KEY_MASK + 1)
 )
-_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
-INITIAL_PENDING_SHIFT = COUNT_BITS * (_PUSHED | INITIAL_PUSH)
 
 
-def count_key(packed: int, key: int) -> int:
-    """How many devices have count key ``key``."""
-    return (packed >> (COUNT_BITS * key)) & COUNT_MASK
+def state_count(packed: int, state: int) -> int:
+    """How many devices are in state ``state`` (an index)."""
+    return (packed >> (COUNT_BITS * state)) & COUNT_MASK
 
 
 def unpack_counts(packed: int) -> dict[DeviceState, int]:
     """The per-state device counts held in a packed count integer."""
-    return {
-        state: count_key(packed, index) + count_key(packed, index | INITIAL_PUSH)
-        for index, state in enumerate(DEVICE_STATES)
-    }
+    return {state: state_count(packed, index) for index, state in enumerate(DEVICE_STATES)}
 
 
 def count_of(packed: int, states: tuple[int, ...]) -> int:
     """How many devices are in any of ``states`` (state indices)."""
-    return sum(count_key(packed, s) + count_key(packed, s | INITIAL_PUSH) for s in states)
+    return sum(state_count(packed, s) for s in states)
 
 
 def initial_pending(packed: int) -> int:

@@ -33,14 +33,16 @@ from certflow.core._fleet import (
     COUNT_UNIT,
     DEVICE_STATES,
     INITIAL_PUSH,
+    INITIAL_UNIT,
     KEY_MASK,
     ONE_ATTEMPT,
     STATE_MASK,
+    STATE_UNIT,
     Fleet,
     Timeout,
-    count_key,
     count_of,
     initial_pending,
+    state_count,
 )
 from certflow.core._registry import Registry
 from certflow.core._vector import CodeVector, Transient
@@ -200,6 +202,8 @@ class Draft:
         """Every device in a source state moves; no device action runs."""
         dest = move.dest
         moved: list[int] = []
+        # A device moved into pushed without a push is not waiting on the first push.
+        unmark = tuple(~INITIAL_PUSH if target == _PUSHED else -1 for target in dest)
 
         def convert(chunk: Any, base: int) -> Any:
             out = chunk
@@ -208,17 +212,13 @@ class Draft:
                 if target >= 0:
                     if out is chunk:
                         out = chunk[:]
-                    out[offset] = (code & ~STATE_MASK) | target
+                    out[offset] = ((code & ~STATE_MASK) | target) & unmark[code & 7]
                     moved.append(base + offset)
             return out
 
         before = self.counts
         self.vector = self._frozen().map_chunks(convert)
-        for source, target in enumerate(dest):
-            if target >= 0:
-                for key in (source, source | INITIAL_PUSH):  # the mark stays as it was
-                    moved_n = count_key(before, key)
-                    self.counts += moved_n * COUNT_DELTA[key][key - source + target]
+        self.counts += _move_delta(before, dest, ())
         return FleetResult(ids=self._ids(moved))
 
     def _push_all(self, move: FleetMove, now: datetime) -> FleetResult:
@@ -228,32 +228,31 @@ class Draft:
         # A fleet-wide first push of many devices gets one timer for all of them (the
         # devices carry INITIAL_PUSH), unless such a timer is already pending.
         ranged = not any(t.initial for t in self._pending())
-        later_push = [False]
+        mark = INITIAL_PUSH if ranged else 0
 
         def convert(chunk: Any, base: int) -> Any:
             out = chunk
+            group: list[int] = []
+            current = -1  # the attempt number `group` collects (pushes come in runs)
             for offset, code in enumerate(chunk):
                 target = dest[code & 7]
                 if target >= 0:
                     if out is chunk:
                         out = chunk[:]
                     new = ((code + ONE_ATTEMPT) & _CLEAR) | target
+                    out[offset] = new | mark
                     attempt = new >> ATTEMPT_SHIFT
-                    if attempt != 1:
-                        later_push[0] = True
-                    out[offset] = new | INITIAL_PUSH if ranged else new
-                    by_attempt.setdefault(attempt, []).append(base + offset)
+                    if attempt != current:
+                        group = by_attempt.setdefault(attempt, [])
+                        current = attempt
+                    group.append(base + offset)
             return out
 
         before = self.counts
         self.vector = self._frozen().map_chunks(convert)
-        mark = INITIAL_PUSH if ranged else 0
-        for source, target in enumerate(dest):
-            if target >= 0:
-                for key in (source, source | INITIAL_PUSH):
-                    self.counts += count_key(before, key) * COUNT_DELTA[key][target | mark]
+        self.counts += _move_delta(before, dest, dest if ranged else ())
         ack = self.policy.ack_timeout
-        if ranged and later_push[0]:
+        if ranged and any(attempt != 1 for attempt in by_attempt):
             # Not a first push after all: no shared timer; clear the marks again.
             draft = self.codes()
             for indices in by_attempt.values():
@@ -315,6 +314,23 @@ class Draft:
         if not indices or indices[-1] < len(ids):
             return list(map(ids.__getitem__, indices))
         return [self.device_id(i) for i in indices]
+
+
+def _move_delta(before: int, dest: tuple[int, ...], marked: tuple[int, ...]) -> int:
+    """The count change when every device of each source state ``s`` with
+    ``dest[s] >= 0`` moves there; ``marked`` says which moved devices now carry the
+    initial-push mark (all of them when it is ``dest``, none when empty)."""
+    delta = 0
+    for source, target in enumerate(dest):
+        if target < 0:
+            continue
+        moved = state_count(before, source)
+        delta += moved * (STATE_UNIT[target] - STATE_UNIT[source])
+        if source == _PUSHED:
+            delta -= initial_pending(before) * INITIAL_UNIT  # they all leave or re-push
+        if marked and target == _PUSHED:
+            delta += moved * INITIAL_UNIT
+    return delta
 
 
 # --- Device actions ------------------------------------------------------------------------

@@ -114,6 +114,11 @@ def _with(path: str, value: object) -> str:
             "phase.checkpoints_done: expected int, got float 1.5",
         ),
         (_with("devices.ids", "d0"), "devices.ids: expected a list, got str"),
+        (_with("devices.ids.1", 3), "devices.ids: expected a list of str, got int 3"),
+        (
+            _with("devices.attempts.0", 1.0),
+            "devices.attempts: expected a list of int, got float 1.0",
+        ),
         (_with("failure_reasons", ["d0"]), "failure_reasons: expected an object, got list"),
         (_with("devices.ids.0", ""), "devices.ids\\[0\\]: a device id must not be empty"),
         (_with("devices.attempts.1", -1), "devices.attempts\\[1\\]: -1 is negative"),
