@@ -1111,3 +1111,44 @@ def test_allows_answers_only_for_the_administrators_rollout_commands() -> None:
     )
     with pytest.raises(cf.InvalidInput, match="not an administrator's rollout command"):
         DEFAULT.refusal(distributing(1), "extend", day(1))  # type: ignore[arg-type]
+
+
+def test_a_single_report_beyond_the_first_mid_node_reads_its_own_code() -> None:
+    # Device 16,384 + 44 sits in the second mid node; device 44 in the first is failed.
+    rollout = cf.apply(distributing(16_500), cf.DeviceFailed("d44", "x"), day(1)).rollout
+    after = cf.apply(rollout, cf.DeviceInstalled("d16428"), day(2)).rollout
+    assert after.device_state("d16428") is cf.DeviceState.INSTALLED
+    assert after.counts()[cf.DeviceState.INSTALLED] == 1
+    assert after.counts()[cf.DeviceState.FAILED] == 1
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [(0, cf.DistributeRoot())],
+        [(1, cf.DeviceFailed("d3", "x")), (2, cf.RetryAllFailed())],
+        [(1, cf.ImportNow())],
+        [(30, None)],
+    ],
+    ids=["distribute", "bulk retry", "import", "timeouts and the deadline"],
+)
+def test_fleet_wide_steps_never_modify_the_rollout_they_start_from(
+    steps: list[tuple[float, cf.Command | None]],
+) -> None:
+    policy = cf.Policy(ack_timeout=HOUR)
+    start = (
+        build(600, policy=policy)
+        if isinstance(steps[0][1], cf.DistributeRoot)
+        else distributing(600, policy=policy)
+    )
+    rollout = start
+    for when, command in steps:
+        before = cf.dumps(rollout)
+        copy = cf.loads(before)
+        rollout = (
+            cf.advance(rollout, day(when))
+            if command is None
+            else cf.apply(rollout, command, day(when))
+        ).rollout
+        assert cf.dumps(copy) == before
+    assert cf.dumps(start) == cf.dumps(cf.loads(cf.dumps(start)))

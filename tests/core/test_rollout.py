@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 import pytest
 
 import certflow as cf
@@ -61,3 +64,78 @@ def test_trusted_devices_must_be_known() -> None:
 def test_unknown_certificate_kind_is_refused() -> None:
     with pytest.raises(cf.InvalidInput, match="unknown certificate kind 'web'"):
         build(1, kind="web")  # type: ignore[arg-type]
+
+
+def _create(**changes: Any) -> cf.Rollout:
+    facts: dict[str, Any] = {
+        "existing_not_after": T0 + 60 * DAY,
+        "new_not_before": T0 - DAY,
+        "new_not_after": T0 + 300 * DAY,
+        "root_publicly_trusted": False,
+        "created_at": T0,
+    }
+    device_ids = changes.pop("device_ids", ["a", "b"])
+    return cf.Rollout.create(device_ids, **{**facts, **changes})
+
+
+NAIVE = datetime(2026, 7, 1, 9, 0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        *(
+            (
+                {name: NAIVE},
+                f"{name} is a naive datetime (2026-07-01T09:00:00); certflow needs a "
+                "timezone-aware instant, e.g. datetime(..., tzinfo=timezone.utc)",
+            )
+            for name in ("created_at", "existing_not_after", "new_not_before", "new_not_after")
+        ),
+        ({"kind": "web"}, "unknown certificate kind 'web'; choose one of mdm_server, agent_server"),
+        ({"policy": "strict"}, "policy must be a certflow.Policy, got str"),
+        ({"root_publicly_trusted": 1}, "root_publicly_trusted must be a bool, got 1"),
+        (
+            {"new_not_before": T0, "new_not_after": T0},
+            "the new certificate's validity is empty: not_before 2026-07-01 09:00 UTC is not "
+            "before not_after 2026-07-01 09:00 UTC",
+        ),
+        (
+            {"new_not_before": T0 + DAY, "new_not_after": T0 + 300 * DAY},
+            "the new certificate is not valid yet at 2026-07-01 09:00 UTC: it becomes valid at "
+            "2026-07-02 09:00 UTC; start at or after that instant",
+        ),
+        ({"device_ids": "abc"}, "device_ids must be an iterable of ids, not one string"),
+        (
+            {"device_ids": ["a", "b", "a", "c", "b", "d", "e", "f", "g", *"cdefg"]},
+            "duplicate device ids: 'a', 'b', 'c', 'd', 'e' and 2 more; each device must appear once",
+        ),
+        (
+            {"device_ids": list("abcde") * 2},
+            "duplicate device ids: 'a', 'b', 'c', 'd', 'e'; each device must appear once",
+        ),
+        ({"device_ids": ["a", 7, ""]}, "device ids must be non-empty strings, got 7"),
+        ({"device_ids": ["a", "", 7]}, "device ids must be non-empty strings, got ''"),
+        (
+            {"trusted_device_ids": "a"},
+            "trusted_device_ids must be an iterable of ids, not one string",
+        ),
+        (
+            {"trusted_device_ids": ["a", "x", "y"]},
+            "trusted_device_ids names unknown devices: ['x', 'y']",
+        ),
+    ],
+)
+def test_each_bad_input_at_creation_is_named_with_its_problem(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(cf.InvalidInput) as refused:
+        _create(**changes)
+    assert str(refused.value) == message
+
+
+def test_a_certificate_that_ends_exactly_at_the_deadline_may_start_a_rollout() -> None:
+    rollout = _create(new_not_after=T0 + 21 * DAY)
+    assert rollout.state is cf.RolloutState.PENDING
+    with pytest.raises(cf.InvalidInput, match="expires at 2026-07-22 08:59:59 UTC, before the"):
+        _create(new_not_after=T0 + 21 * DAY - timedelta(seconds=1))
