@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -74,3 +76,20 @@ def test_show_reads_in_utc_with_seconds_only_when_there_are_some(
 )
 def test_show_span_reads_in_the_two_largest_units(span: timedelta, text: str) -> None:
     assert show_span(span) == text
+
+
+@pytest.fixture
+def local_zone_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local zone set to Asia/Tokyo, so that UTC and local time differ."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("local_zone_tokyo")
+def test_utc_never_means_the_machine_s_local_zone() -> None:
+    instant = datetime(2026, 7, 1, 18, 0, tzinfo=TOKYO)
+    assert require_utc("now", instant).utcoffset() == timedelta(0)
+    assert show(instant) == "2026-07-01 09:00 UTC"
