@@ -22,7 +22,7 @@ where. What lives here is how the in-memory driver *stores* a transition:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import immutables
@@ -47,8 +47,6 @@ from certflow.core._fleet import (
 from certflow.core._registry import Registry
 from certflow.core._vector import CodeVector, Transient
 from certflow.core.effects import Effect, PushRoot
-from certflow.core.errors import CommandRefused, UnknownDevice
-from certflow.core.instants import show_span
 from certflow.core.interpreter import (
     IGNORED,
     REFUSED,
@@ -56,6 +54,9 @@ from certflow.core.interpreter import (
     DeviceTable,
     FleetMove,
     FleetResult,
+    device_refusal,
+    timeout_reason,
+    unknown_device,
 )
 from certflow.core.machines import RULES, Call
 from certflow.core.plan import DeviceState
@@ -366,8 +367,7 @@ def _keep_reason(
 def _record_timeout(
     draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
 ) -> int:
-    span = show_span(draft.policy.ack_timeout or timedelta(0))
-    draft.reasons = draft.reasons.set(index, f"no acknowledgement within {span}")
+    draft.reasons = draft.reasons.set(index, timeout_reason(draft.policy))
     return code
 
 
@@ -412,10 +412,7 @@ def step(
     index = draft.locate(device_id)
     if index is None:
         if table.enter is None:  # only the enrolment brings a device new to the rollout
-            raise UnknownDevice(
-                f"unknown device {device_id!r}: it is not in this rollout "
-                "(send Enroll first if it just enrolled)"
-            )
+            raise unknown_device(device_id)
         gate(table, command)
         target, calls = table.enter
         index = draft.add(device_id, _initial(draft))
@@ -434,22 +431,6 @@ def step(
 
 def _initial(draft: Draft) -> int:
     return draft.compiled.device_states.index(draft.compiled.rules.device.initial)
-
-
-def device_refusal(
-    compiled: Compiled, table: DeviceTable, device_id: str, source: int, command: Any
-) -> CommandRefused:
-    """A device's state has no row for the command's trigger."""
-    device = compiled.rules.device
-    state = device.states[source]
-    phrase = device.trigger(table.trigger).phrase
-    return CommandRefused(
-        f"device {device_id!r} cannot {phrase}: it is {state.name}; {state.hint}",
-        command=type(command).__name__,
-        reason="device_state",
-        device_id=device_id,
-        device_state=state.name,
-    )
 
 
 def run_commands(

@@ -139,7 +139,7 @@ class Evaluator:
         if not self._anything_due(rollout, now):
             return Step(self._at(rollout, now), _NO_EFFECTS)
         run, draft = self._start(rollout, now, "")
-        self._catch_up(run, now)
+        i.catch_up(run, now)
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
 
     def apply(self, rollout: Rollout, command: c.Command, now: datetime) -> Step:
@@ -206,7 +206,7 @@ class Evaluator:
     def _general(self, rollout: Rollout, command: c.Command, now: datetime, due: bool) -> Step:
         run, draft = self._start(rollout, now, type(command).__name__)
         if due:
-            self._catch_up(run, now)
+            i.catch_up(run, now)
         self._dispatch(run, draft, type(command), [command])
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
 
@@ -220,7 +220,7 @@ class Evaluator:
         """
         now = _check_now(rollout, now)
         run, draft = self._start(rollout, now, "")
-        self._catch_up(run, now)
+        i.catch_up(run, now)
         for kind, same in groupby(commands, type):
             run.command = kind.__name__
             self._dispatch(run, draft, kind, same)
@@ -287,26 +287,6 @@ class Evaluator:
         run = i.Run(self.compiled, rollout.plan, rollout.phase, now, draft, [], command)
         return run, draft
 
-    def _catch_up(self, run: i.Run, until: datetime) -> None:
-        command = run.command
-        run.command = ""
-        fired: tuple[datetime, str, Phase] | None = None
-        while (found := i.next_timer(self.compiled, run.plan, run.phase, run.port)) is not None:
-            at, timer = found
-            if at > until:
-                break
-            if fired == (at, timer.name, run.phase):
-                # A row that leaves its own timer due would fire it forever.
-                raise RuntimeError(
-                    f"timer {timer.name!r} fired at {at.isoformat()} and is still due: "
-                    f"the row it fires in state {run.phase.state.value!r} must consume it"
-                )
-            fired = (at, timer.name, run.phase)
-            run.now = at
-            i.fire_timer(run, timer)
-        run.now = until
-        run.command = command
-
     def _dispatch(self, run: i.Run, draft: Draft, kind: type, batch: Iterable[Any]) -> None:
         route = self._routes.get(kind)
         if route is None:
@@ -315,35 +295,18 @@ class Evaluator:
         rules = self.rules
         if machine == rules.device.name:
             table = self.compiled.device[run.phase.state.value][trigger]
-            run_commands(draft, table, batch, run.now, run.effects, self._gate(run, draft))
+            run_commands(draft, table, batch, run.now, run.effects, self._gate(run))
             return
         for _ in batch:
             if machine == rules.rollout.name:
                 i.fire(run, trigger)
             else:
                 i.fire_restart(run, trigger)
-            self._catch_up(run, run.now)
+            i.catch_up(run, run.now)
 
-    def _gate(self, run: i.Run, draft: Draft) -> Any:
+    def _gate(self, run: i.Run) -> Any:
         def gate(table: i.DeviceTable, command: Any) -> None:
-            name = type(command).__name__
-            prefix = f"{name}({command.device_id!r})"
-            if not table.allowed:
-                raise i.state_refusal(
-                    run.phase.state, name, table.refusal, prefix=prefix, device_id=command.device_id
-                )
-            if table.guards:
-                situation = g.Situation(run.plan, run.phase, run.now, draft.untrusting())
-                for guard in table.guards:
-                    if not g.GUARDS[guard](situation):
-                        raise i.guard_refusal(
-                            self.rules.rollout,
-                            guard,
-                            situation,
-                            name,
-                            prefix=prefix,
-                            device_id=command.device_id,
-                        )
+            i.check_gate(run, table, command, command.device_id)
 
         return gate
 

@@ -29,7 +29,7 @@ publicly trusted (every device trusts such a root), a rule its note states.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, NamedTuple, Protocol
 
 import attrs
@@ -47,9 +47,11 @@ from certflow.core.effects import (
     ReenrollmentRequired,
     RestartRequired,
 )
-from certflow.core.errors import CommandRefused
+from certflow.core.errors import CommandRefused, UnknownDevice
+from certflow.core.instants import show_span
 from certflow.core.machines import RULES, Call, MachineSpec, Rules, Timer, Transition
 from certflow.core.plan import Phase, Plan, RolloutState
+from certflow.core.policy import Policy
 
 __all__ = [
     "ACTIONS",
@@ -63,7 +65,10 @@ __all__ = [
     "FleetPort",
     "FleetResult",
     "Run",
+    "catch_up",
+    "check_gate",
     "compile_rules",
+    "device_refusal",
     "fire",
     "fire_restart",
     "fire_timer",
@@ -71,6 +76,8 @@ __all__ = [
     "next_timer",
     "refusal",
     "select_row",
+    "timeout_reason",
+    "unknown_device",
 ]
 
 REFUSED = -1  # the device state has no row for the trigger
@@ -425,6 +432,86 @@ def next_timer(
         if at is not None and (best is None or at < best[0]):
             best = (at, timer)
     return best
+
+
+def catch_up(run: Run, until: datetime) -> None:
+    """Fire every timer due up to ``until``, in order, each at its own instant.
+
+    Every driver advances through this loop, so catch-up is one rule: advancing in one
+    jump equals advancing in smaller steps.
+    """
+    command = run.command
+    run.command = ""
+    fired: tuple[datetime, str, Phase] | None = None
+    while (found := next_timer(run.compiled, run.plan, run.phase, run.port)) is not None:
+        at, timer = found
+        if at > until:
+            break
+        if fired == (at, timer.name, run.phase):
+            # A row that leaves its own timer due would fire it forever.
+            raise RuntimeError(
+                f"timer {timer.name!r} fired at {at.isoformat()} and is still due: "
+                f"the row it fires in state {run.phase.state.value!r} must consume it"
+            )
+        fired = (at, timer.name, run.phase)
+        run.now = at
+        fire_timer(run, timer)
+    run.now = until
+    run.command = command
+
+
+# --- Device commands: what every driver checks ------------------------------------------
+
+
+def check_gate(run: Run, table: DeviceTable, command: object, device_id: str) -> None:
+    """Raise the refusal of the rollout state's gate for a device ``command``, if any."""
+    name = type(command).__name__
+    prefix = f"{name}({device_id!r})"
+    if not table.allowed:
+        raise state_refusal(
+            run.phase.state, name, table.refusal, prefix=prefix, device_id=device_id
+        )
+    if table.guards:
+        found = situation(run)
+        for guard in table.guards:
+            if not g.GUARDS[guard](found):
+                raise guard_refusal(
+                    run.compiled.rules.rollout,
+                    guard,
+                    found,
+                    name,
+                    prefix=prefix,
+                    device_id=device_id,
+                )
+
+
+def unknown_device(device_id: str) -> UnknownDevice:
+    """A device command names a device the rollout does not know (and does not enrol it)."""
+    return UnknownDevice(
+        f"unknown device {device_id!r}: it is not in this rollout "
+        "(send Enroll first if it just enrolled)"
+    )
+
+
+def device_refusal(
+    compiled: Compiled, table: DeviceTable, device_id: str, source: int, command: object
+) -> CommandRefused:
+    """A device's state has no row for the command's trigger."""
+    device = compiled.rules.device
+    state = device.states[source]
+    phrase = device.trigger(table.trigger).phrase
+    return CommandRefused(
+        f"device {device_id!r} cannot {phrase}: it is {state.name}; {state.hint}",
+        command=type(command).__name__,
+        reason="device_state",
+        device_id=device_id,
+        device_state=state.name,
+    )
+
+
+def timeout_reason(policy: Policy) -> str:
+    """The failure reason ``record_timeout`` keeps for a device that never answered."""
+    return f"no acknowledgement within {show_span(policy.ack_timeout or timedelta(0))}"
 
 
 # --- Timers ----------------------------------------------------------------------------------
