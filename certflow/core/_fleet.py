@@ -169,6 +169,24 @@ class Fleet(NamedTuple):
         roster = self.roster
         return [roster.timeouts[i] for i in range(roster.timeouts_head, roster.timeouts_tail)]
 
+    def awaiting(self) -> dict[int, datetime]:
+        """The devices whose latest push still awaits its answer: index -> when it times out.
+
+        The canonical view of the timer queue, whatever its layout: a timer is live for a
+        device still pushed by that timer's push (same attempt, same initial-push mark);
+        answered or superseded entries the queue still holds are left out.
+        """
+        pending = self.pending_timeouts()
+        codes = list(self.codes) if pending else []
+        found: dict[int, datetime] = {}
+        for timeout in pending:
+            wanted = (timeout.attempt << ATTEMPT_SHIFT) | (INITIAL_PUSH if timeout.initial else 0)
+            wanted |= _PUSHED
+            for index in range(timeout.first, timeout.last):
+                if codes[index] == wanted:
+                    found[index] = timeout.due
+        return found
+
 
 def empty_roster_maps() -> dict[str, Any]:
     """The roster fields of a fleet with no enrolments, reasons or timeouts yet."""

@@ -21,6 +21,7 @@ from certflow.core._fleet import (
     COUNT_DELTA,
     COUNT_UNIT,
     DEVICE_STATES,
+    INITIAL_PUSH,
     STATE_MASK,
     Fleet,
     empty_roster_maps,
@@ -189,15 +190,20 @@ class Rollout:
         if not isinstance(other, Rollout):
             return NotImplemented
         mine, theirs = self._fleet, other._fleet
+        # The initial-push mark and the timer queue's layout are storage choices; the
+        # facts are each device's state and attempts, and which pushes await an answer.
         return (
             self.plan == other.plan
             and self.phase == other.phase
             and self.clock == other.clock
-            and mine.codes == theirs.codes
-            and mine.counts == theirs.counts
+            and mine.size == theirs.size
+            and all(
+                a & ~INITIAL_PUSH == b & ~INITIAL_PUSH
+                for a, b in zip(mine.codes, theirs.codes, strict=True)
+            )
             and list(mine.all_ids()) == list(theirs.all_ids())
             and dict(mine.roster.reasons) == dict(theirs.roster.reasons)
-            and mine.pending_timeouts() == theirs.pending_timeouts()
+            and mine.awaiting() == theirs.awaiting()
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -1,17 +1,26 @@
 """A rollout as JSON text, with a schema version, losslessly.
 
-The document (``SCHEMA_VERSION`` 1)::
+The document (``SCHEMA_VERSION`` 2)::
 
-    {"schema": "certflow/rollout", "version": 1,
+    {"schema": "certflow/rollout", "version": 2,
      "plan": {...}, "phase": {...}, "clock": "2026-07-01T09:00:00+00:00",
-     "devices": {"ids": [...], "states": [...], "attempts": [...], "initial_push": [...]},
+     "devices": {"ids": [...], "states": [...], "attempts": [...]},
      "failure_reasons": {"device id": "reason", ...},
-     "ack_timeouts": [{"due": ..., "first": 0, "last": 10, "attempt": 1, "initial": true}]}
+     "awaiting": [{"due": "2026-07-03T09:00:00+00:00", "devices": [0, 1, 5]}]}
 
 Devices are stored as columns (one list per field) because that is several times
-faster to write and read than one object per device. Instants are ISO 8601 with their
-UTC offset, durations are seconds. Plan and phase go through ``cattrs``; derived data
-(per-state counts, the next timer instant) is recomputed on load, never trusted.
+faster to write and read than one object per device. ``awaiting`` lists, by the instant
+their push times out, the devices whose latest push still awaits an answer (only with
+a policy that has an acknowledgement timeout): a canonical view, the same whichever
+driver holds the rollout, so that the in-memory evaluator and a database store write
+the same document for the same rollout. Version 1 documents (which stored the
+in-memory timer queue) still load. Instants are ISO 8601 with their UTC offset,
+durations are seconds. Plan and phase go through ``cattrs``; derived data (per-state
+counts, the next timer instant) is recomputed on load, never trusted.
+
+The parts a driver needs to store a rollout its own way are public too: the plan,
+phase, commands and effects as JSON values (:func:`encode`/:func:`decode_plan`, ...),
+and :func:`document`, which writes the document from columns.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import attrs
 import cattrs
 import immutables
 
+from certflow.core import commands, effects
 from certflow.core._fleet import (
     ATTEMPT_SHIFT,
     COUNT_UNIT,
@@ -38,17 +48,30 @@ from certflow.core._fleet import (
     empty_roster_maps,
 )
 from certflow.core._vector import CodeVector
+from certflow.core.commands import Command
+from certflow.core.effects import Effect
 from certflow.core.errors import InvalidInput, SerializationError
 from certflow.core.evaluator import DEFAULT
 from certflow.core.instants import require_aware
-from certflow.core.plan import Phase, Plan, RolloutState
+from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
 from certflow.core.policy import CertificateKind, ImportRule
 from certflow.core.rollout import Rollout
 
-__all__ = ["SCHEMA_NAME", "SCHEMA_VERSION", "dumps", "loads"]
+__all__ = [
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "decode_command",
+    "decode_effect",
+    "decode_phase",
+    "decode_plan",
+    "document",
+    "dumps",
+    "encode",
+    "loads",
+]
 
 SCHEMA_NAME = "certflow/rollout"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
@@ -112,36 +135,113 @@ def _span(value: object) -> timedelta:
 def dumps(rollout: Rollout) -> str:
     """``rollout`` as JSON text; :func:`loads` gives back an equal rollout."""
     fleet = rollout._fleet
-    states = [code & STATE_MASK for chunk in fleet.codes.chunks() for code in chunk]
     names = [state.value for state in DEVICE_STATES]
-    phase = _converter.unstructure(rollout.phase)
-    document = {
-        "schema": SCHEMA_NAME,
-        "version": SCHEMA_VERSION,
-        "plan": _converter.unstructure(rollout.plan),
-        "phase": phase,
-        "clock": rollout.clock.isoformat(),
-        "devices": {
-            "ids": list(fleet.all_ids()),
-            "states": [names[s] for s in states],
-            "attempts": [code >> ATTEMPT_SHIFT for code in fleet.codes],
-            "initial_push": [i for i, code in enumerate(fleet.codes) if code & INITIAL_PUSH],
+    codes = list(fleet.codes)
+    by_due: dict[datetime, list[int]] = {}
+    for index, due in sorted(fleet.awaiting().items()):
+        by_due.setdefault(due, []).append(index)
+    return document(
+        rollout.plan,
+        rollout.phase,
+        rollout.clock,
+        ids=list(fleet.all_ids()),
+        states=[names[code & STATE_MASK] for code in codes],
+        attempts=[code >> ATTEMPT_SHIFT for code in codes],
+        reasons={fleet.device_id(i): reason for i, reason in sorted(fleet.roster.reasons.items())},
+        awaiting=sorted(by_due.items()),
+    )
+
+
+def document(
+    plan: Plan,
+    phase: Phase,
+    clock: datetime,
+    *,
+    ids: list[str],
+    states: list[str],
+    attempts: list[int],
+    reasons: dict[str, str],
+    awaiting: list[tuple[datetime, list[int]]],
+) -> str:
+    """The document of a rollout given as columns, in device index order.
+
+    ``reasons`` in device index order; ``awaiting`` in due order, each with its device
+    indices ascending. :func:`dumps` and every store write their documents here, so
+    that equal rollouts give equal text.
+    """
+    return json.dumps(
+        {
+            "schema": SCHEMA_NAME,
+            "version": SCHEMA_VERSION,
+            "plan": encode(plan),
+            "phase": encode(phase),
+            "clock": clock.isoformat(),
+            "devices": {"ids": ids, "states": states, "attempts": attempts},
+            "failure_reasons": reasons,
+            "awaiting": [{"due": due.isoformat(), "devices": devices} for due, devices in awaiting],
         },
-        "failure_reasons": {
-            fleet.device_id(i): reason for i, reason in fleet.roster.reasons.items()
-        },
-        "ack_timeouts": [
-            {
-                "due": t.due.isoformat(),
-                "first": t.first,
-                "last": t.last,
-                "attempt": t.attempt,
-                "initial": t.initial,
-            }
-            for t in fleet.pending_timeouts()
-        ],
-    }
-    return json.dumps(document, separators=(",", ":"))
+        separators=(",", ":"),
+    )
+
+
+def encode(value: Plan | Phase | Command | Effect) -> dict[str, Any]:
+    """A plan, phase, command or effect as a JSON value; commands and effects carry
+    their class name as ``"type"``."""
+    data: dict[str, Any] = _converter.unstructure(value)
+    if isinstance(value, Plan | Phase):
+        return data
+    return {"type": type(value).__name__, **data}
+
+
+def decode_plan(data: object) -> Plan:
+    """The :class:`Plan` that :func:`encode` wrote; :class:`SerializationError` otherwise."""
+    plan: Plan = _structure(data, Plan, "plan")
+    return plan
+
+
+def decode_phase(data: object) -> Phase:
+    """The :class:`Phase` that :func:`encode` wrote; :class:`SerializationError` otherwise."""
+    phase: Phase = _structure(data, Phase, "phase")
+    return phase
+
+
+def decode_command(data: object) -> Command:
+    """The command that :func:`encode` wrote; :class:`SerializationError` otherwise."""
+    return _tagged(data, _COMMAND_TYPES, "command")  # type: ignore[no-any-return]
+
+
+def decode_effect(data: object) -> Effect:
+    """The effect that :func:`encode` wrote; :class:`SerializationError` otherwise."""
+    return _tagged(data, _EFFECT_TYPES, "effect")  # type: ignore[no-any-return]
+
+
+_COMMAND_TYPES: dict[str, type] = {
+    name: getattr(commands, name)
+    for name in commands.__all__
+    if isinstance(getattr(commands, name), type) and attrs.has(getattr(commands, name))
+}
+_EFFECT_TYPES: dict[str, type] = {
+    name: getattr(effects, name)
+    for name in effects.__all__
+    if isinstance(getattr(effects, name), type) and attrs.has(getattr(effects, name))
+}
+
+
+def _tagged(data: object, types: dict[str, type], what: str) -> Any:
+    if not isinstance(data, dict) or data.get("type") not in types:
+        kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+        raise SerializationError(f"malformed {what}: unknown type {kind!r}")
+    fields = {k: v for k, v in data.items() if k != "type"}
+    return _structure(fields, types[data["type"]], what)
+
+
+def _structure(data: object, kind: type[Any], what: str) -> Any:
+    try:
+        return _converter.structure(data, kind)
+    except cattrs.BaseValidationError as error:
+        raise SerializationError(f"malformed {what}: {_explain(error, '')}") from None
+    except (TypeError, ValueError, InvalidInput) as error:
+        raise SerializationError(f"malformed {what}: {error}") from None
 
 
 def loads(text: str | bytes) -> Rollout:
@@ -167,8 +267,9 @@ def loads(text: str | bytes) -> Rollout:
             f"rollout schema version {version} is newer than this certflow understands "
             f"({SCHEMA_VERSION}); upgrade certflow to read it"
         )
+    shape: type[_Document | _DocumentV1] = _Document if version == SCHEMA_VERSION else _DocumentV1
     try:
-        parsed = _converter.structure(document, _Document)
+        parsed: _Document | _DocumentV1 = _converter.structure(document, shape)
     except cattrs.BaseValidationError as error:
         raise _malformed(_explain(error)) from None
     try:
@@ -186,16 +287,12 @@ class _Devices:
     ids: list[str]
     states: list[str]
     attempts: list[int]
-    initial_push: list[int]
 
 
 @attrs.frozen
-class _Timer:
+class _Awaiting:
     due: datetime
-    first: int
-    last: int
-    attempt: int
-    initial: bool
+    devices: list[int]
 
 
 @attrs.frozen
@@ -209,10 +306,41 @@ class _Document:
     clock: datetime
     devices: _Devices
     failure_reasons: dict[str, str]
+    awaiting: list[_Awaiting]
+
+
+@attrs.frozen
+class _DevicesV1:
+    ids: list[str]
+    states: list[str]
+    attempts: list[int]
+    initial_push: list[int]
+
+
+@attrs.frozen
+class _Timer:
+    due: datetime
+    first: int
+    last: int
+    attempt: int
+    initial: bool
+
+
+@attrs.frozen
+class _DocumentV1:
+    """Version 1: the in-memory timer queue as it was, and the initial-push marks."""
+
+    schema: str
+    version: int
+    plan: Plan
+    phase: Phase
+    clock: datetime
+    devices: _DevicesV1
+    failure_reasons: dict[str, str]
     ack_timeouts: list[_Timer]
 
 
-def _build(document: _Document) -> Rollout:
+def _build(document: _Document | _DocumentV1) -> Rollout:
     devices = document.devices
     ids, states, attempts = devices.ids, devices.states, devices.attempts
     if not len(ids) == len(states) == len(attempts):
@@ -233,20 +361,15 @@ def _build(document: _Document) -> Rollout:
         if attempt < 0:
             raise _malformed(f"devices.attempts[{i}]: {attempt} is negative")
         codes.append((attempt << ATTEMPT_SHIFT) | state_index[state])
-    for i in devices.initial_push:
-        if not 0 <= i < len(codes):
-            raise _malformed(f"devices.initial_push: {i} is not a device index")
-        codes[i] |= INITIAL_PUSH
     unknown = [d for d in document.failure_reasons if d not in index]
     if unknown:
         raise _malformed(f"failure_reasons: unknown device {unknown[0]!r}")
-    timeouts: list[Timeout] = []
-    for i, t in enumerate(document.ack_timeouts):
-        if not (0 <= t.first < t.last <= len(ids) and t.attempt >= 1):
-            raise _malformed(
-                f"ack_timeouts[{i}]: devices {t.first}..{t.last} of attempt {t.attempt}"
-            )
-        timeouts.append(Timeout(t.due, t.first, t.last, t.attempt, t.initial))
+    if isinstance(document, _DocumentV1):
+        timeouts = _timers_v1(document, codes)
+    else:
+        if document.awaiting and document.plan.policy.ack_timeout is None:
+            raise _malformed("awaiting: the policy has no acknowledgement timeout")
+        timeouts = _timers(document.awaiting, codes)
     reasons = immutables.Map({index[d]: r for d, r in document.failure_reasons.items()})
     roster = {
         **empty_roster_maps(),
@@ -261,7 +384,52 @@ def _build(document: _Document) -> Rollout:
     return DEFAULT.assemble(document.plan, document.phase, fleet, document.clock)
 
 
-def _explain(error: cattrs.BaseValidationError) -> str:
+def _timers(awaiting: list[_Awaiting], codes: list[int]) -> list[Timeout]:
+    """The timer queue of ``awaiting``: one timer per run of adjacent devices that share
+    a due instant and an attempt."""
+    pushed = DEVICE_STATES.index(DeviceState.PUSHED)
+    timeouts: list[Timeout] = []
+    seen: set[int] = set()
+    previous: datetime | None = None
+    for n, group in enumerate(awaiting):
+        if previous is not None and group.due <= previous:
+            raise _malformed(f"awaiting[{n}]: due instants must be ascending")
+        previous = group.due
+        run: list[int] = []
+        for i in group.devices:
+            if not 0 <= i < len(codes) or codes[i] & STATE_MASK != pushed or i in seen:
+                raise _malformed(f"awaiting[{n}]: {i} is not a pushed device's index")
+            seen.add(i)
+            attempt = codes[i] >> ATTEMPT_SHIFT
+            if run and (i != run[-1] + 1 or codes[run[0]] >> ATTEMPT_SHIFT != attempt):
+                timeouts.append(_span_timer(group.due, run, codes))
+                run = []
+            run.append(i)
+        if run:
+            timeouts.append(_span_timer(group.due, run, codes))
+    return timeouts
+
+
+def _span_timer(due: datetime, run: list[int], codes: list[int]) -> Timeout:
+    return Timeout(due, run[0], run[-1] + 1, codes[run[0]] >> ATTEMPT_SHIFT, False)
+
+
+def _timers_v1(document: _DocumentV1, codes: list[int]) -> list[Timeout]:
+    for i in document.devices.initial_push:
+        if not 0 <= i < len(codes):
+            raise _malformed(f"devices.initial_push: {i} is not a device index")
+        codes[i] |= INITIAL_PUSH
+    timeouts: list[Timeout] = []
+    for i, t in enumerate(document.ack_timeouts):
+        if not (0 <= t.first < t.last <= len(codes) and t.attempt >= 1):
+            raise _malformed(
+                f"ack_timeouts[{i}]: devices {t.first}..{t.last} of attempt {t.attempt}"
+            )
+        timeouts.append(Timeout(t.due, t.first, t.last, t.attempt, t.initial))
+    return timeouts
+
+
+def _explain(error: cattrs.BaseValidationError, whole: str = "the document") -> str:
     """cattrs' error tree as sentences: ``plan: unexpected field 'bogus'``."""
 
     def describe(exc: BaseException, _: type | None) -> str:
@@ -275,6 +443,6 @@ def _explain(error: cattrs.BaseValidationError) -> str:
     out = []
     for line in cattrs.transform_error(error, path="$", format_exception=describe):
         message, _, where = line.rpartition(" @ ")
-        where = where.removeprefix("$").removeprefix(".") or "the document"
-        out.append(f"{where}: {message}")
+        where = where.removeprefix("$").removeprefix(".") or whole
+        out.append(f"{where}: {message}" if where else message)
     return "; ".join(out)

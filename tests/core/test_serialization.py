@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -38,7 +39,8 @@ def test_the_document_carries_its_schema_and_version() -> None:
 
 
 def _document() -> dict:  # type: ignore[type-arg]
-    return json.loads(cf.dumps(distributing(2)))  # type: ignore[no-any-return]
+    rollout = distributing(2, policy=cf.Policy(ack_timeout=timedelta(days=2)))
+    return json.loads(cf.dumps(rollout))  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
@@ -49,8 +51,8 @@ def _document() -> dict:  # type: ignore[type-arg]
         ("[]", "expected a JSON object with schema"),
         (json.dumps({**_document(), "schema": "other"}), "expected a JSON object with schema"),
         (
-            json.dumps({**_document(), "version": 2}),
-            "version 2 is newer than this certflow understands",
+            json.dumps({**_document(), "version": 3}),
+            "version 3 is newer than this certflow understands",
         ),
         (json.dumps({**_document(), "version": "1"}), "is not a valid version"),
         (json.dumps({**_document(), "extra": 1}), "the document: unexpected field 'extra'"),
@@ -84,7 +86,7 @@ def test_anything_but_a_serialised_rollout_is_a_clear_serialization_error(
 
 
 def _with(path: str, value: object) -> str:
-    """The serialised `distributing(2)` with one field at ``path`` (dotted) replaced."""
+    """The serialised `distributing(2)` (2-day acknowledgement timeout) with one field at ``path`` (dotted) replaced."""
     document = _document()
     *parents, last = path.split(".")
     target = document
@@ -122,22 +124,34 @@ def _with(path: str, value: object) -> str:
         (_with("failure_reasons", ["d0"]), "failure_reasons: expected an object, got list"),
         (_with("devices.ids.0", ""), "devices.ids\\[0\\]: a device id must not be empty"),
         (_with("devices.attempts.1", -1), "devices.attempts\\[1\\]: -1 is negative"),
-        (_with("devices.initial_push", [0, 5]), "devices.initial_push: 5 is not a device index"),
         (_with("failure_reasons", {"ghost": "x"}), "failure_reasons: unknown device 'ghost'"),
         (
+            _with("plan.policy.ack_timeout", None),
+            "awaiting: the policy has no acknowledgement timeout",
+        ),
+        (
+            _with("awaiting", [{"due": "2026-07-01T10:00:00+00:00", "devices": [5]}]),
+            "awaiting\\[0\\]: 5 is not a pushed device's index",
+        ),
+        (
             _with(
-                "ack_timeouts",
+                "awaiting",
                 [
-                    {
-                        "due": "2026-07-01T10:00:00+00:00",
-                        "first": 0,
-                        "last": 9,
-                        "attempt": 1,
-                        "initial": True,
-                    }
+                    {"due": "2026-07-01T10:00:00+00:00", "devices": [0]},
+                    {"due": "2026-07-01T09:00:00+00:00", "devices": [1]},
                 ],
             ),
-            "ack_timeouts\\[0\\]: devices 0..9 of attempt 1",
+            "awaiting\\[1\\]: due instants must be ascending",
+        ),
+        (
+            _with(
+                "awaiting",
+                [
+                    {"due": "2026-07-01T10:00:00+00:00", "devices": [0]},
+                    {"due": "2026-07-01T11:00:00+00:00", "devices": [0]},
+                ],
+            ),
+            "awaiting\\[1\\]: 0 is not a pushed device's index",
         ),
         (
             _with("plan.policy.notice_before", -5.0),
@@ -201,3 +215,153 @@ def test_the_document_is_compact_json() -> None:
     text = cf.dumps(distributing(2))
     assert ", " not in text
     assert ": " not in text
+
+
+# A version 1 document, as certflow 0.1 (before the canonical `awaiting`) wrote it: four
+# devices pushed at distribution start with a 2-day acknowledgement timeout, one answered,
+# one failed and retried, and one enrolled later.
+_VERSION_1 = (
+    '{"schema":"certflow/rollout","version":1,"plan":{"kind":"mdm_server","policy":'
+    '{"checkpoints":[604800.0,1209600.0,1814400.0],"notice_before":86400.0,'
+    '"manual_extension":604800.0,"manual_extension_opens":518400.0,'
+    '"import_rule":"distributed_or_expired","ack_timeout":172800.0},'
+    '"existing_not_after":"2026-08-30T09:00:00+00:00","new_not_before":"2026-06-30T09:00:00+00:00",'
+    '"new_not_after":"2027-04-27T09:00:00+00:00","root_publicly_trusted":false,'
+    '"created_at":"2026-07-01T09:00:00+00:00"},"phase":{"state":"distributing",'
+    '"started_at":"2026-07-01T09:00:00+00:00","checkpoints_done":0,"extension":0.0,'
+    '"manual_extensions":0,"notified_for":null,"ended_at":null,"restart_required":false},'
+    '"clock":"2026-07-01T13:00:00+00:00","devices":{"ids":["a","b","c","d","e"],'
+    '"states":["installed","pushed","pushed","pushed","pushed"],"attempts":[1,2,1,1,1],'
+    '"initial_push":[0,2,3]},"failure_reasons":{"b":"disk full"},"ack_timeouts":['
+    '{"due":"2026-07-03T09:00:00+00:00","first":0,"last":4,"attempt":1,"initial":true},'
+    '{"due":"2026-07-03T12:00:00+00:00","first":1,"last":2,"attempt":2,"initial":false},'
+    '{"due":"2026-07-03T13:00:00+00:00","first":4,"last":5,"attempt":1,"initial":false}]}'
+)
+
+
+def _version_1_history() -> cf.Rollout:
+    t0 = datetime(2026, 7, 1, 9, tzinfo=UTC)
+    rollout = cf.new_rollout(
+        ["a", "b", "c", "d"],
+        existing_not_after=t0 + timedelta(days=60),
+        new_not_before=t0 - timedelta(days=1),
+        new_not_after=t0 + timedelta(days=300),
+        root_publicly_trusted=False,
+        created_at=t0,
+        policy=cf.Policy(ack_timeout=timedelta(days=2)),
+    )
+    history: list[cf.Command] = [
+        cf.DistributeRoot(),
+        cf.DeviceInstalled("a"),
+        cf.DeviceFailed("b", "disk full"),
+        cf.Retry("b"),
+        cf.Enroll("e"),
+    ]
+    for hours, command in enumerate(history):
+        rollout = cf.apply(rollout, command, t0 + hours * HOUR).rollout
+    return rollout
+
+
+def test_a_version_1_document_still_loads_as_the_same_rollout() -> None:
+    rollout = _version_1_history()
+    loaded = cf.loads(_VERSION_1)
+    assert loaded == rollout
+    # and the timers it carried still fire: c and d on day 2, b three hours later
+    later = [
+        e for e in cf.advance(loaded, day(3)).effects if isinstance(e, cf.AcknowledgementTimedOut)
+    ]
+    assert [(e.device_ids, e.due_at) for e in later] == [
+        (("c", "d"), day(2)),
+        (("b",), day(2) + 3 * HOUR),
+        (("e",), day(2) + 4 * HOUR),
+    ]
+
+
+def test_awaiting_pushes_are_listed_by_due_instant_whatever_the_timer_queue_holds() -> None:
+    document = json.loads(cf.dumps(_version_1_history()))
+    assert document["awaiting"] == [
+        {"due": "2026-07-03T09:00:00+00:00", "devices": [2, 3]},
+        {"due": "2026-07-03T12:00:00+00:00", "devices": [1]},
+        {"due": "2026-07-03T13:00:00+00:00", "devices": [4]},
+    ]
+    assert cf.dumps(cf.loads(_VERSION_1)) == cf.dumps(_version_1_history())
+
+
+def test_a_version_1_document_with_a_bad_timer_names_it() -> None:
+    document = json.loads(_VERSION_1)
+    document["devices"]["initial_push"] = [0, 9]
+    with pytest.raises(cf.SerializationError, match=r"devices\.initial_push: 9 is not a device"):
+        cf.loads(json.dumps(document))
+    document = json.loads(_VERSION_1)
+    document["ack_timeouts"][0]["last"] = 9
+    with pytest.raises(
+        cf.SerializationError, match=r"ack_timeouts\[0\]: devices 0\.\.9 of attempt 1"
+    ):
+        cf.loads(json.dumps(document))
+
+
+_T = datetime(2026, 7, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        cf.DistributeRoot(),
+        cf.ProceedToImport(),
+        cf.ImportNow(),
+        cf.ExtendManually(),
+        cf.Cancel(),
+        cf.RetryAllFailed(),
+        cf.ServerRestarted(),
+        cf.DeviceInstalled("a"),
+        cf.DeviceFailed("a", "no space ✓"),
+        cf.Retry("a"),
+        cf.Enroll("a"),
+        cf.Unenroll("a"),
+        cf.Reenrolled("a"),
+        cf.PushRoot(("a", "b"), 2, _T),
+        cf.Notify(1, _T + 7 * 24 * HOUR, False, _T),
+        cf.ImportPostponed(1, _T, _T),
+        cf.ImportCertificate(forced=True, due_at=_T),
+        cf.RestartRequired(_T),
+        cf.ReenrollmentRequired(("c",), _T),
+        cf.AcknowledgementTimedOut(("d",), _T),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_commands_and_effects_round_trip_through_json_values(value: object) -> None:
+    from certflow.core.serialization import decode_command, decode_effect, encode
+
+    data = encode(value)  # type: ignore[arg-type]
+    assert data["type"] == type(value).__name__
+    decode = decode_effect if hasattr(value, "due_at") else decode_command
+    assert decode(json.loads(json.dumps(data))) == value
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"type": "Teleport"}, "malformed command: unknown type 'Teleport'"),
+        ([], "malformed command: unknown type 'list'"),
+        ({"type": "DeviceInstalled"}, "malformed command: device_id: missing field"),
+        (
+            {"type": "DeviceInstalled", "device_id": ""},
+            "^malformed command: device ids must be non-empty strings, got ''$",
+        ),
+    ],
+)
+def test_a_bad_command_value_is_a_serialization_error(data: object, message: str) -> None:
+    from certflow.core.serialization import decode_command
+
+    with pytest.raises(cf.SerializationError, match=message):
+        decode_command(data)
+
+
+def test_plan_and_phase_round_trip_and_refuse_what_they_do_not_know() -> None:
+    from certflow.core.serialization import decode_phase, decode_plan, encode
+
+    rollout = distributing(2)
+    assert decode_plan(encode(rollout.plan)) == rollout.plan
+    assert decode_phase(encode(rollout.phase)) == rollout.phase
+    with pytest.raises(cf.SerializationError, match="^malformed phase: unexpected field 'bogus'$"):
+        decode_phase({**encode(rollout.phase), "bogus": 1})
