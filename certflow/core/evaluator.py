@@ -255,6 +255,19 @@ class Evaluator:
         situation, _, trigger = self._rows_for(rollout, command, now)
         return i.refusal(self.compiled, situation, trigger, type(command).__name__)
 
+    def allows_at(
+        self, plan: Plan, phase: Phase, untrusting: int, now: datetime, command: c.Command
+    ) -> bool:
+        """:meth:`allows` for a rollout given by its parts, already advanced to ``now``
+        (``untrusting``: in-scope devices that do not trust the root); for drivers that
+        keep the parts, not a :class:`Rollout`."""
+        route = self._routes.get(type(command))
+        if route is None or route[0] != self.rules.rollout.name:
+            raise InvalidInput(f"{command!r} is not an administrator's rollout command")
+        rows = self.compiled.rows.get((phase.state.value, route[1]))
+        situation = g.Situation(plan, phase, now, untrusting)
+        return rows is not None and i.first_row(rows, situation)[0] is not None
+
     def _rows_for(
         self, rollout: Rollout, command: c.Command, now: datetime
     ) -> tuple[g.Situation, tuple[Any, ...] | None, str]:

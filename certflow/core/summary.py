@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
 import attrs
 
 from certflow.core import timeline
 from certflow.core.commands import ExtendManually
-from certflow.core.evaluator import DEFAULT
-from certflow.core.plan import DeviceRecord, DeviceState, RolloutState
+from certflow.core.evaluator import DEFAULT, Evaluator
+from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.rollout import Rollout
 
-__all__ = ["Summary", "summarize"]
+__all__ = ["Overview", "Summary", "overview", "summarize"]
 
 
 @attrs.frozen
-class Summary:
-    """A rollout as an administrator sees it at ``now``.
+class Overview:
+    """A rollout's state, counts and timeline at ``now``: the head of "view details".
 
-    Counts and the timeline are computed at once (O(1) in the fleet size); the device
-    list is read lazily through :meth:`devices`, which pages with ``offset``/``limit``.
-    Every instant comes from :mod:`certflow.core.timeline`, and
-    ``manual_extension_available`` is the declaration's own answer: whether
-    ``ExtendManually`` would be accepted at ``now``.
+    Everything here is O(1) in the fleet size: it needs the plan, the phase and the
+    counts per device state, so a database store builds the same overview from one row
+    (:func:`overview`). ``manual_extension_available`` is the declaration's own answer:
+    whether ``ExtendManually`` would be accepted at ``now``.
     """
 
     state: RolloutState
@@ -40,6 +39,16 @@ class Summary:
     manual_extension_opens_at: datetime | None
     manual_extensions: int
     restart_required: bool
+
+
+@attrs.frozen
+class Summary(Overview):
+    """A rollout as an administrator sees it at ``now``: the :class:`Overview`, and every
+    device, read lazily through :meth:`devices` (paged with ``offset``/``limit``).
+
+    Every instant comes from :mod:`certflow.core.timeline`.
+    """
+
     rollout: Rollout = attrs.field(repr=False, eq=False)
 
     def devices(
@@ -60,16 +69,21 @@ class Summary:
             yield record
 
 
-def summarize(rollout: Rollout, now: datetime) -> Summary:
-    """The view-details summary of ``rollout`` as advanced to ``now`` (pure)."""
-    rollout = DEFAULT.advance(rollout, now).rollout
-    plan, phase = rollout.plan, rollout.phase
-    counts = rollout.counts()
+def overview(
+    plan: Plan,
+    phase: Phase,
+    counts: Mapping[DeviceState, int],
+    now: datetime,
+    evaluator: Evaluator = DEFAULT,
+) -> Overview:
+    """The overview of a rollout already advanced to ``now`` (pure, O(1))."""
+    counts = {state: counts.get(state, 0) for state in DeviceState}
     in_scope = sum(n for state, n in counts.items() if state.in_scope)
     trusted = sum(n for state, n in counts.items() if state.in_scope and state.trusts)
+    untrusting = sum(n for state, n in counts.items() if state.in_scope and not state.trusts)
     percent = 100.0 if in_scope == 0 else 100.0 * trusted / in_scope
     running = phase.state.running
-    return Summary(
+    return Overview(
         state=phase.state,
         now=now,
         counts=counts,
@@ -79,9 +93,17 @@ def summarize(rollout: Rollout, now: datetime) -> Summary:
         next_notice=timeline.next_notice(plan, phase),
         next_checkpoint=timeline.next_checkpoint(plan, phase),
         deadline=timeline.deadline(plan, phase),
-        manual_extension_available=DEFAULT.allows(rollout, ExtendManually(), now),
+        manual_extension_available=evaluator.allows_at(
+            plan, phase, untrusting, now, ExtendManually()
+        ),
         manual_extension_opens_at=timeline.extension_opens(plan, phase) if running else None,
         manual_extensions=phase.manual_extensions,
         restart_required=phase.restart_required,
-        rollout=rollout,
     )
+
+
+def summarize(rollout: Rollout, now: datetime) -> Summary:
+    """The view-details summary of ``rollout`` as advanced to ``now`` (pure)."""
+    rollout = DEFAULT.advance(rollout, now).rollout
+    head = overview(rollout.plan, rollout.phase, rollout.counts(), now)
+    return Summary(**attrs.asdict(head, recurse=False), rollout=rollout)

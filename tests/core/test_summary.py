@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 import certflow as cf
 from tests.core.strategies import DAY, T0, build, day, distributing
 
@@ -72,3 +74,17 @@ def test_summary_is_taken_at_now_without_changing_the_rollout() -> None:
     assert summary.state is cf.RolloutState.FORCED
     assert summary.restart_required
     assert rollout.state is cf.RolloutState.DISTRIBUTING
+
+
+def test_the_overview_from_a_rollout_s_parts_is_the_summary_s_head() -> None:
+    from certflow.core.summary import overview
+
+    rollout = cf.apply(distributing(4), cf.DeviceInstalled("d0"), day(1)).rollout
+    for at in (day(1), day(6), day(6.5)):
+        summary = cf.summarize(rollout, at)
+        advanced = cf.advance(rollout, at).rollout
+        head = overview(advanced.plan, advanced.phase, advanced.counts(), at)
+        assert attrs.asdict(head) == {
+            k: v for k, v in attrs.asdict(summary, recurse=False).items() if k != "rollout"
+        }
+    assert summary.manual_extension_available
