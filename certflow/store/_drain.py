@@ -1,0 +1,95 @@
+"""Delivering the outbox, and retrying a command that met a busy database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TypeVar
+
+import attrs
+
+from certflow.core.effects import Effect
+from certflow.core.errors import CertflowError
+from certflow.store._errors import StoreBusy
+from certflow.store._model import Store
+
+__all__ = ["DrainReport", "Handler", "drain", "retrying"]
+
+Handler = Callable[[str, Effect], object]
+T = TypeVar("T")
+
+
+@attrs.frozen
+class DrainReport:
+    """What one :func:`drain` did: the effects delivered and acknowledged, the ones whose
+    handler failed (id and error, still pending), and the ones no handler takes."""
+
+    delivered: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]
+    unhandled: tuple[str, ...]
+
+
+def drain(
+    store: Store,
+    handlers: Mapping[type, Handler],
+    now: datetime,
+    *,
+    rollout: str | None = None,
+) -> DrainReport:
+    """Run the host's handlers for the pending effects due by ``now``, in order.
+
+    ``handlers`` maps an effect class (``certflow.PushRoot``, ...) to a function called
+    with the effect's id and the effect. Each effect whose handler returns is
+    acknowledged at once, so a later failure or a crash never repeats it; a handler that
+    raises leaves its effect pending (its error recorded) and the others go on. Delivery
+    is at-least-once: a crash between a handler's return and the acknowledgement
+    delivers that effect again, with the same id, so handlers deduplicate by id.
+    """
+    delivered: list[str] = []
+    failed: list[tuple[str, str]] = []
+    unhandled: list[str] = []
+    for stored in store.effects(rollout):
+        if stored.due_at > now:
+            continue
+        handler = handlers.get(type(stored.effect))
+        if handler is None:
+            unhandled.append(stored.id)
+            continue
+        try:
+            handler(stored.id, stored.effect)
+        except Exception as error:  # the host's handler: any failure keeps it pending
+            text = f"{type(error).__name__}: {error}"
+            store.record_failure(stored.id, text)
+            failed.append((stored.id, text))
+            continue
+        store.acknowledge([stored.id], now)
+        delivered.append(stored.id)
+    return DrainReport(tuple(delivered), tuple(failed), tuple(unhandled))
+
+
+def retrying(
+    operation: Callable[[], T],
+    *,
+    attempts: int = 8,
+    first_delay: float = 0.02,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``operation()``, retried with exponential back-off while the database is busy.
+
+    Every store command is one transaction that either committed or changed nothing, so
+    retrying after :class:`StoreBusy` never applies a command twice. Other errors
+    propagate at once; the last :class:`StoreBusy` propagates after ``attempts``.
+    """
+    if attempts < 1:
+        raise CertflowError(f"attempts must be at least 1, got {attempts}")
+    delay = first_delay
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except StoreBusy:
+            if attempt == attempts - 1:
+                raise
+            sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover

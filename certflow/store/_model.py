@@ -1,0 +1,131 @@
+"""What the store returns, and the protocol every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import attrs
+
+from certflow.core.commands import Command
+from certflow.core.effects import Effect
+from certflow.core.plan import DeviceState, RolloutState
+from certflow.core.rollout import Rollout
+from certflow.core.summary import Overview
+
+__all__ = ["DeviceRow", "JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
+
+
+@attrs.frozen
+class RolloutInfo:
+    """One line of the rollout list."""
+
+    name: str
+    state: RolloutState
+    clock: datetime
+    devices: int
+    percent_complete: float
+    next_due: datetime | None
+
+
+@attrs.frozen
+class DeviceRow:
+    """One device as the store keeps it (a row of the status page)."""
+
+    device_id: str
+    state: DeviceState
+    attempts: int
+    last_failure_reason: str | None
+    last_push: datetime | None
+    last_report: datetime | None
+
+
+@attrs.frozen
+class StoredEffect:
+    """An effect in the outbox. ``id`` is ``rollout:seq:position``: stable, unique, and
+    the same every time the effect is delivered, so that a handler can deduplicate."""
+
+    id: str
+    rollout: str
+    effect: Effect
+    acked_at: datetime | None
+    failures: int
+    last_error: str | None
+
+    @property
+    def due_at(self) -> datetime:
+        """When the effect became due."""
+        return self.effect.due_at
+
+
+@attrs.frozen
+class JournalEntry:
+    """One journal entry: what happened to a rollout at ``at``, and its outcome.
+
+    ``kind`` is ``create`` (``body["rollout"]`` is the created rollout's document),
+    ``advance`` (time moved the rollout), ``command`` or ``batch`` (``commands``, applied
+    in order). ``state`` is the rollout's state afterwards; ``effects`` the ids of the
+    effects it emitted, in order.
+    """
+
+    rollout: str
+    seq: int
+    at: datetime
+    kind: str
+    commands: tuple[Command, ...]
+    state: RolloutState
+    effects: tuple[str, ...]
+    body: dict[str, Any] = attrs.field(repr=False, eq=False)
+
+
+class Store(Protocol):
+    """A durable home for rollouts (see ``docs/store.md``).
+
+    Every method that changes a rollout runs in one transaction: the new state, its
+    journal entry and its effects commit together or not at all. Instants passed in
+    must be timezone-aware; the store keeps them in UTC.
+    """
+
+    def create(self, name: str, rollout: Rollout) -> RolloutInfo: ...
+
+    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]: ...
+
+    def execute_many(
+        self, name: str, commands: Iterable[Command], now: datetime
+    ) -> list[StoredEffect]: ...
+
+    def advance(self, name: str, now: datetime) -> list[StoredEffect]: ...
+
+    def tick(self, now: datetime) -> list[StoredEffect]: ...
+
+    def next_due(self, name: str | None = None) -> datetime | None: ...
+
+    def overview(self, name: str, now: datetime) -> Overview: ...
+
+    def devices(
+        self,
+        name: str,
+        states: Sequence[DeviceState] = (),
+        *,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[DeviceRow]: ...
+
+    def rollouts(self) -> list[RolloutInfo]: ...
+
+    def journal(self, name: str) -> Iterator[JournalEntry]: ...
+
+    def replay(self, name: str) -> Rollout: ...
+
+    def dumps(self, name: str) -> str: ...
+
+    def effects(
+        self, name: str | None = None, *, include_acknowledged: bool = False
+    ) -> list[StoredEffect]: ...
+
+    def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int: ...
+
+    def record_failure(self, effect_id: str, error: str) -> None: ...
+
+    def close(self) -> None: ...

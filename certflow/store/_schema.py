@@ -1,0 +1,82 @@
+"""The SQLite schema, as a list of forward migrations.
+
+``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1``; version 0 is an empty
+file. ``certflow_schema`` holds the version. A database newer than ``SCHEMA_VERSION`` is
+refused, never downgraded.
+
+Instants are stored as ISO 8601 text in UTC (``datetime.isoformat()`` of a UTC instant),
+which sorts chronologically, so ``MIN(ack_due)`` and ``ack_due <= :now`` are index reads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+_VERSION_1 = """
+CREATE TABLE certflow_schema (version INTEGER NOT NULL);
+INSERT INTO certflow_schema (version) VALUES (0);
+
+-- One row per rollout: the rollout machine's state and the per-state device counts,
+-- kept up to date by every transition, so that a device report reads and writes O(1) rows.
+CREATE TABLE rollouts (
+    id        INTEGER PRIMARY KEY,
+    name      TEXT    NOT NULL UNIQUE,
+    state     TEXT    NOT NULL,
+    plan      TEXT    NOT NULL,  -- JSON (certflow.core.serialization.encode)
+    phase     TEXT    NOT NULL,  -- JSON
+    clock     TEXT    NOT NULL,  -- the last instant the rollout has seen
+    counts    TEXT    NOT NULL,  -- JSON: device state -> number
+    size      INTEGER NOT NULL,  -- devices known; the next enrolment's index
+    phase_due TEXT,              -- the next timer that does not read the fleet
+    seq       INTEGER NOT NULL   -- the last journal sequence number
+);
+
+CREATE TABLE devices (
+    rollout     INTEGER NOT NULL REFERENCES rollouts (id),
+    idx         INTEGER NOT NULL,  -- creation, then enrolment order
+    device_id   TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    reason      TEXT,              -- the last failure reason
+    last_push   TEXT,
+    last_report TEXT,
+    ack_due     TEXT,              -- while the latest push awaits its answer
+    PRIMARY KEY (rollout, idx)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX devices_by_id ON devices (rollout, device_id);
+CREATE INDEX devices_by_state ON devices (rollout, state, idx);
+CREATE INDEX devices_by_ack_due ON devices (rollout, ack_due) WHERE ack_due IS NOT NULL;
+
+-- Append-only: never updated, never deleted.
+CREATE TABLE journal (
+    rollout INTEGER NOT NULL REFERENCES rollouts (id),
+    seq     INTEGER NOT NULL,
+    at      TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,  -- create | advance | command | batch
+    body    TEXT    NOT NULL,  -- JSON
+    PRIMARY KEY (rollout, seq)
+) WITHOUT ROWID;
+
+-- The effects of journal entry (rollout, seq), in order; acknowledged, never deleted.
+CREATE TABLE outbox (
+    rollout  INTEGER NOT NULL REFERENCES rollouts (id),
+    seq      INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    body     TEXT    NOT NULL,  -- JSON
+    due_at   TEXT    NOT NULL,
+    acked_at TEXT,
+    PRIMARY KEY (rollout, seq, position)
+) WITHOUT ROWID;
+CREATE INDEX outbox_pending ON outbox (rollout, seq, position) WHERE acked_at IS NULL;
+"""
+
+# Version 2: the outbox remembers delivery failures, so that `effects` can show why an
+# effect is still pending and a drainer can back off from one that keeps failing.
+_VERSION_2 = """
+ALTER TABLE outbox ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
+SCHEMA_VERSION = len(MIGRATIONS)
