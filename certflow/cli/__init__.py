@@ -7,7 +7,7 @@ input, 130 interrupted; every error is one line, never a traceback.
 
 from __future__ import annotations
 
-from certflow.cli import _certs, _simulate  # noqa: F401  (they register their commands)
+from certflow.cli import _certs, _rollout, _simulate  # noqa: F401  (they register their commands)
 from certflow.cli._app import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, main
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK", "main"]

@@ -1,0 +1,1026 @@
+"""``certflow rollout``: drive a durable rollout from the command line (``store.md``).
+
+Every subcommand opens the store named by ``--db`` (default ``./certflow.db``, or
+``CERTFLOW_DB``), runs one store operation at ``--now`` (default: the clock, read here and
+only here) and closes it. Only ``new`` creates a database; every other command refuses a
+missing one. A command the rules refuse exits 1 with the refusal; bad input exits 2.
+The choices made where the contract is silent are in ``docs/cli/rollout.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from certflow import certs
+from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, json_option, main, print_json
+from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file, _print_report
+from certflow.core import commands as c
+from certflow.core.effects import (
+    AcknowledgementTimedOut,
+    Effect,
+    ImportCertificate,
+    ImportPostponed,
+    Notify,
+    PushRoot,
+    ReenrollmentRequired,
+    RestartRequired,
+)
+from certflow.core.errors import CommandRefused, InvalidInput, UnknownDevice
+from certflow.core.evaluator import new_rollout
+from certflow.core.instants import show
+from certflow.core.plan import DeviceState
+from certflow.core.policy import CertificateKind
+from certflow.core.serialization import encode
+from certflow.core.summary import Overview
+from certflow.store import DeviceRow, JournalEntry, SqliteStore, StoredEffect, open_store
+
+R = TypeVar("R")
+
+#: The most bytes read from a device list or a report file: about 5 million lines.
+FILE_LIMIT = 256 * 1024 * 1024
+#: Work at least this large shows a progress bar on a terminal.
+PROGRESS_FROM = 10_000
+#: Devices named when a prompt lists the ones that would lose contact.
+FIRST_IDS = 10
+
+_UNTRUSTING = [s for s in DeviceState if s.in_scope and not s.trusts]
+
+
+# --- shared options and helpers --------------------------------------------------------------
+
+
+def _common(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--db``, ``--now`` and ``--json``, spelled the same on every subcommand."""
+    options = [
+        click.option(
+            "--db",
+            envvar="CERTFLOW_DB",
+            default="certflow.db",
+            show_default="./certflow.db, or $CERTFLOW_DB",
+            help="The database: a file path (or sqlite:///PATH).",
+        ),
+        click.option(
+            "--now",
+            "now",
+            help="The instant of the command, ISO 8601 with an offset (default: the current time).",
+        ),
+        json_option,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _refusals(command: Callable[..., int]) -> Callable[..., int]:
+    """A refusal by the rules exits 1 with its message (bad input stays 2, in ``_app``)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            return command(*args, **kwargs)
+        except CommandRefused as error:
+            click.echo(f"certflow: refused: {error}", err=True)
+            return EXIT_FINDINGS
+
+    return run
+
+
+def parse_now(value: str | None) -> datetime:
+    """``--now``: ISO 8601 with an offset; without one, the current time."""
+    if value is None:
+        return datetime.now(UTC)  # the command line is where the clock is read
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
+        ) from None
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise click.BadParameter(
+            f"{value!r} has no UTC offset; add one, e.g. {value}Z or {value}+05:30",
+            param_hint="--now",
+        )
+    return instant.astimezone(UTC)
+
+
+@contextmanager
+def _store(db: str, *, create: bool = False) -> Iterator[SqliteStore]:
+    store = open_store(db, create=create)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _interactive(as_json: bool) -> bool:
+    """Whether progress may be drawn: a person at a terminal, not a program."""
+    return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+@contextmanager
+def _progress(label: str, total: int, shown: bool) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a bar on standard error, or nothing."""
+    if not shown or total < PROGRESS_FROM:
+        yield lambda done, total: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        seen = [0]
+
+        def update(done: int, total: int) -> None:
+            bar.update(done - seen[0])
+            seen[0] = done
+
+        yield update
+
+
+def _lines(path: Path, what: str) -> list[str]:
+    """The lines of a text file, read once through certflow's bounded reader."""
+    data = certs.read_bounded(
+        path, limit=FILE_LIMIT, regular_only=False, hint=f" (the limit for {what})"
+    )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InvalidInput(f"{path}: line {line}: not UTF-8 text") from None
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _problems(path: Path, found: Sequence[str]) -> InvalidInput:
+    count = len(found)
+    head = f"{path}: {count} bad line{'s' * (count != 1)}, nothing was applied"
+    return InvalidInput("\n".join([head, *(f"  {line}" for line in found)]))
+
+
+# --- describing effects, devices, journal entries ---------------------------------------------
+
+
+def _some(ids: Sequence[str], shown: int = 3) -> str:
+    text = ", ".join(ids[:shown])
+    return text + (f", ... ({len(ids) - shown:,} more)" if len(ids) > shown else "")
+
+
+def describe(effect: Effect) -> str:
+    """One effect as an administrator reads it."""
+    if isinstance(effect, PushRoot):
+        ids = effect.device_ids
+        target = ids[0] if len(ids) == 1 else f"{len(ids):,} devices"
+        return f"push root to {target} (attempt {effect.attempt})"
+    if isinstance(effect, Notify):
+        what = "the deadline: the import happens then" if effect.final else "a checkpoint"
+        return (
+            f"e-mail administrators: checkpoint {effect.checkpoint} on "
+            f"{show(effect.checkpoint_at)} ({what})"
+        )
+    if isinstance(effect, ImportPostponed):
+        return (
+            f"checkpoint {effect.checkpoint}: not every device trusts the root; import "
+            f"postponed to {show(effect.next_checkpoint_at)}"
+        )
+    if isinstance(effect, ImportCertificate):
+        if effect.forced:
+            return "import the new certificate (FORCED: devices not trusting the root lose contact)"
+        return "import the new certificate"
+    if isinstance(effect, RestartRequired):
+        return "restart the server so that it loads the new certificate"
+    if isinstance(effect, ReenrollmentRequired):
+        count = len(effect.device_ids)
+        return f"{count:,} device{'s' * (count != 1)} must re-enrol: {_some(effect.device_ids)}"
+    if isinstance(effect, AcknowledgementTimedOut):
+        count = len(effect.device_ids)
+        return f"{count:,} push{'es' * (count != 1)} timed out: {_some(effect.device_ids)}"
+    return repr(effect)  # pragma: no cover - every effect class is described above
+
+
+def _effect_data(stored: StoredEffect) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "rollout": stored.rollout,
+        "due_at": stored.due_at.isoformat(),
+        "text": describe(stored.effect),
+        "effect": encode(stored.effect),
+        "acknowledged_at": None if stored.acked_at is None else stored.acked_at.isoformat(),
+        "failures": stored.failures,
+        "last_error": stored.last_error,
+    }
+
+
+def _print_effects(effects: Sequence[StoredEffect], *, indent: str = "") -> None:
+    width = max((len(e.id) for e in effects), default=0)
+    for stored in effects:
+        notes = []
+        if stored.acked_at is not None:
+            notes.append(f"acknowledged {show(stored.acked_at)}")
+        if stored.failures:
+            notes.append(f"{stored.failures} failed deliveries, last: {stored.last_error}")
+        tail = f"  [{'; '.join(notes)}]" if notes else ""
+        click.echo(
+            f"{indent}{stored.id:<{width}}  {show(stored.due_at)}  {describe(stored.effect)}{tail}"
+        )
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _device_data(row: DeviceRow) -> dict[str, Any]:
+    return {
+        "device": row.device_id,
+        "state": row.state.value,
+        "attempts": row.attempts,
+        "last_push": _instant(row.last_push),
+        "last_report": _instant(row.last_report),
+        "reason": row.last_failure_reason,
+    }
+
+
+def _command_text(command: c.Command) -> str:
+    text = type(command).__name__
+    device = getattr(command, "device_id", None)
+    if device is not None:
+        text += f" {device}"
+    reason = getattr(command, "reason", None)
+    if reason:
+        text += f" ({reason})"
+    return text
+
+
+def _entry_data(entry: JournalEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "kind": entry.kind,
+        "commands": [encode(command) for command in entry.commands],
+        "state": entry.state.value,
+        "effects": list(entry.effects),
+    }
+
+
+def _entry_text(entry: JournalEntry) -> str:
+    if entry.kind == "create":
+        what = f"created ({len(entry.body['devices']['ids']):,} devices)"
+    elif entry.kind == "advance":
+        what = "time moved the rollout"
+    elif entry.kind == "command":
+        what = _command_text(entry.commands[0])
+    else:
+        kinds = Counter(type(command).__name__ for command in entry.commands)
+        parts = ", ".join(f"{name} x{n:,}" for name, n in sorted(kinds.items()))
+        what = f"batch of {len(entry.commands):,} ({parts})"
+    effects = ""
+    if len(entry.effects) == 1:
+        effects = f"  effect {entry.effects[0]}"
+    elif entry.effects:  # ids of one entry differ in their last part only
+        effects = f"  effects {entry.effects[0]}..{entry.effects[-1].rsplit(':', 1)[1]}"
+    return f"{entry.seq:>5}  {show(entry.at)}  {what} -> {entry.state.value}{effects}"
+
+
+# --- the group ---------------------------------------------------------------------------------
+
+
+@main.group("rollout")
+def rollout_group() -> None:
+    """Run a rollout stored in a database: create it, send commands and reports, tick, read.
+
+    Every subcommand takes --db (default ./certflow.db, or $CERTFLOW_DB) and --now (ISO
+    8601 with an offset; default the current time). Exit codes: 0 ok, 1 the rules refused
+    the command (or a prompt was declined), 2 bad input.
+    """
+
+
+def _outcome(
+    store: SqliteStore,
+    name: str,
+    what: str,
+    effects: Sequence[StoredEffect],
+    at: datetime,
+    as_json: bool,
+) -> int:
+    """What a command did: the rollout's state and the effects it placed in the outbox."""
+    state = store.overview(name, at).state.value
+    if as_json:
+        print_json(
+            {
+                "rollout": name,
+                "done": what,
+                "state": state,
+                "effects": [_effect_data(e) for e in effects],
+            }
+        )
+        return EXIT_OK
+    click.echo(f"{what}: rollout {name} is {state}")
+    if effects:
+        click.echo(f"Effects placed in the outbox ({len(effects)}):")
+        _print_effects(effects, indent="  ")
+    return EXIT_OK
+
+
+def _execute(db: str, now: str | None, as_json: bool, name: str, command: c.Command) -> int:
+    at = parse_now(now)
+    with _store(db) as store:
+        effects = store.execute(name, command, at)
+        return _outcome(store, name, _command_text(command), effects, at, as_json)
+
+
+_name = click.argument("name")
+_device = click.argument("device")
+
+
+# --- new ---------------------------------------------------------------------------------------
+
+
+def read_device_ids(path: Path) -> list[str]:
+    """Device ids, one per line (surrounding blanks and blank lines ignored); a duplicate
+    or an empty list is refused, naming every duplicate's lines."""
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    duplicates: list[str] = []
+    for number, line in enumerate(_lines(path, "a device list"), start=1):
+        device = line.strip()
+        if not device:
+            continue
+        if device in first_line:
+            duplicates.append(
+                f"line {number}: device {device!r} is already on line {first_line[device]}"
+            )
+            continue
+        first_line[device] = number
+        ids.append(device)
+    if duplicates:
+        raise _problems(path, duplicates)
+    if not ids:
+        raise InvalidInput(f"{path}: no device ids (give one id per line)")
+    return ids
+
+
+@rollout_group.command("new")
+@_name
+@click.option(
+    "--cert",
+    "cert_files",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The new certificate material (PFX, CER/CRT, chain, key); repeat for each file.",
+)
+@click.option("--password", help="The password of encrypted material (PFX, key).")
+@_password_file
+@click.option(
+    "--existing",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The server's current certificate (its expiry bounds the rollout).",
+)
+@click.option(
+    "--devices",
+    "devices_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file of device ids, one per line.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    help="An address clients use: host name or NAT address. Repeat it for each of them.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in CertificateKind]),
+    default=CertificateKind.MDM_SERVER.value,
+    show_default=True,
+    help="Which server certificate the rollout replaces.",
+)
+@click.option(
+    "--public-root/--private-root",
+    "public_root",
+    default=None,
+    help="Override whether the new root is publicly trusted (default: what the chain says).",
+)
+@_common
+def rollout_new(
+    name: str,
+    cert_files: tuple[Path, ...],
+    password: str | None,
+    password_file: Path | None,
+    existing: Path,
+    devices_file: Path,
+    hosts: tuple[str, ...],
+    kind: str,
+    public_root: bool | None,
+    db: str,
+    now: str | None,
+    as_json: bool,
+) -> int:
+    """Create a pending rollout from the new certificate, the current one and the devices.
+
+    The material is loaded and checked for every --host at --now, as `certflow cert
+    check` does; any error finding refuses the rollout (exit 1, the findings are shown).
+    Creates the database when it does not exist.
+    """
+    at = parse_now(now)
+    if password is not None and password_file is not None:
+        raise click.UsageError(f"give --password or {PASSWORD_FILE}, not both")
+    secret = password if password is not None else _password(password_file)
+    material = _load(cert_files, secret)
+    current = _load([existing], None)
+    ids = read_device_ids(devices_file)
+    try:
+        rollout = certs.rollout_for(
+            material, current, ids, now=at, kind=CertificateKind(kind), hosts=hosts
+        )
+    except certs.CertificateRejected as error:
+        if as_json:
+            print_json(error.report.to_dict())
+        else:
+            _print_report(error.report)
+        click.echo(f"certflow: refused: {error}", err=True)
+        return EXIT_FINDINGS
+    plan = rollout.plan
+    if public_root is not None and public_root != plan.root_publicly_trusted:
+        # rollout_for takes the answer from the chain; the administrator knows better
+        # (a private root already on every device, say), so the plan is made again.
+        rollout = new_rollout(
+            ids,
+            existing_not_after=plan.existing_not_after,
+            new_not_before=plan.new_not_before,
+            new_not_after=plan.new_not_after,
+            root_publicly_trusted=public_root,
+            created_at=plan.created_at,
+            kind=plan.kind,
+            policy=plan.policy,
+        )
+    with (
+        _store(db, create=True) as store,
+        _progress("Writing devices", len(ids), _interactive(as_json)) as progress,
+    ):
+        info = store.create(name, rollout, progress=progress)
+    public = rollout.plan.root_publicly_trusted
+    if as_json:
+        print_json(
+            {
+                "rollout": info.name,
+                "state": info.state.value,
+                "devices": info.devices,
+                "kind": rollout.plan.kind.value,
+                "root_publicly_trusted": public,
+                "new_not_after": rollout.plan.new_not_after.isoformat(),
+                "existing_not_after": rollout.plan.existing_not_after.isoformat(),
+                "database": db,
+            }
+        )
+        return EXIT_OK
+    click.echo(
+        f"Created rollout {info.name} ({info.state.value}) for {info.devices:,} devices in {db}"
+    )
+    click.echo(f"Current certificate expires {show(rollout.plan.existing_not_after)}")
+    click.echo(f"New certificate valid until {show(rollout.plan.new_not_after)}")
+    if public:
+        click.echo(f"Root: publicly trusted. Next: certflow rollout proceed {info.name}")
+    else:
+        click.echo(f"Root: private. Next: certflow rollout distribute {info.name}")
+    return EXIT_OK
+
+
+# --- the administrator's commands ----------------------------------------------------------------
+
+
+@rollout_group.command("distribute")
+@_name
+@_common
+@_refusals
+def rollout_distribute(name: str, db: str, now: str | None, as_json: bool) -> int:
+    """Distribute Root Certificate (recommended): push the new root to every device."""
+    return _execute(db, now, as_json, name, c.DistributeRoot())
+
+
+def _confirm_import(
+    store: SqliteStore, name: str, at: datetime, yes: bool, as_json: bool, what: str
+) -> bool:
+    """List the devices the import would cut off and ask; ``True`` to go ahead."""
+    head = store.overview(name, at)
+    count = sum(head.counts[state] for state in _UNTRUSTING)
+    if count == 0:
+        return True  # nobody loses contact: nothing to confirm
+    first = [row.device_id for row in store.devices(name, _UNTRUSTING, limit=FIRST_IDS)]
+    more = f", ... ({count - len(first):,} more)" if count > len(first) else ""
+    click.echo(
+        f"{count:,} device{'s' * (count != 1)} do not trust the new root and would lose "
+        f"communication: {', '.join(first)}{more}",
+        err=True,
+    )
+    if yes:
+        return True
+    try:
+        return click.confirm(f"{what} anyway?", default=False, err=True)
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise click.UsageError(
+            "no answer on standard input; give --yes to import without asking"
+        ) from None
+
+
+def _import(
+    name: str, yes: bool, db: str, now: str | None, as_json: bool, command: c.Command, what: str
+) -> int:
+    at = parse_now(now)
+    with _store(db) as store:
+        if not _confirm_import(store, name, at, yes, as_json, what):
+            click.echo(f"certflow: not imported: {what} declined; nothing was changed", err=True)
+            return EXIT_FINDINGS
+        effects = store.execute(name, command, at)
+        return _outcome(store, name, _command_text(command), effects, at, as_json)
+
+
+_yes = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+@rollout_group.command("proceed")
+@_name
+@_yes
+@_common
+@_refusals
+def rollout_proceed(name: str, yes: bool, db: str, now: str | None, as_json: bool) -> int:
+    """Proceed to Import: import once every device trusts the root (at a checkpoint).
+
+    Lists the devices that would lose communication and asks first (--yes skips it).
+    """
+    return _import(name, yes, db, now, as_json, c.ProceedToImport(), "Proceed to Import")
+
+
+@rollout_group.command("import-now")
+@_name
+@_yes
+@_common
+@_refusals
+def rollout_import_now(name: str, yes: bool, db: str, now: str | None, as_json: bool) -> int:
+    """Import the new certificate now.
+
+    Lists the devices that would lose communication and asks first (--yes skips it).
+    """
+    return _import(name, yes, db, now, as_json, c.ImportNow(), "Import now")
+
+
+@rollout_group.command("extend")
+@_name
+@_common
+@_refusals
+def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
+    """The manual one-week extension (from the day the rules open it)."""
+    return _execute(db, now, as_json, name, c.ExtendManually())
+
+
+@rollout_group.command("cancel")
+@_name
+@_common
+@_refusals
+def rollout_cancel(name: str, db: str, now: str | None, as_json: bool) -> int:
+    """Cancel the rollout."""
+    return _execute(db, now, as_json, name, c.Cancel())
+
+
+# --- device reports ----------------------------------------------------------------------------
+
+_OUTCOMES = ("installed", "failed")
+_Report = c.DeviceInstalled | c.DeviceFailed
+
+
+def read_reports(path: Path) -> tuple[list[_Report], dict[str, int]]:
+    """The reports of a CSV file (``device,installed`` or ``device,failed[,reason]``) and
+    each device's line. Every bad line is listed; one bad line refuses the whole file."""
+    reports: list[_Report] = []
+    line_of: dict[str, int] = {}
+    bad: list[str] = []
+    lines = _lines(path, "a report file")
+    for number, fields in enumerate(csv.reader(lines), start=1):
+        if not fields or not "".join(fields).strip():
+            continue
+        device = fields[0].strip()
+        outcome = fields[1].strip().lower() if len(fields) > 1 else ""
+        # A reason may hold commas without quotes: everything after the second comma.
+        reason = ",".join(fields[2:]).strip()
+        if not device:
+            bad.append(f"line {number}: no device id")
+        elif outcome not in _OUTCOMES:
+            got = f"got {fields[1].strip()!r}" if len(fields) > 1 else "it is missing"
+            bad.append(f"line {number}: the outcome must be 'installed' or 'failed', {got}")
+        elif outcome == "installed" and len(fields) > 2:
+            bad.append(f"line {number}: a reason is only for 'failed'")
+        elif device in line_of:
+            bad.append(
+                f"line {number}: device {device!r} is already reported on line {line_of[device]}"
+            )
+        else:
+            line_of[device] = number
+            reports.append(
+                c.DeviceInstalled(device)
+                if outcome == "installed"
+                else c.DeviceFailed(device, reason)
+            )
+    if bad:
+        raise _problems(path, bad)
+    if not reports:
+        raise InvalidInput(
+            f"{path}: no reports (lines 'device,installed' or 'device,failed,reason')"
+        )
+    return reports, line_of
+
+
+@rollout_group.command("report")
+@_name
+@click.argument("device", required=False)
+@click.argument("outcome", required=False, type=click.Choice(_OUTCOMES))
+@click.option("--reason", help="Why the device failed (with 'failed').")
+@click.option(
+    "--file",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=False),
+    help="Many reports from a CSV file: lines 'device,installed' or 'device,failed[,reason]'.",
+)
+@_common
+@_refusals
+def rollout_report(
+    name: str,
+    device: str | None,
+    outcome: str | None,
+    reason: str | None,
+    report_file: Path | None,
+    db: str,
+    now: str | None,
+    as_json: bool,
+) -> int:
+    """Report a device's answer (installed or failed), or a file of them with --file.
+
+    A file is applied in one transaction: a file with a bad line, an unknown device or a
+    report the rules refuse is refused whole, every bad line listed, and nothing applied.
+    """
+    if report_file is not None:
+        if device is not None or reason is not None:
+            raise click.UsageError("--file takes no DEVICE, OUTCOME or --reason")
+        return _report_file(name, report_file, db, now, as_json)
+    if device is None or outcome is None:
+        raise click.UsageError("give DEVICE and installed|failed, or --file CSV")
+    if reason is not None and outcome != "failed":
+        raise click.UsageError("--reason is only for 'failed'")
+    command: c.Command = (
+        c.DeviceInstalled(device)
+        if outcome == "installed"
+        else c.DeviceFailed(device, reason or "")
+    )
+    return _execute(db, now, as_json, name, command)
+
+
+def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool) -> int:
+    at = parse_now(now)
+    reports, line_of = read_reports(path)
+    with _store(db) as store:
+        unknown: list[str] = []
+        with _progress("Checking devices", len(reports), _interactive(as_json)) as progress:
+            for done, report in enumerate(reports, start=1):
+                device = report.device_id
+                try:
+                    store.device(name, device)
+                except UnknownDevice:
+                    unknown.append(f"line {line_of[device]}: unknown device {device!r}")
+                if done % 1000 == 0 or done == len(reports):
+                    progress(done, len(reports))
+        if unknown:
+            raise _problems(path, unknown)
+        try:
+            effects = store.execute_many(name, reports, at)
+        except CommandRefused as error:
+            where = f"line {line_of[error.device_id]}: " if error.device_id in line_of else ""
+            raise CommandRefused(
+                f"{path}: {where}{error}; nothing was applied",
+                command=error.command,
+                state=error.state,
+                reason=error.reason,
+                allowed_at=error.allowed_at,
+                device_id=error.device_id,
+                device_state=error.device_state,
+            ) from None
+        count = len(reports)
+        return _outcome(store, name, f"{count:,} report{'s' * (count != 1)}", effects, at, as_json)
+
+
+# --- retries and fleet changes -----------------------------------------------------------------
+
+
+@rollout_group.command("retry")
+@_name
+@click.argument("device", required=False)
+@click.option("--all-failed", is_flag=True, help="Retry every failed device.")
+@_common
+@_refusals
+def rollout_retry(
+    name: str, device: str | None, all_failed: bool, db: str, now: str | None, as_json: bool
+) -> int:
+    """Push the root again to one failed DEVICE, or to every failed device (--all-failed)."""
+    if (device is None) == (not all_failed):
+        raise click.UsageError("give one DEVICE or --all-failed")
+    command: c.Command = c.RetryAllFailed() if all_failed else c.Retry(device or "")
+    return _execute(db, now, as_json, name, command)
+
+
+def _fleet_command(spelling: str, make: Callable[[str], c.Command], doc: str) -> click.Command:
+    @_name
+    @_device
+    @_common
+    @_refusals
+    def run(name: str, device: str, db: str, now: str | None, as_json: bool) -> int:
+        return _execute(db, now, as_json, name, make(device))
+
+    run.__doc__ = doc
+    return rollout_group.command(spelling)(run)
+
+
+_fleet_command(
+    "enroll", c.Enroll, "A device enrolled: it joins the rollout (pushed if it is distributing)."
+)
+_fleet_command("unenroll", c.Unenroll, "A device left: it goes out of the rollout's scope.")
+_fleet_command("reenrolled", c.Reenrolled, "A device cut off by the import has re-enrolled.")
+
+
+@rollout_group.command("restarted")
+@_name
+@_common
+@_refusals
+def rollout_restarted(name: str, db: str, now: str | None, as_json: bool) -> int:
+    """The server was restarted (after the import, it loads the new certificate)."""
+    return _execute(db, now, as_json, name, c.ServerRestarted())
+
+
+@rollout_group.command("tick")
+@click.argument("name", required=False)
+@_common
+@_refusals
+def rollout_tick(name: str | None, db: str, now: str | None, as_json: bool) -> int:
+    """Advance rollout NAME, or every rollout with something due, to --now.
+
+    What a scheduler does: notices, checkpoints, the import, timed-out pushes.
+    """
+    at = parse_now(now)
+    with _store(db) as store:
+        effects = store.advance(name, at) if name is not None else store.tick(at)
+        if name is not None:
+            return _outcome(store, name, "tick", effects, at, as_json)
+    if as_json:
+        print_json({"done": "tick", "effects": [_effect_data(e) for e in effects]})
+        return EXIT_OK
+    click.echo(f"tick at {show(at)}: {len(effects)} effect{'s' * (len(effects) != 1)}")
+    _print_effects(effects, indent="  ")
+    return EXIT_OK
+
+
+# --- the outbox --------------------------------------------------------------------------------
+
+
+@rollout_group.command("effects")
+@_name
+@click.option("--all", "include_all", is_flag=True, help="Acknowledged effects too.")
+@_common
+def rollout_effects(name: str, include_all: bool, db: str, now: str | None, as_json: bool) -> int:
+    """The effects waiting in the outbox (every one with --all), each with its id for ack."""
+    parse_now(now)  # every subcommand takes --now; a read only checks it
+    with _store(db) as store:
+        effects = store.effects(name, include_acknowledged=include_all)
+    if as_json:
+        print_json([_effect_data(e) for e in effects])
+    elif not effects:
+        click.echo("No effects." if include_all else "No pending effects.")
+    else:
+        _print_effects(effects)
+    return EXIT_OK
+
+
+@rollout_group.command("ack")
+@_name
+@click.argument("effect_ids", nargs=-1, required=True)
+@_common
+def rollout_ack(
+    name: str, effect_ids: tuple[str, ...], db: str, now: str | None, as_json: bool
+) -> int:
+    """Acknowledge effects the host has performed (twice is harmless)."""
+    at = parse_now(now)
+    foreign = [e for e in effect_ids if not e.startswith(f"{name}:")]
+    if foreign:
+        raise InvalidInput(
+            f"effect ids {', '.join(map(repr, foreign))} are not of rollout {name!r} "
+            f"(ids look like {name}:SEQ:N; see `certflow rollout effects {name}`)"
+        )
+    with _store(db) as store:
+        done = store.acknowledge(effect_ids, at)
+    already = len(set(effect_ids)) - done
+    if as_json:
+        print_json({"rollout": name, "acknowledged": done, "already_acknowledged": already})
+    else:
+        extra = f" ({already} already acknowledged)" if already > 0 else ""
+        click.echo(f"Acknowledged {done} effect{'s' * (done != 1)}{extra}")
+    return EXIT_OK
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _overview_data(head: Overview) -> dict[str, Any]:
+    return {
+        "state": head.state.value,
+        "now": head.now.isoformat(),
+        "counts": {state.value: n for state, n in head.counts.items()},
+        "in_scope": head.in_scope,
+        "percent_complete": round(head.percent_complete, 2),
+        "started_at": _instant(head.started_at),
+        "next_notice": _instant(head.next_notice),
+        "next_checkpoint": _instant(head.next_checkpoint),
+        "deadline": _instant(head.deadline),
+        "manual_extension_available": head.manual_extension_available,
+        "manual_extension_opens_at": _instant(head.manual_extension_opens_at),
+        "manual_extensions": head.manual_extensions,
+        "restart_required": head.restart_required,
+    }
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else show(value)
+
+
+def _print_overview(name: str, head: Overview) -> None:
+    trusted = head.in_scope - sum(head.counts[s] for s in _UNTRUSTING)
+    if head.manual_extension_available:
+        extension = "available now"
+    elif head.manual_extension_opens_at is not None and head.manual_extension_opens_at > head.now:
+        extension = f"not yet, from {show(head.manual_extension_opens_at)}"
+    else:
+        extension = "not available"
+    if head.manual_extensions:
+        extension += f" (used {head.manual_extensions} time{'s' * (head.manual_extensions != 1)})"
+    rows = [
+        ("Rollout", f"{name}: {head.state.value} (at {show(head.now)})"),
+        (
+            "Complete",
+            f"{head.percent_complete:.1f}% ({trusted:,} of {head.in_scope:,} in-scope devices "
+            "trust the root)",
+        ),
+        ("Devices", ", ".join(f"{s.value} {n:,}" for s, n in head.counts.items())),
+        ("Started", _when(head.started_at)),
+        ("Next notice", _when(head.next_notice)),
+        ("Next checkpoint", _when(head.next_checkpoint)),
+        ("Deadline", _when(head.deadline)),
+        ("Extension", extension),
+        ("Restart required", "yes" if head.restart_required else "no"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label + ':':<18}{value}")
+
+
+def _print_devices(rows: Sequence[DeviceRow]) -> None:
+    if not rows:
+        click.echo("No devices on this page.")
+        return
+    table = [
+        (
+            r.device_id,
+            r.state.value,
+            str(r.attempts),
+            _when(r.last_push),
+            _when(r.last_report),
+            r.last_failure_reason or "",
+        )
+        for r in rows
+    ]
+    titles = ("DEVICE", "STATE", "ATTEMPTS", "LAST PUSH", "LAST REPORT", "REASON")
+    widths = [max(len(t), *(len(row[i]) for row in table)) for i, t in enumerate(titles[:-1])]
+    for row in [titles, *table]:
+        cells = [f"{cell:<{w}}" for cell, w in zip(row[:-1], widths, strict=True)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+@rollout_group.command("status")
+@_name
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in DeviceState]),
+    help="Only devices in this state; repeat for several.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Devices per page.",
+)
+@click.option("--after", metavar="DEVICE", help="The page after this device (keyset paging).")
+@_common
+def rollout_status(
+    name: str,
+    states: tuple[str, ...],
+    limit: int,
+    after: str | None,
+    db: str,
+    now: str | None,
+    as_json: bool,
+) -> int:
+    """View Details: state, counts, percent complete, timeline, then a page of devices.
+
+    The rollout is first advanced to --now if something fell due (as tick would), so what
+    is shown is current. The device table is in creation order; --after DEVICE (the last
+    one shown) gives the next page.
+    """
+    at = parse_now(now)
+    wanted = [DeviceState(s) for s in states]
+    with _store(db) as store:
+        head = store.overview(name, at)
+        rows = store.devices(name, wanted, after=after, limit=limit)
+    following = rows[-1].device_id if len(rows) == limit else None
+    if as_json:
+        print_json(
+            {
+                "rollout": name,
+                **_overview_data(head),
+                "devices": [_device_data(r) for r in rows],
+                "next_after": following,
+            }
+        )
+        return EXIT_OK
+    _print_overview(name, head)
+    click.echo("")
+    _print_devices(rows)
+    if following is not None:
+        filters = "".join(f" --state {s}" for s in states)
+        click.echo(
+            f"More: certflow rollout status {name}{filters} --limit {limit} --after {following}"
+        )
+    return EXIT_OK
+
+
+@rollout_group.command("history")
+@_name
+@_common
+def rollout_history(name: str, db: str, now: str | None, as_json: bool) -> int:
+    """The journal: every command, report batch and advance, with its instant and effects.
+
+    --json prints JSON lines, one entry per line, oldest first.
+    """
+    parse_now(now)
+    with _store(db) as store:
+        for entry in store.journal(name):
+            if as_json:
+                click.echo(json_line(_entry_data(entry)))
+            else:
+                click.echo(_entry_text(entry))
+    return EXIT_OK
+
+
+def json_line(data: object) -> str:
+    """Compact JSON on one line (for JSON-lines output)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+@rollout_group.command("list")
+@_common
+def rollout_list(db: str, now: str | None, as_json: bool) -> int:
+    """The rollouts in the database, with state and progress."""
+    parse_now(now)
+    with _store(db) as store:
+        infos = store.rollouts()
+    if as_json:
+        print_json(
+            [
+                {
+                    "rollout": i.name,
+                    "state": i.state.value,
+                    "devices": i.devices,
+                    "percent_complete": round(i.percent_complete, 2),
+                    "clock": i.clock.isoformat(),
+                    "next_due": _instant(i.next_due),
+                }
+                for i in infos
+            ]
+        )
+        return EXIT_OK
+    if not infos:
+        click.echo("No rollouts.")
+        return EXIT_OK
+    width = max(len("ROLLOUT"), *(len(i.name) for i in infos))
+    click.echo(f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'DEVICES':>9}  {'DONE':>6}  NEXT DUE")
+    for i in infos:
+        click.echo(
+            f"{i.name:<{width}}  {i.state.value:<12}  {i.devices:>9,}  "
+            f"{i.percent_complete:>5.1f}%  {_when(i.next_due)}"
+        )
+    return EXIT_OK
