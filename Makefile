@@ -33,8 +33,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# The rollout core in memory, then the SQLite store (which compares against the
+# eventsourcing library: the `bench` extra).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	$(BIN)/python benchmarks/bench_rollout.py
+	$(BIN)/python benchmarks/bench_store.py
 
 # Mutation testing of the pure core (long: not in CI): mutmut mutates the code, and
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:
