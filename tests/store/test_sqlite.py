@@ -1,0 +1,454 @@
+"""The SQLite store against the in-memory evaluator: the differential test, and the
+store's own contract (journal replay, O(1) reads of a device report, paging).
+
+The oracle is the pure evaluator: every history of commands and time steps is applied
+to a :class:`certflow.Rollout` and to the store, and after every step the two must agree
+on the outcome (the same effects, or the same refusal: class and message), on
+``dumps``, and on ``next_due``. The journal must replay to the stored rollout at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import certflow as cf
+from certflow.store import SqliteStore, StoreError, UnknownRollout
+from tests.core.strategies import DAY, HOUR, T0, build, day, distributing, policies
+
+DEVICE_COMMANDS: tuple[Callable[[str], cf.Command], ...] = (
+    cf.DeviceInstalled,
+    lambda d: cf.DeviceFailed(d, "profile refused ✓"),
+    cf.Retry,
+    cf.Enroll,
+    cf.Unenroll,
+    cf.Reenrolled,
+)
+ADMIN_COMMANDS = st.sampled_from(
+    [
+        cf.DistributeRoot(),
+        cf.ProceedToImport(),
+        cf.ImportNow(),
+        cf.ExtendManually(),
+        cf.Cancel(),
+        cf.RetryAllFailed(),
+        cf.ServerRestarted(),
+    ]
+)
+steps = st.one_of(
+    st.just(timedelta(0)),
+    st.integers(1, 59).map(lambda m: m * timedelta(minutes=1)),
+    st.integers(1, 48).map(lambda h: h * HOUR),
+    st.integers(1, 9).map(lambda d: d * DAY),
+)
+
+
+def _outcome(run: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "ok", run()
+    except cf.CertflowError as error:
+        return type(error).__name__, str(error)
+
+
+class StoreAgainstEvaluator(RuleBasedStateMachine):
+    """Random histories through both drivers; they never disagree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="certflow-diff-"))
+        self.store = SqliteStore(self.folder / "rollouts.db")
+        self.memory: cf.Rollout | None = None
+        self.ids: list[str] = []
+        self.now = T0
+
+    def teardown(self) -> None:
+        try:
+            if self.memory is not None:
+                assert cf.dumps(self.store.replay("r")) == self.store.dumps("r")
+        finally:
+            self.store.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    @initialize(
+        devices=st.integers(0, 12),
+        policy=policies(),
+        kind=st.sampled_from(cf.CertificateKind),
+        public=st.booleans(),
+        trusted=st.integers(0, 3),
+        distribute=st.booleans(),
+    )
+    def create(
+        self,
+        devices: int,
+        policy: cf.Policy,
+        kind: cf.CertificateKind,
+        public: bool,
+        trusted: int,
+        distribute: bool,
+    ) -> None:
+        self.ids = [f"d{i}" for i in range(devices)]
+        rollout = build(
+            devices,
+            policy=policy,
+            kind=kind,
+            public=public,
+            trusted=tuple(self.ids[:trusted]),
+        )
+        self.memory = rollout
+        self.store.create("r", rollout)
+        if distribute:  # through both drivers, so that most histories start running
+            self._both(
+                lambda r: cf.apply(r, cf.DistributeRoot(), T0),
+                lambda: self.store.execute("r", cf.DistributeRoot(), T0),
+            )
+
+    def _both(self, memory: Callable[[cf.Rollout], cf.Step], stored: Callable[[], Any]) -> None:
+        assert self.memory is not None
+        before = self.memory
+        expected = _outcome(lambda: memory(before))
+        got = _outcome(stored)
+        if expected[0] == "ok":
+            assert got[0] == "ok", got
+            step: cf.Step = expected[1]
+            assert [s.effect for s in got[1]] == list(step.effects)
+            self.memory = step.rollout
+        else:
+            # The store names the rollout where the evaluator says "this rollout".
+            assert (got[0], got[1].replace("rollout 'r'", "this rollout")) == expected
+
+    def _device_command(self, data: st.DataObject) -> cf.Command:
+        pool = [*self.ids, "new-1", "new-2", "ghost"]
+        make = data.draw(st.sampled_from(DEVICE_COMMANDS))
+        return make(data.draw(st.sampled_from(pool)))
+
+    @rule(data=st.data(), step=steps)
+    def device_command(self, data: st.DataObject, step: timedelta) -> None:
+        self.now += step
+        command, now = self._device_command(data), self.now
+        self._both(
+            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
+        )
+
+    @rule(data=st.data(), size=st.integers(0, 6), step=steps)
+    def device_batch(self, data: st.DataObject, size: int, step: timedelta) -> None:
+        self.now += step
+        commands = [self._device_command(data) for _ in range(size)]
+        now = self.now
+        self._both(
+            lambda r: cf.apply_all(r, commands, now),
+            lambda: self.store.execute_many("r", commands, now),
+        )
+
+    @rule(data=st.data(), step=steps)
+    def every_pushed_device_answers(self, data: st.DataObject, step: timedelta) -> None:
+        # Batches of many reports, where the rollout has pushed devices to answer them.
+        assert self.memory is not None
+        self.now += step
+        now = self.memory.clock if self.now < self.memory.clock else self.now
+        pushed = [d.device_id for d in self.memory.devices() if d.state is cf.DeviceState.PUSHED]
+        failed = data.draw(st.sets(st.sampled_from(pushed))) if pushed else set()
+        commands = [
+            cf.DeviceFailed(d, "store locked") if d in failed else cf.DeviceInstalled(d)
+            for d in pushed
+        ]
+        self._both(
+            lambda r: cf.apply_all(r, commands, now),
+            lambda: self.store.execute_many("r", commands, now),
+        )
+
+    def _devices_in(self, state: cf.DeviceState) -> list[str]:
+        assert self.memory is not None
+        return [d.device_id for d in self.memory.devices() if d.state is state]
+
+    @rule(data=st.data(), step=steps, answer=st.sampled_from(DEVICE_COMMANDS[:3]))
+    def a_device_in_a_live_state_acts(
+        self, data: st.DataObject, step: timedelta, answer: Callable[[str], cf.Command]
+    ) -> None:
+        # Aimed commands: a pushed device answers or is retried, a failed one retried.
+        live = self._devices_in(cf.DeviceState.PUSHED) + self._devices_in(cf.DeviceState.FAILED)
+        if not live:
+            return
+        self.now += step
+        command, now = answer(data.draw(st.sampled_from(live))), self.now
+        self._both(
+            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
+        )
+
+    @rule(step=steps)
+    def a_new_device_enrols(self, step: timedelta) -> None:
+        assert self.memory is not None
+        self.now += step
+        command, now = cf.Enroll(f"late-{self.memory.device_count}"), self.now
+        self._both(
+            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
+        )
+
+    @rule(command=ADMIN_COMMANDS, step=steps)
+    def administrator(self, command: cf.Command, step: timedelta) -> None:
+        self.now += step
+        now = self.now
+        self._both(
+            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
+        )
+
+    @rule(step=steps)
+    def time_passes(self, step: timedelta) -> None:
+        self.now += step
+        now = self.now
+        self._both(lambda r: cf.advance(r, now), lambda: self.store.advance("r", now))
+
+    @precondition(lambda self: self.memory is not None and cf.next_due(self.memory) is not None)
+    @rule(offset=st.sampled_from([timedelta(0), timedelta(seconds=1)]))
+    def a_scheduler_ticks_when_due(self, offset: timedelta) -> None:
+        assert self.memory is not None
+        due = cf.next_due(self.memory)
+        assert due is not None
+        self.now = max(self.now, due + offset)
+        now = self.now
+        # tick() advances only the rollouts with something due, as advance() would.
+        self._both(lambda r: cf.advance(r, now), lambda: self.store.tick(now))
+
+    @rule(back=st.integers(1, 3600))
+    def an_instant_in_the_past_is_refused(self, back: int) -> None:
+        assert self.memory is not None
+        past = self.memory.clock - timedelta(seconds=back)
+        self._both(lambda r: cf.advance(r, past), lambda: self.store.advance("r", past))
+
+    @invariant()
+    def the_same_rollout(self) -> None:
+        if self.memory is None:
+            return
+        assert self.store.dumps("r") == cf.dumps(self.memory)
+        assert self.store.next_due("r") == cf.next_due(self.memory)
+        overview = self.store.overview("r", self.memory.clock)
+        assert overview.counts == self.memory.counts()
+
+
+TestStoreAgainstEvaluator = StoreAgainstEvaluator.TestCase
+TestStoreAgainstEvaluator.settings = settings(stateful_step_count=30)
+
+
+# --- The store's own contract ---------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore(tmp_path / "rollouts.db") as opened:
+        yield opened
+
+
+def test_a_device_report_reads_and_writes_a_constant_number_of_rows(tmp_path: Path) -> None:
+    # Count the statements SQLite executes for one report at two fleet sizes, through
+    # the connection's trace hook: the same statements, whatever the fleet's size.
+    counts = []
+    for size in (10, 2_000):
+        with SqliteStore(tmp_path / f"{size}.db") as store:
+            store.create("r", distributing(size))
+            traced: list[str] = []
+            store._db.set_trace_callback(traced.append)
+            store.execute("r", cf.DeviceInstalled("d3"), day(1))
+            store._db.set_trace_callback(None)
+            # Values differ with the fleet's size (counts, ids); the statements do not.
+            counts.append([re.sub(r"'[^']*'|\b\d+\b", "?", t) for t in traced])
+            plan = store._db.execute(
+                "EXPLAIN QUERY PLAN SELECT idx, state FROM devices WHERE rollout = 1 "
+                "AND device_id = 'd3'"
+            ).fetchall()
+            assert "USING INDEX devices_by_id" in str(plan) or "USING COVERING INDEX" in str(plan)
+    assert counts[0] == counts[1]
+    assert not any("SCAN" in s.upper() for s in counts[0])
+
+
+def test_the_fleet_wide_statements_come_from_the_declarations(store: SqliteStore) -> None:
+    statements = store._statements
+    assert set(statements) == {"push_pending", "mark_stragglers", "retry_failed", "time_out_pushes"}
+    assert "state IN ('failed')" in statements["retry_failed"].sql
+    assert "state = 'reenroll_required'" in statements["mark_stragglers"].sql
+
+
+def _evolve(
+    rules: cf.Rules, machine: str, transitions: tuple[cf.Transition, ...], **more: Any
+) -> cf.Rules:
+    spec = getattr(rules, machine)
+    return attrs.evolve(rules, **{machine: attrs.evolve(spec, transitions=transitions, **more)})
+
+
+def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(tmp_path: Path) -> None:
+    rollout = cf.RULES.rollout
+    rules = _evolve(
+        cf.RULES,
+        "rollout",
+        tuple(
+            r
+            for r in rollout.transitions
+            if (r.source, r.trigger) != ("pending", "proceed_to_import")
+        ),
+        guards=tuple(g for g in rollout.guards if g.name != "not_expired"),  # now unused
+    )
+    with (
+        SqliteStore(tmp_path / "x.db", rules=rules) as changed,
+        SqliteStore(tmp_path / "y.db") as shipped,
+    ):
+        changed.create("r", build(2))
+        shipped.create("r", build(2))
+        with pytest.raises(cf.CommandRefused) as refused:
+            changed.execute("r", cf.ProceedToImport(), T0)
+        expected = _outcome(lambda: cf.Evaluator(rules).apply(build(2), cf.ProceedToImport(), T0))
+        assert ("CommandRefused", str(refused.value)) == expected
+        assert "it applies to a pending rollout" in str(refused.value)
+        shipped.execute("r", cf.ProceedToImport(), T0)
+        assert shipped.overview("r", T0).state is cf.RolloutState.FORCED
+
+
+def test_an_added_device_row_happens_in_the_store(tmp_path: Path) -> None:
+    added = cf.Transition("removed", "report_installed", "installed", note="came back trusting")
+    rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
+    with SqliteStore(tmp_path / "x.db", rules=rules) as changed:
+        changed.create("r", distributing(2))
+        changed.execute("r", cf.Unenroll("d0"), day(1))
+        changed.execute("r", cf.DeviceInstalled("d0"), day(2))
+        assert changed.device("r", "d0").state is cf.DeviceState.INSTALLED
+        memory = cf.Evaluator(rules).apply(
+            cf.apply(distributing(2), cf.Unenroll("d0"), day(1)).rollout,
+            cf.DeviceInstalled("d0"),
+            day(2),
+        )
+        assert changed.dumps("r") == cf.dumps(memory.rollout)
+
+
+def test_an_added_push_row_changes_the_generated_fleet_statement(tmp_path: Path) -> None:
+    from certflow.core.machines import call
+
+    added = cf.Transition("failed", "push", "pushed", actions=(call("push_root"),))
+    rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
+    with SqliteStore(tmp_path / "x.db", rules=rules) as changed:
+        sql = changed._statements["push_pending"].sql
+        assert "state IN ('pending', 'failed')" in sql
+        created = build(3)
+        changed.create("r", created)
+        changed.execute("r", cf.DistributeRoot(), T0)
+        memory = cf.Evaluator(rules).apply(created, cf.DistributeRoot(), T0).rollout
+        assert changed.dumps("r") == cf.dumps(memory)
+
+
+def test_journal_entries_name_their_commands_states_and_effects(store: SqliteStore) -> None:
+    store.create("r", build(3))
+    store.execute("r", cf.DistributeRoot(), T0)
+    store.execute_many("r", [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "x")], day(1))
+    store.advance("r", day(6))
+    entries = list(store.journal("r"))
+    assert [(e.seq, e.kind, e.state.value) for e in entries] == [
+        (1, "create", "pending"),
+        (2, "command", "distributing"),
+        (3, "batch", "distributing"),
+        (4, "advance", "distributing"),
+    ]
+    assert entries[1].commands == (cf.DistributeRoot(),)
+    assert entries[1].effects == ("r:2:0",)
+    assert entries[3].effects == ("r:4:0",)  # the day-6 notice
+    pending = store.effects("r")
+    assert [(e.id, type(e.effect).__name__) for e in pending] == [
+        ("r:2:0", "PushRoot"),
+        ("r:4:0", "Notify"),
+    ]
+
+
+def test_devices_are_paged_by_keyset_and_filtered_by_state(store: SqliteStore) -> None:
+    store.create("r", build(10))
+    store.execute("r", cf.DistributeRoot(), T0)
+    store.execute_many("r", [cf.DeviceFailed(f"d{i}", "no") for i in (1, 3, 4, 8)], day(1))
+    failed = [cf.DeviceState.FAILED]
+    first = store.devices("r", failed, limit=2)
+    assert [d.device_id for d in first] == ["d1", "d3"]
+    rest = store.devices("r", failed, after="d3", limit=5)
+    assert [d.device_id for d in rest] == ["d4", "d8"]
+    both = store.devices("r", [cf.DeviceState.FAILED, cf.DeviceState.PUSHED], after="d7", limit=9)
+    assert [(d.device_id, d.state.value) for d in both] == [("d8", "failed"), ("d9", "pushed")]
+    assert rest[0].last_failure_reason == "no"
+    assert rest[0].last_report == day(1)
+    assert rest[0].last_push == T0
+    with pytest.raises(cf.UnknownDevice, match="'nobody'"):
+        store.devices("r", failed, after="nobody")
+    with pytest.raises(cf.InvalidInput, match="limit must be a positive number, got 0"):
+        store.devices("r", limit=0)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "-x", "x" * 101, "é", "a:b", 3])
+def test_a_bad_rollout_name_is_refused(store: SqliteStore, name: Any) -> None:
+    with pytest.raises(cf.InvalidInput, match=r"rollout name .* is not valid"):
+        store.create(name, build(1))
+
+
+def test_names_are_unique_and_unknown_names_are_clear(store: SqliteStore) -> None:
+    store.create("r", build(1))
+    with pytest.raises(cf.InvalidInput, match="a rollout named 'r' already exists"):
+        store.create("r", build(1))
+    with pytest.raises(UnknownRollout, match="no rollout named 'q'"):
+        store.execute("q", cf.DistributeRoot(), T0)
+    assert isinstance(UnknownRollout("x"), StoreError)
+
+
+def test_a_refused_command_changes_nothing(store: SqliteStore) -> None:
+    store.create("r", build(2))
+    before = store.dumps("r")
+    with pytest.raises(cf.CommandRefused, match="rollout is pending; distribute the root first"):
+        store.execute("r", cf.ExtendManually(), T0)
+    with pytest.raises(cf.CommandRefused):
+        store.execute_many("r", [cf.DistributeRoot(), cf.ExtendManually()], T0)
+    assert store.dumps("r") == before
+    assert [e.kind for e in store.journal("r")] == ["create"]
+    assert store.effects("r") == []
+
+
+def test_tick_advances_only_what_is_due_and_two_ticks_emit_once(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with SqliteStore(path) as first, SqliteStore(path) as second:
+        first.create("a", distributing(2))
+        first.create("b", build(2))  # pending: nothing is ever due
+        assert first.next_due() == day(6)
+        assert [type(e.effect).__name__ for e in first.tick(day(6))] == ["Notify"]
+        assert second.tick(day(6)) == []
+        assert [e.kind for e in second.journal("b")] == ["create"]
+        assert first.next_due() == day(7)
+
+
+def test_a_naive_instant_is_refused(store: SqliteStore) -> None:
+    store.create("r", build(1))
+    with pytest.raises(cf.InvalidInput, match="now is a naive datetime"):
+        store.execute("r", cf.DistributeRoot(), datetime(2026, 7, 1, 9))
+
+
+@given(offset_hours=st.integers(-12, 14))
+@settings(max_examples=10)
+def test_instants_in_any_offset_are_kept_as_the_same_instants(offset_hours: int) -> None:
+    from datetime import timezone
+
+    zone = timezone(timedelta(hours=offset_hours))
+    with tempfile.TemporaryDirectory() as folder, SqliteStore(Path(folder) / "r.db") as store:
+        store.create("r", build(2))
+        store.execute("r", cf.DistributeRoot(), T0.astimezone(zone))
+        store.execute("r", cf.DeviceInstalled("d0"), day(1).astimezone(zone))
+        memory = cf.apply(cf.apply(build(2), cf.DistributeRoot(), T0).rollout,
+                          cf.DeviceInstalled("d0"), day(1)).rollout  # fmt: skip
+        assert store.dumps("r") == cf.dumps(memory)
+
+
+def test_the_database_is_a_real_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with SqliteStore(path) as store:
+        store.create("r", build(1))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
