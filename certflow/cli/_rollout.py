@@ -41,7 +41,7 @@ from certflow.core.evaluator import new_rollout
 from certflow.core.instants import show
 from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
-from certflow.core.serialization import encode
+from certflow.core.serialization import decode_plan, encode
 from certflow.core.summary import Overview
 from certflow.store import DeviceRow, JournalEntry, SqliteStore, StoredEffect, open_store
 
@@ -506,14 +506,22 @@ def rollout_distribute(name: str, db: str, now: str | None, as_json: bool) -> in
     return _execute(db, now, as_json, name, c.DistributeRoot())
 
 
-def _confirm_import(
-    store: SqliteStore, name: str, at: datetime, yes: bool, as_json: bool, what: str
-) -> bool:
+def _root_is_public(store: SqliteStore, name: str) -> bool:
+    """Whether the rollout's root is publicly trusted (then every device trusts it and an
+    import cuts no one off). The store keeps the plan only in the creation record, the
+    journal's first entry."""
+    first = next(iter(store.journal(name)))
+    return decode_plan(first.body["plan"]).root_publicly_trusted
+
+
+def _confirm_import(store: SqliteStore, name: str, at: datetime, yes: bool, what: str) -> bool:
     """List the devices the import would cut off and ask; ``True`` to go ahead."""
     head = store.overview(name, at)
+    if head.state.terminal or _root_is_public(store, name):
+        return True  # nobody to cut off (an ended rollout refuses the command itself)
     count = sum(head.counts[state] for state in _UNTRUSTING)
     if count == 0:
-        return True  # nobody loses contact: nothing to confirm
+        return True
     first = [row.device_id for row in store.devices(name, _UNTRUSTING, limit=FIRST_IDS)]
     more = f", ... ({count - len(first):,} more)" if count > len(first) else ""
     click.echo(
@@ -528,6 +536,7 @@ def _confirm_import(
     except click.Abort:
         if sys.stdin.isatty():
             raise
+        click.echo("", err=True)  # the error goes on a line of its own, not after the prompt
         raise click.UsageError(
             "no answer on standard input; give --yes to import without asking"
         ) from None
@@ -538,7 +547,7 @@ def _import(
 ) -> int:
     at = parse_now(now)
     with _store(db) as store:
-        if not _confirm_import(store, name, at, yes, as_json, what):
+        if not _confirm_import(store, name, at, yes, what):
             click.echo(f"certflow: not imported: {what} declined; nothing was changed", err=True)
             return EXIT_FINDINGS
         effects = store.execute(name, command, at)

@@ -1,0 +1,661 @@
+"""``certflow rollout``: a stored rollout driven from the command line alone.
+
+Every test runs the real command group on a real SQLite file in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sqlite3
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from certflow.cli import main
+from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
+
+DEVICES = [f"d{n}" for n in range(1, 7)]
+
+
+def at(days: float = 0, hours: float = 0) -> str:
+    """The instant ``days`` and ``hours`` after the rollout's t0 (the factory's NOW)."""
+    return (NOW + timedelta(days=days, hours=hours)).isoformat()
+
+
+def cli(
+    *args: str | Path,
+    expect: int = 0,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Result:
+    """Run ``certflow ARGS``; check the exit code, and that no traceback ever shows."""
+    result = CliRunner().invoke(
+        main, [str(a) for a in args], input=input, env=env, prog_name="certflow"
+    )
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == expect, result.output
+    if expect == 2:  # the error is the last thing said (after a prompt, say)
+        assert "\ncertflow: error: " in "\n" + result.stderr, result.stderr
+    return result
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def upload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files of an upload: the new certificate with its chain and key, the server's
+    current certificate (expiring in 40 days), and a device list."""
+    folder = tmp_path_factory.mktemp("upload")
+    good = pki()
+    (folder / "server.crt").write_bytes(pem(good.leaf, good.intermediate, good.root))
+    (folder / "server.key").write_bytes(key_pem(good.leaf_key))
+    current = build(
+        HOST, key=rsa_key(2048, 8), not_before=NOW - 300 * DAY, not_after=NOW + 40 * DAY
+    )
+    (folder / "current.crt").write_bytes(pem(current))
+    (folder / "devices.txt").write_text("\n".join(DEVICES[:3]) + "\n\n  " + "\n".join(DEVICES[3:]))
+    return folder
+
+
+def new_args(upload: Path, db: Path, name: str = "r1", *extra: str) -> list[str | Path]:
+    return [
+        "rollout", "new", name,
+        "--cert", upload / "server.crt", "--cert", upload / "server.key",
+        "--existing", upload / "current.crt", "--devices", upload / "devices.txt",
+        "--host", HOST, "--db", db, "--now", at(), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def db(upload: Path, tmp_path: Path) -> Path:
+    """A database holding rollout ``r1`` over d1..d6, pending at t0."""
+    path = tmp_path / "rollouts.db"
+    cli(*new_args(upload, path))
+    return path
+
+
+def status(db: Path, when: str, *extra: str) -> dict[str, Any]:
+    data: dict[str, Any] = as_json(
+        cli("rollout", "status", "r1", "--db", db, "--now", when, "--json", *extra)
+    )
+    return data
+
+
+def history(db: Path) -> list[dict[str, Any]]:
+    out = cli("rollout", "history", "r1", "--db", db, "--json").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# --- a whole rollout ---------------------------------------------------------------------------
+
+
+def test_a_whole_rollout_from_the_command_line(upload: Path, tmp_path: Path) -> None:
+    db = tmp_path / "certflow.db"
+    created = as_json(cli(*new_args(upload, db), "--json"))
+    assert created["state"] == "pending"
+    assert created["devices"] == 6
+    assert created["root_publicly_trusted"] is False
+    assert "r1" in cli("rollout", "list", "--db", db, "--now", at()).stdout
+
+    text = cli("rollout", "distribute", "r1", "--db", db, "--now", at()).stdout
+    assert "rollout r1 is distributing" in text
+    assert "r1:2:0  2026-03-01 12:00 UTC  push root to 6 devices (attempt 1)" in text
+
+    # Single reports, then a file of them (one transaction, one journal entry).
+    cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(hours=1))
+    cli(
+        "rollout",
+        "report",
+        "r1",
+        "d2",
+        "failed",
+        "--reason",
+        "disk full",
+        "--db",
+        db,
+        "--now",
+        at(hours=1),
+    )
+    reports = tmp_path / "reports.csv"
+    reports.write_text('d3,installed\r\nd4,failed,"timeout, no answer"\n\n')
+    done = as_json(
+        cli(
+            "rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=2), "--json"
+        )
+    )
+    assert done["done"] == "2 reports"
+    head = status(db, at(hours=2))
+    assert head["counts"] == {
+        "pending": 0, "pushed": 2, "installed": 2, "failed": 2, "removed": 0, "reenroll_required": 0,
+    }  # fmt: skip
+    assert head["percent_complete"] == pytest.approx(100 * 2 / 6, abs=0.01)
+    failed = {
+        d["device"]: d["reason"] for d in status(db, at(hours=2), "--state", "failed")["devices"]
+    }
+    assert failed == {"d2": "disk full", "d4": "timeout, no answer"}
+    assert history(db)[-1]["kind"] == "batch"
+
+    # Retries: one device, then every failed one; each push is an effect with its attempt.
+    one = cli("rollout", "retry", "r1", "d2", "--db", db, "--now", at(hours=3)).stdout
+    assert "push root to d2 (attempt 2)" in one
+    cli("rollout", "report", "r1", "d2", "failed", "--db", db, "--now", at(hours=4))
+    bulk = as_json(
+        cli("rollout", "retry", "r1", "--all-failed", "--db", db, "--now", at(hours=5), "--json")
+    )
+    pushed = sorted((e["effect"]["device_ids"], e["effect"]["attempt"]) for e in bulk["effects"])
+    assert pushed == [(["d2"], 3), (["d4"], 2)]
+
+    # Fleet changes: a new device is pushed the root, a departing one leaves the scope.
+    enrolled = cli("rollout", "enroll", "r1", "d7", "--db", db, "--now", at(hours=6)).stdout
+    assert "push root to d7 (attempt 1)" in enrolled
+    cli("rollout", "unenroll", "r1", "d6", "--db", db, "--now", at(hours=6))
+
+    # The manual extension opens on day 6: refused before (exit 1), taken then.
+    early = cli("rollout", "extend", "r1", "--db", db, "--now", at(days=5), expect=1)
+    assert early.stderr.startswith("certflow: refused: ")
+    assert "day 6" in early.stderr
+    assert status(db, at(days=5))["manual_extension_available"] is False
+    assert status(db, at(days=5))["manual_extension_opens_at"] == at(days=6)
+    cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6))
+    head = status(db, at(days=6))
+    assert (head["state"], head["manual_extensions"]) == ("distributing", 1)
+    assert head["next_checkpoint"] == at(days=14)  # day 7 moved by the week
+
+    # Ticks: past day 7 nothing is due any more; past day 14 and 21 the checkpoints postpone.
+    quiet = as_json(cli("rollout", "tick", "--db", db, "--now", at(days=7, hours=1), "--json"))
+    assert quiet["effects"] == []
+    day14 = as_json(cli("rollout", "tick", "--db", db, "--now", at(days=14, hours=1), "--json"))
+    assert "ImportPostponed" in [e["effect"]["type"] for e in day14["effects"]]
+    assert status(db, at(days=14, hours=1))["state"] == "extended"  # a postponed checkpoint
+    day21 = as_json(
+        cli("rollout", "tick", "r1", "--db", db, "--now", at(days=21, hours=1), "--json")
+    )
+    assert "ImportPostponed" in [e["effect"]["type"] for e in day21["effects"]]
+    assert day21["state"] == "extended"
+    # The deadline (day 28 with the extension) forces the import.
+    end = as_json(cli("rollout", "tick", "r1", "--db", db, "--now", at(days=28, hours=1), "--json"))
+    assert end["state"] == "forced"
+    kinds = [e["effect"]["type"] for e in end["effects"]]
+    assert {"ImportCertificate", "RestartRequired", "ReenrollmentRequired"} <= set(kinds)
+    assert status(db, at(days=28, hours=1))["restart_required"] is True
+    cli("rollout", "restarted", "r1", "--db", db, "--now", at(days=28, hours=2))
+    cli("rollout", "reenrolled", "r1", "d5", "--db", db, "--now", at(days=28, hours=2))
+    head = status(db, at(days=28, hours=3))
+    assert head["restart_required"] is False
+    assert head["counts"]["installed"] == 3  # d1, d3, and the re-enrolled d5
+
+    # The outbox: every effect has an id; acknowledging twice is harmless.
+    pending = as_json(cli("rollout", "effects", "r1", "--db", db, "--json"))
+    ids = [e["id"] for e in pending]
+    assert ids
+    assert all(re.fullmatch(r"r1:\d+:\d+", i) for i in ids)
+    listing = cli("rollout", "effects", "r1", "--db", db).stdout
+    assert "datetime" not in listing
+    assert re.search(
+        rf"^{ids[0]} +2026-03-01 12:00 UTC  push root to 6 devices \(attempt 1\)$", listing, re.M
+    )
+    acked = cli("rollout", "ack", "r1", *ids[:2], "--db", db, "--now", at(days=29)).stdout
+    assert acked.startswith("Acknowledged 2 effects")
+    again = as_json(cli("rollout", "ack", "r1", ids[0], "--db", db, "--now", at(days=29), "--json"))
+    assert again == {"rollout": "r1", "acknowledged": 0, "already_acknowledged": 1}
+    left = [e["id"] for e in as_json(cli("rollout", "effects", "r1", "--db", db, "--json"))]
+    assert left == ids[2:]
+    everything = as_json(cli("rollout", "effects", "r1", "--all", "--db", db, "--json"))
+    assert [e["id"] for e in everything] == ids
+    assert everything[0]["acknowledged_at"] == at(days=29)
+
+    # The journal: JSON lines from the creation on, and readable text.
+    entries = history(db)
+    assert entries[0]["kind"] == "create"
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert entries[-1]["commands"] == [{"type": "Reenrolled", "device_id": "d5"}]
+    text = cli("rollout", "history", "r1", "--db", db).stdout
+    assert "created (6 devices) -> pending" in text
+    assert "DeviceFailed d2 (disk full) -> distributing" in text
+    listed = as_json(cli("rollout", "list", "--db", db, "--json"))
+    assert [(r["rollout"], r["state"], r["devices"]) for r in listed] == [("r1", "forced", 7)]
+
+
+def test_status_pages_by_keyset_and_filters_by_state(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    for device in ("d2", "d5"):
+        cli("rollout", "report", "r1", device, "failed", "--db", db, "--now", at(hours=1))
+    first = status(db, at(hours=1), "--limit", "4")
+    assert [d["device"] for d in first["devices"]] == ["d1", "d2", "d3", "d4"]
+    assert first["next_after"] == "d4"
+    second = status(db, at(hours=1), "--limit", "4", "--after", "d4")
+    assert [d["device"] for d in second["devices"]] == ["d5", "d6"]
+    assert second["next_after"] is None
+    failed = status(db, at(hours=1), "--state", "failed", "--limit", "1")
+    assert [d["device"] for d in failed["devices"]] == ["d2"]
+    rest = status(db, at(hours=1), "--state", "failed", "--after", "d2")
+    assert [d["device"] for d in rest["devices"]] == ["d5"]
+    both = status(db, at(hours=1), "--state", "failed", "--state", "pushed", "--after", "d3")
+    assert [(d["device"], d["state"]) for d in both["devices"]] == [
+        ("d4", "pushed"), ("d5", "failed"), ("d6", "pushed"),
+    ]  # fmt: skip
+    row = both["devices"][1]
+    assert (row["attempts"], row["last_push"], row["last_report"]) == (1, at(), at(hours=1))
+
+    text = cli("rollout", "status", "r1", "--db", db, "--now", at(hours=1), "--limit", "2").stdout
+    assert "Complete:         0.0% (0 of 6 in-scope devices trust the root)" in text
+    assert "Extension:        not yet, from 2026-03-07 12:00 UTC" in text
+    assert re.search(r"d2\s+failed\s+1\s+2026-03-01 12:00 UTC\s+2026-03-01 13:00 UTC", text)
+    assert "More: certflow rollout status r1 --limit 2 --after d2" in text
+    cli("rollout", "status", "r1", "--db", db, "--after", "nope", "--now", at(hours=1), expect=2)
+
+
+def test_the_database_comes_from_certflow_db_when_not_given(db: Path) -> None:
+    listed = cli("rollout", "list", "--json", env={"CERTFLOW_DB": str(db)})
+    assert [r["rollout"] for r in as_json(listed)] == ["r1"]
+
+
+# --- confirmations -------------------------------------------------------------------------------
+
+
+def test_proceed_lists_the_devices_cut_off_and_declining_changes_nothing(db: Path) -> None:
+    before = history(db)
+    declined = cli("rollout", "proceed", "r1", "--db", db, "--now", at(), input="n\n", expect=1)
+    assert (
+        "6 devices do not trust the new root and would lose communication: d1, d2, d3, d4, d5, d6"
+        in declined.stderr
+    )
+    assert "Proceed to Import anyway? [y/N]" in declined.stderr
+    assert (
+        "certflow: not imported: Proceed to Import declined; nothing was changed" in declined.stderr
+    )
+    assert declined.stdout == ""
+    assert history(db) == before
+    assert status(db, at())["state"] == "pending"
+    accepted = cli("rollout", "proceed", "r1", "--db", db, "--now", at(), input="y\n")
+    assert "import the new certificate (FORCED" in accepted.stdout
+    assert status(db, at())["state"] == "forced"
+
+
+def test_import_now_asks_too_and_needs_an_answer(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certflow.cli import _rollout
+
+    monkeypatch.setattr(_rollout, "FIRST_IDS", 2)
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(hours=1))
+    before = history(db)
+    nothing = cli("rollout", "import-now", "r1", "--db", db, "--now", at(hours=2), expect=2)
+    assert "lose communication: d2, d3, ... (3 more)" in nothing.stderr
+    assert "give --yes" in nothing.stderr  # no answer on standard input: say how to skip it
+    declined = cli(
+        "rollout", "import-now", "r1", "--db", db, "--now", at(hours=2), input="n\n", expect=1
+    )
+    assert "not imported" in declined.stderr
+    assert history(db) == before
+    accepted = cli("rollout", "import-now", "r1", "--db", db, "--now", at(hours=3), input="y\n")
+    assert "import the new certificate (FORCED" in accepted.stdout
+    assert status(db, at(hours=3))["state"] == "forced"
+
+
+def test_yes_skips_the_question(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    done = cli("rollout", "import-now", "r1", "--yes", "--json", "--db", db, "--now", at(hours=1))
+    assert "lose communication: d1" in done.stderr  # still listed, not asked
+    assert "anyway?" not in done.stderr
+    assert as_json(done)["state"] == "forced"
+
+
+def test_no_question_when_no_device_would_lose_communication(
+    db: Path, upload: Path, tmp_path: Path
+) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    reports = tmp_path / "all.csv"
+    reports.write_text("".join(f"{d},installed\n" for d in DEVICES))
+    cli("rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=1))
+    done = cli("rollout", "import-now", "r1", "--db", db, "--now", at(hours=2))
+    assert "lose communication" not in done.output
+    assert "rollout r1 is imported" in done.stdout
+    # A publicly trusted root is on every device already: the import cuts no one off.
+    cli(*new_args(upload, db, "pub", "--public-root"))
+    public = cli("rollout", "proceed", "pub", "--db", db, "--now", at())
+    assert "lose communication" not in public.output
+    assert "rollout pub is imported" in public.stdout
+
+
+# --- creating --------------------------------------------------------------------------------------
+
+
+def test_new_refuses_a_certificate_with_error_findings_and_creates_nothing(
+    upload: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "r.db"
+    args = new_args(upload, db)
+    args[args.index(HOST)] = "other.example.com"
+    refused = cli(*args, expect=1)
+    assert "error     host_mismatch" in refused.stdout  # the findings table
+    assert refused.stderr.startswith("certflow: refused: the new certificate fails")
+    assert not db.exists()
+    report = as_json(cli(*args, "--json", expect=1))
+    assert report["ok"] is False
+
+
+def test_new_with_an_explicit_root_and_kind(upload: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    made = as_json(
+        cli(*new_args(upload, db, "r2", "--public-root", "--kind", "agent_server", "--json"))
+    )
+    assert (made["root_publicly_trusted"], made["kind"]) == (True, "agent_server")
+    # The next step follows the root: distribute a private one, proceed with a public one.
+    assert (
+        "Next: certflow rollout distribute r3"
+        in cli(*new_args(upload, db, "r3", "--private-root")).stdout
+    )
+    assert (
+        "Next: certflow rollout proceed r4"
+        in cli(*new_args(upload, db, "r4", "--public-root")).stdout
+    )
+    # The kind decides the rules: an agent-server rollout refuses retries.
+    cli("rollout", "distribute", "r2", "--db", db, "--now", at())
+    cli("rollout", "report", "r2", "d1", "failed", "--db", db, "--now", at(hours=1))
+    cli("rollout", "retry", "r2", "d1", "--db", db, "--now", at(hours=2), expect=1)
+
+
+def test_new_refuses_a_bad_device_list(upload: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    devices = tmp_path / "devices.txt"
+    devices.write_text("a\nb\n\na\nc\nb\n")
+    args = new_args(upload, db)
+    args[args.index(upload / "devices.txt")] = devices
+    error = cli(*args, expect=2).stderr
+    assert "2 bad lines" in error
+    assert "line 4: device 'a' is already on line 1" in error
+    assert "line 6: device 'b' is already on line 2" in error
+    devices.write_text("\n  \n")
+    assert "no device ids" in cli(*args, expect=2).stderr
+    devices.write_bytes(b"ok\n\xff\xfe\n")
+    assert "line 2: not UTF-8 text" in cli(*args, expect=2).stderr
+    devices.unlink()
+    assert "no such file" in cli(*args, expect=2).stderr
+    assert not db.exists()
+
+
+def test_new_refuses_a_name_already_taken(upload: Path, db: Path) -> None:
+    assert "already exists" in cli(*new_args(upload, db), expect=2).stderr
+
+
+def test_progress_shows_only_at_a_terminal(
+    upload: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from certflow.cli import _rollout
+
+    quiet = cli(*new_args(upload, tmp_path / "a.db"))
+    assert "Writing devices" not in quiet.output  # not a terminal: nothing extra
+    monkeypatch.setattr(_rollout, "PROGRESS_FROM", 1)
+    monkeypatch.setattr(_rollout, "_interactive", lambda as_json: not as_json)
+    shown = cli(*new_args(upload, tmp_path / "b.db"))
+    assert "Writing devices" in shown.stderr
+    data = cli(*new_args(upload, tmp_path / "c.db", "r1", "--json"))
+    assert "Writing devices" not in data.output
+    json.loads(data.stdout)
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+
+def test_a_report_file_with_bad_lines_is_refused_whole(db: Path, tmp_path: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    before = status(db, at(hours=1))
+    reports = tmp_path / "bad.csv"
+    reports.write_text(
+        "d1,installed\n"
+        "d2,done\n"
+        ",failed,reason\n"
+        "d3,installed,why\n"
+        "d4\n"
+        "d1,failed,again\n"
+        "d5,failed,fine\n"
+    )
+    error = cli(
+        "rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=1), expect=2
+    ).stderr
+    assert "5 bad lines, nothing was applied" in error
+    for expected in (
+        "line 2: the outcome must be 'installed' or 'failed', got 'done'",
+        "line 3: no device id",
+        "line 4: a reason is only for 'failed'",
+        "line 5: the outcome must be 'installed' or 'failed', it is missing",
+        "line 6: device 'd1' is already reported on line 1",
+    ):
+        assert expected in error
+    assert "line 1:" not in error
+    assert "line 7:" not in error
+    assert status(db, at(hours=1)) == before
+
+    reports.write_text("d1,installed\nghost,installed\nd2,failed\nspook,failed,x\n")
+    error = cli(
+        "rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=1), expect=2
+    ).stderr
+    assert "line 2: unknown device 'ghost'" in error
+    assert "line 4: unknown device 'spook'" in error
+    assert status(db, at(hours=1)) == before
+
+    # A line the rules refuse refuses the file (exit 1), naming its line.
+    cli("rollout", "unenroll", "r1", "d3", "--db", db, "--now", at(hours=1))
+    before = status(db, at(hours=1))
+    reports.write_text("d1,installed\nd3,installed\n")
+    refused = cli(
+        "rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=2), expect=1
+    )
+    assert f"{reports}: line 2: " in refused.stderr
+    assert "nothing was applied" in refused.stderr
+    assert status(db, at(hours=1))["counts"] == before["counts"]
+
+    reports.write_text("\n\n")
+    assert (
+        "no reports"
+        in cli("rollout", "report", "r1", "--file", reports, "--db", db, expect=2).stderr
+    )
+
+
+def test_unknown_rollout_and_unknown_device(db: Path) -> None:
+    missing = cli("rollout", "distribute", "nope", "--db", db, "--now", at(), expect=2)
+    assert "no rollout named 'nope'" in missing.stderr
+    assert str(db) in missing.stderr
+    for command in (["status", "nope"], ["history", "nope"], ["effects", "nope"], ["tick", "nope"]):
+        cli("rollout", *command, "--db", db, "--now", at(), expect=2)
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    ghost = cli(
+        "rollout", "report", "r1", "ghost", "installed", "--db", db, "--now", at(), expect=2
+    )
+    assert "ghost" in ghost.stderr
+    assert (
+        "no effect with id 'r1:99:0'"
+        in cli("rollout", "ack", "r1", "r1:99:0", "--db", db, expect=2).stderr
+    )
+    other = cli("rollout", "ack", "r1", "r2:2:0", "--db", db, expect=2)
+    assert "not of rollout 'r1'" in other.stderr
+
+
+def test_time_never_goes_backwards_and_needs_an_offset(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at(days=1))
+    before = history(db)
+    earlier = cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(), expect=2)
+    assert "earlier than the last instant" in earlier.stderr
+    cli("rollout", "tick", "r1", "--db", db, "--now", at(), expect=2)
+    naive = cli(
+        "rollout",
+        "report",
+        "r1",
+        "d1",
+        "installed",
+        "--db",
+        db,
+        "--now",
+        "2026-03-02T12:00:00",
+        expect=2,
+    )
+    assert "--now" in naive.stderr
+    assert "no UTC offset" in naive.stderr
+    garbage = cli("rollout", "status", "r1", "--db", db, "--now", "tomorrow", expect=2)
+    assert "not an ISO 8601 time" in garbage.stderr
+    assert history(db) == before
+    # Other offsets are the same instant in UTC.
+    cli(
+        "rollout",
+        "report",
+        "r1",
+        "d1",
+        "installed",
+        "--db",
+        db,
+        "--now",
+        "2026-03-02T17:30:00+05:30",
+    )
+    assert history(db)[-1]["at"] == at(days=1)
+
+
+def test_a_refused_command_exits_1_and_changes_nothing(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    before = history(db)
+    again = cli("rollout", "distribute", "r1", "--db", db, "--now", at(hours=1), expect=1)
+    assert again.stderr.startswith("certflow: refused: DistributeRoot")
+    cli("rollout", "reenrolled", "r1", "d1", "--db", db, "--now", at(hours=1), expect=1)
+    assert history(db) == before
+
+
+def test_usage_errors_of_report_and_retry(db: Path) -> None:
+    assert "--file" in cli("rollout", "report", "r1", "--db", db, expect=2).stderr
+    assert (
+        "--reason"
+        in cli(
+            "rollout", "report", "r1", "d1", "installed", "--reason", "x", "--db", db, expect=2
+        ).stderr
+    )
+    assert "--all-failed" in cli("rollout", "retry", "r1", "--db", db, expect=2).stderr
+    assert (
+        "--all-failed"
+        in cli("rollout", "retry", "r1", "d1", "--all-failed", "--db", db, expect=2).stderr
+    )
+    cli("rollout", "report", "r1", "d1", "maybe", "--db", db, expect=2)
+
+
+def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    for command in (["status", "r1"], ["distribute", "r1"], ["list"], ["tick"], ["history", "r1"]):
+        error = cli("rollout", *command, "--db", missing, "--now", at(), expect=2).stderr
+        assert f"{missing}: no certflow database there" in error
+    assert not missing.exists()
+
+
+def test_a_corrupt_or_newer_database_is_refused(db: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00\x13garbage, not SQLite" * 300)
+    error = cli("rollout", "status", "r1", "--db", junk, "--now", at(), expect=2).stderr
+    assert str(junk) in error
+    assert junk.read_bytes() == b"\x00\x13garbage, not SQLite" * 300
+
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE certflow_schema SET version = version + 1")
+    connection.close()
+    newer = cli("rollout", "list", "--db", db, "--now", at(), expect=2).stderr
+    assert "written by a newer certflow" in newer
+    assert str(db) in newer
+
+
+def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
+    assert "unknown URL scheme" in cli("rollout", "list", "--db", "mysql://x/y", expect=2).stderr
+
+
+# --- help and messages ---------------------------------------------------------------------------
+
+SUBCOMMANDS = [
+    "new", "distribute", "proceed", "import-now", "extend", "cancel", "report", "retry",
+    "enroll", "unenroll", "reenrolled", "restarted", "tick", "effects", "ack", "status",
+    "history", "list",
+]  # fmt: skip
+
+
+def test_the_subcommands_are_the_contracts_spellings() -> None:
+    from certflow.cli._rollout import rollout_group
+
+    assert sorted(rollout_group.commands) == sorted(SUBCOMMANDS)
+
+
+def _options(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help_and_the_shared_options(command: str) -> None:
+    text = cli("rollout", command, "--help").stdout
+    assert text.startswith(f"Usage: certflow rollout {command}")
+    assert {"--db", "--now", "--json"} <= _options(text)
+
+
+# (subcommand, arguments): errors of the rollout commands that name an option.
+ERRORS_NAMING_OPTIONS: list[tuple[str, list[str]]] = [
+    ("report", ["r1"]),
+    ("report", ["r1", "d1", "installed", "--reason", "x"]),
+    ("report", ["r1", "d1", "--file", "x.csv"]),
+    ("retry", ["r1"]),
+    ("status", ["r1", "--now", "2026-03-01T12:00:00"]),
+    ("distribute", ["r1", "--now", "soon"]),
+    ("new", ["r1"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    ERRORS_NAMING_OPTIONS,
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_every_option_an_error_names_is_an_option_of_that_command(
+    command: str, args: list[str], db: Path
+) -> None:
+    done = cli("rollout", command, *args, "--db", db, expect=2)
+    named = _options(done.stderr)
+    assert named, f"the error names no option: {done.stderr}"
+    offered = _options(cli("rollout", command, "--help").stdout)
+    assert named <= offered, f"{done.stderr} names {named - offered}, not in --help"
+
+
+def test_the_import_prompt_names_an_option_of_its_command(db: Path) -> None:
+    for command in ("proceed", "distribute", "import-now"):  # import from pending, distributing
+        if command == "distribute":
+            cli("rollout", command, "r1", "--db", db, "--now", at(hours=1))
+            continue
+        error = cli("rollout", command, "r1", "--db", db, "--now", at(hours=1), expect=2).stderr
+        named = _options(error)
+        assert "--yes" in named
+        assert named <= _options(cli("rollout", command, "--help").stdout)
+
+
+def test_every_option_named_in_the_rollout_source_exists() -> None:
+    """A static net under the runs above: no message names an option no command has."""
+    import click
+
+    def every(command: click.Command) -> set[str]:
+        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                found |= every(sub)
+        return found
+
+    source = Path(sys.modules["certflow.cli._rollout"].__file__ or "").read_text()
+    literals = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    named = set().union(*(_options(text) for text in literals))
+    assert named - every(main) == set()
+
+
+def test_the_clock_is_read_only_without_now(db: Path) -> None:
+    # No --now: the current time, which is after t0, so the rollout accepts it.
+    cli("rollout", "tick", "r1", "--db", db)
+    assert datetime.fromisoformat(history(db)[-1]["at"]) > datetime.now(UTC) - timedelta(minutes=5)
