@@ -254,6 +254,7 @@ class SqliteStore:
             raise self._error(error, "cannot open") from None
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self._version(db)  # refuse a foreign or newer file before WAL mode rewrites it
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{self._where}: cannot use write-ahead logging (mode {mode})")
@@ -267,7 +268,9 @@ class SqliteStore:
             raise
         return db
 
-    def _migrate(self, db: sqlite3.Connection, existed: bool) -> None:
+    def _version(self, db: sqlite3.Connection) -> int:
+        """The schema version (0: an empty file); a foreign or newer database is refused.
+        It only reads, so a refused file is left exactly as it was."""
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "certflow_schema" not in tables:
             raise StoreError(f"{self._where}: is an SQLite database, but not certflow's")
@@ -279,6 +282,10 @@ class SqliteStore:
                 f"{self._where}: written by a newer certflow (schema version {version}; "
                 f"this certflow knows up to {SCHEMA_VERSION}); upgrade certflow to open it"
             )
+        return int(version)
+
+    def _migrate(self, db: sqlite3.Connection, existed: bool) -> None:
+        version = self._version(db)
         if version == SCHEMA_VERSION:
             return
         db.execute("BEGIN IMMEDIATE")
