@@ -2,7 +2,7 @@
 
 Run it from the repository root::
 
-    python examples/embedded_host.py                     # 500 devices, 2 workers
+    python examples/embedded_host.py                     # 500 devices, 2 workers, a temp db
     python examples/embedded_host.py --devices 5000 --workers 4 --seed 3 --db /tmp/x.db
 
 ``docs/embedding.md`` explains every part. In short, a real host has three roles, each
@@ -34,6 +34,7 @@ import argparse
 import multiprocessing
 import random
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -264,10 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=500, help="fleet size (default 500)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="draws the device reports")
+    default_db = Path(tempfile.gettempdir()) / "certflow-embedded-host.db"
     parser.add_argument(
         "--db",
-        default="embedded-host.db",
-        help="the database file, replaced if it exists (default ./embedded-host.db)",
+        default=str(default_db),
+        help=f"the database file, replaced if it exists (default {default_db})",
     )
     args = parser.parse_args(argv)
     if args.devices < 1 or args.workers < 1:
