@@ -67,3 +67,15 @@ def check_consistent(path: Path, name: str) -> None:
     assert outbox == expected
     with SqliteStore(path, create=False) as store:
         assert store.dumps(name) == cf.dumps(store.replay(name))
+
+
+def tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the store's tables, in key order: a before/after snapshot."""
+    keys = {
+        "certflow_schema": "version",
+        "rollouts": "id",
+        "devices": "rollout, idx",
+        "journal": "rollout, seq",
+        "outbox": "rollout, seq, position",
+    }
+    return {t: query(path, f"SELECT * FROM {t} ORDER BY {k}") for t, k in keys.items()}
