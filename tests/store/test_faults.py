@@ -8,6 +8,7 @@ connection, so no SQLite handle crosses a fork.
 from __future__ import annotations
 
 import json
+import mmap
 import multiprocessing
 import os
 import random
@@ -164,13 +165,13 @@ def test_two_schedulers_ticking_at_once_produce_each_effect_once(tmp_path: Path)
 
 PHASES = ("report", "batch", "tick", "drain")
 BLOCKS = 26  # a fresh database each, with one round of each phase twice: 208 kills
-FLEET = 40
+FLEET = 150
 
 
 class _Log:
     """A worker's side file: ``B`` before an operation, ``A`` once it returned (the
-    acknowledged log), ``R`` when it was refused; one JSON line each, flushed and
-    fsynced before the worker goes on."""
+    acknowledged log), ``R`` when it was refused; one JSON line each, written before
+    the worker goes on (fsynced too, but for ``B``: a SIGKILL loses no written line)."""
 
     def __init__(self, path: Path) -> None:
         self.file = path.open("a", encoding="utf-8")
@@ -178,7 +179,8 @@ class _Log:
     def note(self, mark: str, **fields: Any) -> None:
         self.file.write(json.dumps({"mark": mark, **fields}) + "\n")
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if mark != "B":
+            os.fsync(self.file.fileno())
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -190,13 +192,42 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
         yield json.loads(line)
 
 
+# Where a worker's connection was when it died, kept in a page of memory shared with
+# the parent (SQLite's trace hook sees every statement before it runs).
+IDLE, WRITING, COMMITTING, READING = range(4)
+WHERE = ("outside a write transaction", "in a write transaction", "in a COMMIT", "in a read")
+
+
+def _trace(shared: mmap.mmap) -> Callable[[str], None]:
+    def trace(sql: str) -> None:
+        head = sql.lstrip()[:16].upper()
+        if head.startswith("BEGIN IMMEDIATE"):
+            shared[0] = WRITING
+        elif head.startswith("BEGIN"):
+            shared[0] = READING
+        elif head.startswith("COMMIT"):
+            shared[0] = COMMITTING if shared[0] == WRITING else IDLE
+        elif head.startswith("ROLLBACK"):
+            shared[0] = IDLE
+
+    return trace
+
+
 def _worker(
-    ready: int, path: Path, phase: str, log_path: Path, performed: Path, seed: int, start: str
+    ready: int,
+    shared: mmap.mmap,
+    path: Path,
+    phase: str,
+    log_path: Path,
+    performed: Path,
+    seed: int,
+    start: str,
 ) -> None:
     """Work of one ``phase`` in a loop until killed; one byte on ``ready`` once the
     store is open."""
     rng = random.Random(seed)
     store = SqliteStore(path)
+    store._db.set_trace_callback(_trace(shared))  # observes only; changes nothing
     log = _Log(log_path)
     done = _Log(performed)
     now = datetime.fromisoformat(start)
@@ -212,13 +243,16 @@ def _worker(
             else:
                 stored = store.execute_many("r", commands, now)
         except cf.CommandRefused:
+            shared[0] = IDLE
             log.note("R", kind=kind, at=now.isoformat(), commands=listed)
             return
+        shared[0] = IDLE
         log.note(
             "A", kind=kind, at=now.isoformat(), commands=listed, effects=[s.id for s in stored]
         )
 
     def handler(effect_id: str, effect: cf.Effect) -> None:
+        shared[0] = IDLE
         done.note("P", id=effect_id)
         if rng.random() < 0.25:
             raise RuntimeError("the device did not answer")
@@ -236,10 +270,10 @@ def _worker(
             command("command", [report])
         elif phase == "batch":
             now += timedelta(seconds=1)
-            pushed = [d.device_id for d in store.devices("r", [cf.DeviceState.PUSHED])]
-            failed = [d.device_id for d in store.devices("r", [cf.DeviceState.FAILED])]
+            pushed = [d.device_id for d in store.devices("r", [cf.DeviceState.PUSHED], limit=FLEET)]
+            failed = [d.device_id for d in store.devices("r", [cf.DeviceState.FAILED], limit=FLEET)]
             batch: list[cf.Command] = []
-            for _ in range(rng.randint(5, 40)):
+            for _ in range(rng.randint(10, 150)):
                 pick = rng.random()
                 if pushed and pick < 0.3:
                     batch.append(cf.DeviceFailed(rng.choice(pushed), "unreachable"))
@@ -253,11 +287,12 @@ def _worker(
             kind = rng.choice(("advance", "tick"))
             log.note("B", kind=kind, at=now.isoformat())
             stored = store.advance("r", now) if kind == "advance" else store.tick(now)
+            shared[0] = IDLE
             log.note("A", kind=kind, at=now.isoformat(), effects=[s.id for s in stored])
         elif rng.random() < 0.5:  # drain: make effects, or deliver them
             now += timedelta(seconds=1)
-            pushed = [d.device_id for d in store.devices("r", [cf.DeviceState.PUSHED])]
-            failed = [d.device_id for d in store.devices("r", [cf.DeviceState.FAILED])]
+            pushed = [d.device_id for d in store.devices("r", [cf.DeviceState.PUSHED], limit=FLEET)]
+            failed = [d.device_id for d in store.devices("r", [cf.DeviceState.FAILED], limit=FLEET)]
             if failed:
                 command("command", [cf.Retry(rng.choice(failed))])
             elif pushed:
@@ -265,6 +300,7 @@ def _worker(
         else:
             log.note("B", kind="drain", at=now.isoformat())
             outcome = drain(store, handlers, now)
+            shared[0] = IDLE
             log.note(
                 "A",
                 kind="drain",
@@ -290,17 +326,16 @@ def _fork(work: Callable[[int], None], errors: Path) -> tuple[int, int]:
     return pid, read
 
 
-def _check_acknowledged(path: Path, logs: list[Path], performed: Path) -> str:
+def _check_acknowledged(path: Path, logs: list[Path], performed: Path, where: int) -> None:
     """Every operation whose call returned is in the database; a refused one left no
-    entry; every acknowledged effect was performed by its handler first. Returns where
-    the last log's kill landed."""
+    entry; every acknowledged effect was performed by its handler first; an operation
+    killed inside its write transaction left nothing."""
     with SqliteStore(path, create=False) as store:
         journal = list(store.journal("r"))
         outbox = {s.id: s for s in store.effects("r", include_acknowledged=True)}
     entries = {(e.at, e.kind, e.commands) for e in journal}
     instants = {e.at for e in journal}
     advanced = {e.at for e in journal if e.kind == "advance"}
-    landed = "before its first operation"
     for log in logs:
         lines = list(_lines(log))
         for line in lines:
@@ -319,19 +354,16 @@ def _check_acknowledged(path: Path, logs: list[Path], performed: Path) -> str:
                 assert all(outbox[i].failures > 0 for i in line["failed"]), line
             for effect_id in line.get("effects", ()):
                 assert effect_id in outbox, line
-        if lines:
-            last = lines[-1]
-            if last["mark"] != "B":
-                landed = "between operations"
-            elif last["kind"] in ("command", "batch", "advance"):
-                committed = datetime.fromisoformat(last["at"]) in instants
-                landed = "in an operation, committed" if committed else "in an operation, undone"
-            else:
-                landed = f"in a {last['kind']}"
     ran = {line["id"] for line in _lines(performed)}
     acked = {i for i, s in outbox.items() if s.acked_at is not None}
     assert acked <= ran
-    return landed
+    last = ([{}, *_lines(logs[-1])])[-1]
+    if (
+        where == WRITING
+        and last.get("mark") == "B"
+        and last["kind"] in ("command", "batch", "advance")
+    ):
+        assert datetime.fromisoformat(last["at"]) not in instants, last
 
 
 def _crash_rounds(tmp_path: Path, blocks: int, seed: int) -> Counter[tuple[str, str]]:
@@ -358,18 +390,26 @@ def _crash_rounds(tmp_path: Path, blocks: int, seed: int) -> Counter[tuple[str, 
             with SqliteStore(path, create=False) as store:
                 clock = store.rollouts()[0].clock
             start = (max(clock, latest) + timedelta(seconds=1)).isoformat()
-            args = (path, phase, log, performed, rng.getrandbits(32), start)
+            shared = mmap.mmap(-1, 1)  # anonymous: shared with the forked worker
+            args = (shared, path, phase, log, performed, rng.getrandbits(32), start)
             pid, pipe = _fork(lambda fd, args=args: _worker(fd, *args), errors)  # type: ignore[misc]
             ready = os.read(pipe, 1)
             os.close(pipe)
             assert ready == b"r", errors.read_text() if errors.exists() else "worker died"
             time.sleep(rng.uniform(0.0005, 0.02))
+            if n % 2:  # every other kill waits (a little) for a write transaction
+                give_up = time.monotonic() + 0.2
+                while shared[0] != WRITING and time.monotonic() < give_up:
+                    pass
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
             assert os.WIFSIGNALED(status), errors.read_text() if errors.exists() else status
             assert os.WTERMSIG(status) == signal.SIGKILL
             check_consistent(path, "r")
-            landings[phase, _check_acknowledged(path, logs, performed)] += 1
+            where = shared[0]
+            shared.close()
+            _check_acknowledged(path, logs, performed, where)
+            landings[phase, WHERE[where]] += 1
             for line in _lines(log):
                 latest = max(latest, datetime.fromisoformat(line["at"]))
     return landings
@@ -379,10 +419,12 @@ def test_sigkill_at_random_moments_leaves_every_transaction_done_or_not_started(
     tmp_path: Path,
 ) -> None:
     """208 workers killed with SIGKILL at a random moment while they report, report in
-    batches, tick or drain. After each kill, on the reopened database: integrity is
-    ``ok``, counts equal a recount, the journal replays to the stored rollout, every
-    operation that returned is there, a refused one is not, and no effect was
-    acknowledged before its handler ran."""
+    batches, tick or drain (every other kill waits for a write transaction to be under
+    way, so that about half land inside one). After each kill, on the reopened
+    database: integrity is ``ok``, counts equal a recount, the journal replays to the
+    stored rollout, every operation that returned is there, a refused one is not, one
+    killed inside its write transaction left nothing, and no effect was acknowledged
+    before its handler ran."""
     landings = _crash_rounds(tmp_path, BLOCKS, seed=8)
     assert sum(landings.values()) == BLOCKS * 2 * len(PHASES) >= 200
     for phase in PHASES:
