@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
-from certflow.core.effects import Effect
 from certflow.core.errors import CertflowError
 from certflow.store._errors import StoreBusy
 from certflow.store._model import Store
 
 __all__ = ["DrainReport", "Handler", "drain", "retrying"]
 
-Handler = Callable[[str, Effect], object]
+# Any, not Effect: a handler registered for PushRoot may be annotated with PushRoot.
+Handler = Callable[[str, Any], object]
 T = TypeVar("T")
 
 

@@ -37,7 +37,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,6 +204,11 @@ class SqliteStore:
     machine loses power) or ``"FULL"`` (a commit survives power loss, at the cost of one
     fsync per commit). A writer waits up to ``busy_timeout`` seconds for another one,
     then raises :class:`StoreBusy`. Every error names the file.
+
+    ``clock_skew``: several processes that read their own clocks and then wait for the
+    write lock can arrive slightly out of order. An instant at most ``clock_skew``
+    earlier than the rollout's clock is applied at the rollout's clock instead of being
+    refused (default 0: every earlier instant is refused, as the evaluator does).
     """
 
     def __init__(
@@ -213,6 +218,7 @@ class SqliteStore:
         create: bool = True,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
+        clock_skew: timedelta = timedelta(0),
         rules: Rules = RULES,
     ) -> None:
         self.path = Path(path)
@@ -226,7 +232,10 @@ class SqliteStore:
                 f"{self._where}: no certflow database there "
                 "(create one with `certflow rollout new`, or check --db / CERTFLOW_DB)"
             )
+        if not isinstance(clock_skew, timedelta) or clock_skew < timedelta(0):
+            raise InvalidInput(f"clock_skew must be a timedelta of 0 or more, got {clock_skew!r}")
         self.busy_timeout = busy_timeout
+        self.clock_skew = clock_skew
         self._evaluator = Evaluator(rules)
         self._compiled = compiled = self._evaluator.compiled
         self._states = compiled.device_states
@@ -404,6 +413,8 @@ class SqliteStore:
 
     def _check_now(self, row: _Row, now: object) -> datetime:
         at = _utc("now", now)
+        if at < row.clock and row.clock - at <= self.clock_skew:
+            return row.clock
         if at < row.clock:
             raise TimeWentBackwards(
                 f"now ({at.isoformat()}) is earlier than the last instant rollout "

@@ -452,3 +452,17 @@ def test_the_database_is_a_real_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_report_slightly_behind_the_clock_is_applied_at_the_clock_within_the_skew(
+    tmp_path: Path,
+) -> None:
+    with SqliteStore(tmp_path / "r.db", clock_skew=timedelta(seconds=2)) as store:
+        store.create("r", build(3))
+        store.execute("r", cf.DistributeRoot(), T0 + HOUR)
+        store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR - timedelta(seconds=2))
+        assert store.device("r", "d0").last_report == T0 + HOUR
+        with pytest.raises(cf.TimeWentBackwards, match="earlier than the last instant"):
+            store.execute("r", cf.DeviceInstalled("d1"), T0 + HOUR - timedelta(seconds=3))
+    with pytest.raises(cf.InvalidInput, match="clock_skew must be a timedelta of 0 or more"):
+        SqliteStore(tmp_path / "s.db", clock_skew=timedelta(seconds=-1))
