@@ -7,6 +7,7 @@ connection, so no SQLite handle crosses a fork.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import multiprocessing
@@ -70,8 +71,9 @@ def _report_of(worker: int, j: int) -> cf.Command:
     return cf.DeviceInstalled(device)
 
 
-def _reporter(path: Path, worker: int) -> None:
+def _reporter(path: Path, worker: int, barrier: Any) -> None:
     with SqliteStore(path) as store:
+        barrier.wait(30)
         for j in range(REPORTS):
             command = _report_of(worker, j)
             retrying(lambda command=command: store.execute("fleet", command, NOW))  # type: ignore[misc]
@@ -85,8 +87,9 @@ def test_four_processes_lose_no_report(tmp_path: Path) -> None:
     with SqliteStore(path) as store:
         store.create("fleet", distributing(WORKERS * REPORTS))
     errors = [tmp_path / f"error-{w}.txt" for w in range(WORKERS)]
+    barrier = FORK.Barrier(WORKERS)
     processes = [
-        FORK.Process(target=_run_child, args=(errors[w], lambda w=w: _reporter(path, w)))
+        FORK.Process(target=_run_child, args=(errors[w], lambda w=w: _reporter(path, w, barrier)))
         for w in range(WORKERS)
     ]
     for process in processes:
@@ -113,6 +116,9 @@ def test_four_processes_lose_no_report(tmp_path: Path) -> None:
         assert Counter(c for e in journal for c in e.commands) == Counter(
             _report_of(w, j) for w in range(WORKERS) for j in range(REPORTS)
         )
+        # The writers really took turns (or this test would prove little).
+        workers = [int(e.body["command"]["device_id"][1:]) // REPORTS for e in journal[1:]]
+        assert sum(a != b for a, b in itertools.pairwise(workers)) >= WORKERS
         assert store.dumps("fleet") == cf.dumps(store.replay("fleet"))
         failure = store.device("fleet", "d5000")
         assert failure.state is cf.DeviceState.FAILED
