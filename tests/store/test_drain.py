@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import typing
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,15 +24,7 @@ from certflow.store import (
 from tests.core.strategies import HOUR, T0, build, day, distributing
 from tests.store.conftest import check_consistent, query, tables
 
-EFFECT_TYPES = (
-    cf.PushRoot,
-    cf.Notify,
-    cf.ImportPostponed,
-    cf.ImportCertificate,
-    cf.RestartRequired,
-    cf.ReenrollmentRequired,
-    cf.AcknowledgementTimedOut,
-)
+EFFECT_TYPES = typing.get_args(cf.Effect)  # every effect class
 
 
 def history(store: SqliteStore, name: str = "r") -> None:

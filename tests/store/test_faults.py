@@ -16,6 +16,7 @@ import random
 import signal
 import time
 import traceback
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -29,15 +30,7 @@ from tests.core.strategies import HOUR, T0, build, day, distributing
 from tests.store.conftest import check_consistent, query
 
 FORK = multiprocessing.get_context("fork")
-EFFECT_TYPES = (
-    cf.PushRoot,
-    cf.Notify,
-    cf.ImportPostponed,
-    cf.ImportCertificate,
-    cf.RestartRequired,
-    cf.ReenrollmentRequired,
-    cf.AcknowledgementTimedOut,
-)
+EFFECT_TYPES = typing.get_args(cf.Effect)  # every effect class
 
 
 def _run_child(errors: Path, work: Callable[[], None]) -> None:
