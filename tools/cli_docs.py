@@ -146,6 +146,21 @@ def write_examples(folder: Path) -> None:
     (folder / "junk.cer").write_bytes(b"\x00\x01junk" * 50)
 
 
+def write_rollout_examples(folder: Path) -> None:
+    """The rest of a rollout's upload: the server's current certificate, the device list
+    and two report files (one of them with mistakes)."""
+    _, intermediate_key, _ = _keys()
+    current = _certificate(HOST, intermediate_key, None, 4, datetime(2025, 4, 10, tzinfo=UTC), 365)
+    (folder / "current.crt").write_bytes(current.public_bytes(serialization.Encoding.PEM))
+    (folder / "devices.txt").write_text("\n".join(DEVICES) + "\n")
+    (folder / "reports.csv").write_text(
+        'android-03,installed\nmac-04,installed\nwin-05,failed,"disk full, 0 bytes free"\n'
+    )
+    (folder / "bad-reports.csv").write_text(
+        "android-06,installed\nmac-07,done\n,failed\nwin-08,installed,why\nandroid-06,failed,x\n"
+    )
+
+
 # --- running and rendering ------------------------------------------------------------------
 
 
@@ -190,6 +205,8 @@ def render() -> dict[str, str]:
             folder.mkdir()
             if name not in EMPTY_FOLDER:
                 write_examples(folder)
+            if name in ROLLOUT_FOLDER:
+                write_rollout_examples(folder)
             pages[name] = render_page(blocks, folder)
     return pages
 
@@ -206,6 +223,23 @@ def main(argv: Sequence[str]) -> int:
 
 #: Pages that start in an empty folder (a new key and CSR), not among the example files.
 EMPTY_FOLDER = {"csr-new.md", "csr-openssl-config.md"}
+#: Pages that also get the current certificate, a device list and report files.
+ROLLOUT_FOLDER = {"rollout.md"}
+DEVICES = ["ipad-01", "ipad-02", "android-03", "mac-04", "win-05", "android-06", "mac-07", "win-08"]
+ROLLOUT = "mdm-2026"
+
+
+def _at(days: float, hours: float = 0) -> str:
+    """The instant ``days`` and ``hours`` after the examples' NOW, as --now takes it."""
+    instant = datetime(2026, 3, 1, 12, tzinfo=UTC) + timedelta(days=days, hours=hours)
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+ROLLOUT_SUBCOMMANDS = [
+    "new", "distribute", "proceed", "import-now", "extend", "cancel", "report", "retry",
+    "enroll", "unenroll", "reenrolled", "restarted", "tick", "effects", "ack", "status",
+    "history", "list",
+]  # fmt: skip
 
 PAGES: dict[str, list[Block]] = {
     "certflow.md": [
@@ -235,7 +269,7 @@ fails when one is out of date.
 | code | meaning |
 |---|---|
 | 0 | done; for `cert check` and `csr show`: nothing wrong found |
-| 1 | `cert check` found at least one error; `csr show` found the CSR unusable |
+| 1 | `cert check` found at least one error; `csr show` found the CSR unusable; `rollout`: the rules refused the command, or an import was not confirmed |
 | 2 | usage error or bad input: unknown option, unreadable or damaged file, wrong or missing password, invalid subject, an `--out` that is not a regular file |
 | 130 | interrupted (Ctrl-C, or end of input at a terminal prompt) |
 
@@ -248,7 +282,8 @@ fails when one is out of date.
 - [`certflow cert inspect`](cert-inspect.md) — what the uploaded files contain, ordered
 - [`certflow cert check`](cert-check.md) — the server-certificate checks, as a table
 - [`certflow cert export`](cert-export.md) — `server.crt`, the chain, the root for devices, `server.pfx`
-- [`certflow simulate`](simulate.md) — the seeded rollout simulation (see [simulation.md](../simulation.md))""",
+- [`certflow simulate`](simulate.md) — the seeded rollout simulation (see [simulation.md](../simulation.md))
+- [`certflow rollout`](rollout.md) — a rollout stored in a database, driven step by step (every subcommand's help: [rollout-help.md](rollout-help.md))""",
         Run("certflow --help"),
         "A mistyped command:",
         Run("certflow bogus"),
@@ -461,6 +496,160 @@ anything is written; existing files are backed up first, under one number.""",
             "exported/chain.pem exported/server.crt"
         ),
         Run("certflow cert export chain.pem --out exported"),
+    ],
+    "rollout.md": [
+        f"""# `certflow rollout` — a stored rollout from the command line
+
+`certflow rollout` drives a rollout kept in a database (SQLite: one file, see
+[store.md](../store.md)) from creation to the end, one command per step: what an
+administrator does in the product's pages, and what a host's scheduler and workers do.
+The spellings are a contract (scripts depend on them); every subcommand's `--help` is in
+[rollout-help.md](rollout-help.md).
+
+Every subcommand takes `--db PATH` (default `./certflow.db`, or `$CERTFLOW_DB`; a
+`sqlite:///PATH` URL is accepted), `--now TIME` (ISO 8601 *with* an offset, e.g.
+`2026-03-01T12:00:00Z`; default the current time: the command line reads the clock, the
+core never does) and `--json`. Only `new` creates a database; every other subcommand
+refuses a missing one (it does not create an empty file).
+
+## Exit codes and messages
+
+| code | meaning |
+|---|---|
+| 0 | done |
+| 1 | the rules refused the command (`certflow: refused: <why>`), the new certificate failed a check (`new`: the findings are printed), or a confirmation was declined (`certflow: not imported: ...`) |
+| 2 | bad input (`certflow: error: <message>`): unknown rollout, device or effect id, a malformed file, a time earlier than the rollout's clock, a `--now` without an offset, a missing, corrupt or newer database |
+| 130 | interrupted |
+
+Results go to standard output; errors, refusals, prompts and progress bars to standard
+error, so `--json` output can always be piped. Nothing is ever half-applied: each command
+is one transaction of the store.
+
+## Choices where the contract is silent
+
+- **`--now`** must carry an offset (a naive time is refused rather than guessed); it is
+  converted to UTC. Reads take it too: `status` shows the rollout at `--now`, advancing
+  it first if something fell due (exactly what `tick` would do, so the effects that
+  produces land in the outbox); `effects`, `history` and `list` only check it.
+- **`new`** loads `--cert` files with `certflow.certs` (any mix of PFX, CER/CRT, chain and
+  key files; the password from `--password`, `--password-file`, or a prompt at a
+  terminal), checks them for every `--host` at `--now` like `certflow cert check`, and on
+  any error finding prints the findings (or, with `--json`, the check's report) and exits
+  1 without creating anything. `--existing` is the server's current certificate (only its
+  expiry is used). `--public-root/--private-root` override what the chain says about the
+  root: `rollout_for` decides from the chain alone, so with an override the rollout is
+  built again with `certflow.new_rollout` from the same dates. The database is created
+  only once everything has been checked.
+- **The device list** (`--devices`) is UTF-8 text, one id per line; spaces around an id and
+  blank lines are ignored; a duplicate is refused, listing every duplicate with its line
+  and the line it repeats. Like every file certflow reads, it goes through the one bounded
+  reader (`certflow.certs.read_bounded`), here with a 256 MiB limit.
+- **A report file** (`report NAME --file CSV`) has lines `device,installed` or
+  `device,failed[,reason]`: CSV, so quotes are allowed, and a reason may also hold
+  unquoted commas (everything after the second comma); the outcome is case-insensitive;
+  blank lines are ignored; there is no header line. A device reported twice in one file is
+  a bad line. Every bad line is listed with its number, then (if the lines are well formed)
+  every device the rollout does not know; one bad line refuses the whole file. The reports
+  are then applied in order in one transaction; a report the rules refuse refuses the file
+  (exit 1), naming its line. A single `report NAME DEVICE failed` without `--reason` records
+  an empty reason.
+- **`proceed` and `import-now`** list, on standard error, the in-scope devices that do not
+  trust the new root (pending, pushed, failed, re-enrolment required): their number and the
+  first 10 ids; then ask. They ask only when someone would lose communication: not when
+  every in-scope device trusts the root, nor for a publicly trusted root (already on every
+  device; the plan says so). `--yes` answers yes (the list is still printed). Declining
+  exits 1 with nothing changed; with no terminal and no answer on standard input the
+  command exits 2 and says to give `--yes`. The rules decide after the answer: a command
+  they refuse exits 1 then.
+- **`retry`** takes one DEVICE or `--all-failed`, never both. **`tick`** with NAME advances
+  that rollout to `--now` (an error if `--now` is before its clock); without, every rollout
+  with something due, each in its own transaction.
+- **`effects`** prints one line per effect: its id (`ROLLOUT:SEQ:N`, stable: give it to
+  `ack`), the instant it fell due, and what to do. `--all` adds acknowledged ones, with
+  when. **`ack`** takes ids of that rollout only; an unknown id refuses them all;
+  acknowledging twice is harmless and reported as such.
+- **`status`** is the View Details page: state, completion, counts per device state,
+  started, next notice, next checkpoint, deadline, the manual extension (available now, or
+  from when), restart required; then a page of devices in creation order with state,
+  attempts, last push, last report and failure reason. `--state` (repeatable) filters,
+  `--limit` (1 to 10,000, default 50) sizes the page, `--after DEVICE` starts after that
+  device (keyset paging: the next page costs the same at any depth); a full page ends with
+  the command for the next one. `--json` gives the same fields, `counts` as device state →
+  number, and `next_after` (the `--after` of the next page, or null).
+- **`history`** prints the journal, one entry per line: sequence number, instant, what
+  happened, the rollout state after it, and the ids of the effects it emitted. `--json`
+  prints JSON lines (one object per entry), for `jq` and friends.
+- **Progress**: creating a rollout of 10,000 devices or more, and checking a report file of
+  10,000 lines or more, draw a progress bar on standard error when both standard output
+  and standard error are terminals and `--json` is not given; applying a report file is one
+  transaction, announced by one line.
+
+## A whole rollout
+
+The upload: the new certificate with its chain and key, the server's current certificate
+(expiring 2026-04-10), and the devices. Every command below runs at an explicit `--now`,
+the rollout's t0 being {_at(0)}.""",
+        Run("cat devices.txt"),
+        Run(
+            f"certflow rollout new {ROLLOUT} --cert server.crt --cert chain.pem --cert server.key "
+            f"--existing current.crt --devices devices.txt --host {HOST} --now {_at(0)}"
+        ),
+        "The root is private, so it is distributed first:",
+        Run(f"certflow rollout distribute {ROLLOUT} --now {_at(0)}"),
+        "Devices answer, one by one (what an MDM worker would send) or as a file:",
+        Run(f"certflow rollout report {ROLLOUT} ipad-01 installed --now {_at(0, 2)}"),
+        Run(
+            f"certflow rollout report {ROLLOUT} ipad-02 failed --reason 'profile declined' "
+            f"--now {_at(0, 3)}"
+        ),
+        Run("cat reports.csv"),
+        Run(f"certflow rollout report {ROLLOUT} --file reports.csv --now {_at(1)}"),
+        Run(f"certflow rollout retry {ROLLOUT} ipad-02 --now {_at(1, 1)}"),
+        Run(f"certflow rollout status {ROLLOUT} --now {_at(1, 2)}"),
+        "A failed report again, then only the failed devices, one per page, and the next page:",
+        Run(f"certflow rollout report {ROLLOUT} ipad-02 failed --now {_at(1, 3)}"),
+        Run(f"certflow rollout status {ROLLOUT} --state failed --limit 1 --now {_at(1, 3)}"),
+        Run(
+            f"certflow rollout status {ROLLOUT} --state failed --limit 1 --after ipad-02 "
+            f"--now {_at(1, 3)} --json"
+        ),
+        "The manual extension opens on day 6; before that the rules refuse it (exit 1):",
+        Run(f"certflow rollout extend {ROLLOUT} --now {_at(5)}"),
+        Run(f"certflow rollout extend {ROLLOUT} --now {_at(6)}"),
+        "A scheduler ticks; the first checkpoint (day 14 now) finds devices not trusting the root:",
+        Run(f"certflow rollout tick --now {_at(14, 1)}"),
+        "The host performs the effects and acknowledges them (twice is harmless):",
+        Run(f"certflow rollout effects {ROLLOUT}"),
+        Run(f"certflow rollout ack {ROLLOUT} {ROLLOUT}:2:0 {ROLLOUT}:6:0 --now {_at(14, 2)}"),
+        Run(f"certflow rollout ack {ROLLOUT} {ROLLOUT}:2:0 --now {_at(14, 2)}"),
+        "Importing now cuts off the devices that do not trust the root, so it asks first:",
+        Run(f"echo n | certflow rollout import-now {ROLLOUT} --now {_at(15)}"),
+        Run(f"certflow rollout import-now {ROLLOUT} --yes --now {_at(15)}"),
+        Run(f"certflow rollout restarted {ROLLOUT} --now {_at(15, 1)}"),
+        Run(f"certflow rollout reenrolled {ROLLOUT} win-05 --now {_at(16)}"),
+        Run(f"certflow rollout status {ROLLOUT} --state reenroll_required --now {_at(16)}"),
+        Run(f"certflow rollout history {ROLLOUT}"),
+        Run(f"certflow rollout history {ROLLOUT} --json | head -3"),
+        Run(f"certflow rollout list --now {_at(16)}"),
+        """## Bad input
+
+A report file with mistakes is refused whole, every bad line listed; nothing is applied:""",
+        Run("cat bad-reports.csv"),
+        Run(f"certflow rollout report {ROLLOUT} --file bad-reports.csv --now {_at(16)}"),
+        Run(f"certflow rollout report {ROLLOUT} laptop-99 installed --now {_at(16)}"),
+        Run(f"certflow rollout report {ROLLOUT} mac-07 installed --now {_at(2)}"),
+        Run(f"certflow rollout report {ROLLOUT} mac-07 installed --now 2026-03-20T12:00:00"),
+        Run(f"certflow rollout status other --now {_at(16)}"),
+        Run("certflow rollout list --db elsewhere.db"),
+        Run("printf 'not a database' > junk.db; certflow rollout list --db junk.db"),
+    ],
+    "rollout-help.md": [
+        """# `certflow rollout` subcommands
+
+The `--help` of every subcommand of [`certflow rollout`](rollout.md), which describes the
+choices behind them and runs a whole rollout.""",
+        Run("certflow rollout --help"),
+        *[Run(f"certflow rollout {name} --help") for name in ROLLOUT_SUBCOMMANDS],
     ],
     "simulate.md": [
         """# `certflow simulate`

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -45,8 +45,6 @@ from certflow.core.serialization import decode_plan, encode
 from certflow.core.summary import Overview
 from certflow.store import DeviceRow, JournalEntry, SqliteStore, StoredEffect, open_store
 
-R = TypeVar("R")
-
 #: The most bytes read from a device list or a report file: about 5 million lines.
 FILE_LIMIT = 256 * 1024 * 1024
 #: Work at least this large shows a progress bar on a terminal.
@@ -67,12 +65,14 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             "--db",
             envvar="CERTFLOW_DB",
             default="certflow.db",
-            show_default="./certflow.db, or $CERTFLOW_DB",
-            help="The database: a file path (or sqlite:///PATH).",
+            metavar="PATH|URL",
+            help="The database: a file path or sqlite:///PATH (default: ./certflow.db, "
+            "or $CERTFLOW_DB).",
         ),
         click.option(
             "--now",
             "now",
+            metavar="TIME",
             help="The instant of the command, ISO 8601 with an offset (default: the current time).",
         ),
         json_option,
@@ -374,7 +374,7 @@ def read_device_ids(path: Path) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The new certificate material (PFX, CER/CRT, chain, key); repeat for each file.",
 )
-@click.option("--password", help="The password of encrypted material (PFX, key).")
+@click.option("--password", metavar="PW", help="The password of encrypted material (PFX, key).")
 @_password_file
 @click.option(
     "--existing",
@@ -394,6 +394,7 @@ def read_device_ids(path: Path) -> list[str]:
     "hosts",
     multiple=True,
     required=True,
+    metavar="ADDR",
     help="An address clients use: host name or NAT address. Repeat it for each of them.",
 )
 @click.option(
@@ -532,7 +533,7 @@ def _confirm_import(store: SqliteStore, name: str, at: datetime, yes: bool, what
     if yes:
         return True
     try:
-        return click.confirm(f"{what} anyway?", default=False, err=True)
+        answer = click.confirm(f"{what} anyway?", default=False, err=True)
     except click.Abort:
         if sys.stdin.isatty():
             raise
@@ -540,6 +541,9 @@ def _confirm_import(store: SqliteStore, name: str, at: datetime, yes: bool, what
         raise click.UsageError(
             "no answer on standard input; give --yes to import without asking"
         ) from None
+    if not sys.stdin.isatty():
+        click.echo("", err=True)  # a piped answer is not echoed: end the prompt's line
+    return answer
 
 
 def _import(
@@ -563,7 +567,10 @@ _yes = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_common
 @_refusals
 def rollout_proceed(name: str, yes: bool, db: str, now: str | None, as_json: bool) -> int:
-    """Proceed to Import: import once every device trusts the root (at a checkpoint).
+    """Proceed to Import: import into a pending rollout, without distributing the root.
+
+    For a publicly trusted root, or devices that trust the root already; the others lose
+    communication (the import is forced).
 
     Lists the devices that would lose communication and asks first (--yes skips it).
     """
@@ -708,6 +715,9 @@ def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool)
                     progress(done, len(reports))
         if unknown:
             raise _problems(path, unknown)
+        if _interactive(as_json) and len(reports) >= PROGRESS_FROM:
+            # One transaction: the store reports no progress inside it.
+            click.echo(f"Applying {len(reports):,} reports in one transaction...", err=True)
         try:
             effects = store.execute_many(name, reports, at)
         except CommandRefused as error:
