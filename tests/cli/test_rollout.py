@@ -659,3 +659,30 @@ def test_the_clock_is_read_only_without_now(db: Path) -> None:
     # No --now: the current time, which is after t0, so the rollout accepts it.
     cli("rollout", "tick", "r1", "--db", db)
     assert datetime.fromisoformat(history(db)[-1]["at"]) > datetime.now(UTC) - timedelta(minutes=5)
+
+
+def test_a_real_process_exits_with_the_codes_and_no_traceback(db: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "certflow", "rollout", *map(str, args)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "Traceback" not in done.stdout + done.stderr
+        return done
+
+    assert run("distribute", "r1", "--db", db, "--now", at()).returncode == 0
+    refused = run("distribute", "r1", "--db", db, "--now", at(hours=1))
+    assert (refused.returncode, refused.stderr[:18]) == (1, "certflow: refused:")
+    (tmp_path / "junk.db").write_bytes(b"junk" * 1000)
+    corrupt = run("list", "--db", "junk.db")
+    assert (corrupt.returncode, corrupt.stderr[:16]) == (2, "certflow: error:")
+    assert "junk.db" in corrupt.stderr
+    # Without --db, ./certflow.db in the working folder: missing here, and not created.
+    assert run("list").returncode == 2
+    assert not (tmp_path / "certflow.db").exists()
