@@ -263,7 +263,10 @@ class SqliteStore:
             raise self._error(error, "cannot open") from None
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            self._version(db)  # refuse a foreign or newer file before WAL mode rewrites it
+            # Refuse a foreign or newer file (or an empty one when a database is expected)
+            # before WAL mode rewrites it.
+            if self._version(db) == 0 and not create:
+                raise StoreError(f"{self._where}: no certflow database there (the file is empty)")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{self._where}: cannot use write-ahead logging (mode {mode})")

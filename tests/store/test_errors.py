@@ -85,6 +85,16 @@ def test_a_missing_database_is_not_created_when_one_is_expected(db_path: Path) -
     assert list(db_path.parent.iterdir()) == []
 
 
+def test_an_empty_file_is_not_a_database_when_one_is_expected(db_path: Path) -> None:
+    """``create=False`` (every command but ``new``): an empty file, say from ``touch``,
+    is refused and left empty rather than silently made a new database."""
+    db_path.touch()
+    refused(db_path, "no certflow database there", create=False)
+    assert db_path.read_bytes() == b""
+    SqliteStore(db_path).close()  # create=True makes it one
+    assert query(db_path, "SELECT version FROM certflow_schema") == [(SCHEMA_VERSION,)]
+
+
 def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
     folder = tmp_path / "rollouts"
     folder.mkdir()
