@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
+import signal
 import sqlite3
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -192,3 +195,41 @@ def test_an_old_database_locked_by_another_writer_is_left_at_its_version(old: Pa
     assert query(old, "SELECT version FROM certflow_schema") == [(1,)]
     SqliteStore(old, create=False).close()  # and it migrates once the lock is gone
     assert query(old, "SELECT version FROM certflow_schema") == [(SCHEMA_VERSION,)]
+
+
+def test_a_migration_killed_at_a_random_moment_leaves_either_version(
+    old: Path, tmp_path: Path
+) -> None:
+    """60 processes killed with SIGKILL at a random moment while they open (and
+    migrate) a copy of a version 1 database: each copy is afterwards wholly version 1
+    or wholly the current version, passes its checks, and opens."""
+    rng = random.Random(8)
+    v1_schema = schema(old)
+    new = tmp_path / "new.db"
+    SqliteStore(new).close()
+    outcomes: list[int] = []
+    for n in range(60):
+        copy = tmp_path / f"copy-{n}" / "certflow.db"
+        copy.parent.mkdir()
+        copy.write_bytes(old.read_bytes())
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into pytest
+            try:
+                os.write(write, b"r")  # about to open
+                SqliteStore(copy, create=False)
+                time.sleep(60)
+            finally:
+                os._exit(1)
+        os.close(write)
+        os.read(read, 1)
+        os.close(read)
+        time.sleep(rng.uniform(0.005, 0.03))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        [(version,)] = query(copy, "SELECT version FROM certflow_schema")
+        outcomes.append(version)
+        assert schema(copy) == (v1_schema if version == 1 else schema(new))
+        for name in NAMES:
+            check_consistent(copy, name)
+    assert set(outcomes) <= {1, SCHEMA_VERSION}
