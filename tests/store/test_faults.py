@@ -428,3 +428,36 @@ def test_sigkill_at_random_moments_leaves_every_transaction_done_or_not_started(
     assert sum(landings.values()) == BLOCKS * 2 * len(PHASES) >= 200
     for phase in PHASES:
         assert sum(n for (p, _), n in landings.items() if p == phase) == BLOCKS * 2
+
+
+def test_a_creation_killed_at_a_random_moment_is_all_or_nothing(tmp_path: Path) -> None:
+    """20 workers killed while they store a 10,000-device rollout: each rollout is
+    afterwards absent, or present whole and consistent; the earlier ones are untouched."""
+    rng = random.Random(8)
+    path = tmp_path / "certflow.db"
+    SqliteStore(path).close()
+    rollout = distributing(10_000)
+    created: list[str] = []
+    for n in range(20):
+        errors = tmp_path / f"error-{n}.txt"
+
+        def create(ready: int, name: str = f"big-{n}") -> None:
+            store = SqliteStore(path)
+            os.write(ready, b"r")
+            store.create(name, rollout)
+            time.sleep(60)
+
+        pid, pipe = _fork(create, errors)
+        assert os.read(pipe, 1) == b"r", errors.read_text() if errors.exists() else "died"
+        os.close(pipe)
+        time.sleep(rng.uniform(0, 0.15))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert query(path, "PRAGMA integrity_check") == [("ok",)]
+        names = [r[0] for r in query(path, "SELECT name FROM rollouts ORDER BY id")]
+        assert names in (created, [*created, f"big-{n}"])
+        if len(names) > len(created):
+            check_consistent(path, names[-1])
+        created = names
+        assert query(path, "SELECT COUNT(*) FROM devices") == [(10_000 * len(names),)]
+        assert query(path, "SELECT COUNT(*) FROM journal") == [(len(names),)]
