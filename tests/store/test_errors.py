@@ -230,6 +230,11 @@ def test_a_lock_held_past_the_timeout_is_store_busy_and_changes_nothing(
             attempt()
         assert str(db_path) in str(caught.value)
         assert isinstance(caught.value, cf.CertflowError)
+    # Readers are not held up by a writer (write-ahead logging).
+    assert store.overview("r", day(1)).counts[cf.DeviceState.PUSHED] == 300
+    assert store.dumps("r") == cf.dumps(store.replay("r"))
+    assert [s.id for s in store.effects("r")] == [pushed.id]
+    assert len(store.devices("r", [cf.DeviceState.PUSHED], limit=500)) == 300
     locked.execute("ROLLBACK")
     assert everything(db_path) == before
     # The store is still usable once the lock is gone.
