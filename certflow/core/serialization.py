@@ -369,7 +369,7 @@ def _build(document: _Document | _DocumentV1) -> Rollout:
     else:
         if document.awaiting and document.plan.policy.ack_timeout is None:
             raise _malformed("awaiting: the policy has no acknowledgement timeout")
-        timeouts = _timers(document.awaiting, codes)
+        timeouts = _timers(document.awaiting, codes, document.plan, document.phase)
     reasons = immutables.Map({index[d]: r for d, r in document.failure_reasons.items()})
     roster = {
         **empty_roster_maps(),
@@ -384,34 +384,38 @@ def _build(document: _Document | _DocumentV1) -> Rollout:
     return DEFAULT.assemble(document.plan, document.phase, fleet, document.clock)
 
 
-def _timers(awaiting: list[_Awaiting], codes: list[int]) -> list[Timeout]:
-    """The timer queue of ``awaiting``: one timer per run of adjacent devices that share
-    a due instant and an attempt."""
+def _timers(awaiting: list[_Awaiting], codes: list[int], plan: Plan, phase: Phase) -> list[Timeout]:
+    """The evaluator's timer queue for ``awaiting``, laid out as the evaluator lays it out.
+
+    The pushes of the distribution start (attempt 1, due at t0 plus the timeout) get the
+    initial-push mark and share one timer, as they did when they were made; every other
+    push gets a timer of its own (the kernel reads one device per such timer).
+    """
     pushed = DEVICE_STATES.index(DeviceState.PUSHED)
+    ack = plan.policy.ack_timeout
+    first_due = None if phase.started_at is None or ack is None else phase.started_at + ack
     timeouts: list[Timeout] = []
+    initial: list[int] = []
     seen: set[int] = set()
     previous: datetime | None = None
     for n, group in enumerate(awaiting):
         if previous is not None and group.due <= previous:
             raise _malformed(f"awaiting[{n}]: due instants must be ascending")
         previous = group.due
-        run: list[int] = []
         for i in group.devices:
             if not 0 <= i < len(codes) or codes[i] & STATE_MASK != pushed or i in seen:
                 raise _malformed(f"awaiting[{n}]: {i} is not a pushed device's index")
             seen.add(i)
             attempt = codes[i] >> ATTEMPT_SHIFT
-            if run and (i != run[-1] + 1 or codes[run[0]] >> ATTEMPT_SHIFT != attempt):
-                timeouts.append(_span_timer(group.due, run, codes))
-                run = []
-            run.append(i)
-        if run:
-            timeouts.append(_span_timer(group.due, run, codes))
+            if attempt == 1 and group.due == first_due:
+                codes[i] |= INITIAL_PUSH
+                initial.append(i)
+            else:
+                timeouts.append(Timeout(group.due, i, i + 1, attempt, False))
+    if initial and first_due is not None:
+        timeouts.append(Timeout(first_due, initial[0], initial[-1] + 1, 1, True))
+        timeouts.sort(key=lambda t: (t.due, not t.initial, t.first))
     return timeouts
-
-
-def _span_timer(due: datetime, run: list[int], codes: list[int]) -> Timeout:
-    return Timeout(due, run[0], run[-1] + 1, codes[run[0]] >> ATTEMPT_SHIFT, False)
 
 
 def _timers_v1(document: _DocumentV1, codes: list[int]) -> list[Timeout]:

@@ -324,16 +324,6 @@ def test_a_rollout_stored_while_distributing_keeps_every_acknowledgement_timer(
         assert store.next_due("r") == cf.next_due(step.rollout) == T0 + 6 * HOUR
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug, not the store's: certflow.loads rebuilds the 'awaiting' view as span "
-        "timers (several devices, initial=False), but the kernel's prune "
-        "(certflow/core/_kernel.py) and the evaluator's fast path look only at a span's "
-        "first device, so that device's report drops the other devices' acknowledgement "
-        "timers; replay starts from the loaded creation document and so differs"
-    ),
-)
 def test_a_rollout_stored_while_distributing_replays_to_the_stored_rollout(
     db_path: Path,
 ) -> None:
