@@ -41,9 +41,16 @@ from certflow.core.evaluator import new_rollout
 from certflow.core.instants import show
 from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
-from certflow.core.serialization import decode_plan, encode
+from certflow.core.serialization import encode
 from certflow.core.summary import Overview
-from certflow.store import DeviceRow, JournalEntry, SqliteStore, StoredEffect, open_store
+from certflow.store import (
+    DeviceRow,
+    JournalEntry,
+    SqliteStore,
+    StoredEffect,
+    check_rollout_name,
+    open_store,
+)
 
 #: The most bytes read from a device list or a report file: about 5 million lines.
 FILE_LIMIT = 256 * 1024 * 1024
@@ -432,6 +439,7 @@ def rollout_new(
     Creates the database when it does not exist.
     """
     at = parse_now(now)
+    check_rollout_name(name)  # before anything is created
     if password is not None and password_file is not None:
         raise click.UsageError(f"give --password or {PASSWORD_FILE}, not both")
     secret = password if password is not None else _password(password_file)
@@ -509,10 +517,8 @@ def rollout_distribute(name: str, db: str, now: str | None, as_json: bool) -> in
 
 def _root_is_public(store: SqliteStore, name: str) -> bool:
     """Whether the rollout's root is publicly trusted (then every device trusts it and an
-    import cuts no one off). The store keeps the plan only in the creation record, the
-    journal's first entry."""
-    first = next(iter(store.journal(name)))
-    return decode_plan(first.body["plan"]).root_publicly_trusted
+    import cuts no one off)."""
+    return store.plan(name).root_publicly_trusted
 
 
 def _confirm_import(store: SqliteStore, name: str, at: datetime, yes: bool, what: str) -> bool:

@@ -23,7 +23,7 @@ from certflow.store._drain import DrainReport, Handler, drain, retrying
 from certflow.store._errors import StoreBusy, StoreError, UnknownRollout
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, Store, StoredEffect
 from certflow.store._schema import SCHEMA_VERSION
-from certflow.store._sqlite import SqliteStore
+from certflow.store._sqlite import SqliteStore, check_rollout_name
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,6 +38,7 @@ __all__ = [
     "StoreError",
     "StoredEffect",
     "UnknownRollout",
+    "check_rollout_name",
     "drain",
     "open_store",
     "retrying",

@@ -10,7 +10,7 @@ import attrs
 
 from certflow.core.commands import Command
 from certflow.core.effects import Effect
-from certflow.core.plan import DeviceState, RolloutState
+from certflow.core.plan import DeviceState, Plan, RolloutState
 from certflow.core.rollout import Rollout
 from certflow.core.summary import Overview
 
@@ -113,6 +113,8 @@ class Store(Protocol):
     ) -> list[DeviceRow]: ...
 
     def rollouts(self) -> list[RolloutInfo]: ...
+
+    def plan(self, name: str) -> Plan: ...
 
     def journal(self, name: str) -> Iterator[JournalEntry]: ...
 

@@ -67,7 +67,7 @@ from certflow.store._fleetsql import DEVICE_COLUMNS, FleetStatement, fleet_updat
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, StoredEffect
 from certflow.store._schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "check_rollout_name"]
 
 Synchronous = Literal["NORMAL", "FULL"]
 Progress = Callable[[int, int], None]
@@ -90,6 +90,11 @@ def _text(instant: datetime) -> str:
 
 def _instant(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def check_rollout_name(name: object) -> str:
+    """``name`` if it is a valid rollout name, else a clear :class:`InvalidInput`."""
+    return _check_name(name)
 
 
 def _check_name(name: object) -> str:
@@ -778,6 +783,11 @@ class SqliteStore:
             DeviceRow(d, DeviceState(s), a, r, _instant(p), _instant(rep))
             for d, s, a, r, p, rep in rows
         ]
+
+    def plan(self, name: str) -> Plan:
+        """The facts rollout ``name`` was created from (O(1))."""
+        with self._transaction(write=False) as db:
+            return self._row(db, name).plan
 
     def device(self, name: str, device_id: str) -> DeviceRow:
         """One device of rollout ``name``; :class:`~certflow.UnknownDevice` if unknown."""

@@ -686,3 +686,17 @@ def test_a_real_process_exits_with_the_codes_and_no_traceback(db: Path, tmp_path
     # Without --db, ./certflow.db in the working folder: missing here, and not created.
     assert run("list").returncode == 2
     assert not (tmp_path / "certflow.db").exists()
+
+
+def test_new_with_a_bad_name_creates_no_database(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    for name in "xyz":
+        (tmp_path / name).write_text("")
+    result = CliRunner().invoke(
+        main,
+        ["rollout", "new", "bad name", "--db", str(db), "--cert", str(tmp_path / "x"),
+         "--existing", str(tmp_path / "y"), "--devices", str(tmp_path / "z"), "--host", "h"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "rollout name 'bad name' is not valid" in result.output
+    assert not db.exists()

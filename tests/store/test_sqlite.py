@@ -466,3 +466,11 @@ def test_a_report_slightly_behind_the_clock_is_applied_at_the_clock_within_the_s
             store.execute("r", cf.DeviceInstalled("d1"), T0 + HOUR - timedelta(seconds=3))
     with pytest.raises(cf.InvalidInput, match="clock_skew must be a timedelta of 0 or more"):
         SqliteStore(tmp_path / "s.db", clock_skew=timedelta(seconds=-1))
+
+
+def test_the_plan_is_read_from_the_rollout_row(store: SqliteStore) -> None:
+    rollout = build(2, public=True, kind=cf.CertificateKind.AGENT_SERVER)
+    store.create("r", rollout)
+    assert store.plan("r") == rollout.plan
+    with pytest.raises(UnknownRollout, match="no rollout named 'q'"):
+        store.plan("q")
