@@ -2,7 +2,10 @@
 
 * :mod:`certflow.sim.demo`: the seeded story ``make demo`` prints (:func:`run`);
 * :mod:`certflow.sim.models`: device behaviour, administrator policies, a setup;
-* :mod:`certflow.sim.fleet`: one modelled rollout to its import (:func:`simulate`).
+* :mod:`certflow.sim.fleet`: one modelled rollout to its import (:func:`simulate`);
+* :mod:`certflow.sim.sweep`: many seeded runs on every core, as a table (:func:`sweep`);
+* :mod:`certflow.sim.forecast`: the rest of a live rollout from its journal so far
+  (:func:`forecast`).
 
 Nothing here is part of the pure core: the randomness and the simulated clock live
 here, and a rollout only ever sees commands and instants through
@@ -11,20 +14,28 @@ here, and a rollout only ever sees commands and instants through
 
 from certflow.sim.demo import FAILURE_REASONS, Scenario, SimulationResult, format_summary, run
 from certflow.sim.fleet import Outcome, Run, Snapshot, Trace, simulate
+from certflow.sim.forecast import Forecast, Survival, fit, forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
+from certflow.sim.sweep import SweepTable, sweep
 
 __all__ = [
     "FAILURE_REASONS",
     "AdminPolicy",
     "DeviceModel",
+    "Forecast",
     "Outcome",
     "Run",
     "Scenario",
     "Setup",
     "SimulationResult",
     "Snapshot",
+    "Survival",
+    "SweepTable",
     "Trace",
+    "fit",
+    "forecast",
     "format_summary",
     "run",
     "simulate",
+    "sweep",
 ]

@@ -11,6 +11,7 @@ the host ingests them, so a step costs one ``apply_all`` over the reports due th
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -61,6 +62,7 @@ class Host:
         *,
         journal: bool = False,
         trace: bool = False,
+        extend_anyway: bool = False,
     ) -> None:
         self.rollout = rollout
         self.t0 = t0
@@ -69,6 +71,9 @@ class Host:
         self.per_day = DAY // step
         self.review = admin.review_at // step
         self.admin = admin
+        # A forecast's extended branch extends even a complete fleet: the question is
+        # what the extension does, not whether an administrator would bother.
+        self.extend_anyway = extend_anyway
         self.responder = responder
         self.rng = rng
         # The host's last step at or before `now`: the next step comes after it.
@@ -79,6 +84,9 @@ class Host:
         self.unenrol: dict[int, list[str]] = {}
         self.enrol: dict[int, list[str]] = {}
         self.gone: set[str] = set()
+        # Steps that have reports to deliver: the host skips the steps in between
+        # (advance catches up whatever falls due there, each at its own instant).
+        self.busy: list[int] = []
         self.effects: list[Effect] = []
         self.pushes: dict[str, list[datetime]] | None = {} if journal else None
         self.reports: dict[str, list[datetime]] | None = {} if journal else None
@@ -127,6 +135,8 @@ class Host:
         for step, start, end in zip(steps.tolist(), starts.tolist(), ends, strict=True):
             group = chosen_ids[start:end]
             failed = chosen_fails[start:end]
+            if step not in self.installs and step not in self.failures:
+                heapq.heappush(self.busy, step)
             if failing and failed.any():
                 self.installs.setdefault(step, []).extend(group[~failed].tolist())
                 bucket = self.failures.setdefault(step, ([], []))
@@ -138,8 +148,10 @@ class Host:
     def schedule_churn(self, leaving: dict[int, list[str]], joining: dict[int, list[str]]) -> None:
         for step, ids in leaving.items():
             self.unenrol.setdefault(step, []).extend(ids)
+            heapq.heappush(self.busy, step)
         for step, ids in joining.items():
             self.enrol.setdefault(step, []).extend(ids)
+            heapq.heappush(self.busy, step)
 
     # --- effects -------------------------------------------------------------------
 
@@ -191,32 +203,32 @@ class Host:
 
     def administrator(self, now: datetime, day: int) -> None:
         admin, rollout = self.admin, self.rollout
+        wants_import = admin.import_now_at is not None and day >= admin.import_now_from
+        wants_extension = (
+            admin.extend_on_day is not None and self.extensions == 0 and day >= admin.extend_on_day
+        )
+        wants_retry = (
+            admin.retry_every is not None
+            and day >= admin.retry_from
+            and (day - admin.retry_from) % admin.retry_every == 0
+            and rollout.plan.kind.retry_allowed
+        )
+        if not (wants_import or wants_extension or wants_retry):
+            return  # a quiet review: no summary needed
         summary = summarize(rollout, now)
         percent = summary.percent_complete
-        if (
-            admin.import_now_at is not None
-            and day >= admin.import_now_from
-            and percent >= admin.import_now_at
-        ):
+        if wants_import and admin.import_now_at is not None and percent >= admin.import_now_at:
             self.imported_now = True
             self.do(c.ImportNow(), now)
             return
         if (
-            admin.extend_on_day is not None
-            and self.extensions == 0
-            and day >= admin.extend_on_day
+            wants_extension
             and summary.manual_extension_available
-            and percent < admin.extend_below
+            and (percent < admin.extend_below or self.extend_anyway)
         ):
             self.extensions += 1
             self.do(c.ExtendManually(), now)
-        if (
-            admin.retry_every is not None
-            and day >= admin.retry_from
-            and (day - admin.retry_from) % admin.retry_every == 0
-            and summary.counts[DeviceState.FAILED]
-            and rollout.plan.kind.retry_allowed
-        ):
+        if wants_retry and summary.counts[DeviceState.FAILED]:
             self.bulk_retries += 1
             self.do(c.RetryAllFailed(), now)
 
@@ -231,9 +243,22 @@ class Host:
             if until is None
             else min(limit // self.step, (until - self.t0) // self.step)
         )
-        per_day, review = self.per_day, self.review
+        per_day, review, busy = self.per_day, self.review, self.busy
         while not self.ended and self.index < last:
-            self.index += 1
+            # The next step at which something happens: reports, a review, a new day
+            # (when tracing), or the last step.
+            index = self.index
+            day = index // per_day
+            following = day * per_day + review
+            if following <= index or day == 0:
+                following = max(day + 1, 1) * per_day + review
+            if self.trace is not None:
+                following = min(following, (day + 1) * per_day)
+            while busy and busy[0] <= index:
+                heapq.heappop(busy)
+            if busy:
+                following = min(following, busy[0])
+            self.index = min(following, last)
             now = self.now = self.t0 + self.index * self.step
             self.rollout, effects = advance(self.rollout, now)
             self.perform(effects)
