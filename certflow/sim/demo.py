@@ -63,6 +63,7 @@ from certflow.core.plan import DeviceState, RolloutState
 from certflow.core.policy import CertificateKind
 from certflow.core.rollout import Rollout
 from certflow.core.summary import Summary, summarize
+from certflow.sim.fleet import Trace
 
 __all__ = [
     "FAILURE_REASONS",
@@ -156,6 +157,8 @@ class SimulationResult:
     reenrollment_required: int
     reenrolled: int
     server_restarted: bool
+    trace: Trace = attrs.field(repr=False)
+    """Device states at the start of each day (from t0), and at the end."""
 
 
 class _Kind(Enum):
@@ -203,6 +206,7 @@ class _Simulation:
         self.last_retry: datetime | None = None
         self.extended = False
         self.rollout = self._create(devices)
+        self.trace: list[tuple[float, dict[DeviceState, int]]] = [(0.0, self.rollout.counts())]
 
     # --- Output --------------------------------------------------------------------
 
@@ -470,6 +474,7 @@ class _Simulation:
             self.administrator(now)
         if (now - self.start) % _DAY == timedelta(0) and now > self.start:
             self.say(now, f"status: {self.status_line()}")
+            self.trace.append((self.day(now), self.rollout.counts()))
 
     def status_line(self) -> str:
         counts = self.rollout.counts()
@@ -520,6 +525,10 @@ class _Simulation:
             reenrollment_required=figures["reenrollment_required"],
             reenrolled=figures["reenrolled"],
             server_restarted=self.server_restarted,
+            trace=Trace(
+                days=(*(d for d, _ in self.trace), self.day(now)),
+                counts=(*(counts for _, counts in self.trace), self.rollout.counts()),
+            ),
         )
 
     def one_line(self, summary: Summary) -> str:
