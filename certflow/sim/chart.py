@@ -4,6 +4,8 @@
   the postponed checkpoints and the import marked;
 * :func:`sweep_chart`: the import day and the re-enrolment counts of sweeps, side by
   side, one colour per compared setup;
+* :func:`forecast_chart`: a forecast's fitted wait for an answer, and the cut-offs of
+  its simulated futures with and without a manual extension;
 * :func:`save`: a figure to a ``.png`` or ``.svg`` file.
 
 A :class:`matplotlib.figure.Figure` shows itself in a notebook; nothing here draws on
@@ -24,9 +26,10 @@ from certflow.core.errors import InvalidInput
 from certflow.core.plan import DeviceState
 from certflow.sim._host import DAY
 from certflow.sim.fleet import Trace
+from certflow.sim.forecast import Forecast
 from certflow.sim.sweep import SweepTable
 
-__all__ = ["FORMATS", "save", "states_chart", "sweep_chart"]
+__all__ = ["FORMATS", "forecast_chart", "save", "states_chart", "sweep_chart"]
 
 FORMATS = (".png", ".svg")
 
@@ -127,6 +130,37 @@ def sweep_chart(tables: Mapping[str, SweepTable], *, title: str = "") -> Figure:
     cut_axes.legend(fontsize=8, frameon=False)
     runs = sum(len(t) for t in tables.values())
     figure.suptitle(title or f"{runs:,} simulated rollouts")
+    return figure
+
+
+def forecast_chart(result: Forecast, *, title: str = "") -> Figure:
+    """The Kaplan-Meier curve of the wait for an answer, and the cut-offs per branch."""
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    curve_axes, cut_axes = figure.subplots(1, 2)
+    fit = result.fit
+    hours = [0.0, *(t / 3600 for t in fit.times)]
+    curve_axes.step(hours, [1.0, *fit.survival], where="post", color="#1f3b73")
+    curve_axes.set_xlabel("hours since the push")
+    curve_axes.set_ylabel("share still unanswered")
+    curve_axes.set_title(
+        f"Wait for an answer (Kaplan-Meier, {fit.answered:,} answered, {fit.censored:,} waiting)"
+    )
+    branches = [("as it is", result.as_is)]
+    if result.extended is not None:
+        branches.append(("one manual extension", result.extended))
+    every = [n for _, branch in branches for n in branch.cutoffs]
+    low, high = min(every), max(every)
+    bins = [low - 0.5 + k for k in range(high - low + 2)]
+    for name, branch in branches:
+        cut_axes.hist(
+            branch.cutoffs, bins=bins, alpha=0.6, label=f"{name}: mean {branch.cutoff_mean:.1f}"
+        )
+    cut_axes.set_xlabel("devices cut off by a forced import")
+    cut_axes.set_ylabel("simulated futures")
+    cut_axes.set_title(f"{result.runs} futures per branch")
+    cut_axes.legend(fontsize=8, frameon=False)
+    if title:
+        figure.suptitle(title)
     return figure
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,13 @@ from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
 
 from certflow import InvalidInput
-from certflow.sim.chart import save, states_chart, sweep_chart
+from certflow.sim.chart import forecast_chart, save, states_chart, sweep_chart
 from certflow.sim.fleet import Trace, simulate
+from certflow.sim.forecast import forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
 from certflow.sim.sweep import sweep
 
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 SETUP = Setup(devices=300, admin=AdminPolicy(retry_every=3, extend_on_day=6))
 
 
@@ -81,3 +84,22 @@ def test_files_are_png_or_svg_and_svg_is_reproducible(tmp_path: Path) -> None:
 def test_an_empty_trace_is_refused() -> None:
     with pytest.raises(InvalidInput, match="trace is empty"):
         states_chart(Trace((), ()), (), SETUP.start)
+
+
+def test_the_forecast_chart_draws_the_fitted_curve_and_both_branches() -> None:
+    setup = Setup(devices=200, admin=AdminPolicy(retry_every=3))
+    run = simulate(setup, 3, snapshot_at=6 * DAY + HOUR)
+    snap = run.snapshot
+    assert snap is not None
+    result = forecast(snap.rollout, snap.now, snap.pushes, snap.reports, admin=setup.admin, runs=20)
+    figure = forecast_chart(result, title="day 6")
+    curve, cutoffs = figure.axes
+    line = curve.get_lines()[0]
+    assert [float(y) for y in np.asarray(line.get_ydata())] == [1.0, *result.fit.survival]
+    assert sum(p.get_height() for p in cutoffs.patches if isinstance(p, Rectangle)) == 40
+    shown = cutoffs.get_legend()
+    assert shown is not None
+    assert [t.get_text() for t in shown.get_texts()] == [
+        f"as it is: mean {result.as_is.cutoff_mean:.1f}",
+        f"one manual extension: mean {result.extended.cutoff_mean:.1f}" if result.extended else "",
+    ]
