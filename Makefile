@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench docs mutate clean
+.PHONY: demo test lint typecheck unit site bench docs mutate clean
 
 # An editable install in "compat" mode puts the project folder on sys.path through a .pth
 # file, which type checkers follow; setuptools' default mode installs an import hook that
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/certflow simulate
 
-test: lint typecheck unit
+test: lint typecheck unit site
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# The documentation site (mkdocs.yml), strictly: a broken link or a missing page fails.
+site: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
@@ -52,6 +56,9 @@ mutate: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
 	$(BIN)/python tools/cli_docs.py docs/cli
+	$(BIN)/python tools/docs_charts.py docs/images
+	$(BIN)/python tools/run_notebooks.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info mutants
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info mutants site
