@@ -345,6 +345,7 @@ def _branch(
     imports: Counter[datetime | None] = Counter()
     cutoffs: list[int] = []
     forced = 0
+    pending = [d for d in waiting if rollout.device_state(d) is DeviceState.PUSHED]
     for run in range(runs):
         rng = np.random.default_rng([seed, run])
         host = Host(
@@ -357,7 +358,6 @@ def _branch(
             rng,
             extend_anyway=extend_at is not None,
         )
-        pending = [d for d in waiting if rollout.device_state(d) is DeviceState.PUSHED]
         host.schedule_answers(pending, now, host.responder(pending, rng))
         host.run()
         imports[host.import_at] += 1
