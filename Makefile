@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench docs mutate clean
+.PHONY: demo test lint typecheck unit site bench docs mutate clean
 
 # An editable install in "compat" mode puts the project folder on sys.path through a .pth
 # file, which type checkers follow; setuptools' default mode installs an import hook that
@@ -14,13 +14,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; sys.exit("certflow needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/certflow simulate
 
-test: lint typecheck unit
+test: lint typecheck unit site
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,12 +33,17 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-# The rollout core in memory, then the SQLite store (which compares against the
-# eventsourcing library: the `bench` extra).
+# The documentation site (mkdocs.yml), strictly: a broken link or a missing page fails.
+site: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The rollout core in memory, the SQLite store (which compares against the eventsourcing
+# library: the `bench` extra), then the simulator.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	$(BIN)/python benchmarks/bench_rollout.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_sim.py
 
 # Mutation testing of the pure core (long: not in CI): mutmut mutates the code, and
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:
@@ -55,6 +60,9 @@ mutate: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
 	$(BIN)/python tools/cli_docs.py docs/cli
+	$(BIN)/python tools/docs_charts.py docs/images
+	$(BIN)/python tools/run_notebooks.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info mutants
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info mutants site

@@ -658,6 +658,15 @@ The main job of `make demo`: a seeded, reproducible simulation of a rollout over
 through the real evaluator. What it prints and how to simulate in a notebook is described in
 [simulation.md](../simulation.md).""",
         Run("certflow simulate --help"),
+        "One run, one line:",
+        Run("certflow simulate --devices 2000 --seed 3 --quiet"),
+        "A sweep of 50 modelled runs on every core (the last line, the wall time, is left out "
+        "here because it changes from run to run):",
+        Run("certflow simulate --devices 2000 --runs 50 | head -n 5"),
+        "As JSON, with a chart of the device states per day:",
+        Run("certflow simulate --devices 2000 --json --chart states.svg | head -n 8"),
+        "A chart file must be PNG or SVG:",
+        Run("certflow simulate --chart states.pdf"),
     ],
 }
 

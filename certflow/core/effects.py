@@ -2,13 +2,17 @@
 
 Every effect carries ``due_at``, the instant it became due. Effects come back from
 :func:`certflow.advance` and :func:`certflow.apply` in the order they fell due.
+``str(effect)`` reads as one line for a log or a notebook (``repr`` stays exact).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import attrs
+
+from certflow.core.instants import show
 
 __all__ = [
     "AcknowledgementTimedOut",
@@ -20,6 +24,13 @@ __all__ = [
     "ReenrollmentRequired",
     "RestartRequired",
 ]
+
+
+def _devices(device_ids: Sequence[str], shown: int = 3) -> str:
+    """``3 devices: a, b, c`` / ``1 device: a`` / ``5 devices: a, b, c, ...``."""
+    count = len(device_ids)
+    names = ", ".join(device_ids[:shown]) + (", ..." if count > shown else "")
+    return f"{count:,} device{'s' if count != 1 else ''}: {names}"
 
 
 @attrs.frozen
@@ -35,6 +46,10 @@ class PushRoot:
     attempt: int
     due_at: datetime
 
+    def __str__(self) -> str:
+        devices = _devices(self.device_ids)
+        return f"{show(self.due_at)}  push the root (attempt {self.attempt}) to {devices}"
+
 
 @attrs.frozen
 class Notify:
@@ -49,6 +64,15 @@ class Notify:
     final: bool
     due_at: datetime
 
+    def __str__(self) -> str:
+        what = (
+            "the deadline: import whatever the fleet's state" if self.final else "import if ready"
+        )
+        return (
+            f"{show(self.due_at)}  notice: checkpoint {self.checkpoint} on "
+            f"{show(self.checkpoint_at)} ({what})"
+        )
+
 
 @attrs.frozen
 class ImportPostponed:
@@ -58,6 +82,12 @@ class ImportPostponed:
     next_checkpoint_at: datetime
     due_at: datetime
 
+    def __str__(self) -> str:
+        return (
+            f"{show(self.due_at)}  checkpoint {self.checkpoint}: import postponed to "
+            f"{show(self.next_checkpoint_at)}"
+        )
+
 
 @attrs.frozen
 class ImportCertificate:
@@ -66,12 +96,19 @@ class ImportCertificate:
     forced: bool
     due_at: datetime
 
+    def __str__(self) -> str:
+        what = "FORCED import (some devices are cut off)" if self.forced else "import"
+        return f"{show(self.due_at)}  {what} of the new certificate"
+
 
 @attrs.frozen
 class RestartRequired:
     """Restart the server so that it loads the imported certificate."""
 
     due_at: datetime
+
+    def __str__(self) -> str:
+        return f"{show(self.due_at)}  restart required: the server must load the new certificate"
 
 
 @attrs.frozen
@@ -81,6 +118,9 @@ class ReenrollmentRequired:
     device_ids: tuple[str, ...]
     due_at: datetime
 
+    def __str__(self) -> str:
+        return f"{show(self.due_at)}  re-enrolment required for {_devices(self.device_ids)}"
+
 
 @attrs.frozen
 class AcknowledgementTimedOut:
@@ -88,6 +128,9 @@ class AcknowledgementTimedOut:
 
     device_ids: tuple[str, ...]
     due_at: datetime
+
+    def __str__(self) -> str:
+        return f"{show(self.due_at)}  no answer in time, now failed: {_devices(self.device_ids)}"
 
 
 Effect = (

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from html import escape
 
 import attrs
 
 from certflow.core import timeline
 from certflow.core.commands import ExtendManually
 from certflow.core.evaluator import DEFAULT, Evaluator
+from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.rollout import Rollout
 
@@ -39,6 +41,38 @@ class Overview:
     manual_extension_opens_at: datetime | None
     manual_extensions: int
     restart_required: bool
+
+    def _lines(self) -> list[tuple[str, str]]:
+        def shown(instant: datetime | None) -> str:
+            return "-" if instant is None else show(instant)
+
+        restart = " (server restart pending)" if self.restart_required else ""
+        available = "available" if self.manual_extension_available else "not available"
+        return [
+            ("state", f"{self.state.value}{restart}"),
+            ("at", show(self.now)),
+            ("trust the root", f"{self.percent_complete:.1f}% of {self.in_scope:,} in scope"),
+            ("next checkpoint", shown(self.next_checkpoint)),
+            ("deadline", shown(self.deadline)),
+            ("manual extension", f"{available}; {self.manual_extensions} used"),
+        ]
+
+    def __str__(self) -> str:
+        """A few lines: state, progress, timeline, and the devices per state."""
+        lines = [f"{name}: {value}" for name, value in self._lines()]
+        counts = ", ".join(f"{state.value} {n:,}" for state, n in self.counts.items() if n)
+        lines.append(f"devices: {counts or 'none'}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The summary as an HTML table, for notebooks."""
+        rows = [(name, value) for name, value in self._lines()]
+        rows += [(f"devices {state.value}", f"{n:,}") for state, n in self.counts.items()]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{escape(name)}</th><td>{escape(value)}</td></tr>"
+            for name, value in rows
+        )
+        return f"<table>{body}</table>"
 
 
 @attrs.frozen

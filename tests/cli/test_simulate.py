@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
 import pytest
 
 from certflow.cli import EXIT_OK, main
@@ -19,3 +23,71 @@ def test_simulate_ends_with_the_wall_time(capsys: pytest.CaptureFixture[str]) ->
     code = main.main(["simulate", "--devices", "200"], standalone_mode=False)
     assert code == EXIT_OK
     assert capsys.readouterr().out.splitlines()[-1].startswith("simulated ")
+
+
+def test_simulate_json_is_the_runs_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    from certflow.sim import run
+
+    code = main.main(["simulate", "--devices", "300", "--json"], standalone_mode=False)
+    assert code == EXIT_OK
+    document = json.loads(capsys.readouterr().out)
+    result = run(300, 7, io.StringIO(), quiet=True)
+    assert document["import_day"] == result.import_day
+    assert document["reenrollment_required"] == result.reenrollment_required
+    assert sum(document["counts"].values()) == result.rollout.device_count
+
+
+def test_simulate_runs_sweeps_and_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main.main(
+        ["simulate", "--devices", "200", "--runs", "6", "--seed", "3"], standalone_mode=False
+    )
+    assert code == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("6 runs of 200 devices\nimport: day ")
+    assert "re-enrolment: mean " in out
+    assert out.splitlines()[-1].startswith("swept 6 runs of 200 devices in ")
+
+
+def test_simulate_runs_json_has_one_row_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main.main(
+        ["simulate", "--devices", "200", "--runs", "4", "--seed", "10", "--json"],
+        standalone_mode=False,
+    )
+    assert code == EXIT_OK
+    document = json.loads(capsys.readouterr().out)
+    assert [row["seed"] for row in document["rows"]] == [10, 11, 12, 13]
+    assert document["summary"]["runs"] == 4
+
+
+@pytest.mark.parametrize("args", [[], ["--runs", "3"], ["--json"]])
+def test_simulate_chart_writes_the_file(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "chart.svg"
+    code = main.main(
+        ["simulate", "--devices", "200", "--chart", str(target), *args], standalone_mode=False
+    )
+    assert code == EXIT_OK
+    assert "<svg" in target.read_text()
+    out = capsys.readouterr().out
+    if "--json" not in args:
+        assert out.splitlines()[-1] == f"chart: {target}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--chart", "out.pdf"], "Invalid value for '--chart': 'out.pdf' must end in .png or .svg"),
+        (["--runs", "0"], "Invalid value for '--runs'"),
+    ],
+)
+def test_simulate_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(["simulate", *args], standalone_mode=False)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"certflow: error: {message}")
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1

@@ -88,3 +88,24 @@ def test_the_overview_from_a_rollout_s_parts_is_the_summary_s_head() -> None:
             k: v for k, v in attrs.asdict(summary, recurse=False).items() if k != "rollout"
         }
     assert summary.manual_extension_available
+
+
+def test_summary_reads_as_a_few_lines_and_as_an_html_table() -> None:
+    rollout = distributing(["a", "b"])
+    rollout = cf.apply(rollout, cf.DeviceInstalled("a"), day(1)).rollout
+    summary = cf.summarize(rollout, day(6))
+    assert str(summary) == "\n".join(
+        [
+            "state: distributing",
+            "at: 2026-07-07 09:00 UTC",
+            "trust the root: 50.0% of 2 in scope",
+            "next checkpoint: 2026-07-08 09:00 UTC",
+            "deadline: 2026-07-22 09:00 UTC",
+            "manual extension: available; 0 used",
+            "devices: pushed 1, installed 1",
+        ]
+    )
+    html = summary._repr_html_()
+    assert html.startswith("<table><tr><th style='text-align:left'>state</th><td>distributing</td>")
+    assert "<th style='text-align:left'>devices installed</th><td>1</td>" in html
+    assert html.count("<tr>") == 6 + len(summary.counts)

@@ -327,6 +327,9 @@ def test_a_rollout_stored_while_distributing_keeps_every_acknowledgement_timer(
 def test_a_rollout_stored_while_distributing_replays_to_the_stored_rollout(
     db_path: Path,
 ) -> None:
+    """Replay starts from the loaded creation document; a report of the first device
+    waiting for its acknowledgement once dropped the others' timers there (fixed in the
+    core's ``loads``)."""
     with SqliteStore(db_path) as store:
         store.create("r", distributing(3, policy=cf.Policy(ack_timeout=6 * HOUR)))
         store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR)

@@ -17,7 +17,7 @@ from certflow import (
     loads,
 )
 from certflow.core.plan import DeviceState
-from certflow.sim import Scenario, SimulationResult, run
+from certflow.sim.demo import Scenario, SimulationResult, run
 
 DEVICES = 500
 
