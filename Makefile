@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# The main job: the seeded simulation through the SQLite store, in a fresh demo database.
+DEMO_DB := certflow-demo.db
 demo: $(STAMP)
-	$(BIN)/certflow simulate
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(BIN)/certflow simulate --db $(DEMO_DB)
 
 test: lint typecheck unit site
 

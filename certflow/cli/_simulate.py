@@ -46,33 +46,90 @@ _CHART_FORMATS = (".png", ".svg")
     help="Also draw a chart to this .png or .svg file: device states per day (one run), "
     "or import days and re-enrolments (a sweep).",
 )
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Run the rollout through the SQLite store in this file (created if missing): every "
+    "report, tick and command is a transaction, and every effect is delivered from the "
+    "store's outbox. Ends with `certflow rollout status` of it.",
+)
+@click.option(
+    "--name",
+    default="demo",
+    show_default=True,
+    help="The rollout's name in --db (it must not exist there yet).",
+)
+@click.pass_context
 def simulate(
-    devices: int, seed: int, quiet: bool, runs: int | None, as_json: bool, chart: Path | None
+    ctx: click.Context,
+    devices: int,
+    seed: int,
+    quiet: bool,
+    runs: int | None,
+    as_json: bool,
+    chart: Path | None,
+    db: Path | None,
+    name: str,
 ) -> int:
     """Simulate a rollout over a fleet, day by day, through the real evaluator.
 
     The main job of `make demo`: a seeded, reproducible run that prints the timeline
     (notices, checkpoints, the extension, retries, the import) and the final view-details
-    summary. With --runs, a sweep of many runs of a modelled fleet instead. See
-    docs/simulation.md.
+    summary; with --db, through a durable store. With --runs, a sweep of many runs of a
+    modelled fleet instead. See docs/simulation.md.
     """
     if chart is not None and chart.suffix.lower() not in _CHART_FORMATS:
         raise click.BadParameter(f"{str(chart)!r} must end in .png or .svg", param_hint="'--chart'")
+    if runs is not None and db is not None:
+        raise click.UsageError("--db stores one simulated rollout; it does not go with --runs")
     if runs is not None:
         _sweep(devices, seed, runs, as_json=as_json, chart=chart)
     elif as_json:
-        _json(devices, seed, chart)
+        _json(devices, seed, chart, db, name)
     else:
-        _report(devices, seed, quiet=quiet, chart=chart)
+        _report(devices, seed, quiet=quiet, chart=chart, db=db, name=name)
+        if db is not None:
+            _status(ctx, db, name)
     return EXIT_OK
 
 
-def _report(devices: int, seed: int, *, quiet: bool, chart: Path | None) -> None:
-    """Run the simulation on stdout and, unless ``quiet``, end with the wall time."""
+def _run(devices: int, seed: int, out: Any, quiet: bool, db: Path | None, name: str) -> Any:
     from certflow.sim import run  # keeps `certflow --help` fast
+    from certflow.store import SqliteStore, check_rollout_name
 
+    if db is None:
+        return run(devices, seed, out, quiet=quiet)
+    check_rollout_name(name)
+    with SqliteStore(db) as store:
+        if any(info.name == name for info in store.rollouts()):
+            raise click.UsageError(
+                f"{db} already holds a rollout named {name!r}: give another --name or --db"
+            )
+        return run(devices, seed, out, quiet=quiet, store=store, name=name)
+
+
+def _status(ctx: click.Context, db: Path, name: str) -> None:
+    """Where the database is, and the rollout's status page from it."""
+    from certflow.cli._rollout import rollout_status
+    from certflow.store import SqliteStore
+
+    with SqliteStore(db, create=False) as store:
+        now = store.info(name).clock.isoformat()  # where the simulation left the rollout
+    click.echo(f"\ndatabase: {db.resolve()} (rollout {name})")
+    click.echo(f"$ certflow rollout status {name} --db {db} --limit 10 --now {now}\n")
+    ctx.invoke(
+        rollout_status, name=name, states=(), limit=10, after=None, db=str(db), now=now,
+        as_json=False,
+    )  # fmt: skip
+
+
+def _report(
+    devices: int, seed: int, *, quiet: bool, chart: Path | None, db: Path | None, name: str
+) -> None:
+    """Run the simulation on stdout and, unless ``quiet``, end with the wall time."""
     began = time.perf_counter()
-    result = run(devices, seed, sys.stdout, quiet=quiet)
+    result = _run(devices, seed, sys.stdout, quiet, db, name)
     elapsed = time.perf_counter() - began
     if chart is not None:
         _draw_run(result, chart)
@@ -96,10 +153,8 @@ def _draw_run(result: Any, path: Path) -> None:
     save(figure, path)
 
 
-def _json(devices: int, seed: int, chart: Path | None) -> None:
-    from certflow.sim import run
-
-    result = run(devices, seed, io.StringIO(), quiet=True)
+def _json(devices: int, seed: int, chart: Path | None, db: Path | None, name: str) -> None:
+    result = _run(devices, seed, io.StringIO(), True, db, name)
     if chart is not None:
         _draw_run(result, chart)
     summary = result.summary
@@ -122,6 +177,9 @@ def _json(devices: int, seed: int, chart: Path | None) -> None:
         "percent_complete": summary.percent_complete,
         "counts": {state.value: n for state, n in summary.counts.items()},
     }
+    if db is not None:
+        document["database"] = str(db.resolve())
+        document["rollout"] = name
     click.echo(json.dumps(document, indent=2))
 
 

@@ -30,6 +30,14 @@ succeed on a later push with some probability; a few never answer; a few carry t
 root already (device image). A few devices enrol or unenrol during the rollout. After
 the import, devices that did not trust the root come back over the following week and
 are re-enrolled (``Reenrolled``), except those that are gone for good.
+
+Two hosts run the same story (:func:`run`): in memory (``store=None``: the pure
+functions on a :class:`~certflow.Rollout` value), or through a
+:class:`~certflow.store.SqliteStore` (``make demo``): every report batch, tick and
+administrator's command is a transaction of the store, and every effect reaches the
+simulation through the store's outbox (:func:`certflow.store.drain`), whose handlers
+perform it: print the notice e-mail, push the root (schedule the devices' answers).
+Both hosts print the same timeline for the same seed.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import attrs
 
@@ -62,8 +70,10 @@ from certflow.core.instants import show, show_span
 from certflow.core.plan import DeviceState, RolloutState
 from certflow.core.policy import CertificateKind
 from certflow.core.rollout import Rollout
-from certflow.core.summary import Summary, summarize
+from certflow.core.serialization import loads
+from certflow.core.summary import Overview, Summary, summarize
 from certflow.sim.fleet import Trace
+from certflow.store import SqliteStore, drain
 
 __all__ = [
     "FAILURE_REASONS",
@@ -182,10 +192,134 @@ class _Profile(Enum):
 _Event = tuple[datetime, int, _Kind, str, str]
 
 
+class _Host(Protocol):
+    """Where the simulated rollout lives: what the simulation reads and does to it."""
+
+    def state(self) -> RolloutState: ...
+    def device_state(self, device_id: str) -> DeviceState: ...
+    def counts(self) -> dict[DeviceState, int]: ...
+    def device_count(self) -> int: ...
+    def overview(self, now: datetime) -> Overview: ...
+    def advance(self, now: datetime) -> Sequence[Effect]: ...
+    def apply(self, command: c.Command, now: datetime) -> Sequence[Effect]: ...
+    def apply_all(self, commands: Sequence[c.Command], now: datetime) -> Sequence[Effect]: ...
+    def rollout(self) -> Rollout: ...
+
+
+class _InMemory:
+    """The rollout as a value, moved by the pure functions."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self._rollout = rollout
+
+    def state(self) -> RolloutState:
+        return self._rollout.state
+
+    def device_state(self, device_id: str) -> DeviceState:
+        return self._rollout.device_state(device_id)
+
+    def counts(self) -> dict[DeviceState, int]:
+        return self._rollout.counts()
+
+    def device_count(self) -> int:
+        return self._rollout.device_count
+
+    def overview(self, now: datetime) -> Overview:
+        return summarize(self._rollout, now)
+
+    def advance(self, now: datetime) -> Sequence[Effect]:
+        self._rollout, effects = advance(self._rollout, now)
+        return effects
+
+    def apply(self, command: c.Command, now: datetime) -> Sequence[Effect]:
+        self._rollout, effects = apply(self._rollout, command, now)
+        return effects
+
+    def apply_all(self, commands: Sequence[c.Command], now: datetime) -> Sequence[Effect]:
+        self._rollout, effects = apply_all(self._rollout, commands, now)
+        return effects
+
+    def rollout(self) -> Rollout:
+        return self._rollout
+
+
+_EFFECT_TYPES = (
+    PushRoot,
+    Notify,
+    ImportPostponed,
+    ImportCertificate,
+    RestartRequired,
+    ReenrollmentRequired,
+    AcknowledgementTimedOut,
+)
+
+
+class _Stored:
+    """The rollout in a store: each step is a transaction, and the effects come back
+    through the outbox, delivered by :func:`~certflow.store.drain` and acknowledged."""
+
+    def __init__(self, store: SqliteStore, name: str, rollout: Rollout) -> None:
+        self.store = store
+        self.name = name
+        self.delivered = 0
+        store.create(name, rollout)
+
+    def _delivered(self, now: datetime) -> list[Effect]:
+        performed: list[Effect] = []
+
+        def handle(effect_id: str, effect: Effect) -> None:
+            performed.append(effect)
+
+        report = drain(self.store, dict.fromkeys(_EFFECT_TYPES, handle), now, rollout=self.name)
+        if report.failed or report.unhandled:
+            raise RuntimeError(f"the demo's outbox did not drain: {report}")
+        self.delivered += len(report.delivered)
+        return performed
+
+    def state(self) -> RolloutState:
+        return self.store.info(self.name).state
+
+    def device_state(self, device_id: str) -> DeviceState:
+        return self.store.device(self.name, device_id).state
+
+    def counts(self) -> dict[DeviceState, int]:
+        return dict(self.store.info(self.name).counts)
+
+    def device_count(self) -> int:
+        return self.store.info(self.name).devices
+
+    def overview(self, now: datetime) -> Overview:
+        return self.store.overview(self.name, now)
+
+    def advance(self, now: datetime) -> Sequence[Effect]:
+        self.store.tick(now)  # as a scheduler would: only when something is due
+        return self._delivered(now)
+
+    def apply(self, command: c.Command, now: datetime) -> Sequence[Effect]:
+        self.store.execute(self.name, command, now)
+        return self._delivered(now)
+
+    def apply_all(self, commands: Sequence[c.Command], now: datetime) -> Sequence[Effect]:
+        self.store.execute_many(self.name, commands, now)
+        return self._delivered(now)
+
+    def rollout(self) -> Rollout:
+        return loads(self.store.dumps(self.name))
+
+
 class _Simulation:
     """The host around one rollout: its clock, its fleet's behaviour, its administrator."""
 
-    def __init__(self, devices: int, seed: int, scenario: Scenario, out: TextIO, quiet: bool):
+    def __init__(
+        self,
+        devices: int,
+        seed: int,
+        scenario: Scenario,
+        out: TextIO,
+        quiet: bool,
+        store: SqliteStore | None = None,
+        name: str = "demo",
+    ):
         self.scenario = scenario
         self.random = random.Random(seed)
         self.out = out
@@ -205,8 +339,15 @@ class _Simulation:
         self.server_restarted = False
         self.last_retry: datetime | None = None
         self.extended = False
-        self.rollout = self._create(devices)
-        self.trace: list[tuple[float, dict[DeviceState, int]]] = [(0.0, self.rollout.counts())]
+        created = self._create(devices)
+        self.host: _Host = _InMemory(created) if store is None else _Stored(store, name, created)
+        if store is not None and not quiet:
+            print(
+                f"store: rollout {name!r} in {store.path}; every step is one transaction, "
+                "every effect is delivered from its outbox",
+                file=self.out,
+            )
+        self.trace: list[tuple[float, dict[DeviceState, int]]] = [(0.0, self.host.counts())]
 
     # --- Output --------------------------------------------------------------------
 
@@ -373,8 +514,8 @@ class _Simulation:
             self.schedule(back + self.delay(_DAY, 0.7), _Kind.REENROLLED, device_id)
 
     def progress(self) -> str:
-        counts = self.rollout.counts()
-        in_scope = self.rollout.device_count - counts[DeviceState.REMOVED]
+        counts = self.host.counts()
+        in_scope = self.host.device_count() - counts[DeviceState.REMOVED]
         installed = counts[DeviceState.INSTALLED]
         percent = 100.0 * installed / in_scope if in_scope else 100.0
         return f"{installed:,}/{in_scope:,} trust the root, {percent:.1f}%"
@@ -385,8 +526,8 @@ class _Simulation:
         The host knows what a device may still report: nothing once it unenrolled, and
         no install or failure once the import cut it off (it must re-enrol instead).
         """
-        rollout = self.rollout
-        running = rollout.state in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED)
+        host = self.host
+        running = host.state() in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED)
         batch: list[c.Command] = []
         leaving: set[str] = set()
         while self.queue and self.queue[0][0] <= now:
@@ -400,7 +541,7 @@ class _Simulation:
                 continue
             # A device enrolled in this batch has nothing else due yet: its push comes
             # back from the batch. So every id here is known to the rollout.
-            state = rollout.device_state(device_id)
+            state = host.device_state(device_id)
             if state is DeviceState.REMOVED:
                 continue
             if kind is _Kind.UNENROLL:
@@ -423,19 +564,19 @@ class _Simulation:
 
     def administrator(self, now: datetime) -> None:
         """The administrator's morning review, one hour after each day starts (from day 1)."""
-        rollout = self.rollout
-        if rollout.state not in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED):
+        host = self.host
+        if host.state() not in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED):
             return
-        summary = summarize(rollout, now)
+        summary = host.overview(now)
         if (
             self.scenario.extend
             and not self.extended
             and summary.manual_extension_available
             and summary.percent_complete < 100.0
         ):
-            self.rollout, effects = apply(rollout, c.ExtendManually(), now)
+            effects = host.apply(c.ExtendManually(), now)
             self.extended = True
-            after = summarize(self.rollout, now)
+            after = host.overview(now)
             # An accepted extension leaves the rollout running, with both instants set.
             self.say(
                 now,
@@ -444,12 +585,11 @@ class _Simulation:
                 f"deadline {_shown(after.deadline)}",
             )
             self.perform(effects)
-            rollout = self.rollout
         failed = summary.counts[DeviceState.FAILED]
         if failed and (
             self.last_retry is None or now - self.last_retry >= self.scenario.retry_every
         ):
-            self.rollout, effects = apply(rollout, c.RetryAllFailed(), now)
+            effects = host.apply(c.RetryAllFailed(), now)
             self.last_retry = now
             self.figures["bulk_retries"] += 1
             self.figures["retried_pushes"] += failed
@@ -458,28 +598,26 @@ class _Simulation:
 
     def step(self, now: datetime) -> None:
         """Everything that happens at one step instant, in the order a host sees it."""
-        self.rollout, effects = advance(self.rollout, now)
-        self.perform(effects)
+        self.perform(self.host.advance(now))
         if self.restart_due is not None and now >= self.restart_due:
-            self.rollout, effects = apply(self.rollout, c.ServerRestarted(), now)
+            effects = self.host.apply(c.ServerRestarted(), now)
             self.restart_due = None
             self.server_restarted = True
             self.say(now, "server restarted: it now serves the new certificate")
             self.perform(effects)
         batch = self.due_commands(now)
         if batch:
-            self.rollout, effects = apply_all(self.rollout, batch, now)
-            self.perform(effects)
+            self.perform(self.host.apply_all(batch, now))
         if (now - self.start) % _DAY == _HOUR and now > self.start + _DAY:
             self.administrator(now)
         if (now - self.start) % _DAY == timedelta(0) and now > self.start:
             self.say(now, f"status: {self.status_line()}")
-            self.trace.append((self.day(now), self.rollout.counts()))
+            self.trace.append((self.day(now), self.host.counts()))
 
     def status_line(self) -> str:
-        counts = self.rollout.counts()
+        counts = self.host.counts()
         shown = ", ".join(f"{state.value} {n:,}" for state, n in counts.items() if n)
-        return f"{self.rollout.state.value}; {self.progress()}; {shown}"
+        return f"{self.host.state().value}; {self.progress()}; {shown}"
 
     # --- The whole run ---------------------------------------------------------------
 
@@ -487,8 +625,7 @@ class _Simulation:
         sc = self.scenario
         self.heading("Timeline")
         self.say(self.start, "admin: distribute root certificate (recommended)")
-        self.rollout, effects = apply(self.rollout, c.DistributeRoot(), self.start)
-        self.perform(effects)
+        self.perform(self.host.apply(c.DistributeRoot(), self.start))
         now = self.start
         # The deadline moves with extensions; the hard stop guards against a scenario
         # that never ends (it cannot happen with the default policy).
@@ -498,9 +635,17 @@ class _Simulation:
             self.step(now)
             if self.import_at is not None and now >= self.import_at + sc.after_import:
                 break
-            if self.rollout.state is RolloutState.CANCELLED:
+            if self.host.state() is RolloutState.CANCELLED:
                 break
-        summary = summarize(self.rollout, now)
+        rollout = self.host.rollout()
+        summary = summarize(rollout, now)
+        if isinstance(self.host, _Stored) and not self.quiet:
+            pending = len(self.host.store.effects(self.host.name))
+            print(
+                f"\noutbox: {self.host.delivered:,} effects delivered and acknowledged, "
+                f"{pending} pending",
+                file=self.out,
+            )
         if not self.quiet:
             self.heading(f"View details (day {self.day(now):.1f})")
             print(format_summary(summary), file=self.out)
@@ -508,10 +653,10 @@ class _Simulation:
             print(self.one_line(summary), file=self.out)
         figures = self.figures
         return SimulationResult(
-            rollout=self.rollout,
+            rollout=rollout,
             effects=tuple(self.effects),
             summary=summary,
-            devices=self.rollout.device_count - figures["enrolled"],
+            devices=rollout.device_count - figures["enrolled"],
             seed=self.seed,
             notices=figures["notices"],
             checkpoints_postponed=figures["postponed"],
@@ -527,7 +672,7 @@ class _Simulation:
             server_restarted=self.server_restarted,
             trace=Trace(
                 days=(*(d for d, _ in self.trace), self.day(now)),
-                counts=(*(counts for _, counts in self.trace), self.rollout.counts()),
+                counts=(*(counts for _, counts in self.trace), rollout.counts()),
             ),
         )
 
@@ -607,13 +752,17 @@ def run(
     *,
     quiet: bool = False,
     scenario: Scenario | None = None,
+    store: SqliteStore | None = None,
+    name: str = "demo",
 ) -> SimulationResult:
     """Simulate a rollout over ``devices`` devices, printing its timeline to ``out``.
 
     The same ``devices``, ``seed`` and ``scenario`` always print the same text and give
     the same result. ``quiet`` prints one line instead of the timeline and summary.
+    With a ``store``, the rollout is created in it as ``name`` and every step goes
+    through it and its outbox (the timeline is the same).
     """
     if devices < 1:
         raise ValueError(f"devices must be at least 1, got {devices}")
-    simulation = _Simulation(devices, seed, scenario or Scenario(), out, quiet)
+    simulation = _Simulation(devices, seed, scenario or Scenario(), out, quiet, store, name)
     return simulation.run()

@@ -25,6 +25,7 @@ class RolloutInfo:
     state: RolloutState
     clock: datetime
     devices: int
+    counts: dict[DeviceState, int]
     percent_complete: float
     next_due: datetime | None
 
@@ -115,6 +116,8 @@ class Store(Protocol):
     def rollouts(self) -> list[RolloutInfo]: ...
 
     def plan(self, name: str) -> Plan: ...
+
+    def info(self, name: str) -> RolloutInfo: ...
 
     def journal(self, name: str) -> Iterator[JournalEntry]: ...
 

@@ -803,6 +803,10 @@ class SqliteStore:
         d, s, a, r, p, rep = found
         return DeviceRow(d, DeviceState(s), a, r, _instant(p), _instant(rep))
 
+    def info(self, name: str) -> RolloutInfo:
+        """Rollout ``name``'s line of the list: state, clock, counts, progress (O(1))."""
+        return self._info(name)
+
     def _info(self, name: str) -> RolloutInfo:
         with self._transaction(write=False) as db:
             row = self._row(db, name)
@@ -817,6 +821,7 @@ class SqliteStore:
             row.phase.state,
             row.clock,
             sum(counts.values()),
+            {state: counts.get(state, 0) for state in DeviceState},
             head.percent_complete,
             None if found is None else found[0],
         )

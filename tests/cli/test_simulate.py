@@ -91,3 +91,37 @@ def test_simulate_bad_input_exits_2_with_one_line(
     assert err.startswith(f"certflow: error: {message}")
     assert "Traceback" not in err
     assert len(err.splitlines()) == 1
+
+
+def test_simulate_through_a_store_ends_with_its_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "demo.db"
+    code = main.main(["simulate", "--devices", "300", "--db", str(db)], standalone_mode=False)
+    assert code == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"database: {db.resolve()} (rollout demo)" in out
+    assert "$ certflow rollout status demo --db" in out
+    status = out[out.index("$ certflow rollout status") :]
+    assert "Rollout:          demo: " in status
+    assert "DEVICE" in status
+    # The same name again is refused before anything runs.
+    with pytest.raises(SystemExit) as exited:
+        main.main(["simulate", "--devices", "300", "--db", str(db)], standalone_mode=False)
+    assert exited.value.code == 2
+    err = capsys.readouterr()
+    assert "already holds a rollout named 'demo'" in err.err
+    assert err.out == ""
+    code = main.main(
+        ["simulate", "--devices", "300", "--db", str(db), "--name", "again", "--json"],
+        standalone_mode=False,
+    )
+    document = json.loads(capsys.readouterr().out)
+    assert (document["database"], document["rollout"]) == (str(db.resolve()), "again")
+
+
+def test_simulate_db_does_not_go_with_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(["simulate", "--runs", "2", "--db", "x.db"], standalone_mode=False)
+    assert exited.value.code == 2
+    assert "--db stores one simulated rollout" in capsys.readouterr().err
