@@ -41,7 +41,7 @@ from certflow.core.evaluator import new_rollout
 from certflow.core.instants import show
 from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
-from certflow.core.serialization import encode
+from certflow.core.serialization import encode, loads
 from certflow.core.summary import Overview
 from certflow.store import (
     DeviceRow,
@@ -1048,4 +1048,45 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
             f"{i.name:<{width}}  {i.state.value:<12}  {i.devices:>9,}  "
             f"{i.percent_complete:>5.1f}%  {_when(i.next_due)}"
         )
+    return EXIT_OK
+
+
+@rollout_group.command("forecast")
+@_name
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 100_000),
+    default=200,
+    show_default=True,
+    help="Simulated futures per branch (as it is, and with one manual extension).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the futures.")
+@click.option(
+    "--level",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.9,
+    show_default=True,
+    help="Coverage of the cut-off intervals.",
+)
+@_common
+def rollout_forecast(
+    name: str, runs: int, seed: int, level: float, db: str, now: str | None, as_json: bool
+) -> int:
+    """Forecast a distributing rollout: when will it import, how many devices cut off?
+
+    Fits the time devices took to answer their pushes so far (from the journal), then
+    simulates the rest through the real evaluator, as it is and with one manual
+    extension. Reads only: nothing is written. See docs/forecast.md.
+    """
+    from certflow.sim import forecast  # keeps `certflow --help` fast (numpy)
+
+    at = parse_now(now)
+    with _store(db) as store:
+        rollout = loads(store.dumps(name))
+        pushes, reports = store.activity(name)
+    result = forecast(rollout, at, pushes, reports, runs=runs, level=level, seed=seed)
+    if as_json:
+        print_json({"rollout": name, **result.as_dict()})
+    else:
+        click.echo(str(result))
     return EXIT_OK

@@ -123,6 +123,10 @@ class Store(Protocol):
 
     def replay(self, name: str) -> Rollout: ...
 
+    def activity(
+        self, name: str
+    ) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]: ...
+
     def dumps(self, name: str) -> str: ...
 
     def effects(

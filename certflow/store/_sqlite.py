@@ -917,6 +917,47 @@ class SqliteStore:
                 name, seq, datetime.fromisoformat(at), kind, commands, state, effects, body
             )
 
+    def activity(self, name: str) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
+        """What each device of rollout ``name`` was sent and answered, from the journal:
+        the instants of its pushes (``PushRoot`` effects) and of the reports that answered
+        a push (``DeviceInstalled``/``DeviceFailed`` while it was pushed; duplicates left
+        out), in order. The forecast's input (:func:`certflow.sim.forecast`).
+
+        Folds the journal through the in-memory evaluator one command at a time (a batch
+        equals its commands applied in turn), so it costs a replay.
+        """
+        evaluator = self._evaluator
+        pushes: dict[str, list[datetime]] = {}
+        reports: dict[str, list[datetime]] = {}
+        rollout: Rollout | None = None
+
+        def pushed(effects: Iterable[Effect]) -> None:
+            for effect in effects:
+                if isinstance(effect, PushRoot):
+                    for device_id in effect.device_ids:
+                        pushes.setdefault(device_id, []).append(effect.due_at)
+
+        for entry in self.journal(name):
+            if entry.kind == "create":
+                rollout = loads(json.dumps(entry.body))
+                continue
+            if rollout is None:
+                raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
+            step = evaluator.advance(rollout, entry.at)
+            rollout = step.rollout
+            pushed(step.effects)
+            for command in entry.commands:
+                answers = (
+                    isinstance(command, _REPORTS)
+                    and rollout.device_state(command.device_id) is DeviceState.PUSHED
+                )
+                step = evaluator.apply(rollout, command, entry.at)
+                rollout = step.rollout
+                pushed(step.effects)
+                if answers:
+                    reports.setdefault(command.device_id, []).append(entry.at)  # type: ignore[union-attr]
+        return pushes, reports
+
     def replay(self, name: str) -> Rollout:
         """Rollout ``name`` rebuilt from its journal alone, through the in-memory
         evaluator: ``dumps(store.replay(n)) == store.dumps(n)``."""

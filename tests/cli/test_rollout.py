@@ -700,3 +700,36 @@ def test_new_with_a_bad_name_creates_no_database(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "rollout name 'bad name' is not valid" in result.output
     assert not db.exists()
+
+
+def test_forecast_of_a_stored_rollout_reads_its_journal(tmp_path: Path) -> None:
+    import certflow as cf
+    from certflow.store import SqliteStore
+    from tests.core.strategies import HOUR, T0, build
+
+    db = tmp_path / "f.db"
+    with SqliteStore(db) as store:
+        store.create("live", build(60))
+        store.execute("live", cf.DistributeRoot(), T0)
+        for n in range(40):  # answers spread over two days, a few failures
+            report = cf.DeviceFailed(f"d{n}", "x") if n % 8 == 0 else cf.DeviceInstalled(f"d{n}")
+            store.execute("live", report, T0 + (n + 1) * HOUR)
+        store.execute("live", cf.DeviceInstalled("d1"), T0 + 50 * HOUR)  # a duplicate
+        pushes, reports = store.activity("live")
+    assert pushes["d59"] == [T0]
+    assert reports["d1"] == [T0 + 2 * HOUR]  # the duplicate answered no push
+    assert "d59" not in reports
+    now = (T0 + 3 * 24 * HOUR).isoformat()
+    result = cli("rollout", "forecast", "live", "--db", db, "--now", now, "--runs", "20", "--json")
+    document = as_json(result)
+    assert document["rollout"] == "live"
+    assert (document["answered"], document["censored"]) == (40, 20)
+    chances = [c["probability"] for c in document["as_is"]["checkpoints"]]
+    assert abs(sum(chances) + document["as_is"]["other"] - 1) < 1e-9
+    text = cli("rollout", "forecast", "live", "--db", db, "--now", now, "--runs", "20").stdout
+    assert text.startswith(f"forecast at {now[:10]} 09:00 UTC from 20 simulated futures")
+    with SqliteStore(db) as store:  # a forecast writes nothing
+        assert [e.kind for e in store.journal("live")][-1] == "command"
+        store.create("waiting", build(3))
+    refused = cli("rollout", "forecast", "waiting", "--db", db, "--now", now, expect=2)
+    assert "only a distributing rollout can be forecast; this one is pending" in refused.stderr
