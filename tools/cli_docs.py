@@ -238,7 +238,7 @@ def _at(days: float, hours: float = 0) -> str:
 ROLLOUT_SUBCOMMANDS = [
     "new", "distribute", "proceed", "import-now", "extend", "cancel", "report", "retry",
     "enroll", "unenroll", "reenrolled", "restarted", "tick", "effects", "ack", "status",
-    "history", "list",
+    "history", "list", "forecast",
 ]  # fmt: skip
 
 PAGES: dict[str, list[Block]] = {
@@ -579,6 +579,11 @@ is one transaction of the store.
 - **`history`** prints the journal, one entry per line: sequence number, instant, what
   happened, the rollout state after it, and the ids of the effects it emitted. `--json`
   prints JSON lines (one object per entry), for `jq` and friends.
+- **`forecast`** (a distributing rollout) fits how long devices took to answer their
+  pushes so far, from the journal, and simulates the rest through the real evaluator:
+  per coming checkpoint the chance of the import, and the devices a forced import would
+  cut off, as it is and with one manual extension (see [forecast.md](../forecast.md)).
+  It writes nothing.
 - **Progress**: creating a rollout of 10,000 devices or more, and checking a report file of
   10,000 lines or more, draw a progress bar on standard error when both standard output
   and standard error are terminals and `--json` is not given; applying a report file is one
