@@ -521,11 +521,16 @@ def _root_is_public(store: SqliteStore, name: str) -> bool:
     return store.plan(name).root_publicly_trusted
 
 
-def _confirm_import(store: SqliteStore, name: str, at: datetime, yes: bool, what: str) -> bool:
+def _confirm_import(
+    store: SqliteStore, name: str, at: datetime, yes: bool, what: str, command: c.Command
+) -> bool:
     """List the devices the import would cut off and ask; ``True`` to go ahead."""
-    head = store.overview(name, at)
-    if head.state.terminal or _root_is_public(store, name):
-        return True  # nobody to cut off (an ended rollout refuses the command itself)
+    head = store.overview(name, at)  # advanced to `at` first, so the rules judge it as is
+    refused = store.refusal(name, command, at)
+    if refused is not None:
+        raise refused  # refused by the rules: no question to ask
+    if _root_is_public(store, name):
+        return True  # every device trusts a public root: nobody to cut off
     count = sum(head.counts[state] for state in _UNTRUSTING)
     if count == 0:
         return True
@@ -557,7 +562,7 @@ def _import(
 ) -> int:
     at = parse_now(now)
     with _store(db) as store:
-        if not _confirm_import(store, name, at, yes, what):
+        if not _confirm_import(store, name, at, yes, what, command):
             click.echo(f"certflow: not imported: {what} declined; nothing was changed", err=True)
             return EXIT_FINDINGS
         effects = store.execute(name, command, at)

@@ -10,6 +10,7 @@ import attrs
 
 from certflow.core.commands import Command
 from certflow.core.effects import Effect
+from certflow.core.errors import CommandRefused
 from certflow.core.plan import DeviceState, Plan, RolloutState
 from certflow.core.rollout import Rollout
 from certflow.core.summary import Overview
@@ -116,6 +117,8 @@ class Store(Protocol):
     def rollouts(self) -> list[RolloutInfo]: ...
 
     def plan(self, name: str) -> Plan: ...
+
+    def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None: ...
 
     def info(self, name: str) -> RolloutInfo: ...
 

@@ -45,8 +45,9 @@ from certflow.core import commands as c
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
 from certflow.core.effects import Effect, PushRoot
-from certflow.core.errors import InvalidInput, TimeWentBackwards
+from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
 from certflow.core.evaluator import Evaluator
+from certflow.core.guards import Situation
 from certflow.core.instants import require_utc
 from certflow.core.machines import RULES, Rules
 from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
@@ -783,6 +784,22 @@ class SqliteStore:
             DeviceRow(d, DeviceState(s), a, r, _instant(p), _instant(rep))
             for d, s, a, r, p, rep in rows
         ]
+
+    def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
+        """The refusal an administrator's ``command`` would meet at ``now``, or ``None``;
+        as :meth:`certflow.Evaluator.refusal`, it chooses the row without running it, so
+        nothing is written. A rollout with timers due by ``now`` is judged as it is; call
+        :meth:`overview` (which advances it) first for the answer after them."""
+        route = self._routes.get(type(command))
+        if route is None or route[0] != self._compiled.rules.rollout.name:
+            raise InvalidInput(f"{command!r} is not an administrator's rollout command")
+        at = _utc("now", now)
+        with self._transaction(write=False) as db:
+            row = self._row(db, name)
+        situation = Situation(
+            row.plan, row.phase, max(at, row.clock), _Port(self, row).untrusting()
+        )
+        return i.refusal(self._compiled, situation, route[1], type(command).__name__)
 
     def plan(self, name: str) -> Plan:
         """The facts rollout ``name`` was created from (O(1))."""

@@ -572,10 +572,11 @@ def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
 
 # --- help and messages ---------------------------------------------------------------------------
 
+# store.md's table, and `forecast` (issue 10's command over a stored rollout).
 SUBCOMMANDS = [
     "new", "distribute", "proceed", "import-now", "extend", "cancel", "report", "retry",
     "enroll", "unenroll", "reenrolled", "restarted", "tick", "effects", "ack", "status",
-    "history", "list",
+    "history", "list", "forecast",
 ]  # fmt: skip
 
 
@@ -733,3 +734,13 @@ def test_forecast_of_a_stored_rollout_reads_its_journal(tmp_path: Path) -> None:
         store.create("waiting", build(3))
     refused = cli("rollout", "forecast", "waiting", "--db", db, "--now", now, expect=2)
     assert "only a distributing rollout can be forecast; this one is pending" in refused.stderr
+
+
+def test_an_import_the_rules_refuse_is_refused_before_any_question(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    before = history(db)
+    refused = cli("rollout", "proceed", "r1", "--db", db, "--now", at(hours=1), expect=1)
+    assert "anyway?" not in refused.stderr  # nothing asked, no answer needed
+    assert "lose communication" not in refused.stderr
+    assert refused.stderr.startswith("certflow: refused: ProceedToImport refused: the rollout is")
+    assert history(db) == before
