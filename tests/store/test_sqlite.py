@@ -474,3 +474,26 @@ def test_the_plan_is_read_from_the_rollout_row(store: SqliteStore) -> None:
     assert store.plan("r") == rollout.plan
     with pytest.raises(UnknownRollout, match="no rollout named 'q'"):
         store.plan("q")
+
+
+def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: SqliteStore) -> None:
+    rollout = build(2)
+    store.create("r", rollout)
+    for command, at in [
+        (cf.ExtendManually(), T0),
+        (cf.ProceedToImport(), T0),
+        (cf.DistributeRoot(), T0),
+        (cf.Cancel(), T0 + HOUR),
+    ]:
+        expected = cf.Evaluator().refusal(rollout, command, at)
+        got = store.refusal("r", command, at)
+        assert (got is None) == (expected is None)
+        if got is not None and expected is not None:
+            assert (str(got), got.reason, got.allowed_at) == (
+                str(expected),
+                expected.reason,
+                expected.allowed_at,
+            )
+    assert [e.kind for e in store.journal("r")] == ["create"]
+    with pytest.raises(cf.InvalidInput, match="is not an administrator's rollout command"):
+        store.refusal("r", cf.DeviceInstalled("d0"), T0)
