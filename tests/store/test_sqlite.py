@@ -479,12 +479,13 @@ def test_the_plan_is_read_from_the_rollout_row(store: SqliteStore) -> None:
 def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: SqliteStore) -> None:
     rollout = build(2)
     store.create("r", rollout)
-    for command, at in [
+    cases: list[tuple[cf.Command, datetime]] = [
         (cf.ExtendManually(), T0),
         (cf.ProceedToImport(), T0),
         (cf.DistributeRoot(), T0),
         (cf.Cancel(), T0 + HOUR),
-    ]:
+    ]
+    for command, at in cases:
         expected = cf.Evaluator().refusal(rollout, command, at)
         got = store.refusal("r", command, at)
         assert (got is None) == (expected is None)
