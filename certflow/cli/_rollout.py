@@ -264,14 +264,9 @@ def _command_text(command: c.Command) -> str:
 
 
 def _entry_data(entry: JournalEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": entry.at.isoformat(),
-        "kind": entry.kind,
-        "commands": [encode(command) for command in entry.commands],
-        "state": entry.state.value,
-        "effects": list(entry.effects),
-    }
+    data = entry.as_dict()
+    del data["rollout"]  # the command names it
+    return data
 
 
 def _entry_text(entry: JournalEntry) -> str:

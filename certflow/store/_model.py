@@ -13,6 +13,7 @@ from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused
 from certflow.core.plan import DeviceState, Plan, RolloutState
 from certflow.core.rollout import Rollout
+from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 
 __all__ = ["DeviceRow", "JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
@@ -79,6 +80,26 @@ class JournalEntry:
     state: RolloutState
     effects: tuple[str, ...]
     body: dict[str, Any] = attrs.field(repr=False, eq=False)
+
+    def as_dict(self, *, document: bool = False) -> dict[str, Any]:
+        """The entry as a JSON-ready object, one line of a JSON-lines export.
+
+        ``document``: include the created rollout's whole document in a ``create`` entry
+        (then the export alone replays the rollout; at a million devices it is tens of
+        megabytes on one line).
+        """
+        data: dict[str, Any] = {
+            "rollout": self.rollout,
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "commands": [encode(command) for command in self.commands],
+            "state": self.state.value,
+            "effects": list(self.effects),
+        }
+        if document and self.kind == "create":
+            data["document"] = self.body
+        return data
 
 
 class Store(Protocol):

@@ -498,3 +498,23 @@ def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: SqliteStore)
     assert [e.kind for e in store.journal("r")] == ["create"]
     with pytest.raises(cf.InvalidInput, match="is not an administrator's rollout command"):
         store.refusal("r", cf.DeviceInstalled("d0"), T0)
+
+
+def test_the_journal_exports_as_json_lines_that_replay(store: SqliteStore) -> None:
+    import json
+
+    store.create("r", build(2))
+    store.execute("r", cf.DistributeRoot(), T0)
+    store.execute_many("r", [cf.DeviceInstalled("d0")], T0 + HOUR)
+    lines = [json.dumps(e.as_dict(document=True)) for e in store.journal("r")]
+    first, *rest = (json.loads(line) for line in lines)
+    assert (first["kind"], first["seq"], first["rollout"]) == ("create", 1, "r")
+    rollout = cf.loads(json.dumps(first["document"]))
+    for entry in rest:
+        from certflow.core.serialization import decode_command
+
+        commands = [decode_command(c) for c in entry["commands"]]
+        at = datetime.fromisoformat(entry["at"])
+        rollout = cf.apply_all(rollout, commands, at).rollout
+    assert cf.dumps(rollout) == store.dumps("r")
+    assert "document" not in store.journal("r").__next__().as_dict()
