@@ -503,6 +503,8 @@ def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: SqliteStore)
 def test_the_journal_exports_as_json_lines_that_replay(store: SqliteStore) -> None:
     import json
 
+    from certflow.core.serialization import decode_command
+
     store.create("r", build(2))
     store.execute("r", cf.DistributeRoot(), T0)
     store.execute_many("r", [cf.DeviceInstalled("d0")], T0 + HOUR)
@@ -511,8 +513,6 @@ def test_the_journal_exports_as_json_lines_that_replay(store: SqliteStore) -> No
     assert (first["kind"], first["seq"], first["rollout"]) == ("create", 1, "r")
     rollout = cf.loads(json.dumps(first["document"]))
     for entry in rest:
-        from certflow.core.serialization import decode_command
-
         commands = [decode_command(c) for c in entry["commands"]]
         at = datetime.fromisoformat(entry["at"])
         rollout = cf.apply_all(rollout, commands, at).rollout
