@@ -63,6 +63,8 @@ class CertflowGroup(click.Group):
             fail(error.format_message(), EXIT_BAD_INPUT)
         except CertflowError as error:
             fail(str(error), EXIT_BAD_INPUT)
+        except OverflowError as error:  # an instant near year 1 or 9999, an absurd number
+            fail(f"a date or a number is out of range ({error})", EXIT_BAD_INPUT)
         except OSError as error:  # e.g. writing into a read-only folder
             where = f"{error.filename}: " if error.filename else ""
             fail(f"{where}{error.strerror or error}", EXIT_BAD_INPUT)

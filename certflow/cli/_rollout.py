@@ -118,7 +118,10 @@ def parse_now(value: str | None) -> datetime:
             f"{value!r} has no UTC offset; add one, e.g. {value}Z or {value}+05:30",
             param_hint="--now",
         )
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of range", param_hint="--now") from None
 
 
 @contextmanager
@@ -264,7 +267,8 @@ def _command_text(command: c.Command) -> str:
 
 
 def _entry_data(entry: JournalEntry) -> dict[str, Any]:
-    data = entry.as_dict()
+    # The creation entry carries the rollout's document, so that the export replays.
+    data = entry.as_dict(document=True)
     del data["rollout"]  # the command names it
     return data
 
@@ -558,7 +562,7 @@ def _import(
     at = parse_now(now)
     with _store(db) as store:
         if not _confirm_import(store, name, at, yes, what, command):
-            click.echo(f"certflow: not imported: {what} declined; nothing was changed", err=True)
+            click.echo(f"certflow: not imported: {what} declined; the import was not run", err=True)
             return EXIT_FINDINGS
         effects = store.execute(name, command, at)
         return _outcome(store, name, _command_text(command), effects, at, as_json)
@@ -639,7 +643,7 @@ def read_reports(path: Path) -> tuple[list[_Report], dict[str, int]]:
         elif outcome not in _OUTCOMES:
             got = f"got {fields[1].strip()!r}" if len(fields) > 1 else "it is missing"
             bad.append(f"line {number}: the outcome must be 'installed' or 'failed', {got}")
-        elif outcome == "installed" and len(fields) > 2:
+        elif outcome == "installed" and reason:  # an empty reason column is no reason
             bad.append(f"line {number}: a reason is only for 'failed'")
         elif device in line_of:
             bad.append(
@@ -969,6 +973,8 @@ def rollout_status(
     at = parse_now(now)
     wanted = [DeviceState(s) for s in states]
     with _store(db) as store:
+        if after is not None:
+            store.device(name, after)  # an unknown --after fails before anything is advanced
         head = store.overview(name, at)
         rows = store.devices(name, wanted, after=after, limit=limit)
     following = rows[-1].device_id if len(rows) == limit else None

@@ -17,6 +17,7 @@ the journal replays through the in-memory evaluator to the stored rollout.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from certflow.core.errors import InvalidInput
 from certflow.store._drain import DrainReport, Handler, drain, retrying
@@ -45,6 +46,15 @@ __all__ = [
 ]
 
 
+def _without_password(url: str) -> str:
+    """``url`` with its password replaced, so that no message ever shows one."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def open_store(target: str | os.PathLike[str], *, create: bool = True) -> SqliteStore:
     """The store at ``target``: a file path (or ``sqlite:///path``) opens SQLite.
 
@@ -53,7 +63,8 @@ def open_store(target: str | os.PathLike[str], *, create: bool = True) -> Sqlite
     text = os.fspath(target)
     if text.startswith(("postgresql://", "postgres://")):
         raise StoreError(
-            "PostgreSQL databases are not supported by this certflow yet; use a file path"
+            f"{_without_password(text)}: PostgreSQL databases are not supported by this "
+            "certflow yet; use a file path"
         )
     if text.startswith("sqlite:///"):
         text = text.removeprefix("sqlite:///")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import attrs
 
 from certflow.core.errors import CertflowError
+from certflow.core.instants import require_utc
 from certflow.store._errors import StoreBusy
 from certflow.store._model import Store
 
@@ -46,12 +47,11 @@ def drain(
     is at-least-once: a crash between a handler's return and the acknowledgement
     delivers that effect again, with the same id, so handlers deduplicate by id.
     """
+    now = require_utc("now", now)
     delivered: list[str] = []
     failed: list[tuple[str, str]] = []
     unhandled: list[str] = []
-    for stored in store.effects(rollout):
-        if stored.due_at > now:
-            continue
+    for stored in store.effects(rollout, due_by=now):
         handler = handlers.get(type(stored.effect))
         if handler is None:
             unhandled.append(stored.id)
@@ -60,10 +60,10 @@ def drain(
             handler(stored.id, stored.effect)
         except Exception as error:  # the host's handler: any failure keeps it pending
             text = f"{type(error).__name__}: {error}"
-            store.record_failure(stored.id, text)
+            retrying(lambda: store.record_failure(stored.id, text))  # noqa: B023 (called now)
             failed.append((stored.id, text))
             continue
-        store.acknowledge([stored.id], now)
+        retrying(lambda: store.acknowledge([stored.id], now))  # noqa: B023 (called now)
         delivered.append(stored.id)
     return DrainReport(tuple(delivered), tuple(failed), tuple(unhandled))
 

@@ -89,8 +89,11 @@ def fleet_update(move: FleetMove, states: Sequence[str]) -> FleetStatement:
     where = f"rollout = :rollout AND state IN ({', '.join(_literal(states[s]) for s in sources)})"
     if move.selection == "due":
         where += " AND ack_due = :due"
+    # A timeout moves the devices of one deadline: read them through the ack_due index,
+    # never the whole rollout (the planner, without statistics, would pick the key).
+    table = "devices INDEXED BY devices_by_ack_due" if move.selection == "due" else "devices"
     sql = (
-        f"UPDATE devices SET {', '.join(assignments)} WHERE {where} "
+        f"UPDATE {table} SET {', '.join(assignments)} WHERE {where} "
         "RETURNING idx, device_id, attempts"
     )
     return FleetStatement(sql, tuple(states[s] for s in sources), move.selection, pushes)

@@ -154,7 +154,11 @@ class Store(Protocol):
     def dumps(self, name: str) -> str: ...
 
     def effects(
-        self, name: str | None = None, *, include_acknowledged: bool = False
+        self,
+        name: str | None = None,
+        *,
+        include_acknowledged: bool = False,
+        due_by: datetime | None = None,
     ) -> list[StoredEffect]: ...
 
     def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int: ...

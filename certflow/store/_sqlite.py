@@ -31,6 +31,7 @@ a device into ``pushed`` without pushing would keep the previous deadline).
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import re
@@ -74,6 +75,19 @@ Synchronous = Literal["NORMAL", "FULL"]
 Progress = Callable[[int, int], None]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NUMBER = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+
+
+def _printable(text: str) -> bool:
+    """Whether ``text`` can be stored: SQLite takes UTF-8, and a lone surrogate (what a
+    non-UTF-8 byte on a command line becomes) has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _INSERT_CHUNK = 20_000
 _COMMAND_TYPES: dict[str, type] = {
     name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
@@ -165,8 +179,8 @@ class _Port:
             params["due"] = _text(now)
             moved = dict(
                 db.execute(
-                    "SELECT state, COUNT(*) FROM devices WHERE rollout = ? AND ack_due = ? "
-                    "GROUP BY state",
+                    "SELECT state, COUNT(*) FROM devices INDEXED BY devices_by_ack_due "
+                    "WHERE rollout = ? AND ack_due = ? GROUP BY state",
                     (row.id, params["due"]),
                 ).fetchall()
             )
@@ -320,7 +334,8 @@ class SqliteStore:
                 db.execute("UPDATE certflow_schema SET version = ?", (step + 1,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _error(self, error: sqlite3.Error, doing: str) -> StoreError:
@@ -332,6 +347,8 @@ class SqliteStore:
             )
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return StoreError(f"{self._where}: not a usable certflow database ({text})")
+        if "full" in text:
+            return StoreError(f"{self._where}: {doing}: the disk or the database is full ({text})")
         if "readonly" in text or "read-only" in text or "unable to open" in text:
             return StoreError(
                 f"{self._where}: {doing}: the location is not writable ({text}); "
@@ -361,18 +378,26 @@ class SqliteStore:
         try:
             yield db
         except sqlite3.Error as error:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise self._error(error, "transaction failed") from None
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             db.execute("COMMIT")
         except sqlite3.Error as error:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise self._error(error, "cannot commit") from None
 
+    def _rollback(self) -> None:
+        # After a disk-full or I/O error SQLite may have rolled back already; a second
+        # ROLLBACK would raise and hide the real error.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
     def _row(self, db: sqlite3.Connection, name: str) -> _Row:
+        if not isinstance(name, str) or not _printable(name):
+            raise UnknownRollout(f"{self._where}: no rollout named {name!r}")
         found = db.execute(
             "SELECT id, plan, phase, clock, counts, size, seq FROM rollouts WHERE name = ?",
             (name,),
@@ -481,6 +506,9 @@ class SqliteStore:
         parsed = json.loads(text)
         devices = parsed["devices"]
         ids, states, attempts = devices["ids"], devices["states"], devices["attempts"]
+        unstorable = next((d for d in ids if not _printable(d)), None)
+        if unstorable is not None:
+            raise InvalidInput(f"device id {unstorable!r} is not valid UTF-8 text")
         reasons = parsed["failure_reasons"]
         due_of: dict[int, str] = {}
         for group in parsed["awaiting"]:
@@ -643,6 +671,10 @@ class SqliteStore:
     ) -> None:
         table = self._compiled.device[run.phase.state.value][trigger]
         device_id: str = command.device_id
+        if not _printable(device_id):
+            raise InvalidInput(f"device id {device_id!r} is not valid UTF-8 text")
+        if not _printable(getattr(command, "reason", "")):
+            raise InvalidInput(f"the reason {command.reason!r} is not valid UTF-8 text")
         found = db.execute(
             "SELECT idx, state, attempts, reason, last_push, last_report, ack_due "
             "FROM devices WHERE rollout = ? AND device_id = ?",
@@ -722,11 +754,12 @@ class SqliteStore:
     def overview(self, name: str, now: datetime) -> Overview:
         """The view-details head of rollout ``name`` at ``now``. If timers fell due by
         then, the rollout is advanced first (as :meth:`tick` would); otherwise this only
-        reads."""
-        at = _utc("now", now)
+        reads. An instant earlier than the rollout's clock is refused, as
+        :func:`certflow.summarize` refuses it (within ``clock_skew``: read at the clock)."""
         with self._transaction(write=False) as db:
             row = self._row(db, name)
-            due = self._due(db, row, at) and at >= row.clock
+            at = self._check_now(row, now)
+            due = self._due(db, row, at)
         if due:
             with self._transaction(write=True) as db:
                 row = self._row(db, name)
@@ -760,20 +793,19 @@ class SqliteStore:
                 if found is None:
                     raise i.unknown_device(after)
                 start = found[0]
-            columns = "device_id, state, attempts, reason, last_push, last_report"
-            if len(wanted) == 1:
-                rows = db.execute(
-                    f"SELECT {columns} FROM devices WHERE rollout = ? AND state = ? AND idx > ? "
-                    "ORDER BY idx LIMIT ?",
-                    (row.id, wanted[0], start, limit),
-                ).fetchall()
-            elif wanted:
-                marks = ", ".join("?" * len(wanted))
-                rows = db.execute(
-                    f"SELECT {columns} FROM devices WHERE rollout = ? AND state IN ({marks}) "
-                    "AND idx > ? ORDER BY idx LIMIT ?",
-                    (row.id, *wanted, start, limit),
-                ).fetchall()
+            columns = "idx, device_id, state, attempts, reason, last_push, last_report"
+            if wanted:
+                # One index range per state, merged by position: a page costs the same
+                # whatever the mix of states (an IN list would scan in idx order).
+                runs = [
+                    db.execute(
+                        f"SELECT {columns} FROM devices WHERE rollout = ? AND state = ? "
+                        "AND idx > ? ORDER BY idx LIMIT ?",
+                        (row.id, state, start, limit),
+                    ).fetchall()
+                    for state in dict.fromkeys(wanted)
+                ]
+                rows = list(heapq.merge(*runs))[:limit]
             else:
                 rows = db.execute(
                     f"SELECT {columns} FROM devices WHERE rollout = ? AND idx > ? "
@@ -782,7 +814,7 @@ class SqliteStore:
                 ).fetchall()
         return [
             DeviceRow(d, DeviceState(s), a, r, _instant(p), _instant(rep))
-            for d, s, a, r, p, rep in rows
+            for _, d, s, a, r, p, rep in rows
         ]
 
     def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
@@ -793,9 +825,9 @@ class SqliteStore:
         route = self._routes.get(type(command))
         if route is None or route[0] != self._compiled.rules.rollout.name:
             raise InvalidInput(f"{command!r} is not an administrator's rollout command")
-        at = _utc("now", now)
         with self._transaction(write=False) as db:
             row = self._row(db, name)
+        at = self._check_now(row, now)
         situation = Situation(
             row.plan, row.phase, max(at, row.clock), _Port(self, row).untrusting()
         )
@@ -998,12 +1030,19 @@ class SqliteStore:
     # --- the outbox --------------------------------------------------------------------------
 
     def effects(
-        self, name: str | None = None, *, include_acknowledged: bool = False
+        self,
+        name: str | None = None,
+        *,
+        include_acknowledged: bool = False,
+        due_by: datetime | None = None,
     ) -> list[StoredEffect]:
-        """The effects in the outbox, pending only unless ``include_acknowledged``, in
-        the order they were emitted."""
+        """The effects in the outbox, pending only unless ``include_acknowledged``, only
+        those due by ``due_by`` if given, in the order they were emitted."""
         where = [] if include_acknowledged else ["o.acked_at IS NULL"]
         params: list[Any] = []
+        if due_by is not None:
+            where.append("o.due_at <= ?")
+            params.append(_text(_utc("due_by", due_by)))
         with self._transaction(write=False) as db:
             if name is not None:
                 where.append("o.rollout = ?")
@@ -1031,7 +1070,8 @@ class SqliteStore:
         name, _, rest = str(effect_id).partition(":")
         seq, _, position = rest.partition(":")
         found = None
-        if seq.isdigit() and position.isdigit():
+        # Exactly as the store spells ids: ASCII digits, no leading zeros, within SQLite's range.
+        if _NUMBER.match(seq) and _NUMBER.match(position) and _printable(name):
             row = db.execute("SELECT id FROM rollouts WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 found = db.execute(
@@ -1065,7 +1105,7 @@ class SqliteStore:
             key = self._locate(db, effect_id)
             db.execute(
                 "UPDATE outbox SET failures = failures + 1, last_error = ? WHERE rollout = ? "
-                "AND seq = ? AND position = ?",
+                "AND seq = ? AND position = ? AND acked_at IS NULL",
                 (error[:2000], *key),
             )
 

@@ -271,7 +271,8 @@ def test_proceed_lists_the_devices_cut_off_and_declining_changes_nothing(db: Pat
     )
     assert "Proceed to Import anyway? [y/N]" in declined.stderr
     assert (
-        "certflow: not imported: Proceed to Import declined; nothing was changed" in declined.stderr
+        "certflow: not imported: Proceed to Import declined; the import was not run"
+        in declined.stderr
     )
     assert declined.stdout == ""
     assert history(db) == before
@@ -744,3 +745,78 @@ def test_an_import_the_rules_refuse_is_refused_before_any_question(db: Path) -> 
     assert "lose communication" not in refused.stderr
     assert refused.stderr.startswith("certflow: refused: ProceedToImport refused: the rollout is")
     assert history(db) == before
+
+
+# --- found by review: inputs that once gave a traceback or changed what they should not ---------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "r1", "\udcff", "installed"], "is not valid UTF-8 text"),  # argv b'\xff'
+        (["status", "\udcff"], "no rollout named"),
+        (["ack", "r1", "r1:99999999999999999999999:0"], "no effect with id"),
+        (["ack", "r1", "r1:2:99999999999999999999"], "no effect with id"),
+        (["ack", "r1", "r1:02:0"], "no effect with id 'r1:02:0'"),
+    ],
+)
+def test_odd_input_is_a_clear_error_not_a_traceback(
+    db: Path, args: list[str], message: str
+) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    result = cli("rollout", *args, "--db", db, "--now", at(1), expect=2)
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_out_of_range_is_bad_input(db: Path, when: str) -> None:
+    result = cli("rollout", "status", "r1", "--db", db, "--now", when, expect=2)
+    assert "is out of range" in result.stderr
+
+
+def test_distributing_near_the_end_of_time_is_bad_input(db: Path) -> None:
+    result = cli(
+        "rollout", "distribute", "r1", "--db", db, "--now", "9999-12-31T00:00:00Z", expect=2
+    )
+    assert "out of range" in result.stderr
+
+
+def test_status_with_an_unknown_after_advances_nothing(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    before = history(db)
+    result = cli(
+        "rollout", "status", "r1", "--after", "typo", "--db", db, "--now", at(25), expect=2
+    )
+    assert "unknown device 'typo'" in result.stderr
+    assert history(db) == before  # the day-21 import was not run by a failed read
+
+
+def test_status_before_the_rollout_s_clock_is_refused(db: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at(1))
+    result = cli("rollout", "status", "r1", "--db", db, "--now", at(0), expect=2)
+    assert "is earlier than the last instant rollout 'r1' has seen" in result.stderr
+
+
+def test_the_exported_history_replays_to_the_stored_rollout(db: Path) -> None:
+    import certflow as cf
+    from certflow.core.serialization import decode_command
+    from certflow.store import SqliteStore
+
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(hours=1))
+    first, *rest = history(db)
+    rollout = cf.loads(json.dumps(first["document"]))
+    for entry in rest:
+        commands = [decode_command(c) for c in entry["commands"]]
+        rollout = cf.apply_all(rollout, commands, datetime.fromisoformat(entry["at"])).rollout
+    with SqliteStore(db) as store:
+        assert cf.dumps(rollout) == store.dumps("r1")
+
+
+def test_an_empty_reason_column_is_no_reason(db: Path, tmp_path: Path) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    reports = tmp_path / "r.csv"
+    reports.write_text("d2,installed,\nd3,failed,timeout\n")
+    cli("rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(1))
+    counts = status(db, at(1))["counts"]
+    assert (counts["installed"], counts["failed"]) == (1, 1)

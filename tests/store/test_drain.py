@@ -334,3 +334,22 @@ def test_a_rollout_stored_while_distributing_replays_to_the_stored_rollout(
         store.create("r", distributing(3, policy=cf.Policy(ack_timeout=6 * HOUR)))
         store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR)
         assert store.dumps("r") == cf.dumps(store.replay("r"))
+
+
+def test_drain_refuses_a_naive_now_clearly(db_path: Path) -> None:
+    with SqliteStore(db_path) as store:
+        store.create("r", distributing(2))
+        with pytest.raises(cf.InvalidInput, match="now is a naive datetime"):
+            drain(store, {}, datetime(2026, 7, 2))
+
+
+def test_drain_reads_only_the_effects_due(db_path: Path) -> None:
+    with SqliteStore(db_path) as store:
+        store.create("r", distributing(2))
+        store.advance("r", day(6))  # the day-6 notice
+        traced: list[str] = []
+        store._db.set_trace_callback(traced.append)
+        report = drain(store, {cf.Notify: lambda i, e: None}, day(5))
+        store._db.set_trace_callback(None)
+        assert report.delivered == ()
+        assert any("o.due_at <= " in t for t in traced)

@@ -273,3 +273,13 @@ def test_a_new_database_is_not_created_while_another_process_holds_the_file(
         holder.execute("ROLLBACK")
         holder.close()
     assert db_path.read_bytes() == b""
+
+
+def test_a_postgresql_url_is_refused_naming_it_without_its_password() -> None:
+    from certflow.store import open_store
+
+    with pytest.raises(StoreError) as refused:
+        open_store("postgresql://certflow:s3cret@db.example:5432/certflow")
+    message = str(refused.value)
+    assert message.startswith("postgresql://certflow:***@db.example:5432/certflow: ")
+    assert "s3cret" not in message

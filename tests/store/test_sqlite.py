@@ -518,3 +518,88 @@ def test_the_journal_exports_as_json_lines_that_replay(store: SqliteStore) -> No
         rollout = cf.apply_all(rollout, commands, at).rollout
     assert cf.dumps(rollout) == store.dumps("r")
     assert "document" not in store.journal("r").__next__().as_dict()
+
+
+# --- found by review --------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_a_store_error_naming_the_file(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "x.db") as store:
+        store.create("small", build(2))
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 5}")
+        with pytest.raises(StoreError, match=r"x\.db: .*full"):
+            store.create("big", build(50_000))
+        assert [i.name for i in store.rollouts()] == ["small"]
+
+
+def test_the_timeout_statements_read_the_ack_due_index(store: SqliteStore) -> None:
+    # One device's timeout must not read the whole rollout, whatever the planner guesses.
+    sql = store._statements["time_out_pushes"].sql
+    params = {"rollout": 1, "now": "x", "timeout_reason": "z", "due": "w"}
+    plan = str(store._db.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+    assert "devices_by_ack_due (rollout=? AND ack_due=?)" in plan
+    store.create("r", build(3, policy=cf.Policy(ack_timeout=HOUR)))
+    store.execute("r", cf.DistributeRoot(), T0)
+    traced: list[str] = []
+    store._db.set_trace_callback(traced.append)
+    store.execute("r", cf.DeviceInstalled("d0"), T0 + 2 * HOUR)  # after the timeout fell due
+    store._db.set_trace_callback(None)
+    counting = next(t for t in traced if "COUNT(*)" in t)
+    plan = str(store._db.execute("EXPLAIN QUERY PLAN " + counting).fetchall())
+    assert "devices_by_ack_due" in plan
+
+
+def test_text_sqlite_cannot_store_is_refused_clearly(store: SqliteStore) -> None:
+    store.create("r", distributing(2))
+    with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
+        store.execute("r", cf.Enroll("\udcff"), T0 + HOUR)
+    with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
+        store.execute("r", cf.DeviceFailed("d0", "bad \udcff"), T0 + HOUR)
+    with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
+        store.create("s", build(["ok", "\udcff"]))
+    with pytest.raises(UnknownRollout):
+        store.overview("\udcff", T0)
+
+
+@pytest.mark.parametrize("alias", ["r:02:0", "r:\u0662:0", "r:2:00", "r:2:-0", "r:2:0 "])
+def test_only_the_store_s_own_spelling_of_an_effect_id_is_accepted(
+    store: SqliteStore, alias: str
+) -> None:
+    store.create("r", build(2))
+    store.execute("r", cf.DistributeRoot(), T0)
+    with pytest.raises(cf.InvalidInput, match="no effect with id"):
+        store.acknowledge([alias], T0)
+    assert store.acknowledge(["r:2:0"], T0) == 1
+
+
+def test_a_failure_after_the_acknowledgement_is_not_recorded(store: SqliteStore) -> None:
+    store.create("r", build(2))
+    store.execute("r", cf.DistributeRoot(), T0)
+    store.acknowledge(["r:2:0"], T0)
+    store.record_failure("r:2:0", "a second drainer lost the race")
+    (effect,) = store.effects("r", include_acknowledged=True)
+    assert (effect.failures, effect.last_error) == (0, None)
+
+
+def test_a_page_of_several_states_reads_one_index_range_per_state(store: SqliteStore) -> None:
+    store.create("r", build(6))
+    store.execute("r", cf.DistributeRoot(), T0)
+    store.execute_many("r", [cf.DeviceFailed("d4", "x"), cf.DeviceInstalled("d1")], T0)
+    traced: list[str] = []
+    store._db.set_trace_callback(traced.append)
+    page = store.devices("r", [cf.DeviceState.FAILED, cf.DeviceState.INSTALLED], limit=5)
+    store._db.set_trace_callback(None)
+    assert [d.device_id for d in page] == ["d1", "d4"]
+    pages = [t for t in traced if t.startswith("SELECT idx")]
+    assert len(pages) == 2
+    assert all(" IN (" not in t for t in pages)
+
+
+def test_an_overview_before_the_rollout_s_clock_is_refused(store: SqliteStore) -> None:
+    store.create("r", build(2))
+    store.execute("r", cf.DistributeRoot(), T0 + HOUR)
+    with pytest.raises(cf.TimeWentBackwards):
+        store.overview("r", T0)
+    with pytest.raises(cf.TimeWentBackwards):
+        store.refusal("r", cf.ExtendManually(), T0)
