@@ -578,7 +578,8 @@ is one transaction of the store.
   number, and `next_after` (the `--after` of the next page, or null).
 - **`history`** prints the journal, one entry per line: sequence number, instant, what
   happened, the rollout state after it, and the ids of the effects it emitted. `--json`
-  prints JSON lines (one object per entry), for `jq` and friends.
+  prints JSON lines (one object per entry), for `jq` and friends; the first carries the
+  created rollout's whole document, so that the export alone replays the rollout.
 - **`forecast`** (a distributing rollout) fits how long devices took to answer their
   pushes so far, from the journal, and simulates the rest through the real evaluator:
   per coming checkpoint the chance of the import, and the devices a forced import would
