@@ -110,21 +110,28 @@ class Store(Protocol):
     must be timezone-aware; the store keeps them in UTC.
     """
 
-    def create(self, name: str, rollout: Rollout) -> RolloutInfo: ...
+    def create(self, name: str, rollout: Rollout) -> RolloutInfo:
+        """Store a rollout under a new name; its document is the journal's first entry."""
 
-    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]: ...
+    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+        """Apply one command at ``now`` (timers due by then first), in one transaction."""
 
     def execute_many(
         self, name: str, commands: Iterable[Command], now: datetime
-    ) -> list[StoredEffect]: ...
+    ) -> list[StoredEffect]:
+        """Apply commands in order at ``now`` in one transaction, refused whole."""
 
-    def advance(self, name: str, now: datetime) -> list[StoredEffect]: ...
+    def advance(self, name: str, now: datetime) -> list[StoredEffect]:
+        """Fire what fell due by ``now`` and move the rollout's clock there."""
 
-    def tick(self, now: datetime) -> list[StoredEffect]: ...
+    def tick(self, now: datetime) -> list[StoredEffect]:
+        """Advance every rollout with something due by ``now``, each in its own transaction."""
 
-    def next_due(self, name: str | None = None) -> datetime | None: ...
+    def next_due(self, name: str | None = None) -> datetime | None:
+        """The next instant at which time moves the rollout (or any rollout)."""
 
-    def overview(self, name: str, now: datetime) -> Overview: ...
+    def overview(self, name: str, now: datetime) -> Overview:
+        """The head of view-details at ``now`` (advancing first if something fell due)."""
 
     def devices(
         self,
@@ -133,25 +140,32 @@ class Store(Protocol):
         *,
         after: str | None = None,
         limit: int = 50,
-    ) -> list[DeviceRow]: ...
+    ) -> list[DeviceRow]:
+        """A keyset page of devices, in creation order, of the given states."""
 
-    def rollouts(self) -> list[RolloutInfo]: ...
+    def rollouts(self) -> list[RolloutInfo]:
+        """Every rollout's line of the list."""
 
-    def plan(self, name: str) -> Plan: ...
+    def plan(self, name: str) -> Plan:
+        """The facts a rollout was created from."""
 
-    def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None: ...
+    def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
+        """The refusal an administrator's command would meet at ``now``, or ``None``."""
 
-    def info(self, name: str) -> RolloutInfo: ...
+    def info(self, name: str) -> RolloutInfo:
+        """One rollout's line of the list."""
 
-    def journal(self, name: str) -> Iterator[JournalEntry]: ...
+    def journal(self, name: str) -> Iterator[JournalEntry]:
+        """The journal, oldest entry first."""
 
-    def replay(self, name: str) -> Rollout: ...
+    def replay(self, name: str) -> Rollout:
+        """The rollout rebuilt from its journal through the in-memory evaluator."""
 
-    def activity(
-        self, name: str
-    ) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]: ...
+    def activity(self, name: str) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
+        """Per device, the instants of its pushes and of the reports that answered one."""
 
-    def dumps(self, name: str) -> str: ...
+    def dumps(self, name: str) -> str:
+        """The rollout as :func:`certflow.dumps` writes it."""
 
     def effects(
         self,
@@ -159,10 +173,14 @@ class Store(Protocol):
         *,
         include_acknowledged: bool = False,
         due_by: datetime | None = None,
-    ) -> list[StoredEffect]: ...
+    ) -> list[StoredEffect]:
+        """The outbox: pending effects (or all), optionally only those due."""
 
-    def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int: ...
+    def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int:
+        """Mark effects performed; returns how many were pending."""
 
-    def record_failure(self, effect_id: str, error: str) -> None: ...
+    def record_failure(self, effect_id: str, error: str) -> None:
+        """Remember a failed delivery; the effect stays pending."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the database."""
