@@ -32,11 +32,21 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
+from common import (
+    DAY,
+    T0,
+    Row,
+    make_ids,
+    pending_rollout,
+    percentile,
+    reference_ms,
+    render,
+    seconds,
+    time_each,
+)
 
 import certflow
 from certflow import (
@@ -44,44 +54,19 @@ from certflow import (
     DistributeRoot,
     ImportCertificate,
     ReenrollmentRequired,
-    Rollout,
     RolloutState,
     advance,
     apply,
     apply_all,
     dumps,
     loads,
-    new_rollout,
     summarize,
 )
 from certflow.core.machines import DEVICE_MACHINE
 
-T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
 ROUNDS = 5  # rounds of single-event timing; the best round's median is reported
 BATCH_ROUNDS = 3  # runs of the whole-fleet batch; the fastest is reported
 TRANSITIONS_BUDGET = 120.0  # seconds of add_model before we stop and extrapolate
-
-
-@attrs.frozen
-class Row:
-    """One line of the table. ``target``/``met`` are None where there is no target."""
-
-    size: int
-    impl: str
-    metric: str
-    value: str
-    target: str = "-"
-    met: bool | None = None
-    note: str = ""
-
-
-def _s(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.1f} µs"
 
 
 def _us(nanoseconds: float) -> str:
@@ -104,57 +89,6 @@ def timer_overhead_ns() -> float:
     return statistics.median(samples)
 
 
-def reference_ms() -> float:
-    """Milliseconds for a fixed pure-Python loop (best of 3): compares machine speed.
-
-    Shared virtual machines change speed from minute to minute; dividing a figure by
-    this reference makes runs comparable.
-    """
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        total = 0
-        for i in range(1_000_000):
-            total += i
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
-
-
-def percentile(samples: Sequence[int], fraction: float) -> float:
-    """The ``fraction`` quantile of ``samples`` (nearest rank)."""
-    ordered = sorted(samples)
-    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
-
-
-def make_ids(n: int) -> list[str]:
-    """Device ids as a list (so that the rollout builds, and pays for, its own tuple)."""
-    return [f"device-{i:07d}" for i in range(n)]
-
-
-def create(ids: list[str]) -> Rollout:
-    """A pending rollout whose old certificate outlives the deadline (so day 21 forces)."""
-    return new_rollout(
-        ids,
-        existing_not_after=T0 + 60 * DAY,
-        new_not_before=T0 - DAY,
-        new_not_after=T0 + 396 * DAY,
-        root_publicly_trusted=False,
-        created_at=T0,
-    )
-
-
-def time_single(call: Callable[[Any], Any], args: Sequence[Any]) -> list[int]:
-    """Time ``call(arg)`` once per ``arg``, each call on its own."""
-    clock = time.perf_counter_ns
-    samples: list[int] = []
-    append = samples.append
-    for arg in args:
-        start = clock()
-        call(arg)
-        append(clock() - start)
-    return samples
-
-
 def bench_certflow(n: int, events: int) -> list[Row]:
     """Every certflow row for a fleet of ``n`` devices."""
     rows: list[Row] = []
@@ -164,12 +98,12 @@ def bench_certflow(n: int, events: int) -> list[Row]:
     # Create + distribute.
     settle()
     start = time.perf_counter()
-    rollout = create(ids)
+    rollout = pending_rollout(ids)
     distributing, effects = apply(rollout, DistributeRoot(), T0)
     elapsed = time.perf_counter() - start
     del rollout, effects
     rows.append(
-        Row(n, "certflow", "create + start distribution", _s(elapsed), "≤ 3 s", elapsed <= 3)
+        Row(n, "certflow", "create + start distribution", seconds(elapsed), "≤ 3 s", elapsed <= 3)
     )
 
     # One DeviceInstalled at a time through apply(), chained as a host would. Reports
@@ -199,7 +133,7 @@ def bench_certflow(n: int, events: int) -> list[Row]:
         for _ in range(ROUNDS):
             current[0] = distributing
             settle()
-            rounds.append(time_single(one, commands))
+            rounds.append(time_each(one, commands))
         partly = current[0]
         samples = min(rounds, key=statistics.median)
         median = statistics.median(samples)
@@ -268,10 +202,10 @@ def bench_certflow(n: int, events: int) -> list[Row]:
 
     # Summary counts (the device list is lazy): median of repeated calls.
     settle()
-    summary_samples = time_single(lambda r: summarize(r, now), [partly] * 51)
+    summary_samples = time_each(lambda r: summarize(r, now), [partly] * 51)
     median = statistics.median(summary_samples)
     rows.append(
-        Row(n, "certflow", "summarize (counts)", _s(median / 1e9), "≤ 50 ms", median <= 50e6)
+        Row(n, "certflow", "summarize (counts)", seconds(median / 1e9), "≤ 50 ms", median <= 50e6)
     )
 
     # Crossing the deadline with almost every device not installed forces the import.
@@ -287,7 +221,7 @@ def bench_certflow(n: int, events: int) -> list[Row]:
             n,
             "certflow",
             f"advance past day 21: forced import ({stragglers:,} re-enrol)",
-            _s(elapsed),
+            seconds(elapsed),
             "≤ 1 s",
             elapsed <= 1,
         )
@@ -300,13 +234,20 @@ def bench_certflow(n: int, events: int) -> list[Row]:
     text = dumps(partly)
     elapsed = time.perf_counter() - start
     rows.append(
-        Row(n, "certflow", f"dumps ({len(text) / 1e6:.1f} MB)", _s(elapsed), "≤ 5 s", elapsed <= 5)
+        Row(
+            n,
+            "certflow",
+            f"dumps ({len(text) / 1e6:.1f} MB)",
+            seconds(elapsed),
+            "≤ 5 s",
+            elapsed <= 5,
+        )
     )
     settle()
     start = time.perf_counter()
     loaded = loads(text)
     elapsed = time.perf_counter() - start
-    rows.append(Row(n, "certflow", "loads", _s(elapsed), "≤ 5 s", elapsed <= 5))
+    rows.append(Row(n, "certflow", "loads", seconds(elapsed), "≤ 5 s", elapsed <= 5))
     assert loaded == partly  # a correctness check, outside the timing
     current.clear()
     del text, loaded, distributing
@@ -316,7 +257,7 @@ def bench_certflow(n: int, events: int) -> list[Row]:
     # Memory: ids already exist (untraced); trace creating and distributing a rollout.
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    traced = create(ids)
+    traced = pending_rollout(ids)
     traced, effects = apply(traced, DistributeRoot(), T0)
     del effects  # the PushRoot effect's id tuple belongs to the host, not the rollout
     gc.collect()
@@ -386,8 +327,8 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
             # a * k**2 to what we measured and extrapolate to n.
             projected = add_elapsed * (n / len(models)) ** 2
             note = (
-                f"STOPPED after {len(models):,} of {n:,} models ({_s(add_elapsed)}); "
-                f"quadratic extrapolation to {n:,}: ~{_s(projected)}"
+                f"STOPPED after {len(models):,} of {n:,} models ({seconds(add_elapsed)}); "
+                f"quadratic extrapolation to {n:,}: ~{seconds(projected)}"
             )
             break
     added = len(models)
@@ -398,9 +339,17 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
     total = add_elapsed + push_elapsed
     label = "create + add_model + push each" + ("" if added == n else f" ({added:,} models)")
     rows.append(
-        Row(n, "transitions", label, _s(total), "≤ 3 s", total <= 3 if added == n else False, note)
+        Row(
+            n,
+            "transitions",
+            label,
+            seconds(total),
+            "≤ 3 s",
+            total <= 3 if added == n else False,
+            note,
+        )
     )
-    rows.append(Row(n, "transitions", f"  of which add_model ({added:,})", _s(add_elapsed)))
+    rows.append(Row(n, "transitions", f"  of which add_model ({added:,})", seconds(add_elapsed)))
 
     stride = max(1, added // events)
     sample = models[::stride][:events]
@@ -411,7 +360,7 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
         for model in sample:
             machine.set_state("pushed", model=model)
         settle()
-        rounds.append(time_single(lambda m: m.report_installed(), sample))
+        rounds.append(time_each(lambda m: m.report_installed(), sample))
     samples = min(rounds, key=statistics.median)
     median = statistics.median(samples)
     rows.append(
@@ -438,14 +387,14 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
     def count(fleet: list[_Device]) -> Counter[str]:
         return Counter(m.state for m in fleet)  # type: ignore[attr-defined]
 
-    count_samples = time_single(count, [models] * 11)
+    count_samples = time_each(count, [models] * 11)
     median = statistics.median(count_samples)
     rows.append(
         Row(
             n,
             "transitions",
             "counts per state (Counter over models)",
-            _s(median / 1e9),
+            seconds(median / 1e9),
             "≤ 50 ms",
             median <= 50e6,
         )
@@ -485,32 +434,6 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
     del models, machine
     gc.collect()
     return rows
-
-
-def render(rows: Sequence[Row]) -> str:
-    """The table as fixed-width text."""
-    header = ("size", "impl", "metric", "measured", "target", "result")
-    body = [
-        (
-            f"{r.size:,}",
-            r.impl,
-            r.metric,
-            r.value,
-            r.target,
-            "-" if r.met is None else ("met" if r.met else "NOT MET"),
-        )
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row, line in zip(rows, body, strict=True):
-        lines.append(
-            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        )
-        if row.note:
-            lines.append(" " * (widths[0] + 2) + "note: " + row.note)
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,10 +52,21 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import attrs
+from common import (
+    DAY,
+    T0,
+    Row,
+    make_ids,
+    pending_rollout,
+    percentile,
+    reference_ms,
+    render,
+    seconds,
+    time_each,
+)
 
 import certflow
 from certflow import (
@@ -67,12 +78,9 @@ from certflow import (
     ReenrollmentRequired,
     Rollout,
     RolloutState,
-    new_rollout,
 )
 from certflow.store import SqliteStore
 
-T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
 NOW = T0 + timedelta(hours=1)  # every report arrives in the first hour
 DAY21 = T0 + 21 * DAY + timedelta(seconds=1)
 ROUNDS = 3  # rounds of single reports; the round with the lowest median is reported
@@ -104,68 +112,13 @@ print(f"{done - start:.6f} {done - imported:.6f}")
 """
 
 
-@attrs.frozen
-class Row:
-    """One line of the table. ``target``/``met`` are None where there is no target."""
-
-    size: int
-    impl: str
-    metric: str
-    value: str
-    target: str = "-"
-    met: bool | None = None
-    note: str = ""
-
-
-def _s(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.0f} µs"
-
-
 def _ms(nanoseconds: float) -> str:
     return f"{nanoseconds / 1e6:.3f} ms"
-
-
-def percentile(samples: Sequence[int], fraction: float) -> float:
-    """The ``fraction`` quantile of ``samples`` (nearest rank)."""
-    ordered = sorted(samples)
-    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
-
-
-def reference_ms() -> float:
-    """Milliseconds for a fixed pure-Python loop (best of 3): compares machine speed."""
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        total = 0
-        for i in range(1_000_000):
-            total += i
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
 
 
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MB (Linux reports kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def make_ids(n: int) -> list[str]:
-    return [f"device-{i:07d}" for i in range(n)]
-
-
-def make_rollout(ids: Sequence[str]) -> Rollout:
-    """A pending rollout whose old certificate outlives the deadline (so day 21 forces)."""
-    return new_rollout(
-        ids,
-        existing_not_after=T0 + 60 * DAY,
-        new_not_before=T0 - DAY,
-        new_not_after=T0 + 396 * DAY,
-        root_publicly_trusted=False,
-        created_at=T0,
-    )
 
 
 Report = DeviceInstalled | DeviceFailed
@@ -185,17 +138,6 @@ def db_size(path: Path) -> int:
     db.close()
     wal = Path(f"{path}-wal")
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-
-
-def time_each(call: Callable[[Any], object], args: Sequence[Any]) -> list[int]:
-    """Time ``call(arg)`` once per ``arg``, each call on its own (nanoseconds)."""
-    clock = time.perf_counter_ns
-    samples: list[int] = []
-    for arg in args:
-        start = clock()
-        call(arg)
-        samples.append(clock() - start)
-    return samples
 
 
 def settle() -> None:
@@ -232,7 +174,7 @@ def bench_certflow(n: int, folder: Path, baseline: dict[str, float]) -> list[Row
     # Create and persist.
     settle()
     start = time.perf_counter()
-    rollout = make_rollout(ids)
+    rollout = pending_rollout(ids)
     built = time.perf_counter() - start
     store = SqliteStore(path)
     store.create("bench", rollout)
@@ -243,10 +185,10 @@ def bench_certflow(n: int, folder: Path, baseline: dict[str, float]) -> list[Row
             n,
             "certflow",
             "create and persist (new_rollout + create)",
-            _s(elapsed),
+            seconds(elapsed),
             "≤ 10 s",
             elapsed <= 10,
-            note=f"of which new_rollout in memory: {_s(built)}",
+            note=f"of which new_rollout in memory: {seconds(built)}",
         )
     )
 
@@ -255,7 +197,9 @@ def bench_certflow(n: int, folder: Path, baseline: dict[str, float]) -> list[Row
     start = time.perf_counter()
     store.execute("bench", DistributeRoot(), T0)
     elapsed = time.perf_counter() - start
-    rows.append(Row(n, "certflow", "distribute (fleet-wide)", _s(elapsed), "≤ 10 s", elapsed <= 10))
+    rows.append(
+        Row(n, "certflow", "distribute (fleet-wide)", seconds(elapsed), "≤ 10 s", elapsed <= 10)
+    )
     size = db_size(path)
     rows.append(
         Row(
@@ -320,7 +264,7 @@ def bench_certflow(n: int, folder: Path, baseline: dict[str, float]) -> list[Row
             n,
             "certflow",
             f"{batch_size:,} reports in one batch (execute_many)",
-            _s(elapsed),
+            seconds(elapsed),
             "≤ 5 s" if batch_size == BATCH else "-",
             elapsed <= 5 if batch_size == BATCH else None,
             note=f"{elapsed / max(1, batch_size) * 1e6:.1f} µs a report",
@@ -384,12 +328,12 @@ def bench_certflow(n: int, folder: Path, baseline: dict[str, float]) -> list[Row
             n,
             "certflow",
             "cold process: open and serve the first report, end to end",
-            _s(end_to_end),
+            seconds(end_to_end),
             "≤ 1 s",
             end_to_end <= 1,
             note=(
-                f"in-process {_s(inside)} (imports included), of which open + report "
-                f"{_s(opened)}; the OS page cache is warm"
+                f"in-process {seconds(inside)} (imports included), of which open + report "
+                f"{seconds(opened)}; the OS page cache is warm"
             ),
         )
     )
@@ -413,7 +357,7 @@ def bench_certflow(n: int, folder: Path, baseline: dict[str, float]) -> list[Row
             n,
             "certflow",
             f"tick across day 21: forced import ({stragglers:,} not installed)",
-            _s(elapsed),
+            seconds(elapsed),
             "≤ 15 s",
             elapsed <= 15,
             note=f"{len(effects)} effects; ReenrollmentRequired lists {reenrol:,} devices",
@@ -461,7 +405,7 @@ def compared_reports(ids: Sequence[str]) -> list[Report]:
 
 def certflow_contender(path: Path, ids: list[str], sync: str) -> Contender:
     store = SqliteStore(path, synchronous="FULL" if sync == "FULL" else "NORMAL")
-    store.create("bench", make_rollout(ids))
+    store.create("bench", pending_rollout(ids))
     store.execute("bench", DistributeRoot(), T0)
     label = "certflow (synchronous " + ("FULL)" if sync == "FULL" else "NORMAL, the default)")
     name = "certflow" + (" FULL" if sync == "FULL" else "")
@@ -497,7 +441,7 @@ class NaiveStore:
 
 
 def naive_contender(path: Path, ids: list[str]) -> Contender:
-    rollout, _ = certflow.apply(make_rollout(ids), DistributeRoot(), T0)
+    rollout, _ = certflow.apply(pending_rollout(ids), DistributeRoot(), T0)
     naive = NaiveStore(path, rollout)
     return Contender(
         "naive store",
@@ -569,7 +513,7 @@ def eventsourcing_contender(path: Path, ids: list[str]) -> Contender | None:
         ]
     db.close()
     note = (
-        f"creating and pushing {len(ids):,} aggregates (one save): {_s(created)}; SQLite "
+        f"creating and pushing {len(ids):,} aggregates (one save): {seconds(created)}; SQLite "
         f"synchronous={sync} (the library leaves SQLite's default)"
     )
     return Contender(
@@ -611,7 +555,9 @@ def bench_comparisons(n: int, folder: Path, naive_sizes: Sequence[int]) -> list[
                 contender.name,
                 f"{contender.label}: {k:,} single reports, median / p99",
                 f"{_ms(statistics.median(samples))} / {_ms(percentile(samples, 0.99))}",
-                note="; ".join(x for x in (f"total {_s(sum(samples) / 1e9)}", contender.note) if x),
+                note="; ".join(
+                    x for x in (f"total {seconds(sum(samples) / 1e9)}", contender.note) if x
+                ),
             )
         )
     for name, against in (
@@ -646,38 +592,12 @@ def bench_comparisons(n: int, folder: Path, naive_sizes: Sequence[int]) -> list[
                 size,
                 "naive store",
                 f"one report, median of {len(samples)}",
-                _s(median / 1e9),
+                seconds(median / 1e9),
                 note=f"{median / statistics.median(timed['naive store']):.0f}x its time at {n:,}",
             )
         )
         print(f"... naive store at {size:,} done", file=sys.stderr, flush=True)
     return rows
-
-
-def render(rows: Sequence[Row]) -> str:
-    """The table as fixed-width text."""
-    header = ("size", "impl", "metric", "measured", "target", "result")
-    body = [
-        (
-            f"{r.size:,}",
-            r.impl,
-            r.metric,
-            r.value,
-            r.target,
-            "-" if r.met is None else ("target met" if r.met else "MISSED"),
-        )
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row, line in zip(rows, body, strict=True):
-        lines.append(
-            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        )
-        if row.note:
-            lines.append(" " * (widths[0] + 2) + "note: " + row.note)
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
