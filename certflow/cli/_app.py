@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -88,3 +89,28 @@ def print_json(data: object) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+
+
+def parse_now(value: str | None, *, naive_is_utc: bool = False) -> datetime:
+    """``--now``: ISO 8601; without a value, the current time (the command line is where
+    the clock is read). A time without a UTC offset is refused, or read as UTC where
+    ``naive_is_utc`` (``cert check``, whose --now predates the rollout commands)."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
+        ) from None
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        if not naive_is_utc:
+            raise click.BadParameter(
+                f"{value!r} has no UTC offset; add one, e.g. {value}Z or {value}+05:30",
+                param_hint="--now",
+            )
+        instant = instant.replace(tzinfo=UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of range", param_hint="--now") from None

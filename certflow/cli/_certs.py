@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from certflow.cli._app import (
     F,
     json_option,
     main,
+    parse_now,
     print_json,
 )
 from certflow.core.instants import show
@@ -473,18 +473,6 @@ def cert_inspect(files: tuple[Path, ...], password_file: Path | None, as_json: b
     return EXIT_OK
 
 
-def _parse_at(value: str | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)  # the command line is where the clock is read
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
-        ) from None
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
-
-
 @cert.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -523,7 +511,7 @@ def cert_check(
     name and the NAT address), the chain to a root, key usage, weak signatures, expiry within
     30 days, and whether the root is public or private (enterprise).
     """
-    instant = _parse_at(at)
+    instant = parse_now(at, naive_is_utc=True)
     password = _password(password_file)
     material = _load(files, password)
     private_key: PrivateKeyTypes | None = None

@@ -16,14 +16,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from certflow import certs
-from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, json_option, main, print_json
+from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, json_option, main, parse_now, print_json
 from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file, _print_report
 from certflow.core import commands as c
 from certflow.core.effects import (
@@ -101,27 +101,6 @@ def _refusals(command: Callable[..., int]) -> Callable[..., int]:
             return EXIT_FINDINGS
 
     return run
-
-
-def parse_now(value: str | None) -> datetime:
-    """``--now``: ISO 8601 with an offset; without one, the current time."""
-    if value is None:
-        return datetime.now(UTC)  # the command line is where the clock is read
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
-        ) from None
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise click.BadParameter(
-            f"{value!r} has no UTC offset; add one, e.g. {value}Z or {value}+05:30",
-            param_hint="--now",
-        )
-    try:
-        return instant.astimezone(UTC)
-    except OverflowError:
-        raise click.BadParameter(f"{value!r} is out of range", param_hint="--now") from None
 
 
 @contextmanager
