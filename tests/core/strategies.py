@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,3 +82,24 @@ def policies(draw: st.DrawFn) -> cf.Policy:
         import_rule=draw(st.sampled_from(cf.ImportRule)),
         ack_timeout=draw(st.none() | st.integers(1, 96).map(lambda h: h * HOUR)),
     )
+
+
+# Every administrator's command, and the device commands as builders of a device id: what
+# the property tests of the evaluator and of the store draw from.
+ADMIN_COMMANDS: tuple[cf.Command, ...] = (
+    cf.DistributeRoot(),
+    cf.ProceedToImport(),
+    cf.ImportNow(),
+    cf.ExtendManually(),
+    cf.Cancel(),
+    cf.RetryAllFailed(),
+    cf.ServerRestarted(),
+)
+DEVICE_COMMANDS: tuple[Callable[[str], cf.Command], ...] = (
+    cf.DeviceInstalled,
+    lambda d: cf.DeviceFailed(d, "profile refused ✓"),
+    cf.Retry,
+    cf.Enroll,
+    cf.Unenroll,
+    cf.Reenrolled,
+)

@@ -29,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import certflow as cf
 from tests.core.reference_model import ReferenceRollout, Refused, normalised
-from tests.core.strategies import DAY, HOUR, T0, build, distributing, policies
+from tests.core.strategies import ADMIN_COMMANDS, DAY, HOUR, T0, build, distributing, policies
 
 SECOND = timedelta(seconds=1)
 LIVE_STEPS: Counter[str] = Counter()
@@ -73,17 +73,7 @@ WHILE_PENDING = st.sampled_from(
         cf.Cancel(),
     ]
 )
-ANY_ADMIN = st.sampled_from(
-    [
-        cf.DistributeRoot(),
-        cf.ProceedToImport(),
-        cf.ImportNow(),
-        cf.ExtendManually(),
-        cf.Cancel(),
-        cf.RetryAllFailed(),
-        cf.ServerRestarted(),
-    ]
-)
+ANY_ADMIN = st.sampled_from(ADMIN_COMMANDS)
 
 
 def _command(trigger: str, device_id: str, reason: str) -> cf.Command:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import certflow as cf
-from tests.core.strategies import HOUR, build, day, distributing, policies
+from tests.core.strategies import ADMIN_COMMANDS, HOUR, build, day, distributing, policies
 
 
 @given(policy=policies(), n=st.integers(0, 20), data=st.data())
@@ -306,13 +306,7 @@ _T = datetime(2026, 7, 1, 9, tzinfo=UTC)
 @pytest.mark.parametrize(
     "value",
     [
-        cf.DistributeRoot(),
-        cf.ProceedToImport(),
-        cf.ImportNow(),
-        cf.ExtendManually(),
-        cf.Cancel(),
-        cf.RetryAllFailed(),
-        cf.ServerRestarted(),
+        *ADMIN_COMMANDS,
         cf.DeviceInstalled("a"),
         cf.DeviceFailed("a", "no space ✓"),
         cf.Retry("a"),

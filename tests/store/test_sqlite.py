@@ -26,27 +26,19 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import certflow as cf
 from certflow.store import SqliteStore, StoreError, UnknownRollout
-from tests.core.strategies import DAY, HOUR, T0, build, day, distributing, policies
+from tests.core.strategies import (
+    ADMIN_COMMANDS,
+    DAY,
+    DEVICE_COMMANDS,
+    HOUR,
+    T0,
+    build,
+    day,
+    distributing,
+    policies,
+)
 
-DEVICE_COMMANDS: tuple[Callable[[str], cf.Command], ...] = (
-    cf.DeviceInstalled,
-    lambda d: cf.DeviceFailed(d, "profile refused ✓"),
-    cf.Retry,
-    cf.Enroll,
-    cf.Unenroll,
-    cf.Reenrolled,
-)
-ADMIN_COMMANDS = st.sampled_from(
-    [
-        cf.DistributeRoot(),
-        cf.ProceedToImport(),
-        cf.ImportNow(),
-        cf.ExtendManually(),
-        cf.Cancel(),
-        cf.RetryAllFailed(),
-        cf.ServerRestarted(),
-    ]
-)
+ADMIN = st.sampled_from(ADMIN_COMMANDS)
 steps = st.one_of(
     st.just(timedelta(0)),
     st.integers(1, 59).map(lambda m: m * timedelta(minutes=1)),
@@ -195,7 +187,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
             lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
         )
 
-    @rule(command=ADMIN_COMMANDS, step=steps)
+    @rule(command=ADMIN, step=steps)
     def administrator(self, command: cf.Command, step: timedelta) -> None:
         self.now += step
         now = self.now
