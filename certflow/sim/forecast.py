@@ -428,33 +428,20 @@ def forecast(
             raise InvalidInput(
                 f"device {record.device_id!r} is pushed but pushes holds no unanswered push for it"
             )
-    as_is = _branch(
-        rollout,
-        now,
-        survival,
-        waiting,
-        attrs.evolve(admin, extend_on_day=None),
-        step,
-        runs,
-        seed,
-        level,
-        False,
-    )
+
+    def branch(
+        start: Rollout, policy: AdminPolicy, extended: bool, extend_at: datetime | None = None
+    ) -> Branch:
+        return _branch(
+            start, now, survival, waiting, policy, step, runs, seed, level, extended, extend_at
+        )
+
+    never = attrs.evolve(admin, extend_on_day=None)  # the branches decide the extension
+    as_is = branch(rollout, never, False)
     extended: Branch | None = None
     if DEFAULT.allows(rollout, ExtendManually(), now):
         moved, _ = DEFAULT.apply(rollout, ExtendManually(), now)
-        extended = _branch(
-            moved,
-            now,
-            survival,
-            waiting,
-            attrs.evolve(admin, extend_on_day=None),
-            step,
-            runs,
-            seed,
-            level,
-            True,
-        )
+        extended = branch(moved, never, True)
     else:
         opens = timeline.extension_opens(rollout.plan, rollout.phase)
         t0 = rollout.phase.started_at
@@ -464,17 +451,7 @@ def forecast(
             day = math.ceil((opens - t0) / DAY)
             review = t0 + day * DAY + admin.review_at
             if DEFAULT.allows(rollout, ExtendManually(), review):
-                extended = _branch(
-                    rollout,
-                    now,
-                    survival,
-                    waiting,
-                    attrs.evolve(admin, extend_on_day=day),
-                    step,
-                    runs,
-                    seed,
-                    level,
-                    True,
-                    extend_at=review,
+                extended = branch(
+                    rollout, attrs.evolve(admin, extend_on_day=day), True, extend_at=review
                 )
     return Forecast(now, runs, level, survival, as_is, extended)
