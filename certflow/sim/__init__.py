@@ -12,10 +12,10 @@ here, and a rollout only ever sees commands and instants through
 :func:`certflow.advance`, :func:`certflow.apply` and :func:`certflow.apply_all`.
 """
 
-from certflow.sim.demo import FAILURE_REASONS, Scenario, SimulationResult, format_summary, run
+from certflow.sim.demo import Scenario, SimulationResult, format_summary, run
 from certflow.sim.fleet import Outcome, Run, Snapshot, Trace, simulate
 from certflow.sim.forecast import Forecast, Survival, fit, forecast
-from certflow.sim.models import AdminPolicy, DeviceModel, Setup
+from certflow.sim.models import FAILURE_REASONS, AdminPolicy, DeviceModel, Setup
 from certflow.sim.sweep import SweepTable, sweep
 
 __all__ = [

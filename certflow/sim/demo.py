@@ -46,6 +46,7 @@ import heapq
 import math
 import random
 import sys
+import typing
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -73,10 +74,10 @@ from certflow.core.rollout import Rollout
 from certflow.core.serialization import loads
 from certflow.core.summary import Overview, Summary, summarize
 from certflow.sim.fleet import Trace
+from certflow.sim.models import FAILURE_REASONS
 from certflow.store import SqliteStore, drain
 
 __all__ = [
-    "FAILURE_REASONS",
     "Scenario",
     "SimulationResult",
     "format_summary",
@@ -86,16 +87,6 @@ __all__ = [
 _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
 
-# Why a device fails to install the root, with relative weights: what MDM consoles
-# report most often for a pushed trust profile.
-FAILURE_REASONS: tuple[tuple[str, int], ...] = (
-    ("certificate store locked", 30),
-    ("user declined profile", 25),
-    ("device offline", 20),
-    ("profile installation timed out", 12),
-    ("insufficient storage", 8),
-    ("MDM agent out of date", 5),
-)
 _REASONS = tuple(reason for reason, _ in FAILURE_REASONS)
 _REASON_WEIGHTS = tuple(weight for _, weight in FAILURE_REASONS)
 _PLATFORMS = ("win", "mac", "ios", "android")
@@ -243,15 +234,7 @@ class _InMemory:
         return self._rollout
 
 
-_EFFECT_TYPES = (
-    PushRoot,
-    Notify,
-    ImportPostponed,
-    ImportCertificate,
-    RestartRequired,
-    ReenrollmentRequired,
-    AcknowledgementTimedOut,
-)
+_EFFECT_TYPES: tuple[type, ...] = typing.get_args(Effect)  # every kind of effect
 
 
 class _Stored:
