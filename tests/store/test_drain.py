@@ -22,7 +22,7 @@ from certflow.store import (
     retrying,
 )
 from tests.core.strategies import HOUR, T0, build, day, distributing
-from tests.store.conftest import check_consistent, query, tables
+from tests.store.conftest import check_consistent, query, tables, write_lock_held
 
 EFFECT_TYPES = typing.get_args(cf.Effect)  # every effect class
 
@@ -270,12 +270,8 @@ def held(db_path: Path) -> Iterator[sqlite3.Connection]:
     """Another connection holding the database's write lock."""
     with SqliteStore(db_path) as opened:
         history(opened)
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    yield holder
-    if holder.in_transaction:
-        holder.execute("ROLLBACK")
-    holder.close()
+    with write_lock_held(db_path) as holder:
+        yield holder
 
 
 def test_retrying_gives_up_after_its_attempts_with_the_last_store_busy(

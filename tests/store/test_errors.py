@@ -17,7 +17,7 @@ import pytest
 import certflow as cf
 from certflow.store import SCHEMA_VERSION, SqliteStore, StoreBusy, StoreError, open_store, retrying
 from tests.core.strategies import day, distributing
-from tests.store.conftest import folder_bytes, query
+from tests.store.conftest import folder_bytes, query, write_lock_held
 
 
 def refused(path: Path, match: str, **options: object) -> StoreError:
@@ -195,12 +195,8 @@ def test_a_database_in_a_read_only_folder_is_refused_untouched(shared_folder: Pa
 def locked(db_path: Path) -> Iterator[sqlite3.Connection]:
     """A real database, and another connection holding its write lock."""
     real_database(db_path)
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    yield holder
-    if holder.in_transaction:
-        holder.execute("ROLLBACK")
-    holder.close()
+    with write_lock_held(db_path) as holder:
+        yield holder
 
 
 def everything(path: Path) -> list[list[tuple[object, ...]]]:
