@@ -39,3 +39,32 @@ def test_a_bad_now_names_the_value_and_the_problem(value: str, message: str) -> 
     for naive_is_utc in (False, True):
         with pytest.raises(click.BadParameter, match=message):
             parse_now(value, naive_is_utc=naive_is_utc)
+
+
+@pytest.mark.parametrize("module", ["_app", "_certs", "_rollout", "_simulate"])
+def test_every_option_a_message_names_exists(module: str) -> None:
+    """A static net under the tests that run each error: no string in the command line's
+    source names an option that no command has (`--password-file` for `--passphrase-file`)."""
+    import ast
+    import importlib
+    import re
+    from pathlib import Path
+
+    from certflow.cli import main
+
+    def every(command: click.Command) -> set[str]:
+        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                found |= every(sub)
+        return found
+
+    source = Path(importlib.import_module(f"certflow.cli.{module}").__file__ or "").read_text()
+    literals = [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    named = {o for text in literals for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)}
+    help_option = {"--help"}  # click adds it to every command, outside `params`
+    assert named - every(main) - help_option == set()

@@ -582,31 +582,6 @@ def test_every_option_an_error_names_is_an_option_of_that_command(
     assert named <= offered, f"{done.stderr} names {named - offered}, not in --help"
 
 
-def test_every_option_named_in_the_command_line_source_exists() -> None:
-    """A static net under the runs above: no message can name an option no command has."""
-    import ast
-
-    import click
-
-    from certflow.cli import main
-
-    def every(command: click.Command) -> set[str]:
-        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-        if isinstance(command, click.Group):
-            for sub in command.commands.values():
-                found |= every(sub)
-        return found
-
-    source = Path(sys.modules["certflow.cli._certs"].__file__ or "").read_text()
-    literals = [
-        node.value
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    ]
-    named = set().union(*(_options(text) for text in literals))
-    assert named - every(main) == set()
-
-
 def test_password_options_are_spelled_the_same_in_every_command(options_folder: Path) -> None:
     for command in (
         ["key", "decrypt"], ["key", "encrypt"], ["cert", "inspect"], ["cert", "check"],

@@ -5,7 +5,6 @@ Every test runs the real command group on a real SQLite file in ``tmp_path``.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import sqlite3
@@ -634,27 +633,6 @@ def test_the_import_prompt_names_an_option_of_its_command(db: Path) -> None:
         named = _options(error)
         assert "--yes" in named
         assert named <= _options(cli("rollout", command, "--help").stdout)
-
-
-def test_every_option_named_in_the_rollout_source_exists() -> None:
-    """A static net under the runs above: no message names an option no command has."""
-    import click
-
-    def every(command: click.Command) -> set[str]:
-        found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-        if isinstance(command, click.Group):
-            for sub in command.commands.values():
-                found |= every(sub)
-        return found
-
-    source = Path(sys.modules["certflow.cli._rollout"].__file__ or "").read_text()
-    literals = [
-        node.value
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    ]
-    named = set().union(*(_options(text) for text in literals))
-    assert named - every(main) == set()
 
 
 def test_the_clock_is_read_only_without_now(db: Path) -> None:
