@@ -392,9 +392,9 @@ def test_progress_shows_only_at_a_terminal(
 ) -> None:
     from certflow.cli import _rollout
 
+    monkeypatch.setattr(_rollout, "PROGRESS_FROM", 1)  # even a small upload is "long"
     quiet = cli(*new_args(upload, tmp_path / "a.db"))
     assert "Writing devices" not in quiet.output  # not a terminal: nothing extra
-    monkeypatch.setattr(_rollout, "PROGRESS_FROM", 1)
     monkeypatch.setattr(_rollout, "_interactive", lambda as_json: not as_json)
     shown = cli(*new_args(upload, tmp_path / "b.db"))
     assert "Writing devices" in shown.stderr
