@@ -38,7 +38,7 @@ unit: $(STAMP)
 
 # The documentation site (mkdocs.yml), strictly: a broken link or a missing page fails.
 site: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The rollout core in memory, the SQLite store (which compares against the eventsourcing
 # library: the `bench` extra), then the simulator.

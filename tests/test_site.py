@@ -78,3 +78,15 @@ def test_the_concepts_timeline_table_is_the_timeline() -> None:
         ]
         assert _days(rows, column, ("notice",)) == notices
         assert _days(rows, column, ("checkpoint", "the deadline")) == checkpoints
+
+
+def test_the_strict_build_is_not_quietened() -> None:
+    # `mkdocs build --strict --quiet` passes with warnings: --quiet silences the log
+    # handler that --strict counts them with (a broken link went through that way).
+    site = next(
+        line
+        for line in (ROOT / "Makefile").read_text().splitlines()
+        if "mkdocs build" in line and "--strict" in line
+    )
+    assert "--quiet" not in site
+    assert "-q" not in site.split()
