@@ -42,6 +42,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import attrs
+
 from certflow.core import commands as c
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
@@ -121,30 +123,18 @@ def _check_name(name: object) -> str:
     return name
 
 
+@attrs.define
 class _Row:
     """The rollout row, as one transaction reads and changes it."""
 
-    __slots__ = ("clock", "counts", "id", "name", "phase", "plan", "seq", "size")
-
-    def __init__(
-        self,
-        id: int,
-        name: str,
-        plan: Plan,
-        phase: Phase,
-        clock: datetime,
-        counts: dict[str, int],
-        size: int,
-        seq: int,
-    ) -> None:
-        self.id = id
-        self.name = name
-        self.plan = plan
-        self.phase = phase
-        self.clock = clock
-        self.counts = counts
-        self.size = size
-        self.seq = seq
+    id: int
+    name: str
+    plan: Plan
+    phase: Phase
+    clock: datetime
+    counts: dict[str, int]
+    size: int
+    seq: int
 
 
 class _Port:
