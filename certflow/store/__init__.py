@@ -24,7 +24,8 @@ from certflow.store._drain import DrainReport, Handler, drain, retrying
 from certflow.store._errors import StoreBusy, StoreError, UnknownRollout
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, Store, StoredEffect
 from certflow.store._schema import SCHEMA_VERSION
-from certflow.store._sqlite import SqliteStore, check_rollout_name
+from certflow.store._sql import check_rollout_name
+from certflow.store._sqlite import SqliteStore
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
@@ -37,25 +37,33 @@ def drain(
     now: datetime,
     *,
     rollout: str | None = None,
+    lease: timedelta = timedelta(minutes=5),
 ) -> DrainReport:
     """Run the host's handlers for the pending effects due by ``now``, in order.
 
     ``handlers`` maps an effect class (``certflow.PushRoot``, ...) to a function called
-    with the effect's id and the effect. Each effect whose handler returns is
-    acknowledged at once, so a later failure or a crash never repeats it; a handler that
-    raises leaves its effect pending (its error recorded) and the others go on. Delivery
-    is at-least-once: a crash between a handler's return and the acknowledgement
-    delivers that effect again, with the same id, so handlers deduplicate by id.
+    with the effect's id and the effect. The effects it has handlers for are leased
+    first (:meth:`Store.lease`, for ``lease``), so that another drainer running at the
+    same time skips them. Each effect whose handler returns is acknowledged at once, so
+    a later failure or a crash never repeats it; a handler that raises leaves its effect
+    pending (its error recorded, its lease given back) and the others go on.
+
+    Delivery is at-least-once: a crash between a handler's return and the
+    acknowledgement, or a drain that outlasts its lease, delivers that effect again,
+    with the same id, so handlers deduplicate by id.
     """
     now = require_utc("now", now)
     delivered: list[str] = []
     failed: list[tuple[str, str]] = []
-    unhandled: list[str] = []
-    for stored in store.effects(rollout, due_by=now):
-        handler = handlers.get(type(stored.effect))
-        if handler is None:
-            unhandled.append(stored.id)
-            continue
+    kinds = {kind.__name__ for kind in handlers}
+    unhandled = [
+        stored.id
+        for stored in store.effects(rollout, due_by=now)
+        if type(stored.effect).__name__ not in kinds
+    ]
+    claimed = retrying(lambda: store.lease(rollout, now=now, duration=lease, kinds=kinds))
+    for stored in claimed:
+        handler = handlers[type(stored.effect)]
         try:
             handler(stored.id, stored.effect)
         except Exception as error:  # the host's handler: any failure keeps it pending

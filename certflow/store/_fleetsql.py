@@ -53,8 +53,12 @@ def _literal(name: str) -> str:
     return f"'{name}'"
 
 
-def fleet_update(move: FleetMove, states: Sequence[str]) -> FleetStatement:
-    """The ``UPDATE`` that applies ``move`` to one rollout's device rows."""
+def fleet_update(
+    move: FleetMove, states: Sequence[str], *, by_ack_due: str = "devices"
+) -> FleetStatement:
+    """The ``UPDATE`` that applies ``move`` to one rollout's device rows. ``by_ack_due``
+    names the table as a read through the acknowledgement-deadline index (SQLite's
+    planner needs ``INDEXED BY`` to be told; PostgreSQL's keeps statistics)."""
     sources = [s for s, d in enumerate(move.dest) if d >= 0]
     if not sources:
         raise ValueError(f"fleet move {move.action!r} moves no state")
@@ -90,8 +94,8 @@ def fleet_update(move: FleetMove, states: Sequence[str]) -> FleetStatement:
     if move.selection == "due":
         where += " AND ack_due = :due"
     # A timeout moves the devices of one deadline: read them through the ack_due index,
-    # never the whole rollout (the planner, without statistics, would pick the key).
-    table = "devices INDEXED BY devices_by_ack_due" if move.selection == "due" else "devices"
+    # never the whole rollout.
+    table = by_ack_due if move.selection == "due" else "devices"
     sql = (
         f"UPDATE {table} SET {', '.join(assignments)} WHERE {where} "
         "RETURNING idx, device_id, attempts"

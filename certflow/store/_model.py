@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import attrs
@@ -176,11 +176,23 @@ class Store(Protocol):
     ) -> list[StoredEffect]:
         """The outbox: pending effects (or all), optionally only those due."""
 
+    def lease(
+        self,
+        name: str | None = None,
+        *,
+        now: datetime,
+        duration: timedelta = ...,
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEffect]:
+        """Claim pending effects due by ``now`` until ``now + duration``: other drainers
+        skip them meanwhile."""
+
     def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int:
         """Mark effects performed; returns how many were pending."""
 
     def record_failure(self, effect_id: str, error: str) -> None:
-        """Remember a failed delivery; the effect stays pending."""
+        """Remember a failed delivery; the effect stays pending and its lease ends."""
 
     def close(self) -> None:
         """Release the database."""

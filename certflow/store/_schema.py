@@ -78,5 +78,11 @@ ALTER TABLE outbox ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN last_error TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
+# Version 3: leases, so that two drainers do not deliver the same effect while both run
+# (`lease`); a lease that runs out (its drainer died) frees the effect again.
+_VERSION_3 = """
+ALTER TABLE outbox ADD COLUMN leased_until TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -42,7 +42,7 @@ def history(path: Path) -> None:
 
 def version_1(path: Path, source: Path) -> None:
     """A database made by the version 1 schema alone (``MIGRATIONS[0]``), holding the
-    rows of ``source`` as version 1 wrote them: the outbox without its version 2
+    rows of ``source`` as version 1 wrote them: the outbox without its later
     columns."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
@@ -77,11 +77,12 @@ def schema(path: Path) -> list[tuple[Any, ...]]:
 
 
 def test_the_previous_version_is_what_the_test_builds(old: Path) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     assert query(old, "SELECT version FROM certflow_schema") == [(1,)]
     columns = [row[1] for row in query(old, "PRAGMA table_info(outbox)")]
     assert "failures" not in columns
     assert "last_error" not in columns
+    assert "leased_until" not in columns
 
 
 def test_a_version_1_database_is_migrated_with_its_data_intact(old: Path, source: Path) -> None:
@@ -115,6 +116,9 @@ def test_a_version_1_database_is_migrated_with_its_data_intact(old: Path, source
         store.record_failure(pending[0].id, "connection refused")
         [again] = [s for s in store.effects() if s.id == pending[0].id]
         assert (again.failures, again.last_error) == (1, "connection refused")
+        leased = store.lease(now=day(6))
+        assert [s.id for s in leased] == [s.id for s in pending]
+        assert store.lease(now=day(6)) == []
         store.execute("alpha", cf.DeviceInstalled("d1"), day(6))
     for name in NAMES:
         check_consistent(old, name)

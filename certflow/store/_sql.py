@@ -1,0 +1,1124 @@
+"""The SQL store: one driver of the declarations, for every SQL backend.
+
+Theory of operation
+-------------------
+A rollout is one row of ``rollouts`` (the rollout machine's phase and the per-state
+device counts) and one row of ``devices`` per device. Every command runs in one write
+transaction, which the backend makes exclusive for that rollout (SQLite: ``BEGIN
+IMMEDIATE``; PostgreSQL: the rollout row locked ``FOR UPDATE``):
+
+1. read the rollout row;
+2. run the rollout machine through the generic interpreter
+   (:mod:`certflow.core.interpreter`): catch-up of the timers due by ``now``, then the
+   command. The interpreter reaches the fleet through :class:`_Port`, whose fleet-wide
+   moves are ``UPDATE`` statements generated from the declarations
+   (:mod:`certflow.store._fleetsql`);
+3. a device command reads its one device row, takes its destination and actions from
+   the compiled :class:`~certflow.core.interpreter.DeviceTable`, and keeps the new row in
+   the port until the transaction writes it (O(1) rows per report: the counts live in
+   the rollout row and change by the transition's delta). A batch reads its devices in
+   a few ``IN`` lists and writes them back with one ``executemany``;
+4. append the journal entry and the effects (the outbox), write the rollout row, commit.
+
+So a refused command, a crash or a kill leaves the database as it was before the
+command, and the journal always replays to the stored rollout: each entry is the
+command (or batch, or advance) and its instant, and replaying it through the in-memory
+evaluator gives the same ``dumps``.
+
+A backend (:class:`~certflow.store.SqliteStore`,
+:class:`~certflow.store.PostgresStore`) supplies the connection, the transactions, the
+error messages, the placeholder style, how an instant is stored, and how a whole fleet
+is inserted; every rule and every statement's meaning is here, once.
+
+Limits, stated plainly: one store object belongs to one thread; writers of one rollout
+take turns (several rollouts may be written at once where the backend allows it); the
+per-device acknowledgement deadline (``ack_due``) is the store's form of the in-memory
+timer queue, equal to it for the shipped rules (a row that moved a device into
+``pushed`` without pushing would keep the previous deadline).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol
+
+import attrs
+
+from certflow.core import commands as c
+from certflow.core import interpreter as i
+from certflow.core.commands import Command
+from certflow.core.effects import Effect, PushRoot
+from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
+from certflow.core.evaluator import Evaluator
+from certflow.core.guards import Situation
+from certflow.core.instants import require_utc
+from certflow.core.machines import Rules
+from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
+from certflow.core.rollout import Rollout
+from certflow.core.serialization import (
+    decode_command,
+    decode_effect,
+    decode_phase,
+    decode_plan,
+    document,
+    dumps,
+    encode,
+    loads,
+)
+from certflow.core.summary import Overview, overview
+from certflow.store._errors import StoreError, UnknownRollout
+from certflow.store._fleetsql import DEVICE_COLUMNS, FleetStatement, fleet_update
+from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, StoredEffect
+
+__all__ = ["Progress", "SqlStore", "check_rollout_name", "storable"]
+
+Progress = Callable[[int, int], None]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NUMBER = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+_COMMAND_TYPES: dict[str, type] = {
+    name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
+}
+_REPORTS = (c.DeviceInstalled, c.DeviceFailed)
+# Device rows a batch reads per statement: well under every backend's parameter limit.
+_FETCH_CHUNK = 500
+_DEVICE = "idx, state, attempts, reason, last_push, last_report, ack_due"
+
+
+def storable(what: str, text: str) -> str:
+    """``text`` if a database can store it, else a clear :class:`InvalidInput`: both
+    backends take UTF-8 (a lone surrogate, which a non-UTF-8 byte on a command line
+    becomes, has no UTF-8 form) and PostgreSQL's text has no NUL character, so neither
+    backend stores one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} {text!r} is not valid UTF-8 text") from None
+    if "\x00" in text:
+        raise InvalidInput(f"{what} {text!r} contains a NUL character")
+    return text
+
+
+def _storable(text: str) -> bool:
+    try:
+        storable("text", text)
+    except InvalidInput:
+        return False
+    return True
+
+
+def check_rollout_name(name: object) -> str:
+    """``name`` if it is a valid rollout name, else a clear :class:`InvalidInput`."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(
+            f"rollout name {name!r} is not valid: use 1 to 100 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+class Cursor(Protocol):
+    """What the shared code needs of a backend's cursor (DB-API 2)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@attrs.define
+class _Row:
+    """The rollout row, as one transaction reads and changes it."""
+
+    id: int
+    name: str
+    plan: Plan
+    phase: Phase
+    clock: datetime
+    counts: dict[str, int]
+    size: int
+    seq: int
+
+
+@attrs.define
+class _Device:
+    """One device row held by the port until the transaction writes it."""
+
+    values: list[Any]  # idx, state, attempts, reason, last_push, last_report, ack_due
+    new: bool = False
+    dirty: bool = False
+
+
+class _Port:
+    """The interpreter's view of one rollout's device rows (a FleetPort), and the
+    device rows that the transaction's device commands read and changed.
+
+    A fleet-wide statement sees the database, so the changed rows are written before
+    one runs, and forgotten after a move (which may change any of them)."""
+
+    def __init__(self, store: SqlStore, row: _Row) -> None:
+        self.store = store
+        self.row = row
+        self.devices: dict[str, _Device | None] = {}  # None: known to be absent
+
+    def untrusting(self) -> int:
+        counts = self.row.counts
+        return sum(counts.get(name, 0) for name in self.store._untrusting)
+
+    def next_timeout(self) -> datetime | None:
+        self.flush()
+        found = self.store._q(
+            "SELECT MIN(ack_due) FROM devices WHERE rollout = ? AND ack_due IS NOT NULL",
+            (self.row.id,),
+        ).fetchone()[0]
+        return self.store._get(found)
+
+    def move(self, move: i.FleetMove, now: datetime) -> i.FleetResult:
+        self.flush()
+        self.devices.clear()
+        store = self.store
+        statement = store._statements[move.action]
+        row = self.row
+        params: dict[str, Any] = {"rollout": row.id, "now": store._put(now)}
+        if statement.pushes:
+            ack = row.plan.policy.ack_timeout
+            params["ack_due"] = None if ack is None else store._put(now + ack)
+        if ":timeout_reason" in statement.sql:
+            params["timeout_reason"] = i.timeout_reason(row.plan.policy)
+        if statement.selection == "due":
+            params["due"] = store._put(now)
+            moved = dict(
+                store._q(
+                    f"SELECT state, COUNT(*) FROM {store._by_ack_due} "
+                    "WHERE rollout = ? AND ack_due = ? GROUP BY state",
+                    (row.id, params["due"]),
+                ).fetchall()
+            )
+        else:
+            moved = {s: row.counts.get(s, 0) for s in statement.sources}
+        results = store._q(statement.sql, params).fetchall()
+        names = store._states
+        for s, d in enumerate(move.dest):
+            if d >= 0 and moved.get(names[s]):
+                n = moved[names[s]]
+                row.counts[names[s]] = row.counts.get(names[s], 0) - n
+                row.counts[names[d]] = row.counts.get(names[d], 0) + n
+        if statement.pushes:
+            results.sort(key=lambda r: (r[2], r[0]))
+            pushes: dict[int, list[str]] = {}
+            for _, device_id, attempt in results:
+                pushes.setdefault(attempt, []).append(device_id)
+            return i.FleetResult(pushes=pushes)
+        results.sort()
+        return i.FleetResult(ids=[device_id for _, device_id, _ in results])
+
+    def drop_timeouts(self) -> None:
+        self.flush()
+        self.devices.clear()
+        self.store._q(
+            "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due IS NOT NULL",
+            (self.row.id,),
+        )
+
+    def drop_timeouts_due(self, due: datetime) -> None:
+        self.flush()
+        self.devices.clear()
+        self.store._q(
+            "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due <= ?",
+            (self.row.id, self.store._put(due)),
+        )
+
+    # --- the device rows of device commands ------------------------------------------------
+
+    def fetch(self, device_ids: Iterable[str]) -> None:
+        """Read the rows of ``device_ids`` (the ones not held yet), a chunk at a time."""
+        wanted = [d for d in dict.fromkeys(device_ids) if d not in self.devices]
+        store = self.store
+        for start in range(0, len(wanted), _FETCH_CHUNK):
+            chunk = wanted[start : start + _FETCH_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for device_id in chunk:
+                self.devices[device_id] = None
+            for device_id, *values in store._q(
+                f"SELECT device_id, {_DEVICE} FROM devices WHERE rollout = ? "
+                f"AND device_id IN ({marks})",
+                (self.row.id, *chunk),
+            ):
+                self.devices[device_id] = _Device(list(values))
+
+    def device(self, device_id: str) -> _Device | None:
+        if device_id not in self.devices:
+            self.fetch((device_id,))
+        return self.devices[device_id]
+
+    def flush(self) -> None:
+        """Write the device rows changed since the last flush."""
+        changed = [(d, held) for d, held in self.devices.items() if held and held.dirty]
+        if not changed:
+            return
+        store, rollout = self.store, self.row.id
+        inserts = [(rollout, d, *held.values) for d, held in changed if held.new]
+        updates = [
+            (*held.values[1:], rollout, held.values[0]) for _, held in changed if not held.new
+        ]
+        if inserts:
+            store._many(
+                f"INSERT INTO devices (rollout, device_id, {_DEVICE}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+        if updates:
+            store._many(
+                "UPDATE devices SET state = ?, attempts = ?, reason = ?, last_push = ?, "
+                "last_report = ?, ack_due = ? WHERE rollout = ? AND idx = ?",
+                updates,
+            )
+        for _, held in changed:
+            held.new = held.dirty = False
+
+
+class SqlStore:
+    """What every SQL backend shares: the commands, the reads, the journal and the outbox.
+
+    A backend sets ``_where`` (the database as messages name it) and implements the
+    hooks below; its constructor calls :meth:`_setup` first.
+    """
+
+    _where: str
+    clock_skew: timedelta
+    # A read of the acknowledgement deadlines that goes through their index.
+    _by_ack_due: ClassVar[str] = "devices"
+    # What a write transaction appends to its read of the rollout row to own it.
+    _lock_rollout: ClassVar[str] = ""
+    # What a lease appends to its read of the outbox, so that drainers skip each other.
+    _skip_locked: ClassVar[str] = ""
+
+    # --- the backend's hooks ---------------------------------------------------------------
+
+    def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        """Run one statement, written with ``?`` and ``:name`` placeholders."""
+        raise NotImplementedError
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+        raise NotImplementedError
+
+    def _put(self, instant: datetime) -> Any:
+        """An instant as the database stores it."""
+        raise NotImplementedError
+
+    def _get(self, stored: Any) -> datetime | None:
+        """A stored instant (or NULL) as a UTC datetime."""
+        raise NotImplementedError
+
+    def _transaction(self, write: bool) -> AbstractContextManager[None]:
+        """One transaction: a write one owns what it changes; a read one sees one snapshot."""
+        raise NotImplementedError
+
+    def _insert_devices(
+        self, rows: Iterator[tuple[Any, ...]], total: int, progress: Progress | None
+    ) -> None:
+        """Insert a new rollout's device rows (rollout, idx, device_id, state, attempts,
+        reason, ack_due), calling ``progress(done, total)`` as they go."""
+        raise NotImplementedError
+
+    def _committed(self, marker: tuple[int, int, str]) -> None:
+        """Note the journal entry (rollout id, seq, body) the open transaction writes, so
+        that a backend that loses its connection while committing can look it up."""
+
+    def close(self) -> None:
+        """Release the database."""
+        raise NotImplementedError
+
+    # --- setting up --------------------------------------------------------------------------
+
+    def _setup(self, clock_skew: timedelta, rules: Rules) -> None:
+        if not isinstance(clock_skew, timedelta) or clock_skew < timedelta(0):
+            raise InvalidInput(f"clock_skew must be a timedelta of 0 or more, got {clock_skew!r}")
+        self.clock_skew = clock_skew
+        self._evaluator = Evaluator(rules)
+        self._compiled = compiled = self._evaluator.compiled
+        self._states = compiled.device_states
+        self._untrusting = tuple(compiled.device_states[s] for s in compiled.untrusting_states)
+        self._routes = {_COMMAND_TYPES[name]: route for name, route in compiled.commands.items()}
+        self._statements: dict[str, FleetStatement] = {
+            name: fleet_update(move, self._states, by_ack_due=self._by_ack_due)
+            for name, move in compiled.moves.items()
+        }
+        unknown = {a.name for a in rules.device.actions} - set(DEVICE_COLUMNS)
+        if unknown:
+            raise ValueError(f"the store does not know the device actions {sorted(unknown)}")
+        self._plans: dict[int, tuple[str, Plan]] = {}
+        self._phases: dict[int, tuple[str, Phase]] = {}
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the rollout row ---------------------------------------------------------------------
+
+    def _unknown(self, name: object) -> UnknownRollout:
+        return UnknownRollout(f"{self._where}: no rollout named {name!r}")
+
+    def _row(self, name: str, *, own: bool = False) -> _Row:
+        if not isinstance(name, str) or not _storable(name):
+            raise self._unknown(name)
+        found = self._q(
+            "SELECT id, plan, phase, clock, counts, size, seq FROM rollouts WHERE name = ?"
+            + (self._lock_rollout if own else ""),
+            (name,),
+        ).fetchone()
+        if found is None:
+            raise self._unknown(name)
+        rollout_id, plan_text, phase_text, clock, counts, size, seq = found
+        cached = self._plans.get(rollout_id)
+        if cached is None or cached[0] != plan_text:
+            cached = (plan_text, decode_plan(json.loads(plan_text)))
+            self._plans[rollout_id] = cached
+        phase = self._phases.get(rollout_id)
+        if phase is None or phase[0] != phase_text:
+            phase = (phase_text, decode_phase(json.loads(phase_text)))
+            self._phases[rollout_id] = phase
+        at = self._get(clock)
+        if at is None:  # pragma: no cover - the column is NOT NULL
+            raise StoreError(f"{self._where}: rollout {name!r} has no clock")
+        return _Row(rollout_id, name, cached[1], phase[1], at, json.loads(counts), size, seq)
+
+    def _save(self, row: _Row, now: datetime) -> None:
+        phase = self._phases.get(row.id)
+        if phase is None or phase[1] is not row.phase:
+            phase = (json.dumps(encode(row.phase), separators=(",", ":")), row.phase)
+            self._phases[row.id] = phase
+        due = i.next_timer(self._compiled, row.plan, row.phase, None)
+        self._q(
+            "UPDATE rollouts SET state = ?, phase = ?, clock = ?, counts = ?, size = ?, "
+            "phase_due = ?, seq = ? WHERE id = ?",
+            (
+                row.phase.state.value,
+                phase[0],
+                self._put(now),
+                json.dumps(row.counts, separators=(",", ":")),
+                row.size,
+                None if due is None else self._put(due[0]),
+                row.seq,
+                row.id,
+            ),
+        )
+
+    def _check_now(self, row: _Row, now: object) -> datetime:
+        at = require_utc("now", now)
+        if at < row.clock and row.clock - at <= self.clock_skew:
+            return row.clock
+        if at < row.clock:
+            raise TimeWentBackwards(
+                f"now ({at.isoformat()}) is earlier than the last instant rollout "
+                f"{row.name!r} has seen ({row.clock.isoformat()}); instants must never go "
+                "backwards"
+            )
+        return at
+
+    def _journal(
+        self, row: _Row, at: datetime, kind: str, body: dict[str, Any], effects: Sequence[Effect]
+    ) -> list[StoredEffect]:
+        row.seq += 1
+        body = {**body, "state": row.phase.state.value, "effects": len(effects)}
+        text = json.dumps(body, separators=(",", ":"))
+        self._committed((row.id, row.seq, text))
+        self._q(
+            "INSERT INTO journal (rollout, seq, at, kind, body) VALUES (?, ?, ?, ?, ?)",
+            (row.id, row.seq, self._put(at), kind, text),
+        )
+        if effects:
+            self._many(
+                "INSERT INTO outbox (rollout, seq, position, kind, body, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        row.id,
+                        row.seq,
+                        position,
+                        type(effect).__name__,
+                        json.dumps(encode(effect), separators=(",", ":")),
+                        self._put(effect.due_at),
+                    )
+                    for position, effect in enumerate(effects)
+                ],
+            )
+        return [
+            StoredEffect(f"{row.name}:{row.seq}:{position}", row.name, effect, None, 0, None)
+            for position, effect in enumerate(effects)
+        ]
+
+    # --- creating ----------------------------------------------------------------------------
+
+    def create(
+        self, name: str, rollout: Rollout, *, progress: Progress | None = None
+    ) -> RolloutInfo:
+        """Store ``rollout`` (usually new from :func:`certflow.new_rollout` or
+        :func:`certflow.certs.rollout_for`) under ``name``; its document is the journal's
+        first entry. ``progress(done, total)`` is called as device rows are written."""
+        check_rollout_name(name)
+        if not isinstance(rollout, Rollout):
+            raise InvalidInput(f"rollout must be a certflow.Rollout, got {type(rollout).__name__}")
+        text = dumps(rollout)
+        parsed = json.loads(text)
+        devices = parsed["devices"]
+        ids, states, attempts = devices["ids"], devices["states"], devices["attempts"]
+        for device_id in ids:
+            storable("device id", device_id)
+        reasons = parsed["failure_reasons"]
+        for reason in reasons.values():
+            storable("failure reason", reason)
+        due_of: dict[int, Any] = {}
+        for group in parsed["awaiting"]:
+            due = self._put(datetime.fromisoformat(group["due"]))
+            for index in group["devices"]:
+                due_of[index] = due
+        counts: dict[str, int] = {}
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+        plan, phase = rollout.plan, rollout.phase
+        due = i.next_timer(self._compiled, plan, phase, None)
+        with self._transaction(write=True):
+            if self._q("SELECT 1 FROM rollouts WHERE name = ?", (name,)).fetchone():
+                raise InvalidInput(f"{self._where}: a rollout named {name!r} already exists")
+            rollout_id = self._q(
+                "INSERT INTO rollouts (name, state, plan, phase, clock, counts, size, "
+                "phase_due, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+                (
+                    name,
+                    phase.state.value,
+                    json.dumps(encode(plan), separators=(",", ":")),
+                    json.dumps(encode(phase), separators=(",", ":")),
+                    self._put(rollout.clock),
+                    json.dumps(counts, separators=(",", ":")),
+                    len(ids),
+                    None if due is None else self._put(due[0]),
+                ),
+            ).fetchone()[0]
+            self._committed((rollout_id, 1, text))
+            self._insert_devices(
+                (
+                    (
+                        rollout_id,
+                        index,
+                        device_id,
+                        states[index],
+                        attempts[index],
+                        reasons.get(device_id),
+                        due_of.get(index),
+                    )
+                    for index, device_id in enumerate(ids)
+                ),
+                len(ids),
+                progress,
+            )
+            self._q(
+                "INSERT INTO journal (rollout, seq, at, kind, body) VALUES (?, 1, ?, 'create', ?)",
+                (rollout_id, self._put(rollout.clock), text),
+            )
+        return self.info(name)
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+        """Apply ``command`` to rollout ``name`` at ``now``, as :func:`certflow.apply`
+        would (timers due by ``now`` first); one transaction. Returns the effects, as
+        placed in the outbox."""
+        return self._apply(name, [command], now, "command")
+
+    def execute_many(
+        self, name: str, commands: Iterable[Command], now: datetime
+    ) -> list[StoredEffect]:
+        """Apply ``commands`` in order at ``now``, as :func:`certflow.apply_all` would:
+        one transaction, refused whole if any command is refused."""
+        return self._apply(name, list(commands), now, "batch")
+
+    def _apply(
+        self, name: str, batch: list[Command], now: datetime, kind: str
+    ) -> list[StoredEffect]:
+        with self._transaction(write=True):
+            row = self._row(name, own=True)
+            at = self._check_now(row, now)
+            port = _Port(self, row)
+            run = i.Run(self._compiled, row.plan, row.phase, at, port, [])
+            i.catch_up(run, at)
+            # Every device the batch names, read at once (a device command names one).
+            named = (getattr(command, "device_id", None) for command in batch)
+            port.fetch(d for d in named if isinstance(d, str) and _storable(d))
+            for command in batch:
+                self._command(run, port, command)
+            port.flush()
+            row.phase = run.phase
+            if kind == "command":
+                body: dict[str, Any] = {"command": encode(batch[0])}
+            else:
+                body = {"commands": [encode(command) for command in batch]}
+            stored = self._journal(row, at, kind, body, run.effects)
+            self._save(row, at)
+        return stored
+
+    def advance(self, name: str, now: datetime) -> list[StoredEffect]:
+        """Advance rollout ``name`` to ``now``, as :func:`certflow.advance` would: every
+        timer due by then fires, in order, and the rollout's clock moves to ``now``."""
+        with self._transaction(write=True):
+            row = self._row(name, own=True)
+            return self._advance(row, self._check_now(row, now))
+
+    def _advance(self, row: _Row, at: datetime) -> list[StoredEffect]:
+        run = i.Run(self._compiled, row.plan, row.phase, at, _Port(self, row), [])
+        i.catch_up(run, at)
+        row.phase = run.phase
+        stored = self._journal(row, at, "advance", {}, run.effects)
+        self._save(row, at)
+        return stored
+
+    def tick(self, now: datetime) -> list[StoredEffect]:
+        """Advance every rollout with something due by ``now``, each in its own
+        transaction. A rollout another process has just advanced is skipped, so two
+        schedulers ticking at once produce each effect once."""
+        at = require_utc("now", now)
+        stored: list[StoredEffect] = []
+        for name in self._due_names(at):
+            with self._transaction(write=True):
+                row = self._row(name, own=True)
+                if row.clock > at:
+                    continue  # another process moved it past `at`
+                if not self._due(row, at):
+                    continue
+                stored += self._advance(row, at)
+        return stored
+
+    def _due_names(self, at: datetime) -> list[str]:
+        running = [s.value for s in RolloutState if s.running]
+        marks = ", ".join("?" * len(running))
+        with self._transaction(write=False):
+            rows = self._q(
+                f"SELECT r.name FROM rollouts r WHERE r.state IN ({marks}) AND ("
+                "r.phase_due <= ? OR EXISTS (SELECT 1 FROM devices d WHERE d.rollout = r.id "
+                "AND d.ack_due IS NOT NULL AND d.ack_due <= ?)) ORDER BY r.name",
+                (*running, self._put(at), self._put(at)),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _due(self, row: _Row, at: datetime) -> bool:
+        found = i.next_timer(self._compiled, row.plan, row.phase, _Port(self, row))
+        return found is not None and found[0] <= at
+
+    def _command(self, run: i.Run, port: _Port, command: Command) -> None:
+        route = self._routes.get(type(command))
+        if route is None:
+            raise InvalidInput(f"{command!r} is not a certflow command")
+        machine, trigger = route
+        rules = self._compiled.rules
+        run.command = type(command).__name__
+        if machine == rules.device.name:
+            self._device(run, port, trigger, command)
+        elif machine == rules.rollout.name:
+            i.fire(run, trigger)
+            i.catch_up(run, run.now)
+        else:
+            i.fire_restart(run, trigger)
+            i.catch_up(run, run.now)
+
+    def _device(self, run: i.Run, port: _Port, trigger: str, command: Any) -> None:
+        table = self._compiled.device[run.phase.state.value][trigger]
+        device_id: str = storable("device id", command.device_id)
+        storable("the reason", getattr(command, "reason", ""))
+        row = port.row
+        held = port.device(device_id)
+        if held is None:
+            if table.enter is None:
+                raise i.unknown_device(device_id)
+            i.check_gate(run, table, command, device_id)
+            initial = self._compiled.rules.device.initial
+            held = _Device([row.size, initial, 0, None, None, None, None], new=True)
+            row.size += 1
+            row.counts[initial] = row.counts.get(initial, 0) + 1
+            target, calls = table.enter
+            self._transition(run, row, held, device_id, target, calls, command)
+            port.devices[device_id] = held
+            return
+        i.check_gate(run, table, command, device_id)
+        source = self._states.index(held.values[1])
+        dest = table.dest[source]
+        if dest == i.IGNORED:
+            return
+        if dest == i.REFUSED:
+            raise i.device_refusal(self._compiled, table, device_id, source, command)
+        self._transition(run, row, held, device_id, dest, table.calls[source], command)
+
+    def _transition(
+        self,
+        run: i.Run,
+        row: _Row,
+        held: _Device,
+        device_id: str,
+        dest: int,
+        calls: tuple[Any, ...],
+        command: Any,
+    ) -> None:
+        """Move one held device row to ``dest`` and run its device actions."""
+        values = held.values
+        source, target = values[1], self._states[dest]
+        values[1] = target
+        names = [call.name for call in calls]
+        policy = row.plan.policy
+        now = run.now
+        for name in names:
+            if name == "push_root":
+                values[2] += 1
+                values[4] = self._put(now)
+                ack = policy.ack_timeout
+                values[6] = None if ack is None else self._put(now + ack)
+                run.effects.append(PushRoot((device_id,), values[2], now))
+            elif name == "keep_reason":
+                values[3] = command.reason
+            elif name == "record_timeout":
+                values[3] = i.timeout_reason(policy)
+            else:  # pragma: no cover - the constructor refuses unknown actions
+                raise ValueError(f"unknown device action {name!r}")
+        if "push_root" not in names and target != DeviceState.PUSHED.value:
+            values[6] = None
+        if isinstance(command, _REPORTS):
+            values[5] = self._put(now)
+        held.dirty = True
+        row.counts[source] -= 1
+        row.counts[target] = row.counts.get(target, 0) + 1
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def overview(self, name: str, now: datetime) -> Overview:
+        """The view-details head of rollout ``name`` at ``now``. If timers fell due by
+        then, the rollout is advanced first (as :meth:`tick` would); otherwise this only
+        reads. An instant earlier than the rollout's clock is refused, as
+        :func:`certflow.summarize` refuses it (within ``clock_skew``: read at the clock)."""
+        with self._transaction(write=False):
+            row = self._row(name)
+            at = self._check_now(row, now)
+            due = self._due(row, at)
+        if due:
+            with self._transaction(write=True):
+                row = self._row(name, own=True)
+                if at >= row.clock and self._due(row, at):
+                    self._advance(row, at)
+            with self._transaction(write=False):
+                row = self._row(name)
+        counts = {DeviceState(k): v for k, v in row.counts.items()}
+        return overview(row.plan, row.phase, counts, max(at, row.clock), self._evaluator)
+
+    def devices(
+        self,
+        name: str,
+        states: Sequence[DeviceState] = (),
+        *,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[DeviceRow]:
+        """A page of rollout ``name``'s devices in creation order, of ``states`` (all when
+        empty), starting after device ``after``: keyset paging, one index range read."""
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit must be a positive number, got {limit!r}")
+        wanted = [DeviceState(s).value for s in states]
+        with self._transaction(write=False):
+            row = self._row(name)
+            start = -1
+            if after is not None:
+                found = None
+                if _storable(after):
+                    found = self._q(
+                        "SELECT idx FROM devices WHERE rollout = ? AND device_id = ?",
+                        (row.id, after),
+                    ).fetchone()
+                if found is None:
+                    raise i.unknown_device(after)
+                start = found[0]
+            columns = "idx, device_id, state, attempts, reason, last_push, last_report"
+            if wanted:
+                # One index range per state, merged by position: a page costs the same
+                # whatever the mix of states (an IN list would scan in idx order).
+                runs = [
+                    self._q(
+                        f"SELECT {columns} FROM devices WHERE rollout = ? AND state = ? "
+                        "AND idx > ? ORDER BY idx LIMIT ?",
+                        (row.id, state, start, limit),
+                    ).fetchall()
+                    for state in dict.fromkeys(wanted)
+                ]
+                rows = list(heapq.merge(*runs))[:limit]
+            else:
+                rows = self._q(
+                    f"SELECT {columns} FROM devices WHERE rollout = ? AND idx > ? "
+                    "ORDER BY idx LIMIT ?",
+                    (row.id, start, limit),
+                ).fetchall()
+        return [
+            DeviceRow(d, DeviceState(s), a, r, self._get(p), self._get(rep))
+            for _, d, s, a, r, p, rep in rows
+        ]
+
+    def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
+        """The refusal an administrator's ``command`` would meet at ``now``, or ``None``;
+        as :meth:`certflow.Evaluator.refusal`, it chooses the row without running it, so
+        nothing is written. A rollout with timers due by ``now`` is judged as it is; call
+        :meth:`overview` (which advances it) first for the answer after them."""
+        route = self._routes.get(type(command))
+        if route is None or route[0] != self._compiled.rules.rollout.name:
+            raise InvalidInput(f"{command!r} is not an administrator's rollout command")
+        with self._transaction(write=False):
+            row = self._row(name)
+        at = self._check_now(row, now)
+        situation = Situation(
+            row.plan, row.phase, max(at, row.clock), _Port(self, row).untrusting()
+        )
+        return i.refusal(self._compiled, situation, route[1], type(command).__name__)
+
+    def plan(self, name: str) -> Plan:
+        """The facts rollout ``name`` was created from (O(1))."""
+        with self._transaction(write=False):
+            return self._row(name).plan
+
+    def device(self, name: str, device_id: str) -> DeviceRow:
+        """One device of rollout ``name``; :class:`~certflow.UnknownDevice` if unknown."""
+        with self._transaction(write=False):
+            row = self._row(name)
+            found = None
+            if isinstance(device_id, str) and _storable(device_id):
+                found = self._q(
+                    "SELECT device_id, state, attempts, reason, last_push, last_report "
+                    "FROM devices WHERE rollout = ? AND device_id = ?",
+                    (row.id, device_id),
+                ).fetchone()
+        if found is None:
+            raise i.unknown_device(device_id)
+        d, s, a, r, p, rep = found
+        return DeviceRow(d, DeviceState(s), a, r, self._get(p), self._get(rep))
+
+    def info(self, name: str) -> RolloutInfo:
+        """Rollout ``name``'s line of the list: state, clock, counts, progress (O(1))."""
+        with self._transaction(write=False):
+            return self._info_of(self._row(name))
+
+    def _info_of(self, row: _Row) -> RolloutInfo:
+        counts = {DeviceState(k): v for k, v in row.counts.items()}
+        head = overview(row.plan, row.phase, counts, row.clock, self._evaluator)
+        found = i.next_timer(self._compiled, row.plan, row.phase, _Port(self, row))
+        return RolloutInfo(
+            row.name,
+            row.phase.state,
+            row.clock,
+            sum(counts.values()),
+            {state: counts.get(state, 0) for state in DeviceState},
+            head.percent_complete,
+            None if found is None else found[0],
+        )
+
+    def rollouts(self) -> list[RolloutInfo]:
+        """Every rollout, by name."""
+        with self._transaction(write=False):
+            names = [r[0] for r in self._q("SELECT name FROM rollouts ORDER BY name")]
+            return [self._info_of(self._row(n)) for n in names]
+
+    def next_due(self, name: str | None = None) -> datetime | None:
+        """The next instant at which time moves rollout ``name`` (or any rollout), or
+        ``None``: a host's scheduler sleeps until then and calls :meth:`tick`."""
+        with self._transaction(write=False):
+            if name is not None:
+                names = [name]
+            else:
+                running = [s.value for s in RolloutState if s.running]
+                marks = ", ".join("?" * len(running))
+                names = [
+                    r[0]
+                    for r in self._q(f"SELECT name FROM rollouts WHERE state IN ({marks})", running)
+                ]
+            found = [self._info_of(self._row(n)).next_due for n in names]
+        dues = [d for d in found if d is not None]
+        return min(dues) if dues else None
+
+    def dumps(self, name: str) -> str:
+        """Rollout ``name`` as :func:`certflow.dumps` writes it (the same text as the
+        in-memory rollout with the same history)."""
+        with self._transaction(write=False):
+            row = self._row(name)
+            ids: list[str] = []
+            states: list[str] = []
+            attempts: list[int] = []
+            for device_id, state, attempt in self._q(
+                "SELECT device_id, state, attempts FROM devices WHERE rollout = ? ORDER BY idx",
+                (row.id,),
+            ):
+                ids.append(device_id)
+                states.append(state)
+                attempts.append(attempt)
+            reasons = dict(
+                self._q(
+                    "SELECT device_id, reason FROM devices WHERE rollout = ? "
+                    "AND reason IS NOT NULL ORDER BY idx",
+                    (row.id,),
+                ).fetchall()
+            )
+            awaiting: list[tuple[datetime, list[int]]] = []
+            for due, index in self._q(
+                "SELECT ack_due, idx FROM devices WHERE rollout = ? AND ack_due IS NOT NULL "
+                "ORDER BY ack_due, idx",
+                (row.id,),
+            ):
+                instant = self._get(due)
+                if not awaiting or awaiting[-1][0] != instant:
+                    awaiting.append((instant, []))  # type: ignore[arg-type]
+                awaiting[-1][1].append(index)
+        return document(
+            row.plan,
+            row.phase,
+            row.clock,
+            ids=ids,
+            states=states,
+            attempts=attempts,
+            reasons=reasons,
+            awaiting=awaiting,
+        )
+
+    def journal(self, name: str) -> Iterator[JournalEntry]:
+        """Rollout ``name``'s journal, oldest first."""
+        with self._transaction(write=False):
+            row = self._row(name)
+            entries = self._q(
+                "SELECT seq, at, kind, body FROM journal WHERE rollout = ? ORDER BY seq",
+                (row.id,),
+            ).fetchall()
+        for seq, at, kind, text in entries:
+            body = json.loads(text)
+            if kind == "create":
+                commands: tuple[Command, ...] = ()
+                state = RolloutState(body["phase"]["state"])
+                effects: tuple[str, ...] = ()
+            else:
+                listed = body.get("commands") or ([body["command"]] if "command" in body else [])
+                commands = tuple(decode_command(x) for x in listed)
+                state = RolloutState(body["state"])
+                effects = tuple(f"{name}:{seq}:{p}" for p in range(body["effects"]))
+            instant = self._get(at)
+            if instant is None:  # pragma: no cover - the column is NOT NULL
+                raise StoreError(f"{self._where}: journal entry {seq} has no instant")
+            yield JournalEntry(name, seq, instant, kind, commands, state, effects, body)
+
+    def activity(self, name: str) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
+        """What each device of rollout ``name`` was sent and answered, from the journal:
+        the instants of its pushes (``PushRoot`` effects) and of the reports that answered
+        a push (``DeviceInstalled``/``DeviceFailed`` while it was pushed; duplicates left
+        out), in order. The forecast's input (:func:`certflow.sim.forecast`).
+
+        Folds the journal through the in-memory evaluator one command at a time (a batch
+        equals its commands applied in turn), so it costs a replay.
+        """
+        evaluator = self._evaluator
+        pushes: dict[str, list[datetime]] = {}
+        reports: dict[str, list[datetime]] = {}
+        rollout: Rollout | None = None
+
+        def pushed(effects: Iterable[Effect]) -> None:
+            for effect in effects:
+                if isinstance(effect, PushRoot):
+                    for device_id in effect.device_ids:
+                        pushes.setdefault(device_id, []).append(effect.due_at)
+
+        for entry in self.journal(name):
+            if entry.kind == "create":
+                rollout = loads(json.dumps(entry.body))
+                continue
+            if rollout is None:
+                raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
+            step = evaluator.advance(rollout, entry.at)
+            rollout = step.rollout
+            pushed(step.effects)
+            for command in entry.commands:
+                answers = (
+                    isinstance(command, _REPORTS)
+                    and rollout.device_state(command.device_id) is DeviceState.PUSHED
+                )
+                step = evaluator.apply(rollout, command, entry.at)
+                rollout = step.rollout
+                pushed(step.effects)
+                if answers:
+                    reports.setdefault(command.device_id, []).append(entry.at)  # type: ignore[union-attr]
+        return pushes, reports
+
+    def replay(self, name: str) -> Rollout:
+        """Rollout ``name`` rebuilt from its journal alone, through the in-memory
+        evaluator: ``dumps(store.replay(n)) == store.dumps(n)``."""
+        evaluator = self._evaluator
+        rollout: Rollout | None = None
+        for entry in self.journal(name):
+            if entry.kind == "create":
+                rollout = loads(json.dumps(entry.body))
+            elif rollout is None:
+                raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
+            elif entry.kind == "advance":
+                rollout = evaluator.advance(rollout, entry.at).rollout
+            elif entry.kind == "command":
+                rollout = evaluator.apply(rollout, entry.commands[0], entry.at).rollout
+            else:
+                rollout = evaluator.apply_all(rollout, entry.commands, entry.at).rollout
+        if rollout is None:
+            raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
+        return rollout
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    def effects(
+        self,
+        name: str | None = None,
+        *,
+        include_acknowledged: bool = False,
+        due_by: datetime | None = None,
+    ) -> list[StoredEffect]:
+        """The effects in the outbox, pending only unless ``include_acknowledged``, only
+        those due by ``due_by`` if given, in the order they were emitted."""
+        where = [] if include_acknowledged else ["o.acked_at IS NULL"]
+        params: list[Any] = []
+        if due_by is not None:
+            where.append("o.due_at <= ?")
+            params.append(self._put(require_utc("due_by", due_by)))
+        with self._transaction(write=False):
+            if name is not None:
+                where.append("o.rollout = ?")
+                params.append(self._row(name).id)
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            rows = self._q(
+                "SELECT r.name, o.seq, o.position, o.body, o.acked_at, o.failures, o.last_error "
+                f"FROM outbox o JOIN rollouts r ON r.id = o.rollout {clause} "
+                "ORDER BY r.name, o.seq, o.position",
+                params,
+            ).fetchall()
+        return [self._effect(*found) for found in rows]
+
+    def _effect(
+        self, name: str, seq: int, position: int, body: str, acked: Any, failures: int, error: Any
+    ) -> StoredEffect:
+        effect = decode_effect(json.loads(body))
+        return StoredEffect(
+            f"{name}:{seq}:{position}", name, effect, self._get(acked), failures, error
+        )
+
+    def lease(
+        self,
+        name: str | None = None,
+        *,
+        now: datetime,
+        duration: timedelta = timedelta(minutes=5),
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEffect]:
+        """Claim pending effects due by ``now`` for delivery until ``now + duration``.
+
+        Another drainer's lease skips them until then, so two drainers do not deliver
+        the same effect while both run; an effect whose drainer died is claimed again
+        when its lease runs out (delivery stays at-least-once). ``kinds`` limits the
+        claim to those effect classes (by name, such as ``"PushRoot"``), ``limit`` to
+        that many effects, in the order they were emitted. Acknowledge what was
+        delivered; :meth:`record_failure` gives an effect back at once.
+        """
+        at = require_utc("now", now)
+        if not isinstance(duration, timedelta) or duration <= timedelta(0):
+            raise InvalidInput(f"duration must be a positive timedelta, got {duration!r}")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise InvalidInput(f"limit must be a positive number, got {limit!r}")
+        where = [
+            "acked_at IS NULL",
+            "due_at <= ?",
+            "(leased_until IS NULL OR leased_until <= ?)",
+        ]
+        params: list[Any] = [self._put(at), self._put(at)]
+        wanted = None if kinds is None else sorted(set(kinds))
+        if wanted is not None:
+            if not wanted:
+                return []
+            where.append(f"kind IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        with self._transaction(write=True):
+            if name is not None:
+                where.append("rollout = ?")
+                params.append(self._row(name).id)
+            rows = self._q(
+                "SELECT rollout, seq, position, body, acked_at, failures, last_error "
+                f"FROM outbox WHERE {' AND '.join(where)} ORDER BY rollout, seq, position"
+                + ("" if limit is None else f" LIMIT {limit}")
+                + self._skip_locked,
+                params,
+            ).fetchall()
+            if rows:
+                self._many(
+                    "UPDATE outbox SET leased_until = ? WHERE rollout = ? AND seq = ? "
+                    "AND position = ?",
+                    [(self._put(at + duration), r, s, p) for r, s, p, *_ in rows],
+                )
+            ids = sorted({r[0] for r in rows})
+            names: dict[int, str] = {}
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                names.update(self._q(f"SELECT id, name FROM rollouts WHERE id IN ({marks})", ids))
+        claimed = [self._effect(names[r], *rest) for r, *rest in rows]
+        claimed.sort(key=lambda e: (e.rollout, _position(e.id)))
+        return claimed
+
+    def _locate(self, effect_id: str) -> tuple[int, int, int]:
+        name, _, rest = str(effect_id).partition(":")
+        seq, _, position = rest.partition(":")
+        found = None
+        # Exactly as the store spells ids: ASCII digits, no leading zeros, within 64 bits.
+        if _NUMBER.match(seq) and _NUMBER.match(position) and _storable(name):
+            row = self._q("SELECT id FROM rollouts WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                found = self._q(
+                    "SELECT rollout, seq, position FROM outbox WHERE rollout = ? AND seq = ? "
+                    "AND position = ?",
+                    (row[0], int(seq), int(position)),
+                ).fetchone()
+        if found is None:
+            raise InvalidInput(f"{self._where}: no effect with id {effect_id!r}")
+        return int(found[0]), int(found[1]), int(found[2])
+
+    def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int:
+        """Mark effects as performed; returns how many were pending. Acknowledging twice
+        is harmless; an unknown id is refused and nothing is acknowledged."""
+        at = self._put(require_utc("now", now))
+        ids = list(effect_ids)
+        acknowledged = 0
+        with self._transaction(write=True):
+            keys = [self._locate(effect_id) for effect_id in ids]
+            for key in keys:
+                acknowledged += self._q(
+                    "UPDATE outbox SET acked_at = ? WHERE rollout = ? AND seq = ? "
+                    "AND position = ? AND acked_at IS NULL",
+                    (at, *key),
+                ).rowcount
+        return acknowledged
+
+    def record_failure(self, effect_id: str, error: str) -> None:
+        """Remember that delivering an effect failed; it stays pending, and its lease
+        (if any) ends, so that the next drain tries it again."""
+        text = str(error)[:2000].encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
+        with self._transaction(write=True):
+            key = self._locate(effect_id)
+            self._q(
+                "UPDATE outbox SET failures = failures + 1, last_error = ?, leased_until = NULL "
+                "WHERE rollout = ? AND seq = ? AND position = ? AND acked_at IS NULL",
+                (text, *key),
+            )
+
+
+def _position(effect_id: str) -> tuple[int, int]:
+    _, seq, position = effect_id.rsplit(":", 2)
+    return int(seq), int(position)
