@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; sys.exit("certflow needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,docs]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,postgresql]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # The main job: the seeded simulation through the SQLite store, in a fresh demo database.
@@ -43,7 +43,7 @@ site: $(STAMP)
 # The rollout core in memory, the SQLite store (which compares against the eventsourcing
 # library: the `bench` extra), then the simulator.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,postgresql,bench]' --config-settings editable_mode=compat
 	$(BIN)/python benchmarks/bench_rollout.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_sim.py
@@ -52,7 +52,7 @@ bench: $(STAMP)
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:
 # `mutmut results`, `mutmut show NAME`; the last run's figures are in docs/mutation.md.
 mutate: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,mutate]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,postgresql,mutate]' --config-settings editable_mode=compat
 	rm -rf mutants
 	CERTFLOW_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut export-cicd-stats

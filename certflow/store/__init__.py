@@ -1,10 +1,11 @@
 """Durable rollouts: a store, its journal and its outbox (``docs/store.md``).
 
 :class:`SqliteStore` is the embedded default: one file, nothing to install or start,
-safe for several processes on one machine. It is a second driver of the same
-declarations as the in-memory evaluator: device reports read and write O(1) rows, the
-fleet-wide transitions are ``UPDATE`` statements generated from the declarations, and
-the journal replays through the in-memory evaluator to the stored rollout.
+safe for several processes on one machine. :class:`PostgresStore` (the
+``certflow[postgresql]`` extra) serves hosts with several server nodes. Each is a
+second driver of the same declarations as the in-memory evaluator: device reports read
+and write O(1) rows, the fleet-wide transitions are ``UPDATE`` statements generated from
+the declarations, and the journal replays through the in-memory evaluator to the stored rollout.
 
     from certflow.store import open_store
     store = open_store("rollouts.db")
@@ -17,15 +18,24 @@ the journal replays through the in-memory evaluator to the stored rollout.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 from certflow.core.errors import InvalidInput
 from certflow.store._drain import DrainReport, Handler, drain, retrying
-from certflow.store._errors import StoreBusy, StoreError, UnknownRollout
+from certflow.store._errors import (
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+    UnknownRollout,
+    without_password,
+)
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, Store, StoredEffect
 from certflow.store._schema import SCHEMA_VERSION
 from certflow.store._sql import check_rollout_name
 from certflow.store._sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from certflow.store._postgres import PostgresStore
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,42 +43,52 @@ __all__ = [
     "DrainReport",
     "Handler",
     "JournalEntry",
+    "PostgresStore",
     "RolloutInfo",
     "SqliteStore",
     "Store",
     "StoreBusy",
     "StoreError",
+    "StoreUnavailable",
     "StoredEffect",
     "UnknownRollout",
     "check_rollout_name",
     "drain",
     "open_store",
     "retrying",
+    "without_password",
 ]
 
 
-def _without_password(url: str) -> str:
-    """``url`` with its password replaced, so that no message ever shows one."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+def __getattr__(name: str) -> Any:
+    # PostgreSQL is an optional extra (psycopg): imported when first named, so that the
+    # SQLite default needs nothing more.
+    if name == "PostgresStore":
+        from certflow.store._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(target: str | os.PathLike[str], *, create: bool = True) -> SqliteStore:
-    """The store at ``target``: a file path (or ``sqlite:///path``) opens SQLite.
+def open_store(
+    target: str | os.PathLike[str], *, create: bool = True
+) -> SqliteStore | PostgresStore:
+    """The store at ``target``: a ``postgresql://`` (or ``postgres://``) URL opens
+    PostgreSQL (the ``certflow[postgresql]`` extra); a file path, or ``sqlite:///path``,
+    opens SQLite.
 
     ``create=False`` refuses a missing database instead of creating one.
     """
     text = os.fspath(target)
     if text.startswith(("postgresql://", "postgres://")):
-        raise StoreError(
-            f"{_without_password(text)}: PostgreSQL databases are not supported by this "
-            "certflow yet; use a file path"
-        )
+        from certflow.store._postgres import PostgresStore
+
+        return PostgresStore(text, create=create)
     if text.startswith("sqlite:///"):
         text = text.removeprefix("sqlite:///")
     elif "://" in text:
-        raise InvalidInput(f"database {text!r}: unknown URL scheme; give a file path")
+        raise InvalidInput(
+            f"database {without_password(text)!r}: unknown URL scheme; give a file path or a "
+            "postgresql:// URL"
+        )
     return SqliteStore(text, create=create)

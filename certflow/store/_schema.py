@@ -1,16 +1,20 @@
-"""The SQLite schema, as a list of forward migrations.
+"""The schema of each backend, as a list of forward migrations.
 
-``MIGRATIONS[n]`` takes a database from version ``n`` to ``n + 1``; version 0 is an empty
-file. ``certflow_schema`` holds the version. A database newer than ``SCHEMA_VERSION`` is
-refused, never downgraded.
+``MIGRATIONS[n]`` (SQLite) and ``POSTGRES_MIGRATIONS[n]`` take a database from version
+``n`` to ``n + 1``; version 0 is an empty file, or a PostgreSQL database without
+certflow's schema (namespace). ``certflow_schema`` holds the version, and both backends
+number their versions alike: the same tables, columns and indexes, in each one's types.
+A database newer than ``SCHEMA_VERSION`` is refused, never downgraded.
 
-Instants are stored as ISO 8601 text in UTC (``datetime.isoformat()`` of a UTC instant),
-which sorts chronologically, so ``MIN(ack_due)`` and ``ack_due <= :now`` are index reads.
+SQLite stores instants as ISO 8601 text in UTC (``datetime.isoformat()`` of a UTC
+instant), which sorts chronologically, so ``MIN(ack_due)`` and ``ack_due <= :now`` are
+index reads; PostgreSQL stores them as ``timestamptz``. JSON is stored as text in both,
+exactly as written, so that the journal's export is the bytes the store wrote.
 """
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["MIGRATIONS", "POSTGRES_MIGRATIONS", "SCHEMA_VERSION"]
 
 _VERSION_1 = """
 CREATE TABLE certflow_schema (version INTEGER NOT NULL);
@@ -86,3 +90,73 @@ ALTER TABLE outbox ADD COLUMN leased_until TEXT;
 
 MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# PostgreSQL: the same tables, in its types. The foreign keys hold there (SQLite does not
+# enforce them unless asked); every reference is to the rollout row a writer has locked.
+_POSTGRES_1 = """
+CREATE TABLE certflow_schema (version integer NOT NULL);
+INSERT INTO certflow_schema (version) VALUES (0);
+
+CREATE TABLE rollouts (
+    id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name      text        NOT NULL UNIQUE,
+    state     text        NOT NULL,
+    plan      text        NOT NULL,
+    phase     text        NOT NULL,
+    clock     timestamptz NOT NULL,
+    counts    text        NOT NULL,
+    size      bigint      NOT NULL,
+    phase_due timestamptz,
+    seq       bigint      NOT NULL
+);
+
+CREATE TABLE devices (
+    rollout     bigint      NOT NULL REFERENCES rollouts (id),
+    idx         bigint      NOT NULL,
+    device_id   text        NOT NULL,
+    state       text        NOT NULL,
+    attempts    integer     NOT NULL,
+    reason      text,
+    last_push   timestamptz,
+    last_report timestamptz,
+    ack_due     timestamptz,
+    PRIMARY KEY (rollout, idx)
+);
+CREATE UNIQUE INDEX devices_by_id ON devices (rollout, device_id);
+CREATE INDEX devices_by_state ON devices (rollout, state, idx);
+CREATE INDEX devices_by_ack_due ON devices (rollout, ack_due) WHERE ack_due IS NOT NULL;
+
+CREATE TABLE journal (
+    rollout bigint      NOT NULL REFERENCES rollouts (id),
+    seq     bigint      NOT NULL,
+    at      timestamptz NOT NULL,
+    kind    text        NOT NULL,
+    body    text        NOT NULL,
+    PRIMARY KEY (rollout, seq)
+);
+
+CREATE TABLE outbox (
+    rollout  bigint      NOT NULL REFERENCES rollouts (id),
+    seq      bigint      NOT NULL,
+    position integer     NOT NULL,
+    kind     text        NOT NULL,
+    body     text        NOT NULL,
+    due_at   timestamptz NOT NULL,
+    acked_at timestamptz,
+    PRIMARY KEY (rollout, seq, position)
+);
+CREATE INDEX outbox_pending ON outbox (rollout, seq, position) WHERE acked_at IS NULL;
+"""
+
+_POSTGRES_2 = """
+ALTER TABLE outbox ADD COLUMN failures integer NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_error text;
+"""
+
+_POSTGRES_3 = """
+ALTER TABLE outbox ADD COLUMN leased_until timestamptz;
+"""
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (_POSTGRES_1, _POSTGRES_2, _POSTGRES_3)
+if len(POSTGRES_MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - a maintainer's slip
+    raise ValueError("every schema version needs a migration for each backend")

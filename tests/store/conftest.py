@@ -13,6 +13,7 @@ import pytest
 
 import certflow as cf
 from certflow.store import SqliteStore
+from tests.backends import backend as backend  # the fixture: both backends, in turn
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""The SQLite store against the in-memory evaluator: the differential test, and the
-store's own contract (journal replay, O(1) reads of a device report, paging).
+"""The SQL store on both backends against the in-memory evaluator: the differential
+test, and the store's own contract (journal replay, O(1) reads of a device report,
+paging). Every test here runs on SQLite and on PostgreSQL (``tests/backends.py``),
+except the few that look at one backend's own machinery.
 
 The oracle is the pure evaluator: every history of commands and time steps is applied
 to a :class:`certflow.Rollout` and to the store, and after every step the two must agree
@@ -10,9 +12,7 @@ on the outcome (the same effects, or the same refusal: class and message), on
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,12 +20,20 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import certflow as cf
-from certflow.store import SqliteStore, StoreError, UnknownRollout
+from certflow.store import PostgresStore, SqliteStore, StoreError, UnknownRollout
+from tests.backends import Backend
 from tests.core.strategies import (
     ADMIN_COMMANDS,
     DAY,
@@ -57,10 +65,11 @@ def _outcome(run: Callable[[], Any]) -> tuple[str, Any]:
 class StoreAgainstEvaluator(RuleBasedStateMachine):
     """Random histories through both drivers; they never disagree."""
 
+    backend: Backend  # set by the test, one subclass per backend
+
     def __init__(self) -> None:
         super().__init__()
-        self.folder = Path(tempfile.mkdtemp(prefix="certflow-diff-"))
-        self.store = SqliteStore(self.folder / "rollouts.db")
+        self.store = self.backend.fresh()
         self.memory: cf.Rollout | None = None
         self.ids: list[str] = []
         self.now = T0
@@ -71,7 +80,6 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
                 assert cf.dumps(self.store.replay("r")) == self.store.dumps("r")
         finally:
             self.store.close()
-            shutil.rmtree(self.folder, ignore_errors=True)
 
     @initialize(
         devices=st.integers(0, 12),
@@ -228,17 +236,60 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
         assert overview.counts == self.memory.counts()
 
 
-TestStoreAgainstEvaluator = StoreAgainstEvaluator.TestCase
-TestStoreAgainstEvaluator.settings = settings(stateful_step_count=30)
+def test_the_store_agrees_with_the_evaluator(backend: Backend) -> None:
+    machine = type("Against", (StoreAgainstEvaluator,), {"backend": backend})
+    run_state_machine_as_test(machine, settings=settings(stateful_step_count=30))
 
 
 # --- The store's own contract ---------------------------------------------------------------
 
+AnyStore = SqliteStore | PostgresStore
+
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
+def store(backend: Backend) -> Iterator[AnyStore]:
+    with backend.open() as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
     with SqliteStore(tmp_path / "rollouts.db") as opened:
         yield opened
+
+
+def _statements_of(store: AnyStore, run: Callable[[], object]) -> list[str]:
+    """The statements ``run`` sends through the store's shared code, as written there
+    (values are parameters, so equal statements are equal text)."""
+    sent: list[str] = []
+    query, many = store._q, store._many
+
+    def recorded_query(text: str, params: Any = ()) -> Any:
+        sent.append(text)
+        return query(text, params)
+
+    def recorded_many(text: str, rows: Any) -> None:
+        sent.append(text)
+        many(text, rows)
+
+    store._q, store._many = recorded_query, recorded_many  # type: ignore[method-assign]
+    try:
+        run()
+    finally:
+        del store._q, store._many
+    return sent
+
+
+def test_a_device_report_sends_the_same_statements_at_any_fleet_size(backend: Backend) -> None:
+    sent = []
+    for size in (10, 2_000):
+        with backend.fresh() as store:
+            store.create("r", distributing(size))
+            sent.append(
+                _statements_of(store, lambda: store.execute("r", cf.DeviceInstalled("d3"), day(1)))
+            )
+    assert sent[0] == sent[1]
+    assert len(sent[0]) <= 8
 
 
 def test_a_device_report_reads_and_writes_a_constant_number_of_rows(tmp_path: Path) -> None:
@@ -263,7 +314,23 @@ def test_a_device_report_reads_and_writes_a_constant_number_of_rows(tmp_path: Pa
     assert not any("SCAN" in s.upper() for s in counts[0])
 
 
-def test_the_fleet_wide_statements_come_from_the_declarations(store: SqliteStore) -> None:
+def test_postgresql_reads_one_device_through_its_index(postgres_url: str) -> None:
+    with PostgresStore(postgres_url) as store:
+        store.create("r", distributing(20_000))
+        store._q("ANALYZE devices")
+        plan = store._q(
+            "EXPLAIN SELECT device_id, idx FROM devices WHERE rollout = ? AND device_id IN (?)",
+            (1, "d3"),
+        ).fetchall()
+        assert "devices_by_id" in str(plan), plan
+        plan = store._q(
+            "EXPLAIN " + store._statements["time_out_pushes"].sql,
+            {"rollout": 1, "now": T0, "timeout_reason": "z", "due": T0},
+        ).fetchall()
+        assert "devices_by_ack_due" in str(plan), plan
+
+
+def test_the_fleet_wide_statements_come_from_the_declarations(store: AnyStore) -> None:
     statements = store._statements
     assert set(statements) == {"push_pending", "mark_stragglers", "retry_failed", "time_out_pushes"}
     assert "state IN ('failed')" in statements["retry_failed"].sql
@@ -277,7 +344,7 @@ def _evolve(
     return attrs.evolve(rules, **{machine: attrs.evolve(spec, transitions=transitions, **more)})
 
 
-def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(tmp_path: Path) -> None:
+def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(backend: Backend) -> None:
     rollout = cf.RULES.rollout
     rules = _evolve(
         cf.RULES,
@@ -289,10 +356,7 @@ def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(tmp_path: Pat
         ),
         guards=tuple(g for g in rollout.guards if g.name != "not_expired"),  # now unused
     )
-    with (
-        SqliteStore(tmp_path / "x.db", rules=rules) as changed,
-        SqliteStore(tmp_path / "y.db") as shipped,
-    ):
+    with backend.fresh(rules=rules) as changed, backend.fresh() as shipped:
         changed.create("r", build(2))
         shipped.create("r", build(2))
         with pytest.raises(cf.CommandRefused) as refused:
@@ -304,10 +368,10 @@ def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(tmp_path: Pat
         assert shipped.overview("r", T0).state is cf.RolloutState.FORCED
 
 
-def test_an_added_device_row_happens_in_the_store(tmp_path: Path) -> None:
+def test_an_added_device_row_happens_in_the_store(backend: Backend) -> None:
     added = cf.Transition("removed", "report_installed", "installed", note="came back trusting")
     rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
-    with SqliteStore(tmp_path / "x.db", rules=rules) as changed:
+    with backend.fresh(rules=rules) as changed:
         changed.create("r", distributing(2))
         changed.execute("r", cf.Unenroll("d0"), day(1))
         changed.execute("r", cf.DeviceInstalled("d0"), day(2))
@@ -320,12 +384,12 @@ def test_an_added_device_row_happens_in_the_store(tmp_path: Path) -> None:
         assert changed.dumps("r") == cf.dumps(memory.rollout)
 
 
-def test_an_added_push_row_changes_the_generated_fleet_statement(tmp_path: Path) -> None:
+def test_an_added_push_row_changes_the_generated_fleet_statement(backend: Backend) -> None:
     from certflow.core.machines import call
 
     added = cf.Transition("failed", "push", "pushed", actions=(call("push_root"),))
     rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
-    with SqliteStore(tmp_path / "x.db", rules=rules) as changed:
+    with backend.fresh(rules=rules) as changed:
         sql = changed._statements["push_pending"].sql
         assert "state IN ('pending', 'failed')" in sql
         created = build(3)
@@ -335,7 +399,7 @@ def test_an_added_push_row_changes_the_generated_fleet_statement(tmp_path: Path)
         assert changed.dumps("r") == cf.dumps(memory)
 
 
-def test_journal_entries_name_their_commands_states_and_effects(store: SqliteStore) -> None:
+def test_journal_entries_name_their_commands_states_and_effects(store: AnyStore) -> None:
     store.create("r", build(3))
     store.execute("r", cf.DistributeRoot(), T0)
     store.execute_many("r", [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "x")], day(1))
@@ -357,7 +421,7 @@ def test_journal_entries_name_their_commands_states_and_effects(store: SqliteSto
     ]
 
 
-def test_devices_are_paged_by_keyset_and_filtered_by_state(store: SqliteStore) -> None:
+def test_devices_are_paged_by_keyset_and_filtered_by_state(store: AnyStore) -> None:
     store.create("r", build(10))
     store.execute("r", cf.DistributeRoot(), T0)
     store.execute_many("r", [cf.DeviceFailed(f"d{i}", "no") for i in (1, 3, 4, 8)], day(1))
@@ -378,12 +442,12 @@ def test_devices_are_paged_by_keyset_and_filtered_by_state(store: SqliteStore) -
 
 
 @pytest.mark.parametrize("name", ["", "a b", "-x", "x" * 101, "é", "a:b", 3])
-def test_a_bad_rollout_name_is_refused(store: SqliteStore, name: Any) -> None:
+def test_a_bad_rollout_name_is_refused(store: AnyStore, name: Any) -> None:
     with pytest.raises(cf.InvalidInput, match=r"rollout name .* is not valid"):
         store.create(name, build(1))
 
 
-def test_names_are_unique_and_unknown_names_are_clear(store: SqliteStore) -> None:
+def test_names_are_unique_and_unknown_names_are_clear(store: AnyStore) -> None:
     store.create("r", build(1))
     with pytest.raises(cf.InvalidInput, match="a rollout named 'r' already exists"):
         store.create("r", build(1))
@@ -392,7 +456,7 @@ def test_names_are_unique_and_unknown_names_are_clear(store: SqliteStore) -> Non
     assert isinstance(UnknownRollout("x"), StoreError)
 
 
-def test_a_refused_command_changes_nothing(store: SqliteStore) -> None:
+def test_a_refused_command_changes_nothing(store: AnyStore) -> None:
     store.create("r", build(2))
     before = store.dumps("r")
     with pytest.raises(cf.CommandRefused, match="rollout is pending; distribute the root first"):
@@ -404,9 +468,8 @@ def test_a_refused_command_changes_nothing(store: SqliteStore) -> None:
     assert store.effects("r") == []
 
 
-def test_tick_advances_only_what_is_due_and_two_ticks_emit_once(tmp_path: Path) -> None:
-    path = tmp_path / "r.db"
-    with SqliteStore(path) as first, SqliteStore(path) as second:
+def test_tick_advances_only_what_is_due_and_two_ticks_emit_once(backend: Backend) -> None:
+    with backend.open() as first, backend.open() as second:
         first.create("a", distributing(2))
         first.create("b", build(2))  # pending: nothing is ever due
         assert first.next_due() == day(6)
@@ -416,19 +479,21 @@ def test_tick_advances_only_what_is_due_and_two_ticks_emit_once(tmp_path: Path) 
         assert first.next_due() == day(7)
 
 
-def test_a_naive_instant_is_refused(store: SqliteStore) -> None:
+def test_a_naive_instant_is_refused(store: AnyStore) -> None:
     store.create("r", build(1))
     with pytest.raises(cf.InvalidInput, match="now is a naive datetime"):
         store.execute("r", cf.DistributeRoot(), datetime(2026, 7, 1, 9))
 
 
 @given(offset_hours=st.integers(-12, 14))
-@settings(max_examples=10)
-def test_instants_in_any_offset_are_kept_as_the_same_instants(offset_hours: int) -> None:
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_instants_in_any_offset_are_kept_as_the_same_instants(
+    backend: Backend, offset_hours: int
+) -> None:
     from datetime import timezone
 
     zone = timezone(timedelta(hours=offset_hours))
-    with tempfile.TemporaryDirectory() as folder, SqliteStore(Path(folder) / "r.db") as store:
+    with backend.fresh() as store:  # a new database per example
         store.create("r", build(2))
         store.execute("r", cf.DistributeRoot(), T0.astimezone(zone))
         store.execute("r", cf.DeviceInstalled("d0"), day(1).astimezone(zone))
@@ -447,9 +512,9 @@ def test_the_database_is_a_real_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
 
 
 def test_a_report_slightly_behind_the_clock_is_applied_at_the_clock_within_the_skew(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    with SqliteStore(tmp_path / "r.db", clock_skew=timedelta(seconds=2)) as store:
+    with backend.open(clock_skew=timedelta(seconds=2)) as store:
         store.create("r", build(3))
         store.execute("r", cf.DistributeRoot(), T0 + HOUR)
         store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR - timedelta(seconds=2))
@@ -457,10 +522,10 @@ def test_a_report_slightly_behind_the_clock_is_applied_at_the_clock_within_the_s
         with pytest.raises(cf.TimeWentBackwards, match="earlier than the last instant"):
             store.execute("r", cf.DeviceInstalled("d1"), T0 + HOUR - timedelta(seconds=3))
     with pytest.raises(cf.InvalidInput, match="clock_skew must be a timedelta of 0 or more"):
-        SqliteStore(tmp_path / "s.db", clock_skew=timedelta(seconds=-1))
+        backend.open(clock_skew=timedelta(seconds=-1))
 
 
-def test_the_plan_is_read_from_the_rollout_row(store: SqliteStore) -> None:
+def test_the_plan_is_read_from_the_rollout_row(store: AnyStore) -> None:
     rollout = build(2, public=True, kind=cf.CertificateKind.AGENT_SERVER)
     store.create("r", rollout)
     assert store.plan("r") == rollout.plan
@@ -468,7 +533,7 @@ def test_the_plan_is_read_from_the_rollout_row(store: SqliteStore) -> None:
         store.plan("q")
 
 
-def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: SqliteStore) -> None:
+def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: AnyStore) -> None:
     rollout = build(2)
     store.create("r", rollout)
     cases: list[tuple[cf.Command, datetime]] = [
@@ -492,7 +557,7 @@ def test_refusal_answers_as_the_evaluator_and_writes_nothing(store: SqliteStore)
         store.refusal("r", cf.DeviceInstalled("d0"), T0)
 
 
-def test_the_journal_exports_as_json_lines_that_replay(store: SqliteStore) -> None:
+def test_the_journal_exports_as_json_lines_that_replay(store: AnyStore) -> None:
     import json
 
     from certflow.core.serialization import decode_command
@@ -525,7 +590,8 @@ def test_a_full_disk_is_a_store_error_naming_the_file(tmp_path: Path) -> None:
         assert [i.name for i in store.rollouts()] == ["small"]
 
 
-def test_the_timeout_statements_read_the_ack_due_index(store: SqliteStore) -> None:
+def test_the_timeout_statements_read_the_ack_due_index(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     # One device's timeout must not read the whole rollout, whatever the planner guesses.
     sql = store._statements["time_out_pushes"].sql
     params = {"rollout": 1, "now": "x", "timeout_reason": "z", "due": "w"}
@@ -542,7 +608,7 @@ def test_the_timeout_statements_read_the_ack_due_index(store: SqliteStore) -> No
     assert "devices_by_ack_due" in plan
 
 
-def test_text_sqlite_cannot_store_is_refused_clearly(store: SqliteStore) -> None:
+def test_text_a_database_cannot_store_is_refused_clearly(store: AnyStore) -> None:
     store.create("r", distributing(2))
     with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
         store.execute("r", cf.Enroll("\udcff"), T0 + HOUR)
@@ -552,6 +618,12 @@ def test_text_sqlite_cannot_store_is_refused_clearly(store: SqliteStore) -> None
         store.create("s", build(["ok", "\udcff"]))
     with pytest.raises(UnknownRollout):
         store.overview("\udcff", T0)
+    with pytest.raises(cf.InvalidInput, match="contains a NUL character"):
+        store.execute("r", cf.Enroll("a\x00b"), T0 + HOUR)
+    with pytest.raises(cf.UnknownDevice):
+        store.device("r", "a\x00b")
+    with pytest.raises(UnknownRollout):
+        store.info("a\x00b")
 
 
 @pytest.mark.parametrize("alias", ["r:02:0", "r:\u0662:0", "r:2:00", "r:2:-0", "r:2:0 "])
@@ -565,7 +637,7 @@ def test_only_the_store_s_own_spelling_of_an_effect_id_is_accepted(
     assert store.acknowledge(["r:2:0"], T0) == 1
 
 
-def test_a_failure_after_the_acknowledgement_is_not_recorded(store: SqliteStore) -> None:
+def test_a_failure_after_the_acknowledgement_is_not_recorded(store: AnyStore) -> None:
     store.create("r", build(2))
     store.execute("r", cf.DistributeRoot(), T0)
     store.acknowledge(["r:2:0"], T0)
@@ -574,7 +646,10 @@ def test_a_failure_after_the_acknowledgement_is_not_recorded(store: SqliteStore)
     assert (effect.failures, effect.last_error) == (0, None)
 
 
-def test_a_page_of_several_states_reads_one_index_range_per_state(store: SqliteStore) -> None:
+def test_a_page_of_several_states_reads_one_index_range_per_state(
+    sqlite_store: SqliteStore,
+) -> None:
+    store = sqlite_store
     store.create("r", build(6))
     store.execute("r", cf.DistributeRoot(), T0)
     store.execute_many("r", [cf.DeviceFailed("d4", "x"), cf.DeviceInstalled("d1")], T0)
@@ -588,7 +663,7 @@ def test_a_page_of_several_states_reads_one_index_range_per_state(store: SqliteS
     assert all(" IN (" not in t for t in pages)
 
 
-def test_an_overview_before_the_rollout_s_clock_is_refused(store: SqliteStore) -> None:
+def test_an_overview_before_the_rollout_s_clock_is_refused(store: AnyStore) -> None:
     store.create("r", build(2))
     store.execute("r", cf.DistributeRoot(), T0 + HOUR)
     with pytest.raises(cf.TimeWentBackwards):

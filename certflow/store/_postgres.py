@@ -1,0 +1,388 @@
+"""The PostgreSQL store: one database for hosts that run several server nodes.
+
+The rules, the statements and the journal are shared with every SQL backend
+(:mod:`certflow.store._sql`); this module connects with psycopg 3, runs the
+transactions and turns the server's errors into messages that name the URL (never its
+password).
+
+Theory of operation
+-------------------
+- **Writers of one rollout take turns on its row.** A command's transaction (``READ
+  COMMITTED``) first reads the rollout row ``FOR NO KEY UPDATE``, which waits for the
+  writer before it and then reads what that one committed. Every change to a rollout
+  (its devices, journal and outbox) happens under that lock, so the counts stay exact,
+  the journal gapless, and two nodes ticking at the same instant fire each timer once:
+  the second finds the clock already there and nothing due. Rollouts do not wait for
+  each other. A lock not granted within ``busy_timeout`` is :class:`StoreBusy`.
+- **Reads see one snapshot** (``REPEATABLE READ READ ONLY``), and take no lock.
+- **Drainers lease** effects with ``FOR UPDATE SKIP LOCKED``: two that run at once
+  claim different effects, and never wait for each other.
+- **Bulk writes:** a new rollout's devices go in by ``COPY``; a batch's changed devices
+  are written back by one pipelined ``executemany``.
+- **A lost connection** (the server restarted, a network cut) is
+  :class:`StoreUnavailable`, safe to retry, and the next command reconnects. If it is
+  lost while committing, the store reconnects (for up to ``in_doubt_wait`` seconds) and
+  looks for the journal entry the command wrote: found, the command committed and
+  returns normally; absent, it did not, and the error says so. Only if the server stays
+  away that long is the outcome unknown, and the error says that instead.
+
+Limits, stated plainly: one store object holds one connection and belongs to one
+thread; certflow's tables live in their own PostgreSQL schema (namespace, ``certflow``
+by default), so they can share a database with the host's own tables.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+try:
+    import psycopg
+    from psycopg import errors, sql
+except ImportError as missing:  # pragma: no cover - the extra is installed wherever tests run
+    from certflow.store._errors import StoreError
+
+    raise StoreError(
+        "PostgreSQL needs the psycopg package: pip install 'certflow[postgresql]'"
+    ) from missing
+
+from certflow.core.errors import InvalidInput
+from certflow.core.machines import RULES, Rules
+from certflow.store._errors import StoreBusy, StoreError, StoreUnavailable, without_password
+from certflow.store._schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION
+from certflow.store._sql import Cursor, Progress, SqlStore
+
+__all__ = ["PostgresStore"]
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
+_COPY_PROGRESS = 20_000
+# The lock every migrating process takes, so that a schema is migrated once.
+_MIGRATION_LOCK = 0x63657274666C6F77  # "certflow"
+_BUSY = (
+    errors.LockNotAvailable,
+    errors.SerializationFailure,
+    errors.DeadlockDetected,
+    # Two nodes creating a rollout of the same name at once: the later one, retried,
+    # finds the rollout there and says so.
+    errors.UniqueViolation,
+)
+
+
+class PostgresStore(SqlStore):
+    """Rollouts in a PostgreSQL database (see ``docs/store.md``), for several nodes.
+
+    ``PostgresStore(url)`` connects to ``url`` (``postgresql://user:password@host:port/
+    database``, with any libpq parameter) and keeps certflow's tables in the schema
+    ``schema``, creating and migrating it when ``create`` is true (the default).
+
+    ``busy_timeout``: how long a command waits for another writer of the same rollout
+    before :class:`StoreBusy`. ``connect_timeout``: how long one connection attempt
+    waits. ``in_doubt_wait``: how long a command whose connection broke while committing
+    keeps reconnecting to learn whether it committed. ``clock_skew``: as for
+    :class:`SqliteStore`. Every error names the URL without its password.
+    """
+
+    _lock_rollout = " FOR NO KEY UPDATE"
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        schema: str = "certflow",
+        busy_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        in_doubt_wait: float = 30.0,
+        clock_skew: timedelta = timedelta(0),
+        rules: Rules = RULES,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+            raise InvalidInput(f"database {url!r}: a PostgreSQL URL starts with postgresql://")
+        self.url = url
+        self._where = without_password(url)
+        if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
+            raise InvalidInput(
+                f"schema {schema!r} is not valid: use 1 to 63 lower-case letters, digits or "
+                "'_', starting with a letter or '_'"
+            )
+        for what, value in (
+            ("busy_timeout", busy_timeout),
+            ("connect_timeout", connect_timeout),
+            ("in_doubt_wait", in_doubt_wait),
+        ):
+            if not isinstance(value, int | float) or not value > 0:
+                raise InvalidInput(f"{what} must be a positive number of seconds, got {value!r}")
+        self.schema = schema
+        self.busy_timeout = float(busy_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.in_doubt_wait = float(in_doubt_wait)
+        self._setup(clock_skew, rules)
+        self._sql_of: dict[str, str] = {}
+        self._marker: tuple[int, int, str] | None = None
+        self._conn = self._connect()
+        try:
+            self._open(create)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # --- connecting --------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, round(self.connect_timeout)),
+                application_name="certflow",
+            )
+        except psycopg.Error as error:
+            raise StoreUnavailable(
+                f"{self._where}: cannot connect to the PostgreSQL server "
+                f"({self._first_line(error)}); check the URL and that the server runs"
+            ) from None
+        except (ValueError, TypeError) as error:  # psycopg refuses a malformed URL so
+            raise InvalidInput(f"{self._where}: not a usable PostgreSQL URL ({error})") from None
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.execute(
+                sql.SQL("SET lock_timeout = {}").format(
+                    sql.Literal(f"{round(self.busy_timeout * 1000)}ms")
+                )
+            )
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        except psycopg.Error as error:
+            conn.close()
+            raise self._error(error, "cannot set up the connection") from None
+        return conn
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The connection, made again if the last one broke (a restarted server)."""
+        if self._conn.closed or self._conn.broken:
+            self._conn.close()
+            self._conn = self._connect()
+        return self._conn
+
+    def _open(self, create: bool) -> None:
+        """Check the schema's version (refusing a foreign or newer one, or a missing one
+        when ``create`` is false), and migrate it forward."""
+        try:
+            version = self._version()
+            if version == 0 and not create:
+                raise StoreError(
+                    f"{self._where}: no certflow database there (no schema {self.schema!r} "
+                    "with certflow's tables; create one with `certflow rollout new`, or "
+                    "check --db / CERTFLOW_DB)"
+                )
+            if version < SCHEMA_VERSION:
+                self._migrate()
+        except psycopg.Error as error:
+            raise self._error(error, "cannot open") from None
+
+    def _version(self) -> int:
+        conn = self._conn
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v')",
+                (self.schema,),
+            )
+        }
+        if tables and "certflow_schema" not in tables:
+            raise StoreError(
+                f"{self._where}: schema {self.schema!r} holds tables that are not certflow's; "
+                "give certflow a schema of its own"
+            )
+        if not tables:
+            return 0
+        found = conn.execute("SELECT version FROM certflow_schema").fetchone()
+        version = 0 if found is None else int(found[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self._where}: written by a newer certflow (schema version {version}; "
+                f"this certflow knows up to {SCHEMA_VERSION}); upgrade certflow to open it"
+            )
+        return version
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            # Every process that migrates takes the same lock, and reads the version
+            # again once it has it: another one may have migrated meanwhile.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            version = self._version()
+            for step in range(version, SCHEMA_VERSION):
+                conn.execute(POSTGRES_MIGRATIONS[step].encode())
+                conn.execute("UPDATE certflow_schema SET version = %s", (step + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if not conn.broken:
+                conn.execute("ROLLBACK")
+            raise
+
+    # --- errors ------------------------------------------------------------------------------
+
+    def _first_line(self, error: BaseException) -> str:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        try:
+            password = psycopg.conninfo.conninfo_to_dict(self.url).get("password")
+        except psycopg.Error:
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+        return text
+
+    def _error(self, error: psycopg.Error, doing: str) -> StoreError:
+        text = self._first_line(error)
+        if isinstance(error, _BUSY):
+            return StoreBusy(
+                f"{self._where}: another writer held the rollout past {self.busy_timeout:g} s "
+                f"or changed it at the same moment ({text}); nothing was changed, try again"
+            )
+        if self._conn.broken or self._conn.closed or isinstance(error, errors.AdminShutdown):
+            return StoreUnavailable(
+                f"{self._where}: {doing}: the connection to the server was lost ({text}); "
+                "nothing was changed, try again"
+            )
+        if isinstance(error, errors.InsufficientPrivilege):
+            return StoreError(f"{self._where}: {doing}: not permitted ({text})")
+        if isinstance(error, errors.ReadOnlySqlTransaction):
+            return StoreError(
+                f"{self._where}: {doing}: the server only reads (a standby?) ({text}); "
+                "connect to the primary"
+            )
+        if isinstance(error, errors.DiskFull | errors.OutOfMemory):
+            return StoreError(f"{self._where}: {doing}: the server is out of space ({text})")
+        if isinstance(error, errors.UndefinedTable | errors.UndefinedColumn):
+            return StoreError(
+                f"{self._where}: {doing}: certflow's tables are missing or damaged ({text})"
+            )
+        return StoreError(f"{self._where}: {doing}: {text}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    # --- the shared code's hooks -------------------------------------------------------------
+
+    def _q(self, text: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        return self._conn.execute(self._translated(text), params)
+
+    def _many(self, text: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(self._translated(text), rows)
+
+    def _translated(self, text: str) -> str:
+        """The shared code's ``?`` and ``:name`` placeholders in psycopg's spelling."""
+        found = self._sql_of.get(text)
+        if found is None:
+            found = _NAMED.sub(r"%(\1)s", text.replace("%", "%%").replace("?", "%s"))
+            self._sql_of[text] = found
+        return found
+
+    def _put(self, instant: datetime) -> datetime:
+        return instant.astimezone(UTC)
+
+    def _get(self, stored: Any) -> datetime | None:
+        return None if stored is None else stored.astimezone(UTC)
+
+    def _insert_devices(
+        self, rows: Iterator[tuple[Any, ...]], total: int, progress: Progress | None
+    ) -> None:
+        with (
+            self._conn.cursor() as cursor,
+            cursor.copy(
+                "COPY devices (rollout, idx, device_id, state, attempts, reason, ack_due) "
+                "FROM STDIN"
+            ) as copy,
+        ):
+            for done, row in enumerate(rows, 1):
+                copy.write_row(row)
+                if progress is not None and (done % _COPY_PROGRESS == 0 or done == total):
+                    progress(done, total)
+
+    def _committed(self, marker: tuple[int, int, str]) -> None:
+        self._marker = marker
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[None]:
+        conn = self._connection()
+        self._marker = None
+        try:
+            conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except psycopg.Error as error:
+            raise self._error(error, "cannot start a transaction") from None
+        try:
+            yield
+        except psycopg.Error as error:
+            self._rollback()
+            raise self._error(error, "transaction failed") from None
+        except BaseException:
+            self._rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except psycopg.Error as error:
+            if not (conn.broken or conn.closed) or not write:
+                self._rollback()
+                raise self._error(error, "cannot commit") from None
+            self._in_doubt(error)
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn.broken or conn.closed:
+            return  # the server rolls back a transaction whose connection is gone
+        with suppress(psycopg.Error):  # it broke meanwhile; the next command reconnects
+            conn.execute("ROLLBACK")
+
+    def _in_doubt(self, error: psycopg.Error) -> None:
+        """The connection broke while committing: return if the transaction committed,
+        raise :class:`StoreUnavailable` if it did not, :class:`StoreError` if the server
+        stays away too long to tell."""
+        text = self._first_line(error)
+        marker = self._marker
+        if marker is None:  # acknowledgements, failures and leases are safe to repeat
+            raise StoreUnavailable(
+                f"{self._where}: the connection was lost while committing ({text}); it is "
+                "safe to repeat (acknowledging twice is harmless)"
+            )
+        deadline = time.monotonic() + self.in_doubt_wait
+        delay = 0.05
+        while True:
+            try:
+                conn = self._connection()
+                rollout, seq, body = marker
+                found = conn.execute(
+                    "SELECT body = %s FROM journal WHERE rollout = %s AND seq = %s",
+                    (body, rollout, seq),
+                ).fetchone()
+                break
+            except (psycopg.Error, StoreUnavailable):
+                if time.monotonic() + delay > deadline:
+                    raise StoreError(
+                        f"{self._where}: the connection was lost while committing ({text}) "
+                        f"and the server did not answer within {self.in_doubt_wait:g} s, so "
+                        "whether the command was applied is unknown; look at the rollout's "
+                        "history before repeating it (a repeated device report is harmless)"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if found is None or not found[0]:
+            raise StoreUnavailable(
+                f"{self._where}: the connection was lost while committing ({text}); the "
+                "command was not applied, try again"
+            )
