@@ -46,7 +46,7 @@ from certflow.core.summary import Overview
 from certflow.store import (
     DeviceRow,
     JournalEntry,
-    SqliteStore,
+    SqlStore,
     StoredEffect,
     check_rollout_name,
     open_store,
@@ -73,8 +73,9 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             envvar="CERTFLOW_DB",
             default="certflow.db",
             metavar="PATH|URL",
-            help="The database: a file path or sqlite:///PATH (default: ./certflow.db, "
-            "or $CERTFLOW_DB).",
+            help="The database: an SQLite file path (or sqlite:///PATH), or a "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL (default: ./certflow.db, or "
+            "$CERTFLOW_DB).",
         ),
         click.option(
             "--now",
@@ -104,7 +105,7 @@ def _refusals(command: Callable[..., int]) -> Callable[..., int]:
 
 
 @contextmanager
-def _store(db: str, *, create: bool = False) -> Iterator[SqliteStore]:
+def _store(db: str, *, create: bool = False) -> Iterator[SqlStore]:
     store = open_store(db, create=create)
     try:
         yield store
@@ -285,7 +286,7 @@ def rollout_group() -> None:
 
 
 def _outcome(
-    store: SqliteStore,
+    store: SqlStore,
     name: str,
     what: str,
     effects: Sequence[StoredEffect],
@@ -493,14 +494,14 @@ def rollout_distribute(name: str, db: str, now: str | None, as_json: bool) -> in
     return _execute(db, now, as_json, name, c.DistributeRoot())
 
 
-def _root_is_public(store: SqliteStore, name: str) -> bool:
+def _root_is_public(store: SqlStore, name: str) -> bool:
     """Whether the rollout's root is publicly trusted (then every device trusts it and an
     import cuts no one off)."""
     return store.plan(name).root_publicly_trusted
 
 
 def _confirm_import(
-    store: SqliteStore, name: str, at: datetime, yes: bool, what: str, command: c.Command
+    store: SqlStore, name: str, at: datetime, yes: bool, what: str, command: c.Command
 ) -> bool:
     """List the devices the import would cut off and ask; ``True`` to go ahead."""
     head = store.overview(name, at)  # advanced to `at` first, so the rules judge it as is

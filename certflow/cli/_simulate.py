@@ -48,11 +48,11 @@ _CHART_FORMATS = (".png", ".svg")
 )
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH|URL",
     default=None,
-    help="Run the rollout through the SQLite store in this file (created if missing): every "
-    "report, tick and command is a transaction, and every effect is delivered from the "
-    "store's outbox. Ends with `certflow rollout status` of it.",
+    help="Run the rollout through the store: an SQLite file (created if missing) or a "
+    "postgresql:// URL. Every report, tick and command is a transaction, and every effect "
+    "is delivered from the store's outbox. Ends with `certflow rollout status` of it.",
 )
 @click.option(
     "--name",
@@ -69,7 +69,7 @@ def simulate(
     runs: int | None,
     as_json: bool,
     chart: Path | None,
-    db: Path | None,
+    db: str | None,
     name: str,
 ) -> int:
     """Simulate a rollout over a fleet, day by day, through the real evaluator.
@@ -94,38 +94,51 @@ def simulate(
     return EXIT_OK
 
 
-def _run(devices: int, seed: int, out: Any, quiet: bool, db: Path | None, name: str) -> Any:
+def _run(devices: int, seed: int, out: Any, quiet: bool, db: str | None, name: str) -> Any:
     from certflow.sim import run  # keeps `certflow --help` fast
-    from certflow.store import SqliteStore, check_rollout_name
+    from certflow.store import check_rollout_name, open_store, without_password
 
     if db is None:
         return run(devices, seed, out, quiet=quiet)
     check_rollout_name(name)
-    with SqliteStore(db) as store:
+    with open_store(db) as store:
         if any(info.name == name for info in store.rollouts()):
             raise click.UsageError(
-                f"{db} already holds a rollout named {name!r}: give another --name or --db"
+                f"{without_password(db)} already holds a rollout named {name!r}: give another "
+                "--name or --db"
             )
         return run(devices, seed, out, quiet=quiet, store=store, name=name)
 
 
-def _status(ctx: click.Context, db: Path, name: str) -> None:
+def _status(ctx: click.Context, db: str, name: str) -> None:
     """Where the database is, and the rollout's status page from it."""
     from certflow.cli._rollout import rollout_status
-    from certflow.store import SqliteStore
+    from certflow.store import open_store, without_password
 
-    with SqliteStore(db, create=False) as store:
+    with open_store(db, create=False) as store:
         now = store.info(name).clock.isoformat()  # where the simulation left the rollout
-    click.echo(f"\ndatabase: {db.resolve()} (rollout {name})")
-    click.echo(f"$ certflow rollout status {name} --db {db} --limit 10 --now {now}\n")
+    shown = _where(db)
+    click.echo(f"\ndatabase: {shown} (rollout {name})")
+    click.echo(
+        f"$ certflow rollout status {name} --db {without_password(db)} --limit 10 --now {now}\n"
+    )
     ctx.invoke(
-        rollout_status, name=name, states=(), limit=10, after=None, db=str(db), now=now,
+        rollout_status, name=name, states=(), limit=10, after=None, db=db, now=now,
         as_json=False,
     )  # fmt: skip
 
 
+def _where(db: str) -> str:
+    """The database as the summary names it: a file's full path, a URL without password."""
+    from certflow.store import without_password
+
+    if "://" in db and not db.startswith("sqlite:///"):
+        return without_password(db)
+    return str(Path(db.removeprefix("sqlite:///")).resolve())
+
+
 def _report(
-    devices: int, seed: int, *, quiet: bool, chart: Path | None, db: Path | None, name: str
+    devices: int, seed: int, *, quiet: bool, chart: Path | None, db: str | None, name: str
 ) -> None:
     """Run the simulation on stdout and, unless ``quiet``, end with the wall time."""
     began = time.perf_counter()
@@ -153,7 +166,7 @@ def _draw_run(result: Any, path: Path) -> None:
     save(figure, path)
 
 
-def _json(devices: int, seed: int, chart: Path | None, db: Path | None, name: str) -> None:
+def _json(devices: int, seed: int, chart: Path | None, db: str | None, name: str) -> None:
     result = _run(devices, seed, io.StringIO(), True, db, name)
     if chart is not None:
         _draw_run(result, chart)
@@ -178,7 +191,7 @@ def _json(devices: int, seed: int, chart: Path | None, db: Path | None, name: st
         "counts": {state.value: n for state, n in summary.counts.items()},
     }
     if db is not None:
-        document["database"] = str(db.resolve())
+        document["database"] = _where(db)
         document["rollout"] = name
     click.echo(json.dumps(document, indent=2))
 

@@ -33,7 +33,7 @@ are re-enrolled (``Reenrolled``), except those that are gone for good.
 
 Two hosts run the same story (:func:`run`): in memory (``store=None``: the pure
 functions on a :class:`~certflow.Rollout` value), or through a
-:class:`~certflow.store.SqliteStore` (``make demo``): every report batch, tick and
+:class:`~certflow.store.SqliteStore` (``make demo``; or any store): every report batch, tick and
 administrator's command is a transaction of the store, and every effect reaches the
 simulation through the store's outbox (:func:`certflow.store.drain`), whose handlers
 perform it: print the notice e-mail, push the root (schedule the devices' answers).
@@ -75,7 +75,7 @@ from certflow.core.serialization import loads
 from certflow.core.summary import Overview, Summary, summarize
 from certflow.sim.fleet import Trace
 from certflow.sim.models import FAILURE_REASONS
-from certflow.store import SqliteStore, drain
+from certflow.store import SqlStore, drain
 
 __all__ = [
     "Scenario",
@@ -241,7 +241,7 @@ class _Stored:
     """The rollout in a store: each step is a transaction, and the effects come back
     through the outbox, delivered by :func:`~certflow.store.drain` and acknowledged."""
 
-    def __init__(self, store: SqliteStore, name: str, rollout: Rollout) -> None:
+    def __init__(self, store: SqlStore, name: str, rollout: Rollout) -> None:
         self.store = store
         self.name = name
         self.delivered = 0
@@ -300,7 +300,7 @@ class _Simulation:
         scenario: Scenario,
         out: TextIO,
         quiet: bool,
-        store: SqliteStore | None = None,
+        store: SqlStore | None = None,
         name: str = "demo",
     ):
         self.scenario = scenario
@@ -326,7 +326,7 @@ class _Simulation:
         self.host: _Host = _InMemory(created) if store is None else _Stored(store, name, created)
         if store is not None and not quiet:
             print(
-                f"store: rollout {name!r} in {store.path}; every step is one transaction, "
+                f"store: rollout {name!r} in {store.location}; every step is one transaction, "
                 "every effect is delivered from its outbox",
                 file=self.out,
             )
@@ -735,7 +735,7 @@ def run(
     *,
     quiet: bool = False,
     scenario: Scenario | None = None,
-    store: SqliteStore | None = None,
+    store: SqlStore | None = None,
     name: str = "demo",
 ) -> SimulationResult:
     """Simulate a rollout over ``devices`` devices, printing its timeline to ``out``.

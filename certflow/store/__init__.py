@@ -31,7 +31,7 @@ from certflow.store._errors import (
 )
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, Store, StoredEffect
 from certflow.store._schema import SCHEMA_VERSION
-from certflow.store._sql import check_rollout_name
+from certflow.store._sql import SqlStore, check_rollout_name
 from certflow.store._sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "JournalEntry",
     "PostgresStore",
     "RolloutInfo",
+    "SqlStore",
     "SqliteStore",
     "Store",
     "StoreBusy",
@@ -70,9 +71,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(
-    target: str | os.PathLike[str], *, create: bool = True
-) -> SqliteStore | PostgresStore:
+def open_store(target: str | os.PathLike[str], *, create: bool = True) -> SqlStore:
     """The store at ``target``: a ``postgresql://`` (or ``postgres://``) URL opens
     PostgreSQL (the ``certflow[postgresql]`` extra); a file path, or ``sqlite:///path``,
     opens SQLite.

@@ -360,6 +360,11 @@ class SqlStore:
         self._plans: dict[int, tuple[str, Plan]] = {}
         self._phases: dict[int, tuple[str, Phase]] = {}
 
+    @property
+    def location(self) -> str:
+        """The database as messages name it: a file path, or a URL without its password."""
+        return self._where
+
     def __enter__(self) -> SqlStore:
         return self
 
