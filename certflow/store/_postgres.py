@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -314,6 +314,9 @@ class PostgresStore(SqlStore):
                 copy.write_row(row)
                 if progress is not None and (done % _COPY_PROGRESS == 0 or done == total):
                     progress(done, total)
+
+    def _batched(self) -> AbstractContextManager[object]:
+        return self._conn.pipeline()
 
     def _committed(self, marker: tuple[int, int, str]) -> None:
         self._marker = marker

@@ -43,7 +43,7 @@ import heapq
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -331,6 +331,11 @@ class SqlStore:
         reason, ack_due), calling ``progress(done, total)`` as they go."""
         raise NotImplementedError
 
+    def _batched(self) -> AbstractContextManager[object]:
+        """A block of writes whose results nobody reads: a backend may send them together
+        (PostgreSQL: one pipeline, one round trip). Errors surface by the block's end."""
+        return nullcontext()
+
     def _committed(self, marker: tuple[int, int, str]) -> None:
         """Note the journal entry (rollout id, seq, body) the open transaction writes, so
         that a backend that loses its connection while committing can look it up."""
@@ -564,14 +569,15 @@ class SqlStore:
             port.fetch(d for d in named if isinstance(d, str) and _storable(d))
             for command in batch:
                 self._command(run, port, command)
-            port.flush()
             row.phase = run.phase
             if kind == "command":
                 body: dict[str, Any] = {"command": encode(batch[0])}
             else:
                 body = {"commands": [encode(command) for command in batch]}
-            stored = self._journal(row, at, kind, body, run.effects)
-            self._save(row, at)
+            with self._batched():
+                port.flush()
+                stored = self._journal(row, at, kind, body, run.effects)
+                self._save(row, at)
         return stored
 
     def advance(self, name: str, now: datetime) -> list[StoredEffect]:
