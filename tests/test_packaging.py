@@ -42,3 +42,37 @@ def test_an_editable_install_type_checks_from_outside_the_repository(tmp_path: P
         'variable has type "int")  [assignment]',
         "Found 1 error in 1 file (checked 1 source file)",
     ], done.stdout + done.stderr
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_sqlite_default_imports_no_postgresql_driver() -> None:
+    # PostgreSQL is an optional extra: the store and the command line load psycopg only
+    # when a postgresql:// URL is opened.
+    done = _python(
+        "import sys, certflow, certflow.store, certflow.cli\n"
+        "from certflow.store import open_store\n"
+        "import tempfile, os\n"
+        "open_store(os.path.join(tempfile.mkdtemp(), 'x.db')).close()\n"
+        "print('psycopg' in sys.modules)"
+    )
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_without_psycopg_a_postgresql_url_says_which_extra_to_install() -> None:
+    # A None entry in sys.modules makes `import psycopg` fail, as on a machine without it.
+    done = _python(
+        "import sys\n"
+        "sys.modules['psycopg'] = None\n"
+        "from certflow.store import StoreError, open_store\n"
+        "try:\n"
+        "    open_store('postgresql://u:s3cret@localhost/db')\n"
+        "except StoreError as error:\n"
+        "    print(error)\n"
+    )
+    assert "pip install 'certflow[postgresql]'" in done.stdout, done.stderr
+    assert "s3cret" not in done.stdout + done.stderr

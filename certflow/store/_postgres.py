@@ -43,7 +43,7 @@ from typing import Any
 try:
     import psycopg
     from psycopg import errors, sql
-except ImportError as missing:  # pragma: no cover - the extra is installed wherever tests run
+except ImportError as missing:  # the `postgresql` extra is not installed
     from certflow.store._errors import StoreError
 
     raise StoreError(
