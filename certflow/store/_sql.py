@@ -739,7 +739,7 @@ class SqlStore:
     ) -> list[DeviceRow]:
         """A page of rollout ``name``'s devices in creation order, of ``states`` (all when
         empty), starting after device ``after``: keyset paging, one index range read."""
-        if not isinstance(limit, int) or limit < 1:
+        if not _count(limit):
             raise InvalidInput(f"limit must be a positive number, got {limit!r}")
         wanted = [DeviceState(s).value for s in states]
         with self._transaction(write=False):
@@ -1044,7 +1044,7 @@ class SqlStore:
         at = require_utc("now", now)
         if not isinstance(duration, timedelta) or duration <= timedelta(0):
             raise InvalidInput(f"duration must be a positive timedelta, got {duration!r}")
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
+        if limit is not None and not _count(limit):
             raise InvalidInput(f"limit must be a positive number, got {limit!r}")
         where = [
             "acked_at IS NULL",
@@ -1128,6 +1128,11 @@ class SqlStore:
                 "WHERE rollout = ? AND seq = ? AND position = ? AND acked_at IS NULL",
                 (text, *key),
             )
+
+
+def _count(value: object) -> bool:
+    """Whether ``value`` is a positive whole number (``True`` is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _position(effect_id: str) -> tuple[int, int]:
