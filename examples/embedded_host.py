@@ -4,15 +4,17 @@ Run it from the repository root::
 
     python examples/embedded_host.py                     # 500 devices, 2 workers, a temp db
     python examples/embedded_host.py --devices 5000 --workers 4 --seed 3 --db /tmp/x.db
+    python examples/embedded_host.py --db postgresql://user:password@host:5432/mdm
 
 ``docs/embedding.md`` explains every part. In short, a real host has three roles, each
-with its own :class:`certflow.store.SqliteStore` (one per process or thread):
+with its own store (one per process or thread), which :func:`certflow.store.open_store`
+opens on an SQLite file or on a PostgreSQL database named by a ``postgresql://`` URL:
 
 * **workers** execute device reports as they arrive from the devices, each one
   transaction, wrapped in :func:`certflow.store.retrying` (another writer may hold the
   database for a moment);
-* **a scheduler** sleeps until :meth:`~certflow.store.SqliteStore.next_due` and calls
-  :meth:`~certflow.store.SqliteStore.tick`: that is how checkpoints, notices and the
+* **a scheduler** sleeps until :meth:`~certflow.store.SqlStore.next_due` and calls
+  :meth:`~certflow.store.SqlStore.tick`: that is how checkpoints, notices and the
   deadline happen;
 * **a drainer** performs the effects in the outbox (push the root, e-mail the
   administrators, import the certificate, ...) with :func:`certflow.store.drain`, which
@@ -61,7 +63,7 @@ from certflow import (
     Retry,
     ServerRestarted,
 )
-from certflow.store import SqliteStore, drain, retrying
+from certflow.store import drain, open_store, retrying, without_password
 
 ROLLOUT = "mdm-2026"
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)  # the simulated day the administrator starts
@@ -115,7 +117,7 @@ def worker(number: int, db: str, inbox: Any, outbox: Any) -> None:
     A real worker would take reports from the devices' check-ins (an HTTP endpoint, a
     queue) and read the clock; here the instant comes with the work.
     """
-    store = SqliteStore(db, create=False)
+    store = open_store(db, create=False)
     try:
         while True:
             job = inbox.get()
@@ -139,7 +141,7 @@ class Workers:
 
     def __init__(self, count: int, db: str) -> None:
         # "spawn": every worker is a fresh interpreter that opens its own database
-        # connection; an SQLite connection must never cross a fork.
+        # connection; a database connection must never cross a fork.
         context = multiprocessing.get_context("spawn")
         self.inboxes = [context.Queue() for _ in range(count)]
         self.results = context.Queue()
@@ -211,7 +213,7 @@ class Drainer:
     """
 
     def __init__(self, db: str) -> None:
-        self.store = SqliteStore(db, create=False)
+        self.store = open_store(db, create=False)
         self.performed: set[str] = set()
         self.failed: set[str] = set()
         self.mail_down_once = True
@@ -269,20 +271,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--db",
         default=str(default_db),
-        help=f"the database file, replaced if it exists (default {default_db})",
+        help=f"the database: a file, replaced if it exists (default {default_db}), or a "
+        f"postgresql:// URL of a database that does not hold rollout {ROLLOUT!r} yet",
     )
     args = parser.parse_args(argv)
     if args.devices < 1 or args.workers < 1:
         parser.error("--devices and --workers must be at least 1")
-    db = Path(args.db)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db: str = args.db
+    if db.startswith(("postgresql://", "postgres://")):
+        where = without_password(db)  # never print a password
+    else:  # an SQLite file: start from a fresh one
+        path = Path(db)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        where = str(path.resolve())
 
     # The host creates the rollout when the administrator uploads the new certificate
     # (certflow.certs.rollout_for builds it from the uploaded files; here, from dates).
     reports = plan_reports(args.devices, args.seed)
-    with SqliteStore(db) as store:
+    with open_store(db) as store:
         store.create(
             ROLLOUT,
             certflow.new_rollout(
@@ -296,9 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"created rollout {ROLLOUT!r}: {args.devices:,} devices, {args.workers} workers")
 
-    workers = Workers(args.workers, str(db))
-    drainer = Drainer(str(db))
-    scheduler = SqliteStore(db, create=False)
+    workers = Workers(args.workers, db)
+    drainer = Drainer(db)
+    scheduler = open_store(db, create=False)
     try:
         # The administrator clicks "Distribute Root Certificate".
         print(f"{T0:%b %d %H:%M}  administrator: distribute the root certificate")
@@ -346,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"devices: {counts}")
     print(f"restart required: {'yes' if head.restart_required else 'no'}")
     print(f"effects pending: {len(pending)}")
-    print(f"database: {db.resolve()}")
+    print(f"database: {where}")
     return 0
 
 

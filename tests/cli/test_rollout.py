@@ -1,14 +1,21 @@
 """``certflow rollout``: a stored rollout driven from the command line alone.
 
-Every test runs the real command group on a real SQLite file in ``tmp_path``.
+Every test runs the real command group in-process. A test that uses a database runs once
+per backend (the ``backend`` fixture): on a real SQLite file in ``tmp_path`` and on a real
+PostgreSQL database of the server the test run starts, named by ``--db`` either way. The
+tests about files (a corrupt file, the default ``./certflow.db``) are SQLite's alone; the
+PostgreSQL ones about URLs (an unreachable server, a password in the URL) are at the end.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
+import socket
+import subprocess
 import sys
+import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +24,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from certflow.cli import main
+from tests.backends import Backend, SqliteBackend
 from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
+from tools.pgserver import LocalPostgres
 
 DEVICES = [f"d{n}" for n in range(1, 7)]
 
@@ -65,7 +74,7 @@ def upload(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def new_args(upload: Path, db: Path, name: str = "r1", *extra: str) -> list[str | Path]:
+def new_args(upload: Path, db: str | Path, name: str = "r1", *extra: str) -> list[str | Path]:
     return [
         "rollout", "new", name,
         "--cert", upload / "server.crt", "--cert", upload / "server.key",
@@ -75,21 +84,34 @@ def new_args(upload: Path, db: Path, name: str = "r1", *extra: str) -> list[str 
 
 
 @pytest.fixture
-def db(upload: Path, tmp_path: Path) -> Path:
-    """A database holding rollout ``r1`` over d1..d6, pending at t0."""
-    path = tmp_path / "rollouts.db"
-    cli(*new_args(upload, path))
-    return path
+def db(upload: Path, backend: Backend) -> str:
+    """The backend's database (what ``--db`` takes) holding rollout ``r1`` over d1..d6,
+    pending at t0."""
+    cli(*new_args(upload, backend.target))
+    return backend.target
 
 
-def status(db: Path, when: str, *extra: str) -> dict[str, Any]:
+def created_nothing(backend: Backend) -> bool:
+    """Whether the backend's database is still untouched: no SQLite file; or, in the test's
+    own PostgreSQL database, no ``certflow`` schema and no table in any schema."""
+    if isinstance(backend, SqliteBackend):
+        return not backend.path.exists()  # a query would create the file
+    schemas = backend.query("SELECT count(*) FROM pg_namespace WHERE nspname = 'certflow'")
+    tables = backend.query(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+    )
+    return schemas == tables == [(0,)]
+
+
+def status(db: str, when: str, *extra: str) -> dict[str, Any]:
     data: dict[str, Any] = as_json(
         cli("rollout", "status", "r1", "--db", db, "--now", when, "--json", *extra)
     )
     return data
 
 
-def history(db: Path) -> list[dict[str, Any]]:
+def history(db: str) -> list[dict[str, Any]]:
     out = cli("rollout", "history", "r1", "--db", db, "--json").stdout
     return [json.loads(line) for line in out.splitlines()]
 
@@ -97,12 +119,16 @@ def history(db: Path) -> list[dict[str, Any]]:
 # --- a whole rollout ---------------------------------------------------------------------------
 
 
-def test_a_whole_rollout_from_the_command_line(upload: Path, tmp_path: Path) -> None:
-    db = tmp_path / "certflow.db"
+def test_a_whole_rollout_from_the_command_line(
+    upload: Path, tmp_path: Path, backend: Backend
+) -> None:
+    db = backend.target
     created = as_json(cli(*new_args(upload, db), "--json"))
     assert created["state"] == "pending"
     assert created["devices"] == 6
     assert created["root_publicly_trusted"] is False
+    # The rollout is in the database --db names (not, say, a file named like the URL).
+    assert backend.query("SELECT name, size FROM rollouts") == [("r1", 6)]
     assert "r1" in cli("rollout", "list", "--db", db, "--now", at()).stdout
 
     text = cli("rollout", "distribute", "r1", "--db", db, "--now", at()).stdout
@@ -224,7 +250,7 @@ def test_a_whole_rollout_from_the_command_line(upload: Path, tmp_path: Path) -> 
     assert [(r["rollout"], r["state"], r["devices"]) for r in listed] == [("r1", "forced", 7)]
 
 
-def test_status_pages_by_keyset_and_filters_by_state(db: Path) -> None:
+def test_status_pages_by_keyset_and_filters_by_state(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     for device in ("d2", "d5"):
         cli("rollout", "report", "r1", device, "failed", "--db", db, "--now", at(hours=1))
@@ -253,7 +279,7 @@ def test_status_pages_by_keyset_and_filters_by_state(db: Path) -> None:
     cli("rollout", "status", "r1", "--db", db, "--after", "nope", "--now", at(hours=1), expect=2)
 
 
-def test_the_database_comes_from_certflow_db_when_not_given(db: Path) -> None:
+def test_the_database_comes_from_certflow_db_when_not_given(db: str) -> None:
     listed = cli("rollout", "list", "--json", env={"CERTFLOW_DB": str(db)})
     assert [r["rollout"] for r in as_json(listed)] == ["r1"]
 
@@ -261,7 +287,7 @@ def test_the_database_comes_from_certflow_db_when_not_given(db: Path) -> None:
 # --- confirmations -------------------------------------------------------------------------------
 
 
-def test_proceed_lists_the_devices_cut_off_and_declining_changes_nothing(db: Path) -> None:
+def test_proceed_lists_the_devices_cut_off_and_declining_changes_nothing(db: str) -> None:
     before = history(db)
     declined = cli("rollout", "proceed", "r1", "--db", db, "--now", at(), input="n\n", expect=1)
     assert (
@@ -281,7 +307,7 @@ def test_proceed_lists_the_devices_cut_off_and_declining_changes_nothing(db: Pat
     assert status(db, at())["state"] == "forced"
 
 
-def test_import_now_asks_too_and_needs_an_answer(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_now_asks_too_and_needs_an_answer(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from certflow.cli import _rollout
 
     monkeypatch.setattr(_rollout, "FIRST_IDS", 2)
@@ -301,7 +327,7 @@ def test_import_now_asks_too_and_needs_an_answer(db: Path, monkeypatch: pytest.M
     assert status(db, at(hours=3))["state"] == "forced"
 
 
-def test_yes_skips_the_question(db: Path) -> None:
+def test_yes_skips_the_question(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     done = cli("rollout", "import-now", "r1", "--yes", "--json", "--db", db, "--now", at(hours=1))
     assert "lose communication: d1" in done.stderr  # still listed, not asked
@@ -310,7 +336,7 @@ def test_yes_skips_the_question(db: Path) -> None:
 
 
 def test_no_question_when_no_device_would_lose_communication(
-    db: Path, upload: Path, tmp_path: Path
+    db: str, upload: Path, tmp_path: Path
 ) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     reports = tmp_path / "all.csv"
@@ -330,21 +356,20 @@ def test_no_question_when_no_device_would_lose_communication(
 
 
 def test_new_refuses_a_certificate_with_error_findings_and_creates_nothing(
-    upload: Path, tmp_path: Path
+    upload: Path, backend: Backend
 ) -> None:
-    db = tmp_path / "r.db"
-    args = new_args(upload, db)
+    args = new_args(upload, backend.target)
     args[args.index(HOST)] = "other.example.com"
     refused = cli(*args, expect=1)
     assert "error     host_mismatch" in refused.stdout  # the findings table
     assert refused.stderr.startswith("certflow: refused: the new certificate fails")
-    assert not db.exists()
+    assert created_nothing(backend)
     report = as_json(cli(*args, "--json", expect=1))
     assert report["ok"] is False
 
 
-def test_new_with_an_explicit_root_and_kind(upload: Path, tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+def test_new_with_an_explicit_root_and_kind(upload: Path, backend: Backend) -> None:
+    db = backend.target
     made = as_json(
         cli(*new_args(upload, db, "r2", "--public-root", "--kind", "agent_server", "--json"))
     )
@@ -364,11 +389,10 @@ def test_new_with_an_explicit_root_and_kind(upload: Path, tmp_path: Path) -> Non
     cli("rollout", "retry", "r2", "d1", "--db", db, "--now", at(hours=2), expect=1)
 
 
-def test_new_refuses_a_bad_device_list(upload: Path, tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+def test_new_refuses_a_bad_device_list(upload: Path, tmp_path: Path, backend: Backend) -> None:
     devices = tmp_path / "devices.txt"
     devices.write_text("a\nb\n\na\nc\nb\n")
-    args = new_args(upload, db)
+    args = new_args(upload, backend.target)
     args[args.index(upload / "devices.txt")] = devices
     error = cli(*args, expect=2).stderr
     assert "2 bad lines" in error
@@ -380,25 +404,25 @@ def test_new_refuses_a_bad_device_list(upload: Path, tmp_path: Path) -> None:
     assert "line 2: not UTF-8 text" in cli(*args, expect=2).stderr
     devices.unlink()
     assert "no such file" in cli(*args, expect=2).stderr
-    assert not db.exists()
+    assert created_nothing(backend)
 
 
-def test_new_refuses_a_name_already_taken(upload: Path, db: Path) -> None:
+def test_new_refuses_a_name_already_taken(upload: Path, db: str) -> None:
     assert "already exists" in cli(*new_args(upload, db), expect=2).stderr
 
 
 def test_progress_shows_only_at_a_terminal(
-    upload: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    upload: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from certflow.cli import _rollout
 
     monkeypatch.setattr(_rollout, "PROGRESS_FROM", 1)  # even a small upload is "long"
-    quiet = cli(*new_args(upload, tmp_path / "a.db"))
+    quiet = cli(*new_args(upload, backend.target, "a"))
     assert "Writing devices" not in quiet.output  # not a terminal: nothing extra
     monkeypatch.setattr(_rollout, "_interactive", lambda as_json: not as_json)
-    shown = cli(*new_args(upload, tmp_path / "b.db"))
+    shown = cli(*new_args(upload, backend.target, "b"))
     assert "Writing devices" in shown.stderr
-    data = cli(*new_args(upload, tmp_path / "c.db", "r1", "--json"))
+    data = cli(*new_args(upload, backend.target, "c", "--json"))
     assert "Writing devices" not in data.output
     json.loads(data.stdout)
 
@@ -406,7 +430,7 @@ def test_progress_shows_only_at_a_terminal(
 # --- bad input ---------------------------------------------------------------------------------------
 
 
-def test_a_report_file_with_bad_lines_is_refused_whole(db: Path, tmp_path: Path) -> None:
+def test_a_report_file_with_bad_lines_is_refused_whole(db: str, tmp_path: Path) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     before = status(db, at(hours=1))
     reports = tmp_path / "bad.csv"
@@ -461,7 +485,7 @@ def test_a_report_file_with_bad_lines_is_refused_whole(db: Path, tmp_path: Path)
     )
 
 
-def test_unknown_rollout_and_unknown_device(db: Path) -> None:
+def test_unknown_rollout_and_unknown_device(db: str) -> None:
     missing = cli("rollout", "distribute", "nope", "--db", db, "--now", at(), expect=2)
     assert "no rollout named 'nope'" in missing.stderr
     assert str(db) in missing.stderr
@@ -480,7 +504,7 @@ def test_unknown_rollout_and_unknown_device(db: Path) -> None:
     assert "not of rollout 'r1'" in other.stderr
 
 
-def test_time_never_goes_backwards_and_needs_an_offset(db: Path) -> None:
+def test_time_never_goes_backwards_and_needs_an_offset(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at(days=1))
     before = history(db)
     earlier = cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(), expect=2)
@@ -518,7 +542,7 @@ def test_time_never_goes_backwards_and_needs_an_offset(db: Path) -> None:
     assert history(db)[-1]["at"] == at(days=1)
 
 
-def test_a_refused_command_exits_1_and_changes_nothing(db: Path) -> None:
+def test_a_refused_command_exits_1_and_changes_nothing(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     before = history(db)
     again = cli("rollout", "distribute", "r1", "--db", db, "--now", at(hours=1), expect=1)
@@ -527,7 +551,7 @@ def test_a_refused_command_exits_1_and_changes_nothing(db: Path) -> None:
     assert history(db) == before
 
 
-def test_usage_errors_of_report_and_retry(db: Path) -> None:
+def test_usage_errors_of_report_and_retry(db: str) -> None:
     assert "--file" in cli("rollout", "report", "r1", "--db", db, expect=2).stderr
     assert (
         "--reason"
@@ -543,27 +567,28 @@ def test_usage_errors_of_report_and_retry(db: Path) -> None:
     cli("rollout", "report", "r1", "d1", "maybe", "--db", db, expect=2)
 
 
-def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path) -> None:
-    missing = tmp_path / "none.db"
+def test_a_missing_database_is_an_error_and_is_not_created(backend: Backend) -> None:
+    # SQLite: no file at the path; PostgreSQL: a database without certflow's schema.
+    missing = backend.target
     for command in (["status", "r1"], ["distribute", "r1"], ["list"], ["tick"], ["history", "r1"]):
         error = cli("rollout", *command, "--db", missing, "--now", at(), expect=2).stderr
         assert f"{missing}: no certflow database there" in error
-    assert not missing.exists()
+    assert created_nothing(backend)
 
 
-def test_a_corrupt_or_newer_database_is_refused(db: Path, tmp_path: Path) -> None:
+def test_a_corrupt_database_file_is_refused(tmp_path: Path) -> None:  # SQLite's files only
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"\x00\x13garbage, not SQLite" * 300)
     error = cli("rollout", "status", "r1", "--db", junk, "--now", at(), expect=2).stderr
     assert str(junk) in error
     assert junk.read_bytes() == b"\x00\x13garbage, not SQLite" * 300
 
-    with sqlite3.connect(db) as connection:
-        connection.execute("UPDATE certflow_schema SET version = version + 1")
-    connection.close()
+
+def test_a_newer_database_is_refused(db: str, backend: Backend) -> None:
+    backend.query("UPDATE certflow_schema SET version = version + 1")
     newer = cli("rollout", "list", "--db", db, "--now", at(), expect=2).stderr
     assert "written by a newer certflow" in newer
-    assert str(db) in newer
+    assert db in newer
 
 
 def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
@@ -615,7 +640,7 @@ ERRORS_NAMING_OPTIONS: list[tuple[str, list[str]]] = [
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
 def test_every_option_an_error_names_is_an_option_of_that_command(
-    command: str, args: list[str], db: Path
+    command: str, args: list[str], db: str
 ) -> None:
     done = cli("rollout", command, *args, "--db", db, expect=2)
     named = _options(done.stderr)
@@ -624,7 +649,7 @@ def test_every_option_an_error_names_is_an_option_of_that_command(
     assert named <= offered, f"{done.stderr} names {named - offered}, not in --help"
 
 
-def test_the_import_prompt_names_an_option_of_its_command(db: Path) -> None:
+def test_the_import_prompt_names_an_option_of_its_command(db: str) -> None:
     for command in ("proceed", "distribute", "import-now"):  # import from pending, distributing
         if command == "distribute":
             cli("rollout", command, "r1", "--db", db, "--now", at(hours=1))
@@ -635,30 +660,37 @@ def test_the_import_prompt_names_an_option_of_its_command(db: Path) -> None:
         assert named <= _options(cli("rollout", command, "--help").stdout)
 
 
-def test_the_clock_is_read_only_without_now(db: Path) -> None:
+def test_the_clock_is_read_only_without_now(db: str) -> None:
     # No --now: the current time, which is after t0, so the rollout accepts it.
     cli("rollout", "tick", "r1", "--db", db)
     assert datetime.fromisoformat(history(db)[-1]["at"]) > datetime.now(UTC) - timedelta(minutes=5)
 
 
-def test_a_real_process_exits_with_the_codes_and_no_traceback(db: Path, tmp_path: Path) -> None:
-    import subprocess
+def run_process(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``certflow rollout ARGS`` as a real process in ``cwd``; never a traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "certflow", "rollout", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+    return done
 
-    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "certflow", "rollout", *map(str, args)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert "Traceback" not in done.stdout + done.stderr
-        return done
 
-    assert run("distribute", "r1", "--db", db, "--now", at()).returncode == 0
-    refused = run("distribute", "r1", "--db", db, "--now", at(hours=1))
+def test_a_real_process_exits_with_the_codes_and_no_traceback(db: str, tmp_path: Path) -> None:
+    assert run_process(tmp_path, "distribute", "r1", "--db", db, "--now", at()).returncode == 0
+    refused = run_process(tmp_path, "distribute", "r1", "--db", db, "--now", at(hours=1))
     assert (refused.returncode, refused.stderr[:18]) == (1, "certflow: refused:")
+
+
+def test_a_real_process_refuses_a_corrupt_file_and_creates_no_default(tmp_path: Path) -> None:
+    # SQLite's files only: a relative --db path, and ./certflow.db when --db is not given.
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return run_process(tmp_path, *args)
+
     (tmp_path / "junk.db").write_bytes(b"junk" * 1000)
     corrupt = run("list", "--db", "junk.db")
     assert (corrupt.returncode, corrupt.stderr[:16]) == (2, "certflow: error:")
@@ -668,27 +700,25 @@ def test_a_real_process_exits_with_the_codes_and_no_traceback(db: Path, tmp_path
     assert not (tmp_path / "certflow.db").exists()
 
 
-def test_new_with_a_bad_name_creates_no_database(tmp_path: Path) -> None:
-    db = tmp_path / "fresh.db"
+def test_new_with_a_bad_name_creates_no_database(tmp_path: Path, backend: Backend) -> None:
     for name in "xyz":
         (tmp_path / name).write_text("")
     result = CliRunner().invoke(
         main,
-        ["rollout", "new", "bad name", "--db", str(db), "--cert", str(tmp_path / "x"),
+        ["rollout", "new", "bad name", "--db", backend.target, "--cert", str(tmp_path / "x"),
          "--existing", str(tmp_path / "y"), "--devices", str(tmp_path / "z"), "--host", "h"],
     )  # fmt: skip
     assert result.exit_code == 2
     assert "rollout name 'bad name' is not valid" in result.output
-    assert not db.exists()
+    assert created_nothing(backend)
 
 
-def test_forecast_of_a_stored_rollout_reads_its_journal(tmp_path: Path) -> None:
+def test_forecast_of_a_stored_rollout_reads_its_journal(backend: Backend) -> None:
     import certflow as cf
-    from certflow.store import SqliteStore
     from tests.core.strategies import HOUR, T0, build
 
-    db = tmp_path / "f.db"
-    with SqliteStore(db) as store:
+    db = backend.target
+    with backend.open() as store:
         store.create("live", build(60))
         store.execute("live", cf.DistributeRoot(), T0)
         for n in range(40):  # answers spread over two days, a few failures
@@ -708,14 +738,14 @@ def test_forecast_of_a_stored_rollout_reads_its_journal(tmp_path: Path) -> None:
     assert abs(sum(chances) + document["as_is"]["other"] - 1) < 1e-9
     text = cli("rollout", "forecast", "live", "--db", db, "--now", now, "--runs", "20").stdout
     assert text.startswith(f"forecast at {now[:10]} 09:00 UTC from 20 simulated futures")
-    with SqliteStore(db) as store:  # a forecast writes nothing
+    with backend.open(create=False) as store:  # a forecast writes nothing
         assert [e.kind for e in store.journal("live")][-1] == "command"
         store.create("waiting", build(3))
     refused = cli("rollout", "forecast", "waiting", "--db", db, "--now", now, expect=2)
     assert "only a distributing rollout can be forecast; this one is pending" in refused.stderr
 
 
-def test_an_import_the_rules_refuse_is_refused_before_any_question(db: Path) -> None:
+def test_an_import_the_rules_refuse_is_refused_before_any_question(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     before = history(db)
     refused = cli("rollout", "proceed", "r1", "--db", db, "--now", at(hours=1), expect=1)
@@ -738,28 +768,26 @@ def test_an_import_the_rules_refuse_is_refused_before_any_question(db: Path) -> 
         (["ack", "r1", "r1:02:0"], "no effect with id 'r1:02:0'"),
     ],
 )
-def test_odd_input_is_a_clear_error_not_a_traceback(
-    db: Path, args: list[str], message: str
-) -> None:
+def test_odd_input_is_a_clear_error_not_a_traceback(db: str, args: list[str], message: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     result = cli("rollout", *args, "--db", db, "--now", at(1), expect=2)
     assert message in result.stderr
 
 
 @pytest.mark.parametrize("when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-01:00"])
-def test_an_instant_out_of_range_is_bad_input(db: Path, when: str) -> None:
+def test_an_instant_out_of_range_is_bad_input(db: str, when: str) -> None:
     result = cli("rollout", "status", "r1", "--db", db, "--now", when, expect=2)
     assert "is out of range" in result.stderr
 
 
-def test_distributing_near_the_end_of_time_is_bad_input(db: Path) -> None:
+def test_distributing_near_the_end_of_time_is_bad_input(db: str) -> None:
     result = cli(
         "rollout", "distribute", "r1", "--db", db, "--now", "9999-12-31T00:00:00Z", expect=2
     )
     assert "out of range" in result.stderr
 
 
-def test_status_with_an_unknown_after_advances_nothing(db: Path) -> None:
+def test_status_with_an_unknown_after_advances_nothing(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     before = history(db)
     result = cli(
@@ -769,16 +797,15 @@ def test_status_with_an_unknown_after_advances_nothing(db: Path) -> None:
     assert history(db) == before  # the day-21 import was not run by a failed read
 
 
-def test_status_before_the_rollout_s_clock_is_refused(db: Path) -> None:
+def test_status_before_the_rollout_s_clock_is_refused(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at(1))
     result = cli("rollout", "status", "r1", "--db", db, "--now", at(0), expect=2)
     assert "is earlier than the last instant rollout 'r1' has seen" in result.stderr
 
 
-def test_the_exported_history_replays_to_the_stored_rollout(db: Path) -> None:
+def test_the_exported_history_replays_to_the_stored_rollout(db: str, backend: Backend) -> None:
     import certflow as cf
     from certflow.core.serialization import decode_command
-    from certflow.store import SqliteStore
 
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(hours=1))
@@ -787,14 +814,111 @@ def test_the_exported_history_replays_to_the_stored_rollout(db: Path) -> None:
     for entry in rest:
         commands = [decode_command(c) for c in entry["commands"]]
         rollout = cf.apply_all(rollout, commands, datetime.fromisoformat(entry["at"])).rollout
-    with SqliteStore(db) as store:
+    with backend.open(create=False) as store:
         assert cf.dumps(rollout) == store.dumps("r1")
 
 
-def test_an_empty_reason_column_is_no_reason(db: Path, tmp_path: Path) -> None:
+def test_an_empty_reason_column_is_no_reason(db: str, tmp_path: Path) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     reports = tmp_path / "r.csv"
     reports.write_text("d2,installed,\nd3,failed,timeout\n")
     cli("rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(1))
     counts = status(db, at(1))["counts"]
     assert (counts["installed"], counts["failed"]) == (1, 1)
+
+
+# --- PostgreSQL URLs -------------------------------------------------------------------------------
+
+PASSWORD = "s3cret"
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections: bound for the test (so that nothing
+    else takes it) but never listening."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port: int = holder.getsockname()[1]
+        yield port
+
+
+def test_an_unreachable_server_is_one_line_naming_the_url_without_its_password(
+    upload: Path, closed_port: int
+) -> None:
+    url = f"postgresql://certflow:{PASSWORD}@127.0.0.1:{closed_port}/x"
+    shown = f"postgresql://certflow:***@127.0.0.1:{closed_port}/x"
+    runs = [
+        cli("rollout", *command, "--db", url, "--now", at(), expect=2)
+        for command in (["status", "r1"], ["list"], ["tick"], ["distribute", "r1"])
+    ]
+    runs.append(cli(*new_args(upload, url), expect=2))
+    for done in runs:
+        said = done.stdout + done.stderr
+        assert PASSWORD not in said
+        assert "***" in said
+        assert "Traceback" not in said
+        assert shown in done.stderr
+        assert "cannot connect" in done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def rollouts_in(url: str) -> list[str]:
+    """The names of the rollouts in the ``certflow`` schema of the database at ``url``."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute("SELECT name FROM certflow.rollouts ORDER BY name").fetchall()
+    return [name for (name,) in rows]
+
+
+def test_a_password_in_the_url_is_never_shown(
+    upload: Path, postgres_server: LocalPostgres, postgres_url: str
+) -> None:
+    # The test server trusts local connections: the password is accepted and ignored.
+    dbname = urllib.parse.urlsplit(postgres_url).path.lstrip("/")
+    url = postgres_server.url(dbname, password=PASSWORD)
+    shown = f"postgresql://certflow:***@{postgres_server.host}:{postgres_server.port}/{dbname}"
+    runs = {
+        "new": cli(*new_args(upload, url)),
+        "new --json": cli(*new_args(upload, url, "r2", "--json")),
+        "list": cli("rollout", "list", "--db", url, "--now", at()),
+        "status": cli("rollout", "status", "r1", "--db", url, "--now", at()),
+        "CERTFLOW_DB": cli("rollout", "list", "--now", at(), env={"CERTFLOW_DB": url}),
+        # Errors that name the database.
+        "no such rollout": cli("rollout", "distribute", "no", "--db", url, "--now", at(), expect=2),
+        "name taken": cli(*new_args(upload, url), expect=2),
+    }
+    assert rollouts_in(postgres_url) == ["r1", "r2"]
+    assert "r1" in runs["list"].stdout
+    assert shown in runs["no such rollout"].stderr
+    # `rollout new` echoes --db as given ("Created rollout ... in URL", and "database" in
+    # its --json): the one place that showed the password when this test was written.
+    shown_in = [what for what, done in runs.items() if PASSWORD in done.stdout + done.stderr]
+    assert shown_in == []
+
+
+def test_a_schema_of_other_tables_is_refused_and_left_alone(
+    upload: Path, postgres_url: str
+) -> None:
+    import psycopg
+
+    # PostgreSQL's counterpart of a file that is not certflow's: a schema named `certflow`
+    # holding someone else's table.
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA certflow")
+        connection.execute("CREATE TABLE certflow.orders (id integer)")
+        connection.execute("INSERT INTO certflow.orders VALUES (7)")
+    for done in (
+        cli("rollout", "list", "--db", postgres_url, "--now", at(), expect=2),
+        cli("rollout", "status", "r1", "--db", postgres_url, "--now", at(), expect=2),
+        cli(*new_args(upload, postgres_url), expect=2),
+    ):
+        assert f"{postgres_url}: schema 'certflow' holds tables that are not certflow's" in (
+            done.stderr
+        )
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        tables = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'certflow'"
+        ).fetchall()
+        assert tables == [("orders",)]
+        assert connection.execute("SELECT id FROM certflow.orders").fetchall() == [(7,)]

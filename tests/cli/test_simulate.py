@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from certflow.cli import EXIT_OK, main
+from tools.pgserver import LocalPostgres
 
 
 def test_simulate_quiet_prints_one_result_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,3 +127,48 @@ def test_simulate_db_does_not_go_with_runs(capsys: pytest.CaptureFixture[str]) -
         main.main(["simulate", "--runs", "2", "--db", "x.db"], standalone_mode=False)
     assert exited.value.code == 2
     assert "--db stores one simulated rollout" in capsys.readouterr().err
+
+
+def test_simulate_through_postgresql_never_shows_the_password(
+    postgres_server: LocalPostgres, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    # The test server trusts local connections: the password is accepted and ignored.
+    dbname = urllib.parse.urlsplit(postgres_url).path.lstrip("/")
+    url = postgres_server.url(dbname, password="s3cret")
+    shown = f"postgresql://certflow:***@{postgres_server.host}:{postgres_server.port}/{dbname}"
+    code = main.main(["simulate", "--devices", "2000", "--db", url], standalone_mode=False)
+    assert code == EXIT_OK
+    said = capsys.readouterr()
+    assert "s3cret" not in said.out + said.err
+    assert f"database: {shown} (rollout demo)" in said.out
+    assert f"$ certflow rollout status demo --db {shown} " in said.out
+    status = said.out[said.out.index("$ certflow rollout status") :]
+    assert "Rollout:          demo: " in status
+    assert "DEVICE" in status
+    # The same name again is refused before anything runs, naming the database safely.
+    with pytest.raises(SystemExit) as exited:
+        main.main(["simulate", "--devices", "300", "--db", url], standalone_mode=False)
+    assert exited.value.code == 2
+    refused = capsys.readouterr()
+    assert f"{shown} already holds a rollout named 'demo'" in refused.err
+    assert "s3cret" not in refused.out + refused.err
+    code = main.main(
+        ["simulate", "--devices", "20", "--db", url, "--name", "again", "--json"],
+        standalone_mode=False,
+    )
+    assert code == EXIT_OK
+    said = capsys.readouterr()
+    assert "s3cret" not in said.out + said.err
+    document = json.loads(said.out)
+    assert (document["database"], document["rollout"]) == (shown, "again")
+    # Both runs are in the PostgreSQL database, every device of them (the demo enrols some
+    # devices as it goes, hence at least 2000).
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT name, size FROM certflow.rollouts ORDER BY name"
+        ).fetchall()
+    assert [name for name, _ in rows] == ["again", "demo"]
+    assert rows[0][1] == sum(document["counts"].values())
+    assert rows[1][1] >= 2000
