@@ -455,6 +455,7 @@ def rollout_new(
         _progress("Writing devices", len(ids), _interactive(as_json)) as progress,
     ):
         info = store.create(name, rollout, progress=progress)
+        store_location = store.location  # a URL without its password
     public = rollout.plan.root_publicly_trusted
     if as_json:
         print_json(
@@ -466,12 +467,13 @@ def rollout_new(
                 "root_publicly_trusted": public,
                 "new_not_after": rollout.plan.new_not_after.isoformat(),
                 "existing_not_after": rollout.plan.existing_not_after.isoformat(),
-                "database": db,
+                "database": store_location,
             }
         )
         return EXIT_OK
     click.echo(
-        f"Created rollout {info.name} ({info.state.value}) for {info.devices:,} devices in {db}"
+        f"Created rollout {info.name} ({info.state.value}) for {info.devices:,} devices "
+        f"in {store_location}"
     )
     click.echo(f"Current certificate expires {show(rollout.plan.existing_not_after)}")
     click.echo(f"New certificate valid until {show(rollout.plan.new_not_after)}")
