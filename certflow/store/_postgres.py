@@ -21,10 +21,12 @@ Theory of operation
   are written back by one pipelined ``executemany``.
 - **A lost connection** (the server restarted, a network cut) is
   :class:`StoreUnavailable`, safe to retry, and the next command reconnects. If it is
-  lost while committing, the store reconnects (for up to ``in_doubt_wait`` seconds) and
-  looks for the journal entry the command wrote: found, the command committed and
-  returns normally; absent, it did not, and the error says so. Only if the server stays
-  away that long is the outcome unknown, and the error says that instead.
+  lost while committing, the store reconnects (for up to ``in_doubt_wait`` seconds),
+  waits for the transaction to let go of the rollout row (a cut connection leaves it
+  running on the server, perhaps still committing), and looks for the journal entry the
+  command wrote: found, the command committed and returns normally; absent, it did not,
+  and the error says so. Only if the server stays away, or the transaction does not end,
+  that long is the outcome unknown, and the error says that instead.
 
 Limits, stated plainly: one store object holds one connection and belongs to one
 thread; certflow's tables live in their own PostgreSQL schema (namespace, ``certflow``
@@ -369,6 +371,11 @@ class PostgresStore(SqlStore):
             try:
                 conn = self._connection()
                 rollout, seq, body = marker
+                # Only a connection was lost: the transaction may still be committing on
+                # the server (waiting for a synchronous standby, say), invisible until it
+                # ends. Wait for it to let go of the rollout row it locked, or its entry
+                # would be found missing and the command, retried, applied twice.
+                conn.execute("SELECT 1 FROM rollouts WHERE id = %s FOR SHARE", (rollout,))
                 found = conn.execute(
                     "SELECT body = %s FROM journal WHERE rollout = %s AND seq = %s",
                     (body, rollout, seq),
@@ -378,8 +385,9 @@ class PostgresStore(SqlStore):
                 if time.monotonic() + delay > deadline:
                     raise StoreError(
                         f"{self._where}: the connection was lost while committing ({text}) "
-                        f"and the server did not answer within {self.in_doubt_wait:g} s, so "
-                        "whether the command was applied is unknown; look at the rollout's "
+                        f"and within {self.in_doubt_wait:g} s the server did not answer or the "
+                        "transaction did not end, so whether the command was applied is "
+                        "unknown; look at the rollout's "
                         "history before repeating it (a repeated device report is harmless)"
                     ) from None
                 time.sleep(delay)
