@@ -34,7 +34,9 @@ DAY = timedelta(days=1)
 
 @attrs.frozen
 class Row:
-    """One line of the table. ``target``/``met`` are None where there is no target."""
+    """One line of the table. ``target``/``met`` are None where there is no target;
+    ``amount`` is the measured value as a number (seconds, bytes) where two
+    implementations' rows are compared by their ratio."""
 
     size: int
     impl: str
@@ -43,6 +45,7 @@ class Row:
     target: str = "-"
     met: bool | None = None
     note: str = ""
+    amount: float | None = None
 
 
 def seconds(value: float) -> str:

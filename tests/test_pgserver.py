@@ -151,6 +151,36 @@ def test_stop_removes_the_folder_and_frees_the_port() -> None:
         server.url()
 
 
+def server_settings(url: str, *names: str) -> dict[str, str]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)
+        ).fetchall()
+    return dict(rows)
+
+
+def test_settings_override_the_defaults_and_survive_a_restart(
+    postgres_server: LocalPostgres,
+) -> None:
+    names = ("fsync", "synchronous_commit", "full_page_writes", "cluster_name", "max_connections")
+    # The session's server runs with the defaults: durability off.
+    assert server_settings(postgres_server.url(), *names) == {
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "cluster_name": "",
+        "max_connections": "200",
+    }
+    chosen = {"fsync": "on", "full_page_writes": "on", "cluster_name": "it's a bench"}
+    with LocalPostgres(settings=chosen) as server:
+        expected = {**chosen, "synchronous_commit": "off", "max_connections": "200"}
+        assert server_settings(server.url(), *names) == expected
+        server.restart()
+        assert server_settings(server.url(), *names) == expected
+    with pytest.raises(ValueError, match="server setting 'fsync=off -c x'"):
+        LocalPostgres(settings={"fsync=off -c x": "on"})
+
+
 def test_a_server_that_fails_to_start_says_why_and_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,8 +2,9 @@
 
 ``LocalPostgres`` runs ``initdb`` into a fresh temporary folder (in memory, under /dev/shm,
 when there is room) and starts the server on a free port of 127.0.0.1 with durability
-switched off (the data is thrown away, so fsync only costs time). ``tests/conftest.py``
-starts one per test session and gives each test a database of its own.
+switched off (the data is thrown away, so fsync only costs time); ``settings`` overrides
+that (``benchmarks/bench_store.py`` switches fsync back on). ``tests/conftest.py`` starts
+one per test session and gives each test a database of its own.
 
 ``initdb`` and ``pg_ctl`` refuse to run as root, so as root they run as the ``postgres``
 user. The server is stopped and its folder removed by ``stop()``, at interpreter exit
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Self
@@ -59,6 +61,7 @@ SERVER_SETTINGS = (
     f"-c listen_addresses={HOST} -c max_connections=200"
 )
 _DATABASE_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 class PostgresUnavailable(Exception):
@@ -217,12 +220,22 @@ class LocalPostgres:
     database made by ``create_database()``.
     """
 
-    def __init__(self, bindir: Path | None = None, parent: Path | None = None) -> None:
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        parent: Path | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         """``bindir``: the folder of initdb and pg_ctl (default: ``find_bindir()``);
         ``parent``: where to make the temporary folder (default: /dev/shm if roomy, else
-        $TMPDIR)."""
+        $TMPDIR); ``settings``: server settings (``{"fsync": "on"}``), each passed as
+        ``-c name=value`` after the defaults (``SERVER_SETTINGS``), so overriding them."""
         self._bindir = bindir
         self._parent = parent
+        self._settings = dict(settings or {})
+        for name in self._settings:
+            if not _SETTING_NAME.fullmatch(name):
+                raise ValueError(f"server setting {name!r}: letters, digits, _ and .")
         self._root: Path | None = None
         self._port: int | None = None
         self._account: tuple[int, int] | None = None
@@ -442,8 +455,11 @@ class LocalPostgres:
             raise PostgresUnavailable(self._failure("initdb", result))
 
     def _start_options(self, root: Path, port: int) -> tuple[str, ...]:
-        # pg_ctl hands -o to a shell: quote the one path in it.
+        # pg_ctl hands -o to a shell: quote the path and the values in it. Of two -c for
+        # one setting, the later wins.
         options = f"{SERVER_SETTINGS} -p {port} -k {shlex.quote(str(root / 'socket'))}"
+        for name, value in self._settings.items():
+            options += f" -c {shlex.quote(f'{name}={value}')}"
         data, log = str(root / "data"), str(root / "server.log")
         return ("-D", data, "-w", "-t", str(START_TIMEOUT), "-l", log, "-o", options)
 
