@@ -65,6 +65,15 @@ _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 _COPY_PROGRESS = 20_000
 # The lock every migrating process takes, so that a schema is migrated once.
 _MIGRATION_LOCK = 0x63657274666C6F77  # "certflow"
+# What a server answers to a connection that retrying will not change (other failures,
+# such as a server starting up or too many clients, are worth another try).
+_REFUSED = (
+    "does not exist",
+    "authentication failed",
+    "pg_hba.conf",
+    "permission denied",
+    "not permitted to log in",
+)
 _BUSY = (
     errors.LockNotAvailable,
     errors.SerializationFailure,
@@ -145,9 +154,16 @@ class PostgresStore(SqlStore):
                 application_name="certflow",
             )
         except psycopg.Error as error:
+            text = self._first_line(error)
+            if any(reason in text for reason in _REFUSED):
+                # The server answered, and no retry will change its answer.
+                raise StoreError(
+                    f"{self._where}: the PostgreSQL server refused the connection ({text}); "
+                    "check the URL's user, password and database"
+                ) from None
             raise StoreUnavailable(
-                f"{self._where}: cannot connect to the PostgreSQL server "
-                f"({self._first_line(error)}); check the URL and that the server runs"
+                f"{self._where}: cannot connect to the PostgreSQL server ({text}); check the "
+                "URL and that the server runs"
             ) from None
         except (ValueError, TypeError) as error:  # psycopg refuses a malformed URL so
             raise InvalidInput(f"{self._where}: not a usable PostgreSQL URL ({error})") from None
@@ -204,7 +220,11 @@ class PostgresStore(SqlStore):
             )
         if not tables:
             return 0
-        found = conn.execute("SELECT version FROM certflow_schema").fetchone()
+        # Named with its schema: a role without USAGE on it would otherwise be told the
+        # table is missing (the search path skips a schema it may not use).
+        found = conn.execute(
+            sql.SQL("SELECT version FROM {}.certflow_schema").format(sql.Identifier(self.schema))
+        ).fetchone()
         version = 0 if found is None else int(found[0])
         if version > SCHEMA_VERSION:
             raise StoreError(
