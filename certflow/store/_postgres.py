@@ -337,6 +337,14 @@ class PostgresStore(SqlStore):
                 if progress is not None and (done % _COPY_PROGRESS == 0 or done == total):
                     progress(done, total)
 
+    def _created(self) -> None:
+        # Statistics now, not when autovacuum gets round to it (a minute or more): without
+        # them the planner reads a batch's devices through the rollout's whole key range.
+        # Only the tables' owner may; for another role it is a warning, and a lost
+        # connection shows up on the next command, so neither stops the creation.
+        with suppress(psycopg.Error):
+            self._conn.execute("ANALYZE devices")
+
     def _batched(self) -> AbstractContextManager[object]:
         return self._conn.pipeline()
 

@@ -249,7 +249,7 @@ class _Port:
             for device_id in chunk:
                 self.devices[device_id] = None
             for device_id, *values in store._q(
-                f"SELECT device_id, {_DEVICE} FROM devices WHERE rollout = ? "
+                f"SELECT device_id, {_DEVICE} FROM {store._by_device_id} WHERE rollout = ? "
                 f"AND device_id IN ({marks})",
                 (self.row.id, *chunk),
             ):
@@ -297,6 +297,8 @@ class SqlStore:
     clock_skew: timedelta
     # A read of the acknowledgement deadlines that goes through their index.
     _by_ack_due: ClassVar[str] = "devices"
+    # A read of devices by id that goes through that index (a batch's IN lists).
+    _by_device_id: ClassVar[str] = "devices"
     # What a write transaction appends to its read of the rollout row to own it.
     _lock_rollout: ClassVar[str] = ""
     # What a lease appends to its read of the outbox, so that drainers skip each other.
@@ -335,6 +337,9 @@ class SqlStore:
         """A block of writes whose results nobody reads: a backend may send them together
         (PostgreSQL: one pipeline, one round trip). Errors surface by the block's end."""
         return nullcontext()
+
+    def _created(self) -> None:
+        """A new rollout's device rows were committed (a backend may gather statistics)."""
 
     def _committed(self, marker: tuple[int, int, str]) -> None:
         """Note the journal entry (rollout id, seq, body) the open transaction writes, so
@@ -538,6 +543,7 @@ class SqlStore:
                 "INSERT INTO journal (rollout, seq, at, kind, body) VALUES (?, 1, ?, 'create', ?)",
                 (rollout_id, self._put(rollout.clock), text),
             )
+        self._created()
         return self.info(name)
 
     # --- commands ----------------------------------------------------------------------------

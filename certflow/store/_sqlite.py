@@ -168,6 +168,9 @@ class SqliteStore(SqlStore):
     # SQLite's planner keeps no statistics: name the deadline index, or a timeout that
     # moves the devices of one deadline would read the whole rollout by its key.
     _by_ack_due = "devices INDEXED BY devices_by_ack_due"
+    # Likewise for a batch's devices: read by the rollout's key range, an IN list of ids
+    # would read the whole rollout once per chunk.
+    _by_device_id = "devices INDEXED BY devices_by_id"
 
     def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         return self._db.execute(sql, params)

@@ -314,13 +314,44 @@ def test_a_device_report_reads_and_writes_a_constant_number_of_rows(tmp_path: Pa
     assert not any("SCAN" in s.upper() for s in counts[0])
 
 
-def test_postgresql_reads_one_device_through_its_index(postgres_url: str) -> None:
+def _batch_read(store: AnyStore, ids: list[str]) -> list[str]:
+    """The statements with which a batch of reports on ``ids`` reads its devices."""
+    sent = _statements_of(
+        store, lambda: store.execute_many("r", [cf.DeviceInstalled(d) for d in ids], day(1))
+    )
+    return [t for t in sent if "device_id IN (" in t]
+
+
+def test_sqlite_reads_a_batch_s_devices_through_their_index(sqlite_store: SqliteStore) -> None:
+    # Without statistics SQLite would read the rollout's whole key range per IN list
+    # (a 100,000-report batch at 1M devices took 36 s instead of 2.4 s).
+    store = sqlite_store
+    store.create("r", distributing(5_000))
+    ids = [f"d{i}" for i in range(0, 5_000, 7)]
+    reads = _batch_read(store, ids)
+    assert reads
+    for text in reads:
+        marks = text.count("?")
+        plan = str(
+            store._db.execute("EXPLAIN QUERY PLAN " + text, (1, *ids[: marks - 1])).fetchall()
+        )
+        assert "devices_by_id" in plan, plan
+
+
+def test_postgresql_reads_a_batch_s_devices_through_their_index(postgres_url: str) -> None:
+    # The store gathers statistics when it creates a rollout: without them (autovacuum
+    # comes a minute or more later) the planner reads the rollout's key range instead.
     with PostgresStore(postgres_url) as store:
-        store.create("r", distributing(20_000))
-        store._q("ANALYZE devices")
+        store.create("r", distributing(100_000))
+        [(analyzed,)] = store._q(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'devices'"
+        ).fetchall()
+        assert analyzed is not None
+        ids = [f"d{i}" for i in range(0, 100_000, 200)]
         plan = store._q(
-            "EXPLAIN SELECT device_id, idx FROM devices WHERE rollout = ? AND device_id IN (?)",
-            (1, "d3"),
+            "EXPLAIN SELECT device_id, idx FROM devices WHERE rollout = ? AND device_id IN "
+            f"({', '.join('?' * len(ids))})",
+            (1, *ids),
         ).fetchall()
         assert "devices_by_id" in str(plan), plan
         plan = store._q(
