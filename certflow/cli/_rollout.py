@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -959,6 +961,7 @@ def rollout_status(
             store.device(name, after)  # an unknown --after fails before anything is advanced
         head = store.overview(name, at)
         rows = store.devices(name, wanted, after=after, limit=limit)
+        location = store.location
     following = rows[-1].device_id if len(rows) == limit else None
     if as_json:
         print_json(
@@ -975,8 +978,16 @@ def rollout_status(
     _print_devices(rows)
     if following is not None:
         filters = "".join(f" --state {s}" for s in states)
+        # The database too, unless the next command finds it by itself; a URL's password
+        # is never shown, so it is left to CERTFLOW_DB or ~/.pgpass.
+        chosen = (
+            ""
+            if db in ("certflow.db", os.environ.get("CERTFLOW_DB"))
+            else f" --db {shlex.quote(location)}"
+        )
         click.echo(
-            f"More: certflow rollout status {name}{filters} --limit {limit} --after {following}"
+            f"More: certflow rollout status {name}{chosen}{filters} --limit {limit} "
+            f"--after {shlex.quote(following)}"
         )
     return EXIT_OK
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from certflow.cli import main
+from certflow.store import without_password
 from tests.backends import Backend, SqliteBackend
 from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
 from tools.pgserver import LocalPostgres
@@ -275,7 +277,22 @@ def test_status_pages_by_keyset_and_filters_by_state(db: str) -> None:
     assert "Complete:         0.0% (0 of 6 in-scope devices trust the root)" in text
     assert "Extension:        not yet, from 2026-03-07 12:00 UTC" in text
     assert re.search(r"d2\s+failed\s+1\s+2026-03-01 12:00 UTC\s+2026-03-01 13:00 UTC", text)
-    assert "More: certflow rollout status r1 --limit 2 --after d2" in text
+    # The next page's command names the database it came from (a URL without password).
+    shown = without_password(str(db))
+    assert (
+        f"More: certflow rollout status r1 --db {shlex.quote(shown)} --limit 2 --after d2" in text
+    )
+    from_env = cli(
+        "rollout",
+        "status",
+        "r1",
+        "--now",
+        at(hours=1),
+        "--limit",
+        "2",
+        env={"CERTFLOW_DB": str(db)},
+    )
+    assert "More: certflow rollout status r1 --limit 2 --after d2" in from_env.stdout
     cli("rollout", "status", "r1", "--db", db, "--after", "nope", "--now", at(hours=1), expect=2)
 
 
