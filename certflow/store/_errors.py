@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import unquote
 
 from certflow.core.errors import CertflowError
 
-__all__ = ["StoreBusy", "StoreError", "StoreUnavailable", "UnknownRollout", "without_password"]
+__all__ = [
+    "StoreBusy",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownRollout",
+    "secrets_of",
+    "without_password",
+]
 
 
 class StoreError(CertflowError):
@@ -40,19 +48,46 @@ class UnknownRollout(StoreError, KeyError):
 
 
 def without_password(url: str) -> str:
-    """``url`` with its password (in the authority or as a ``password=`` parameter)
-    replaced by ``***``, so that no message or log line ever shows one."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<database URL that cannot be parsed>"
-    netloc = parts.netloc
-    if password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:***@{host}"
-    query = "&".join(
-        "password=***" if pair.partition("=")[0] == "password" else pair
-        for pair in parts.query.split("&")
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    """``url`` with its password (in the authority, or as a ``password`` parameter)
+    replaced by ``***``, so that no message or log line ever shows one.
+
+    libpq reads a password up to the ``@`` before the host, whatever it holds (``#``,
+    ``?`` and ``/`` included), so the authority ends at the last ``@``: when in doubt,
+    this hides more than the password, never less.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+    head, question, query = rest.partition("?")
+    if question:
+        pairs = [
+            "password=***" if unquote(pair.partition("=")[0]).strip() == "password" else pair
+            for pair in query.split("&")
+        ]
+        rest = f"{head}?{'&'.join(pairs)}"
+    return f"{scheme}://{rest}"
+
+
+def secrets_of(url: str) -> list[str]:
+    """Every spelling of ``url``'s password that a message could echo (as written and
+    percent-decoded), longest first, for scrubbing text that quotes the URL."""
+    found: set[str] = set()
+    _, separator, rest = url.partition("://")
+    if separator:
+        at = rest.rfind("@")
+        if at >= 0 and ":" in rest[:at]:
+            found.add(rest[:at].partition(":")[2])
+        for pair in rest.partition("?")[2].split("&"):
+            key, _, value = pair.partition("=")
+            if unquote(key).strip() == "password":
+                found.add(value)
+    found |= {unquote(s) for s in found}
+    # libpq may stop reading a password at a delimiter it holds ('?', '/', '#', ...) and
+    # quote the rest: its pieces are secrets too.
+    found |= {p for s in list(found) for p in re.split(r"[?/#&=@:]", s) if len(p) >= 3}
+    return sorted((s for s in found if s), key=len, reverse=True)

@@ -25,8 +25,16 @@ Theory of operation
   waits for the transaction to let go of the rollout row (a cut connection leaves it
   running on the server, perhaps still committing), and looks for the journal entry the
   command wrote: found, the command committed and returns normally; absent, it did not,
-  and the error says so. Only if the server stays away, or the transaction does not end,
-  that long is the outcome unknown, and the error says that instead.
+  and the error says so (except for a ``create``, whose row cannot be waited for: it
+  may commit after all, and a retry then says "already exists"). Only if the server
+  stays away, or the transaction does not end, that long is the outcome unknown, and
+  the error says that instead.
+- **A silent node** (a cut network, a lost machine) inside a transaction loses it after
+  ``stalled_timeout`` (the session's ``idle_in_transaction_session_timeout``), so its
+  rollout is not held for the hours TCP takes to notice; client keepalives let a node
+  notice a server that went away.
+- **Writes run READ COMMITTED** whatever the server's default, so a writer that waited
+  for the rollout's lock reads what the one before it committed, instead of failing.
 
 Limits, stated plainly: one store object holds one connection and belongs to one
 thread; certflow's tables live in their own PostgreSQL schema (namespace, ``certflow``
@@ -54,7 +62,13 @@ except ImportError as missing:  # the `postgresql` extra is not installed
 
 from certflow.core.errors import InvalidInput
 from certflow.core.machines import RULES, Rules
-from certflow.store._errors import StoreBusy, StoreError, StoreUnavailable, without_password
+from certflow.store._errors import (
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+    secrets_of,
+    without_password,
+)
 from certflow.store._schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION
 from certflow.store._sql import Cursor, Progress, SqlStore
 
@@ -65,14 +79,39 @@ _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 _COPY_PROGRESS = 20_000
 # The lock every migrating process takes, so that a schema is migrated once.
 _MIGRATION_LOCK = 0x63657274666C6F77  # "certflow"
-# What a server answers to a connection that retrying will not change (other failures,
-# such as a server starting up or too many clients, are worth another try).
-_REFUSED = (
-    "does not exist",
-    "authentication failed",
-    "pg_hba.conf",
-    "permission denied",
-    "not permitted to log in",
+# A connection the server answered with FATAL is refused for good (a missing database or
+# role, a bad password: retrying changes nothing), except for these passing states. The
+# server's words may be translated, so an unknown FATAL counts as refused: not retried.
+_PASSING = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "not yet accepting connections",
+    "not accepting connections",
+    "too many clients",
+    "remaining connection slots",
+    "terminating connection",
+)
+# libpq's own words for a connection it cannot even try (no password to send).
+_CLIENT_REFUSED = ("fe_sendauth",)
+# lock_timeout and idle_in_transaction_session_timeout are whole milliseconds in 32 bits,
+# and 0 would mean "wait for ever".
+_LONGEST_MS = 2**31 - 1
+# How long a silent peer may hold things before the server or the client gives up on it:
+# a node that stalls inside a transaction, or whose network is cut, would otherwise hold
+# its rollout's row lock until TCP notices (hours, by default).
+_KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+# A batch's devices: one lookup of the unique (rollout, device_id) key per id (the LIMIT
+# keeps the planner from turning it into a join that scans the rollout).
+_FETCH = (
+    "SELECT w.device_id, d.idx, d.state, d.attempts, d.reason, d.last_push, d.last_report, "
+    "d.ack_due FROM unnest(%s::text[]) AS w (device_id) CROSS JOIN LATERAL (SELECT * FROM "
+    "devices WHERE rollout = %s AND device_id = w.device_id LIMIT 1) AS d"
 )
 _BUSY = (
     errors.LockNotAvailable,
@@ -94,8 +133,10 @@ class PostgresStore(SqlStore):
     ``busy_timeout``: how long a command waits for another writer of the same rollout
     before :class:`StoreBusy`. ``connect_timeout``: how long one connection attempt
     waits. ``in_doubt_wait``: how long a command whose connection broke while committing
-    keeps reconnecting to learn whether it committed. ``clock_skew``: as for
-    :class:`SqliteStore`. Every error names the URL without its password.
+    keeps reconnecting to learn whether it committed. ``stalled_timeout``: how long the
+    server lets a node sit silent inside a transaction before ending it (and freeing
+    the rollout's lock). ``clock_skew``: as for :class:`SqliteStore`. Every error names
+    the URL without its password.
     """
 
     _lock_rollout = " FOR NO KEY UPDATE"
@@ -110,11 +151,13 @@ class PostgresStore(SqlStore):
         busy_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         in_doubt_wait: float = 30.0,
+        stalled_timeout: float = 60.0,
         clock_skew: timedelta = timedelta(0),
         rules: Rules = RULES,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
-            raise InvalidInput(f"database {url!r}: a PostgreSQL URL starts with postgresql://")
+            shown = without_password(url) if isinstance(url, str) else url
+            raise InvalidInput(f"database {shown!r}: a PostgreSQL URL starts with postgresql://")
         self.url = url
         self._where = without_password(url)
         if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
@@ -126,13 +169,23 @@ class PostgresStore(SqlStore):
             ("busy_timeout", busy_timeout),
             ("connect_timeout", connect_timeout),
             ("in_doubt_wait", in_doubt_wait),
+            ("stalled_timeout", stalled_timeout),
         ):
-            if not isinstance(value, int | float) or not value > 0:
-                raise InvalidInput(f"{what} must be a positive number of seconds, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0.001 <= value <= _LONGEST_MS / 1000
+            ):
+                raise InvalidInput(
+                    f"{what} must be a number of seconds from 0.001 to {_LONGEST_MS // 1000}, "
+                    f"got {value!r}"
+                )
         self.schema = schema
         self.busy_timeout = float(busy_timeout)
         self.connect_timeout = float(connect_timeout)
         self.in_doubt_wait = float(in_doubt_wait)
+        self.stalled_timeout = float(stalled_timeout)
+        self._closed = False
         self._setup(clock_skew, rules)
         self._sql_of: dict[str, str] = {}
         self._marker: tuple[int, int, str] | None = None
@@ -147,16 +200,26 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
+            given = psycopg.conninfo.conninfo_to_dict(self.url)
+            # The URL's own keepalive settings win over these defaults.
+            keepalives = {k: v for k, v in _KEEPALIVES.items() if k not in given}
             conn = psycopg.connect(
-                self.url,
+                psycopg.conninfo.make_conninfo(self.url, **keepalives),
                 autocommit=True,
                 connect_timeout=max(1, round(self.connect_timeout)),
                 application_name="certflow",
             )
+        except psycopg.ProgrammingError as error:  # libpq could not read the URL
+            raise InvalidInput(
+                f"{self._where}: not a usable PostgreSQL URL ({self._first_line(error)})"
+            ) from None
         except psycopg.Error as error:
             text = self._first_line(error)
-            if any(reason in text for reason in _REFUSED):
-                # The server answered, and no retry will change its answer.
+            if text.startswith("connection is bad:"):  # libpq refused it before trying
+                raise InvalidInput(f"{self._where}: not a usable PostgreSQL URL ({text})") from None
+            answered = "FATAL:" in text and not any(word in text for word in _PASSING)
+            if answered or any(word in text for word in _CLIENT_REFUSED):
+                # No retry will change this answer.
                 raise StoreError(
                     f"{self._where}: the PostgreSQL server refused the connection ({text}); "
                     "check the URL's user, password and database"
@@ -165,23 +228,30 @@ class PostgresStore(SqlStore):
                 f"{self._where}: cannot connect to the PostgreSQL server ({text}); check the "
                 "URL and that the server runs"
             ) from None
-        except (ValueError, TypeError) as error:  # psycopg refuses a malformed URL so
-            raise InvalidInput(f"{self._where}: not a usable PostgreSQL URL ({error})") from None
         try:
             conn.execute("SET TIME ZONE 'UTC'")
-            conn.execute(
-                sql.SQL("SET lock_timeout = {}").format(
-                    sql.Literal(f"{round(self.busy_timeout * 1000)}ms")
+            for setting, seconds in (
+                ("lock_timeout", self.busy_timeout),
+                ("idle_in_transaction_session_timeout", self.stalled_timeout),
+            ):
+                conn.execute(
+                    sql.SQL("SET {} = {}").format(
+                        sql.Identifier(setting),
+                        sql.Literal(f"{min(max(1, round(seconds * 1000)), _LONGEST_MS)}ms"),
+                    )
                 )
-            )
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         except psycopg.Error as error:
             conn.close()
-            raise self._error(error, "cannot set up the connection") from None
+            raise StoreError(
+                f"{self._where}: cannot set up the connection ({self._first_line(error)})"
+            ) from None
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The connection, made again if the last one broke (a restarted server)."""
+        if self._closed:
+            raise StoreError(f"{self._where}: the store is closed")
         if self._conn.closed or self._conn.broken:
             self._conn.close()
             self._conn = self._connect()
@@ -256,13 +326,17 @@ class PostgresStore(SqlStore):
     # --- errors ------------------------------------------------------------------------------
 
     def _first_line(self, error: BaseException) -> str:
+        """The error's first line, with the URL and every spelling of its password
+        removed: libpq quotes the URL it could not read."""
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        try:
+        text = text.replace(self.url, self._where)
+        secrets = secrets_of(self.url)
+        with suppress(psycopg.Error):
             password = psycopg.conninfo.conninfo_to_dict(self.url).get("password")
-        except psycopg.Error:
-            password = None
-        if password:
-            text = text.replace(str(password), "***")
+            if password:
+                secrets.append(str(password))
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            text = text.replace(secret, "***")
         return text
 
     def _error(self, error: psycopg.Error, doing: str) -> StoreError:
@@ -293,7 +367,8 @@ class PostgresStore(SqlStore):
         return StoreError(f"{self._where}: {doing}: {text}")
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection; the store is not used again."""
+        self._closed = True
         self._conn.close()
 
     def __enter__(self) -> PostgresStore:
@@ -345,6 +420,12 @@ class PostgresStore(SqlStore):
         with suppress(psycopg.Error):
             self._conn.execute("ANALYZE devices")
 
+    def _fetch_devices(self, rollout: int, device_ids: list[str]) -> Cursor:
+        # Not an IN list: planned as one index lookup per id whether or not the table
+        # has statistics yet (a role that does not own the tables cannot ANALYZE them,
+        # and autovacuum comes a minute or more later).
+        return self._conn.execute(_FETCH, (device_ids, rollout))
+
     def _batched(self) -> AbstractContextManager[object]:
         return self._conn.pipeline()
 
@@ -356,7 +437,14 @@ class PostgresStore(SqlStore):
         conn = self._connection()
         self._marker = None
         try:
-            conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # Named, not the server's default: a writer waits for the rollout's row lock
+            # and then reads what the writer before it committed (READ COMMITTED); a
+            # database defaulting to REPEATABLE READ would fail it instead.
+            conn.execute(
+                "BEGIN ISOLATION LEVEL READ COMMITTED"
+                if write
+                else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            )
         except psycopg.Error as error:
             raise self._error(error, "cannot start a transaction") from None
         try:

@@ -99,7 +99,7 @@ INSERT INTO certflow_schema (version) VALUES (0);
 
 CREATE TABLE rollouts (
     id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name      text        NOT NULL UNIQUE,
+    name      text        COLLATE "C" NOT NULL UNIQUE,  -- ordered as SQLite orders it
     state     text        NOT NULL,
     plan      text        NOT NULL,
     phase     text        NOT NULL,

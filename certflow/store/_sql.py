@@ -5,7 +5,7 @@ Theory of operation
 A rollout is one row of ``rollouts`` (the rollout machine's phase and the per-state
 device counts) and one row of ``devices`` per device. Every command runs in one write
 transaction, which the backend makes exclusive for that rollout (SQLite: ``BEGIN
-IMMEDIATE``; PostgreSQL: the rollout row locked ``FOR UPDATE``):
+IMMEDIATE``; PostgreSQL: the rollout row locked ``FOR NO KEY UPDATE``):
 
 1. read the rollout row;
 2. run the rollout machine through the generic interpreter
@@ -242,17 +242,11 @@ class _Port:
     def fetch(self, device_ids: Iterable[str]) -> None:
         """Read the rows of ``device_ids`` (the ones not held yet), a chunk at a time."""
         wanted = [d for d in dict.fromkeys(device_ids) if d not in self.devices]
-        store = self.store
         for start in range(0, len(wanted), _FETCH_CHUNK):
             chunk = wanted[start : start + _FETCH_CHUNK]
-            marks = ", ".join("?" * len(chunk))
             for device_id in chunk:
                 self.devices[device_id] = None
-            for device_id, *values in store._q(
-                f"SELECT device_id, {_DEVICE} FROM {store._by_device_id} WHERE rollout = ? "
-                f"AND device_id IN ({marks})",
-                (self.row.id, *chunk),
-            ):
+            for device_id, *values in self.store._fetch_devices(self.row.id, chunk):
                 self.devices[device_id] = _Device(list(values))
 
     def device(self, device_id: str) -> _Device | None:
@@ -332,6 +326,16 @@ class SqlStore:
         """Insert a new rollout's device rows (rollout, idx, device_id, state, attempts,
         reason, ack_due), calling ``progress(done, total)`` as they go."""
         raise NotImplementedError
+
+    def _fetch_devices(self, rollout: int, device_ids: list[str]) -> Cursor:
+        """The rows (device_id, then the device columns) of those of ``device_ids`` that
+        rollout ``rollout`` has, through the device-id index."""
+        marks = ", ".join("?" * len(device_ids))
+        return self._q(
+            f"SELECT device_id, {_DEVICE} FROM {self._by_device_id} WHERE rollout = ? "
+            f"AND device_id IN ({marks})",
+            (rollout, *device_ids),
+        )
 
     def _batched(self) -> AbstractContextManager[object]:
         """A block of writes whose results nobody reads: a backend may send them together
@@ -746,7 +750,7 @@ class SqlStore:
         """A page of rollout ``name``'s devices in creation order, of ``states`` (all when
         empty), starting after device ``after``: keyset paging, one index range read."""
         if not _count(limit):
-            raise InvalidInput(f"limit must be a positive number, got {limit!r}")
+            raise InvalidInput(f"limit must be a positive number up to {_MOST}, got {limit!r}")
         wanted = [DeviceState(s).value for s in states]
         with self._transaction(write=False):
             row = self._row(name)
@@ -1051,14 +1055,15 @@ class SqlStore:
         if not isinstance(duration, timedelta) or duration <= timedelta(0):
             raise InvalidInput(f"duration must be a positive timedelta, got {duration!r}")
         if limit is not None and not _count(limit):
-            raise InvalidInput(f"limit must be a positive number, got {limit!r}")
+            raise InvalidInput(f"limit must be a positive number up to {_MOST}, got {limit!r}")
         where = [
             "acked_at IS NULL",
             "due_at <= ?",
             "(leased_until IS NULL OR leased_until <= ?)",
         ]
         params: list[Any] = [self._put(at), self._put(at)]
-        wanted = None if kinds is None else sorted(set(kinds))
+        # A kind no database can store names no stored effect.
+        wanted = None if kinds is None else sorted(k for k in set(kinds) if _storable(k))
         if wanted is not None:
             if not wanted:
                 return []
@@ -1136,9 +1141,12 @@ class SqlStore:
             )
 
 
+_MOST = 2**31 - 1  # a page or a lease larger than this is a mistake, on either backend
+
+
 def _count(value: object) -> bool:
-    """Whether ``value`` is a positive whole number (``True`` is not a count)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    """Whether ``value`` is a whole number from 1 to ``_MOST`` (``True`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MOST
 
 
 def _position(effect_id: str) -> tuple[int, int]:

@@ -474,8 +474,8 @@ WHERE = ("outside a write transaction", "in a write transaction", "in a COMMIT",
 
 def _trace(shared: mmap.mmap, write_begin: str) -> Callable[[str], None]:
     def trace(sql: str) -> None:
-        head = sql.lstrip()[:16].upper().rstrip()
-        if head == write_begin:
+        head = sql.lstrip().upper()
+        if head.startswith(write_begin):
             shared[0] = WRITING
         elif head.startswith("BEGIN"):
             shared[0] = READING
@@ -491,12 +491,12 @@ def _observe(store: AnyStore, shared: mmap.mmap) -> None:
     """Keep ``shared[0]`` up to date with where ``store``'s connection is. SQLite: its
     trace hook, which sees every statement before it runs. PostgreSQL: a wrapper around
     the connection's ``execute``, through which the store sends every BEGIN, COMMIT and
-    ROLLBACK (``BEGIN`` alone starts a write transaction there, ``BEGIN ISOLATION LEVEL
-    ...`` a read). Either only observes."""
+    ROLLBACK (a write transaction begins ``READ COMMITTED``, a read ``REPEATABLE READ
+    READ ONLY``). Either only observes."""
     if isinstance(store, SqliteStore):
         store._db.set_trace_callback(_trace(shared, "BEGIN IMMEDIATE"))
         return
-    trace = _trace(shared, "BEGIN")
+    trace = _trace(shared, "BEGIN ISOLATION LEVEL READ COMMITTED")
     connection = store._conn
     send = connection.execute
 

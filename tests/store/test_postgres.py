@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import signal
 import socket
 import threading
 import time
@@ -38,6 +39,7 @@ from certflow.store import (
     retrying,
     without_password,
 )
+from certflow.store._postgres import _FETCH
 from tests.backends import PostgresBackend
 from tests.core.strategies import T0, build, day, distributing
 from tests.store.test_faults import (
@@ -613,3 +615,173 @@ def test_a_commit_whose_outcome_stays_unknown_is_a_store_error_not_retried(
     assert call.met == [call.error]
     assert _entries(pg, command) == 1
     pg.check_consistent("r")
+
+
+# --- found by review -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://certflow:SECRET#PW@127.0.0.1:1/db", "SECRET#PW"),  # libpq reads past #
+        ("postgresql://certflow:a?b/SECRETPW@127.0.0.1:1/db", "SECRETPW"),
+        ("postgresql://certflow@127.0.0.1:1/db?pass%77ord=SECRETPW", "SECRETPW"),
+        ("postgresql://certflow:SECRETPW%zz@127.0.0.1:1/db", "SECRETPW"),  # libpq echoes it
+        ("postgresql://u:SECRETPW@[::1/db", "SECRETPW"),
+        ("postgresql+psycopg://u:SECRETPW@127.0.0.1:1/db", "SECRETPW"),
+    ],
+)
+def test_no_spelling_of_a_password_is_ever_shown(url: str, secret: str) -> None:
+    assert secret not in without_password(url)
+    with pytest.raises((StoreError, cf.InvalidInput)) as refused:
+        PostgresStore(url, connect_timeout=1)
+    assert secret not in str(refused.value)
+    assert "***" in str(refused.value)
+
+
+def test_a_url_libpq_cannot_read_is_bad_input_not_a_server_to_wait_for() -> None:
+    for url in ("postgresql://127.0.0.1:1/db?bogus=1", "postgresql://127.0.0.1:1/db?sslmode=bogus"):
+        with pytest.raises(cf.InvalidInput, match="not a usable PostgreSQL URL"):
+            PostgresStore(url)
+
+
+def test_a_missing_database_is_refused_for_good_not_retried(postgres_server: LocalPostgres) -> None:
+    with pytest.raises(StoreError, match="refused the connection") as refused:
+        PostgresStore(postgres_server.url("no_such_database"))
+    assert not isinstance(refused.value, StoreUnavailable)  # retrying would only wait
+
+
+@pytest.mark.parametrize("seconds", [0.0004, 3e6, float("nan"), True])
+def test_timeouts_outside_what_postgresql_can_keep_are_refused(
+    postgres_url: str, seconds: float
+) -> None:
+    # lock_timeout = 0 would wait for ever; above 2**31 ms the server refuses the setting.
+    with pytest.raises(cf.InvalidInput, match="busy_timeout must be a number of seconds"):
+        PostgresStore(postgres_url, busy_timeout=seconds)
+
+
+def test_writers_wait_for_each_other_even_where_the_database_defaults_to_repeatable_read(
+    pg: PostgresBackend,
+) -> None:
+    # A database whose default isolation is REPEATABLE READ (a common DBA setting) must not
+    # turn a writer that waited for the rollout's lock into a serialization failure.
+    database = urllib.parse.urlsplit(pg.url).path.lstrip("/")
+    pg.query(f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'repeatable read'")
+    with PostgresStore(pg.url) as store:
+        store.create("r", distributing(4))
+    holder = psycopg.connect(pg.url, autocommit=True)
+    holder.execute("BEGIN")
+    holder.execute("UPDATE certflow.rollouts SET counts = counts WHERE name = 'r'")
+    outcome: list[object] = []
+
+    def report() -> None:
+        with PostgresStore(pg.url, busy_timeout=30) as store:
+            try:
+                outcome.append(store.execute("r", cf.DeviceInstalled("d1"), day(1)))
+            except cf.CertflowError as error:
+                outcome.append(error)
+
+    writer = threading.Thread(target=report)
+    writer.start()
+    _until(lambda: _a_certflow_connection_waits_for_a_lock(pg, besides=0), "the writer waits")
+    holder.execute("COMMIT")
+    holder.close()
+    writer.join(60)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], list), outcome[0]
+
+
+def test_rollouts_are_listed_in_the_same_order_as_on_sqlite(
+    postgres_server: LocalPostgres, tmp_path: Path
+) -> None:
+    # A database whose collation sorts case-insensitively ('a' < 'B') must still list
+    # rollouts, effects and leases in one order, SQLite's (byte order).
+    name = f"icu_{os.getpid()}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        # A database of its own, with a natural-language collation.
+        admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+            "ICU_LOCALE 'en' LOCALE 'C'"
+        )
+    names = ["ab", "B", "a-c", "a"]
+    try:
+        with (
+            PostgresStore(postgres_server.url(name)) as pg_store,
+            cf_sqlite(tmp_path) as lite,
+        ):
+            for store in (pg_store, lite):
+                for n in names:
+                    store.create(n, build(1))
+                    store.execute(n, cf.DistributeRoot(), T0)  # one PushRoot each
+            expected = [i.name for i in lite.rollouts()]
+            assert expected == sorted(names)  # byte order: 'B' first
+            assert [i.name for i in pg_store.rollouts()] == expected
+            assert [e.rollout for e in pg_store.effects()] == expected
+            assert [e.rollout for e in pg_store.lease(now=day(1))] == expected
+            assert [e.rollout for e in lite.lease(now=day(1))] == expected
+    finally:
+        postgres_server.drop_database(name)
+
+
+@contextmanager
+def cf_sqlite(folder: Path) -> Iterator[Any]:
+    from certflow.store import SqliteStore
+
+    with SqliteStore(folder / "order.db") as store:
+        yield store
+
+
+def test_a_batch_reads_its_devices_through_their_index_even_without_statistics(
+    pg: PostgresBackend,
+) -> None:
+    # A role that does not own the tables cannot ANALYZE them; the batch's read must not
+    # need statistics to use the device-id index.
+    with PostgresStore(pg.url) as store:
+        store._created = lambda: None  # type: ignore[method-assign]
+        store.create("r", distributing(100_000))
+        [(analyzed,)] = store._q(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'devices'"
+        ).fetchall()
+        assert analyzed is None
+        ids = [f"d{i}" for i in range(0, 100_000, 200)]
+        read = store._fetch_devices(1, ids)
+        assert len(read.fetchall()) == len(ids)
+        plan = store._conn.execute("EXPLAIN " + _FETCH, (ids, 1)).fetchall()
+        assert "devices_by_id" in str(plan), plan
+
+
+def _stalled_node(url: str) -> None:
+    """A node that takes its rollout's row lock and then stops (as one whose network is
+    cut would: the server hears nothing more from it)."""
+    with PostgresStore(url, stalled_timeout=1) as store, store._transaction(write=True):
+        store._row("r", own=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        time.sleep(120)  # it is killed while stopped
+
+
+def test_a_node_that_stalls_inside_a_transaction_holds_its_rollout_only_so_long(
+    pg: PostgresBackend,
+) -> None:
+    with PostgresStore(pg.url) as store:
+        store.create("r", distributing(4))
+    _fork_safe(pg)
+    node = FORK.Process(target=_stalled_node, args=(pg.url,))
+    node.start()
+    try:
+        _until(
+            lambda: pg.query(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'certflow' "
+                "AND state = 'idle in transaction'"
+            ),
+            "the node holds the lock",
+        )
+        # Its session's limit (stalled_timeout) ends the stalled node's transaction, and
+        # the next writer gets the lock without waiting for TCP to notice anything. Had
+        # the lock stayed, this would be StoreBusy after busy_timeout.
+        with PostgresStore(pg.url, busy_timeout=30) as other:
+            assert other._q("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
+            other.execute("r", cf.DeviceInstalled("d1"), day(1))
+            assert other.device("r", "d1").state is cf.DeviceState.INSTALLED
+    finally:
+        node.kill()
+        node.join(30)

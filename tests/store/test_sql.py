@@ -468,7 +468,9 @@ def test_devices_are_paged_by_keyset_and_filtered_by_state(store: AnyStore) -> N
     assert rest[0].last_push == T0
     with pytest.raises(cf.UnknownDevice, match="'nobody'"):
         store.devices("r", failed, after="nobody")
-    with pytest.raises(cf.InvalidInput, match="limit must be a positive number, got 0"):
+    with pytest.raises(
+        cf.InvalidInput, match="limit must be a positive number up to 2147483647, got 0"
+    ):
         store.devices("r", limit=0)
 
 
@@ -701,3 +703,20 @@ def test_an_overview_before_the_rollout_s_clock_is_refused(store: AnyStore) -> N
         store.overview("r", T0)
     with pytest.raises(cf.TimeWentBackwards):
         store.refusal("r", cf.ExtendManually(), T0)
+
+
+def test_both_backends_answer_edge_calls_alike(backend: Backend) -> None:
+    # Found by review: each of these behaved differently on the two backends.
+    store = backend.open()
+    store.create("r", build(2))
+    store.execute("r", cf.DistributeRoot(), T0)
+    for limit in (2**63, True):
+        with pytest.raises(cf.InvalidInput, match="limit must be a positive number"):
+            store.devices("r", limit=limit)
+        with pytest.raises(cf.InvalidInput, match="limit must be a positive number"):
+            store.lease(now=T0, limit=limit)
+    assert store.lease(now=T0, kinds=["PushRoot\x00"]) == []  # no stored kind has a NUL
+    assert [e.id for e in store.lease(now=T0, kinds=["PushRoot"])] == ["r:2:0"]
+    store.close()
+    with pytest.raises(StoreError):
+        store.info("r")
