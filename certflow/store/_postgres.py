@@ -497,8 +497,11 @@ class PostgresStore(SqlStore):
                     (body, rollout, seq),
                 ).fetchone()
                 break
-            except (psycopg.Error, StoreUnavailable):
-                if time.monotonic() + delay > deadline:
+            except (psycopg.Error, StoreError) as failure:
+                refused = isinstance(failure, StoreError) and not isinstance(
+                    failure, StoreUnavailable
+                )  # the server refuses the reconnection for good: waiting cannot tell
+                if refused or time.monotonic() + delay > deadline:
                     raise StoreError(
                         f"{self._where}: the connection was lost while committing ({text}) "
                         f"and within {self.in_doubt_wait:g} s the server did not answer or the "
