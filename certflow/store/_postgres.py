@@ -113,6 +113,10 @@ _FETCH = (
     "d.ack_due FROM unnest(%s::text[]) AS w (device_id) CROSS JOIN LATERAL (SELECT * FROM "
     "devices WHERE rollout = %s AND device_id = w.device_id LIMIT 1) AS d"
 )
+_FETCH_ONE = (
+    "SELECT device_id, idx, state, attempts, reason, last_push, last_report, ack_due "
+    "FROM devices WHERE device_id = %s AND rollout = %s"
+)
 _BUSY = (
     errors.LockNotAvailable,
     errors.SerializationFailure,
@@ -140,6 +144,7 @@ class PostgresStore(SqlStore):
     """
 
     _lock_rollout = " FOR NO KEY UPDATE"
+    _fetch_chunk = 5_000  # ids travel as one array parameter, not one parameter each
     _skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(
@@ -424,6 +429,8 @@ class PostgresStore(SqlStore):
         # Not an IN list: planned as one index lookup per id whether or not the table
         # has statistics yet (a role that does not own the tables cannot ANALYZE them,
         # and autovacuum comes a minute or more later).
+        if len(device_ids) == 1:  # one report: the plain key lookup is the cheapest
+            return self._conn.execute(_FETCH_ONE, (device_ids[0], rollout))
         return self._conn.execute(_FETCH, (device_ids, rollout))
 
     def _batched(self) -> AbstractContextManager[object]:

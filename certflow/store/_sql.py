@@ -242,8 +242,9 @@ class _Port:
     def fetch(self, device_ids: Iterable[str]) -> None:
         """Read the rows of ``device_ids`` (the ones not held yet), a chunk at a time."""
         wanted = [d for d in dict.fromkeys(device_ids) if d not in self.devices]
-        for start in range(0, len(wanted), _FETCH_CHUNK):
-            chunk = wanted[start : start + _FETCH_CHUNK]
+        size = self.store._fetch_chunk
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
             for device_id in chunk:
                 self.devices[device_id] = None
             for device_id, *values in self.store._fetch_devices(self.row.id, chunk):
@@ -293,6 +294,8 @@ class SqlStore:
     _by_ack_due: ClassVar[str] = "devices"
     # A read of devices by id that goes through that index (a batch's IN lists).
     _by_device_id: ClassVar[str] = "devices"
+    # How many devices a batch reads per statement.
+    _fetch_chunk: ClassVar[int] = _FETCH_CHUNK
     # What a write transaction appends to its read of the rollout row to own it.
     _lock_rollout: ClassVar[str] = ""
     # What a lease appends to its read of the outbox, so that drainers skip each other.
