@@ -342,7 +342,8 @@ class PostgresStore(SqlStore):
                 secrets.append(str(password))
         for secret in sorted(set(secrets), key=len, reverse=True):
             text = text.replace(secret, "***")
-        return text
+        # The server quotes whole values it refuses, which can be megabytes.
+        return text if len(text) <= 500 else f"{text[:500]}..."
 
     def _error(self, error: psycopg.Error, doing: str) -> StoreError:
         text = self._first_line(error)
