@@ -16,8 +16,9 @@ IMMEDIATE``; PostgreSQL: the rollout row locked ``FOR NO KEY UPDATE``):
 3. a device command reads its one device row, takes its destination and actions from
    the compiled :class:`~certflow.core.interpreter.DeviceTable`, and keeps the new row in
    the port until the transaction writes it (O(1) rows per report: the counts live in
-   the rollout row and change by the transition's delta). A batch reads its devices in
-   a few ``IN`` lists and writes them back with one ``executemany``;
+   the rollout row and change by the transition's delta). A batch reads its devices a
+   chunk at a time through the device-id index and writes them back with one
+   ``executemany``;
 4. append the journal entry and the effects (the outbox), write the rollout row, commit.
 
 So a refused command, a crash or a kill leaves the database as it was before the
