@@ -31,6 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int) -> NoReturn:
+    """Print ``message`` as certflow's one-line error and exit with ``code``."""
     click.echo(f"certflow: error: {message}", err=True)
     sys.exit(code)
 
@@ -85,6 +86,7 @@ def main() -> None:
 
 
 def print_json(data: object) -> None:
+    """Print ``data`` as indented JSON (non-ASCII text as it is)."""
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 

@@ -146,6 +146,7 @@ class Host:
                 self.installs.setdefault(step, []).extend(group.tolist())
 
     def schedule_churn(self, leaving: dict[int, list[str]], joining: dict[int, list[str]]) -> None:
+        """Devices that unenrol, and that enrol, at each step (step -> ids)."""
         for step, ids in leaving.items():
             self.unenrol.setdefault(step, []).extend(ids)
             heapq.heappush(self.busy, step)
@@ -156,6 +157,8 @@ class Host:
     # --- effects -------------------------------------------------------------------
 
     def perform(self, effects: Sequence[Effect]) -> None:
+        """Record ``effects`` and act on them as the modelled host would (pushes reach
+        their devices, whose answers are scheduled)."""
         for effect in effects:
             self.effects.append(effect)
             if isinstance(effect, PushRoot):
@@ -172,6 +175,7 @@ class Host:
                 self.reenrollment_required += len(effect.device_ids)
 
     def do(self, command: c.Command, now: datetime) -> None:
+        """Apply ``command`` at ``now`` and perform its effects."""
         self.rollout, effects = apply(self.rollout, command, now)
         self.perform(effects)
 
@@ -202,6 +206,7 @@ class Host:
         return batch
 
     def administrator(self, now: datetime, day: int) -> None:
+        """What the modelled administrator does on ``day``: import now, extend, retry."""
         admin, rollout = self.admin, self.rollout
         wants_import = admin.import_now_at is not None and day >= admin.import_now_from
         wants_extension = (
@@ -234,6 +239,7 @@ class Host:
 
     @property
     def ended(self) -> bool:
+        """Whether the rollout reached a terminal state."""
         return self.rollout.state.terminal
 
     def run(self, until: datetime | None = None, limit: timedelta = 120 * DAY) -> None:

@@ -111,6 +111,7 @@ class Run:
 
     @property
     def start(self) -> datetime:
+        """The run's first instant (t0)."""
         return self.setup.start
 
     def timeline(self) -> list[tuple[float, str]]:
