@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -440,8 +440,9 @@ class PostgresStore(SqlStore):
     def _committed(self, marker: tuple[int, int, str]) -> None:
         self._marker = marker
 
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[None]:
+    _driver_error = psycopg.Error
+
+    def _begin(self, write: bool) -> None:
         conn = self._connection()
         self._marker = None
         try:
@@ -455,14 +456,9 @@ class PostgresStore(SqlStore):
             )
         except psycopg.Error as error:
             raise self._error(error, "cannot start a transaction") from None
-        try:
-            yield
-        except psycopg.Error as error:
-            self._rollback()
-            raise self._error(error, "transaction failed") from None
-        except BaseException:
-            self._rollback()
-            raise
+
+    def _commit(self, write: bool) -> None:
+        conn = self._conn
         try:
             conn.execute("COMMIT")
         except psycopg.Error as error:

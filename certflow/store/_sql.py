@@ -44,7 +44,7 @@ import heapq
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -305,6 +305,8 @@ class SqlStore:
     _lock_rollout: ClassVar[str] = ""
     # What a lease appends to its read of the outbox, so that drainers skip each other.
     _skip_locked: ClassVar[str] = ""
+    # The driver's own error class, which every backend turns into a StoreError.
+    _driver_error: ClassVar[type[Exception]] = Exception
 
     # --- the backend's hooks ---------------------------------------------------------------
 
@@ -324,8 +326,37 @@ class SqlStore:
         """A stored instant (or NULL) as a UTC datetime."""
         raise NotImplementedError
 
-    def _transaction(self, write: bool) -> AbstractContextManager[None]:
-        """One transaction: a write one owns what it changes; a read one sees one snapshot."""
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[None]:
+        """One transaction: a write one owns what it changes; a read one sees one
+        snapshot. Whatever fails inside it rolls it back; a driver's error becomes a
+        :class:`StoreError` that names the database."""
+        self._begin(write)
+        try:
+            yield
+        except self._driver_error as error:
+            self._rollback()
+            raise self._error(error, "transaction failed") from None
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit(write)
+
+    def _begin(self, write: bool) -> None:
+        """Start a write (exclusive for what it changes) or a read transaction."""
+        raise NotImplementedError
+
+    def _commit(self, write: bool) -> None:
+        """Commit the open transaction (rolled back, and a StoreError, if that fails)."""
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        """Roll the open transaction back, if the database still has one."""
+        raise NotImplementedError
+
+    def _error(self, error: Any, doing: str) -> StoreError:
+        """The driver's ``error`` (an instance of ``_driver_error``: each backend names its
+        own class) as a StoreError naming the database and the problem."""
         raise NotImplementedError
 
     def _insert_devices(

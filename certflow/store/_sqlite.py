@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -200,23 +199,17 @@ class SqliteStore(SqlStore):
             if progress is not None:
                 progress(done, total)
 
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[None]:
-        db = self._db
+    _driver_error = sqlite3.Error
+
+    def _begin(self, write: bool) -> None:
         try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as error:
             raise self._error(error, "cannot start a transaction") from None
+
+    def _commit(self, write: bool) -> None:
         try:
-            yield
-        except sqlite3.Error as error:
-            self._rollback()
-            raise self._error(error, "transaction failed") from None
-        except BaseException:
-            self._rollback()
-            raise
-        try:
-            db.execute("COMMIT")
+            self._db.execute("COMMIT")
         except sqlite3.Error as error:
             self._rollback()
             raise self._error(error, "cannot commit") from None
