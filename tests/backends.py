@@ -14,21 +14,22 @@ import json
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
 from psycopg import sql
 
 import certflow as cf
-from certflow.store import PostgresStore, SqliteStore
+from certflow.store import PostgresStore, SqliteStore, retrying
 from tools.pgserver import LocalPostgres
 
 __all__ = ["BACKENDS", "Backend", "PostgresBackend", "SqliteBackend", "backend"]
 
+T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
 # The tables in key order: a before/after snapshot of everything the store keeps.
 TABLE_KEYS = {
@@ -67,6 +68,24 @@ class Backend:
 
     def close(self) -> None:
         """Release what the backend opened for the test."""
+
+    def retried_past_the_lock(self, operation: Callable[[], T]) -> T:
+        """``operation()`` through ``retrying`` while another connection holds every
+        write, which it lets go while the first back-off sleeps: the operation met
+        StoreBusy, backed off, and then ran (once)."""
+        delays: list[float] = []
+        with ExitStack() as lock:
+            lock.enter_context(self.write_lock_held())
+
+            def release(delay: float) -> None:  # the other writer finishes meanwhile
+                delays.append(delay)
+                lock.close()
+
+            done = retrying(operation, sleep=release)
+        # Backed off at least once; more if the server took a moment to end the other
+        # session (PostgreSQL releases its locks as the session ends, not at close()).
+        assert delays[:1] == [0.02]
+        return done
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of the store's tables, in key order: a before/after snapshot."""
