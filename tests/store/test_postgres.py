@@ -785,3 +785,19 @@ def test_a_node_that_stalls_inside_a_transaction_holds_its_rollout_only_so_long(
     finally:
         node.kill()
         node.join(30)
+
+
+def test_every_spelling_of_a_database_opens_its_backend(postgres_url: str, tmp_path: Path) -> None:
+    # store.md: a postgresql:// URL selects PostgreSQL wherever a database is named.
+    from certflow.store import SqliteStore, open_store
+
+    for url in (postgres_url, postgres_url.replace("postgresql://", "postgres://", 1)):
+        with open_store(url) as store:
+            assert isinstance(store, PostgresStore)
+    for path in (tmp_path / "a.db", f"sqlite:///{tmp_path / 'b.db'}"):
+        with open_store(path) as store:
+            assert isinstance(store, SqliteStore)
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["a.db", "b.db"]
+    with pytest.raises(cf.InvalidInput, match="unknown URL scheme") as refused:
+        open_store(f"mysql://u:{PASSWORD}@h/db")
+    assert PASSWORD not in str(refused.value)
