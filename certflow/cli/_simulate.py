@@ -9,11 +9,14 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from certflow.cli._app import EXIT_OK, main
+
+if TYPE_CHECKING:
+    from certflow.store import SqlStore
 
 _CHART_FORMATS = (".png", ".svg")
 
@@ -117,7 +120,7 @@ def _status(ctx: click.Context, db: str, name: str) -> None:
 
     with open_store(db, create=False) as store:
         now = store.info(name).clock.isoformat()  # where the simulation left the rollout
-    shown = _where(db)
+        shown = _where(store)
     click.echo(f"\ndatabase: {shown} (rollout {name})")
     click.echo(
         f"$ certflow rollout status {name} --db {without_password(db)} --limit 10 --now {now}\n"
@@ -128,13 +131,11 @@ def _status(ctx: click.Context, db: str, name: str) -> None:
     )  # fmt: skip
 
 
-def _where(db: str) -> str:
+def _where(store: SqlStore) -> str:
     """The database as the summary names it: a file's full path, a URL without password."""
-    from certflow.store import without_password
+    from certflow.store import SqliteStore
 
-    if "://" in db and not db.startswith("sqlite:///"):
-        return without_password(db)
-    return str(Path(db.removeprefix("sqlite:///")).resolve())
+    return str(store.path.resolve()) if isinstance(store, SqliteStore) else store.location
 
 
 def _report(
@@ -191,7 +192,10 @@ def _json(devices: int, seed: int, chart: Path | None, db: str | None, name: str
         "counts": {state.value: n for state, n in summary.counts.items()},
     }
     if db is not None:
-        document["database"] = _where(db)
+        from certflow.store import open_store
+
+        with open_store(db, create=False) as store:
+            document["database"] = _where(store)
         document["rollout"] = name
     click.echo(json.dumps(document, indent=2))
 
