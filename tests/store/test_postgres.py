@@ -472,9 +472,38 @@ def _a_standby_that_never_answers(pg: PostgresBackend, store: PostgresStore) -> 
             ),
             "the session to read the new setting",
         )
+        # A session reads the setting at once, but COMMITs wait only once the server's
+        # checkpointer has taken it in too: wait until a probe's COMMIT does wait.
+        _until(lambda: _a_commit_waits_for_the_standby(pg), "commits to wait for the standby")
         yield
     finally:
         _release_standby_waits(pg)
+
+
+def _a_commit_waits_for_the_standby(pg: PostgresBackend) -> bool:
+    """Whether a probe's COMMIT (of a transaction that wrote: one that only took a
+    transaction id commits without waiting) now waits for the standby; a waiting probe
+    is cancelled, which commits it locally."""
+    with psycopg.connect(pg.url, autocommit=True) as probe:
+        probe.execute("SET synchronous_commit = on")
+        pid = probe.info.backend_pid
+
+        def commit() -> None:
+            probe.execute("BEGIN")
+            probe.execute("CREATE TEMP TABLE probe (x int)")  # it writes, so COMMIT waits
+            probe.execute("COMMIT")
+
+        committing = threading.Thread(target=commit, daemon=True)
+        committing.start()
+        waited = False
+        give_up = time.monotonic() + 1
+        while committing.is_alive() and time.monotonic() < give_up:
+            if _committing(pg, pid, "SyncRep"):
+                waited = True
+                pg.query("SELECT pg_cancel_backend(?)", pid)
+            time.sleep(0.005)
+        committing.join(30)
+        return waited
 
 
 def _release_standby_waits(pg: PostgresBackend) -> None:
