@@ -9,7 +9,7 @@ import attrs
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from certflow.certs._check import MIN_RSA_BITS
 from certflow.certs._errors import (
@@ -23,7 +23,7 @@ from certflow.certs._errors import (
 )
 from certflow.certs._files import atomic_write, backup_together
 from certflow.certs._keys import KEY_SIZES, key_to_pem
-from certflow.certs._names import key_kind, signature_algorithm_name
+from certflow.certs._names import key_bits, key_kind, signature_algorithm_name
 from certflow.certs._subject import SanEntry, Subject, sans_from_extension
 from certflow.core.errors import InvalidInput
 
@@ -100,10 +100,7 @@ class CsrInfo:
 
 
 def _key_description(key: object) -> tuple[str, int | None]:
-    size = key.key_size if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
-    if isinstance(key, dsa.DSAPublicKey):
-        size = key.key_size
-    return key_kind(key), size
+    return key_kind(key), key_bits(key)
 
 
 @quiet

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeGuard, get_args
 
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certflow.certs._check import _name, public_issuer
@@ -31,13 +31,15 @@ ROOT_PEM = "root.pem"
 #: Certificate, private key and chain in one password-protected PKCS#12 file.
 SERVER_PFX = "server.pfx"
 
-_PKCS12_KEYS = (
-    rsa.RSAPrivateKey,
-    dsa.DSAPrivateKey,
-    ec.EllipticCurvePrivateKey,
-    ed25519.Ed25519PrivateKey,
-    ed448.Ed448PrivateKey,
-)
+# The kinds PKCS#12 can hold, as cryptography declares them (naming the classes one by one
+# would touch deprecated ones, DSA).
+_PKCS12_KEYS: tuple[type, ...] = get_args(pkcs12.PKCS12PrivateKeyTypes)
+
+
+def _fits_pkcs12(key: object) -> TypeGuard[pkcs12.PKCS12PrivateKeyTypes]:
+    return isinstance(key, _PKCS12_KEYS)
+
+
 _PUBLIC_MODE = 0o644
 _KEY_MODE = 0o600  # key material is for the owner only
 
@@ -156,7 +158,7 @@ def export(
         )
         skipped += [(ROOT_CER, reason), (ROOT_PEM, reason)]
     if key is not None and secret:
-        if not isinstance(key, _PKCS12_KEYS):
+        if not _fits_pkcs12(key):
             raise InvalidInput(f"a {key_kind(key)} key cannot go into a PKCS#12 file")
         extra = [*material.intermediates, *([] if root is None or root is leaf else [root])]
         name = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)

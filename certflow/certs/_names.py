@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Protocol, cast, get_args, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
@@ -63,8 +63,8 @@ def weakly_signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
             key.verify(child.signature, child.tbs_certificate_bytes, scheme, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(digest))
-        elif isinstance(key, dsa.DSAPublicKey):
-            key.verify(child.signature, child.tbs_certificate_bytes, digest)
+        elif key_kind(key) == "DSA":
+            cast(_DigestVerifier, key).verify(child.signature, child.tbs_certificate_bytes, digest)
         else:
             return False
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
@@ -171,9 +171,13 @@ def describe_key(key: object) -> str:
     kind = key_kind(key)
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
         return f"{kind} {key.key_size} bits ({key.curve.name})"
-    if isinstance(key, _SIZED):
-        return f"{kind} {key.key_size} bits"
-    return kind
+    bits = key_bits(key)
+    return kind if bits is None else f"{kind} {bits} bits"
+
+
+def key_bits(key: object) -> int | None:
+    """The size of ``key`` in bits, for the kinds that have one (RSA, EC, DSA, DH)."""
+    return key.key_size if isinstance(key, _Sized) else None
 
 
 _KEY_CLASSES: tuple[type, ...] = (*get_args(PublicKeyTypes), *get_args(PrivateKeyTypes))
@@ -185,9 +189,18 @@ _KIND_NAMES = {
     "MLKEM768": "ML-KEM-768",
     "MLKEM1024": "ML-KEM-1024",
 }
-_SIZED = (
-    rsa.RSAPublicKey,
-    rsa.RSAPrivateKey,
-    dsa.DSAPublicKey,
-    dsa.DSAPrivateKey,
-)  # (Diffie-Hellman keys sign nothing; naming their class makes cryptography 50 warn)
+
+
+@runtime_checkable
+class _Sized(Protocol):
+    """A key with a size in bits: told by the public ``key_size`` of its interface."""
+
+    @property
+    def key_size(self) -> int: ...
+
+
+class _DigestVerifier(Protocol):
+    """A DSA public key's ``verify``: the class itself is deprecated by cryptography, so it
+    is told apart by :func:`key_kind` (the classes of ``PublicKeyTypes``), never named."""
+
+    def verify(self, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm) -> None: ...

@@ -1,0 +1,112 @@
+"""Nothing certflow does warns: every module imports, and every successful command runs,
+with warnings turned into errors, leaving standard error empty.
+
+A dependency that deprecates something certflow uses (cryptography 51 deprecated DSA, which
+certflow named when its modules loaded) shows up here first, not on users' terminals.
+Each run is a fresh interpreter under ``-W error`` with ``PYTHONWARNINGS=error``, so the
+simulator's worker processes are held to the same rule.
+"""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import certflow
+from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
+
+MODULES = sorted(info.name for info in pkgutil.walk_packages(certflow.__path__, prefix="certflow."))
+
+
+def _strict(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    return subprocess.run(
+        [sys.executable, "-W", "error", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def _succeeds_silently(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_every_module_is_found() -> None:
+    # The walk itself must see the package's layers, or the import test proves nothing.
+    for layer in ("core", "certs", "store", "sim", "cli"):
+        assert f"certflow.{layer}" in MODULES
+    assert "certflow.certs._names" in MODULES
+
+
+def test_every_module_imports_without_a_warning(tmp_path: Path) -> None:
+    code = f"import importlib\nfor name in {MODULES!r}:\n    importlib.import_module(name)\n"
+    _succeeds_silently(_strict("-c", code, cwd=tmp_path))
+
+
+@pytest.mark.parametrize(
+    "command", [["--help"], ["cert", "check", "--help"], ["rollout", "--help"]], ids=" ".join
+)
+def test_help_without_a_warning(command: list[str], tmp_path: Path) -> None:
+    done = _strict("-m", "certflow", *command, cwd=tmp_path)
+    _succeeds_silently(done)
+    assert done.stdout.startswith("Usage: certflow")
+
+
+@pytest.fixture(scope="module")
+def upload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A good private PKI's certificate, chain and key; the current certificate; devices."""
+    folder = tmp_path_factory.mktemp("upload")
+    good = pki()
+    (folder / "server.crt").write_bytes(pem(good.leaf))
+    (folder / "chain.pem").write_bytes(pem(good.root, good.intermediate))
+    (folder / "server.key").write_bytes(key_pem(good.leaf_key))
+    current = build(
+        HOST, key=rsa_key(2048, 8), not_before=NOW - 300 * DAY, not_after=NOW + 40 * DAY
+    )
+    (folder / "current.crt").write_bytes(pem(current))
+    (folder / "devices.txt").write_text("d1\nd2\nd3\n")
+    return folder
+
+
+def test_cert_check_without_a_warning(upload: Path) -> None:
+    done = _strict(
+        "-m", "certflow", "cert", "check", "server.crt", "chain.pem", "--key", "server.key",
+        "--host", HOST, "--at", NOW.isoformat(), cwd=upload,
+    )  # fmt: skip
+    _succeeds_silently(done)
+    assert "Result: ok" in done.stdout
+
+
+def test_rollout_new_without_a_warning(upload: Path, tmp_path: Path) -> None:
+    done = _strict(
+        "-m", "certflow", "rollout", "new", "r1",
+        "--cert", str(upload / "server.crt"), "--cert", str(upload / "chain.pem"),
+        "--cert", str(upload / "server.key"), "--existing", str(upload / "current.crt"),
+        "--devices", str(upload / "devices.txt"), "--host", HOST,
+        "--db", str(tmp_path / "r.db"), "--now", (NOW + timedelta(hours=1)).isoformat(),
+        cwd=tmp_path,
+    )  # fmt: skip
+    _succeeds_silently(done)
+    assert "r1" in done.stdout
+
+
+def test_simulate_without_a_warning(tmp_path: Path) -> None:
+    done = _strict(
+        "-m", "certflow", "simulate", "--devices", "300", "--seed", "1", "--runs", "4",
+        cwd=tmp_path,
+    )  # fmt: skip
+    _succeeds_silently(done)
+
+
+def test_simulate_through_the_store_without_a_warning(tmp_path: Path) -> None:
+    done = _strict(
+        "-m", "certflow", "simulate", "--devices", "300", "--seed", "1",
+        "--db", str(tmp_path / "sim.db"), cwd=tmp_path,
+    )  # fmt: skip
+    _succeeds_silently(done)
