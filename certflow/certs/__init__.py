@@ -11,6 +11,7 @@ Typical use::
 
 from __future__ import annotations
 
+from certflow.certs._chain import PublicRoots, is_public_root
 from certflow.certs._check import (
     EXPIRY_WARNING,
     MAX_VALIDITY,
@@ -21,7 +22,6 @@ from certflow.certs._check import (
     Report,
     Severity,
     check,
-    is_public_root,
     parse_host,
 )
 from certflow.certs._csr import (
@@ -111,6 +111,7 @@ __all__ = [
     "Material",
     "MaterialError",
     "MaterialErrorCode",
+    "PublicRoots",
     "Report",
     "SanEntry",
     "Severity",

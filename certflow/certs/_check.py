@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import attrs
-import certifi
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -26,8 +21,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from certflow.certs._chain import PublicRoots, judge_chain, name_of, reason, roles
 from certflow.certs._errors import (
-    CERTIFICATE,
     MATERIAL,
     PRIVATE_KEY,
     PRIVATE_KEY_TYPES,
@@ -37,8 +32,7 @@ from certflow.certs._errors import (
     expect_optional,
     quiet,
 )
-from certflow.certs._files import LIMIT, read_bounded
-from certflow.certs._load import Material, _issued_by, key_matches
+from certflow.certs._load import Material, key_matches
 from certflow.certs._names import describe_key, usage_name, weak_digest
 from certflow.certs._subject import parse_san, sans_from_extension
 from certflow.core.errors import InvalidInput
@@ -113,7 +107,8 @@ class Report:
     host: str
     checked_at: datetime
     findings: tuple[Finding, ...]
-    #: True when the chain leads to a root of the public store (certifi's bundle).
+    #: True when the chain leads to a root of the public store (certifi's bundle unless
+    #: :func:`check` was given other ``roots``).
     root_publicly_trusted: bool
     #: The chain the verifier built (leaf first), empty when none could be built.
     chain: tuple[x509.Certificate, ...] = attrs.field(eq=False, default=())
@@ -205,6 +200,7 @@ def check(
     now: datetime,
     key: PrivateKeyTypes | None = None,
     hosts: Iterable[str] = (),
+    roots: PublicRoots | None = None,
 ) -> Report:
     """Check ``material`` as the server certificate for ``host`` at the instant ``now``.
 
@@ -215,6 +211,8 @@ def check(
     Every check reports on its own: host and chain are judged at an instant inside the
     certificate's validity window, so an expired certificate still gets honest host and chain
     verdicts besides its ``expired`` error. ``now`` must be timezone-aware.
+    ``roots`` is the public root store that tells a public root from a private one
+    (:meth:`PublicRoots.certifi` when ``None``).
     """
     expect("material", material, Material, MATERIAL)
     expect_optional("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
@@ -249,8 +247,19 @@ def check(
     inside = _inside(at, [leaf])
     for name, subject in zip(names, subjects, strict=True):
         findings += [attrs.evolve(f, host=name) for f in _host(leaf, subject, name, inside)]
-    chain_findings, chain, public = _chain(material, leaf, at)
-    findings += chain_findings
+    verdict = judge_chain(material, _inside(at, list(material.chain)), roots)
+    chain, public = verdict.chain, verdict.public
+    if verdict.self_signed:
+        findings.append(
+            Finding(
+                Code.SELF_SIGNED,
+                Severity.WARNING,
+                "the certificate is self-signed: no CA vouches for it, so every device must "
+                "be given this very certificate as a trusted root",
+            )
+        )
+    elif verdict.problem is not None:
+        findings.append(Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, verdict.problem))
     findings += _usage(leaf)
     findings += _weak_signatures(material)
     findings.append(_trust(material, chain, public))
@@ -278,20 +287,6 @@ def _hosts(host: str | None, hosts: Iterable[str]) -> tuple[str, ...]:
     for name in given:
         unique.setdefault(parse_host(name), name)
     return tuple(unique.values())
-
-
-def _name(cert: x509.Certificate) -> str:
-    common = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(common[0].value) if common else cert.subject.rfc4514_string() or "(empty subject)"
-
-
-def _roles(material: Material) -> Iterator[tuple[str, x509.Certificate]]:
-    if material.leaf is not None:
-        yield "the certificate", material.leaf
-    for cert in material.intermediates:
-        yield f"intermediate '{_name(cert)}'", cert
-    if material.root is not None:
-        yield f"root '{_name(material.root)}'", material.root
 
 
 def _validity_period(leaf: x509.Certificate) -> list[Finding]:
@@ -362,7 +357,7 @@ def _private_key(leaf: x509.Certificate, key: PrivateKeyTypes | None) -> list[Fi
 
 def _times(material: Material, at: datetime) -> list[Finding]:
     found = []
-    for role, cert in _roles(material):
+    for role, cert in roles(material):
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
         if at > end:
             found.append(
@@ -402,10 +397,24 @@ def _inside(at: datetime, certs: list[x509.Certificate]) -> datetime:
 
 
 # Only the SAN match: usage and chain problems have findings of their own.
+def _wildcard_near(entries: Iterable[object], subject: x509.DNSName | x509.IPAddress) -> bool:
+    """True when a wildcard name of the certificate is about ``subject``'s domain without
+    covering it: ``*.example.com`` for ``example.com`` itself or for ``a.b.example.com``."""
+    if not isinstance(subject, x509.DNSName):
+        return False
+    host = subject.value.lower().rstrip(".")
+    for entry in entries:
+        text = str(entry).lower().rstrip(".")
+        if text.startswith("*."):
+            suffix = text[2:]
+            if host == suffix or host.endswith("." + suffix):
+                return True
+    return False
+
+
 _HOST_ONLY = ExtensionPolicy.permit_all().require_present(
     x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
 )
-_CHAIN_ONLY = ExtensionPolicy.permit_all()
 
 
 def _host(
@@ -419,18 +428,14 @@ def _host(
                 Code.HOST_MISMATCH,
                 Severity.ERROR,
                 f"the certificate has no subject alternative names, so it covers no host; "
-                f"clients ignore the common name ('{_name(leaf)}')",
+                f"clients ignore the common name ('{name_of(leaf)}')",
             )
         ]
     except ValueError as error:
         return [Finding(Code.HOST_MISMATCH, Severity.ERROR, f"unreadable SAN extension: {error}")]
     entries = sans_from_extension(leaf.extensions)
     names = ", ".join(str(entry) for entry in entries) or "none"
-    hint = (
-        "; a wildcard covers exactly one label"
-        if any(str(e).startswith("*.") for e in entries)
-        else ""
-    )
+    hint = "; a wildcard covers exactly one label" if _wildcard_near(entries, subject) else ""
     # The leaf is its own trust anchor here, so only the name (and profile) is judged.
     builder = (
         PolicyBuilder()
@@ -450,7 +455,7 @@ def _host(
                 Finding(
                     Code.HOST_MISMATCH,
                     Severity.ERROR,
-                    f"{host} could not be matched: {_reason(error)}",
+                    f"{host} could not be matched: {reason(error)}",
                 )
             ]
         return [
@@ -463,130 +468,6 @@ def _host(
     except ValueError as error:
         return [Finding(Code.HOST_MISMATCH, Severity.ERROR, f"{host} cannot be matched: {error}")]
     return []
-
-
-def _reason(error: Exception) -> str:
-    """The verifier's message without its framing, to show to people (never to decide on).
-
-    The texts trimmed here are pinned by a test, so a change in cryptography shows up.
-    """
-    text = str(error).removeprefix("validation failed: ")
-    text = text.removeprefix("candidates exhausted: ")
-    return text.split(" (encountered processing", 1)[0]
-
-
-@functools.cache
-def _public_roots() -> tuple[x509.Certificate, ...]:
-    # certifi's bundle is about 300 KiB; the bound only guards against a broken install.
-    data = read_bounded(certifi.where(), limit=16 * LIMIT)
-    with warnings.catch_warnings():
-        # A few long-lived public roots have a zero serial; they are trusted all the same.
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return tuple(x509.load_pem_x509_certificates(data))
-
-
-@functools.cache
-def _public_store() -> Store:
-    return Store(list(_public_roots()))
-
-
-@functools.cache
-def _public_fingerprints() -> frozenset[bytes]:
-    return frozenset(cert.fingerprint(hashes.SHA256()) for cert in _public_roots())
-
-
-def is_public_root(cert: x509.Certificate) -> bool:
-    """True when ``cert`` is in the public root store (certifi's bundle)."""
-    expect("cert", cert, x509.Certificate, CERTIFICATE)
-    return cert.fingerprint(hashes.SHA256()) in _public_fingerprints()
-
-
-def _verify(
-    leaf: x509.Certificate,
-    intermediates: list[x509.Certificate],
-    roots: Store,
-    at: datetime,
-) -> tuple[x509.Certificate, ...] | str:
-    """The chain the verifier builds, or its reason for refusing."""
-    try:
-        verifier = (
-            PolicyBuilder()
-            .store(roots)
-            .time(at)
-            .extension_policies(
-                ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_CHAIN_ONLY
-            )
-            .build_client_verifier()
-        )
-        return tuple(verifier.verify(leaf, intermediates).chain)
-    except VerificationError as error:
-        return _reason(error)
-
-
-def _chain(
-    material: Material, leaf: x509.Certificate, now: datetime
-) -> tuple[list[Finding], tuple[x509.Certificate, ...], bool]:
-    """The chain verdict for ``leaf`` (``material.leaf``), the chain built, and whether its
-    root is public."""
-    if material.leaf_self_signed:
-        finding = Finding(
-            Code.SELF_SIGNED,
-            Severity.WARNING,
-            "the certificate is self-signed: no CA vouches for it, so every device must be "
-            "given this very certificate as a trusted root",
-        )
-        return [finding], (leaf,), is_public_root(leaf)
-    self_signed = [c for c in material.others if _issued_by(c, c)]
-    intermediates = [*material.intermediates, *(c for c in material.others if c not in self_signed)]
-    supplied = ([] if material.root is None else [material.root]) + self_signed
-    at = _inside(now, list(material.chain))
-    public = _verify(leaf, intermediates, _public_store(), at)
-    if isinstance(public, tuple):
-        return [], public, True
-    private = _verify(leaf, intermediates, Store(supplied), at) if supplied else public
-    if isinstance(private, tuple):
-        return [], private, False
-    top = material.chain[-1]
-    root = material.root or public_issuer(top)
-    missing = (
-        f"'{top.issuer.rfc4514_string()}', which issued '{_name(top)}', was not supplied and "
-        "is not a public root"
-    )
-    weak = [
-        f"{role} is signed with {digest}"
-        for role, cert in _roles(material)
-        if cert is not material.root and (digest := weak_digest(cert)) is not None
-    ]
-    if weak:
-        # The verifier refuses SHA-1 and MD5 before it looks any further, so its reason
-        # would be misleading; the chain's own structure says what else is true.
-        chain = material.chain if root is material.root else (*material.chain, root)
-        path = " -> ".join(f"'{_name(c)}'" for c in chain if c is not None)
-        rest = (
-            f"the certificates themselves lead to the root: {path}"
-            if root is not None
-            else f"besides, {missing}"
-        )
-        message = (
-            f"the chain could not be verified because of the weak signature: {'; '.join(weak)}"
-            f", which TLS clients refuse; {rest}; ask the CA to reissue with SHA-256"
-        )
-        public_root = root is not None and is_public_root(root)
-        return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), public_root
-    if material.root is None:
-        message = (
-            f"no chain to a trusted root: {missing}; add the CA's intermediate and root "
-            "certificates (its chain file)"
-        )
-    else:
-        path = " -> ".join(f"'{_name(c)}'" for c in material.chain)
-        message = f"the chain {path} is not acceptable to TLS clients: {private}"
-    return [Finding(Code.CHAIN_INCOMPLETE, Severity.ERROR, message)], (), False
-
-
-def public_issuer(cert: x509.Certificate) -> x509.Certificate | None:
-    """The root of the public store (certifi's bundle) that issued ``cert``, if any."""
-    return next((root for root in _public_roots() if _issued_by(cert, root)), None)
 
 
 def _usage(leaf: x509.Certificate) -> list[Finding]:
@@ -624,7 +505,7 @@ def _usage(leaf: x509.Certificate) -> list[Finding]:
 def _weak_signatures(material: Material) -> list[Finding]:
     found = []
     # A root's signature on itself is never checked by clients, so it does not count.
-    for role, cert in _roles(material):
+    for role, cert in roles(material):
         if cert is material.root:
             continue
         weak = weak_digest(cert)
@@ -646,7 +527,7 @@ def _trust(material: Material, chain: tuple[x509.Certificate, ...], public: bool
         return Finding(
             Code.TRUST_PUBLIC,
             Severity.INFO,
-            f"the root '{_name(top)}' is publicly trusted: devices already trust it, so the "
+            f"the root '{name_of(top)}' is publicly trusted: devices already trust it, so the "
             "certificate can be imported directly (Proceed to Import)",
         )
     if not chain and material.root is None:
@@ -659,6 +540,6 @@ def _trust(material: Material, chain: tuple[x509.Certificate, ...], public: bool
     return Finding(
         Code.TRUST_PRIVATE,
         Severity.INFO,
-        f"the root '{_name(top)}' is private, an enterprise CA: distribute it to every "
+        f"the root '{name_of(top)}' is private, an enterprise CA: distribute it to every "
         "device before importing (Distribute Root Certificate)",
     )

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certflow.certs._check import _name, public_issuer
+from certflow.certs._chain import PublicRoots, name_of, public_issuer
 from certflow.certs._errors import MATERIAL, PATH, SECRET, expect, expect_optional, quiet
 from certflow.certs._files import atomic_write, backup_together, check_target
 from certflow.certs._load import Material, key_matches
@@ -67,13 +67,13 @@ def _pem(*certs: x509.Certificate) -> bytes:
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
 
 
-def _root(material: Material) -> x509.Certificate | None:
-    """The root devices must trust: supplied, the leaf itself, or found in certifi's store."""
+def _root(material: Material, roots: PublicRoots | None) -> x509.Certificate | None:
+    """The root devices must trust: supplied, the leaf itself, or found in the public store."""
     if material.root is not None:
         return material.root
     if material.leaf is not None and material.leaf_self_signed:
         return material.leaf
-    return public_issuer(material.chain[-1]) if material.chain else None
+    return public_issuer(material.chain[-1], roots=roots) if material.chain else None
 
 
 @quiet
@@ -82,6 +82,7 @@ def export(
     folder: str | os.PathLike[str],
     *,
     pfx_password: str | bytes | None = None,
+    roots: PublicRoots | None = None,
 ) -> Exported:
     """Write into ``folder`` what the server installs and what the devices must trust.
 
@@ -89,7 +90,7 @@ def export(
     - ``chain.pem``: the intermediates, and ``fullchain.pem``: the certificate and them;
     - ``root.cer`` (DER) and ``root.pem``: the root to distribute to devices: the supplied
       root, the certificate itself when it is self-signed, or the public root that issued
-      the top of the chain;
+      the top of the chain (of certifi's bundle unless ``roots``);
     - ``server.pfx``: certificate, private key, intermediates and root, encrypted with
       ``pfx_password`` (required when the material holds the key), mode 0600.
 
@@ -123,7 +124,7 @@ def export(
             f"the material holds the private key, so {SERVER_PFX} is written, and it needs a "
             "password (pfx_password)"
         )
-    root = _root(material)
+    root = _root(material, roots)
     planned: list[tuple[str, bytes, str, int]] = [
         (SERVER_CRT, _pem(leaf), "the server certificate (PEM)", _PUBLIC_MODE)
     ]
@@ -153,7 +154,7 @@ def export(
     else:
         top = material.chain[-1]
         reason = (
-            f"the root '{top.issuer.rfc4514_string()}', which issued '{_name(top)}', was not "
+            f"the root '{top.issuer.rfc4514_string()}', which issued '{name_of(top)}', was not "
             "supplied and is not a public root; add the CA's root certificate"
         )
         skipped += [(ROOT_CER, reason), (ROOT_PEM, reason)]

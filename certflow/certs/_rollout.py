@@ -8,7 +8,8 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from certflow.certs._check import Report, _chain, check
+from certflow.certs._chain import PublicRoots, judge_chain
+from certflow.certs._check import Report, _inside, check
 from certflow.certs._errors import CERTIFICATE, MATERIAL, expect, expect_iterable
 from certflow.certs._load import Material
 from certflow.core.errors import InvalidInput
@@ -31,8 +32,11 @@ class CertificateRejected(InvalidInput):
         self.report = report
 
 
-def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
-    """True when the leaf chains, through the material's certificates, to a certifi root.
+def root_publicly_trusted(
+    material: Material, *, now: datetime, roots: PublicRoots | None = None
+) -> bool:
+    """True when the leaf chains, through the material's certificates, to a public root
+    (of certifi's bundle unless ``roots``).
 
     The chain is judged at ``now`` moved into the certificates' validity window, as
     :func:`check` does, so the answer does not depend on the certificate being current.
@@ -41,7 +45,7 @@ def root_publicly_trusted(material: Material, *, now: datetime) -> bool:
     at = require_utc("now", now)
     if material.leaf is None:
         raise InvalidInput("the material has no server certificate")
-    return _chain(material, material.leaf, at)[2]
+    return judge_chain(material, _inside(at, list(material.chain)), roots).public
 
 
 def rollout_for(
@@ -56,6 +60,7 @@ def rollout_for(
     host: str | None = None,
     hosts: Iterable[str] = (),
     key: PrivateKeyTypes | None = None,
+    roots: PublicRoots | None = None,
 ) -> Rollout:
     """A ``pending`` rollout replacing ``existing`` (the server's current certificate) by
     the leaf of ``material`` on ``device_ids``, created at ``now``.
@@ -82,7 +87,7 @@ def rollout_for(
         raise InvalidInput("existing must be the current server certificate (or its material)")
     if current == new:
         raise InvalidInput("the new certificate is the one the server already has")
-    report = check(material, host=host, hosts=hosts, now=at, key=key)
+    report = check(material, host=host, hosts=hosts, now=at, key=key, roots=roots)
     if not report.ok:
         raise CertificateRejected(report)
     return new_rollout(

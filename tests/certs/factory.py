@@ -67,8 +67,13 @@ def build(
     not_after: datetime | None = None,
     eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.SERVER_AUTH,),
     key_usage: x509.KeyUsage | None = None,
+    ca_eku: Sequence[x509.ObjectIdentifier] | None = None,
 ) -> x509.Certificate:
-    """One certificate; self-signed when ``issuer`` is None. ``sans=None`` omits the SAN."""
+    """One certificate; self-signed when ``issuer`` is None. ``sans=None`` omits the SAN.
+
+    ``eku`` is a leaf's extended key usage; ``ca_eku`` a CA's (none by default): public CAs
+    now restrict their TLS intermediates to serverAuth.
+    """
     issuer_name, signer = (
         (name(common_name), key) if issuer is None else (issuer[0].subject, issuer[1])
     )
@@ -89,6 +94,8 @@ def build(
     if ca:
         usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
         builder = builder.add_extension(key_usage or usage, critical=True)
+        if ca_eku is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(ca_eku)), critical=False)
     else:
         usage = x509.KeyUsage(True, True, False, False, False, False, False, False, False)
         builder = builder.add_extension(key_usage or usage, critical=True)

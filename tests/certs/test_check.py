@@ -8,20 +8,19 @@ import certifi
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import Store
 from hypothesis import given, settings
 
 from certflow.certs import (
     Code,
     ImportMode,
     Material,
+    PublicRoots,
     Report,
     Severity,
     check,
     is_public_root,
     load,
 )
-from certflow.certs import _check as check_module
 from certflow.core.errors import InvalidInput
 
 from .factory import DAY, HOST, NOW, Pki, build, ec_key, pem, pki, resign_weak, rsa_key, san
@@ -278,10 +277,21 @@ def test_common_name_alone_does_not_cover_when_sans_differ() -> None:
     )
 
 
-def test_wildcard_mismatch_explains_the_rule() -> None:
-    report = run(pki(sans=san("*.example.com")), host="a.b.example.com")
+@pytest.mark.parametrize("host", ["a.b.example.com", "example.com", "A.B.Example.COM"])
+def test_wildcard_mismatch_explains_the_rule(host: str) -> None:
+    report = run(pki(sans=san("*.example.com", "mdm.other.org")), host=host)
     message = next(f.message for f in report.findings if f.code is Code.HOST_MISMATCH)
     assert message.endswith("a wildcard covers exactly one label")
+
+
+@pytest.mark.parametrize("host", ["other.com", "10.0.0.6", "2001:db8::1", "badexample.com"])
+def test_the_wildcard_hint_only_where_a_wildcard_was_near(host: str) -> None:
+    # *.example.com could never have covered these, so the rule would only mislead.
+    report = run(pki(sans=san("*.example.com", "mdm.other.org")), host=host)
+    message = next(f.message for f in report.findings if f.code is Code.HOST_MISMATCH)
+    assert message == (
+        f"{host} is not covered by the certificate's names (*.example.com, mdm.other.org)"
+    )
 
 
 @pytest.mark.parametrize("host", ["", "bad host", "*.example.com", "a..b", "mdm.example.com:443"])
@@ -444,14 +454,11 @@ def test_public_root_store_is_certifi() -> None:
     assert not is_public_root(pki().root)
 
 
-def test_publicly_trusted_root_recommends_proceeding(
-    good: Pki, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_publicly_trusted_root_recommends_proceeding(good: Pki) -> None:
     # Nobody can issue under a real public root in a test, so the test root plays one.
-    monkeypatch.setattr(check_module, "_public_roots", lambda: (good.root,))
-    monkeypatch.setattr(check_module, "_public_store", lambda: Store([good.root]))
+    roots = PublicRoots.of([good.root])
     material = Material.from_parts([good.leaf, good.intermediate], [good.leaf_key])  # no root
-    report = check(material, host=HOST, now=NOW)
+    report = check(material, host=HOST, now=NOW, roots=roots)
     assert report.ok
     assert codes(report) == {"trust_public"}
     assert report.root_publicly_trusted

@@ -10,7 +10,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.verification import Store
 
 from certflow.certs import (
     CHAIN_PEM,
@@ -20,11 +19,11 @@ from certflow.certs import (
     SERVER_CRT,
     SERVER_PFX,
     Material,
+    PublicRoots,
     export,
     key_matches,
     load,
 )
-from certflow.certs import _check as check_module
 from certflow.core.errors import InvalidInput
 
 from .factory import HOST, Pki, build, key_pem, pem, rsa_key
@@ -145,13 +144,12 @@ def test_a_private_root_that_was_not_supplied_is_reported(good: Pki, tmp_path: P
 
 
 def test_a_public_root_that_was_not_supplied_comes_from_the_public_store(
-    good: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    good: Pki, tmp_path: Path
 ) -> None:
     # Nobody can issue under a real public root in a test, so the test root plays one.
-    monkeypatch.setattr(check_module, "_public_roots", lambda: (good.root,))
-    monkeypatch.setattr(check_module, "_public_store", lambda: Store([good.root]))
+    roots = PublicRoots.of([good.root])
     material = Material.from_parts([good.leaf, good.intermediate], [good.leaf_key])
-    export(material, tmp_path, pfx_password="pw")
+    export(material, tmp_path, pfx_password="pw", roots=roots)
     assert (tmp_path / ROOT_PEM).read_bytes() == pem(good.root)
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.x509.verification import Store
 
 from certflow import CertificateKind, Policy, RolloutState
 from certflow.certs import (
     CertificateRejected,
     Material,
+    PublicRoots,
     load,
     rollout_for,
     root_publicly_trusted,
 )
-from certflow.certs import _check as check_module
 from certflow.core.errors import InvalidInput
 
 from .factory import DAY, HOST, NOW, Pki, build, ec_key, key_pem, pem, pki, rsa_key, san
@@ -63,12 +62,14 @@ def test_existing_may_be_a_plain_certificate_and_kind_and_policy_pass_through(go
     assert rollout.plan.policy is policy
 
 
-def test_public_root_is_detected(good: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(check_module, "_public_roots", lambda: (good.root,))
-    monkeypatch.setattr(check_module, "_public_store", lambda: Store([good.root]))
+def test_public_root_is_detected(good: Pki) -> None:
+    roots = PublicRoots.of([good.root])
     material = Material.from_parts([good.leaf, good.intermediate], [good.leaf_key])
-    assert root_publicly_trusted(material, now=NOW)
-    rollout = rollout_for(material, existing_certificate(), DEVICES, now=NOW, host=HOST)
+    assert root_publicly_trusted(material, now=NOW, roots=roots)
+    assert not root_publicly_trusted(material, now=NOW)  # certifi's roots: private
+    rollout = rollout_for(
+        material, existing_certificate(), DEVICES, now=NOW, host=HOST, roots=roots
+    )
     assert rollout.plan.root_publicly_trusted is True
 
 
