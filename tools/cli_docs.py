@@ -258,7 +258,10 @@ Options are spelled the same in every command: `--password-file FILE` opens encr
 (a PFX, an encrypted key), `--new-password-file FILE` protects what is written (`server.key`,
 `server.pfx`); `-` reads standard input, and without the option a terminal prompts.
 `--passphrase-file` and `--new-passphrase-file` are accepted too. The instant of a check is
-`--now` (`--at` is accepted too). A file is read up to 1 MiB (a password file: 4 KiB);
+`--now` (`--at` is accepted too), ISO 8601 with a UTC offset in every command
+(`2028-02-01T09:00Z`, `2028-02-01T10:00+01:00`): a time without one is refused, never
+guessed, and the message suggests spellings that work. A file is read up to 1 MiB (a
+password file: 4 KiB);
 an `--out` that exists is replaced only if it is a regular file, after a backup.
 
 These pages are generated from real runs by `make docs` (`tools/cli_docs.py`), and a test

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -93,10 +93,13 @@ def print_json(data: object) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 
 
-def parse_now(value: str | None, *, naive_is_utc: bool = False) -> datetime:
-    """``--now``: ISO 8601; without a value, the current time (the command line is where
-    the clock is read). A time without a UTC offset is refused, or read as UTC where
-    ``naive_is_utc`` (``cert check``, whose --now predates the rollout commands)."""
+def parse_now(value: str | None) -> datetime:
+    """``--now`` of every command: ISO 8601 with a UTC offset; without a value, the current
+    time (the command line is where the clock is read).
+
+    A time without an offset is refused, never guessed: an instant moves deadlines, and a
+    zone guessed wrong moves them by hours. Every spelling a message suggests is accepted.
+    """
     if value is None:
         return datetime.now(UTC)
     try:
@@ -106,12 +109,13 @@ def parse_now(value: str | None, *, naive_is_utc: bool = False) -> datetime:
             f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T09:00:00Z", param_hint="--now"
         ) from None
     if instant.tzinfo is None or instant.utcoffset() is None:
-        if not naive_is_utc:
-            raise click.BadParameter(
-                f"{value!r} has no UTC offset; add one, e.g. {value}Z or {value}+05:30",
-                param_hint="--now",
-            )
-        instant = instant.replace(tzinfo=UTC)
+        shown = instant.isoformat()
+        # An offset east of UTC would move the first day of year 1 out of range.
+        offset = "+05:30" if instant.date() > date.min else "-05:30"
+        raise click.BadParameter(
+            f"{value!r} has no UTC offset; add one, e.g. {shown}Z or {shown}{offset}",
+            param_hint="--now",
+        )
     try:
         return instant.astimezone(UTC)
     except OverflowError:

@@ -486,7 +486,7 @@ def cert_inspect(files: tuple[Path, ...], password_file: Path | None, as_json: b
     "--now",
     "--at",
     "at",
-    help="Check at this ISO 8601 time (default: the current time; no zone means UTC).",
+    help="Check at this ISO 8601 time with a UTC offset (default: the current time).",
 )
 @click.option(
     "--key",
@@ -511,7 +511,7 @@ def cert_check(
     name and the NAT address), the chain to a root, key usage, weak signatures, expiry within
     30 days, and whether the root is public or private (enterprise).
     """
-    instant = parse_now(at, naive_is_utc=True)
+    instant = parse_now(at)
     password = _password(password_file)
     material = _load(files, password)
     private_key: PrivateKeyTypes | None = None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certflow.cli._app import parse_now
+from tests.certs.factory import pem, pki
 
 
 def test_now_is_read_in_utc_whatever_its_offset() -> None:
@@ -19,12 +23,91 @@ def test_no_value_is_the_current_time() -> None:
     assert abs(parse_now(None) - datetime.now(UTC)) < timedelta(seconds=5)
 
 
-def test_a_time_without_an_offset_is_refused_or_read_as_utc_where_asked() -> None:
-    with pytest.raises(click.BadParameter, match="has no UTC offset; add one"):
-        parse_now("2026-07-01T09:00:00")
-    assert parse_now("2026-07-01T09:00:00", naive_is_utc=True) == datetime(
-        2026, 7, 1, 9, tzinfo=UTC
+@pytest.mark.parametrize(
+    ("value", "suggested"),
+    [
+        ("2026-07-01T09:00:00", "2026-07-01T09:00:00Z or 2026-07-01T09:00:00+05:30"),
+        ("2026-12-07", "2026-12-07T00:00:00Z or 2026-12-07T00:00:00+05:30"),
+        ("2028-02-01T10:15", "2028-02-01T10:15:00Z or 2028-02-01T10:15:00+05:30"),
+        ("0001-01-01", "0001-01-01T00:00:00Z or 0001-01-01T00:00:00-05:30"),
+    ],
+)
+def test_a_time_without_an_offset_is_refused_with_spellings_that_work(
+    value: str, suggested: str
+) -> None:
+    with pytest.raises(click.BadParameter) as caught:
+        parse_now(value)
+    assert caught.value.message == f"{value!r} has no UTC offset; add one, e.g. {suggested}"
+    for spelling in suggested.split(" or "):
+        assert parse_now(spelling).replace(tzinfo=None) - datetime.fromisoformat(value) in (
+            timedelta(0),
+            timedelta(hours=-5, minutes=-30),
+            timedelta(hours=5, minutes=30),
+        )
+
+
+def _suggestions(message: str) -> list[str]:
+    return message.split("e.g. ", 1)[1].split(" or ") if "e.g. " in message else []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.datetimes().map(lambda t: t.isoformat()),
+        st.dates().map(lambda d: d.isoformat()),
+        st.text(max_size=30),
     )
+)
+def test_every_spelling_a_message_suggests_is_accepted(value: str) -> None:
+    try:
+        parse_now(value)
+    except click.BadParameter as error:
+        for spelling in _suggestions(error.message):
+            parse_now(spelling)  # raises if the suggestion is itself refused
+
+
+def test_one_parser_reads_every_time_on_the_command_line() -> None:
+    """Every command reads --now through parse_now, and only it reads ISO 8601: so the rule
+    (an offset is required) and its suggestions are the same everywhere."""
+    import ast
+
+    import certflow.cli
+
+    folder = Path(certflow.cli.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("fromisoformat", "strptime"):
+                assert path.name == "_app.py", f"{path.name} parses a time itself"
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "parse_now":
+                assert not node.keywords, f"{path.name}:{node.lineno} bends the rule"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cert", "check", "server.crt", "--host", "mdm.example.com"],
+        ["rollout", "status", "r1", "--db", "certflow.db"],
+        ["rollout", "tick", "--db", "certflow.db"],
+    ],
+    ids=" ".join,
+)
+def test_a_date_without_an_offset_is_refused_alike_by_every_command(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from certflow.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "server.crt").write_bytes(pem(pki().leaf))
+    result = CliRunner().invoke(main, [*args, "--now", "2028-02-01"], prog_name="certflow")
+    assert result.exit_code == 2, result.output
+    assert (
+        "'2028-02-01' has no UTC offset; add one, e.g. 2028-02-01T00:00:00Z or "
+        "2028-02-01T00:00:00+05:30"
+    ) in result.output
+    assert not (tmp_path / "certflow.db").exists()
 
 
 @pytest.mark.parametrize(
@@ -36,9 +119,8 @@ def test_a_time_without_an_offset_is_refused_or_read_as_utc_where_asked() -> Non
     ],
 )
 def test_a_bad_now_names_the_value_and_the_problem(value: str, message: str) -> None:
-    for naive_is_utc in (False, True):
-        with pytest.raises(click.BadParameter, match=message):
-            parse_now(value, naive_is_utc=naive_is_utc)
+    with pytest.raises(click.BadParameter, match=message):
+        parse_now(value)
 
 
 @pytest.mark.parametrize("module", ["_app", "_certs", "_rollout", "_simulate"])

@@ -391,14 +391,14 @@ def test_cert_check_json(files: tuple[Path, Pki]) -> None:
         "--host",
         HOST,
         "--at",
-        "2026-03-01T12:00:00",
+        "2026-03-01T17:30:00+05:30",
         "--json",
         cwd=folder,
         expect=1,
     )
     data = json.loads(done.stdout)
     assert data["ok"] is False
-    assert data["checked_at"] == AT  # no zone means UTC
+    assert data["checked_at"] == AT  # the same instant, in UTC
     assert {f["code"] for f in data["findings"]} == {
         "no_private_key",
         "chain_incomplete",
