@@ -110,3 +110,19 @@ def test_simulate_through_the_store_without_a_warning(tmp_path: Path) -> None:
         "--db", str(tmp_path / "sim.db"), cwd=tmp_path,
     )  # fmt: skip
     _succeeds_silently(done)
+
+
+def test_certflow_names_no_deprecated_key_module() -> None:
+    """cryptography deprecates DSA and finite-field Diffie-Hellman: their modules' classes
+    warn when named, so certflow tells key kinds apart by ``PublicKeyTypes`` instead."""
+    import ast
+
+    root = Path(certflow.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {alias.name for alias in node.names}
+                assert not (node.module.endswith("asymmetric") and names & {"dsa", "dh"}), (
+                    f"{path} imports a deprecated key module"
+                )
+                assert not node.module.endswith((".dsa", ".dh")), path

@@ -19,7 +19,6 @@ injectable (:class:`PublicRoots`), so tests and air-gapped hosts choose their ow
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -27,7 +26,6 @@ import attrs
 import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -38,7 +36,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from certflow.certs._errors import CERTIFICATE, expect, expect_iterable
+from certflow.certs._errors import CERTIFICATE, expect, expect_iterable, input_warnings_ignored
 from certflow.certs._files import LIMIT, read_bounded
 from certflow.certs._load import Material, _issued_by
 from certflow.certs._names import usage_name, weak_digest
@@ -117,9 +115,8 @@ class PublicRoots:
 def _certifi_roots() -> PublicRoots:
     # certifi's bundle is about 300 KiB; the bound only guards against a broken install.
     data = read_bounded(certifi.where(), limit=16 * LIMIT)
-    with warnings.catch_warnings():
+    with input_warnings_ignored():
         # A few long-lived public roots have a zero serial; they are trusted all the same.
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         return PublicRoots(tuple(x509.load_pem_x509_certificates(data)))
 
 

@@ -27,6 +27,7 @@ from certflow.certs._errors import (
     PRIVATE_KEY,
     PRIVATE_KEY_TYPES,
     SubjectError,
+    dsa_input,
     expect,
     expect_iterable,
     expect_optional,
@@ -304,7 +305,8 @@ def _validity_period(leaf: x509.Certificate) -> list[Finding]:
 
 def _key_type(leaf: x509.Certificate) -> list[Finding]:
     try:
-        public = leaf.public_key()
+        with dsa_input():
+            public = leaf.public_key()
     except (ValueError, UnsupportedAlgorithm):
         return [
             Finding(

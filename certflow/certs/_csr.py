@@ -17,6 +17,7 @@ from certflow.certs._errors import (
     PATH,
     SECRET,
     MaterialError,
+    dsa_input,
     expect,
     expect_optional,
     quiet,
@@ -125,7 +126,8 @@ def inspect_csr(csr: x509.CertificateSigningRequest | bytes, *, source: str = "C
     expect("csr", csr, (x509.CertificateSigningRequest, bytes), f"{CSR} or {DATA}")
     request = read_csr(csr, source=source) if isinstance(csr, bytes) else csr
     try:
-        key_type, key_size = _key_description(request.public_key())
+        with dsa_input():
+            key_type, key_size = _key_description(request.public_key())
     except (ValueError, UnsupportedAlgorithm):
         key_type, key_size = "unsupported", None
     try:

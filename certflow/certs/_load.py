@@ -8,7 +8,6 @@ import contextlib
 import functools
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias, TypeVar
 
@@ -25,9 +24,11 @@ from certflow.certs._errors import (
     PRIVATE_KEY_TYPES,
     SECRET,
     MaterialError,
+    dsa_input,
     expect,
     expect_iterable,
     expect_optional,
+    input_warnings_ignored,
     quiet,
 )
 from certflow.certs._files import LIMIT, read_bounded
@@ -293,7 +294,8 @@ def _load_key(
     """The key in ``blob``; cryptography's exception types say what went wrong."""
     damaged = MaterialError(label, "unparseable", f"{where}the private key is damaged")
     try:
-        return loader(blob, password)
+        with dsa_input():
+            return loader(blob, password)
     except UnsupportedAlgorithm as error:
         raise MaterialError(
             label, "unsupported", f"{where}unsupported private key: {error}"
@@ -469,19 +471,20 @@ def key_matches(certificate: x509.Certificate, key: PrivateKeyTypes) -> bool:
     expect("certificate", certificate, x509.Certificate, CERTIFICATE)
     expect("key", key, PRIVATE_KEY_TYPES, PRIVATE_KEY)
     try:
-        return _spki(certificate.public_key()) == _spki(key.public_key())
+        with dsa_input():
+            return _spki(certificate.public_key()) == _spki(key.public_key())
     except (ValueError, UnsupportedAlgorithm):  # a key type cryptography cannot read
         return False
 
 
 @functools.lru_cache(maxsize=4096)  # ordering asks the same question many times
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    with warnings.catch_warnings():  # comparing odd names (e.g. a long country) warns
-        warnings.simplefilter("ignore")
+    with input_warnings_ignored():  # comparing odd names (e.g. a long country) warns
         if child.issuer != parent.subject:
             return False
     try:
-        child.verify_directly_issued_by(parent)
+        with dsa_input():
+            child.verify_directly_issued_by(parent)
     except InvalidSignature:
         return False
     except (ValueError, TypeError, UnsupportedAlgorithm):  # e.g. it refuses SHA-1 and MD5

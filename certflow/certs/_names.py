@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
-from certflow.certs._errors import expect
+from certflow.certs._errors import dsa_input, expect
 
 # md2WithRSAEncryption and md4WithRSAEncryption (RFC 3279): cryptography does not know
 # them at all, so their public, standard OIDs are the only way to name them.
@@ -54,7 +54,8 @@ def weakly_signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     digest = child.signature_hash_algorithm if weak_digest(child) in ("SHA-1", "MD5") else None
     if digest is None:
         return False
-    key = parent.public_key()
+    with dsa_input():
+        key = parent.public_key()
     try:
         if isinstance(key, rsa.RSAPublicKey):
             scheme = child.signature_algorithm_parameters
