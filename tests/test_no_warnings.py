@@ -21,6 +21,11 @@ import pytest
 import certflow
 from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
 
+SUBJECT = [
+    "--country", "IN", "--state", "Tamil Nadu", "--locality", "Chennai",
+    "--org", "Example Ltd", "--common-name", HOST, "--san", HOST,
+]  # fmt: skip
+
 MODULES = sorted(info.name for info in pkgutil.walk_packages(certflow.__path__, prefix="certflow."))
 
 
@@ -83,16 +88,51 @@ def test_cert_check_without_a_warning(upload: Path) -> None:
     assert "Result: ok" in done.stdout
 
 
-def test_rollout_new_without_a_warning(upload: Path, tmp_path: Path) -> None:
-    done = _strict(
-        "-m", "certflow", "rollout", "new", "r1",
-        "--cert", str(upload / "server.crt"), "--cert", str(upload / "chain.pem"),
-        "--cert", str(upload / "server.key"), "--existing", str(upload / "current.crt"),
-        "--devices", str(upload / "devices.txt"), "--host", HOST,
-        "--db", str(tmp_path / "r.db"), "--now", (NOW + timedelta(hours=1)).isoformat(),
-        cwd=tmp_path,
-    )  # fmt: skip
-    _succeeds_silently(done)
+def test_certificate_commands_without_a_warning(upload: Path, tmp_path: Path) -> None:
+    (tmp_path / "pfx-pass").write_text("pfx-pass\n")
+    for args in (
+        ["cert", "inspect", str(upload / "server.crt"), str(upload / "chain.pem")],
+        [
+            "cert",
+            "export",
+            str(upload / "server.crt"),
+            str(upload / "chain.pem"),
+            str(upload / "server.key"),
+            "--out",
+            str(tmp_path / "out"),
+            "--new-password-file",
+            str(tmp_path / "pfx-pass"),
+        ],
+        ["csr", "new", *SUBJECT, "--no-input"],
+        ["csr", "show", "server.csr"],
+        ["csr", "openssl-config", *SUBJECT, "--no-input"],
+    ):
+        (tmp_path / "out").mkdir(exist_ok=True)
+        _succeeds_silently(_strict("-m", "certflow", *args, cwd=tmp_path))
+
+
+def test_a_rollout_from_start_to_end_without_a_warning(upload: Path, tmp_path: Path) -> None:
+    def at(days: float) -> str:
+        return (NOW + timedelta(days=days, hours=1)).isoformat()
+
+    db = str(tmp_path / "r.db")
+    steps = [
+        ["new", "r1", "--cert", str(upload / "server.crt"), "--cert", str(upload / "chain.pem"),
+         "--cert", str(upload / "server.key"), "--existing", str(upload / "current.crt"),
+         "--devices", str(upload / "devices.txt"), "--host", HOST, "--now", at(0)],
+        ["distribute", "r1", "--now", at(0)],
+        ["report", "r1", "d1", "installed", "--now", at(1)],
+        ["report", "r1", "d2", "failed", "--now", at(1)],
+        ["retry", "r1", "d2", "--now", at(2)],
+        ["status", "r1", "--now", at(2)],
+        ["effects", "r1", "--now", at(2)],
+        ["tick", "--now", at(8)],
+        ["history", "r1", "--now", at(8)],
+        ["list", "--now", at(8)],
+    ]  # fmt: skip
+    for args in steps:
+        done = _strict("-m", "certflow", "rollout", *args, "--db", db, cwd=tmp_path)
+        _succeeds_silently(done)
     assert "r1" in done.stdout
 
 
