@@ -13,13 +13,18 @@ import os
 import pkgutil
 import subprocess
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
+import cryptography_vectors
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.utils import CryptographyDeprecationWarning
 
 import certflow
-from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
+from tests.certs.factory import DAY, HOST, NOW, build, key_pem, name, pem, pki, rsa_key
 
 SUBJECT = [
     "--country", "IN", "--state", "Tamil Nadu", "--locality", "Chennai",
@@ -166,3 +171,68 @@ def test_certflow_names_no_deprecated_key_module() -> None:
                     f"{path} imports a deprecated key module"
                 )
                 assert not node.module.endswith((".dsa", ".dh")), path
+
+
+VECTORS = Path(cryptography_vectors.__file__).parent
+ODD_UPLOADS = {
+    "a zero serial": VECTORS / "x509" / "custom" / "negative_serial.pem",
+    "a three-letter country": VECTORS / "x509" / "custom" / "bad_country.pem",
+    "PKCS#7 in BER": VECTORS / "pkcs7" / "amazon-roots.p7b",
+    "a DSA certificate": VECTORS / "x509" / "custom" / "dsa_selfsigned_ca.pem",
+}
+
+
+@pytest.fixture(scope="module")
+def dsa_leaf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A certificate for a DSA key, issued by a CA that is not uploaded: nothing but the
+    command's own reading touches its key."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        from cryptography.hazmat.primitives.asymmetric import dsa
+
+        key = dsa.generate_private_key(2048)
+    issuer = rsa_key(2048, 20)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("a DSA server"))
+        .issuer_name(name("an absent CA"))
+        .public_key(key.public_key())
+        .serial_number(5)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .sign(issuer, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("dsa") / "dsa-leaf.pem"
+    path.write_bytes(pem(cert))
+    return path
+
+
+@pytest.mark.parametrize("command", [["cert", "inspect"], ["cert", "inspect", "--json"]])
+def test_a_dsa_upload_puts_no_warning_on_the_terminal(
+    dsa_leaf: Path, command: list[str], tmp_path: Path
+) -> None:
+    done = _strict("-m", "certflow", *command, str(dsa_leaf), cwd=tmp_path)
+    _succeeds_silently(done)
+    assert "DSA" in done.stdout
+
+
+@pytest.mark.parametrize("upload", ODD_UPLOADS.values(), ids=ODD_UPLOADS.keys())
+@pytest.mark.parametrize("command", [["cert", "inspect"], ["cert", "inspect", "--json"]])
+def test_odd_but_readable_uploads_put_no_warning_on_the_terminal(
+    upload: Path, command: list[str], tmp_path: Path
+) -> None:
+    # Real files that make cryptography warn: certflow reads them and says what matters.
+    _succeeds_silently(_strict("-m", "certflow", *command, str(upload), cwd=tmp_path))
+
+
+@pytest.mark.parametrize("upload", ODD_UPLOADS.values(), ids=ODD_UPLOADS.keys())
+def test_checking_an_odd_upload_puts_no_warning_on_the_terminal(
+    upload: Path, tmp_path: Path
+) -> None:
+    done = _strict(
+        "-m", "certflow", "cert", "check", str(upload), "--host", HOST,
+        "--now", NOW.isoformat(), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode in (1, 2), done.stderr  # findings, or refused as input
+    assert "Warning" not in done.stderr
+    assert "Traceback" not in done.stderr

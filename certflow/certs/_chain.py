@@ -52,6 +52,10 @@ def name_of(cert: x509.Certificate) -> str:
     return str(common[0].value) if common else cert.subject.rfc4514_string() or "(empty subject)"
 
 
+def _as_tuple(certificates: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    return tuple(certificates)
+
+
 @attrs.frozen(eq=False)
 class PublicRoots:
     """The roots that devices already trust: a chain to one of them is public (Proceed to
@@ -62,7 +66,7 @@ class PublicRoots:
     store where devices trust a different set).
     """
 
-    certificates: tuple[x509.Certificate, ...]
+    certificates: tuple[x509.Certificate, ...] = attrs.field(converter=_as_tuple)
     _store: Store | None = attrs.field(init=False, repr=False)
     _fingerprints: frozenset[bytes] = attrs.field(init=False, repr=False)
 
@@ -93,9 +97,6 @@ class PublicRoots:
             isinstance(cert, x509.Certificate)
             and cert.fingerprint(hashes.SHA256()) in self._fingerprints
         )
-
-    def __len__(self) -> int:
-        return len(self.certificates)
 
     def issuer_of(self, cert: x509.Certificate) -> x509.Certificate | None:
         """The root of this store that issued ``cert``, if any."""
@@ -135,8 +136,10 @@ def _ca_allows_server_auth(
         raise ValueError(f"{name_of(cert)} is not issued for serverAuth")
 
 
+# NON_CRITICAL as in the WebPKI defaults: a critical EKU on a CA is refused, as a server
+# verifier refuses it.
 _SERVER_CHAIN_CA = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-    x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ca_allows_server_auth
+    x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, _ca_allows_server_auth
 )
 # The leaf's names, usage and profile have findings of their own.
 _ANY_LEAF = ExtensionPolicy.permit_all()
@@ -167,6 +170,7 @@ def reason(error: Exception) -> str:
     """
     text = str(error).removeprefix("validation failed: ")
     text = text.removeprefix("candidates exhausted: ")
+    text = text.removeprefix("Python extension validator failed: ValueError: ")
     return text.split(" (encountered processing", 1)[0]
 
 
@@ -200,9 +204,10 @@ def judge_chain(material: Material, at: datetime, roots: PublicRoots | None) -> 
     private = build_chain(leaf, intermediates, Store(supplied), at) if supplied else public
     if isinstance(private, tuple):
         return ChainVerdict(private, False)
-    return ChainVerdict(
-        (), _root_is_public(material, public_roots), _problem(material, private, public_roots)
-    )
+    # The refusal worth showing is the one against the root the chain leads to.
+    refusal = private if material.root is not None else public
+    problem = _problem(material, refusal, public_roots)
+    return ChainVerdict((), _root_is_public(material, public_roots), problem)
 
 
 def _root_is_public(material: Material, roots: PublicRoots) -> bool:
@@ -218,16 +223,16 @@ def _root_is_public(material: Material, roots: PublicRoots) -> bool:
 
 
 def _not_for_servers(material: Material) -> list[str]:
-    """The CAs of the material that list extended key usages without serverAuth."""
+    """The CAs of the material's chain that list extended key usages without serverAuth."""
     found = []
-    for cert in (*material.intermediates, *material.others):
+    for role, cert in roles(material)[1:]:
         try:
             usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except (x509.ExtensionNotFound, ValueError):
             continue
         if not _SERVER_USAGES.intersection(usage):
             listed = ", ".join(usage_name(oid) for oid in usage) or "nothing"
-            found.append(f"intermediate '{name_of(cert)}' is restricted to {listed}")
+            found.append(f"{role} is restricted to {listed}")
     return found
 
 
@@ -261,15 +266,17 @@ def _problem(material: Material, refusal: str, roots: PublicRoots) -> str:
     restricted = _not_for_servers(material)
     if restricted:
         return (
-            f"{'; '.join(restricted)} by its extended key usage, so TLS clients refuse it in a "
-            "server's chain; ask the CA for a chain issued for serverAuth"
+            f"{'; '.join(restricted)} by its extended key usage, so TLS clients refuse "
+            f"{'it' if len(restricted) == 1 else 'them'} in a server's chain; ask the CA for a "
+            "chain issued for serverAuth"
         )
-    if material.root is None:
+    if root is None:
         return (
             f"no chain to a trusted root: {missing}; add the CA's intermediate and root "
             "certificates (its chain file)"
         )
-    path = " -> ".join(f"'{name_of(c)}'" for c in material.chain)
+    shown = (*material.chain, *(() if root is material.root else (root,)))
+    path = " -> ".join(f"'{name_of(c)}'" for c in shown)
     return f"the chain {path} is not acceptable to TLS clients: {refusal}"
 
 

@@ -168,7 +168,17 @@ def key_kind(key: object) -> str:
 
 
 def describe_key(key: object) -> str:
-    """``key`` for people: ``RSA 2048 bits``, ``EC 256 bits (secp256r1)``, ``Ed25519``..."""
+    """``key`` for people: ``RSA 2048 bits``, ``EC 256 bits (secp256r1)``, ``Ed25519``...
+
+    ``key`` may be a certificate, for its public key (``unsupported`` when cryptography
+    cannot read it); an uploaded DSA key is read without cryptography's deprecation warning.
+    """
+    if isinstance(key, x509.Certificate | x509.CertificateSigningRequest):
+        try:
+            with dsa_input():
+                key = key.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            return "unsupported"
     kind = key_kind(key)
     if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
         return f"{kind} {key.key_size} bits ({key.curve.name})"

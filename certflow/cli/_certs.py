@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
@@ -406,10 +405,7 @@ def cert() -> None:
 
 
 def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
-    try:
-        public_key = certs.describe_key(certificate.public_key())
-    except (ValueError, UnsupportedAlgorithm):  # a key cryptography cannot read
-        public_key = "unsupported"
+    public_key = certs.describe_key(certificate)  # "unsupported" if cryptography cannot read it
     return {
         "role": role,
         "subject": certificate.subject.rfc4514_string(),

@@ -68,6 +68,7 @@ def build(
     eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.SERVER_AUTH,),
     key_usage: x509.KeyUsage | None = None,
     ca_eku: Sequence[x509.ObjectIdentifier] | None = None,
+    ca_eku_critical: bool = False,
 ) -> x509.Certificate:
     """One certificate; self-signed when ``issuer`` is None. ``sans=None`` omits the SAN.
 
@@ -95,7 +96,9 @@ def build(
         usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
         builder = builder.add_extension(key_usage or usage, critical=True)
         if ca_eku is not None:
-            builder = builder.add_extension(x509.ExtendedKeyUsage(list(ca_eku)), critical=False)
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage(list(ca_eku)), critical=ca_eku_critical
+            )
     else:
         usage = x509.KeyUsage(True, True, False, False, False, False, False, False, False)
         builder = builder.add_extension(key_usage or usage, critical=True)

@@ -13,7 +13,11 @@ from collections.abc import Sequence
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID as Usage
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from certflow.certs import Code, ImportMode, Material, PublicRoots, check, is_public_root
 from certflow.core.errors import InvalidInput
@@ -25,14 +29,21 @@ CA_END = NOW + 3650 * DAY
 
 
 def hierarchy(
-    inter_eku: Sequence[x509.ObjectIdentifier] | None, *, root_slot: int = 11
+    inter_eku: Sequence[x509.ObjectIdentifier] | None,
+    *,
+    critical: bool = False,
+    root_eku: Sequence[x509.ObjectIdentifier] | None = None,
+    inter_bits: int = 2048,
 ) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
     """root -> intermediate (with ``inter_eku``) -> RSA leaf for HOST."""
-    root_key, inter_key = rsa_key(2048, root_slot), rsa_key(2048, 12)
-    root = build("chain test root", key=root_key, ca=True, not_before=START, not_after=CA_END)
+    root_key, inter_key = rsa_key(2048, 11), rsa_key(inter_bits, 12)
+    root = build(
+        "chain test root", key=root_key, ca=True, not_before=START, not_after=CA_END,
+        ca_eku=root_eku,
+    )  # fmt: skip
     inter = build(
         "chain test intermediate", key=inter_key, issuer=(root, root_key), ca=True,
-        not_before=START, not_after=CA_END, ca_eku=inter_eku,
+        not_before=START, not_after=CA_END, ca_eku=inter_eku, ca_eku_critical=critical,
     )  # fmt: skip
     leaf = build(HOST, key=rsa_key(), issuer=(inter, inter_key))
     return root, inter, leaf
@@ -51,23 +62,24 @@ def server_verifier_accepts(
     return True
 
 
-EKUS: list[tuple[str, Sequence[x509.ObjectIdentifier] | None]] = [
-    ("none", None),
-    ("serverAuth only", [Usage.SERVER_AUTH]),
-    ("clientAuth only", [Usage.CLIENT_AUTH]),
-    ("serverAuth and clientAuth", [Usage.SERVER_AUTH, Usage.CLIENT_AUTH]),
-    ("anyExtendedKeyUsage", [Usage.ANY_EXTENDED_KEY_USAGE]),
-    ("codeSigning", [Usage.CODE_SIGNING]),
-    ("clientAuth and emailProtection", [Usage.CLIENT_AUTH, Usage.EMAIL_PROTECTION]),
+EKUS: list[tuple[str, Sequence[x509.ObjectIdentifier] | None, bool]] = [
+    ("none", None, False),
+    ("serverAuth only", [Usage.SERVER_AUTH], False),
+    ("serverAuth only, critical", [Usage.SERVER_AUTH], True),
+    ("clientAuth only", [Usage.CLIENT_AUTH], False),
+    ("serverAuth and clientAuth", [Usage.SERVER_AUTH, Usage.CLIENT_AUTH], False),
+    ("anyExtendedKeyUsage", [Usage.ANY_EXTENDED_KEY_USAGE], False),
+    ("codeSigning", [Usage.CODE_SIGNING], False),
+    ("clientAuth and emailProtection", [Usage.CLIENT_AUTH, Usage.EMAIL_PROTECTION], False),
 ]
 
 
-@pytest.mark.parametrize(("label", "eku"), EKUS, ids=[label for label, _ in EKUS])
+@pytest.mark.parametrize(("label", "eku", "critical"), EKUS, ids=[e[0] for e in EKUS])
 @pytest.mark.parametrize("public", [True, False], ids=["root public", "root supplied"])
 def test_the_verdict_is_the_server_verifiers(
-    label: str, eku: Sequence[x509.ObjectIdentifier] | None, public: bool
+    label: str, eku: Sequence[x509.ObjectIdentifier] | None, critical: bool, public: bool
 ) -> None:
-    root, inter, leaf = hierarchy(eku)
+    root, inter, leaf = hierarchy(eku, critical=critical)
     if public:  # the root is in the (injected) public store, and not uploaded
         material = Material.from_parts([leaf, inter], [rsa_key()])
         roots = PublicRoots.of([root])
@@ -158,11 +170,11 @@ def test_public_roots_of_given_certificates() -> None:
     assert root in roots
     assert leaf not in roots
     assert "x" not in roots
-    assert len(roots) == 1
-    assert len(PublicRoots.of([])) == 0
+    assert roots.certificates == (root,)
+    assert PublicRoots.of([]).certificates == ()
     assert is_public_root(root, roots=roots)
     assert not is_public_root(root)
-    assert len(PublicRoots.certifi()) > 100
+    assert len(PublicRoots.certifi().certificates) > 100
     assert PublicRoots.certifi() is PublicRoots.certifi()  # read once
 
 
@@ -182,3 +194,35 @@ def test_check_refuses_roots_that_are_not_a_store() -> None:
     root, inter, leaf = hierarchy(None)
     with pytest.raises(InvalidInput, match=r"roots must be a certflow.certs.PublicRoots"):
         check(Material.from_parts([leaf, inter]), host=HOST, now=NOW, roots=[root])  # type: ignore[arg-type]
+
+
+def test_a_refusal_against_a_public_root_says_why_not_that_the_root_is_missing() -> None:
+    # The root is in the public store, not uploaded; the chain fails for another reason.
+    root, inter, leaf = hierarchy([Usage.SERVER_AUTH], inter_bits=1024)
+    report = check(
+        Material.from_parts([leaf, inter], [rsa_key()]),
+        host=HOST, now=NOW, roots=PublicRoots.of([root]),
+    )  # fmt: skip
+    (finding,) = [f for f in report.errors if f.code is Code.CHAIN_INCOMPLETE]
+    assert finding.message == (
+        "the chain 'mdm.example.com' -> 'chain test intermediate' -> 'chain test root' is not "
+        "acceptable to TLS clients: RSA key is too weak"
+    )
+
+
+def test_only_the_chains_own_cas_are_blamed_for_their_usage() -> None:
+    root, inter, leaf = hierarchy([Usage.SERVER_AUTH])
+    stray = build(
+        "unrelated client ca", key=rsa_key(2048, 14), ca=True, not_before=START,
+        not_after=CA_END, ca_eku=[Usage.CLIENT_AUTH],
+    )  # fmt: skip
+    report = check(Material.from_parts([leaf, inter, stray], [rsa_key()]), host=HOST, now=NOW)
+    (finding,) = [f for f in report.errors if f.code is Code.CHAIN_INCOMPLETE]
+    assert finding.message.startswith("no chain to a trusted root: 'CN=chain test root")
+    # A root restricted to clientAuth is named as the root.
+    root, inter, leaf = hierarchy(None, root_eku=[Usage.CLIENT_AUTH])
+    report = check(Material.from_parts([leaf, inter, root], [rsa_key()]), host=HOST, now=NOW)
+    (finding,) = [f for f in report.errors if f.code is Code.CHAIN_INCOMPLETE]
+    assert finding.message.startswith(
+        "root 'chain test root' is restricted to clientAuth by its extended key usage"
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import itertools
 import tomllib
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     ExtensionPolicy,
@@ -36,6 +34,7 @@ from cryptography.x509.verification import (
 )
 
 from certflow.certs import Code, ImportMode, Material, Report, check, is_public_root, load
+from certflow.certs._errors import input_warnings_ignored
 
 DATA = Path(__file__).parent / "data" / "public"
 
@@ -95,9 +94,8 @@ SERVERAUTH_ONLY = [c for c in CHAINS if c.serverauth_only_intermediates]
 
 @functools.cache
 def _certifi_roots() -> tuple[x509.Certificate, ...]:
-    with warnings.catch_warnings():
+    with input_warnings_ignored():
         # A few long-lived public roots have a zero serial; they are trusted all the same.
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         return tuple(x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes()))
 
 
