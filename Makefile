@@ -1,20 +1,28 @@
 # Two commands matter: `make demo` (the main job) and `make test` (everything CI runs).
 # Both build a local virtual environment first, so a fresh machine needs only Python >= 3.11.
+# It is installed from the committed lock, requirements/lock.txt: a fresh clone runs exactly
+# what was tested (docs/development.md says how the lock is made and when to renew it).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements/lock.txt
+PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck unit site bench docs mutate clean
+.PHONY: demo test lint typecheck unit site bench docs mutate lock lock-upgrade test-latest clean
 
-# An editable install in "compat" mode puts the project folder on sys.path through a .pth
-# file, which type checkers follow; setuptools' default mode installs an import hook that
-# mypy cannot see, so code outside the repository would find no certflow types.
-$(STAMP): pyproject.toml Makefile
+# pip installs the locked versions (-c: the lock constrains, the extras choose), pip and
+# the build backend first; certflow itself is built by that locked hatchling
+# (--no-build-isolation). Its editable install is a .pth file naming this folder, which type
+# checkers follow, so code outside the repository finds certflow's types.
+# A changed lock, pyproject.toml or Makefile rebuilds the environment from scratch (--clear),
+# without the setuptools that Python 3.11's venv adds: nothing outside the lock is left.
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	$(PYTHON) -c 'import sys; sys.exit("certflow needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,docs,postgresql]' --config-settings editable_mode=compat
+	$(PYTHON) -m venv --clear $(VENV)
+	$(PIP) uninstall --quiet --yes setuptools
+	$(PIP) install --quiet -c $(LOCK) pip hatchling
+	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql]'
 	touch $(STAMP)
 
 # The main job: the seeded simulation through the SQLite store, in a fresh demo database.
@@ -43,7 +51,7 @@ site: $(STAMP)
 # The rollout core in memory, the SQLite store (which compares against the eventsourcing
 # library: the `bench` extra), then the simulator.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,postgresql,bench]' --config-settings editable_mode=compat
+	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,bench]'
 	$(BIN)/python benchmarks/bench_rollout.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_sim.py
@@ -52,7 +60,7 @@ bench: $(STAMP)
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:
 # `mutmut results`, `mutmut show NAME`; the last run's figures are in docs/mutation.md.
 mutate: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,postgresql,mutate]' --config-settings editable_mode=compat
+	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,mutate]'
 	rm -rf mutants
 	CERTFLOW_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut export-cicd-stats
@@ -67,5 +75,38 @@ docs: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The lock: every extra and tool of requirements/tools.in, resolved by uv for every platform
+# and every Python >= 3.11 (--universal). `make lock` keeps the locked versions that still
+# fit pyproject.toml (after a dependency was added or a range changed); `make lock-upgrade`
+# takes the newest release of everything. Either way: `make test`, then commit the lock.
+# uv itself comes from the lock; no stamp needed (the environment may not fit the new ranges).
+UV_COMPILE := $(BIN)/uv pip compile pyproject.toml requirements/tools.in --all-extras \
+	--universal --python-version 3.11 --custom-compile-command 'make lock' --quiet --output-file $(LOCK)
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c $(LOCK) uv
+	$(UV_COMPILE)
+
+lock-upgrade:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c $(LOCK) uv
+	$(UV_COMPILE) --upgrade
+
+# The early warning for the next release: the newest release of every dependency, without
+# the lock, in a throwaway environment (left for a look when something fails); what differs
+# from the lock, mypy, then the suite. docs/development.md says when to run it and what to
+# do when it fails.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip uninstall --quiet --yes setuptools
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,docs,postgresql]'
+	$(LATEST)/bin/python tools/lock.py $(LOCK)
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/pytest
+	rm -rf $(LATEST)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info mutants site
+	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache .hypothesis build dist *.egg-info mutants site

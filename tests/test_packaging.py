@@ -23,8 +23,9 @@ def test_an_editable_install_type_checks_from_outside_the_repository(tmp_path: P
     """mypy, run where a user's project is, finds certflow and its py.typed marker.
 
     setuptools' default editable install hides the package behind an import hook that
-    mypy cannot follow ("Cannot find implementation or library stub"); the Makefile
-    installs in compat mode. One deliberate error proves the types are really used.
+    mypy cannot follow ("Cannot find implementation or library stub"); hatchling's is a
+    .pth file naming the project folder (docs/development.md). One deliberate error
+    proves the types are really used.
     """
     assert REPOSITORY not in tmp_path.parents
     (tmp_path / "use.py").write_text(USE)
