@@ -41,8 +41,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on every core (pytest-xdist): -n auto, and --dist loadgroup keeps the tests
+# that share an expensive module fixture on one worker (tests/conftest.py).
+PYTEST_PARALLEL := -n auto --dist loadgroup
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The documentation site (mkdocs.yml), strictly: a broken link or a missing page fails.
 site: $(STAMP)
@@ -105,7 +108,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,docs,postgresql]'
 	$(LATEST)/bin/python tools/lock.py $(LOCK)
 	$(LATEST)/bin/mypy
-	$(LATEST)/bin/pytest
+	$(LATEST)/bin/pytest $(PYTEST_PARALLEL)
 	rm -rf $(LATEST)
 
 clean:

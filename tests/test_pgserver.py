@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,12 +42,6 @@ def nobody_listens(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def server_folders() -> set[Path]:
-    """The temporary folders of every LocalPostgres now running on this machine."""
-    parents = {Path(tempfile.gettempdir()), pgserver.SHM}
-    return {folder for parent in parents for folder in parent.glob("certflow-pg-*")}
 
 
 def eventually(condition: Callable[[], bool], seconds: float = 15) -> bool:
@@ -187,15 +182,20 @@ def test_a_server_that_fails_to_start_says_why_and_leaves_nothing(
     monkeypatch.setattr(
         pgserver, "SERVER_SETTINGS", pgserver.SERVER_SETTINGS + " -c no_such_setting=1"
     )
-    server = LocalPostgres()
-    before = server_folders()
-    with pytest.raises(PostgresUnavailable) as failure:
-        server.start()
+    # A parent folder of its own: servers that other tests (other pytest-xdist workers, other
+    # runs) start meanwhile do not show there. Not tmp_path: the server user must reach it.
+    parent = Path(tempfile.mkdtemp(prefix="certflow-pg-test-"))
+    parent.chmod(0o711)
+    try:
+        with pytest.raises(PostgresUnavailable) as failure:
+            LocalPostgres(parent=parent).start()
+        assert list(parent.iterdir()) == []
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
     message = str(failure.value)
     assert "pg_ctl start" in message
     assert "end of the server log" in message
     assert 'unrecognized configuration parameter "no_such_setting"' in message
-    assert server_folders() <= before
 
 
 def test_an_empty_bindir_is_reported_with_what_to_do(
