@@ -97,8 +97,9 @@ lock-upgrade:
 
 # The early warning for the next release: the newest release of every dependency, without
 # the lock, in a throwaway environment (left for a look when something fails); what differs
-# from the lock, mypy, then the suite. docs/development.md says when to run it and what to
-# do when it fails.
+# from the lock, mypy, then the suite, where a deprecation warning raised by certflow's own
+# code is an error as always (pyproject.toml, filterwarnings). docs/development.md says when
+# to run it and what to do when it fails.
 LATEST := .venv-latest
 test-latest:
 	rm -rf $(LATEST)

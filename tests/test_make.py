@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,3 +250,23 @@ def test_mutmut_copies_every_local_package_the_core_tests_import() -> None:
     assert "tools" in needed  # the PostgreSQL server of tests/conftest.py
     assert needed <= copied, f"add {sorted(needed - copied)} to [tool.mutmut] also_copy"
 
+
+PROBE = compile("import warnings\nwarnings.warn('old', CATEGORY, stacklevel=1)", "probe", "exec")
+
+
+@pytest.mark.parametrize("category", ["DeprecationWarning", "CryptographyDeprecationWarning"])
+def test_a_deprecation_warning_raised_by_certflow_code_is_an_error(category: str) -> None:
+    """pyproject.toml's filterwarnings: in certflow's modules (and the tests', tools'...) a
+    deprecation is an error, in any other module only a warning."""
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    kind = {"CryptographyDeprecationWarning": CryptographyDeprecationWarning}.get(
+        category, DeprecationWarning
+    )
+    for module in ("certflow.certs._probe", "tests.probe", "tools.probe", "examples"):
+        with pytest.raises(kind):
+            exec(PROBE, {"__name__": module, "CATEGORY": kind})
+    with warnings.catch_warnings(record=True) as caught:  # the filters stay as they are
+        for module in ("somelib.mod", "certflowx", "cryptography.x509"):
+            exec(PROBE, {"__name__": module, "CATEGORY": kind})
+    assert len(caught) == 3
