@@ -33,6 +33,14 @@ demo: $(STAMP)
 
 test: lint typecheck unit site
 
+# The site draws its Mermaid diagrams with a copy of mermaid.js it serves itself, for readers
+# without internet: tools/vendor_mermaid.py fetches the release it pins with npm, once, and
+# checks its SHA-256 (again whenever the script, and so the pin, changes). The suite needs it
+# too: tests/test_site_browser.py draws the built pages in a browser without network.
+MERMAID_JS := docs/javascripts/vendor/mermaid.min.js
+$(MERMAID_JS): tools/vendor_mermaid.py
+	$(PYTHON) tools/vendor_mermaid.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,11 +52,11 @@ typecheck: $(STAMP)
 # The suite runs on every core (pytest-xdist): -n auto, and --dist loadgroup keeps the tests
 # that share an expensive module fixture on one worker (tests/conftest.py).
 PYTEST_PARALLEL := -n auto --dist loadgroup
-unit: $(STAMP)
+unit: $(STAMP) $(MERMAID_JS)
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The documentation site (mkdocs.yml), strictly: a broken link or a missing page fails.
-site: $(STAMP)
+site: $(STAMP) $(MERMAID_JS)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The rollout core in memory, the SQLite store (which compares against the eventsourcing
@@ -71,7 +79,7 @@ mutate: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/core/test_declaration_mutants.py
 	$(BIN)/python -c 'from tests.core.test_declaration_mutants import MUTANTS, EQUIVALENT as E; print(f"declarations: {len(MUTANTS)} variants, {len(MUTANTS) - len(E)} killed, {len(E)} equivalent")'
 
-docs: $(STAMP)
+docs: $(STAMP) $(MERMAID_JS)
 	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
 	$(BIN)/python tools/cli_docs.py docs/cli
 	$(BIN)/python tools/docs_charts.py docs/images
@@ -101,7 +109,7 @@ lock-upgrade:
 # code is an error as always (pyproject.toml, filterwarnings). docs/development.md says when
 # to run it and what to do when it fails.
 LATEST := .venv-latest
-test-latest:
+test-latest: $(MERMAID_JS)
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip uninstall --quiet --yes setuptools
