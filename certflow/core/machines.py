@@ -405,7 +405,7 @@ class MachineSpec:
         for state in self.states:
             if state.timers:
                 timers = ", ".join(f"{name} → {self.timer(name).trigger}" for name in state.timers)
-                lines.append(f"  note right of {state.name}: timers: {_mermaid_text(timers)}")
+                lines.append(f"  note right of {state.name}: {_mermaid_text('timers: ' + timers)}")
         return "\n".join(lines) + "\n"
 
 
