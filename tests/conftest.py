@@ -102,6 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
 ONE_WORKER = {
     # `rendered`: every page of docs/cli/ from about a hundred real runs of the command line.
     "tests/cli/test_docs.py",
+    # `drawn`: the site built, served and drawn in a headless browser.
+    "tests/test_site_browser.py",
 }
 
 
