@@ -3,7 +3,8 @@
 The rollout core is pure: :meth:`Rollout.create` (alias :func:`new_rollout`) creates a
 value, :func:`advance` and :func:`apply` return ``(rollout, effects)`` and never read a
 clock or perform I/O; :func:`next_due` says when time will next move a rollout. Every
-rule is data in :data:`RULES` (see ``docs/machines.md``).
+rule is data in :data:`RULES` (see ``docs/machines.md``). :func:`describe_effect` and
+:func:`describe_refusal` put effects and refusals into words.
 Certificate tools live in :mod:`certflow.certs`.
 """
 
@@ -65,8 +66,16 @@ from certflow.core.policy import CertificateKind, ImportRule, Policy
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import SCHEMA_VERSION, dumps, loads
 from certflow.core.summary import Summary, summarize
+from certflow.core.wording import (
+    API_NAMES,
+    describe_effect,
+    describe_refusal,
+    describe_trust,
+    narrate,
+)
 
 __all__ = [
+    "API_NAMES",
     "DEVICE_MACHINE",
     "RESTART_MACHINE",
     "ROLLOUT_MACHINE",
@@ -119,8 +128,12 @@ __all__ = [
     "advance",
     "apply",
     "apply_all",
+    "describe_effect",
+    "describe_refusal",
+    "describe_trust",
     "dumps",
     "loads",
+    "narrate",
     "new_rollout",
     "next_due",
     "summarize",
