@@ -49,9 +49,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The suite runs on every core (pytest-xdist): -n auto, and --dist loadgroup keeps the tests
-# that share an expensive module fixture on one worker (tests/conftest.py).
-PYTEST_PARALLEL := -n auto --dist loadgroup
+# The suite runs on every core (pytest-xdist): -n auto, and --dist loadfile keeps each test
+# module on one worker, so an expensive module fixture (the rendered docs/cli pages, the
+# site drawn in a browser) is built once.
+PYTEST_PARALLEL := -n auto --dist loadfile
 unit: $(STAMP) $(MERMAID_JS)
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 

@@ -94,34 +94,3 @@ class PostgresSkips:
 def pytest_configure(config: pytest.Config) -> None:
     if postgres_required():
         config.pluginmanager.register(PostgresSkips(), "certflow-postgres-skips")
-
-
-# `make test` runs the suite on every core with pytest-xdist (`-n auto --dist loadgroup`). The
-# tests of a module with an expensive module-scoped fixture run on one worker, for each
-# worker that ran one of them would build the fixture again.
-ONE_WORKER = {
-    # `rendered`: every page of docs/cli/ from about a hundred real runs of the command line.
-    "tests/cli/test_docs.py",
-    # `drawn`: the site built, served and drawn in a headless browser.
-    "tests/test_site_browser.py",
-}
-
-
-@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without pytest-xdist
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """--dist loadgroup's scheduler, the modules of ONE_WORKER each made one group. Not an
-    ``xdist_group`` mark: pytest-xdist 3.8 groups by renaming the tests' ``_nodeid``, which
-    pytest 9.2 no longer reads, so marked tests are spread like any (pytest-xdist#1386)."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    scheduler: object = LoadGroupScheduling(config, log)
-    by_mark = scheduler._split_scope  # type: ignore[attr-defined]
-
-    def split_scope(nodeid: str) -> str:
-        module = nodeid.split("::", 1)[0]
-        return module if module in ONE_WORKER else str(by_mark(nodeid))
-
-    scheduler._split_scope = split_scope  # type: ignore[attr-defined]
-    return scheduler
