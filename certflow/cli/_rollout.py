@@ -28,16 +28,7 @@ from certflow import certs
 from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, json_option, main, parse_now, print_json
 from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file, _print_report
 from certflow.core import commands as c
-from certflow.core.effects import (
-    AcknowledgementTimedOut,
-    Effect,
-    ImportCertificate,
-    ImportPostponed,
-    Notify,
-    PushRoot,
-    ReenrollmentRequired,
-    RestartRequired,
-)
+from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused, InvalidInput, UnknownDevice
 from certflow.core.evaluator import new_rollout
 from certflow.core.instants import show
@@ -45,6 +36,7 @@ from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
 from certflow.core.serialization import encode, loads
 from certflow.core.summary import Overview
+from certflow.core.wording import describe_effect, describe_refusal
 from certflow.store import (
     DeviceRow,
     JournalEntry,
@@ -100,8 +92,13 @@ def _refusals(command: Callable[..., int]) -> Callable[..., int]:
         try:
             return command(*args, **kwargs)
         except CommandRefused as error:
-            click.echo(f"certflow: refused: {error}", err=True)
+            click.echo(f"certflow: refused: {describe_refusal(error, names=CLI_NAMES)}", err=True)
             return EXIT_FINDINGS
+        except UnknownDevice as error:  # bad input (exit 2), in the command line's words
+            device = kwargs.get("device")
+            raise UnknownDevice(
+                describe_refusal(error, names=CLI_NAMES, device_id=device)
+            ) from None
 
     return run
 
@@ -158,41 +155,30 @@ def _problems(path: Path, found: Sequence[str]) -> InvalidInput:
 # --- describing effects, devices, journal entries ---------------------------------------------
 
 
-def _some(ids: Sequence[str], shown: int = 3) -> str:
-    text = ", ".join(ids[:shown])
-    return text + (f", ... ({len(ids) - shown:,} more)" if len(ids) > shown else "")
+#: How the command line spells each command where a sentence names one (a refusal's hint,
+#: an effect's line): its ``certflow rollout`` subcommand; DEVICE stands for the device.
+CLI_SPELLINGS: dict[str, str] = {
+    "DistributeRoot": "distribute",
+    "ProceedToImport": "proceed",
+    "ImportNow": "import-now",
+    "ExtendManually": "extend",
+    "Cancel": "cancel",
+    "RetryAllFailed": "retry --all-failed",
+    "ServerRestarted": "restarted",
+    "DeviceInstalled": "report DEVICE installed",
+    "DeviceFailed": "report DEVICE failed",
+    "Retry": "retry DEVICE",
+    "Enroll": "enroll DEVICE",
+    "Unenroll": "unenroll DEVICE",
+    "Reenrolled": "reenrolled DEVICE",
+}
+#: The words certflow.core.wording puts in the command line's sentences.
+CLI_NAMES = {command: f"`{spelling}`" for command, spelling in CLI_SPELLINGS.items()}
 
 
 def describe(effect: Effect) -> str:
-    """One effect as an administrator reads it."""
-    if isinstance(effect, PushRoot):
-        ids = effect.device_ids
-        target = ids[0] if len(ids) == 1 else f"{len(ids):,} devices"
-        return f"push root to {target} (attempt {effect.attempt})"
-    if isinstance(effect, Notify):
-        what = "the deadline: the import happens then" if effect.final else "a checkpoint"
-        return (
-            f"e-mail administrators: checkpoint {effect.checkpoint} on "
-            f"{show(effect.checkpoint_at)} ({what})"
-        )
-    if isinstance(effect, ImportPostponed):
-        return (
-            f"checkpoint {effect.checkpoint}: not every device trusts the root; import "
-            f"postponed to {show(effect.next_checkpoint_at)}"
-        )
-    if isinstance(effect, ImportCertificate):
-        if effect.forced:
-            return "import the new certificate (FORCED: devices not trusting the root lose contact)"
-        return "import the new certificate"
-    if isinstance(effect, RestartRequired):
-        return "restart the server so that it loads the new certificate"
-    if isinstance(effect, ReenrollmentRequired):
-        count = len(effect.device_ids)
-        return f"{count:,} device{'s' * (count != 1)} must re-enrol: {_some(effect.device_ids)}"
-    if isinstance(effect, AcknowledgementTimedOut):
-        count = len(effect.device_ids)
-        return f"{count:,} push{'es' * (count != 1)} timed out: {_some(effect.device_ids)}"
-    return repr(effect)  # pragma: no cover - every effect class is described above
+    """One effect as an administrator reads it, naming the command line's commands."""
+    return describe_effect(effect, names=CLI_NAMES)
 
 
 def _effect_data(stored: StoredEffect) -> dict[str, Any]:

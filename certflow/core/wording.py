@@ -158,18 +158,22 @@ def _listed(ids: Sequence[str], shown: int) -> str:
 
 
 def describe_refusal(
-    error: CommandRefused | UnknownDevice, *, names: Mapping[str, str] = API_NAMES
+    error: CommandRefused | UnknownDevice,
+    *,
+    names: Mapping[str, str] = API_NAMES,
+    device_id: str | None = None,
 ) -> str:
     """Why a command was refused and what would allow it, with ``names``' words.
 
     The message of ``error`` (its text names the API's commands) with every command it
     names spelled as ``names`` spells it; with :data:`API_NAMES` it is ``str(error)``
-    unchanged. Where the device is known (``error.device_id``), a device command's
+    unchanged. Where the device is known (``error.device_id``, else ``device_id``: an
+    :class:`~certflow.errors.UnknownDevice` does not carry it), a device command's
     spelling names it, and the device's id itself is never read as a command's name.
     """
     _check(names)
     text = str(error)
-    device = getattr(error, "device_id", None)
+    device = getattr(error, "device_id", None) or device_id
     if device is None:
         return _NAMED.sub(lambda found: _spelled(names, found[1], None), text)
     quoted = re.escape(repr(device))

@@ -563,7 +563,7 @@ def test_a_refused_command_exits_1_and_changes_nothing(db: str) -> None:
     cli("rollout", "distribute", "r1", "--db", db, "--now", at())
     before = history(db)
     again = cli("rollout", "distribute", "r1", "--db", db, "--now", at(hours=1), expect=1)
-    assert again.stderr.startswith("certflow: refused: DistributeRoot")
+    assert again.stderr.startswith("certflow: refused: `distribute` refused")
     cli("rollout", "reenrolled", "r1", "d1", "--db", db, "--now", at(hours=1), expect=1)
     assert history(db) == before
 
@@ -768,7 +768,7 @@ def test_an_import_the_rules_refuse_is_refused_before_any_question(db: str) -> N
     refused = cli("rollout", "proceed", "r1", "--db", db, "--now", at(hours=1), expect=1)
     assert "anyway?" not in refused.stderr  # nothing asked, no answer needed
     assert "lose communication" not in refused.stderr
-    assert refused.stderr.startswith("certflow: refused: ProceedToImport refused: the rollout is")
+    assert refused.stderr.startswith("certflow: refused: `proceed` refused: the rollout is")
     assert history(db) == before
 
 
