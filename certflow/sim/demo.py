@@ -57,7 +57,6 @@ import attrs
 
 from certflow.core import commands as c
 from certflow.core.effects import (
-    AcknowledgementTimedOut,
     Effect,
     ImportCertificate,
     ImportPostponed,
@@ -73,6 +72,7 @@ from certflow.core.policy import CertificateKind
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import loads
 from certflow.core.summary import Overview, Summary, summarize
+from certflow.core.wording import describe_trust, narrate
 from certflow.sim.fleet import Trace
 from certflow.sim.models import FAILURE_REASONS
 from certflow.store import SqlStore, drain
@@ -436,56 +436,32 @@ class _Simulation:
     # --- One step --------------------------------------------------------------------
 
     def perform(self, effects: Sequence[Effect]) -> None:
-        """Print and perform the rollout's effects, as a host would."""
+        """Tell and perform the rollout's effects, as a host would."""
         for effect in effects:
             self.effects.append(effect)
             at = effect.due_at
+            told = True
             if isinstance(effect, PushRoot):
                 for device_id in effect.device_ids:
                     self.answer_push(device_id, effect.attempt, at)
-                if len(effect.device_ids) > 1 or effect.attempt > 1 or at == self.start:
-                    self.say(
-                        at,
-                        f"push root to {len(effect.device_ids):,} device(s) "
-                        f"(attempt {effect.attempt})",
-                    )
+                # A newcomer's first push is told by its enrolment.
+                told = len(effect.device_ids) > 1 or effect.attempt > 1 or at == self.start
             elif isinstance(effect, Notify):
                 self.figures["notices"] += 1
-                what = (
-                    "deadline: import whatever the fleet's state"
-                    if effect.final
-                    else "import if ready"
-                )
-                self.say(
-                    at,
-                    f"notice: checkpoint {effect.checkpoint} on {show(effect.checkpoint_at)} "
-                    f"({what})",
-                )
             elif isinstance(effect, ImportPostponed):
                 self.figures["postponed"] += 1
-                self.say(
-                    at,
-                    f"checkpoint {effect.checkpoint}: not every device trusts the root yet "
-                    f"({self.progress()}); import postponed to "
-                    f"{show(effect.next_checkpoint_at)}",
-                )
             elif isinstance(effect, ImportCertificate):
                 self.forced = effect.forced
                 self.import_at = at
                 self.heading("Import")
-                kind = "FORCED import" if effect.forced else "import"
-                self.say(at, f"{kind} of the new certificate ({self.progress()})")
             elif isinstance(effect, ReenrollmentRequired):
-                count = len(effect.device_ids)
-                self.figures["reenrollment_required"] += count
-                shown = ", ".join(effect.device_ids[:3])
-                self.say(at, f"re-enrolment required for {count:,} device(s), e.g. {shown}")
+                self.figures["reenrollment_required"] += len(effect.device_ids)
                 self.plan_reenrolments(effect.device_ids, at)
             elif isinstance(effect, RestartRequired):
-                self.say(at, "restart required: the server must restart to load the certificate")
                 self.restart_due = at + 30 * timedelta(minutes=1)
-            elif isinstance(effect, AcknowledgementTimedOut):
-                self.say(at, f"{len(effect.device_ids):,} push(es) timed out")
+            if told and not self.quiet:
+                trusted, in_scope = self.trust()
+                self.say(at, narrate(effect, trusted=trusted, in_scope=in_scope))
 
     def plan_reenrolments(self, device_ids: Sequence[str], at: datetime) -> None:
         """After the import, cut-off devices come back and are re-enrolled (or never)."""
@@ -496,12 +472,14 @@ class _Simulation:
             back = max(at, self.online_at.get(device_id, at))
             self.schedule(back + self.delay(_DAY, 0.7), _Kind.REENROLLED, device_id)
 
-    def progress(self) -> str:
+    def trust(self) -> tuple[int, int]:
+        """How many devices trust the root, of how many in scope."""
         counts = self.host.counts()
         in_scope = self.host.device_count() - counts[DeviceState.REMOVED]
-        installed = counts[DeviceState.INSTALLED]
-        percent = 100.0 * installed / in_scope if in_scope else 100.0
-        return f"{installed:,}/{in_scope:,} trust the root, {percent:.1f}%"
+        return counts[DeviceState.INSTALLED], in_scope
+
+    def progress(self) -> str:
+        return describe_trust(*self.trust())
 
     def due_commands(self, now: datetime) -> list[c.Command]:
         """The reports that arrived up to ``now``, minus those the rollout would refuse.

@@ -24,10 +24,10 @@ from certflow.core import commands as c
 from certflow.core.effects import Effect, ImportCertificate, ImportPostponed, Notify
 from certflow.core.errors import InvalidInput
 from certflow.core.evaluator import new_rollout
-from certflow.core.instants import show
 from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
 from certflow.core.rollout import Rollout
+from certflow.core.wording import describe_effect
 from certflow.sim._host import DAY, Answers, Host, Responder
 from certflow.sim.models import DeviceModel, Setup
 
@@ -116,23 +116,11 @@ class Run:
 
     def timeline(self) -> list[tuple[float, str]]:
         """The run's notices, postponed checkpoints and import, as (day, text)."""
-        found: list[tuple[float, str]] = []
-        for effect in self.effects:
-            day = (effect.due_at - self.start) / DAY
-            if isinstance(effect, Notify):
-                final = ", the deadline" if effect.final else ""
-                found.append(
-                    (
-                        day,
-                        f"notice: checkpoint {effect.checkpoint}{final} on "
-                        f"{show(effect.checkpoint_at)}",
-                    )
-                )
-            elif isinstance(effect, ImportPostponed):
-                found.append((day, f"checkpoint {effect.checkpoint}: import postponed"))
-            elif isinstance(effect, ImportCertificate):
-                found.append((day, "forced import" if effect.forced else "import"))
-        return found
+        return [
+            ((effect.due_at - self.start) / DAY, describe_effect(effect))
+            for effect in self.effects
+            if isinstance(effect, Notify | ImportPostponed | ImportCertificate)
+        ]
 
 
 def model_responder(model: DeviceModel, never: frozenset[str] | set[str]) -> Responder:

@@ -35,13 +35,13 @@ def test_output_tells_the_whole_story(simulated: tuple[SimulationResult, str]) -
     for expected in (
         "== Timeline ==",
         "admin: distribute root certificate",
-        "notice: checkpoint 1 on ",
+        "e-mail administrators: checkpoint 1 on ",
         "admin: manual extension (+7 days)",
         "admin: bulk retry of ",
         "import postponed to ",
-        "import of the new certificate",
-        "re-enrolment required for ",
-        "restart required",
+        "import the new certificate",
+        " must re-enrol: ",
+        "restart the server so that it loads the new certificate",
         "server restarted",
         "enrol new-",
         "unenrol ",
@@ -49,7 +49,7 @@ def test_output_tells_the_whole_story(simulated: tuple[SimulationResult, str]) -
         "failure reasons",
     ):
         assert expected in text, expected
-    assert "day  6.0  notice: checkpoint 1 on 2026-07-08 09:00 UTC" in text
+    assert "day  6.0  e-mail administrators: checkpoint 1 on 2026-07-08 09:00 UTC" in text
 
 
 def test_same_seed_same_output_other_seed_other_output() -> None:
