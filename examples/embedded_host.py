@@ -181,28 +181,6 @@ class Workers:
 # --- the effect drainer ----------------------------------------------------------------------
 
 
-def describe(effect: Effect) -> str:
-    """What the host does for an effect, in words."""
-    match effect:
-        case PushRoot(device_ids=ids, attempt=attempt):
-            who = ids[0] if len(ids) == 1 else f"{len(ids)} devices"
-            return f"push the root certificate to {who} (attempt {attempt})"
-        case Notify(checkpoint=number, checkpoint_at=at, final=final):
-            what = "the deadline" if final else f"checkpoint {number}"
-            return f"e-mail the administrators: {what} is {at:%Y-%m-%d %H:%M} UTC"
-        case ImportPostponed(checkpoint=number, next_checkpoint_at=at):
-            return f"checkpoint {number} postponed the import to {at:%Y-%m-%d %H:%M} UTC"
-        case ImportCertificate(forced=forced):
-            return "import the new certificate" + (" (forced: some devices are cut off)" * forced)
-        case ReenrollmentRequired(device_ids=ids):
-            return f"ask {len(ids)} cut-off devices to re-enrol"
-        case RestartRequired():
-            return "restart the MDM server to load the new certificate"
-        case AcknowledgementTimedOut(device_ids=ids):
-            return f"{len(ids)} devices did not answer in time: now failed"
-    return repr(effect)  # pragma: no cover - every effect is described above
-
-
 class Drainer:
     """Performs the effects: prints them, and remembers what it performed by effect id.
 
@@ -223,7 +201,8 @@ class Drainer:
     def perform(self, effect_id: str, effect: Effect) -> None:
         if effect_id in self.performed:
             return  # delivered again after a crash: already done, acknowledge only
-        line = f"{effect.due_at:%b %d %H:%M}  {describe(effect)}"
+        # The effect in the words the command line and the simulator use too.
+        line = f"{effect.due_at:%b %d %H:%M}  {certflow.describe_effect(effect)}"
         if isinstance(effect, Notify) and self.mail_down_once:
             self.mail_down_once = False
             self.failed.add(effect_id)
