@@ -60,6 +60,7 @@ from certflow.core.guards import Situation
 from certflow.core.instants import require_utc
 from certflow.core.machines import Rules
 from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
+from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import (
     decode_command,
@@ -342,6 +343,18 @@ class SqlStore:
             raise
         self._commit(write)
 
+    @contextmanager
+    def _rehearsal(self) -> Iterator[None]:
+        """A write transaction that is always rolled back: a command run for its answer
+        (:meth:`preview`), never kept."""
+        self._begin(True)
+        try:
+            yield
+        except self._driver_error as error:
+            raise self._error(error, "preview failed") from None
+        finally:
+            self._rollback()
+
     def _begin(self, write: bool) -> None:
         """Start a write (exclusive for what it changes) or a read transaction."""
         raise NotImplementedError
@@ -608,26 +621,49 @@ class SqlStore:
         self, name: str, batch: list[Command], now: datetime, kind: str
     ) -> list[StoredEffect]:
         with self._transaction(write=True):
-            row = self._row(name, own=True)
-            at = self._check_now(row, now)
-            port = _Port(self, row)
-            run = i.Run(self._compiled, row.plan, row.phase, at, port, [])
-            i.catch_up(run, at)
-            # Every device the batch names, read at once (a device command names one).
-            named = (getattr(command, "device_id", None) for command in batch)
-            port.fetch(d for d in named if isinstance(d, str) and _storable(d))
-            for command in batch:
-                self._command(run, port, command)
-            row.phase = run.phase
-            if kind == "command":
-                body: dict[str, Any] = {"command": encode(batch[0])}
-            else:
-                body = {"commands": [encode(command) for command in batch]}
-            with self._batched():
-                port.flush()
-                stored = self._journal(row, at, kind, body, run.effects)
-                self._save(row, at)
-        return stored
+            return self._run(name, batch, now, kind)[0]
+
+    def _run(
+        self, name: str, batch: list[Command], now: datetime, kind: str
+    ) -> tuple[list[StoredEffect], _Row, datetime]:
+        """Apply ``batch`` inside the open write transaction: the effects as stored, the
+        rollout row after it, and the instant it ran at."""
+        row = self._row(name, own=True)
+        at = self._check_now(row, now)
+        port = _Port(self, row)
+        run = i.Run(self._compiled, row.plan, row.phase, at, port, [])
+        i.catch_up(run, at)
+        # Every device the batch names, read at once (a device command names one).
+        named = (getattr(command, "device_id", None) for command in batch)
+        port.fetch(d for d in named if isinstance(d, str) and _storable(d))
+        for command in batch:
+            self._command(run, port, command)
+        row.phase = run.phase
+        if kind == "command":
+            body: dict[str, Any] = {"command": encode(batch[0])}
+        else:
+            body = {"commands": [encode(command) for command in batch]}
+        with self._batched():
+            port.flush()
+            stored = self._journal(row, at, kind, body, run.effects)
+            self._save(row, at)
+        return stored, row, at
+
+    def preview(self, name: str, command: Command, now: datetime) -> Preview:
+        """What ``command`` would do to rollout ``name`` at ``now``, and nothing done: the
+        store runs it exactly as :meth:`execute` would (timers due by ``now`` first, the
+        same rows, guards and device actions) in a transaction that it then rolls back.
+        The answer is the store's own, as :func:`certflow.preview` is the evaluator's:
+        the refusal, or the effects and the overview after the command. It holds the
+        rollout's write lock while it runs, as a command does."""
+        with self._rehearsal():
+            try:
+                stored, row, at = self._run(name, [command], now, "command")
+            except CommandRefused as refusal:
+                return Preview((), None, refusal)
+            counts = {DeviceState(k): v for k, v in row.counts.items()}
+            head = overview(row.plan, row.phase, counts, at, self._evaluator)
+        return Preview(tuple(item.effect for item in stored), head)
 
     def advance(self, name: str, now: datetime) -> list[StoredEffect]:
         """Advance rollout ``name`` to ``now``, as :func:`certflow.advance` would: every

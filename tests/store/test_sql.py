@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 )
 
 import certflow as cf
+from certflow.core.preview import preview
 from certflow.store import PostgresStore, SqliteStore, StoreError, UnknownRollout
 from tests.backends import Backend
 from tests.core.strategies import (
@@ -194,6 +195,44 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
         self._both(
             lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
         )
+
+    @rule(data=st.data(), step=steps, admin=st.booleans())
+    def a_command_is_previewed_then_done(
+        self, data: st.DataObject, step: timedelta, admin: bool
+    ) -> None:
+        # Both drivers' previews give the same answer as the command then gives, and the
+        # store's preview leaves nothing behind (no journal entry, no effect, no change).
+        assert self.memory is not None
+        self.now += step
+        command = data.draw(ADMIN) if admin else self._device_command(data)
+        memory, now = self.memory, self.now
+        before = (self.store.dumps("r"), len(list(self.store.journal("r"))))
+        outbox = [e.id for e in self.store.effects("r", include_acknowledged=True)]
+        expected = _outcome(lambda: preview(memory, command, now))
+        got = _outcome(lambda: self.store.preview("r", command, now))
+        assert (self.store.dumps("r"), len(list(self.store.journal("r")))) == before
+        assert [e.id for e in self.store.effects("r", include_acknowledged=True)] == outbox
+        if expected[0] != "ok":
+            assert (got[0], got[1].replace("rollout 'r'", "this rollout")) == expected
+            return
+        assert got[0] == "ok", got
+        mine, theirs = expected[1], got[1]
+        assert theirs.effects == mine.effects
+        assert theirs.overview == mine.overview
+        if mine.refusal is None:
+            assert theirs.refusal is None
+        else:
+            assert theirs.refusal is not None
+            shown = str(theirs.refusal).replace("rollout 'r'", "this rollout")
+            assert (type(theirs.refusal), shown) == (type(mine.refusal), str(mine.refusal))
+        self._both(
+            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
+        )
+        # What was previewed is what was done.
+        assert self.memory is not None
+        done = self.memory if mine.refusal is None else memory
+        assert mine.rollout is None or cf.dumps(mine.rollout) == cf.dumps(done)
+        assert (mine.rollout is None) == (mine.refusal is not None)
 
     @rule(command=ADMIN, step=steps)
     def administrator(self, command: cf.Command, step: timedelta) -> None:
