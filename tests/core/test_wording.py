@@ -25,7 +25,15 @@ from certflow.sim.fleet import simulate
 from certflow.sim.models import Setup
 from certflow.store import open_store
 from tests.cli.test_rollout import at, cli, new_args, upload  # noqa: F401  (upload: a fixture)
-from tests.core.strategies import DAY, T0, build, day, distributing
+from tests.core.strategies import (
+    ADMIN_COMMANDS,
+    DAY,
+    DEVICE_COMMANDS,
+    T0,
+    build,
+    day,
+    distributing,
+)
 
 FORCED = cf.ImportCertificate(forced=True, due_at=day(21))
 API_NAME = re.compile(r"\b(" + "|".join(COMMAND_NAMES) + r")\b")
@@ -204,18 +212,9 @@ def every_refusal() -> list[cf.CommandRefused | cf.UnknownDevice]:
         cf.apply(running, cf.Cancel(), day(2)).rollout,
         cf.apply(build(kind=cf.CertificateKind.AGENT_SERVER), cf.DistributeRoot(), T0).rollout,
     ]
-    commands: list[cf.Command] = [
-        cf.DistributeRoot(),
-        cf.ProceedToImport(),
-        cf.ImportNow(),
-        cf.ExtendManually(),
-        cf.Cancel(),
-        cf.RetryAllFailed(),
-        cf.ServerRestarted(),
-        *(make(device) for make in (cf.DeviceInstalled, cf.Retry) for device in "ac"),
-        *(make("a") for make in (cf.Enroll, cf.Unenroll, cf.Reenrolled)),
-        cf.Reenrolled("c"),
-        cf.DeviceFailed("a", "disk full"),
+    commands = [
+        *ADMIN_COMMANDS,
+        *(make(device) for make in DEVICE_COMMANDS for device in "ac"),
         cf.DeviceInstalled("nobody"),
     ]
     found: list[cf.CommandRefused | cf.UnknownDevice] = []
