@@ -2,7 +2,8 @@
 
 The rollout core is pure: :meth:`Rollout.create` (alias :func:`new_rollout`) creates a
 value, :func:`advance` and :func:`apply` return ``(rollout, effects)`` and never read a
-clock or perform I/O; :func:`next_due` says when time will next move a rollout. Every
+clock or perform I/O; :func:`next_due` says when time will next move a rollout, and
+:func:`preview` what a command would do, without doing it. Every
 rule is data in :data:`RULES` (see ``docs/machines.md``). :func:`describe_effect` and
 :func:`describe_refusal` put effects and refusals into words.
 Certificate tools live in :mod:`certflow.certs`.
@@ -63,6 +64,7 @@ from certflow.core.machines import (
 )
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.policy import CertificateKind, ImportRule, Policy
+from certflow.core.preview import Preview, preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import SCHEMA_VERSION, dumps, loads
 from certflow.core.summary import Summary, summarize
@@ -107,6 +109,7 @@ __all__ = [
     "Phase",
     "Plan",
     "Policy",
+    "Preview",
     "ProceedToImport",
     "PushRoot",
     "Reenrolled",
@@ -136,5 +139,6 @@ __all__ = [
     "narrate",
     "new_rollout",
     "next_due",
+    "preview",
     "summarize",
 ]

@@ -484,26 +484,21 @@ def rollout_distribute(name: str, db: str, now: str | None, as_json: bool) -> in
     return _execute(db, now, as_json, name, c.DistributeRoot())
 
 
-def _root_is_public(store: SqlStore, name: str) -> bool:
-    """Whether the rollout's root is publicly trusted (then every device trusts it and an
-    import cuts no one off)."""
-    return store.plan(name).root_publicly_trusted
-
-
 def _confirm_import(
     store: SqlStore, name: str, at: datetime, yes: bool, what: str, command: c.Command
 ) -> bool:
-    """List the devices the import would cut off and ask; ``True`` to go ahead."""
-    head = store.overview(name, at)  # advanced to `at` first, so the rules judge it as is
-    refused = store.refusal(name, command, at)
-    if refused is not None:
-        raise refused  # refused by the rules: no question to ask
-    if _root_is_public(store, name):
-        return True  # every device trusts a public root: nobody to cut off
-    count = sum(head.counts[state] for state in _UNTRUSTING)
-    if count == 0:
+    """List the devices the import would cut off and ask; ``True`` to go ahead.
+
+    The list is the engine's own: the devices the store's preview of the very command
+    names in its ``ReenrollmentRequired`` (so a changed rule changes the list too)."""
+    seen = store.preview(name, command, at)
+    if seen.refusal is not None:
+        raise seen.refusal  # refused by the rules: no question to ask
+    cut_off = seen.cut_off
+    if not cut_off:
         return True
-    first = [row.device_id for row in store.devices(name, _UNTRUSTING, limit=FIRST_IDS)]
+    count = len(cut_off)
+    first = cut_off[:FIRST_IDS]
     more = f", ... ({count - len(first):,} more)" if count > len(first) else ""
     click.echo(
         f"{count:,} device{'s' * (count != 1)} do not trust the new root and would lose "
@@ -575,8 +570,28 @@ def rollout_import_now(name: str, yes: bool, db: str, now: str | None, as_json: 
 @_common
 @_refusals
 def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
-    """The manual one-week extension (from the day the rules open it)."""
-    return _execute(db, now, as_json, name, c.ExtendManually())
+    """The manual one-week extension (from the day the rules open it).
+
+    Says first which dates it moves: the next checkpoint and the deadline, before and
+    after, as the store's preview of the extension gives them.
+    """
+    at = parse_now(now)
+    command = c.ExtendManually()
+    with _store(db) as store:
+        seen = store.preview(name, command, at)
+        if seen.refusal is not None:
+            raise seen.refusal
+        before, after = seen.before, seen.overview
+        assert before is not None
+        assert after is not None
+        if not as_json:
+            for label, old, new in (
+                ("next checkpoint", before.next_checkpoint, after.next_checkpoint),
+                ("deadline", before.deadline, after.deadline),
+            ):
+                click.echo(f"The extension moves the {label} from {_when(old)} to {_when(new)}")
+        effects = store.execute(name, command, at)
+        return _outcome(store, name, _command_text(command), effects, at, as_json)
 
 
 @rollout_group.command("cancel")

@@ -33,13 +33,16 @@ class Preview:
     meet (then ``effects`` is empty and ``overview`` is ``None``); otherwise ``effects``
     are the effects it would emit (timers due by ``now`` first, as :func:`certflow.apply`
     runs them) and ``overview`` is the rollout's head after it: the dates an extension
-    would set, the state an import would end in. ``rollout`` is the rollout after the
-    command (the pure core's preview only; a store keeps its rollout in the database).
+    would set, the state an import would end in. ``before`` is the head just before the
+    command, at the same instant (the timers due by then fired), to compare with.
+    ``rollout`` is the rollout after the command (the pure core's preview only; a store
+    keeps its rollout in the database).
     """
 
     effects: tuple[Effect, ...]
     overview: Overview | None
     refusal: CommandRefused | None = None
+    before: Overview | None = None
     rollout: Rollout | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
@@ -72,6 +75,13 @@ def preview(
         step = evaluator.apply(rollout, command, now)
     except CommandRefused as refusal:
         return Preview((), None, refusal)
-    after = step.rollout
-    head = overview(after.plan, after.phase, after.counts(), after.clock, evaluator)
-    return Preview(tuple(step.effects), head, rollout=after)
+    return Preview(
+        tuple(step.effects),
+        _head(step.rollout, evaluator),
+        before=_head(evaluator.advance(rollout, now).rollout, evaluator),
+        rollout=step.rollout,
+    )
+
+
+def _head(rollout: Rollout, evaluator: Evaluator) -> Overview:
+    return overview(rollout.plan, rollout.phase, rollout.counts(), rollout.clock, evaluator)

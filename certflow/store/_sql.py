@@ -625,14 +625,16 @@ class SqlStore:
 
     def _run(
         self, name: str, batch: list[Command], now: datetime, kind: str
-    ) -> tuple[list[StoredEffect], _Row, datetime]:
+    ) -> tuple[list[StoredEffect], _Row, datetime, Overview]:
         """Apply ``batch`` inside the open write transaction: the effects as stored, the
-        rollout row after it, and the instant it ran at."""
+        rollout row after it, the instant it ran at, and the rollout's head just before
+        the batch (the timers due by then fired)."""
         row = self._row(name, own=True)
         at = self._check_now(row, now)
         port = _Port(self, row)
         run = i.Run(self._compiled, row.plan, row.phase, at, port, [])
         i.catch_up(run, at)
+        before = self._head(row.plan, run.phase, row.counts, at)
         # Every device the batch names, read at once (a device command names one).
         named = (getattr(command, "device_id", None) for command in batch)
         port.fetch(d for d in named if isinstance(d, str) and _storable(d))
@@ -647,7 +649,11 @@ class SqlStore:
             port.flush()
             stored = self._journal(row, at, kind, body, run.effects)
             self._save(row, at)
-        return stored, row, at
+        return stored, row, at, before
+
+    def _head(self, plan: Plan, phase: Phase, counts: dict[str, int], at: datetime) -> Overview:
+        states = {DeviceState(k): v for k, v in counts.items()}
+        return overview(plan, phase, states, at, self._evaluator)
 
     def preview(self, name: str, command: Command, now: datetime) -> Preview:
         """What ``command`` would do to rollout ``name`` at ``now``, and nothing done: the
@@ -658,12 +664,11 @@ class SqlStore:
         rollout's write lock while it runs, as a command does."""
         with self._rehearsal():
             try:
-                stored, row, at = self._run(name, [command], now, "command")
+                stored, row, at, before = self._run(name, [command], now, "command")
             except CommandRefused as refusal:
                 return Preview((), None, refusal)
-            counts = {DeviceState(k): v for k, v in row.counts.items()}
-            head = overview(row.plan, row.phase, counts, at, self._evaluator)
-        return Preview(tuple(item.effect for item in stored), head)
+            after = self._head(row.plan, row.phase, row.counts, at)
+        return Preview(tuple(item.effect for item in stored), after, before=before)
 
     def advance(self, name: str, now: datetime) -> list[StoredEffect]:
         """Advance rollout ``name`` to ``now``, as :func:`certflow.advance` would: every

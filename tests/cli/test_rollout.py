@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from certflow import ImportNow
 from certflow.cli import main
-from certflow.store import without_password
+from certflow.core.instants import show
+from certflow.store import open_store, without_password
 from tests.backends import Backend, SqliteBackend
 from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
 from tools.pgserver import LocalPostgres
@@ -192,7 +194,12 @@ def test_a_whole_rollout_from_the_command_line(
     assert "day 6" in early.stderr
     assert status(db, at(days=5))["manual_extension_available"] is False
     assert status(db, at(days=5))["manual_extension_opens_at"] == at(days=6)
-    cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6))
+    extended = cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6)).stdout
+    assert extended.splitlines()[:2] == [
+        f"The extension moves the next checkpoint from {show(NOW + 7 * DAY)} to "
+        f"{show(NOW + 14 * DAY)}",
+        f"The extension moves the deadline from {show(NOW + 21 * DAY)} to {show(NOW + 28 * DAY)}",
+    ]
     head = status(db, at(days=6))
     assert (head["state"], head["manual_extensions"]) == ("distributing", 1)
     assert head["next_checkpoint"] == at(days=14)  # day 7 moved by the week
@@ -350,6 +357,27 @@ def test_yes_skips_the_question(db: str) -> None:
     assert "lose communication: d1" in done.stderr  # still listed, not asked
     assert "anyway?" not in done.stderr
     assert as_json(done)["state"] == "forced"
+
+
+def test_the_confirmation_lists_what_the_engine_would_cut_off(db: str, tmp_path: Path) -> None:
+    # The list comes from the engine's own preview: the devices its ReenrollmentRequired
+    # names. A failed device that reported again, a removed one, an installed one: only
+    # the engine's answer decides, never a rule worked out again here.
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    reports = tmp_path / "some.csv"
+    reports.write_text("d1,installed\nd2,failed,disk full\nd3,installed\n")
+    cli("rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=1))
+    cli("rollout", "unenroll", "r1", "d4", "--db", db, "--now", at(hours=1))
+    store = open_store(db)
+    try:
+        expected = store.preview("r1", ImportNow(), NOW + timedelta(hours=2)).cut_off
+    finally:
+        store.close()
+    assert expected == ("d2", "d5", "d6")
+    done = cli("rollout", "import-now", "r1", "--yes", "--db", db, "--now", at(hours=2))
+    assert "3 devices do not trust the new root and would lose communication: d2, d5, d6" in (
+        done.stderr
+    )
 
 
 def test_no_question_when_no_device_would_lose_communication(

@@ -49,6 +49,11 @@ def test_a_manual_extension_shows_the_dates_it_would_set() -> None:
     assert before.deadline is not None
     assert seen.overview.deadline == before.deadline + rollout.plan.policy.manual_extension
     assert seen.overview.manual_extensions == 1
+    assert seen.before is not None
+    assert (seen.before.next_checkpoint, seen.before.deadline) == (
+        before.next_checkpoint,
+        before.deadline,
+    )
     assert seen.cut_off == ()
 
 

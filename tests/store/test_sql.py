@@ -219,6 +219,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
         mine, theirs = expected[1], got[1]
         assert theirs.effects == mine.effects
         assert theirs.overview == mine.overview
+        assert theirs.before == mine.before
         if mine.refusal is None:
             assert theirs.refusal is None
         else:
