@@ -582,9 +582,7 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
         if seen.refusal is not None:
             raise seen.refusal
         before, after = seen.before, seen.overview
-        assert before is not None
-        assert after is not None
-        if not as_json:
+        if not as_json and before is not None and after is not None:
             for label, old, new in (
                 ("next checkpoint", before.next_checkpoint, after.next_checkpoint),
                 ("deadline", before.deadline, after.deadline),
