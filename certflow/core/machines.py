@@ -26,7 +26,14 @@ Each machine declares, in the XState manner:
   :mod:`certflow.core.interpreter` for the rollout's actions and
   :mod:`certflow.core._kernel` for the in-memory device actions;
 * **ignored** pairs ``(state, trigger)``: duplicates that change nothing and emit
-  nothing (a device that reports "installed" twice).
+  nothing (a device that reports "installed" twice);
+* its **waits** (the device machine's acknowledgement of a push): which action starts
+  one, the states in which the device awaits it, and the trigger it fires when it runs
+  out. Validation holds every row to that life (no row enters an awaiting state without
+  starting the wait, none starts it into a state that does not await it, and the wait's
+  own trigger always ends it). The serialisation and the store's activity read the
+  awaiting states from here; the in-memory kernel and the store's device columns still
+  implement the wait by the action's name (the next step of making it binding).
 
 Everything else is derived: the interpreter's tables, the device kernel's tables per
 rollout state, the fleet-wide ``from -> to`` mappings (:meth:`Rules.fleet_mapping`) a
@@ -66,6 +73,7 @@ __all__ = [
     "Timer",
     "Transition",
     "Trigger",
+    "Wait",
     "diagrams_page",
 ]
 
@@ -204,6 +212,25 @@ class Timer:
 
 
 @attrs.frozen
+class Wait:
+    """A per-device wait that a device action starts: the acknowledgement of a push.
+
+    ``started_by`` (a device action) starts it; it runs while the device stays in a state
+    of ``in_states`` and ends when the device leaves them; when the policy's span
+    ``after`` runs out first, the time trigger ``fires`` moves that device. Every driver
+    keeps this life as declared: :meth:`Rules.validate` refuses a row that enters an
+    awaiting state without starting the wait, starts it into a state that does not await
+    it, or answers the wait's trigger without ending it.
+    """
+
+    name: str
+    started_by: str
+    in_states: tuple[str, ...]
+    fires: str
+    after: str
+
+
+@attrs.frozen
 class Transition:
     """One row: ``source --trigger [guards] / actions--> dest``."""
 
@@ -237,8 +264,14 @@ class MachineSpec:
     actions: tuple[Action, ...] = ()
     timers: tuple[Timer, ...] = ()
     ignored: tuple[tuple[str, str], ...] = ()
+    waits: tuple[Wait, ...] = ()
 
     # --- lookups ---------------------------------------------------------------------
+
+    @property
+    def awaiting(self) -> frozenset[str]:
+        """The states in which a device awaits something (a wait of :attr:`waits`)."""
+        return frozenset(state for wait in self.waits for state in wait.in_states)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -389,6 +422,43 @@ class MachineSpec:
         unreachable = states - self.reachable()
         if unreachable:
             yield f"unreachable states {sorted(unreachable)}"
+        yield from self._wait_problems(states, triggers, actions)
+
+    def _wait_problems(
+        self, states: set[str], triggers: set[str], actions: set[str]
+    ) -> Iterable[str]:
+        """Each wait names declared parts, and every row keeps the wait's life."""
+        names = [wait.name for wait in self.waits]
+        if len(set(names)) != len(names):
+            yield f"duplicate wait names {sorted({n for n in names if names.count(n) > 1})}"
+        for wait in self.waits:
+            if wait.started_by not in actions:
+                yield f"wait {wait.name!r} is started by undeclared action {wait.started_by!r}"
+            if wait.fires not in triggers:
+                yield f"wait {wait.name!r} fires undeclared trigger {wait.fires!r}"
+            if not wait.in_states or not set(wait.in_states) <= states:
+                yield f"wait {wait.name!r} names undeclared states {wait.in_states}"
+                continue
+            for row in self.transitions:
+                label = f"{row.source} --{row.label()}--> {row.dest}"
+                starts = any(call.name == wait.started_by for call in row.actions)
+                if starts and row.dest not in wait.in_states:
+                    yield (
+                        f"{label!r} starts the {wait.name} wait into {row.dest!r}, which "
+                        "does not await it"
+                    )
+                if row.dest in wait.in_states and row.source not in wait.in_states and not starts:
+                    yield (
+                        f"{label!r} enters {row.dest!r}, which awaits the {wait.name}, "
+                        f"without starting it ({wait.started_by})"
+                    )
+                if row.trigger == wait.fires and (
+                    row.source not in wait.in_states or row.dest in wait.in_states
+                ):
+                    yield (
+                        f"{label!r} answers the {wait.name} wait's trigger without ending "
+                        "the wait it answers"
+                    )
 
     # --- views -----------------------------------------------------------------------
 
@@ -825,6 +895,15 @@ DEVICE_MACHINE = MachineSpec(
         Action("keep_reason", changes="last failure reason := the report's reason"),
         Action("record_timeout", changes="last failure reason := 'no acknowledgement within …'"),
     ),
+    waits=(
+        Wait(
+            "acknowledgement",
+            started_by="push_root",
+            in_states=("pushed",),
+            fires="ack_timeout",
+            after="ack_timeout",
+        ),
+    ),
     ignored=(
         ("installed", "report_installed"),
         ("failed", "report_failed"),
@@ -1057,6 +1136,21 @@ def diagrams_page(rules: Rules = RULES) -> str:
             parts += _table(
                 ("timer", "fires", "at", "policy"),
                 ((f"`{t.name}`", f"`{t.trigger}`", t.at, _code(t.policy)) for t in spec.timers),
+            )
+        if spec.waits:
+            parts += ["### Waits", ""]
+            parts += _table(
+                ("wait", "started by", "runs while the device is", "when it runs out", "after"),
+                (
+                    (
+                        f"`{w.name}`",
+                        f"`{w.started_by}`",
+                        _code(w.in_states),
+                        f"fires `{w.fires}`",
+                        f"the policy's `{w.after}`",
+                    )
+                    for w in spec.waits
+                ),
             )
         if spec.ignored:
             parts += ["### Ignored (duplicates: nothing changes, nothing is emitted)", ""]

@@ -391,7 +391,9 @@ def _timers(awaiting: list[_Awaiting], codes: list[int], plan: Plan, phase: Phas
     initial-push mark and share one timer, as they did when they were made; every other
     push gets a timer of its own (the kernel reads one device per such timer).
     """
-    pushed = DEVICE_STATES.index(DeviceState.PUSHED)
+    # The states whose devices await an answer: the device machine's declared waits.
+    awaiting_states = {DEVICE_STATES.index(DeviceState(s)) for s in DEFAULT.rules.device.awaiting}
+    named = "/".join(sorted(DEFAULT.rules.device.awaiting))
     ack = plan.policy.ack_timeout
     first_due = None if phase.started_at is None or ack is None else phase.started_at + ack
     timeouts: list[Timeout] = []
@@ -403,8 +405,10 @@ def _timers(awaiting: list[_Awaiting], codes: list[int], plan: Plan, phase: Phas
             raise _malformed(f"awaiting[{n}]: due instants must be ascending")
         previous = group.due
         for i in group.devices:
-            if not 0 <= i < len(codes) or codes[i] & STATE_MASK != pushed or i in seen:
-                raise _malformed(f"awaiting[{n}]: {i} is not a pushed device's index")
+            if not 0 <= i < len(codes) or codes[i] & STATE_MASK not in awaiting_states or i in seen:
+                raise _malformed(
+                    f"awaiting[{n}]: {i} is not the index of a device awaiting an answer ({named})"
+                )
             seen.add(i)
             attempt = codes[i] >> ATTEMPT_SHIFT
             if attempt == 1 and group.due == first_due:

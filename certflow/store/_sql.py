@@ -1019,12 +1019,15 @@ class SqlStore:
         """What each device of rollout ``name`` was sent and answered, from the journal:
         the instants of its pushes (``PushRoot`` effects) and of the reports that answered
         a push (``DeviceInstalled``/``DeviceFailed`` while it was pushed; duplicates left
-        out), in order. The forecast's input (:func:`certflow.sim.forecast`).
+        out: a report that came while the device awaited an answer, as the device machine
+        declares it), in order. The forecast's input (:func:`certflow.sim.forecast`).
 
         Folds the journal through the in-memory evaluator one command at a time (a batch
         equals its commands applied in turn), so it costs a replay.
         """
         evaluator = self._evaluator
+        # A report answers a push when the device awaits one: the declared wait's states.
+        awaiting = self._compiled.rules.device.awaiting
         pushes: dict[str, list[datetime]] = {}
         reports: dict[str, list[datetime]] = {}
         rollout: Rollout | None = None
@@ -1047,7 +1050,7 @@ class SqlStore:
             for command in entry.commands:
                 answers = (
                     isinstance(command, _REPORTS)
-                    and rollout.device_state(command.device_id) is DeviceState.PUSHED
+                    and rollout.device_state(command.device_id).value in awaiting
                 )
                 step = evaluator.apply(rollout, command, entry.at)
                 rollout = step.rollout

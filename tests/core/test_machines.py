@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +413,82 @@ def test_every_problem_of_a_machine_is_reported_at_once() -> None:
         match=r"^toy machine: ignored pair \(b, stop\) also has a row; unused actions \['spare'\]$",
     ):
         broken.validate()
+
+
+# --- the acknowledgement wait, declared --------------------------------------------------------
+
+
+def _device_rows(*edits: tuple[int, Transition | None]) -> Rules:
+    rows = list(RULES.device.transitions)
+    for index, row in sorted(edits, reverse=True):
+        if row is None:
+            del rows[index]
+        else:
+            rows[index] = row
+    return attrs.evolve(RULES, device=attrs.evolve(RULES.device, transitions=tuple(rows)))
+
+
+def _row_index(source: str, trigger: str) -> int:
+    return next(
+        i
+        for i, row in enumerate(RULES.device.transitions)
+        if (row.source, row.trigger) == (source, trigger)
+    )
+
+
+def test_the_acknowledgement_wait_is_declared_data() -> None:
+    (wait,) = RULES.device.waits
+    assert (wait.name, wait.started_by, wait.in_states, wait.fires) == (
+        "acknowledgement", "push_root", ("pushed",), "ack_timeout",
+    )  # fmt: skip
+    assert RULES.device.awaiting == frozenset({"pushed"})
+    assert RULES.device.state("pushed").name in RULES.device.awaiting
+
+
+@pytest.mark.parametrize(
+    ("source", "trigger", "edit", "message"),
+    [
+        # The example: a retry into pushed without a push left the device waiting
+        # on an old timer in the evaluator and on none in the store.
+        ("failed", "retry", {"actions": ()},
+         "'failed --retry--> pushed' enters 'pushed', which awaits the acknowledgement, "
+         "without starting it (push_root)"),
+        ("pending", "report_installed", {"dest": "pushed"},
+         "'pending --report_installed--> pushed' enters 'pushed', which awaits the "
+         "acknowledgement, without starting it (push_root)"),
+        ("failed", "retry", {"dest": "failed"},
+         "'failed --retry / push_root--> failed' starts the acknowledgement wait into "
+         "'failed', which does not await it"),
+        ("pushed", "ack_timeout", {"dest": "pushed"},
+         "'pushed --ack_timeout / record_timeout--> pushed' answers the acknowledgement "
+         "wait's trigger without ending the wait it answers"),
+    ],
+)  # fmt: skip
+def test_validation_refuses_a_row_that_breaks_the_waits_life(
+    source: str, trigger: str, edit: dict[str, Any], message: str
+) -> None:
+    index = _row_index(source, trigger)
+    rules = _device_rows((index, attrs.evolve(RULES.device.transitions[index], **edit)))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rules.validate()
+
+
+def test_validation_refuses_a_wait_that_names_what_is_not_declared() -> None:
+    (wait,) = RULES.device.waits
+    broken = attrs.evolve(wait, started_by="beep", fires="never", in_states=("limbo",))
+    device = attrs.evolve(RULES.device, waits=(broken, wait))
+    with pytest.raises(ValueError, match=r"^device machine: ") as caught:
+        attrs.evolve(RULES, device=device).validate()
+    for part in (
+        "wait 'acknowledgement' is started by undeclared action 'beep'",
+        "wait 'acknowledgement' fires undeclared trigger 'never'",
+        "wait 'acknowledgement' names undeclared states ('limbo',)",
+        "duplicate wait names ['acknowledgement']",
+    ):
+        assert part in str(caught.value)
+
+
+def test_the_machines_page_shows_the_waits() -> None:
+    page = diagrams_page()
+    assert "### Waits" in page
+    assert "| `acknowledgement` | `push_root` | `pushed` | fires `ack_timeout` |" in page

@@ -131,7 +131,7 @@ def _with(path: str, value: object) -> str:
         ),
         (
             _with("awaiting", [{"due": "2026-07-01T10:00:00+00:00", "devices": [5]}]),
-            "awaiting\\[0\\]: 5 is not a pushed device's index",
+            "awaiting\\[0\\]: 5 is not the index of a device awaiting an answer \\(pushed\\)",
         ),
         (
             _with(
@@ -151,7 +151,7 @@ def _with(path: str, value: object) -> str:
                     {"due": "2026-07-01T11:00:00+00:00", "devices": [0]},
                 ],
             ),
-            "awaiting\\[1\\]: 0 is not a pushed device's index",
+            "awaiting\\[1\\]: 0 is not the index of a device awaiting an answer \\(pushed\\)",
         ),
         (
             _with("plan.policy.notice_before", -5.0),
