@@ -203,12 +203,18 @@ class Action:
 
 @attrs.frozen
 class Timer:
-    """A named timer: at instant ``at`` (computed from the policy) it fires ``trigger``."""
+    """A named timer: at instant ``at`` (computed from the policy) it fires ``trigger``.
+
+    ``consumed_by`` names the actions that move the timer on (the notice announced, the
+    checkpoint done): a row the timer fires that stays where the timer runs must take one
+    of them, or the timer would still be due after it (:meth:`Rules.validate`).
+    """
 
     name: str
     trigger: str
     at: str
     policy: tuple[str, ...] = ()
+    consumed_by: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -403,9 +409,25 @@ class MachineSpec:
                         yield f"gate {state.name}/{gate.trigger} names undeclared guard {name!r}"
             if state.terminal and state.timers:
                 yield f"terminal state {state.name!r} has timers"
+            for timer_name in state.timers:
+                if timer_name not in timers:
+                    continue
+                timer = self.timer(timer_name)
+                for row in self.rows(state.name, timer.trigger):
+                    if timer_name not in self.state(row.dest).timers:
+                        continue  # the timer ends with the state it ran in
+                    if not {call.name for call in row.actions} & set(timer.consumed_by):
+                        yield (
+                            f"{row.source} --{row.label()}--> {row.dest} does not consume "
+                            f"timer {timer_name!r} ({', '.join(timer.consumed_by) or 'nothing'}"
+                            " would), which would still be due after it"
+                        )
         for timer in self.timers:
             if timer.trigger not in triggers:
                 yield f"timer {timer.name!r} fires undeclared trigger {timer.trigger!r}"
+            for name in timer.consumed_by:
+                if name not in actions:
+                    yield f"timer {timer.name!r} is consumed by undeclared action {name!r}"
         for source, trigger in self.ignored:
             if source not in states or trigger not in triggers:
                 yield f"ignored pair ({source}, {trigger}) names undeclared names"
@@ -439,6 +461,12 @@ class MachineSpec:
             if not wait.in_states or not set(wait.in_states) <= states:
                 yield f"wait {wait.name!r} names undeclared states {wait.in_states}"
                 continue
+            for state in wait.in_states:
+                if not self.rows(state, wait.fires):
+                    yield (
+                        f"wait {wait.name!r} fires {wait.fires!r}, which state {state!r} has "
+                        "no row for: the wait could never run out there"
+                    )
             for row in self.transitions:
                 label = f"{row.source} --{row.label()}--> {row.dest}"
                 starts = any(call.name == wait.started_by for call in row.actions)
@@ -762,18 +790,21 @@ ROLLOUT_MACHINE = MachineSpec(
             "ack_timeout",
             "each push + ack_timeout (no timer when the policy has none)",
             ("ack_timeout",),
+            consumed_by=("time_out_pushes",),
         ),
         Timer(
             "notice",
             "notify",
             "next checkpoint - notice_before, once for each checkpoint instant",
             ("checkpoints", "notice_before"),
+            consumed_by=("announce",),
         ),
         Timer(
             "checkpoint",
             "checkpoint",
             "t0 + the next checkpoint, unless it is the last",
             ("checkpoints",),
+            consumed_by=("postpone",),
         ),
         Timer("deadline", "deadline", "t0 + the last checkpoint", ("checkpoints",)),
     ),
@@ -979,6 +1010,11 @@ class Rules:
                 target = targets[fire.machine]
                 if fire.trigger not in {t.name for t in target.triggers}:
                     yield f"action {action.name!r} fires unknown trigger {fire.trigger!r}"
+                elif not target.sources(fire.trigger):
+                    yield (
+                        f"action {action.name!r} fires {fire.machine} trigger "
+                        f"{fire.trigger!r}, which no row answers"
+                    )
                 elif not set(fire.only) <= set(target.sources(fire.trigger)):
                     yield f"action {action.name!r}: {fire.only} are not sources of {fire.trigger!r}"
         commands = [t.command for m in self.machines for t in m.triggers if t.command]
@@ -1134,8 +1170,11 @@ def diagrams_page(rules: Rules = RULES) -> str:
         if spec.timers:
             parts += ["### Timers", ""]
             parts += _table(
-                ("timer", "fires", "at", "policy"),
-                ((f"`{t.name}`", f"`{t.trigger}`", t.at, _code(t.policy)) for t in spec.timers),
+                ("timer", "fires", "at", "policy", "consumed by"),
+                (
+                    (f"`{t.name}`", f"`{t.trigger}`", t.at, _code(t.policy), _code(t.consumed_by))
+                    for t in spec.timers
+                ),
             )
         if spec.waits:
             parts += ["### Waits", ""]

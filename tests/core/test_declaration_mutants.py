@@ -337,10 +337,6 @@ EQUIVALENT: dict[str, str] = {
         )
         for state in ("distributing", "extended")
     },
-    "rollout: distributing --checkpoint / postpone--> extended: without action postpone": (
-        "the rollout then enters extended at the checkpoint's instant, and extended's own "
-        "checkpoint row postpones at that same instant: the same effects, the same phase"
-    ),
     "rollout: pending --distribute_root [valid_at_start, valid_through_deadline] / "
     "start_distribution, push_pending--> distributing: without guard valid_at_start": _CREATED_VALID,
     "rollout: pending --distribute_root [valid_at_start, valid_through_deadline] / "

@@ -78,12 +78,12 @@ def _toy(**changes: Any) -> MachineSpec:
         transitions=(
             Transition("a", "go", "b", ("ok",), (call("act"),)),
             Transition("a", "go", "end"),
-            Transition("a", "t", "a"),
+            Transition("a", "t", "a", actions=(call("act"),)),
             Transition("b", "stop", "end"),
         ),
         guards=(Guard("ok", "not ok"),),
         actions=(Action("act"),),
-        timers=(Timer("tick", "t", "soon"),),
+        timers=(Timer("tick", "t", "soon", consumed_by=("act",)),),
     )
     return attrs.evolve(base, **changes)
 
@@ -126,6 +126,14 @@ def _rows(*extra: Transition, keep: int = 4) -> tuple[Transition, ...]:
         (
             {"states": (State("a"), State("b", timers=("tick",)), State("end", terminal=True))},
             "which has no row for it",
+        ),
+        (
+            {"transitions": (*_rows(keep=2), Transition("a", "t", "a"), *_rows()[3:])},
+            "a --t--> a does not consume timer 'tick' \\(act would\\), which would still be due",
+        ),
+        (
+            {"timers": (Timer("tick", "t", "soon", consumed_by=("act", "gone")),)},
+            "timer 'tick' is consumed by undeclared action 'gone'",
         ),
         ({"ignored": (("b", "stop"),)}, "also has a row"),
         ({"ignored": (("zz", "stop"),)}, "names undeclared names"),
@@ -353,7 +361,8 @@ def test_validation_refuses_an_initial_state_with_timers() -> None:
         attrs.evolve(s, timers=("notice",)) if s.name == "pending" else s
         for s in RULES.rollout.states
     )
-    rows = (*RULES.rollout.transitions, Transition("pending", "notify", "pending"))
+    notify = Transition("pending", "notify", "pending", actions=(call("announce"),))
+    rows = (*RULES.rollout.transitions, notify)
     rollout = attrs.evolve(RULES.rollout, states=states, transitions=rows)
     with pytest.raises(
         ValueError,
@@ -492,3 +501,16 @@ def test_the_machines_page_shows_the_waits() -> None:
     page = diagrams_page()
     assert "### Waits" in page
     assert "| `acknowledgement` | `push_root` | `pushed` | fires `ack_timeout` |" in page
+
+
+def test_validation_refuses_a_wait_that_could_never_run_out() -> None:
+    # Without the row that times a push out, the wait's trigger has no answer, and the
+    # rollout's time_out_pushes fires a trigger that moves nobody: refused, not guessed.
+    rules = _device_rows((_row_index("pushed", "ack_timeout"), None))
+    with pytest.raises(ValueError, match=r"^rules: |^device machine: ") as caught:
+        rules.validate()
+    message = str(caught.value)
+    assert (
+        "wait 'acknowledgement' fires 'ack_timeout', which state 'pushed' has no row for: "
+        "the wait could never run out there" in message
+    )
