@@ -1,0 +1,544 @@
+"""The vocabulary of the declarations, and their validation: what a machine is made of.
+
+A machine (:class:`MachineSpec`) is states, triggers, rows, guards, actions, timers,
+waits and ignored pairs, all plain frozen data; :class:`Rules` bundles the rollout, device
+and restart machines and validates them together. The machines themselves are declared
+in :mod:`certflow.core.machines`, which re-exports every name here; the diagrams page is
+:mod:`certflow.core._diagrams`. No I/O.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+from typing import Literal, TypeVar
+
+import attrs
+
+Source = Literal["administrator", "device", "host", "time", "rollout"]
+
+
+@attrs.frozen
+class Call:
+    """An action as a row invokes it: its name and, for some, parameters (``forced``)."""
+
+    name: str
+    params: tuple[tuple[str, bool | str], ...] = ()
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.name
+        shown = ", ".join(key if value is True else f"{key}={value}" for key, value in self.params)
+        return f"{self.name}({shown})"
+
+    def param(self, key: str) -> bool | str | None:
+        """The value of parameter ``key``, or ``None``."""
+        return dict(self.params).get(key)
+
+
+def call(name: str, **params: bool | str) -> Call:
+    """``Call(name, params)`` with keyword parameters, in declaration order."""
+    return Call(name, tuple(params.items()))
+
+
+@attrs.frozen
+class Gate:
+    """A device trigger that a rollout state lets through.
+
+    ``guards`` must hold (they are rollout guards: the certificate kind, say); ``then``
+    are device triggers applied right after, in the same command (enrolment shortcuts).
+    """
+
+    trigger: str
+    guards: tuple[str, ...] = ()
+    then: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class State:
+    """One state of a machine, and what it means.
+
+    Rollout states carry their ``timers`` (in firing order at one instant) and their
+    ``gates`` for device triggers; ``gate_hint``, if set, is the refusal hint of every
+    device trigger the state does not let through. Device states say whether a device
+    in them is ``in_scope`` and ``trusts`` the root, and give the ``hint`` a refusal
+    shows for a trigger they have no row for.
+    """
+
+    name: str
+    terminal: bool = False
+    note: str = ""
+    timers: tuple[str, ...] = ()
+    gates: tuple[Gate, ...] = ()
+    gate_hint: str = ""
+    in_scope: bool = True
+    trusts: bool = False
+    hint: str = ""
+
+
+@attrs.frozen
+class Trigger:
+    """Something that moves a machine: a command, a timer, or another machine.
+
+    ``hint`` is the refusal hint when the current state has no row for it; ``hints``
+    overrides it for some states. A device trigger's ``phrase`` completes "device X
+    cannot ..." in a refusal. ``introduces`` marks the device trigger by which a device
+    new to the rollout joins it (the enrolment).
+    """
+
+    name: str
+    source: Source
+    command: str | None = None
+    hint: str = ""
+    hints: tuple[tuple[str, str], ...] = ()
+    phrase: str = ""
+    introduces: bool = False
+
+    def hint_in(self, state: str) -> str:
+        """The refusal hint when ``state`` has no row for this trigger."""
+        return dict(self.hints).get(state, self.hint)
+
+
+@attrs.frozen
+class Guard:
+    """A named condition of a row or a gate, with the hint a refusal gives when it fails.
+
+    ``hint`` may name facts in braces (``{extension_opens_at}``): see
+    :data:`certflow.core.guards.FACTS`. ``allowed_from`` names the fact giving the
+    instant from which the guard will hold, when there is one.
+    """
+
+    name: str
+    hint: str
+    allowed_from: str | None = None
+    note: str = ""
+
+
+@attrs.frozen
+class Fire:
+    """An action's effect on another machine: fire ``trigger`` on ``machine``.
+
+    On the device machine it is fleet-wide: every device in a source state of the
+    trigger's rows (or of ``only``) moves; ``selection="due"`` takes only the devices
+    whose latest push timed out at the instant.
+    """
+
+    machine: Literal["device", "restart"]
+    trigger: str
+    only: tuple[str, ...] = ()
+    selection: Literal["all", "due"] = "all"
+
+
+@attrs.frozen
+class Action:
+    """A named action: what a transition ``emits`` (effects) and ``changes``."""
+
+    name: str
+    emits: tuple[str, ...] = ()
+    changes: str = ""
+    fires: Fire | None = None
+
+
+@attrs.frozen
+class Timer:
+    """A named timer: at instant ``at`` (computed from the policy) it fires ``trigger``.
+
+    ``consumed_by`` names the actions that move the timer on (the notice announced, the
+    checkpoint done): a row the timer fires that stays where the timer runs must take one
+    of them, or the timer would still be due after it (:meth:`Rules.validate`).
+    """
+
+    name: str
+    trigger: str
+    at: str
+    policy: tuple[str, ...] = ()
+    consumed_by: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Wait:
+    """A per-device wait that a device action starts: the acknowledgement of a push.
+
+    ``started_by`` (a device action) starts it; it runs while the device stays in a state
+    of ``in_states`` and ends when the device leaves them; when the policy's span
+    ``after`` runs out first, the time trigger ``fires`` moves that device. Every driver
+    keeps this life as declared: :meth:`Rules.validate` refuses a row that enters an
+    awaiting state without starting the wait, starts it into a state that does not await
+    it, or answers the wait's trigger without ending it.
+    """
+
+    name: str
+    started_by: str
+    in_states: tuple[str, ...]
+    fires: str
+    after: str
+
+
+@attrs.frozen
+class Transition:
+    """One row: ``source --trigger [guards] / actions--> dest``."""
+
+    source: str
+    trigger: str
+    dest: str
+    guards: tuple[str, ...] = ()
+    actions: tuple[Call, ...] = ()
+    note: str = ""
+
+    def label(self) -> str:
+        """The row as a diagram labels it: ``trigger [guards] / actions``."""
+        text = self.trigger
+        if self.guards:
+            text += " [" + ", ".join(self.guards) + "]"
+        if self.actions:
+            text += " / " + ", ".join(map(str, self.actions))
+        return text
+
+
+@attrs.frozen
+class MachineSpec:
+    """A finite state machine as data. See the module's theory of operation."""
+
+    name: str
+    states: tuple[State, ...]
+    initial: str
+    triggers: tuple[Trigger, ...]
+    transitions: tuple[Transition, ...]
+    guards: tuple[Guard, ...] = ()
+    actions: tuple[Action, ...] = ()
+    timers: tuple[Timer, ...] = ()
+    ignored: tuple[tuple[str, str], ...] = ()
+    waits: tuple[Wait, ...] = ()
+
+    # --- lookups ---------------------------------------------------------------------
+
+    @property
+    def awaiting(self) -> frozenset[str]:
+        """The states in which a device awaits something (a wait of :attr:`waits`)."""
+        return frozenset(state for wait in self.waits for state in wait.in_states)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state names, in declaration order."""
+        return tuple(state.name for state in self.states)
+
+    @property
+    def terminal(self) -> frozenset[str]:
+        """The terminal states."""
+        return frozenset(state.name for state in self.states if state.terminal)
+
+    def state(self, name: str) -> State:
+        """The declared state ``name``."""
+        return _find(self.states, name, f"{self.name}: no state")
+
+    def trigger(self, name: str) -> Trigger:
+        """The declared trigger ``name``."""
+        return _find(self.triggers, name, f"{self.name}: no trigger")
+
+    def guard(self, name: str) -> Guard:
+        """The declared guard ``name``."""
+        return _find(self.guards, name, f"{self.name}: no guard")
+
+    def action(self, name: str) -> Action:
+        """The declared action ``name``."""
+        return _find(self.actions, name, f"{self.name}: no action")
+
+    def timer(self, name: str) -> Timer:
+        """The declared timer ``name``."""
+        return _find(self.timers, name, f"{self.name}: no timer")
+
+    def rows(self, source: str, trigger: str) -> tuple[Transition, ...]:
+        """The rows of ``source`` and ``trigger``, in the order they are tried."""
+        return tuple(r for r in self.transitions if r.source == source and r.trigger == trigger)
+
+    def sources(self, trigger: str) -> tuple[str, ...]:
+        """The states that have a row for ``trigger``, in declaration order."""
+        found = {r.source for r in self.transitions if r.trigger == trigger}
+        return tuple(s for s in self.state_names if s in found)
+
+    def reachable(self) -> frozenset[str]:
+        """The states reachable from the initial state (including it)."""
+        seen = {self.initial}
+        frontier = [self.initial]
+        while frontier:
+            state = frontier.pop()
+            for row in self.transitions:
+                if row.source == state and row.dest not in seen:
+                    seen.add(row.dest)
+                    frontier.append(row.dest)
+        return frozenset(seen)
+
+    # --- validation ------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` unless this machine, on its own, is well formed.
+
+        Unique names; one declared initial state; rows that name declared states,
+        triggers, guards and actions; no row leaving a terminal state; every state
+        reachable; per source and trigger, distinct guard lists with the unguarded
+        default last; every guard, action and timer used; each state's timers declared
+        and their triggers answered by a row of that state; ignored pairs that name
+        declared states and triggers and have no row.
+        """
+        problems = list(self._problems())
+        if problems:
+            raise ValueError(f"{self.name} machine: " + "; ".join(problems))
+
+    def _problems(self) -> Iterable[str]:
+        for kind, names in (
+            ("state", self.state_names),
+            ("trigger", [t.name for t in self.triggers]),
+            ("guard", [g.name for g in self.guards]),
+            ("action", [a.name for a in self.actions]),
+            ("timer", [t.name for t in self.timers]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                yield f"duplicate {kind} names {duplicates}"
+        states = set(self.state_names)
+        triggers = {t.name for t in self.triggers}
+        guards = {g.name for g in self.guards}
+        actions = {a.name for a in self.actions}
+        timers = {t.name for t in self.timers}
+        if self.initial not in states:
+            yield f"initial state {self.initial!r} is not declared"
+            return
+        used_guards: set[str] = set()
+        used_actions: set[str] = set()
+        used_timers: set[str] = set()
+        for row in self.transitions:
+            for end in (row.source, row.dest):
+                if end not in states:
+                    yield f"{row.label()!r} names undeclared state {end!r}"
+            if row.trigger not in triggers:
+                yield f"{row.source} --{row.trigger}--> names an undeclared trigger"
+            if row.source in self.terminal:
+                yield f"{row.source} --{row.trigger}--> leaves terminal state {row.source!r}"
+            for name in row.guards:
+                used_guards.add(name)
+                if name not in guards:
+                    yield f"{row.label()!r} names undeclared guard {name!r}"
+            for action in row.actions:
+                used_actions.add(action.name)
+                if action.name not in actions:
+                    yield f"{row.label()!r} names undeclared action {action.name!r}"
+        for source in self.state_names:
+            for trigger in triggers:
+                rows = self.rows(source, trigger)
+                guard_lists = [r.guards for r in rows]
+                if len(set(guard_lists)) != len(guard_lists):
+                    yield f"{source} --{trigger}--> is ambiguous: rows with equal guards"
+                if any(not g for g in guard_lists[:-1]):
+                    yield f"{source} --{trigger}--> has rows after its unguarded default"
+        for state in self.states:
+            for timer_name in state.timers:
+                used_timers.add(timer_name)
+                if timer_name not in timers:
+                    yield f"state {state.name!r} names undeclared timer {timer_name!r}"
+                elif not self.rows(state.name, self.timer(timer_name).trigger):
+                    yield (
+                        f"timer {timer_name!r} fires {self.timer(timer_name).trigger!r} in "
+                        f"state {state.name!r}, which has no row for it"
+                    )
+            for gate in state.gates:
+                used_guards.update(gate.guards)
+                for name in gate.guards:
+                    if name not in guards:
+                        yield f"gate {state.name}/{gate.trigger} names undeclared guard {name!r}"
+            if state.terminal and state.timers:
+                yield f"terminal state {state.name!r} has timers"
+            for timer_name in state.timers:
+                if timer_name not in timers:
+                    continue
+                timer = self.timer(timer_name)
+                for row in self.rows(state.name, timer.trigger):
+                    if timer_name not in self.state(row.dest).timers:
+                        continue  # the timer ends with the state it ran in
+                    if not {call.name for call in row.actions} & set(timer.consumed_by):
+                        yield (
+                            f"{row.source} --{row.label()}--> {row.dest} does not consume "
+                            f"timer {timer_name!r} ({', '.join(timer.consumed_by) or 'nothing'}"
+                            " would), which would still be due after it"
+                        )
+        for timer in self.timers:
+            if timer.trigger not in triggers:
+                yield f"timer {timer.name!r} fires undeclared trigger {timer.trigger!r}"
+            for name in timer.consumed_by:
+                if name not in actions:
+                    yield f"timer {timer.name!r} is consumed by undeclared action {name!r}"
+        for source, trigger in self.ignored:
+            if source not in states or trigger not in triggers:
+                yield f"ignored pair ({source}, {trigger}) names undeclared names"
+            elif self.rows(source, trigger):
+                yield f"ignored pair ({source}, {trigger}) also has a row"
+        for kind, declared, used in (
+            ("guard", guards, used_guards),
+            ("action", actions, used_actions),
+            ("timer", timers, used_timers),
+        ):
+            unused = sorted(declared - used)
+            if unused:
+                yield f"unused {kind}s {unused}"
+        unreachable = states - self.reachable()
+        if unreachable:
+            yield f"unreachable states {sorted(unreachable)}"
+        yield from self._wait_problems(states, triggers, actions)
+
+    def _wait_problems(
+        self, states: set[str], triggers: set[str], actions: set[str]
+    ) -> Iterable[str]:
+        """Each wait names declared parts, and every row keeps the wait's life."""
+        names = [wait.name for wait in self.waits]
+        if len(set(names)) != len(names):
+            yield f"duplicate wait names {sorted({n for n in names if names.count(n) > 1})}"
+        for wait in self.waits:
+            if wait.started_by not in actions:
+                yield f"wait {wait.name!r} is started by undeclared action {wait.started_by!r}"
+            if wait.fires not in triggers:
+                yield f"wait {wait.name!r} fires undeclared trigger {wait.fires!r}"
+            if not wait.in_states or not set(wait.in_states) <= states:
+                yield f"wait {wait.name!r} names undeclared states {wait.in_states}"
+                continue
+            for state in wait.in_states:
+                if not self.rows(state, wait.fires):
+                    yield (
+                        f"wait {wait.name!r} fires {wait.fires!r}, which state {state!r} has "
+                        "no row for: the wait could never run out there"
+                    )
+            for row in self.transitions:
+                label = f"{row.source} --{row.label()}--> {row.dest}"
+                starts = any(call.name == wait.started_by for call in row.actions)
+                if starts and row.dest not in wait.in_states:
+                    yield (
+                        f"{label!r} starts the {wait.name} wait into {row.dest!r}, which "
+                        "does not await it"
+                    )
+                if row.dest in wait.in_states and row.source not in wait.in_states and not starts:
+                    yield (
+                        f"{label!r} enters {row.dest!r}, which awaits the {wait.name}, "
+                        f"without starting it ({wait.started_by})"
+                    )
+                if row.trigger == wait.fires and (
+                    row.source not in wait.in_states or row.dest in wait.in_states
+                ):
+                    yield (
+                        f"{label!r} answers the {wait.name} wait's trigger without ending "
+                        "the wait it answers"
+                    )
+
+    # --- views -----------------------------------------------------------------------
+
+    def mermaid(self) -> str:
+        """The machine as a Mermaid ``stateDiagram-v2``: every row with its guards and
+        actions, terminal states, and each state's timers as a note."""
+        lines = ["---", f"title: {self.name}", "---", "stateDiagram-v2"]
+        lines.append(f"  [*] --> {self.initial}")
+        for row in self.transitions:
+            lines.append(f"  {row.source} --> {row.dest}: {_mermaid_text(row.label())}")
+        for state in self.states:
+            if state.terminal:
+                lines.append(f"  {state.name} --> [*]")
+        for state in self.states:
+            if state.timers:
+                timers = ", ".join(f"{name} → {self.timer(name).trigger}" for name in state.timers)
+                lines.append(f"  note right of {state.name}: {_mermaid_text('timers: ' + timers)}")
+        return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    # Mermaid reads ':' and ';' in a label as syntax. ';' first: the escape of ':' ends
+    # in one.
+    return text.replace(";", "#59;").replace(":", "#58;")
+
+
+_Named = TypeVar("_Named", State, Trigger, Guard, Action, Timer)
+
+
+def _find(items: tuple[_Named, ...], name: str, what: str) -> _Named:
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(f"{what} {name!r}")
+
+
+@attrs.frozen
+class Rules:
+    """The three machines of a rollout, validated together."""
+
+    rollout: MachineSpec
+    device: MachineSpec
+    restart: MachineSpec
+
+    @property
+    def machines(self) -> tuple[MachineSpec, ...]:
+        """The rollout, device and restart machines."""
+        return (self.rollout, self.device, self.restart)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` unless each machine, and their links, are well formed.
+
+        Links: gates and their follow-up triggers name device triggers; every ``Fire``
+        names a trigger of its machine, and ``only`` names sources of that trigger's
+        rows; each command fires exactly one trigger; at most 8 device states (a device
+        code keeps the state in 3 bits).
+        """
+        for machine in self.machines:
+            machine.validate()
+        problems = list(self._link_problems())
+        if problems:
+            raise ValueError("rules: " + "; ".join(problems))
+
+    def _link_problems(self) -> Iterable[str]:
+        device_triggers = {t.name for t in self.device.triggers}
+        for state in self.rollout.states:
+            for gate in state.gates:
+                for name in (gate.trigger, *gate.then):
+                    if name not in device_triggers:
+                        yield f"gate {state.name}/{gate.trigger}: unknown device trigger {name!r}"
+        targets = {"device": self.device, "restart": self.restart}
+        for machine in self.machines:
+            for action in machine.actions:
+                fire = action.fires
+                if fire is None:
+                    continue
+                target = targets[fire.machine]
+                if fire.trigger not in {t.name for t in target.triggers}:
+                    yield f"action {action.name!r} fires unknown trigger {fire.trigger!r}"
+                elif not target.sources(fire.trigger):
+                    yield (
+                        f"action {action.name!r} fires {fire.machine} trigger "
+                        f"{fire.trigger!r}, which no row answers"
+                    )
+                elif not set(fire.only) <= set(target.sources(fire.trigger)):
+                    yield f"action {action.name!r}: {fire.only} are not sources of {fire.trigger!r}"
+        commands = [t.command for m in self.machines for t in m.triggers if t.command]
+        duplicates = sorted({c for c in commands if commands.count(c) > 1})
+        if duplicates:
+            yield f"commands firing more than one trigger: {duplicates}"
+        if self.rollout.state(self.rollout.initial).timers:
+            yield "the initial rollout state declares timers; a rollout starts waiting"
+        if sum(t.introduces for t in self.device.triggers) > 1:
+            yield "more than one device trigger introduces new devices"
+        if len(self.device.states) > 8:
+            yield "at most 8 device states fit a device code"
+
+    def fleet_mapping(self, row: Transition) -> dict[str, str]:
+        """The device ``from -> to`` mapping a rollout row applies to the whole fleet.
+
+        Empty when the row moves no device (a cancel, a notice). This is what a store
+        applies as one set-based statement.
+        """
+        mapping: dict[str, str] = {}
+        for invocation in row.actions:
+            fire = self.rollout.action(invocation.name).fires
+            if fire is None or fire.machine != "device":
+                continue
+            for source in fire.only or self.device.sources(fire.trigger):
+                (dest_row,) = self.device.rows(source, fire.trigger)
+                mapping[source] = dest_row.dest
+        return mapping
+
+
+def placeholders(template: str) -> tuple[str, ...]:
+    """The ``{names}`` a hint template uses."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
