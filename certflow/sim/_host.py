@@ -3,7 +3,10 @@
 Shared by :mod:`certflow.sim.fleet` (answers drawn from a :class:`DeviceModel`) and
 :mod:`certflow.sim.forecast` (answers drawn from a fitted survival curve). It decides no
 rule: every change goes through :func:`certflow.advance`, :func:`certflow.apply` and the
-batch path :func:`certflow.apply_all`, and the host only performs the effects.
+batch path :func:`certflow.apply_all` (or is a :func:`certflow.preview`'s rollout, which
+is apply's answer), and the host only performs the effects. Whether a command would be
+taken, and what it would do, is the engine's answer too: the administrator's bulk retry
+is sent only when its preview pushes someone again.
 
 Answers are drawn with numpy a whole push at a time and bucketed by the step at which
 the host ingests them, so a step costs one ``apply_all`` over the reports due then.
@@ -29,6 +32,7 @@ from certflow.core.effects import (
 )
 from certflow.core.evaluator import advance, apply, apply_all
 from certflow.core.plan import DeviceState
+from certflow.core.preview import preview
 from certflow.core.rollout import Rollout
 from certflow.core.summary import summarize
 from certflow.sim.models import FAILURE_REASONS, AdminPolicy
@@ -216,7 +220,6 @@ class Host:
             admin.retry_every is not None
             and day >= admin.retry_from
             and (day - admin.retry_from) % admin.retry_every == 0
-            and rollout.plan.kind.retry_allowed
         )
         if not (wants_import or wants_extension or wants_retry):
             return  # a quiet review: no summary needed
@@ -233,9 +236,14 @@ class Host:
         ):
             self.extensions += 1
             self.do(c.ExtendManually(), now)
-        if wants_retry and summary.counts[DeviceState.FAILED]:
-            self.bulk_retries += 1
-            self.do(c.RetryAllFailed(), now)
+        if wants_retry:
+            # The engine says whether the rollout takes a bulk retry (the certificate
+            # kind's guard) and whom it pushes again: nobody when no push failed.
+            retry = preview(self.rollout, c.RetryAllFailed(), now)
+            if retry.rollout is not None and any(isinstance(e, PushRoot) for e in retry.effects):
+                self.bulk_retries += 1
+                self.rollout = retry.rollout
+                self.perform(retry.effects)
 
     @property
     def ended(self) -> bool:
