@@ -8,17 +8,24 @@ the instants its reports came in; a store's journal supplies them). It then:
    answered push is an observed wait (report minus push); a push without an answer yet
    is *censored* at ``now`` (the device has waited at least that long). The failure
    probability is the share of answers that were failures (what each device answered
-   is read from its state in the rollout: every answer but an installed device's last
-   one was a failure);
+   is read from its record in the rollout: every answer was a failure but the last one
+   of a device that trusts the root now, as the device machine declares its states;
+   an unenrolled device, out of scope, is left out);
 2. **simulates the rest** ``runs`` times through the real evaluator (the same host as
    :mod:`certflow.sim.fleet`): a device still waiting answers after a wait drawn from
-   the fitted curve *given* the wait so far (or never, past the curve's end); a device
-   pushed again (bulk retry by the :class:`~certflow.sim.models.AdminPolicy`) has
-   answered before, so it draws a fresh wait from the curve above its floor (the
-   floor is the share that never answers: a cure-model reading of the plateau);
+   the fitted curve *given* the wait so far (or never, past the curve's end); still
+   waiting means in a state that awaits an answer, as the device machine declares its
+   wait. A device pushed again (bulk retry by the
+   :class:`~certflow.sim.models.AdminPolicy`) has answered before, so it draws a fresh
+   wait from the curve above its floor (the floor is the share that never answers: a
+   cure-model reading of the plateau);
 3. **tabulates**, for the rollout as it is and with one manual extension: the
    probability of the import at each coming checkpoint, and the expected number and a
-   ``level`` interval (equal-tailed quantiles of the runs) of the devices cut off.
+   ``level`` interval (equal-tailed quantiles of the runs) of the devices cut off. The
+   extension is the engine's: :func:`certflow.preview` of ``ExtendManually`` at the
+   instant the branch extends says whether it would be taken and gives the extended
+   rollout, whose timeline (:mod:`certflow.core.timeline`) places the checkpoints it
+   moved.
 
 The Kaplan-Meier curve ends at the longest wait seen: a device still waiting beyond it is
 assumed never to answer (the data say nothing about later answers). This overstates the
@@ -43,7 +50,7 @@ from certflow.core.commands import ExtendManually
 from certflow.core.errors import CertflowError, InvalidInput
 from certflow.core.evaluator import DEFAULT, advance
 from certflow.core.instants import require_aware, show
-from certflow.core.plan import DeviceState, RolloutState
+from certflow.core.preview import preview
 from certflow.core.rollout import Rollout
 from certflow.sim._host import DAY, Answers, Floats, Host, Responder
 from certflow.sim.models import AdminPolicy
@@ -165,10 +172,12 @@ def fit(
             else:
                 waits.append((now - push).total_seconds())
                 events.append(False)
-        if reported and state is not DeviceState.REMOVED:
-            # Every answer was a failure but an installed device's last one.
+        if reported and state.in_scope:
+            # Every answer was a failure but the last one of a device that trusts the
+            # root now (the declared meaning of its state); an unenrolled device, out
+            # of scope, says nothing of its answers.
             answers += len(reported)
-            failures += len(reported) - (state is DeviceState.INSTALLED)
+            failures += len(reported) - state.trusts
     order = np.argsort(np.asarray(waits), kind="stable")
     ordered = np.asarray(waits)[order]
     observed = np.asarray(events, dtype=bool)[order]
@@ -316,6 +325,28 @@ def _quantile(values: Sequence[int], q: float) -> int:
     return ordered[rank - 1]
 
 
+def _coming(rollout: Rollout, extended: Rollout | None = None) -> list[tuple[int, datetime]]:
+    """The checkpoints ``rollout`` has still to evaluate: (number from 1, instant), as
+    the timeline places them. ``extended`` is a later extension's preview (the rollout
+    at that instant, extended): the checkpoints still ahead of it are where its timeline
+    has moved them; those it evaluated before it extends stay where they were."""
+    coming: list[tuple[int, datetime]] = []
+    for number in range(rollout.phase.checkpoints_done, len(rollout.plan.policy.checkpoints)):
+        source = rollout
+        if extended is not None and number >= extended.phase.checkpoints_done:
+            source = extended  # still ahead when it extends: the extension moved it
+        at = timeline.checkpoint_at(source.plan, source.phase, number)
+        if at is not None:
+            coming.append((number + 1, at))
+    return coming
+
+
+def _awaiting(rollout: Rollout, device_id: str) -> bool:
+    """Whether the device's latest push still awaits its answer: its state is one of
+    the device machine's declared waits."""
+    return rollout.device_state(device_id).value in DEFAULT.rules.device.awaiting
+
+
 def _branch(
     rollout: Rollout,
     now: datetime,
@@ -327,25 +358,20 @@ def _branch(
     seed: int,
     level: float,
     extended: bool,
-    extend_at: datetime | None = None,
+    later: Rollout | None = None,
 ) -> Branch:
-    plan, phase = rollout.plan, rollout.phase
-    t0 = phase.started_at
+    """The futures of ``rollout``; ``later`` is the preview of an extension the
+    administrator will make at a coming review (the rollout then, extended), which
+    places the checkpoints it moves."""
+    t0 = rollout.phase.started_at
     if t0 is None:  # the caller checked that the rollout is distributing
         raise InvalidInput("the rollout has not started distributing")
-    coming: list[tuple[int, datetime]] = []
-    for number in range(phase.checkpoints_done, len(plan.policy.checkpoints)):
-        at = timeline.checkpoint_at(plan, phase, number)
-        if at is None:
-            continue
-        if extend_at is not None and at > extend_at:
-            at += plan.policy.manual_extension  # an extension moves every later checkpoint
-        coming.append((number + 1, at))
-    final = len(plan.policy.checkpoints)
+    coming = _coming(rollout, later)
+    final = len(rollout.plan.policy.checkpoints)
     imports: Counter[datetime | None] = Counter()
     cutoffs: list[int] = []
     forced = 0
-    pending = [d for d in waiting if rollout.device_state(d) is DeviceState.PUSHED]
+    pending = [d for d in waiting if _awaiting(rollout, d)]
     for run in range(runs):
         rng = np.random.default_rng([seed, run])
         host = Host(
@@ -356,7 +382,7 @@ def _branch(
             admin,
             survival.responder(waiting),
             rng,
-            extend_anyway=extend_at is not None,
+            extend_anyway=later is not None,
         )
         host.schedule_answers(pending, now, host.responder(pending, rng))
         host.run()
@@ -413,7 +439,7 @@ def forecast(
     if not isinstance(admin, AdminPolicy):
         raise InvalidInput(f"admin must be an AdminPolicy, got {admin!r}")
     rollout = advance(rollout, now).rollout
-    if rollout.state not in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED):
+    if not rollout.state.running:
         raise InvalidInput(
             f"only a distributing rollout can be forecast; this one is {rollout.state.value}"
         )
@@ -423,35 +449,37 @@ def forecast(
         for d, at in pushes.items()
         if at and len(reports.get(d, ())) < len(at)
     }
-    for record in rollout.devices():
-        if record.state is DeviceState.PUSHED and record.device_id not in waiting:
+    for device_id in rollout.device_ids():
+        if device_id not in waiting and _awaiting(rollout, device_id):
             raise InvalidInput(
-                f"device {record.device_id!r} is pushed but pushes holds no unanswered push for it"
+                f"device {device_id!r} awaits an answer but pushes holds no unanswered push for it"
             )
 
     def branch(
-        start: Rollout, policy: AdminPolicy, extended: bool, extend_at: datetime | None = None
+        start: Rollout, policy: AdminPolicy, extended: bool, later: Rollout | None = None
     ) -> Branch:
         return _branch(
-            start, now, survival, waiting, policy, step, runs, seed, level, extended, extend_at
+            start, now, survival, waiting, policy, step, runs, seed, level, extended, later
         )
 
     never = attrs.evolve(admin, extend_on_day=None)  # the branches decide the extension
     as_is = branch(rollout, never, False)
     extended: Branch | None = None
-    if DEFAULT.allows(rollout, ExtendManually(), now):
-        moved, _ = DEFAULT.apply(rollout, ExtendManually(), now)
-        extended = branch(moved, never, True)
+    at_once = preview(rollout, ExtendManually(), now)
+    if at_once.rollout is not None:
+        extended = branch(at_once.rollout, never, True)
     else:
         opens = timeline.extension_opens(rollout.plan, rollout.phase)
         t0 = rollout.phase.started_at
         if opens is not None and t0 is not None and opens > now:
             # Not open yet: extend at the first review from the day it opens, if the
-            # rollout would allow it then (the evaluator's answer, not ours).
+            # rollout would take it then; the engine's preview of that extension says
+            # so, and which checkpoints it moves where.
             day = math.ceil((opens - t0) / DAY)
             review = t0 + day * DAY + admin.review_at
-            if DEFAULT.allows(rollout, ExtendManually(), review):
+            later = preview(rollout, ExtendManually(), review)
+            if later.rollout is not None:
                 extended = branch(
-                    rollout, attrs.evolve(admin, extend_on_day=day), True, extend_at=review
+                    rollout, attrs.evolve(admin, extend_on_day=day), True, later.rollout
                 )
     return Forecast(now, runs, level, survival, as_is, extended)

@@ -10,16 +10,22 @@ from typing import Any
 import pytest
 
 from certflow import (
+    CertificateKind,
+    Command,
     DeviceFailed,
     DeviceInstalled,
     DistributeRoot,
+    ExtendManually,
     InvalidInput,
+    Policy,
     Retry,
     Rollout,
     apply,
     apply_all,
     new_rollout,
+    preview,
 )
+from certflow.core import timeline
 from certflow.sim.fleet import simulate
 from certflow.sim.forecast import fit, forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
@@ -29,7 +35,7 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
 
-def _rollout(ids: list[str], new_not_after: datetime = T0 + 300 * DAY) -> Rollout:
+def _rollout(ids: list[str], new_not_after: datetime = T0 + 300 * DAY, **options: Any) -> Rollout:
     rollout = new_rollout(
         ids,
         existing_not_after=T0 + 40 * DAY,
@@ -37,6 +43,7 @@ def _rollout(ids: list[str], new_not_after: datetime = T0 + 300 * DAY) -> Rollou
         new_not_after=new_not_after,
         root_publicly_trusted=False,
         created_at=T0,
+        **options,
     )
     return apply(rollout, DistributeRoot(), T0).rollout
 
@@ -96,7 +103,9 @@ def test_refusals_of_the_forecast() -> None:
         forecast(rollout, now, pushes, reports, runs=0)
     with pytest.raises(InvalidInput, match="level"):
         forecast(rollout, now, pushes, reports, level=1.0)
-    with pytest.raises(InvalidInput, match="'d3' is pushed but pushes holds no unanswered push"):
+    with pytest.raises(
+        InvalidInput, match="'d3' awaits an answer but pushes holds no unanswered push"
+    ):
         forecast(rollout, now, {d: p for d, p in pushes.items() if d != "d3"}, reports)
     pending = new_rollout(
         ["a"],
@@ -233,3 +242,46 @@ def test_before_day_6_the_extended_branch_extends_when_it_opens_if_it_will_be_al
     assert later.extended.checkpoints[-1].probability == 1.0  # b never answers
     short = apply(_rollout(ids, T0 + 25 * DAY), DeviceInstalled("a"), T0 + HOUR).rollout
     assert forecast(short, now, pushes, reports, runs=3).extended is None
+
+
+def test_an_extension_after_a_checkpoint_moves_only_the_checkpoints_still_ahead() -> None:
+    # Extension opens on day 8: the day-7 checkpoint is evaluated before the extension
+    # and stays; the extension (at the day-8 review) moves checkpoints 2 and 3, where
+    # the engine's own extended timeline puts them, and every future imports there.
+    ids = ["a", "b"]
+    rollout = _rollout(ids, policy=Policy(manual_extension_opens=8 * DAY))
+    rollout = apply(rollout, DeviceInstalled("a"), T0 + HOUR).rollout
+    now = T0 + 2 * DAY
+    result = forecast(rollout, now, {d: [T0] for d in ids}, {"a": [T0 + HOUR]}, runs=3)
+    assert result.extended is not None
+    review = T0 + 8 * DAY + AdminPolicy().review_at
+    extended = preview(rollout, ExtendManually(), review).rollout
+    assert extended is not None
+    assert [c.at for c in result.extended.checkpoints] == [
+        T0 + 7 * DAY,
+        timeline.checkpoint_at(extended.plan, extended.phase, 1),
+        timeline.checkpoint_at(extended.plan, extended.phase, 2),
+    ]
+    assert [c.at for c in result.extended.checkpoints] == [T0 + d * DAY for d in (7, 21, 28)]
+    assert result.extended.checkpoints[-1].probability == 1.0  # b never answers
+    assert result.extended.other == 0.0
+
+
+def test_the_administrators_bulk_retries_are_the_engines_to_take() -> None:
+    # An agent server's root push may not be retried (the kind's guard): its retry days
+    # come and go and the failed devices stay failed; an MDM server's are retried.
+    ids = [f"d{i}" for i in range(6)]
+
+    def cut_off(kind: CertificateKind) -> tuple[int, int]:
+        rollout = _rollout(ids, kind=kind)
+        answers: list[Command] = [DeviceFailed(d, "user declined profile") for d in ids[:3]]
+        answers += [DeviceInstalled(d) for d in ids[3:]]
+        rollout = apply_all(rollout, answers, T0 + HOUR).rollout
+        pushes = {d: [T0] for d in ids}
+        reports = {d: [T0 + HOUR] for d in ids}
+        admin = AdminPolicy(retry_every=1)
+        result = forecast(rollout, T0 + 2 * DAY, pushes, reports, admin=admin, runs=5)
+        return result.as_is.cutoff_low, result.as_is.cutoff_high
+
+    assert cut_off(CertificateKind.AGENT_SERVER) == (3, 3)
+    assert cut_off(CertificateKind.MDM_SERVER)[1] < 3
