@@ -15,14 +15,18 @@ At each step the host (this module):
 1. advances the rollout to the step's instant and prints what fell due (notices,
    checkpoints, the import);
 2. delivers, in one :func:`certflow.apply_all` batch, every device report that arrived
-   since the previous step. A report is delivered at the first step at or after the
+   since the previous step and that the rollout would take (the engine says so: a
+   preview of the report, see :class:`_Answers`; a device cut off by the import
+   re-enrols instead). A report is delivered at the first step at or after the
    instant it happened, as a server that ingests device reports periodically would;
    a report that arrives in the hour before a checkpoint is therefore seen after it;
 3. performs the effects: each :class:`~certflow.PushRoot` schedules the pushed devices'
    answers, drawn from each device's behaviour profile;
-4. acts as the administrator: reviews the summary every morning, bulk-retries failed
-   devices every few days, extends the rollout once when the day-6 notice comes and the
-   summary offers it, and restarts the server when the import asks for it.
+4. acts as the administrator: reviews the summary every morning while the rollout is
+   running, bulk-retries every few days when the retry's preview would push failed
+   devices again, extends the rollout once when the day-6 notice comes and the summary
+   offers it (saying what the extension moved, from the dates before and after), and
+   restarts the server when the import asks for it.
 
 Device profiles: most devices install within hours (log-normal delay); some are offline
 for days and install when they come back; some fail with a realistic reason and
@@ -67,8 +71,10 @@ from certflow.core.effects import (
 )
 from certflow.core.evaluator import advance, apply, apply_all, new_rollout
 from certflow.core.instants import show, show_span
+from certflow.core.machines import RULES, Rules
 from certflow.core.plan import DeviceState, RolloutState
 from certflow.core.policy import CertificateKind
+from certflow.core.preview import Preview, preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import loads
 from certflow.core.summary import Overview, Summary, summarize
@@ -194,6 +200,7 @@ class _Host(Protocol):
     def advance(self, now: datetime) -> Sequence[Effect]: ...
     def apply(self, command: c.Command, now: datetime) -> Sequence[Effect]: ...
     def apply_all(self, commands: Sequence[c.Command], now: datetime) -> Sequence[Effect]: ...
+    def preview(self, command: c.Command, now: datetime) -> Preview: ...
     def rollout(self) -> Rollout: ...
 
 
@@ -229,6 +236,9 @@ class _InMemory:
     def apply_all(self, commands: Sequence[c.Command], now: datetime) -> Sequence[Effect]:
         self._rollout, effects = apply_all(self._rollout, commands, now)
         return effects
+
+    def preview(self, command: c.Command, now: datetime) -> Preview:
+        return preview(self._rollout, command, now)
 
     def rollout(self) -> Rollout:
         return self._rollout
@@ -286,8 +296,56 @@ class _Stored:
         self.store.execute_many(self.name, commands, now)
         return self._delivered(now)
 
+    def preview(self, command: c.Command, now: datetime) -> Preview:
+        return self.store.preview(self.name, command, now)
+
     def rollout(self) -> Rollout:
         return loads(self.store.dumps(self.name))
+
+
+def _decided_per_state(rules: Rules = RULES) -> frozenset[str]:
+    """The device commands that no guard decides (no guarded row, no guarded gate): the
+    rollout's state and the device's alone decide whether such a command is taken."""
+    guarded = {row.trigger for row in rules.device.transitions if row.guards}
+    guarded |= {g.trigger for state in rules.rollout.states for g in state.gates if g.guards}
+    return frozenset(
+        trigger.command
+        for trigger in rules.device.triggers
+        if trigger.command is not None and trigger.name not in guarded
+    )
+
+
+class _Answers:
+    """Whether the rollout would take a device's report now: the engine's answer.
+
+    The host previews the very report (:func:`certflow.preview`, or the store's own
+    :meth:`~certflow.store.SqlStore.preview`, which runs it and rolls it back). For a
+    report that no guard decides, the answer is kept for that kind of report from a
+    device in that state while the rollout is in that state (what decides it, by the
+    declarations), so a whole run previews a few dozen reports, not every one.
+    """
+
+    def __init__(self, host: _Host, rules: Rules = RULES) -> None:
+        self.host = host
+        self.per_state = _decided_per_state(rules)
+        self.known: dict[tuple[RolloutState, DeviceState, type], bool] = {}
+
+    def taken(self, command: c.DeviceCommand, state: RolloutState, now: datetime) -> bool:
+        """Whether ``command`` would be taken at ``now`` by the rollout, in ``state``."""
+        kind = type(command)
+        if kind.__name__ not in self.per_state:
+            return self.host.preview(command, now).accepted
+        key = (state, self.host.device_state(command.device_id), kind)
+        known = self.known.get(key)
+        if known is None:
+            known = self.known[key] = self.host.preview(command, now).accepted
+        return known
+
+
+def _trusting(counts: dict[DeviceState, int]) -> tuple[int, int]:
+    """How many devices trust the root, of how many in scope, as the states declare."""
+    in_scope = sum(n for state, n in counts.items() if state.in_scope)
+    return sum(n for state, n in counts.items() if state.in_scope and state.trusts), in_scope
 
 
 class _Simulation:
@@ -324,6 +382,7 @@ class _Simulation:
         self.extended = False
         created = self._create(devices)
         self.host: _Host = _InMemory(created) if store is None else _Stored(store, name, created)
+        self.answers = _Answers(self.host)
         if store is not None and not quiet:
             print(
                 f"store: rollout {name!r} in {store.location}; every step is one transaction, "
@@ -474,9 +533,7 @@ class _Simulation:
 
     def trust(self) -> tuple[int, int]:
         """How many devices trust the root, of how many in scope."""
-        counts = self.host.counts()
-        in_scope = self.host.device_count() - counts[DeviceState.REMOVED]
-        return counts[DeviceState.INSTALLED], in_scope
+        return _trusting(self.host.counts())
 
     def progress(self) -> str:
         return describe_trust(*self.trust())
@@ -484,11 +541,12 @@ class _Simulation:
     def due_commands(self, now: datetime) -> list[c.Command]:
         """The reports that arrived up to ``now``, minus those the rollout would refuse.
 
-        The host knows what a device may still report: nothing once it unenrolled, and
-        no install or failure once the import cut it off (it must re-enrol instead).
+        Whether the rollout takes a report is the engine's answer (:class:`_Answers`):
+        nothing from a device once it unenrolled, no install or failure once the import
+        cut it off (it must re-enrol instead), and so on, as the declarations say. A
+        device that unenrols in this batch says nothing after it.
         """
-        host = self.host
-        running = host.state() in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED)
+        state = self.host.state()
         batch: list[c.Command] = []
         leaving: set[str] = set()
         while self.queue and self.queue[0][0] <= now:
@@ -502,31 +560,24 @@ class _Simulation:
                 continue
             # A device enrolled in this batch has nothing else due yet: its push comes
             # back from the batch. So every id here is known to the rollout.
-            state = host.device_state(device_id)
-            if state is DeviceState.REMOVED:
-                continue
+            command = _report(kind, device_id, reason)
+            if not self.answers.taken(command, state, now):
+                continue  # e.g. cut off by the import: its re-enrolment was planned then
             if kind is _Kind.UNENROLL:
                 self.figures["unenrolled"] += 1
                 self.say(at, f"unenrol {device_id} (left management)")
                 leaving.add(device_id)
-                batch.append(c.Unenroll(device_id))
             elif kind is _Kind.REENROLLED:
-                if state is DeviceState.REENROLL_REQUIRED:
-                    self.figures["reenrolled"] += 1
-                    batch.append(c.Reenrolled(device_id))
-            elif state is DeviceState.REENROLL_REQUIRED or not running:
-                continue  # cut off by the import: its re-enrolment was planned then
-            elif kind is _Kind.INSTALLED:
-                batch.append(c.DeviceInstalled(device_id))
-            else:
+                self.figures["reenrolled"] += 1
+            elif kind is _Kind.FAILED:
                 self.figures["failures"] += 1
-                batch.append(c.DeviceFailed(device_id, reason))
+            batch.append(command)
         return batch
 
     def administrator(self, now: datetime) -> None:
         """The administrator's morning review, one hour after each day starts (from day 1)."""
         host = self.host
-        if host.state() not in (RolloutState.DISTRIBUTING, RolloutState.EXTENDED):
+        if not host.state().running:
             return
         summary = host.overview(now)
         if (
@@ -538,23 +589,25 @@ class _Simulation:
             effects = host.apply(c.ExtendManually(), now)
             self.extended = True
             after = host.overview(now)
-            # An accepted extension leaves the rollout running, with both instants set.
+            # How far it moved the deadline: the engine's dates, before and after.
             self.say(
                 now,
-                f"admin: manual extension (+7 days) at {summary.percent_complete:.1f}% - "
+                f"admin: manual extension ({_moved(summary.deadline, after.deadline)}) at "
+                f"{summary.percent_complete:.1f}% - "
                 f"next checkpoint {_shown(after.next_checkpoint)}, "
                 f"deadline {_shown(after.deadline)}",
             )
             self.perform(effects)
-        failed = summary.counts[DeviceState.FAILED]
-        if failed and (
-            self.last_retry is None or now - self.last_retry >= self.scenario.retry_every
-        ):
+        # A bulk retry when the rollout would take one and it would push someone again
+        # (a failed device): its preview says both.
+        due = self.last_retry is None or now - self.last_retry >= self.scenario.retry_every
+        if due and _pushed(host.preview(c.RetryAllFailed(), now).effects):
             effects = host.apply(c.RetryAllFailed(), now)
+            retried = _pushed(effects)
             self.last_retry = now
             self.figures["bulk_retries"] += 1
-            self.figures["retried_pushes"] += failed
-            self.say(now, f"admin: bulk retry of {failed:,} failed device(s)")
+            self.figures["retried_pushes"] += retried
+            self.say(now, f"admin: bulk retry of {retried:,} failed device(s)")
             self.perform(effects)
 
     def step(self, now: datetime) -> None:
@@ -596,8 +649,8 @@ class _Simulation:
             self.step(now)
             if self.import_at is not None and now >= self.import_at + sc.after_import:
                 break
-            if self.host.state() is RolloutState.CANCELLED:
-                break
+            if self.host.state().terminal and self.import_at is None:
+                break  # ended without an import (cancelled): nothing more will happen
         rollout = self.host.rollout()
         summary = summarize(rollout, now)
         if isinstance(self.host, _Stored) and not self.quiet:
@@ -644,7 +697,7 @@ class _Simulation:
             kind = "forced import" if self.forced else "import"
             ended = f"{kind} on day {self.day(self.import_at):.1f}"
         return (
-            f"seed {self.seed}: {ended}; {summary.counts[DeviceState.INSTALLED]:,} of "
+            f"seed {self.seed}: {ended}; {_trusting(summary.counts)[0]:,} of "
             f"{summary.in_scope:,} in-scope devices trust the root "
             f"({summary.percent_complete:.1f}%), "
             f"{self.figures['reenrollment_required']:,} needed re-enrolment, "
@@ -654,6 +707,33 @@ class _Simulation:
 
 def _shown(instant: datetime | None) -> str:
     return "-" if instant is None else show(instant)
+
+
+def _moved(before: datetime | None, after: datetime | None) -> str:
+    """How far a command moved an instant, as ``+7 days``."""
+    if before is None or after is None:
+        return "-"
+    return ("+" if after >= before else "") + show_span(after - before)
+
+
+def _pushed(effects: Sequence[Effect]) -> int:
+    """How many devices ``effects`` push the root to."""
+    return sum(len(e.device_ids) for e in effects if isinstance(e, PushRoot))
+
+
+_COMMANDS: dict[_Kind, type[c.DeviceInstalled | c.Unenroll | c.Reenrolled | c.Enroll]] = {
+    _Kind.INSTALLED: c.DeviceInstalled,
+    _Kind.UNENROLL: c.Unenroll,
+    _Kind.REENROLLED: c.Reenrolled,
+    _Kind.ENROLL: c.Enroll,
+}
+
+
+def _report(kind: _Kind, device_id: str, reason: str) -> c.DeviceCommand:
+    """The command a device's report (or its leaving, or its re-enrolment) is."""
+    if kind is _Kind.FAILED:
+        return c.DeviceFailed(device_id, reason)
+    return _COMMANDS[kind](device_id)
 
 
 def format_summary(summary: Summary, rows: int = 10) -> str:
@@ -695,7 +775,7 @@ def format_summary(summary: Summary, rows: int = 10) -> str:
     for record in summary.devices():
         if record.last_failure_reason is not None:
             reasons[record.last_failure_reason] += 1
-            if record.state is DeviceState.INSTALLED:
+            if record.state.trusts:
                 recovered[record.last_failure_reason] += 1
     lines.append("")
     lines.append("failure reasons (last reported, devices that ever failed):")
