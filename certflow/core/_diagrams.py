@@ -47,7 +47,9 @@ def page(rules: Rules) -> str:
                 ("state", "meaning", "timers", "device triggers let through"),
                 (
                     (
-                        f"`{s.name}`" + (" (terminal)" if s.terminal else ""),
+                        f"`{s.name}`"
+                        + (" (terminal)" if s.terminal else "")
+                        + (" (a forced import)" if s.forced else ""),
                         s.note,
                         _code(s.timers),
                         _code(

@@ -74,6 +74,9 @@ class State:
     in_scope: bool = True
     trusts: bool = False
     hint: str = ""
+    #: A rollout state an import may end in that cuts off the devices not trusting the
+    #: root: an import whose row ends here is forced (its ImportCertificate says so).
+    forced: bool = False
 
 
 @attrs.frozen
@@ -347,6 +350,8 @@ class MachineSpec:
                         yield f"gate {state.name}/{gate.trigger} names undeclared guard {name!r}"
             if state.terminal and state.timers:
                 yield f"terminal state {state.name!r} has timers"
+            if state.forced and not state.terminal:
+                yield f"state {state.name!r} is a forced import but not terminal"
             for timer_name in state.timers:
                 if timer_name not in timers:
                     continue

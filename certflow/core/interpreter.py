@@ -165,6 +165,8 @@ class Run:
     port: FleetPort
     effects: list[Effect]
     command: str = ""
+    #: The state the row being taken ends in (an action may depend on where it leads).
+    dest: str = ""
 
 
 Action = Callable[[Run, Call], None]
@@ -392,6 +394,7 @@ def fire(run: Run, trigger: str) -> None:
         hint = machine.trigger(trigger).hint_in(run.phase.state.value)
         raise state_refusal(run.phase.state, run.command or trigger, hint)
     row = select_row(machine, rows, situation(run), run.command or trigger)
+    run.dest = row.dest
     for invocation in row.actions:
         ACTIONS[invocation.name](run, invocation)
     run.phase = attrs.evolve(run.phase, state=RolloutState(row.dest))
@@ -606,7 +609,7 @@ def _postpone(run: Run, invocation: Call) -> None:
 
 @action("import_certificate")
 def _import_certificate(run: Run, invocation: Call) -> None:
-    forced = invocation.param("forced") is True
+    forced = run.compiled.rules.rollout.state(run.dest).forced
     run.effects.append(ImportCertificate(forced=forced, due_at=run.now))
 
 

@@ -100,12 +100,14 @@ __all__ = [
 
 
 # What every import does, whatever triggered it; the outcome (imported or forced) is the
-# row's destination, decided by trust alone (the all_trust guard).
-def _import(
-    forced: bool,
-) -> tuple[Call, ...]:  # pragma: no mutate block
-    first = call("import_certificate", forced=True) if forced else call("import_certificate")
-    return (first, call("mark_stragglers"), call("require_restart"), call("end"))
+# row's destination, decided by trust alone (the all_trust guard), and the destination
+# alone says whether the import was forced (its state's `forced` flag).
+_IMPORT = (
+    call("import_certificate"),
+    call("mark_stragglers"),
+    call("require_restart"),
+    call("end"),
+)
 
 
 _RUNNING_TIMERS = ("ack_timeout", "notice", "checkpoint", "deadline")
@@ -131,15 +133,13 @@ def _running_rows(
     return (
         Transition(state, "ack_timeout", state, actions=(call("time_out_pushes"),)),
         Transition(state, "notify", state, actions=(call("announce"),)),
-        Transition(
-            state, "checkpoint", "imported", ("import_condition", "all_trust"), _import(False)
-        ),
-        Transition(state, "checkpoint", "forced", ("import_condition",), _import(True)),
+        Transition(state, "checkpoint", "imported", ("import_condition", "all_trust"), _IMPORT),
+        Transition(state, "checkpoint", "forced", ("import_condition",), _IMPORT),
         Transition(state, "checkpoint", "extended", actions=(call("postpone"),)),
-        Transition(state, "deadline", "imported", ("all_trust",), _import(False)),
-        Transition(state, "deadline", "forced", actions=_import(True)),
-        Transition(state, "import_now", "imported", ("all_trust",), _import(False)),
-        Transition(state, "import_now", "forced", actions=_import(True)),
+        Transition(state, "deadline", "imported", ("all_trust",), _IMPORT),
+        Transition(state, "deadline", "forced", actions=_IMPORT),
+        Transition(state, "import_now", "imported", ("all_trust",), _IMPORT),
+        Transition(state, "import_now", "forced", actions=_IMPORT),
         Transition(
             state,
             "extend_manually",
@@ -183,6 +183,7 @@ ROLLOUT_MACHINE = MachineSpec(
         State(
             "forced",
             terminal=True,
+            forced=True,
             note="imported although some in-scope devices did not trust the root",
             gates=_IMPORTED_GATES,
         ),
@@ -255,14 +256,14 @@ ROLLOUT_MACHINE = MachineSpec(
             "proceed_to_import",
             "imported",
             ("valid_at_start", "not_expired", "all_trust"),
-            _import(False),
+            _IMPORT,
         ),
         Transition(
             "pending",
             "proceed_to_import",
             "forced",
             ("valid_at_start", "not_expired"),
-            _import(True),
+            _IMPORT,
         ),
         Transition("pending", "cancel", "cancelled", actions=(call("end"),)),
         *_running_rows("distributing"),
@@ -333,7 +334,7 @@ ROLLOUT_MACHINE = MachineSpec(
         Action(
             "import_certificate",
             emits=("ImportCertificate",),
-            changes="the certificate is imported; `forced` when devices are cut off",
+            changes="the certificate is imported; forced when the row ends in a forced state",
         ),
         Action(
             "mark_stragglers",

@@ -22,7 +22,7 @@ import pytest
 
 import certflow as cf
 from certflow.core.interpreter import compile_rules
-from certflow.core.machines import RULES, Call, MachineSpec, Rules, State, Transition
+from certflow.core.machines import RULES, MachineSpec, Rules, State, Transition
 from tests.core import reference_model as rm
 from tests.core.strategies import DAY, HOUR, T0
 from tests.core.test_reference_model import TOUR, Step, _create, _drive
@@ -60,10 +60,6 @@ def _rows_variants(machine: MachineSpec) -> Iterator[tuple[str, MachineSpec]]:
         for a in row.actions:
             actions = tuple(x for x in row.actions if x is not a)
             yield f"{label}: without action {a}", replaced(i, attrs.evolve(row, actions=actions))
-            if a.name == "import_certificate":
-                flipped = Call(a.name, () if a.params else (("forced", True),))
-                new_actions = tuple(flipped if x is a else x for x in row.actions)
-                yield f"{label}: {a} flipped", replaced(i, attrs.evolve(row, actions=new_actions))
         if i and (rows[i - 1].source, rows[i - 1].trigger) == (row.source, row.trigger):
             order = [*rows[: i - 1], row, rows[i - 1], *rows[i + 1 :]]
             yield (
@@ -78,6 +74,9 @@ def _state_variants(machine: MachineSpec) -> Iterator[tuple[str, MachineSpec]]:
         return attrs.evolve(machine, states=states)
 
     for i, state in enumerate(machine.states):
+        if state.terminal and machine.name == "rollout":
+            flipped = attrs.evolve(state, forced=not state.forced)
+            yield f"{machine.name}: {state.name}: forced flag flipped", with_state(i, flipped)
         label = f"{machine.name}: state {state.name}"
         for j, gate in enumerate(state.gates):
             gates = (*state.gates[:j], *state.gates[j + 1 :])
@@ -337,6 +336,10 @@ EQUIVALENT: dict[str, str] = {
         )
         for state in ("distributing", "extended")
     },
+    "rollout: cancelled: forced flag flipped": (
+        "no row imports into cancelled, so whether an import ending there would be forced "
+        "is never asked"
+    ),
     "rollout: pending --distribute_root [valid_at_start, valid_through_deadline] / "
     "start_distribution, push_pending--> distributing: without guard valid_at_start": _CREATED_VALID,
     "rollout: pending --distribute_root [valid_at_start, valid_through_deadline] / "
@@ -345,10 +348,10 @@ EQUIVALENT: dict[str, str] = {
     "import_certificate, mark_stragglers, require_restart, end--> imported: without guard "
     "valid_at_start": _CREATED_VALID,
     "rollout: pending --proceed_to_import [valid_at_start, not_expired] / "
-    "import_certificate(forced), mark_stragglers, require_restart, end--> forced: without guard "
+    "import_certificate, mark_stragglers, require_restart, end--> forced: without guard "
     "valid_at_start": _CREATED_VALID,
     "rollout: pending --proceed_to_import [valid_at_start, not_expired] / "
-    "import_certificate(forced), mark_stragglers, require_restart, end--> forced: guards "
+    "import_certificate, mark_stragglers, require_restart, end--> forced: guards "
     "reversed": _CREATED_VALID,
     "rollout: pending --proceed_to_import [valid_at_start, not_expired, all_trust] / "
     "import_certificate, mark_stragglers, require_restart, end--> imported: guards reversed": (
