@@ -5,17 +5,17 @@ Every subcommand opens the store named by ``--db`` (default ``./certflow.db``, o
 only here) and closes it. Only ``new`` creates a database; every other command refuses a
 missing one. A command the rules refuse exits 1 with the refusal; bad input exits 2.
 The choices made where the contract is silent are in ``docs/cli/rollout.md``.
+
+The files read are parsed in ``_rollout_input``; what is printed is shaped in
+``_rollout_render``.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import os
 import shlex
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,33 +27,40 @@ import click
 from certflow import certs
 from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, json_option, main, parse_now, print_json
 from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file, _print_report
+from certflow.cli._rollout_input import _OUTCOMES, _problems, read_device_ids, read_reports
+
+# Re-exported (``as``): the command line's words, as tests/core/test_wording.py imports them.
+from certflow.cli._rollout_render import CLI_NAMES as CLI_NAMES
+from certflow.cli._rollout_render import CLI_SPELLINGS as CLI_SPELLINGS
+from certflow.cli._rollout_render import (
+    _command_text,
+    _device_data,
+    _effect_data,
+    _entry_data,
+    _entry_text,
+    _instant,
+    _overview_data,
+    _print_devices,
+    _print_effects,
+    _print_overview,
+    _when,
+    json_line,
+)
+from certflow.cli._rollout_render import describe as describe
 from certflow.core import commands as c
-from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused, InvalidInput, UnknownDevice
 from certflow.core.evaluator import new_rollout
 from certflow.core.instants import show
 from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
-from certflow.core.serialization import encode, loads
-from certflow.core.summary import Overview
-from certflow.core.wording import describe_effect, describe_refusal
-from certflow.store import (
-    DeviceRow,
-    JournalEntry,
-    SqlStore,
-    StoredEffect,
-    check_rollout_name,
-    open_store,
-)
+from certflow.core.serialization import loads
+from certflow.core.wording import describe_refusal
+from certflow.store import SqlStore, StoredEffect, check_rollout_name, open_store
 
-#: The most bytes read from a device list or a report file: about 5 million lines.
-FILE_LIMIT = 256 * 1024 * 1024
 #: Work at least this large shows a progress bar on a terminal.
 PROGRESS_FROM = 10_000
 #: Devices named when a prompt lists the ones that would lose contact.
 FIRST_IDS = 10
-
-_UNTRUSTING = [s for s in DeviceState if s.in_scope and not s.trusts]
 
 
 # --- shared options and helpers --------------------------------------------------------------
@@ -133,133 +140,6 @@ def _progress(label: str, total: int, shown: bool) -> Iterator[Callable[[int, in
         yield update
 
 
-def _lines(path: Path, what: str) -> list[str]:
-    """The lines of a text file, read once through certflow's bounded reader."""
-    data = certs.read_bounded(
-        path, limit=FILE_LIMIT, regular_only=False, hint=f" (the limit for {what})"
-    )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise InvalidInput(f"{path}: line {line}: not UTF-8 text") from None
-    return [line.removesuffix("\r") for line in text.split("\n")]
-
-
-def _problems(path: Path, found: Sequence[str]) -> InvalidInput:
-    count = len(found)
-    head = f"{path}: {count} bad line{'s' * (count != 1)}, nothing was applied"
-    return InvalidInput("\n".join([head, *(f"  {line}" for line in found)]))
-
-
-# --- describing effects, devices, journal entries ---------------------------------------------
-
-
-#: How the command line spells each command where a sentence names one (a refusal's hint,
-#: an effect's line): its ``certflow rollout`` subcommand; DEVICE stands for the device.
-CLI_SPELLINGS: dict[str, str] = {
-    "DistributeRoot": "distribute",
-    "ProceedToImport": "proceed",
-    "ImportNow": "import-now",
-    "ExtendManually": "extend",
-    "Cancel": "cancel",
-    "RetryAllFailed": "retry --all-failed",
-    "ServerRestarted": "restarted",
-    "DeviceInstalled": "report DEVICE installed",
-    "DeviceFailed": "report DEVICE failed",
-    "Retry": "retry DEVICE",
-    "Enroll": "enroll DEVICE",
-    "Unenroll": "unenroll DEVICE",
-    "Reenrolled": "reenrolled DEVICE",
-}
-#: The words certflow.core.wording puts in the command line's sentences.
-CLI_NAMES = {command: f"`{spelling}`" for command, spelling in CLI_SPELLINGS.items()}
-
-
-def describe(effect: Effect) -> str:
-    """One effect as an administrator reads it, naming the command line's commands."""
-    return describe_effect(effect, names=CLI_NAMES)
-
-
-def _effect_data(stored: StoredEffect) -> dict[str, Any]:
-    return {
-        "id": stored.id,
-        "rollout": stored.rollout,
-        "due_at": stored.due_at.isoformat(),
-        "text": describe(stored.effect),
-        "effect": encode(stored.effect),
-        "acknowledged_at": None if stored.acked_at is None else stored.acked_at.isoformat(),
-        "failures": stored.failures,
-        "last_error": stored.last_error,
-    }
-
-
-def _print_effects(effects: Sequence[StoredEffect], *, indent: str = "") -> None:
-    width = max((len(e.id) for e in effects), default=0)
-    for stored in effects:
-        notes = []
-        if stored.acked_at is not None:
-            notes.append(f"acknowledged {show(stored.acked_at)}")
-        if stored.failures:
-            notes.append(f"{stored.failures} failed deliveries, last: {stored.last_error}")
-        tail = f"  [{'; '.join(notes)}]" if notes else ""
-        click.echo(
-            f"{indent}{stored.id:<{width}}  {show(stored.due_at)}  {describe(stored.effect)}{tail}"
-        )
-
-
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _device_data(row: DeviceRow) -> dict[str, Any]:
-    return {
-        "device": row.device_id,
-        "state": row.state.value,
-        "attempts": row.attempts,
-        "last_push": _instant(row.last_push),
-        "last_report": _instant(row.last_report),
-        "reason": row.last_failure_reason,
-    }
-
-
-def _command_text(command: c.Command) -> str:
-    text = type(command).__name__
-    device = getattr(command, "device_id", None)
-    if device is not None:
-        text += f" {device}"
-    reason = getattr(command, "reason", None)
-    if reason:
-        text += f" ({reason})"
-    return text
-
-
-def _entry_data(entry: JournalEntry) -> dict[str, Any]:
-    # The creation entry carries the rollout's document, so that the export replays.
-    data = entry.as_dict(document=True)
-    del data["rollout"]  # the command names it
-    return data
-
-
-def _entry_text(entry: JournalEntry) -> str:
-    if entry.kind == "create":
-        what = f"created ({len(entry.body['devices']['ids']):,} devices)"
-    elif entry.kind == "advance":
-        what = "time moved the rollout"
-    elif entry.kind == "command":
-        what = _command_text(entry.commands[0])
-    else:
-        kinds = Counter(type(command).__name__ for command in entry.commands)
-        parts = ", ".join(f"{name} x{n:,}" for name, n in sorted(kinds.items()))
-        what = f"batch of {len(entry.commands):,} ({parts})"
-    effects = ""
-    if len(entry.effects) == 1:
-        effects = f"  effect {entry.effects[0]}"
-    elif entry.effects:  # ids of one entry differ in their last part only
-        effects = f"  effects {entry.effects[0]}..{entry.effects[-1].rsplit(':', 1)[1]}"
-    return f"{entry.seq:>5}  {show(entry.at)}  {what} -> {entry.state.value}{effects}"
-
-
 # --- the group ---------------------------------------------------------------------------------
 
 
@@ -308,34 +188,9 @@ def _execute(db: str, now: str | None, as_json: bool, name: str, command: c.Comm
 
 
 _name = click.argument("name")
-_device = click.argument("device")
 
 
-# --- new ---------------------------------------------------------------------------------------
-
-
-def read_device_ids(path: Path) -> list[str]:
-    """Device ids, one per line (surrounding blanks and blank lines ignored); a duplicate
-    or an empty list is refused, naming every duplicate's lines."""
-    ids: list[str] = []
-    first_line: dict[str, int] = {}
-    duplicates: list[str] = []
-    for number, line in enumerate(_lines(path, "a device list"), start=1):
-        device = line.strip()
-        if not device:
-            continue
-        if device in first_line:
-            duplicates.append(
-                f"line {number}: device {device!r} is already on line {first_line[device]}"
-            )
-            continue
-        first_line[device] = number
-        ids.append(device)
-    if duplicates:
-        raise _problems(path, duplicates)
-    if not ids:
-        raise InvalidInput(f"{path}: no device ids (give one id per line)")
-    return ids
+# --- new -------------------------------------------------------------------------------------
 
 
 @rollout_group.command("new")
@@ -601,51 +456,7 @@ def rollout_cancel(name: str, db: str, now: str | None, as_json: bool) -> int:
     return _execute(db, now, as_json, name, c.Cancel())
 
 
-# --- device reports ----------------------------------------------------------------------------
-
-_OUTCOMES = ("installed", "failed")
-_Report = c.DeviceInstalled | c.DeviceFailed
-
-
-def read_reports(path: Path) -> tuple[list[_Report], dict[str, int]]:
-    """The reports of a CSV file (``device,installed`` or ``device,failed[,reason]``) and
-    each device's line. Every bad line is listed; one bad line refuses the whole file."""
-    reports: list[_Report] = []
-    line_of: dict[str, int] = {}
-    bad: list[str] = []
-    lines = _lines(path, "a report file")
-    for number, fields in enumerate(csv.reader(lines), start=1):
-        if not fields or not "".join(fields).strip():
-            continue
-        device = fields[0].strip()
-        outcome = fields[1].strip().lower() if len(fields) > 1 else ""
-        # A reason may hold commas without quotes: everything after the second comma.
-        reason = ",".join(fields[2:]).strip()
-        if not device:
-            bad.append(f"line {number}: no device id")
-        elif outcome not in _OUTCOMES:
-            got = f"got {fields[1].strip()!r}" if len(fields) > 1 else "it is missing"
-            bad.append(f"line {number}: the outcome must be 'installed' or 'failed', {got}")
-        elif outcome == "installed" and reason:  # an empty reason column is no reason
-            bad.append(f"line {number}: a reason is only for 'failed'")
-        elif device in line_of:
-            bad.append(
-                f"line {number}: device {device!r} is already reported on line {line_of[device]}"
-            )
-        else:
-            line_of[device] = number
-            reports.append(
-                c.DeviceInstalled(device)
-                if outcome == "installed"
-                else c.DeviceFailed(device, reason)
-            )
-    if bad:
-        raise _problems(path, bad)
-    if not reports:
-        raise InvalidInput(
-            f"{path}: no reports (lines 'device,installed' or 'device,failed,reason')"
-        )
-    return reports, line_of
+# --- device reports --------------------------------------------------------------------------
 
 
 @rollout_group.command("report")
@@ -747,6 +558,9 @@ def rollout_retry(
     return _execute(db, now, as_json, name, command)
 
 
+_device = click.argument("device")
+
+
 def _fleet_command(spelling: str, make: Callable[[str], c.Command], doc: str) -> click.Command:
     @_name
     @_device
@@ -773,6 +587,9 @@ _fleet_command("reenrolled", c.Reenrolled, "A device cut off by the import has r
 def rollout_restarted(name: str, db: str, now: str | None, as_json: bool) -> int:
     """The server was restarted (after the import, it loads the new certificate)."""
     return _execute(db, now, as_json, name, c.ServerRestarted())
+
+
+# --- the scheduler ---------------------------------------------------------------------------
 
 
 @rollout_group.command("tick")
@@ -844,80 +661,7 @@ def rollout_ack(
     return EXIT_OK
 
 
-# --- reading -----------------------------------------------------------------------------------
-
-
-def _overview_data(head: Overview) -> dict[str, Any]:
-    return {
-        "state": head.state.value,
-        "now": head.now.isoformat(),
-        "counts": {state.value: n for state, n in head.counts.items()},
-        "in_scope": head.in_scope,
-        "percent_complete": round(head.percent_complete, 2),
-        "started_at": _instant(head.started_at),
-        "next_notice": _instant(head.next_notice),
-        "next_checkpoint": _instant(head.next_checkpoint),
-        "deadline": _instant(head.deadline),
-        "manual_extension_available": head.manual_extension_available,
-        "manual_extension_opens_at": _instant(head.manual_extension_opens_at),
-        "manual_extensions": head.manual_extensions,
-        "restart_required": head.restart_required,
-    }
-
-
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else show(value)
-
-
-def _print_overview(name: str, head: Overview) -> None:
-    trusted = head.in_scope - sum(head.counts[s] for s in _UNTRUSTING)
-    if head.manual_extension_available:
-        extension = "available now"
-    elif head.manual_extension_opens_at is not None and head.manual_extension_opens_at > head.now:
-        extension = f"not yet, from {show(head.manual_extension_opens_at)}"
-    else:
-        extension = "not available"
-    if head.manual_extensions:
-        extension += f" (used {head.manual_extensions} time{'s' * (head.manual_extensions != 1)})"
-    rows = [
-        ("Rollout", f"{name}: {head.state.value} (at {show(head.now)})"),
-        (
-            "Complete",
-            f"{head.percent_complete:.1f}% ({trusted:,} of {head.in_scope:,} in-scope devices "
-            "trust the root)",
-        ),
-        ("Devices", ", ".join(f"{s.value} {n:,}" for s, n in head.counts.items())),
-        ("Started", _when(head.started_at)),
-        ("Next notice", _when(head.next_notice)),
-        ("Next checkpoint", _when(head.next_checkpoint)),
-        ("Deadline", _when(head.deadline)),
-        ("Extension", extension),
-        ("Restart required", "yes" if head.restart_required else "no"),
-    ]
-    for label, value in rows:
-        click.echo(f"{label + ':':<18}{value}")
-
-
-def _print_devices(rows: Sequence[DeviceRow]) -> None:
-    if not rows:
-        click.echo("No devices on this page.")
-        return
-    table = [
-        (
-            r.device_id,
-            r.state.value,
-            str(r.attempts),
-            _when(r.last_push),
-            _when(r.last_report),
-            r.last_failure_reason or "",
-        )
-        for r in rows
-    ]
-    titles = ("DEVICE", "STATE", "ATTEMPTS", "LAST PUSH", "LAST REPORT", "REASON")
-    widths = [max(len(t), *(len(row[i]) for row in table)) for i, t in enumerate(titles[:-1])]
-    for row in [titles, *table]:
-        cells = [f"{cell:<{w}}" for cell, w in zip(row[:-1], widths, strict=True)]
-        click.echo("  ".join([*cells, row[-1]]).rstrip())
+# --- reading ---------------------------------------------------------------------------------
 
 
 @rollout_group.command("status")
@@ -1007,11 +751,6 @@ def rollout_history(name: str, db: str, now: str | None, as_json: bool) -> int:
             else:
                 click.echo(_entry_text(entry))
     return EXIT_OK
-
-
-def json_line(data: object) -> str:
-    """Compact JSON on one line (for JSON-lines output)."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 @rollout_group.command("list")

@@ -1,0 +1,214 @@
+"""What ``certflow rollout`` prints: effects, devices, journal entries and the overview, as
+lines for people and as the data of ``--json``, naming the command line's commands
+(:data:`CLI_SPELLINGS`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from certflow.core import commands as c
+from certflow.core.effects import Effect
+from certflow.core.instants import show
+from certflow.core.plan import DeviceState
+from certflow.core.serialization import encode
+from certflow.core.summary import Overview
+from certflow.core.wording import describe_effect
+from certflow.store import DeviceRow, JournalEntry, StoredEffect
+
+# --- describing effects, devices, journal entries ---------------------------------------------
+
+
+#: How the command line spells each command where a sentence names one (a refusal's hint,
+#: an effect's line): its ``certflow rollout`` subcommand; DEVICE stands for the device.
+CLI_SPELLINGS: dict[str, str] = {
+    "DistributeRoot": "distribute",
+    "ProceedToImport": "proceed",
+    "ImportNow": "import-now",
+    "ExtendManually": "extend",
+    "Cancel": "cancel",
+    "RetryAllFailed": "retry --all-failed",
+    "ServerRestarted": "restarted",
+    "DeviceInstalled": "report DEVICE installed",
+    "DeviceFailed": "report DEVICE failed",
+    "Retry": "retry DEVICE",
+    "Enroll": "enroll DEVICE",
+    "Unenroll": "unenroll DEVICE",
+    "Reenrolled": "reenrolled DEVICE",
+}
+#: The words certflow.core.wording puts in the command line's sentences.
+CLI_NAMES = {command: f"`{spelling}`" for command, spelling in CLI_SPELLINGS.items()}
+
+
+def describe(effect: Effect) -> str:
+    """One effect as an administrator reads it, naming the command line's commands."""
+    return describe_effect(effect, names=CLI_NAMES)
+
+
+def _effect_data(stored: StoredEffect) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "rollout": stored.rollout,
+        "due_at": stored.due_at.isoformat(),
+        "text": describe(stored.effect),
+        "effect": encode(stored.effect),
+        "acknowledged_at": None if stored.acked_at is None else stored.acked_at.isoformat(),
+        "failures": stored.failures,
+        "last_error": stored.last_error,
+    }
+
+
+def _print_effects(effects: Sequence[StoredEffect], *, indent: str = "") -> None:
+    width = max((len(e.id) for e in effects), default=0)
+    for stored in effects:
+        notes = []
+        if stored.acked_at is not None:
+            notes.append(f"acknowledged {show(stored.acked_at)}")
+        if stored.failures:
+            notes.append(f"{stored.failures} failed deliveries, last: {stored.last_error}")
+        tail = f"  [{'; '.join(notes)}]" if notes else ""
+        click.echo(
+            f"{indent}{stored.id:<{width}}  {show(stored.due_at)}  {describe(stored.effect)}{tail}"
+        )
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _device_data(row: DeviceRow) -> dict[str, Any]:
+    return {
+        "device": row.device_id,
+        "state": row.state.value,
+        "attempts": row.attempts,
+        "last_push": _instant(row.last_push),
+        "last_report": _instant(row.last_report),
+        "reason": row.last_failure_reason,
+    }
+
+
+def _command_text(command: c.Command) -> str:
+    text = type(command).__name__
+    device = getattr(command, "device_id", None)
+    if device is not None:
+        text += f" {device}"
+    reason = getattr(command, "reason", None)
+    if reason:
+        text += f" ({reason})"
+    return text
+
+
+def _entry_data(entry: JournalEntry) -> dict[str, Any]:
+    # The creation entry carries the rollout's document, so that the export replays.
+    data = entry.as_dict(document=True)
+    del data["rollout"]  # the command names it
+    return data
+
+
+def _entry_text(entry: JournalEntry) -> str:
+    if entry.kind == "create":
+        what = f"created ({len(entry.body['devices']['ids']):,} devices)"
+    elif entry.kind == "advance":
+        what = "time moved the rollout"
+    elif entry.kind == "command":
+        what = _command_text(entry.commands[0])
+    else:
+        kinds = Counter(type(command).__name__ for command in entry.commands)
+        parts = ", ".join(f"{name} x{n:,}" for name, n in sorted(kinds.items()))
+        what = f"batch of {len(entry.commands):,} ({parts})"
+    effects = ""
+    if len(entry.effects) == 1:
+        effects = f"  effect {entry.effects[0]}"
+    elif entry.effects:  # ids of one entry differ in their last part only
+        effects = f"  effects {entry.effects[0]}..{entry.effects[-1].rsplit(':', 1)[1]}"
+    return f"{entry.seq:>5}  {show(entry.at)}  {what} -> {entry.state.value}{effects}"
+
+
+# --- the overview and the device table -------------------------------------------------------
+
+#: The in-scope states of devices that do not trust the new root yet.
+_UNTRUSTING = [s for s in DeviceState if s.in_scope and not s.trusts]
+
+
+def _overview_data(head: Overview) -> dict[str, Any]:
+    return {
+        "state": head.state.value,
+        "now": head.now.isoformat(),
+        "counts": {state.value: n for state, n in head.counts.items()},
+        "in_scope": head.in_scope,
+        "percent_complete": round(head.percent_complete, 2),
+        "started_at": _instant(head.started_at),
+        "next_notice": _instant(head.next_notice),
+        "next_checkpoint": _instant(head.next_checkpoint),
+        "deadline": _instant(head.deadline),
+        "manual_extension_available": head.manual_extension_available,
+        "manual_extension_opens_at": _instant(head.manual_extension_opens_at),
+        "manual_extensions": head.manual_extensions,
+        "restart_required": head.restart_required,
+    }
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else show(value)
+
+
+def _print_overview(name: str, head: Overview) -> None:
+    trusted = head.in_scope - sum(head.counts[s] for s in _UNTRUSTING)
+    if head.manual_extension_available:
+        extension = "available now"
+    elif head.manual_extension_opens_at is not None and head.manual_extension_opens_at > head.now:
+        extension = f"not yet, from {show(head.manual_extension_opens_at)}"
+    else:
+        extension = "not available"
+    if head.manual_extensions:
+        extension += f" (used {head.manual_extensions} time{'s' * (head.manual_extensions != 1)})"
+    rows = [
+        ("Rollout", f"{name}: {head.state.value} (at {show(head.now)})"),
+        (
+            "Complete",
+            f"{head.percent_complete:.1f}% ({trusted:,} of {head.in_scope:,} in-scope devices "
+            "trust the root)",
+        ),
+        ("Devices", ", ".join(f"{s.value} {n:,}" for s, n in head.counts.items())),
+        ("Started", _when(head.started_at)),
+        ("Next notice", _when(head.next_notice)),
+        ("Next checkpoint", _when(head.next_checkpoint)),
+        ("Deadline", _when(head.deadline)),
+        ("Extension", extension),
+        ("Restart required", "yes" if head.restart_required else "no"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label + ':':<18}{value}")
+
+
+def _print_devices(rows: Sequence[DeviceRow]) -> None:
+    if not rows:
+        click.echo("No devices on this page.")
+        return
+    table = [
+        (
+            r.device_id,
+            r.state.value,
+            str(r.attempts),
+            _when(r.last_push),
+            _when(r.last_report),
+            r.last_failure_reason or "",
+        )
+        for r in rows
+    ]
+    titles = ("DEVICE", "STATE", "ATTEMPTS", "LAST PUSH", "LAST REPORT", "REASON")
+    widths = [max(len(t), *(len(row[i]) for row in table)) for i, t in enumerate(titles[:-1])]
+    for row in [titles, *table]:
+        cells = [f"{cell:<{w}}" for cell, w in zip(row[:-1], widths, strict=True)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def json_line(data: object) -> str:
+    """Compact JSON on one line (for JSON-lines output)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
