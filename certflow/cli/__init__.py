@@ -7,7 +7,14 @@ input, 130 interrupted; every error is one line, never a traceback.
 
 from __future__ import annotations
 
-from certflow.cli import _certs, _rollout, _simulate  # noqa: F401  (they register their commands)
+from certflow.cli import (  # noqa: F401  (they register their commands)
+    _certs,
+    _rollout,
+    _rollout_devices,
+    _rollout_outbox,
+    _rollout_read,
+    _simulate,
+)
 from certflow.cli._app import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, main
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK", "main"]

@@ -115,7 +115,7 @@ def _run(devices: int, seed: int, out: Any, quiet: bool, db: str | None, name: s
 
 def _status(ctx: click.Context, db: str, name: str) -> None:
     """Where the database is, and the rollout's status page from it."""
-    from certflow.cli._rollout import rollout_status
+    from certflow.cli._rollout_read import rollout_status
     from certflow.store import open_store, without_password
 
     with open_store(db, create=False) as store:

@@ -1,0 +1,192 @@
+"""``certflow rollout``'s reading commands: ``status`` (View Details, with a page of
+devices), ``history`` (the journal), ``list`` (every rollout) and ``forecast``. They
+register on the rollout group when imported.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+import click
+
+from certflow.cli._app import EXIT_OK, parse_now, print_json
+from certflow.cli._rollout import _common, _name, _store, rollout_group
+from certflow.cli._rollout_render import (
+    _device_data,
+    _entry_data,
+    _entry_text,
+    _instant,
+    _overview_data,
+    _print_devices,
+    _print_overview,
+    _when,
+    json_line,
+)
+from certflow.core.plan import DeviceState
+from certflow.core.serialization import loads
+
+
+@rollout_group.command("status")
+@_name
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in DeviceState]),
+    help="Only devices in this state; repeat for several.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Devices per page.",
+)
+@click.option("--after", metavar="DEVICE", help="The page after this device (keyset paging).")
+@_common
+def rollout_status(
+    name: str,
+    states: tuple[str, ...],
+    limit: int,
+    after: str | None,
+    db: str,
+    now: str | None,
+    as_json: bool,
+) -> int:
+    """View Details: state, counts, percent complete, timeline, then a page of devices.
+
+    The rollout is first advanced to --now if something fell due (as tick would), so what
+    is shown is current. The device table is in creation order; --after DEVICE (the last
+    one shown) gives the next page.
+    """
+    at = parse_now(now)
+    wanted = [DeviceState(s) for s in states]
+    with _store(db) as store:
+        if after is not None:
+            store.device(name, after)  # an unknown --after fails before anything is advanced
+        head = store.overview(name, at)
+        rows = store.devices(name, wanted, after=after, limit=limit)
+        location = store.location
+    following = rows[-1].device_id if len(rows) == limit else None
+    if as_json:
+        print_json(
+            {
+                "rollout": name,
+                **_overview_data(head),
+                "devices": [_device_data(r) for r in rows],
+                "next_after": following,
+            }
+        )
+        return EXIT_OK
+    _print_overview(name, head)
+    click.echo("")
+    _print_devices(rows)
+    if following is not None:
+        filters = "".join(f" --state {s}" for s in states)
+        # The database too, unless the next command finds it by itself; a URL's password
+        # is never shown, so it is left to CERTFLOW_DB or ~/.pgpass.
+        chosen = (
+            ""
+            if db in ("certflow.db", os.environ.get("CERTFLOW_DB"))
+            else f" --db {shlex.quote(location)}"
+        )
+        click.echo(
+            f"More: certflow rollout status {name}{chosen}{filters} --limit {limit} "
+            f"--after {shlex.quote(following)}"
+        )
+    return EXIT_OK
+
+
+@rollout_group.command("history")
+@_name
+@_common
+def rollout_history(name: str, db: str, now: str | None, as_json: bool) -> int:
+    """The journal: every command, report batch and advance, with its instant and effects.
+
+    --json prints JSON lines, one entry per line, oldest first.
+    """
+    parse_now(now)
+    with _store(db) as store:
+        for entry in store.journal(name):
+            if as_json:
+                click.echo(json_line(_entry_data(entry)))
+            else:
+                click.echo(_entry_text(entry))
+    return EXIT_OK
+
+
+@rollout_group.command("list")
+@_common
+def rollout_list(db: str, now: str | None, as_json: bool) -> int:
+    """The rollouts in the database, with state and progress."""
+    parse_now(now)
+    with _store(db) as store:
+        infos = store.rollouts()
+    if as_json:
+        print_json(
+            [
+                {
+                    "rollout": i.name,
+                    "state": i.state.value,
+                    "devices": i.devices,
+                    "percent_complete": round(i.percent_complete, 2),
+                    "clock": i.clock.isoformat(),
+                    "next_due": _instant(i.next_due),
+                }
+                for i in infos
+            ]
+        )
+        return EXIT_OK
+    if not infos:
+        click.echo("No rollouts.")
+        return EXIT_OK
+    width = max(len("ROLLOUT"), *(len(i.name) for i in infos))
+    click.echo(f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'DEVICES':>9}  {'DONE':>6}  NEXT DUE")
+    for i in infos:
+        click.echo(
+            f"{i.name:<{width}}  {i.state.value:<12}  {i.devices:>9,}  "
+            f"{i.percent_complete:>5.1f}%  {_when(i.next_due)}"
+        )
+    return EXIT_OK
+
+
+@rollout_group.command("forecast")
+@_name
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 100_000),
+    default=200,
+    show_default=True,
+    help="Simulated futures per branch (as it is, and with one manual extension).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the futures.")
+@click.option(
+    "--level",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.9,
+    show_default=True,
+    help="Coverage of the cut-off intervals.",
+)
+@_common
+def rollout_forecast(
+    name: str, runs: int, seed: int, level: float, db: str, now: str | None, as_json: bool
+) -> int:
+    """Forecast a distributing rollout: when will it import, how many devices cut off?
+
+    Fits the time devices took to answer their pushes so far (from the journal), then
+    simulates the rest through the real evaluator, as it is and with one manual
+    extension. Reads only: nothing is written. See docs/forecast.md.
+    """
+    from certflow.sim import forecast  # keeps `certflow --help` fast (numpy)
+
+    at = parse_now(now)
+    with _store(db) as store:
+        rollout = loads(store.dumps(name))
+        pushes, reports = store.activity(name)
+    result = forecast(rollout, at, pushes, reports, runs=runs, level=level, seed=seed)
+    if as_json:
+        print_json({"rollout": name, **result.as_dict()})
+    else:
+        click.echo(str(result))
+    return EXIT_OK
