@@ -527,6 +527,21 @@ class Rules:
         if len(self.device.states) > 8:
             yield "at most 8 device states fit a device code"
 
+    def fired_rows(self, action: str) -> dict[str, Transition]:
+        """The device rows by which rollout action ``action`` moves the fleet: for each
+        source state its ``Fire`` takes, that state's one row of the fired trigger. Empty
+        for an action that fires no device trigger. The one place the fleet-wide mapping
+        is worked out: :meth:`fleet_mapping`, the interpreter's compiled moves and so the
+        store's set-based statements all read it."""
+        fire = self.rollout.action(action).fires
+        if fire is None or fire.machine != "device":
+            return {}
+        found: dict[str, Transition] = {}
+        for source in fire.only or self.device.sources(fire.trigger):
+            (row,) = self.device.rows(source, fire.trigger)
+            found[source] = row
+        return found
+
     def fleet_mapping(self, row: Transition) -> dict[str, str]:
         """The device ``from -> to`` mapping a rollout row applies to the whole fleet.
 
@@ -535,12 +550,7 @@ class Rules:
         """
         mapping: dict[str, str] = {}
         for invocation in row.actions:
-            fire = self.rollout.action(invocation.name).fires
-            if fire is None or fire.machine != "device":
-                continue
-            for source in fire.only or self.device.sources(fire.trigger):
-                (dest_row,) = self.device.rows(source, fire.trigger)
-                mapping[source] = dest_row.dest
+            mapping.update({s: r.dest for s, r in self.fired_rows(invocation.name).items()})
         return mapping
 
 

@@ -212,19 +212,22 @@ class Compiled:
         }
         self.moves: dict[str, FleetMove] = {}
         for declared in rollout.actions:
-            fire_ = declared.fires
-            if fire_ is not None and fire_.machine == "device":
-                sources = fire_.only or device.sources(fire_.trigger)
-                dest = [REFUSED] * len(device.states)
-                calls: list[tuple[Call, ...]] = [()] * len(device.states)
-                for source in sources:
-                    (row,) = device.rows(source, fire_.trigger)
-                    index = self.device_states.index(source)
-                    dest[index] = self.device_states.index(row.dest)
-                    calls[index] = row.actions
-                self.moves[declared.name] = FleetMove(
-                    declared.name, fire_.trigger, tuple(dest), tuple(calls), fire_.selection
-                )
+            fired = rules.fired_rows(declared.name)
+            if declared.fires is None or not fired:
+                continue
+            dest = [REFUSED] * len(device.states)
+            calls: list[tuple[Call, ...]] = [()] * len(device.states)
+            for source, row in fired.items():
+                index = self.device_states.index(source)
+                dest[index] = self.device_states.index(row.dest)
+                calls[index] = row.actions
+            self.moves[declared.name] = FleetMove(
+                declared.name,
+                declared.fires.trigger,
+                tuple(dest),
+                tuple(calls),
+                declared.fires.selection,
+            )
         self.untrusting_states = tuple(
             i for i, s in enumerate(device.states) if s.in_scope and not s.trusts
         )

@@ -467,3 +467,22 @@ def test_rules_naming_an_action_or_timer_nobody_implements_do_not_compile(
         ValueError, match=rf"^rules name {kind}s without an implementation: \['{name}'\]$"
     ):
         compile_rules(attrs.evolve(RULES, rollout=changed))
+
+
+def test_the_compiled_moves_are_the_declared_fleet_mapping() -> None:
+    # One place works the fleet-wide mapping out (Rules.fired_rows): the compiled moves
+    # the drivers run and the mapping the docs and a store's statements show agree.
+    compiled = compile_rules(RULES)
+    states = compiled.device_states
+    for name, move in compiled.moves.items():
+        fired = RULES.fired_rows(name)
+        assert {
+            states[source]: states[dest] for source, dest in enumerate(move.dest) if dest >= 0
+        } == {source: row.dest for source, row in fired.items()}
+    for row in RULES.rollout.transitions:
+        expected: dict[str, str] = {}
+        for invocation in row.actions:
+            if invocation.name in compiled.moves:
+                move = compiled.moves[invocation.name]
+                expected |= {states[s]: states[d] for s, d in enumerate(move.dest) if d >= 0}
+        assert RULES.fleet_mapping(row) == expected
