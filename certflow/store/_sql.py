@@ -10,9 +10,9 @@ IMMEDIATE``; PostgreSQL: the rollout row locked ``FOR NO KEY UPDATE``):
 1. read the rollout row;
 2. run the rollout machine through the generic interpreter
    (:mod:`certflow.core.interpreter`): catch-up of the timers due by ``now``, then the
-   command. The interpreter reaches the fleet through :class:`_Port`, whose fleet-wide
-   moves are ``UPDATE`` statements generated from the declarations
-   (:mod:`certflow.store._fleetsql`);
+   command. The interpreter reaches the fleet through the device port
+   (:class:`~certflow.store._port.Port`), whose fleet-wide moves are ``UPDATE``
+   statements generated from the declarations (:mod:`certflow.store._fleetsql`);
 3. a device command reads its one device row, takes its destination and actions from
    the compiled :class:`~certflow.core.interpreter.DeviceTable`, and keeps the new row in
    the port until the transaction writes it (O(1) rows per report: the counts live in
@@ -29,13 +29,19 @@ evaluator gives the same ``dumps``.
 A backend (:class:`~certflow.store.SqliteStore`,
 :class:`~certflow.store.PostgresStore`) supplies the connection, the transactions, the
 error messages, the placeholder style, how an instant is stored, and how a whole fleet
-is inserted; every rule and every statement's meaning is here, once.
+is inserted; every rule and every statement's meaning is in the shared driver, once.
 
 Limits, stated plainly: one store object belongs to one thread; writers of one rollout
 take turns (several rollouts may be written at once where the backend allows it); the
 per-device acknowledgement deadline (``ack_due``) is the store's form of the in-memory
 timer queue, equal to it for the shipped rules (a row that moved a device into
 ``pushed`` without pushing would keep the previous deadline).
+
+
+Where each part lives: :class:`SqlStore` (here) holds the commands, the reads, the
+journal and the outbox; :mod:`._port` holds a transaction's device rows,
+:mod:`._driver` what the store's parts share (the rollout row, the cursor), and
+:mod:`._inputs` says what the store accepts.
 """
 
 from __future__ import annotations
@@ -43,12 +49,10 @@ from __future__ import annotations
 import heapq
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol
-
-import attrs
+from typing import Any, ClassVar
 
 from certflow.core import commands as c
 from certflow.core import interpreter as i
@@ -73,218 +77,21 @@ from certflow.core.serialization import (
     loads,
 )
 from certflow.core.summary import Overview, overview
+from certflow.store._driver import DEVICE, REPORTS, Cursor, Progress, Row
 from certflow.store._errors import StoreError, UnknownRollout
 from certflow.store._fleetsql import DEVICE_COLUMNS, FleetStatement, fleet_update
+from certflow.store._inputs import MOST, can_store, check_rollout_name, is_count, storable
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, StoredEffect
+from certflow.store._port import Held, Port
 
-__all__ = ["Progress", "SqlStore", "check_rollout_name", "storable"]
+__all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
 
-Progress = Callable[[int, int], None]
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _NUMBER = re.compile(r"^(0|[1-9][0-9]{0,17})$")
 _COMMAND_TYPES: dict[str, type] = {
     name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
 }
-_REPORTS = (c.DeviceInstalled, c.DeviceFailed)
 # Device rows a batch reads per statement: well under every backend's parameter limit.
 _FETCH_CHUNK = 500
-_DEVICE = "idx, state, attempts, reason, last_push, last_report, ack_due"
-
-
-def storable(what: str, text: str) -> str:
-    """``text`` if a database can store it, else a clear :class:`InvalidInput`: both
-    backends take UTF-8 (a lone surrogate, which a non-UTF-8 byte on a command line
-    becomes, has no UTF-8 form) and PostgreSQL's text has no NUL character, so neither
-    backend stores one."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} {text!r} is not valid UTF-8 text") from None
-    if "\x00" in text:
-        raise InvalidInput(f"{what} {text!r} contains a NUL character")
-    return text
-
-
-def _storable(text: str) -> bool:
-    try:
-        storable("text", text)
-    except InvalidInput:
-        return False
-    return True
-
-
-def check_rollout_name(name: object) -> str:
-    """``name`` if it is a valid rollout name, else a clear :class:`InvalidInput`."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInput(
-            f"rollout name {name!r} is not valid: use 1 to 100 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
-        )
-    return name
-
-
-class Cursor(Protocol):
-    """What the shared code needs of a backend's cursor (DB-API 2)."""
-
-    @property
-    def rowcount(self) -> int:
-        """How many rows the statement changed."""
-
-    def fetchone(self) -> Any:
-        """The next row, or ``None``."""
-
-    def fetchall(self) -> list[Any]:
-        """The remaining rows."""
-
-    def __iter__(self) -> Iterator[Any]:
-        """The remaining rows, one at a time."""
-
-
-@attrs.define
-class _Row:
-    """The rollout row, as one transaction reads and changes it."""
-
-    id: int
-    name: str
-    plan: Plan
-    phase: Phase
-    clock: datetime
-    counts: dict[str, int]
-    size: int
-    seq: int
-
-
-@attrs.define
-class _Device:
-    """One device row held by the port until the transaction writes it."""
-
-    values: list[Any]  # idx, state, attempts, reason, last_push, last_report, ack_due
-    new: bool = False
-    dirty: bool = False
-
-
-class _Port:
-    """The interpreter's view of one rollout's device rows (a FleetPort), and the
-    device rows that the transaction's device commands read and changed.
-
-    A fleet-wide statement sees the database, so the changed rows are written before
-    one runs, and forgotten after a move (which may change any of them)."""
-
-    def __init__(self, store: SqlStore, row: _Row) -> None:
-        self.store = store
-        self.row = row
-        self.devices: dict[str, _Device | None] = {}  # None: known to be absent
-
-    def untrusting(self) -> int:
-        counts = self.row.counts
-        return sum(counts.get(name, 0) for name in self.store._untrusting)
-
-    def next_timeout(self) -> datetime | None:
-        self.flush()
-        found = self.store._q(
-            "SELECT MIN(ack_due) FROM devices WHERE rollout = ? AND ack_due IS NOT NULL",
-            (self.row.id,),
-        ).fetchone()[0]
-        return self.store._get(found)
-
-    def move(self, move: i.FleetMove, now: datetime) -> i.FleetResult:
-        self.flush()
-        self.devices.clear()
-        store = self.store
-        statement = store._statements[move.action]
-        row = self.row
-        params: dict[str, Any] = {"rollout": row.id, "now": store._put(now)}
-        if statement.pushes:
-            ack = row.plan.policy.ack_timeout
-            params["ack_due"] = None if ack is None else store._put(now + ack)
-        if ":timeout_reason" in statement.sql:
-            params["timeout_reason"] = i.timeout_reason(row.plan.policy)
-        if statement.selection == "due":
-            params["due"] = store._put(now)
-            moved = dict(
-                store._q(
-                    f"SELECT state, COUNT(*) FROM {store._by_ack_due} "
-                    "WHERE rollout = ? AND ack_due = ? GROUP BY state",
-                    (row.id, params["due"]),
-                ).fetchall()
-            )
-        else:
-            moved = {s: row.counts.get(s, 0) for s in statement.sources}
-        results = store._q(statement.sql, params).fetchall()
-        names = store._states
-        for s, d in enumerate(move.dest):
-            if d >= 0 and moved.get(names[s]):
-                n = moved[names[s]]
-                row.counts[names[s]] = row.counts.get(names[s], 0) - n
-                row.counts[names[d]] = row.counts.get(names[d], 0) + n
-        if statement.pushes:
-            results.sort(key=lambda r: (r[2], r[0]))
-            pushes: dict[int, list[str]] = {}
-            for _, device_id, attempt in results:
-                pushes.setdefault(attempt, []).append(device_id)
-            return i.FleetResult(pushes=pushes)
-        results.sort()
-        return i.FleetResult(ids=[device_id for _, device_id, _ in results])
-
-    def drop_timeouts(self) -> None:
-        self.flush()
-        self.devices.clear()
-        self.store._q(
-            "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due IS NOT NULL",
-            (self.row.id,),
-        )
-
-    def drop_timeouts_due(self, due: datetime) -> None:
-        self.flush()
-        self.devices.clear()
-        self.store._q(
-            "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due <= ?",
-            (self.row.id, self.store._put(due)),
-        )
-
-    # --- the device rows of device commands ------------------------------------------------
-
-    def fetch(self, device_ids: Iterable[str]) -> None:
-        """Read the rows of ``device_ids`` (the ones not held yet), a chunk at a time."""
-        wanted = [d for d in dict.fromkeys(device_ids) if d not in self.devices]
-        size = self.store._fetch_chunk
-        for start in range(0, len(wanted), size):
-            chunk = wanted[start : start + size]
-            for device_id in chunk:
-                self.devices[device_id] = None
-            for device_id, *values in self.store._fetch_devices(self.row.id, chunk):
-                self.devices[device_id] = _Device(list(values))
-
-    def device(self, device_id: str) -> _Device | None:
-        if device_id not in self.devices:
-            self.fetch((device_id,))
-        return self.devices[device_id]
-
-    def flush(self) -> None:
-        """Write the device rows changed since the last flush."""
-        changed = [(d, held) for d, held in self.devices.items() if held and held.dirty]
-        if not changed:
-            return
-        store, rollout = self.store, self.row.id
-        inserts = [(rollout, d, *held.values) for d, held in changed if held.new]
-        updates = [
-            (*held.values[1:], rollout, held.values[0]) for _, held in changed if not held.new
-        ]
-        if inserts:
-            store._many(
-                f"INSERT INTO devices (rollout, device_id, {_DEVICE}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                inserts,
-            )
-        if updates:
-            store._many(
-                "UPDATE devices SET state = ?, attempts = ?, reason = ?, last_push = ?, "
-                "last_report = ?, ack_due = ? WHERE rollout = ? AND idx = ?",
-                updates,
-            )
-        for _, held in changed:
-            held.new = held.dirty = False
 
 
 class SqlStore:
@@ -384,7 +191,7 @@ class SqlStore:
         rollout ``rollout`` has, through the device-id index."""
         marks = ", ".join("?" * len(device_ids))
         return self._q(
-            f"SELECT device_id, {_DEVICE} FROM {self._by_device_id} WHERE rollout = ? "
+            f"SELECT device_id, {DEVICE} FROM {self._by_device_id} WHERE rollout = ? "
             f"AND device_id IN ({marks})",
             (rollout, *device_ids),
         )
@@ -442,8 +249,8 @@ class SqlStore:
     def _unknown(self, name: object) -> UnknownRollout:
         return UnknownRollout(f"{self._where}: no rollout named {name!r}")
 
-    def _row(self, name: str, *, own: bool = False) -> _Row:
-        if not isinstance(name, str) or not _storable(name):
+    def _row(self, name: str, *, own: bool = False) -> Row:
+        if not isinstance(name, str) or not can_store(name):
             raise self._unknown(name)
         found = self._q(
             "SELECT id, plan, phase, clock, counts, size, seq FROM rollouts WHERE name = ?"
@@ -464,9 +271,9 @@ class SqlStore:
         at = self._get(clock)
         if at is None:  # pragma: no cover - the column is NOT NULL
             raise StoreError(f"{self._where}: rollout {name!r} has no clock")
-        return _Row(rollout_id, name, cached[1], phase[1], at, json.loads(counts), size, seq)
+        return Row(rollout_id, name, cached[1], phase[1], at, json.loads(counts), size, seq)
 
-    def _save(self, row: _Row, now: datetime) -> None:
+    def _save(self, row: Row, now: datetime) -> None:
         phase = self._phases.get(row.id)
         if phase is None or phase[1] is not row.phase:
             phase = (json.dumps(encode(row.phase), separators=(",", ":")), row.phase)
@@ -487,7 +294,7 @@ class SqlStore:
             ),
         )
 
-    def _check_now(self, row: _Row, now: object) -> datetime:
+    def _check_now(self, row: Row, now: object) -> datetime:
         at = require_utc("now", now)
         if at < row.clock and row.clock - at <= self.clock_skew:
             return row.clock
@@ -500,7 +307,7 @@ class SqlStore:
         return at
 
     def _journal(
-        self, row: _Row, at: datetime, kind: str, body: dict[str, Any], effects: Sequence[Effect]
+        self, row: Row, at: datetime, kind: str, body: dict[str, Any], effects: Sequence[Effect]
     ) -> list[StoredEffect]:
         row.seq += 1
         body = {**body, "state": row.phase.state.value, "effects": len(effects)}
@@ -625,19 +432,19 @@ class SqlStore:
 
     def _run(
         self, name: str, batch: list[Command], now: datetime, kind: str
-    ) -> tuple[list[StoredEffect], _Row, datetime, Overview]:
+    ) -> tuple[list[StoredEffect], Row, datetime, Overview]:
         """Apply ``batch`` inside the open write transaction: the effects as stored, the
         rollout row after it, the instant it ran at, and the rollout's head just before
         the batch (the timers due by then fired)."""
         row = self._row(name, own=True)
         at = self._check_now(row, now)
-        port = _Port(self, row)
+        port = Port(self, row)
         run = i.Run(self._compiled, row.plan, row.phase, at, port, [])
         i.catch_up(run, at)
         before = self._head(row.plan, run.phase, row.counts, at)
         # Every device the batch names, read at once (a device command names one).
         named = (getattr(command, "device_id", None) for command in batch)
-        port.fetch(d for d in named if isinstance(d, str) and _storable(d))
+        port.fetch(d for d in named if isinstance(d, str) and can_store(d))
         for command in batch:
             self._command(run, port, command)
         row.phase = run.phase
@@ -677,8 +484,8 @@ class SqlStore:
             row = self._row(name, own=True)
             return self._advance(row, self._check_now(row, now))
 
-    def _advance(self, row: _Row, at: datetime) -> list[StoredEffect]:
-        run = i.Run(self._compiled, row.plan, row.phase, at, _Port(self, row), [])
+    def _advance(self, row: Row, at: datetime) -> list[StoredEffect]:
+        run = i.Run(self._compiled, row.plan, row.phase, at, Port(self, row), [])
         i.catch_up(run, at)
         row.phase = run.phase
         stored = self._journal(row, at, "advance", {}, run.effects)
@@ -713,11 +520,11 @@ class SqlStore:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def _due(self, row: _Row, at: datetime) -> bool:
-        found = i.next_timer(self._compiled, row.plan, row.phase, _Port(self, row))
+    def _due(self, row: Row, at: datetime) -> bool:
+        found = i.next_timer(self._compiled, row.plan, row.phase, Port(self, row))
         return found is not None and found[0] <= at
 
-    def _command(self, run: i.Run, port: _Port, command: Command) -> None:
+    def _command(self, run: i.Run, port: Port, command: Command) -> None:
         route = self._routes.get(type(command))
         if route is None:
             raise InvalidInput(f"{command!r} is not a certflow command")
@@ -733,7 +540,7 @@ class SqlStore:
             i.fire_restart(run, trigger)
             i.catch_up(run, run.now)
 
-    def _device(self, run: i.Run, port: _Port, trigger: str, command: Any) -> None:
+    def _device(self, run: i.Run, port: Port, trigger: str, command: Any) -> None:
         table = self._compiled.device[run.phase.state.value][trigger]
         device_id: str = storable("device id", command.device_id)
         storable("the reason", getattr(command, "reason", ""))
@@ -744,7 +551,7 @@ class SqlStore:
                 raise i.unknown_device(device_id)
             i.check_gate(run, table, command, device_id)
             initial = self._compiled.rules.device.initial
-            held = _Device([row.size, initial, 0, None, None, None, None], new=True)
+            held = Held([row.size, initial, 0, None, None, None, None], new=True)
             row.size += 1
             row.counts[initial] = row.counts.get(initial, 0) + 1
             target, calls = table.enter
@@ -763,8 +570,8 @@ class SqlStore:
     def _transition(
         self,
         run: i.Run,
-        row: _Row,
-        held: _Device,
+        row: Row,
+        held: Held,
         device_id: str,
         dest: int,
         calls: tuple[Any, ...],
@@ -792,7 +599,7 @@ class SqlStore:
                 raise ValueError(f"unknown device action {name!r}")
         if "push_root" not in names and target != DeviceState.PUSHED.value:
             values[6] = None
-        if isinstance(command, _REPORTS):
+        if isinstance(command, REPORTS):
             values[5] = self._put(now)
         held.dirty = True
         row.counts[source] -= 1
@@ -829,15 +636,15 @@ class SqlStore:
     ) -> list[DeviceRow]:
         """A page of rollout ``name``'s devices in creation order, of ``states`` (all when
         empty), starting after device ``after``: keyset paging, one index range read."""
-        if not _count(limit):
-            raise InvalidInput(f"limit must be a positive number up to {_MOST}, got {limit!r}")
+        if not is_count(limit):
+            raise InvalidInput(f"limit must be a positive number up to {MOST}, got {limit!r}")
         wanted = [DeviceState(s).value for s in states]
         with self._transaction(write=False):
             row = self._row(name)
             start = -1
             if after is not None:
                 found = None
-                if _storable(after):
+                if can_store(after):
                     found = self._q(
                         "SELECT idx FROM devices WHERE rollout = ? AND device_id = ?",
                         (row.id, after),
@@ -880,9 +687,7 @@ class SqlStore:
         with self._transaction(write=False):
             row = self._row(name)
         at = self._check_now(row, now)
-        situation = Situation(
-            row.plan, row.phase, max(at, row.clock), _Port(self, row).untrusting()
-        )
+        situation = Situation(row.plan, row.phase, max(at, row.clock), Port(self, row).untrusting())
         return i.refusal(self._compiled, situation, route[1], type(command).__name__)
 
     def plan(self, name: str) -> Plan:
@@ -895,7 +700,7 @@ class SqlStore:
         with self._transaction(write=False):
             row = self._row(name)
             found = None
-            if isinstance(device_id, str) and _storable(device_id):
+            if isinstance(device_id, str) and can_store(device_id):
                 found = self._q(
                     "SELECT device_id, state, attempts, reason, last_push, last_report "
                     "FROM devices WHERE rollout = ? AND device_id = ?",
@@ -911,10 +716,10 @@ class SqlStore:
         with self._transaction(write=False):
             return self._info_of(self._row(name))
 
-    def _info_of(self, row: _Row) -> RolloutInfo:
+    def _info_of(self, row: Row) -> RolloutInfo:
         counts = {DeviceState(k): v for k, v in row.counts.items()}
         head = overview(row.plan, row.phase, counts, row.clock, self._evaluator)
-        found = i.next_timer(self._compiled, row.plan, row.phase, _Port(self, row))
+        found = i.next_timer(self._compiled, row.plan, row.phase, Port(self, row))
         return RolloutInfo(
             row.name,
             row.phase.state,
@@ -1049,7 +854,7 @@ class SqlStore:
             pushed(step.effects)
             for command in entry.commands:
                 answers = (
-                    isinstance(command, _REPORTS)
+                    isinstance(command, REPORTS)
                     and rollout.device_state(command.device_id).value in awaiting
                 )
                 step = evaluator.apply(rollout, command, entry.at)
@@ -1137,8 +942,8 @@ class SqlStore:
         at = require_utc("now", now)
         if not isinstance(duration, timedelta) or duration <= timedelta(0):
             raise InvalidInput(f"duration must be a positive timedelta, got {duration!r}")
-        if limit is not None and not _count(limit):
-            raise InvalidInput(f"limit must be a positive number up to {_MOST}, got {limit!r}")
+        if limit is not None and not is_count(limit):
+            raise InvalidInput(f"limit must be a positive number up to {MOST}, got {limit!r}")
         where = [
             "acked_at IS NULL",
             "due_at <= ?",
@@ -1146,7 +951,7 @@ class SqlStore:
         ]
         params: list[Any] = [self._put(at), self._put(at)]
         # A kind no database can store names no stored effect.
-        wanted = None if kinds is None else sorted(k for k in set(kinds) if _storable(k))
+        wanted = None if kinds is None else sorted(k for k in set(kinds) if can_store(k))
         if wanted is not None:
             if not wanted:
                 return []
@@ -1183,7 +988,7 @@ class SqlStore:
         seq, _, position = rest.partition(":")
         found = None
         # Exactly as the store spells ids: ASCII digits, no leading zeros, within 64 bits.
-        if _NUMBER.match(seq) and _NUMBER.match(position) and _storable(name):
+        if _NUMBER.match(seq) and _NUMBER.match(position) and can_store(name):
             row = self._q("SELECT id FROM rollouts WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 found = self._q(
@@ -1222,14 +1027,6 @@ class SqlStore:
                 "WHERE rollout = ? AND seq = ? AND position = ? AND acked_at IS NULL",
                 (text, *key),
             )
-
-
-_MOST = 2**31 - 1  # a page or a lease larger than this is a mistake, on either backend
-
-
-def _count(value: object) -> bool:
-    """Whether ``value`` is a whole number from 1 to ``_MOST`` (``True`` is not one)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MOST
 
 
 def _position(effect_id: str) -> tuple[int, int]:

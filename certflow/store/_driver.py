@@ -1,0 +1,108 @@
+"""What the commands, the reads, the journal and the outbox use of the store, and the
+types they share with it: the rollout row as one transaction holds it, a backend's
+cursor, the device columns.
+
+:class:`Driver` is a protocol, not a base class: :class:`~certflow.store.SqlStore`
+implements it (each backend supplies the hooks) and hands itself to the functions of
+:mod:`._commands`, :mod:`._reads`, :mod:`._journal` and :mod:`._outbox`, which import
+only this module of it, so that none of them imports the store back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+import attrs
+
+from certflow.core import commands as c
+from certflow.core import interpreter as i
+from certflow.core.evaluator import Evaluator
+from certflow.core.plan import Phase, Plan
+from certflow.store._fleetsql import FleetStatement
+
+__all__ = ["DEVICE", "REPORTS", "Cursor", "Driver", "Progress", "Row"]
+
+Progress = Callable[[int, int], None]
+
+REPORTS = (c.DeviceInstalled, c.DeviceFailed)
+DEVICE = "idx, state, attempts, reason, last_push, last_report, ack_due"
+
+
+class Cursor(Protocol):
+    """What the shared code needs of a backend's cursor (DB-API 2)."""
+
+    @property
+    def rowcount(self) -> int:
+        """How many rows the statement changed."""
+
+    def fetchone(self) -> Any:
+        """The next row, or ``None``."""
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+
+    def __iter__(self) -> Iterator[Any]:
+        """The remaining rows, one at a time."""
+
+
+@attrs.define
+class Row:
+    """The rollout row, as one transaction reads and changes it."""
+
+    id: int
+    name: str
+    plan: Plan
+    phase: Phase
+    clock: datetime
+    counts: dict[str, int]
+    size: int
+    seq: int
+
+
+class Driver(Protocol):
+    """The members of :class:`~certflow.store.SqlStore` that its commands, reads, journal
+    and outbox use; each is documented there."""
+
+    _where: str
+    _evaluator: Evaluator
+    _compiled: i.Compiled
+    _states: tuple[str, ...]
+    _untrusting: tuple[str, ...]
+    _routes: dict[type, tuple[str, str]]
+    _statements: dict[str, FleetStatement]
+    _by_ack_due: ClassVar[str]
+    _fetch_chunk: ClassVar[int]
+    _skip_locked: ClassVar[str]
+
+    def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor: ...
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def _put(self, instant: datetime) -> Any: ...
+
+    def _get(self, stored: Any) -> datetime | None: ...
+
+    def _transaction(self, write: bool) -> AbstractContextManager[None]: ...
+
+    def _rehearsal(self) -> AbstractContextManager[None]: ...
+
+    def _batched(self) -> AbstractContextManager[object]: ...
+
+    def _insert_devices(
+        self, rows: Iterator[tuple[Any, ...]], total: int, progress: Progress | None
+    ) -> None: ...
+
+    def _fetch_devices(self, rollout: int, device_ids: list[str]) -> Cursor: ...
+
+    def _created(self) -> None: ...
+
+    def _committed(self, marker: tuple[int, int, str]) -> None: ...
+
+    def _row(self, name: str, *, own: bool = False) -> Row: ...
+
+    def _save(self, row: Row, now: datetime) -> None: ...
+
+    def _check_now(self, row: Row, now: object) -> datetime: ...

@@ -1,0 +1,149 @@
+"""The device rows of one rollout as one transaction sees them: the interpreter's
+fleet (its ``FleetPort``, whose fleet-wide moves are ``UPDATE`` statements generated from
+the declarations, :mod:`certflow.store._fleetsql`), and the device rows that the
+transaction's device commands read and change, held until it writes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from certflow.core import interpreter as i
+from certflow.store._driver import DEVICE, Driver, Row
+
+__all__ = ["Held", "Port"]
+
+
+@attrs.define
+class Held:
+    """One device row held by the port until the transaction writes it."""
+
+    values: list[Any]  # idx, state, attempts, reason, last_push, last_report, ack_due
+    new: bool = False
+    dirty: bool = False
+
+
+class Port:
+    """The interpreter's view of one rollout's device rows (a FleetPort), and the
+    device rows that the transaction's device commands read and changed.
+
+    A fleet-wide statement sees the database, so the changed rows are written before
+    one runs, and forgotten after a move (which may change any of them)."""
+
+    def __init__(self, store: Driver, row: Row) -> None:
+        self.store = store
+        self.row = row
+        self.devices: dict[str, Held | None] = {}  # None: known to be absent
+
+    def untrusting(self) -> int:
+        counts = self.row.counts
+        return sum(counts.get(name, 0) for name in self.store._untrusting)
+
+    def next_timeout(self) -> datetime | None:
+        self.flush()
+        found = self.store._q(
+            "SELECT MIN(ack_due) FROM devices WHERE rollout = ? AND ack_due IS NOT NULL",
+            (self.row.id,),
+        ).fetchone()[0]
+        return self.store._get(found)
+
+    def move(self, move: i.FleetMove, now: datetime) -> i.FleetResult:
+        self.flush()
+        self.devices.clear()
+        store = self.store
+        statement = store._statements[move.action]
+        row = self.row
+        params: dict[str, Any] = {"rollout": row.id, "now": store._put(now)}
+        if statement.pushes:
+            ack = row.plan.policy.ack_timeout
+            params["ack_due"] = None if ack is None else store._put(now + ack)
+        if ":timeout_reason" in statement.sql:
+            params["timeout_reason"] = i.timeout_reason(row.plan.policy)
+        if statement.selection == "due":
+            params["due"] = store._put(now)
+            moved = dict(
+                store._q(
+                    f"SELECT state, COUNT(*) FROM {store._by_ack_due} "
+                    "WHERE rollout = ? AND ack_due = ? GROUP BY state",
+                    (row.id, params["due"]),
+                ).fetchall()
+            )
+        else:
+            moved = {s: row.counts.get(s, 0) for s in statement.sources}
+        results = store._q(statement.sql, params).fetchall()
+        names = store._states
+        for s, d in enumerate(move.dest):
+            if d >= 0 and moved.get(names[s]):
+                n = moved[names[s]]
+                row.counts[names[s]] = row.counts.get(names[s], 0) - n
+                row.counts[names[d]] = row.counts.get(names[d], 0) + n
+        if statement.pushes:
+            results.sort(key=lambda r: (r[2], r[0]))
+            pushes: dict[int, list[str]] = {}
+            for _, device_id, attempt in results:
+                pushes.setdefault(attempt, []).append(device_id)
+            return i.FleetResult(pushes=pushes)
+        results.sort()
+        return i.FleetResult(ids=[device_id for _, device_id, _ in results])
+
+    def drop_timeouts(self) -> None:
+        self.flush()
+        self.devices.clear()
+        self.store._q(
+            "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due IS NOT NULL",
+            (self.row.id,),
+        )
+
+    def drop_timeouts_due(self, due: datetime) -> None:
+        self.flush()
+        self.devices.clear()
+        self.store._q(
+            "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due <= ?",
+            (self.row.id, self.store._put(due)),
+        )
+
+    # --- the device rows of device commands ------------------------------------------------
+
+    def fetch(self, device_ids: Iterable[str]) -> None:
+        """Read the rows of ``device_ids`` (the ones not held yet), a chunk at a time."""
+        wanted = [d for d in dict.fromkeys(device_ids) if d not in self.devices]
+        size = self.store._fetch_chunk
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            for device_id in chunk:
+                self.devices[device_id] = None
+            for device_id, *values in self.store._fetch_devices(self.row.id, chunk):
+                self.devices[device_id] = Held(list(values))
+
+    def device(self, device_id: str) -> Held | None:
+        if device_id not in self.devices:
+            self.fetch((device_id,))
+        return self.devices[device_id]
+
+    def flush(self) -> None:
+        """Write the device rows changed since the last flush."""
+        changed = [(d, held) for d, held in self.devices.items() if held and held.dirty]
+        if not changed:
+            return
+        store, rollout = self.store, self.row.id
+        inserts = [(rollout, d, *held.values) for d, held in changed if held.new]
+        updates = [
+            (*held.values[1:], rollout, held.values[0]) for _, held in changed if not held.new
+        ]
+        if inserts:
+            store._many(
+                f"INSERT INTO devices (rollout, device_id, {DEVICE}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+        if updates:
+            store._many(
+                "UPDATE devices SET state = ?, attempts = ?, reason = ?, last_push = ?, "
+                "last_report = ?, ack_due = ? WHERE rollout = ? AND idx = ?",
+                updates,
+            )
+        for _, held in changed:
+            held.new = held.dirty = False
