@@ -37,11 +37,11 @@ per-device acknowledgement deadline (``ack_due``) is the store's form of the in-
 timer queue, equal to it for the shipped rules (a row that moved a device into
 ``pushed`` without pushing would keep the previous deadline).
 
-
-Where each part lives: :class:`SqlStore` (here) holds the commands, the reads, the
-journal and the outbox; :mod:`._port` holds a transaction's device rows,
-:mod:`._driver` what the store's parts share (the rollout row, the cursor), and
-:mod:`._inputs` says what the store accepts.
+Where each part lives: :class:`SqlStore` (here) holds the commands and the reads; its
+journal and outbox methods run the functions of :mod:`._journal` (appending an entry,
+reading, replay, activity) and :mod:`._outbox`, which see the store through the
+:class:`~certflow.store._driver.Driver` protocol; :mod:`._port` holds a transaction's
+device rows, and :mod:`._inputs` says what the store accepts.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from typing import Any, ClassVar
 from certflow.core import commands as c
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
-from certflow.core.effects import Effect, PushRoot
+from certflow.core.effects import PushRoot
 from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
 from certflow.core.evaluator import Evaluator
 from certflow.core.guards import Situation
@@ -67,16 +67,14 @@ from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
 from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import (
-    decode_command,
-    decode_effect,
     decode_phase,
     decode_plan,
     document,
     dumps,
     encode,
-    loads,
 )
 from certflow.core.summary import Overview, overview
+from certflow.store import _journal, _outbox
 from certflow.store._driver import DEVICE, REPORTS, Cursor, Progress, Row
 from certflow.store._errors import StoreError, UnknownRollout
 from certflow.store._fleetsql import DEVICE_COLUMNS, FleetStatement, fleet_update
@@ -306,38 +304,6 @@ class SqlStore:
             )
         return at
 
-    def _journal(
-        self, row: Row, at: datetime, kind: str, body: dict[str, Any], effects: Sequence[Effect]
-    ) -> list[StoredEffect]:
-        row.seq += 1
-        body = {**body, "state": row.phase.state.value, "effects": len(effects)}
-        text = json.dumps(body, separators=(",", ":"))
-        self._committed((row.id, row.seq, text))
-        self._q(
-            "INSERT INTO journal (rollout, seq, at, kind, body) VALUES (?, ?, ?, ?, ?)",
-            (row.id, row.seq, self._put(at), kind, text),
-        )
-        if effects:
-            self._many(
-                "INSERT INTO outbox (rollout, seq, position, kind, body, due_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        row.id,
-                        row.seq,
-                        position,
-                        type(effect).__name__,
-                        json.dumps(encode(effect), separators=(",", ":")),
-                        self._put(effect.due_at),
-                    )
-                    for position, effect in enumerate(effects)
-                ],
-            )
-        return [
-            StoredEffect(f"{row.name}:{row.seq}:{position}", row.name, effect, None, 0, None)
-            for position, effect in enumerate(effects)
-        ]
-
     # --- creating ----------------------------------------------------------------------------
 
     def create(
@@ -454,7 +420,7 @@ class SqlStore:
             body = {"commands": [encode(command) for command in batch]}
         with self._batched():
             port.flush()
-            stored = self._journal(row, at, kind, body, run.effects)
+            stored = _journal.append(self, row, at, kind, body, run.effects)
             self._save(row, at)
         return stored, row, at, before
 
@@ -488,7 +454,7 @@ class SqlStore:
         run = i.Run(self._compiled, row.plan, row.phase, at, Port(self, row), [])
         i.catch_up(run, at)
         row.phase = run.phase
-        stored = self._journal(row, at, "advance", {}, run.effects)
+        stored = _journal.append(self, row, at, "advance", {}, run.effects)
         self._save(row, at)
         return stored
 
@@ -796,29 +762,11 @@ class SqlStore:
             awaiting=awaiting,
         )
 
+    # --- the journal -------------------------------------------------------------------------
+
     def journal(self, name: str) -> Iterator[JournalEntry]:
         """Rollout ``name``'s journal, oldest first."""
-        with self._transaction(write=False):
-            row = self._row(name)
-            entries = self._q(
-                "SELECT seq, at, kind, body FROM journal WHERE rollout = ? ORDER BY seq",
-                (row.id,),
-            ).fetchall()
-        for seq, at, kind, text in entries:
-            body = json.loads(text)
-            if kind == "create":
-                commands: tuple[Command, ...] = ()
-                state = RolloutState(body["phase"]["state"])
-                effects: tuple[str, ...] = ()
-            else:
-                listed = body.get("commands") or ([body["command"]] if "command" in body else [])
-                commands = tuple(decode_command(x) for x in listed)
-                state = RolloutState(body["state"])
-                effects = tuple(f"{name}:{seq}:{p}" for p in range(body["effects"]))
-            instant = self._get(at)
-            if instant is None:  # pragma: no cover - the column is NOT NULL
-                raise StoreError(f"{self._where}: journal entry {seq} has no instant")
-            yield JournalEntry(name, seq, instant, kind, commands, state, effects, body)
+        return _journal.read(self, name)
 
     def activity(self, name: str) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
         """What each device of rollout ``name`` was sent and answered, from the journal:
@@ -830,59 +778,12 @@ class SqlStore:
         Folds the journal through the in-memory evaluator one command at a time (a batch
         equals its commands applied in turn), so it costs a replay.
         """
-        evaluator = self._evaluator
-        # A report answers a push when the device awaits one: the declared wait's states.
-        awaiting = self._compiled.rules.device.awaiting
-        pushes: dict[str, list[datetime]] = {}
-        reports: dict[str, list[datetime]] = {}
-        rollout: Rollout | None = None
-
-        def pushed(effects: Iterable[Effect]) -> None:
-            for effect in effects:
-                if isinstance(effect, PushRoot):
-                    for device_id in effect.device_ids:
-                        pushes.setdefault(device_id, []).append(effect.due_at)
-
-        for entry in self.journal(name):
-            if entry.kind == "create":
-                rollout = loads(json.dumps(entry.body))
-                continue
-            if rollout is None:
-                raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
-            step = evaluator.advance(rollout, entry.at)
-            rollout = step.rollout
-            pushed(step.effects)
-            for command in entry.commands:
-                answers = (
-                    isinstance(command, REPORTS)
-                    and rollout.device_state(command.device_id).value in awaiting
-                )
-                step = evaluator.apply(rollout, command, entry.at)
-                rollout = step.rollout
-                pushed(step.effects)
-                if answers:
-                    reports.setdefault(command.device_id, []).append(entry.at)  # type: ignore[union-attr]
-        return pushes, reports
+        return _journal.activity(self, name)
 
     def replay(self, name: str) -> Rollout:
         """Rollout ``name`` rebuilt from its journal alone, through the in-memory
         evaluator: ``dumps(store.replay(n)) == store.dumps(n)``."""
-        evaluator = self._evaluator
-        rollout: Rollout | None = None
-        for entry in self.journal(name):
-            if entry.kind == "create":
-                rollout = loads(json.dumps(entry.body))
-            elif rollout is None:
-                raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
-            elif entry.kind == "advance":
-                rollout = evaluator.advance(rollout, entry.at).rollout
-            elif entry.kind == "command":
-                rollout = evaluator.apply(rollout, entry.commands[0], entry.at).rollout
-            else:
-                rollout = evaluator.apply_all(rollout, entry.commands, entry.at).rollout
-        if rollout is None:
-            raise StoreError(f"{self._where}: rollout {name!r}: journal has no creation")
-        return rollout
+        return _journal.replay(self, name)
 
     # --- the outbox --------------------------------------------------------------------------
 
@@ -895,31 +796,7 @@ class SqlStore:
     ) -> list[StoredEffect]:
         """The effects in the outbox, pending only unless ``include_acknowledged``, only
         those due by ``due_by`` if given, in the order they were emitted."""
-        where = [] if include_acknowledged else ["o.acked_at IS NULL"]
-        params: list[Any] = []
-        if due_by is not None:
-            where.append("o.due_at <= ?")
-            params.append(self._put(require_utc("due_by", due_by)))
-        with self._transaction(write=False):
-            if name is not None:
-                where.append("o.rollout = ?")
-                params.append(self._row(name).id)
-            clause = f"WHERE {' AND '.join(where)}" if where else ""
-            rows = self._q(
-                "SELECT r.name, o.seq, o.position, o.body, o.acked_at, o.failures, o.last_error "
-                f"FROM outbox o JOIN rollouts r ON r.id = o.rollout {clause} "
-                "ORDER BY r.name, o.seq, o.position",
-                params,
-            ).fetchall()
-        return [self._effect(*found) for found in rows]
-
-    def _effect(
-        self, name: str, seq: int, position: int, body: str, acked: Any, failures: int, error: Any
-    ) -> StoredEffect:
-        effect = decode_effect(json.loads(body))
-        return StoredEffect(
-            f"{name}:{seq}:{position}", name, effect, self._get(acked), failures, error
-        )
+        return _outbox.effects(self, name, include_acknowledged, due_by)
 
     def lease(
         self,
@@ -939,96 +816,14 @@ class SqlStore:
         that many effects, in the order they were emitted. Acknowledge what was
         delivered; :meth:`record_failure` gives an effect back at once.
         """
-        at = require_utc("now", now)
-        if not isinstance(duration, timedelta) or duration <= timedelta(0):
-            raise InvalidInput(f"duration must be a positive timedelta, got {duration!r}")
-        if limit is not None and not is_count(limit):
-            raise InvalidInput(f"limit must be a positive number up to {MOST}, got {limit!r}")
-        where = [
-            "acked_at IS NULL",
-            "due_at <= ?",
-            "(leased_until IS NULL OR leased_until <= ?)",
-        ]
-        params: list[Any] = [self._put(at), self._put(at)]
-        # A kind no database can store names no stored effect.
-        wanted = None if kinds is None else sorted(k for k in set(kinds) if can_store(k))
-        if wanted is not None:
-            if not wanted:
-                return []
-            where.append(f"kind IN ({', '.join('?' * len(wanted))})")
-            params += wanted
-        with self._transaction(write=True):
-            if name is not None:
-                where.append("rollout = ?")
-                params.append(self._row(name).id)
-            rows = self._q(
-                "SELECT rollout, seq, position, body, acked_at, failures, last_error "
-                f"FROM outbox WHERE {' AND '.join(where)} ORDER BY rollout, seq, position"
-                + ("" if limit is None else f" LIMIT {limit}")
-                + self._skip_locked,
-                params,
-            ).fetchall()
-            if rows:
-                self._many(
-                    "UPDATE outbox SET leased_until = ? WHERE rollout = ? AND seq = ? "
-                    "AND position = ?",
-                    [(self._put(at + duration), r, s, p) for r, s, p, *_ in rows],
-                )
-            ids = sorted({r[0] for r in rows})
-            names: dict[int, str] = {}
-            if ids:
-                marks = ", ".join("?" * len(ids))
-                names.update(self._q(f"SELECT id, name FROM rollouts WHERE id IN ({marks})", ids))
-        claimed = [self._effect(names[r], *rest) for r, *rest in rows]
-        claimed.sort(key=lambda e: (e.rollout, _position(e.id)))
-        return claimed
-
-    def _locate(self, effect_id: str) -> tuple[int, int, int]:
-        name, _, rest = str(effect_id).partition(":")
-        seq, _, position = rest.partition(":")
-        found = None
-        # Exactly as the store spells ids: ASCII digits, no leading zeros, within 64 bits.
-        if _NUMBER.match(seq) and _NUMBER.match(position) and can_store(name):
-            row = self._q("SELECT id FROM rollouts WHERE name = ?", (name,)).fetchone()
-            if row is not None:
-                found = self._q(
-                    "SELECT rollout, seq, position FROM outbox WHERE rollout = ? AND seq = ? "
-                    "AND position = ?",
-                    (row[0], int(seq), int(position)),
-                ).fetchone()
-        if found is None:
-            raise InvalidInput(f"{self._where}: no effect with id {effect_id!r}")
-        return int(found[0]), int(found[1]), int(found[2])
+        return _outbox.lease(self, name, now, duration, kinds, limit)
 
     def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int:
         """Mark effects as performed; returns how many were pending. Acknowledging twice
         is harmless; an unknown id is refused and nothing is acknowledged."""
-        at = self._put(require_utc("now", now))
-        ids = list(effect_ids)
-        acknowledged = 0
-        with self._transaction(write=True):
-            keys = [self._locate(effect_id) for effect_id in ids]
-            for key in keys:
-                acknowledged += self._q(
-                    "UPDATE outbox SET acked_at = ? WHERE rollout = ? AND seq = ? "
-                    "AND position = ? AND acked_at IS NULL",
-                    (at, *key),
-                ).rowcount
-        return acknowledged
+        return _outbox.acknowledge(self, effect_ids, now)
 
     def record_failure(self, effect_id: str, error: str) -> None:
         """Remember that delivering an effect failed; it stays pending, and its lease
         (if any) ends, so that the next drain tries it again."""
-        text = str(error)[:2000].encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
-        with self._transaction(write=True):
-            key = self._locate(effect_id)
-            self._q(
-                "UPDATE outbox SET failures = failures + 1, last_error = ?, leased_until = NULL "
-                "WHERE rollout = ? AND seq = ? AND position = ? AND acked_at IS NULL",
-                (text, *key),
-            )
-
-
-def _position(effect_id: str) -> tuple[int, int]:
-    _, seq, position = effect_id.rsplit(":", 2)
-    return int(seq), int(position)
+        _outbox.record_failure(self, effect_id, error)
