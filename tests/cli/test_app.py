@@ -123,7 +123,13 @@ def test_a_bad_now_names_the_value_and_the_problem(value: str, message: str) -> 
         parse_now(value)
 
 
-@pytest.mark.parametrize("module", ["_app", "_certs", "_rollout", "_simulate"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "_app", "_certs", "_rollout", "_rollout_devices", "_rollout_input", "_rollout_outbox",
+        "_rollout_read", "_rollout_render", "_simulate",
+    ],
+)  # fmt: skip
 def test_every_option_a_message_names_exists(module: str) -> None:
     """A static net under the tests that run each error: no string in the command line's
     source names an option that no command has (`--password-file` for `--passphrase-file`)."""
