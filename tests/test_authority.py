@@ -47,17 +47,10 @@ _TIMELINE_SPANS = {"checkpoints", "notice_before", "manual_extension", "manual_e
 _POLICY_SPANS = _TIMELINE_SPANS | {"deadline"}  # Policy.deadline: only as `policy.deadline`
 _GUARD_COPIES = {"retry_allowed"}
 
-_BEING_REPLACED = "being replaced by the declared wait (item 1)"
-
-# (package folder, function name, rule) -> why the use is allowed for now. The function
-# is named without its module or class, so that an entry survives a module split.
-ALLOWED: dict[tuple[str, str, str], str] = {
-    # The SQL driver ends a device's acknowledgement wait (clears its ack_due) when the
-    # device leaves `pushed`, naming the state instead of reading the declared wait
-    # (rules.device.awaiting): being replaced by the declared wait (item 1).
-    ("certflow/store", "_transition", "state decision"): _BEING_REPLACED,
-    ("certflow/store", "fleet_update", "state decision"): _BEING_REPLACED,
-}
+# (package folder, function name, rule) -> why the use is allowed. The function is named
+# without its module or class, so that an entry survives a module split. Empty: the store
+# reads the declared wait (rules.device.awaiting) where it once named `pushed`.
+ALLOWED: dict[tuple[str, str, str], str] = {}
 
 
 def _scanned() -> list[Path]:

@@ -274,8 +274,11 @@ def _transition(
             values[3] = i.timeout_reason(policy)
         else:  # pragma: no cover - the constructor refuses unknown actions
             raise ValueError(f"unknown device action {name!r}")
-    if "push_root" not in names and target != DeviceState.PUSHED.value:
-        values[6] = None
+    device = store._compiled.rules.device
+    if not any(wait.started_by in names for wait in device.waits) and (
+        target not in device.awaiting
+    ):
+        values[6] = None  # the device left the declared wait: it awaits no answer
     if isinstance(command, REPORTS):
         values[5] = store._put(now)
     held.dirty = True

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import attrs
 
 from certflow.core.interpreter import FleetMove
-from certflow.core.plan import DeviceState
+from certflow.core.machines import RULES, MachineSpec
 
 __all__ = ["DEVICE_COLUMNS", "FleetStatement", "fleet_update"]
 
@@ -28,7 +28,6 @@ DEVICE_COLUMNS: dict[str, dict[str, str] | None] = {
     "keep_reason": None,
 }
 
-_PUSHED = DeviceState.PUSHED.value
 _NAME = re.compile(r"^[a-z_]+$")
 
 
@@ -54,11 +53,16 @@ def _literal(name: str) -> str:
 
 
 def fleet_update(
-    move: FleetMove, states: Sequence[str], *, by_ack_due: str = "devices"
+    move: FleetMove,
+    states: Sequence[str],
+    *,
+    by_ack_due: str = "devices",
+    device: MachineSpec = RULES.device,
 ) -> FleetStatement:
     """The ``UPDATE`` that applies ``move`` to one rollout's device rows. ``by_ack_due``
     names the table as a read through the acknowledgement-deadline index (SQLite's
-    planner needs ``INDEXED BY`` to be told; PostgreSQL's keeps statistics)."""
+    planner needs ``INDEXED BY`` to be told; PostgreSQL's keeps statistics). ``device``
+    is the device machine, whose declared wait says when a device's ``ack_due`` ends."""
     sources = [s for s, d in enumerate(move.dest) if d >= 0]
     if not sources:
         raise ValueError(f"fleet move {move.action!r} moves no state")
@@ -80,9 +84,10 @@ def fleet_update(
                 raise ValueError(f"the store does not know the device action {name!r}")
             for column, value in columns.items():
                 case(source, column, value)
-        pushes = pushes or "push_root" in names
-        if "push_root" not in names and target != _PUSHED:
-            case(source, "ack_due", "NULL")  # no push of this device awaits an answer now
+        starts = any(wait.started_by in names for wait in device.waits)
+        pushes = pushes or starts
+        if not starts and target not in device.awaiting:
+            case(source, "ack_due", "NULL")  # the device left the wait: it awaits no answer
     assignments = []
     for column, cases in sets.items():
         if len(cases) == len(sources) and len({v for _, v in cases}) == 1:

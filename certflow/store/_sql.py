@@ -212,7 +212,7 @@ class SqlStore:
         self._untrusting = tuple(compiled.device_states[s] for s in compiled.untrusting_states)
         self._routes = {_COMMAND_TYPES[name]: route for name, route in compiled.commands.items()}
         self._statements: dict[str, FleetStatement] = {
-            name: fleet_update(move, self._states, by_ack_due=self._by_ack_due)
+            name: fleet_update(move, self._states, by_ack_due=self._by_ack_due, device=rules.device)
             for name, move in compiled.moves.items()
         }
         unknown = {a.name for a in rules.device.actions} - set(DEVICE_COLUMNS)
