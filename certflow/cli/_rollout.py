@@ -416,8 +416,8 @@ def rollout_import_now(name: str, yes: bool, db: str, now: str | None, as_json: 
 def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
     """The manual one-week extension (from the day the rules open it).
 
-    Says first which dates it moves: the next checkpoint and the deadline, before and
-    after, as the store's preview of the extension gives them.
+    Says which dates it moved: the next checkpoint and the deadline, before and after,
+    as the store's preview of the extension gave them and the extension then did.
     """
     at = parse_now(now)
     command = c.ExtendManually()
@@ -425,14 +425,26 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
         seen = store.preview(name, command, at)
         if seen.refusal is not None:
             raise seen.refusal
+        effects = store.execute(name, command, at)
+        done = store.overview(name, at)
         before, after = seen.before, seen.overview
         if not as_json and before is not None and after is not None:
-            for label, old, new in (
-                ("next checkpoint", before.next_checkpoint, after.next_checkpoint),
-                ("deadline", before.deadline, after.deadline),
-            ):
-                click.echo(f"The extension moves the {label} from {_when(old)} to {_when(new)}")
-        effects = store.execute(name, command, at)
+            moves = (
+                ("next checkpoint", before.next_checkpoint, done.next_checkpoint),
+                ("deadline", before.deadline, done.deadline),
+            )
+            if (done.next_checkpoint, done.deadline) != (after.next_checkpoint, after.deadline):
+                # Another process changed the rollout between the preview and the command:
+                # the dates before are not known for certain, only where they are now.
+                moves = (
+                    ("next checkpoint", None, done.next_checkpoint),
+                    ("deadline", None, done.deadline),
+                )
+            for label, old, new in moves:
+                if old is None:
+                    click.echo(f"The extension set the {label} to {_when(new)}")
+                else:
+                    click.echo(f"The extension moved the {label} from {_when(old)} to {_when(new)}")
         return _outcome(store, name, _command_text(command), effects, at, as_json)
 
 

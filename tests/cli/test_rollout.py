@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from certflow import ImportNow
+from certflow import ExtendManually, ImportNow
 from certflow.cli import main
 from certflow.core.instants import show
-from certflow.store import open_store, without_password
+from certflow.store import SqlStore, open_store, without_password
 from tests.backends import Backend, SqliteBackend
 from tests.certs.factory import DAY, HOST, NOW, build, key_pem, pem, pki, rsa_key
 from tools.pgserver import LocalPostgres
@@ -196,9 +196,9 @@ def test_a_whole_rollout_from_the_command_line(
     assert status(db, at(days=5))["manual_extension_opens_at"] == at(days=6)
     extended = cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6)).stdout
     assert extended.splitlines()[:2] == [
-        f"The extension moves the next checkpoint from {show(NOW + 7 * DAY)} to "
+        f"The extension moved the next checkpoint from {show(NOW + 7 * DAY)} to "
         f"{show(NOW + 14 * DAY)}",
-        f"The extension moves the deadline from {show(NOW + 21 * DAY)} to {show(NOW + 28 * DAY)}",
+        f"The extension moved the deadline from {show(NOW + 21 * DAY)} to {show(NOW + 28 * DAY)}",
     ]
     head = status(db, at(days=6))
     assert (head["state"], head["manual_extensions"]) == ("distributing", 1)
@@ -357,6 +357,31 @@ def test_yes_skips_the_question(db: str) -> None:
     assert "lose communication: d1" in done.stderr  # still listed, not asked
     assert "anyway?" not in done.stderr
     assert as_json(done)["state"] == "forced"
+
+
+def test_extend_says_what_it_did_when_another_process_extended_meanwhile(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another node extends the same rollout between this command's preview and its own
+    # extension: the command must not print the preview's dates as if they were done.
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    real_preview = SqlStore.preview
+
+    def preview_then_someone_extends(self: SqlStore, *args: Any) -> Any:
+        seen = real_preview(self, *args)
+        other = open_store(db)
+        try:
+            other.execute("r1", ExtendManually(), NOW + 6 * DAY)
+        finally:
+            other.close()
+        return seen
+
+    monkeypatch.setattr(SqlStore, "preview", preview_then_someone_extends)
+    done = cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6)).stdout
+    assert done.splitlines()[:2] == [
+        f"The extension set the next checkpoint to {show(NOW + 21 * DAY)}",
+        f"The extension set the deadline to {show(NOW + 35 * DAY)}",
+    ]
 
 
 def test_the_confirmation_lists_what_the_engine_would_cut_off(db: str, tmp_path: Path) -> None:
