@@ -357,8 +357,10 @@ class MachineSpec:
                     continue
                 timer = self.timer(timer_name)
                 for row in self.rows(state.name, timer.trigger):
-                    if timer_name not in self.state(row.dest).timers:
-                        continue  # the timer ends with the state it ran in
+                    if self.state(row.dest).terminal:
+                        continue  # the timer ends with the rollout
+                    # Consumed, or it would still be due wherever it runs next (also
+                    # through a cycle of states that hand it back and forth).
                     if not {call.name for call in row.actions} & set(timer.consumed_by):
                         yield (
                             f"{row.source} --{row.label()}--> {row.dest} does not consume "
@@ -494,6 +496,7 @@ class Rules:
             raise ValueError("rules: " + "; ".join(problems))
 
     def _link_problems(self) -> Iterable[str]:
+        yield from self._driver_limits()
         device_triggers = {t.name for t in self.device.triggers}
         for state in self.rollout.states:
             for gate in state.gates:
@@ -526,6 +529,34 @@ class Rules:
             yield "more than one device trigger introduces new devices"
         if len(self.device.states) > 8:
             yield "at most 8 device states fit a device code"
+
+    def _driver_limits(self) -> Iterable[str]:
+        """What the drivers cannot run yet, refused rather than run differently."""
+        declared: dict[str, str] = {}
+        for machine in self.machines:
+            for action in machine.actions:
+                if action.name in declared:
+                    yield (
+                        f"action {action.name!r} is declared by the {declared[action.name]} "
+                        f"and the {machine.name} machine; a name means one action"
+                    )
+                declared.setdefault(action.name, machine.name)
+        for row in self.device.transitions:
+            if row.guards:
+                yield (
+                    f"device row {row.source} --{row.label()}--> {row.dest} has guards; the "
+                    "drivers choose a device's row by its state alone"
+                )
+        if len(self.device.waits) > 1:
+            yield "the device machine declares more than one wait; the drivers run one"
+        for wait in self.device.waits:
+            # The device code of the in-memory kernel and the store's ack_due column keep
+            # this one wait: a push's acknowledgement, while the device is pushed.
+            if (wait.started_by, wait.in_states) != ("push_root", ("pushed",)):
+                yield (
+                    f"wait {wait.name!r}: the drivers keep only a push's acknowledgement "
+                    "(started by push_root, while pushed)"
+                )
 
     def fired_rows(self, action: str) -> dict[str, Transition]:
         """The device rows by which rollout action ``action`` moves the fleet: for each

@@ -514,3 +514,48 @@ def test_validation_refuses_a_wait_that_could_never_run_out() -> None:
         "wait 'acknowledgement' fires 'ack_timeout', which state 'pushed' has no row for: "
         "the wait could never run out there" in message
     )
+
+
+def test_validation_refuses_what_the_drivers_cannot_run_yet() -> None:
+    # Found by review: each of these validated, then ran differently in the two drivers,
+    # crashed a compile, or crashed an action.
+    index = _row_index("failed", "retry")
+    row = attrs.evolve(RULES.device.transitions[index], guards=("late",))
+    guarded = _device_rows((index, row))
+    guarded = attrs.evolve(
+        guarded, device=attrs.evolve(guarded.device, guards=(Guard("late", "too late"),))
+    )
+    (wait,) = RULES.device.waits
+    wider = attrs.evolve(RULES.device, waits=(attrs.evolve(wait, in_states=("pushed", "failed")),))
+    borrowed = attrs.evolve(
+        RULES.restart, actions=(*RULES.restart.actions, Action("import_certificate"))
+    )
+    for rules, message in (
+        (guarded, "has guards; the drivers choose a device's row by its state alone"),
+        (
+            attrs.evolve(RULES, device=wider),
+            "the drivers keep only a push's acknowledgement (started by push_root, while pushed)",
+        ),
+        (
+            attrs.evolve(RULES, restart=borrowed),
+            "action 'import_certificate' is declared by the rollout and the restart machine",
+        ),
+    ):
+        problems = list(rules._link_problems())
+        assert any(message in problem for problem in problems), problems
+        with pytest.raises(ValueError, match=r"^(rules|device machine|restart machine): "):
+            rules.validate()
+
+
+def test_validation_refuses_a_timer_handed_back_and_forth_between_states() -> None:
+    # distributing keeps the notice, extended the checkpoint; each hands the rollout to
+    # the other without consuming its timer: catch-up would never end.
+    rows = tuple(
+        attrs.evolve(row, dest="extended", actions=())
+        if (row.source, row.trigger) == ("distributing", "notify")
+        else row
+        for row in RULES.rollout.transitions
+    )
+    rollout = attrs.evolve(RULES.rollout, transitions=rows)
+    with pytest.raises(ValueError, match=r"distributing --notify--> extended does not consume"):
+        attrs.evolve(RULES, rollout=rollout).validate()
