@@ -53,6 +53,7 @@ from typing import Any
 try:
     import psycopg
     from psycopg import errors, sql
+    from psycopg.pq import TransactionStatus
 except ImportError as missing:  # the `postgresql` extra is not installed
     from certflow.store._errors import StoreError
 
@@ -444,6 +445,11 @@ class PostgresStore(SqlStore):
 
     def _begin(self, write: bool) -> None:
         conn = self._connection()
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            # PostgreSQL only warns about a second BEGIN, and the inner ROLLBACK would end
+            # the outer transaction: refuse, as SQLite does (a store call made from inside
+            # another, e.g. from a progress callback).
+            raise StoreError(f"{self._where}: a transaction is already open on this store")
         self._marker = None
         try:
             # Named, not the server's default: a writer waits for the rollout's row lock

@@ -830,3 +830,19 @@ def test_every_spelling_of_a_database_opens_its_backend(postgres_url: str, tmp_p
     with pytest.raises(cf.InvalidInput, match="unknown URL scheme") as refused:
         open_store(f"mysql://u:{PASSWORD}@h/db")
     assert PASSWORD not in str(refused.value)
+
+
+def test_a_store_call_inside_an_open_transaction_is_refused_not_nested(
+    pg: PostgresBackend,
+) -> None:
+    # PostgreSQL only warns about a second BEGIN, and the inner call's ROLLBACK (a
+    # preview's) would silently end the outer transaction: refused, as SQLite's driver
+    # refuses a nested BEGIN by itself.
+    with pg.open() as store:
+        store._begin(True)
+        try:
+            with pytest.raises(StoreError, match="a transaction is already open"):
+                store.rollouts()
+        finally:
+            store._rollback()
+        assert store.rollouts() == []
