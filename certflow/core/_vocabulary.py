@@ -20,25 +20,19 @@ Source = Literal["administrator", "device", "host", "time", "rollout"]
 
 @attrs.frozen
 class Call:
-    """An action as a row invokes it: its name and, for some, parameters (``forced``)."""
+    """An action as a row invokes it, by name. (Actions take no parameters: what an
+    action depends on is declared elsewhere, e.g. a forced import by its row's
+    destination state.)"""
 
     name: str
-    params: tuple[tuple[str, bool | str], ...] = ()
 
     def __str__(self) -> str:
-        if not self.params:
-            return self.name
-        shown = ", ".join(key if value is True else f"{key}={value}" for key, value in self.params)
-        return f"{self.name}({shown})"
-
-    def param(self, key: str) -> bool | str | None:
-        """The value of parameter ``key``, or ``None``."""
-        return dict(self.params).get(key)
+        return self.name
 
 
-def call(name: str, **params: bool | str) -> Call:
-    """``Call(name, params)`` with keyword parameters, in declaration order."""
-    return Call(name, tuple(params.items()))
+def call(name: str) -> Call:
+    """``Call(name)``: how the declarations name an action on a row."""
+    return Call(name)
 
 
 @attrs.frozen
