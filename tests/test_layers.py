@@ -1,16 +1,28 @@
 """The package's layering rules that an import contract cannot state.
 
 `make lint` runs import-linter on the contracts in pyproject.toml (the layers, and what
-the pure core may not import). This module adds one rule: no module imports another
-package's private module (a name component starting with one underscore).
+the store and the pure core may not import). This module holds the contract to its
+shape (every package in it, the libraries independent of each other) and adds what it
+cannot say: no module imports another package's private module (a name component
+starting with one underscore), no assert decides anything, and the core reads no clock.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "certflow"
+
+# The layers, from the top: the command line, the demo application, the three libraries
+# (independent of each other: none imports another), the pure core.
+LAYERS = [
+    "certflow.cli",
+    "certflow.demo",
+    "certflow.sim | certflow.store | certflow.certs",
+    "certflow.core",
+]
 
 
 def _module_name(path: Path) -> str:
@@ -51,6 +63,25 @@ def test_no_module_imports_another_packages_private_module() -> None:
             if owner is not None and not (package == owner or package.startswith(owner + ".")):
                 offences.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
     assert offences == []
+
+
+def _layers() -> list[str]:
+    """The layers of pyproject.toml's layers contract, from the top."""
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (layers,) = [contract["layers"] for contract in contracts if contract["type"] == "layers"]
+    return [str(layer) for layer in layers]
+
+
+def test_the_layers_contract_has_the_documented_shape() -> None:
+    assert _layers() == LAYERS
+
+
+def test_every_package_of_certflow_is_in_exactly_one_layer() -> None:
+    # A new folder outside the contract would be free to import anything.
+    packages = sorted(f"certflow.{path.parent.name}" for path in PACKAGE.glob("*/__init__.py"))
+    named = sorted(part.strip() for layer in _layers() for part in layer.split("|"))
+    assert named == packages
 
 
 def test_the_rule_sees_a_private_import_across_packages() -> None:

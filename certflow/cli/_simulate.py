@@ -98,7 +98,7 @@ def simulate(
 
 
 def _run(devices: int, seed: int, out: Any, quiet: bool, db: str | None, name: str) -> Any:
-    from certflow.sim import run  # keeps `certflow --help` fast
+    from certflow.demo import run  # keeps `certflow --help` fast
     from certflow.store import check_rollout_name, open_store, without_password
 
     if db is None:

@@ -1,6 +1,5 @@
 """Simulations of certificate rollouts, always driven through the real evaluator.
 
-* :mod:`certflow.sim.demo`: the seeded story ``make demo`` prints (:func:`run`);
 * :mod:`certflow.sim.models`: device behaviour, administrator policies, a setup;
 * :mod:`certflow.sim.fleet`: one modelled rollout to its import (:func:`simulate`);
 * :mod:`certflow.sim.sweep`: many seeded runs on every core, as a table (:func:`sweep`);
@@ -9,10 +8,11 @@
 
 Nothing here is part of the pure core: the randomness and the simulated clock live
 here, and a rollout only ever sees commands and instants through
-:func:`certflow.advance`, :func:`certflow.apply` and :func:`certflow.apply_all`.
+:func:`certflow.advance`, :func:`certflow.apply` and :func:`certflow.apply_all`. It is a
+library over the core alone: the seeded story ``make demo`` prints is an application
+on top of it, :mod:`certflow.demo`.
 """
 
-from certflow.sim.demo import Scenario, SimulationResult, format_summary, run
 from certflow.sim.fleet import Outcome, Run, Snapshot, Trace, simulate
 from certflow.sim.forecast import Forecast, Survival, fit, forecast
 from certflow.sim.models import FAILURE_REASONS, AdminPolicy, DeviceModel, Setup
@@ -25,17 +25,13 @@ __all__ = [
     "Forecast",
     "Outcome",
     "Run",
-    "Scenario",
     "Setup",
-    "SimulationResult",
     "Snapshot",
     "Survival",
     "SweepTable",
     "Trace",
     "fit",
     "forecast",
-    "format_summary",
-    "run",
     "simulate",
     "sweep",
 ]

@@ -28,7 +28,7 @@ def test_simulate_ends_with_the_wall_time(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_simulate_json_is_the_runs_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    from certflow.sim import run
+    from certflow.demo import run
 
     code = main.main(["simulate", "--devices", "300", "--json"], standalone_mode=False)
     assert code == EXIT_OK

@@ -20,7 +20,7 @@ import certflow as cf
 from certflow.cli._rollout import CLI_NAMES, CLI_SPELLINGS, describe, rollout_group
 from certflow.core import effects
 from certflow.core.wording import COMMAND_NAMES, DEVICE
-from certflow.sim.demo import run as run_demo
+from certflow.demo import run as run_demo
 from certflow.sim.fleet import simulate
 from certflow.sim.models import Setup
 from certflow.store import open_store

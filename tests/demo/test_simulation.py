@@ -1,14 +1,10 @@
-"""The demo simulation: it runs through the real evaluator, tells the story, is seeded."""
+"""The demo's story: it runs through the real evaluator, tells the story, is seeded."""
 
 from __future__ import annotations
 
 import io
-from collections import Counter
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
-import attrs
 import pytest
 
 from certflow import (
@@ -20,19 +16,9 @@ from certflow import (
     dumps,
     loads,
 )
-from certflow.core.machines import RULES
 from certflow.core.plan import DeviceState
-from certflow.sim import demo
-from certflow.sim.demo import Scenario, SimulationResult, run
-
-DEVICES = 500
-
-
-@pytest.fixture(scope="module")
-def simulated() -> tuple[SimulationResult, str]:
-    out = io.StringIO()
-    result = run(devices=DEVICES, seed=7, out=out)
-    return result, out.getvalue()
+from certflow.demo import Scenario, SimulationResult, run
+from tests.demo.conftest import DEVICES
 
 
 def test_output_tells_the_whole_story(simulated: tuple[SimulationResult, str]) -> None:
@@ -135,87 +121,3 @@ def test_quiet_prints_one_line() -> None:
 def test_rejects_an_empty_fleet() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         run(devices=0, out=io.StringIO())
-
-
-def test_through_the_store_the_story_is_the_same_and_every_effect_went_through_the_outbox(
-    simulated: tuple[SimulationResult, str], tmp_path: Path
-) -> None:
-    from certflow.store import SqliteStore
-
-    result, text = simulated
-    out = io.StringIO()
-    with SqliteStore(tmp_path / "demo.db") as store:
-        stored = run(devices=DEVICES, seed=7, out=out, store=store, name="demo")
-        lines = out.getvalue().splitlines()
-        # The same timeline, with the store named first and the outbox accounted for last.
-        assert lines[4].startswith("store: rollout 'demo' in ")
-        effects = store.effects("demo", include_acknowledged=True)
-        outbox = lines.index(
-            f"outbox: {len(effects):,} effects delivered and acknowledged, 0 pending"
-        )
-        assert lines[outbox - 1] == ""
-        assert lines[:4] + lines[5 : outbox - 1] + lines[outbox + 1 :] == text.splitlines()
-        assert all(e.acked_at is not None for e in effects)
-        assert [e.effect for e in effects] == list(stored.effects) == list(result.effects)
-        assert dumps(store.replay("demo")) == store.dumps("demo")
-        kinds = {e.kind for e in store.journal("demo")}
-        assert kinds == {"create", "command", "batch", "advance"}
-    assert stored.summary.counts == result.summary.counts
-    assert (stored.import_day, stored.forced) == (result.import_day, result.forced)
-
-
-def test_the_demo_sends_a_report_exactly_when_the_engine_would_take_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The demo keeps the engine's answer per rollout state, device state and kind of
-    # report; here every kept answer is checked against a preview of the very report.
-    original = demo._Answers.taken
-    answers: Counter[tuple[str, bool]] = Counter()
-
-    def taken(self: Any, command: Any, state: Any, now: datetime) -> bool:
-        answer = original(self, command, state, now)
-        host: demo._Host = self.host
-        assert answer is host.preview(command, now).accepted, command
-        answers[type(command).__name__, answer] += 1
-        return answer
-
-    monkeypatch.setattr(demo._Answers, "taken", taken)
-    result = run(devices=DEVICES, seed=7, out=io.StringIO())
-    # Late installs from devices the import cut off are refused; their re-enrolment is taken.
-    assert answers["DeviceInstalled", False] > 0
-    assert answers["Reenrolled", True] == result.reenrolled > 0
-    assert answers["Unenroll", True] == result.unenrolled > 0
-
-
-def test_only_reports_no_guard_decides_are_answered_once_per_state() -> None:
-    assert demo._decided_per_state() == {
-        "DeviceInstalled",
-        "DeviceFailed",
-        "Enroll",
-        "Unenroll",
-        "Reenrolled",
-    }  # not Retry: its gate asks the certificate kind
-    # A guard on a report's gate makes the demo preview each such report.
-    guarded = attrs.evolve(
-        RULES.rollout,
-        states=tuple(
-            attrs.evolve(
-                state,
-                gates=tuple(
-                    attrs.evolve(gate, guards=("kind_allows_retry",))
-                    if gate.trigger == "report_failed"
-                    else gate
-                    for gate in state.gates
-                ),
-            )
-            for state in RULES.rollout.states
-        ),
-    )
-    assert "DeviceFailed" not in demo._decided_per_state(attrs.evolve(RULES, rollout=guarded))
-
-
-def test_the_extension_is_told_by_how_far_it_moved_the_deadline() -> None:
-    day = datetime(2026, 7, 22, 9, 0, tzinfo=UTC)
-    assert demo._moved(day, day + timedelta(days=7)) == "+7 days"
-    assert demo._moved(day, day + timedelta(days=3, hours=12)) == "+3 days 12 h"
-    assert demo._moved(None, day) == "-"
