@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from certflow.cli import (  # noqa: F401  (they register their commands)
     _certs,
+    _csr,
+    _key,
     _rollout,
     _rollout_devices,
     _rollout_outbox,
