@@ -102,12 +102,12 @@ def page(rules: Rules) -> str:
         if spec.actions:
             parts += ["### Actions", ""]
             parts += _table(
-                ("action", "emits", "changes", "fires"),
+                ("action", "emits", "writes", "fires", "note"),
                 (
                     (
                         f"`{a.name}`",
                         _code(a.emits),
-                        a.changes,
+                        "; ".join(f"`{x}`" for x in a.assigns),
                         ""
                         if a.fires is None
                         else f"{a.fires.machine} `{a.fires.trigger}`"
@@ -115,6 +115,7 @@ def page(rules: Rules) -> str:
                         + (
                             " on devices whose push timed out" if a.fires.selection == "due" else ""
                         ),
+                        a.note,
                     )
                     for a in spec.actions
                 ),
@@ -122,9 +123,9 @@ def page(rules: Rules) -> str:
         if spec.timers:
             parts += ["### Timers", ""]
             parts += _table(
-                ("timer", "fires", "at", "policy", "consumed by"),
+                ("timer", "fires", "consumed by", "falls due at (note)"),
                 (
-                    (f"`{t.name}`", f"`{t.trigger}`", t.at, _code(t.policy), _code(t.consumed_by))
+                    (f"`{t.name}`", f"`{t.trigger}`", _code(t.consumed_by), t.note)
                     for t in spec.timers
                 ),
             )

@@ -38,6 +38,11 @@ KEY_MASK = STATE_MASK | INITIAL_PUSH
 COUNT_BITS = 40
 COUNT_MASK = (1 << COUNT_BITS) - 1
 _PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
+_PENDING = DEVICE_STATES.index(DeviceState.PENDING)
+_INSTALLED = DEVICE_STATES.index(DeviceState.INSTALLED)
+#: The state in which a device awaits its push's acknowledgement: the one state the
+#: first-push mark and its count slot are kept for (Rules.validate holds every wait to it).
+AWAITING = _PUSHED
 _INITIAL_SLOT = STATE_MASK + 1
 INITIAL_PENDING_SHIFT = COUNT_BITS * _INITIAL_SLOT
 STATE_UNIT = tuple(1 << (COUNT_BITS * state) for state in range(STATE_MASK + 1))
@@ -50,6 +55,37 @@ COUNT_DELTA = tuple(
     tuple(COUNT_UNIT[new] - COUNT_UNIT[old] for new in range(KEY_MASK + 1))
     for old in range(KEY_MASK + 1)
 )
+
+
+def state_of(code: int) -> DeviceState:
+    """The device state a code holds."""
+    return DEVICE_STATES[code & STATE_MASK]
+
+
+def attempts_of(code: int) -> int:
+    """The push attempts a code holds."""
+    return code >> ATTEMPT_SHIFT
+
+
+def encode(state: int, attempts: int) -> int:
+    """The code of a device in state index ``state`` after ``attempts`` pushes, unmarked."""
+    return (attempts << ATTEMPT_SHIFT) | state
+
+
+def first_push(code: int) -> int:
+    """``code`` marked as awaiting the fleet-wide first push's acknowledgement."""
+    return code | INITIAL_PUSH
+
+
+def fact(code: int) -> int:
+    """``code`` without the first-push mark: what two equal rollouts share (the mark is
+    a storage choice of the timer queue)."""
+    return code & ~INITIAL_PUSH
+
+
+def count_codes(codes: list[int]) -> int:
+    """The packed counts of a fleet of ``codes``."""
+    return sum(COUNT_UNIT[code & KEY_MASK] for code in codes)
 
 
 def state_count(packed: int, state: int) -> int:
@@ -123,6 +159,21 @@ class Fleet(NamedTuple):
     size: int
     counts: int
     roster: Roster
+
+    @classmethod
+    def new(cls, ids: tuple[str, ...], positions: dict[str, int], trusted: list[int]) -> Fleet:
+        """A new rollout's fleet: every device pending, with no push yet, except the
+        devices at the indices ``trusted``, which already trust the root (installed)."""
+        pending, installed = encode(_PENDING, 0), encode(_INSTALLED, 0)
+        codes = CodeVector.filled(len(ids), pending)
+        counts = len(ids) * COUNT_UNIT[pending]
+        if trusted:
+            draft = codes.transient()
+            for i in trusted:
+                draft[i] = installed
+            codes = draft.freeze()
+            counts += len(trusted) * COUNT_DELTA[pending][installed]
+        return cls.create(codes, counts, ids=ids, positions=positions, **empty_roster_maps())
 
     @classmethod
     def create(cls, codes: CodeVector, counts: int, **roster: Any) -> Fleet:

@@ -11,17 +11,20 @@ where. What lives here is how the in-memory driver *stores* a transition:
   (a transient of the code tree, the counts, and the roster's maps). It is the
   :class:`~certflow.core.interpreter.FleetPort` the rollout interpreter moves the fleet
   through, and :meth:`Draft.freeze` gives the next immutable fleet;
-* :data:`DEVICE_ACTIONS` implements the device machine's actions on one device;
-  the fleet-wide loops implement ``push_root`` and ``record_timeout`` in bulk (one
-  acknowledgement timer for the initial push of a whole fleet, not one per device);
-* :func:`step` applies one device command through its table, for the single-event
-  path and the batch path alike (:func:`run_commands`), whose hot loop inlines the
-  table lookup for rows without actions.
+* :func:`_transition` makes a device action's declared writes on one device (the
+  compiled :class:`~certflow.core.interpreter.DeviceAction`: count the attempt, keep a
+  reason, start the wait, emit the push); the fleet-wide loops make the same writes in
+  bulk (one acknowledgement timer for the initial push of a whole fleet, not one per
+  device);
+* :class:`Draft` is also the :class:`~certflow.core.interpreter.DevicePort` of the
+  interpreter's device commands; :func:`run_commands` is the batch path, whose hot loop
+  inlines the table lookup for rows without actions and hands every other command to
+  the interpreter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +32,9 @@ import immutables
 
 from certflow.core._fleet import (
     ATTEMPT_SHIFT,
+    AWAITING,
     COUNT_DELTA,
     COUNT_UNIT,
-    DEVICE_STATES,
     INITIAL_PUSH,
     INITIAL_UNIT,
     KEY_MASK,
@@ -44,28 +47,32 @@ from certflow.core._fleet import (
     initial_pending,
     state_count,
 )
-from certflow.core._registry import Registry
-from certflow.core._vector import CodeVector, Transient
+from certflow.core._vector import (
+    CHUNK_BITS,
+    CHUNK_MASK,
+    MID_MASK,
+    ROOT_SHIFT,
+    CodeVector,
+    Transient,
+    set_code,
+)
 from certflow.core.effects import Effect, PushRoot
 from certflow.core.interpreter import (
     IGNORED,
-    REFUSED,
     Compiled,
+    DeviceAction,
     DeviceTable,
     FleetMove,
     FleetResult,
-    device_refusal,
+    Run,
+    device_command,
     timeout_reason,
-    unknown_device,
 )
-from certflow.core.machines import RULES, Call
-from certflow.core.plan import DeviceState
 from certflow.core.policy import Policy
 
-__all__ = ["DEVICE_ACTIONS", "Draft", "run_commands", "step"]
+__all__ = ["Draft", "one_event", "run_commands"]
 
 _CLEAR = ~(STATE_MASK | INITIAL_PUSH)
-_PUSHED = DEVICE_STATES.index(DeviceState.PUSHED)
 
 
 class Draft:
@@ -90,6 +97,8 @@ class Draft:
         self.extra_ids = roster.extra_ids
         self.extra_positions = roster.extra_positions
         self.size = fleet.size
+        self.wait_span = compiled.wait_span(policy)
+        self.timeout_reason = timeout_reason(compiled, policy)
 
     # --- storage -------------------------------------------------------------------------
 
@@ -105,6 +114,19 @@ class Draft:
             self.transient = None
         return self.vector
 
+    def transition(
+        self,
+        device: int,
+        device_id: str,
+        dest: int,
+        calls: tuple[DeviceAction, ...],
+        command: Any,
+        run: Run,
+    ) -> None:
+        """Move the device at index ``device`` to ``dest``, making the writes of ``calls``."""
+        code = self.codes()[device]
+        _transition(self, device, code, dest, calls, command, run.now, run.effects)
+
     def locate(self, device_id: str) -> int | None:
         """The index of a device, or ``None`` if the fleet does not know it."""
         found = self.base.roster.positions.get(device_id)
@@ -115,9 +137,16 @@ class Draft:
         ids = self.base.roster.ids
         return ids[index] if index < len(ids) else self.extra_ids[index]
 
-    def add(self, device_id: str, code: int) -> int:
-        """Append a device new to the rollout, in state ``code``; its index."""
+    # --- DevicePort --------------------------------------------------------------------
+
+    def state_of(self, device: int) -> int:
+        """The state index of the device at index ``device``."""
+        return (self.transient or self.vector)[device] & STATE_MASK
+
+    def add(self, device_id: str) -> int:
+        """Append a device new to the rollout, in the initial state; its index."""
         index = self.size
+        code = self.compiled.device_states.index(self.compiled.rules.device.initial)
         self.codes().append(code)
         self.size += 1
         self.extra_ids = self.extra_ids.set(index, device_id)
@@ -126,9 +155,7 @@ class Draft:
         return index
 
     def schedule(self, timeout: Timeout) -> None:
-        """Start an acknowledgement timer (none when the policy has no timeout)."""
-        if self.policy.ack_timeout is None:
-            return
+        """Start an acknowledgement timer."""
         self.timeouts = self.timeouts.set(self.tail, timeout)
         self.tail += 1
 
@@ -146,7 +173,7 @@ class Draft:
                 live = initial_pending(self.counts) > 0
             else:
                 code = codes[timeout.first]
-                live = code & KEY_MASK == _PUSHED and code >> ATTEMPT_SHIFT == timeout.attempt
+                live = code & KEY_MASK == AWAITING and code >> ATTEMPT_SHIFT == timeout.attempt
             if live:
                 return
             self.timeouts = self.timeouts.delete(self.head)
@@ -190,12 +217,11 @@ class Draft:
 
     def move(self, move: FleetMove, now: datetime) -> FleetResult:
         """Apply a fleet-wide move (see :class:`~certflow.core.interpreter.FleetMove`)."""
-        names = {call.name for calls in move.calls for call in calls}
         if move.selection == "due":
             return self._time_out(move, now)
-        if "push_root" in names:
+        if move.pushes:  # validation: a fleet-wide push takes no other device action
             return self._push_all(move, now)
-        if names:
+        if any(move.calls):
             return self._move_each(move, now)
         return self._move_all(move)
 
@@ -204,16 +230,16 @@ class Draft:
         dest = move.dest
         moved: list[int] = []
         # A device moved into pushed without a push is not waiting on the first push.
-        unmark = tuple(~INITIAL_PUSH if target == _PUSHED else -1 for target in dest)
+        unmark = tuple(~INITIAL_PUSH if target == AWAITING else -1 for target in dest)
 
         def convert(chunk: Any, base: int) -> Any:
             out = chunk
             for offset, code in enumerate(chunk):
-                target = dest[code & 7]
+                target = dest[code & STATE_MASK]
                 if target >= 0:
                     if out is chunk:
                         out = chunk[:]
-                    out[offset] = ((code & ~STATE_MASK) | target) & unmark[code & 7]
+                    out[offset] = ((code & ~STATE_MASK) | target) & unmark[code & STATE_MASK]
                     moved.append(base + offset)
             return out
 
@@ -236,7 +262,7 @@ class Draft:
             group: list[int] = []
             current = -1  # the attempt number `group` collects (pushes come in runs)
             for offset, code in enumerate(chunk):
-                target = dest[code & 7]
+                target = dest[code & STATE_MASK]
                 if target >= 0:
                     if out is chunk:
                         out = chunk[:]
@@ -252,7 +278,7 @@ class Draft:
         before = self.counts
         self.vector = self._frozen().map_chunks(convert)
         self.counts += _move_delta(before, dest, dest if ranged else ())
-        ack = self.policy.ack_timeout
+        ack = self.wait_span
         if ranged and any(attempt != 1 for attempt in by_attempt):
             # Not a first push after all: no shared timer; clear the marks again.
             draft = self.codes()
@@ -327,51 +353,14 @@ def _move_delta(before: int, dest: tuple[int, ...], marked: tuple[int, ...]) -> 
             continue
         moved = state_count(before, source)
         delta += moved * (STATE_UNIT[target] - STATE_UNIT[source])
-        if source == _PUSHED:
+        if source == AWAITING:
             delta -= initial_pending(before) * INITIAL_UNIT  # they all leave or re-push
-        if marked and target == _PUSHED:
+        if marked and target == AWAITING:
             delta += moved * INITIAL_UNIT
     return delta
 
 
 # --- Device actions ------------------------------------------------------------------------
-
-# (draft, index, code after the state change, command or None, now, effects) -> new code
-DeviceAction = Callable[[Draft, int, int, Any, datetime, list[Effect]], int]
-DEVICE_ACTIONS: Registry[DeviceAction] = Registry("device action")
-_device_action = DEVICE_ACTIONS.register
-
-
-@_device_action("push_root")
-def _push_root(
-    draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
-) -> int:
-    code = (code + ONE_ATTEMPT) & ~INITIAL_PUSH
-    attempt = code >> ATTEMPT_SHIFT
-    ack = draft.policy.ack_timeout
-    if ack is not None:
-        draft.schedule(Timeout(now + ack, index, index + 1, attempt, False))
-    effects.append(PushRoot((draft.device_id(index),), attempt, now))
-    return code
-
-
-@_device_action("keep_reason")
-def _keep_reason(
-    draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
-) -> int:
-    draft.reasons = draft.reasons.set(index, command.reason)
-    return code
-
-
-@_device_action("record_timeout")
-def _record_timeout(
-    draft: Draft, index: int, code: int, command: Any, now: datetime, effects: list[Effect]
-) -> int:
-    draft.reasons = draft.reasons.set(index, timeout_reason(draft.policy))
-    return code
-
-
-DEVICE_ACTIONS.require_exactly((a.name for a in RULES.device.actions), "device actions")
 
 
 def _transition(
@@ -379,15 +368,27 @@ def _transition(
     index: int,
     code: int,
     dest: int,
-    calls: tuple[Call, ...],
+    calls: tuple[DeviceAction, ...],
     command: Any,
     now: datetime,
     effects: list[Effect],
 ) -> None:
-    """Move one device to state ``dest`` and run its device actions."""
+    """Move one device to state ``dest`` and make its device actions' declared writes."""
     new = (code & ~STATE_MASK) | dest
-    for invocation in calls:
-        new = DEVICE_ACTIONS[invocation.name](draft, index, new, command, now, effects)
+    for act in calls:
+        if act.counts:
+            new += ONE_ATTEMPT
+        if act.reason:
+            reason = command.reason if act.reason == "command" else draft.timeout_reason
+            draft.reasons = draft.reasons.set(index, reason)
+        if act.starts_wait:
+            # This push is the device's own latest one, not the fleet's first push.
+            new &= ~INITIAL_PUSH
+            span = draft.wait_span
+            if span is not None:
+                draft.schedule(Timeout(now + span, index, index + 1, new >> ATTEMPT_SHIFT, False))
+        if act.pushes:
+            effects.append(PushRoot((draft.device_id(index),), new >> ATTEMPT_SHIFT, now))
     draft.codes()[index] = new
     draft.counts += COUNT_DELTA[code & KEY_MASK][new & KEY_MASK]
 
@@ -395,83 +396,80 @@ def _transition(
 # --- Device commands -------------------------------------------------------------------------
 
 
-def step(
-    draft: Draft,
-    table: DeviceTable,
-    command: Any,
-    now: datetime,
-    effects: list[Effect],
-    gate: Callable[[DeviceTable, Any], None],
-) -> None:
-    """Apply one device command through its table: the general path of the kernel.
-
-    Order of the checks: the device must be known (unless it enrols), then the rollout
-    state's gate (``gate`` raises its refusal), then the device's row.
-    """
-    device_id = command.device_id
-    index = draft.locate(device_id)
-    if index is None:
-        if table.enter is None:  # only the enrolment brings a device new to the rollout
-            raise unknown_device(device_id)
-        gate(table, command)
-        target, calls = table.enter
-        index = draft.add(device_id, _initial(draft))
-        _transition(draft, index, draft.codes()[index], target, calls, command, now, effects)
-        return
-    gate(table, command)
-    code = draft.codes()[index]
-    source = code & STATE_MASK
-    dest = table.dest[source]
-    if dest == IGNORED:
-        return
-    if dest == REFUSED:
-        raise device_refusal(draft.compiled, table, device_id, source, command)
-    _transition(draft, index, code, dest, table.calls[source], command, now, effects)
-
-
-def _initial(draft: Draft) -> int:
-    return draft.compiled.device_states.index(draft.compiled.rules.device.initial)
-
-
-def run_commands(
-    draft: Draft,
-    table: DeviceTable,
-    commands: Iterable[Any],
-    now: datetime,
-    effects: list[Effect],
-    gate: Callable[[DeviceTable, Any], None],
-) -> None:
+def run_commands(draft: Draft, run: Run, table: DeviceTable, commands: Iterable[Any]) -> None:
     """Apply a run of device commands of one type, in order: the batch path.
 
     Rows without actions are applied inline (the hot loop: one table lookup and one
-    write per report); every other case goes through :func:`step`.
+    write per report); every other case goes through the interpreter's
+    :func:`~certflow.core.interpreter.device_command`, whose order of checks this
+    loop keeps: a fast row needs a known device and a gate without guards.
     """
     fast = table.fast
     locate = draft.base.roster.positions.get
     if not table.allowed or table.guards:
         for command in commands:
-            step(draft, table, command, now, effects, gate)
+            device_command(run, draft, table, command)
         return
     codes = draft.codes()
     owned, own = codes.owned, codes.own
     left = [0] * (KEY_MASK + 1)  # devices that left each count key by a fast row
+    state_mask, key_mask = STATE_MASK, KEY_MASK
     for command in commands:
         index = locate(command.device_id)
         if index is None:
-            step(draft, table, command, now, effects, gate)
+            device_command(run, draft, table, command)
             continue
-        chunk = owned.get(index >> 8)
+        chunk, offset = owned.get(index >> CHUNK_BITS), index & CHUNK_MASK
         if chunk is None:
-            chunk = own(index >> 8)
-        offset = index & 255
+            chunk = own(index >> CHUNK_BITS)
         code = chunk[offset]
-        source = code & 7
+        source = code & state_mask
         dest = fast[source]
         if dest >= 0:
             chunk[offset] = code - source + dest
-            left[code & 15] += 1
+            left[code & key_mask] += 1
         elif dest != IGNORED:
-            step(draft, table, command, now, effects, gate)
+            device_command(run, draft, table, command)
     draft.counts += sum(
-        n * COUNT_DELTA[k][k - (k & 7) + fast[k & 7]] for k, n in enumerate(left) if n
+        n * COUNT_DELTA[k][k - (k & STATE_MASK) + fast[k & STATE_MASK]]
+        for k, n in enumerate(left)
+        if n
+    )
+
+
+_tuple_new = tuple.__new__
+_INITIAL_KEY = AWAITING | INITIAL_PUSH
+
+
+def one_event(fleet: Fleet, dests: tuple[int, ...], index: int) -> Fleet | None:
+    """The single-event hot path: the device at ``index`` moves by ``dests`` (a table's
+    ``fast`` row, no actions), when nothing needs the general path.
+
+    Returns the new fleet; ``fleet`` itself for a declared duplicate (nothing changes);
+    ``None`` when the general path must decide (a row with actions, a refusal, or an
+    answer that ends the timer at the head of the queue, which the general path prunes).
+    """
+    root = fleet.root
+    code = root[index >> ROOT_SHIFT][(index >> CHUNK_BITS) & MID_MASK][index & CHUNK_MASK]
+    key = code & KEY_MASK  # state and initial-push mark: the counts' key
+    source = key & STATE_MASK
+    dest = dests[source]
+    if dest < 0:
+        return fleet if dest == IGNORED else None
+    roster = fleet.roster
+    head = roster.timeouts_head
+    if head != roster.timeouts_tail:
+        timeout = roster.timeouts[head]
+        if timeout.first == index or (
+            timeout.initial and key == _INITIAL_KEY and initial_pending(fleet.counts) == 1
+        ):
+            return None
+    return _tuple_new(
+        Fleet,
+        (
+            set_code(root, index, code - source + dest),
+            fleet.size,
+            fleet.counts + COUNT_DELTA[key][key - source + dest],
+            roster,
+        ),
     )

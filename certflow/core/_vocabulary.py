@@ -80,7 +80,10 @@ class Trigger:
     ``hint`` is the refusal hint when the current state has no row for it; ``hints``
     overrides it for some states. A device trigger's ``phrase`` completes "device X
     cannot ..." in a refusal. ``introduces`` marks the device trigger by which a device
-    new to the rollout joins it (the enrolment).
+    new to the rollout joins it (the enrolment). ``carries`` names what the trigger's
+    command brings besides its device (a failure's ``reason``), which a device action
+    may write. ``source`` says who sends it: a command comes from outside
+    (administrator, device, host), and a timer's or a wait's trigger from time.
     """
 
     name: str
@@ -90,6 +93,7 @@ class Trigger:
     hints: tuple[tuple[str, str], ...] = ()
     phrase: str = ""
     introduces: bool = False
+    carries: tuple[str, ...] = ()
 
     def hint_in(self, state: str) -> str:
         """The refusal hint when ``state`` has no row for this trigger."""
@@ -126,30 +130,63 @@ class Fire:
     selection: Literal["all", "due"] = "all"
 
 
+#: What a device action may write, field by field: the device fields every driver keeps,
+#: and for each the values a driver knows how to compute. A declaration combines these
+#: freely; :meth:`Rules.validate` refuses anything else, so that no driver meets a write
+#: it cannot make.
+ASSIGNABLE: dict[str, tuple[str, ...]] = {
+    "attempts": ("attempts + 1",),
+    "last_failure_reason": ("the command's reason", "the wait's timeout"),
+}
+
+#: The effects a device action may emit (one per pushed device, or one per batch).
+DEVICE_EFFECTS = ("PushRoot",)
+
+
+@attrs.frozen
+class Assign:
+    """One write of a device action: ``field := value`` (see :data:`ASSIGNABLE`)."""
+
+    field: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.field} := {self.value}"
+
+
 @attrs.frozen
 class Action:
-    """A named action: what a transition ``emits`` (effects) and ``changes``."""
+    """A named action: the effects it ``emits``, the writes it makes to a device
+    (``assigns``, device actions only), and the trigger it ``fires`` on another machine.
+
+    These three are what the drivers run. ``note`` is documentation only: what a rollout
+    action does to the phase, in words (its implementation is registered under its name
+    in :data:`certflow.core.interpreter.ACTIONS`).
+    """
 
     name: str
     emits: tuple[str, ...] = ()
-    changes: str = ""
     fires: Fire | None = None
+    assigns: tuple[Assign, ...] = ()
+    note: str = ""
 
 
 @attrs.frozen
 class Timer:
-    """A named timer: at instant ``at`` (computed from the policy) it fires ``trigger``.
+    """A named timer: when it falls due it fires ``trigger``.
 
     ``consumed_by`` names the actions that move the timer on (the notice announced, the
     checkpoint done): a row the timer fires that stays where the timer runs must take one
-    of them, or the timer would still be due after it (:meth:`Rules.validate`).
+    of them, or the timer would still be due after it (:meth:`Rules.validate`). The
+    instant itself is computed by the timer's implementation, registered under its name
+    in :data:`certflow.core.interpreter.TIMERS`; ``note`` says it in words, for the
+    diagrams only.
     """
 
     name: str
     trigger: str
-    at: str
-    policy: tuple[str, ...] = ()
     consumed_by: tuple[str, ...] = ()
+    note: str = ""
 
 
 @attrs.frozen
@@ -513,6 +550,7 @@ class Rules:
                     )
                 elif not set(fire.only) <= set(target.sources(fire.trigger)):
                     yield f"action {action.name!r}: {fire.only} are not sources of {fire.trigger!r}"
+        yield from self._source_problems()
         commands = [t.command for m in self.machines for t in m.triggers if t.command]
         duplicates = sorted({c for c in commands if commands.count(c) > 1})
         if duplicates:
@@ -523,6 +561,28 @@ class Rules:
             yield "more than one device trigger introduces new devices"
         if len(self.device.states) > 8:
             yield "at most 8 device states fit a device code"
+
+    def _source_problems(self) -> Iterable[str]:
+        """Each trigger comes from where its ``source`` says: a command from outside,
+        a timer's or a wait's from time."""
+        for machine in self.machines:
+            for trigger in machine.triggers:
+                outside = trigger.source in ("administrator", "device", "host")
+                if outside != (trigger.command is not None):
+                    yield (
+                        f"{machine.name} trigger {trigger.name!r} comes from "
+                        f"{trigger.source} but {'has no' if outside else 'has a'} command"
+                    )
+            for timer in machine.timers:
+                if timer.trigger in {t.name for t in machine.triggers} and (
+                    machine.trigger(timer.trigger).source != "time"
+                ):
+                    yield f"timer {timer.name!r} fires {timer.trigger!r}, not a time trigger"
+            for wait in machine.waits:
+                if wait.fires in {t.name for t in machine.triggers} and (
+                    machine.trigger(wait.fires).source != "time"
+                ):
+                    yield f"wait {wait.name!r} fires {wait.fires!r}, which is not a time trigger"
 
     def _driver_limits(self) -> Iterable[str]:
         """What the drivers cannot run yet, refused rather than run differently."""
@@ -544,13 +604,73 @@ class Rules:
         if len(self.device.waits) > 1:
             yield "the device machine declares more than one wait; the drivers run one"
         for wait in self.device.waits:
-            # The device code of the in-memory kernel and the store's ack_due column keep
-            # this one wait: a push's acknowledgement, while the device is pushed.
-            if (wait.started_by, wait.in_states) != ("push_root", ("pushed",)):
+            # The device code of the in-memory kernel (its first-push mark and count slot)
+            # and the store's ack_due column keep a wait in this one state.
+            if wait.in_states != ("pushed",):
+                yield (f"wait {wait.name!r}: the drivers keep a wait only while a device is pushed")
+        yield from self._device_action_problems()
+
+    def _device_action_problems(self) -> Iterable[str]:
+        """Device actions write only what every driver can write (:data:`ASSIGNABLE`)."""
+        starters = {wait.started_by for wait in self.device.waits}
+        for machine in (self.rollout, self.restart):
+            for action in machine.actions:
+                if action.assigns:
+                    yield f"{machine.name} action {action.name!r} assigns device fields"
+        for action in self.device.actions:
+            if action.fires is not None:
+                yield f"device action {action.name!r} fires a trigger; device actions do not"
+            for assign in action.assigns:
+                if assign.value not in ASSIGNABLE.get(assign.field, ()):
+                    yield f"device action {action.name!r}: no driver can assign {assign}"
+            fields = [assign.field for assign in action.assigns]
+            if len(set(fields)) != len(fields):
+                yield f"device action {action.name!r} assigns a field twice"
+            for effect in action.emits:
+                if effect not in DEVICE_EFFECTS:
+                    yield f"device action {action.name!r} emits {effect!r}, not a device effect"
+                elif action.name not in starters:
+                    yield (
+                        f"device action {action.name!r} emits {effect!r} without starting "
+                        "the acknowledgement wait; a push is what is acknowledged"
+                    )
+            if action.name in starters and Assign("attempts", "attempts + 1") not in action.assigns:
                 yield (
-                    f"wait {wait.name!r}: the drivers keep only a push's acknowledgement "
-                    "(started by push_root, while pushed)"
+                    f"device action {action.name!r} starts a wait without counting the "
+                    "attempt; an answer is matched to its push by the attempt"
                 )
+        for row in self.device.transitions:
+            carried = (
+                set(self.device.trigger(row.trigger).carries)
+                if row.trigger in {t.name for t in self.device.triggers}
+                else set()
+            )
+            for invocation in row.actions:
+                if invocation.name not in {a.name for a in self.device.actions}:
+                    continue
+                action = self.device.action(invocation.name)
+                if any(a.value == "the command's reason" for a in action.assigns) and (
+                    "reason" not in carried
+                ):
+                    yield (
+                        f"{row.source} --{row.label()}--> {row.dest} writes the command's "
+                        f"reason, which {row.trigger!r} does not carry"
+                    )
+        for action in self.rollout.actions:
+            fire = action.fires
+            if fire is None or fire.machine != "device":
+                continue
+            for source in fire.only or self.device.sources(fire.trigger):
+                rows = self.device.rows(source, fire.trigger)
+                if len(rows) != 1:
+                    continue  # refused by the link checks
+                row = rows[0]
+                names = {call.name for call in row.actions}
+                if names & starters and len(row.actions) > 1:
+                    yield (
+                        f"{source} --{row.label()}--> {row.dest} is fired fleet-wide by "
+                        f"{action.name!r}; a fleet-wide push takes no other device action"
+                    )
 
     def fired_rows(self, action: str) -> dict[str, Transition]:
         """The device rows by which rollout action ``action`` moves the fleet: for each

@@ -26,6 +26,7 @@ is never modified, since values are immutable.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import groupby
@@ -35,20 +36,14 @@ from certflow.core import commands as c
 from certflow.core import guards as g
 from certflow.core import interpreter as i
 from certflow.core._fleet import (
-    COUNT_DELTA,
-    DEVICE_STATES,
-    INITIAL_PUSH,
     Fleet,
     count_of,
-    initial_pending,
 )
-from certflow.core._kernel import Draft, run_commands
-from certflow.core._vector import set_code
+from certflow.core._kernel import Draft, one_event, run_commands
 from certflow.core.effects import Effect
-from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
-from certflow.core.instants import require_aware
+from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.machines import RULES, Rules
-from certflow.core.plan import DeviceState, Phase, Plan
+from certflow.core.plan import Phase, Plan
 from certflow.core.rollout import Rollout
 
 __all__ = ["Evaluator", "Step", "advance", "apply", "apply_all", "new_rollout", "next_due"]
@@ -70,11 +65,6 @@ _set_phase = _slots["phase"].__set__
 _set_clock = _slots["clock"].__set__
 _set_fleet = _slots["_fleet"].__set__
 
-_INITIAL_KEY = DEVICE_STATES.index(DeviceState.PUSHED) | INITIAL_PUSH
-_COMMANDS: dict[str, type] = {
-    name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
-}
-
 
 def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
     # The hot path builds one Rollout per device event; writing the slots directly
@@ -88,14 +78,7 @@ def _make(plan: Plan, phase: Phase, fleet: Fleet, clock: datetime) -> Rollout:
 
 
 def _check_now(rollout: Rollout, now: object) -> datetime:
-    if type(now) is not datetime or now.utcoffset() is None:
-        now = require_aware("now", now)
-    if now < rollout.clock:
-        raise TimeWentBackwards(
-            f"now ({now.isoformat()}) is earlier than the last instant this rollout has "
-            f"seen ({rollout.clock.isoformat()}); instants must never go backwards"
-        )
-    return now
+    return i.check_now(now, rollout.clock)
 
 
 class Evaluator:
@@ -106,13 +89,20 @@ class Evaluator:
     rules (the tests do, to prove that a changed row changes behaviour).
     """
 
-    def __init__(self, rules: Rules = RULES) -> None:
+    def __init__(self, rules: Rules | None = None, *, _rules: Rules | None = None) -> None:
+        if rules is not None:
+            warnings.warn(
+                "Evaluator(rules) is deprecated and will be removed in certflow 0.3: the "
+                "rules are certflow's own (docs/decisions.md, 'Rules are internal'); "
+                "use Evaluator()",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            _rules = rules
+        rules = RULES if _rules is None else _rules
         self.rules = rules
         self.compiled = i.compile_rules(rules)
-        routes: dict[type, tuple[str, str]] = {}
-        for command_name, route in self.compiled.commands.items():
-            routes[_COMMANDS[command_name]] = route
-        self._routes = routes
+        routes = self._routes = self.compiled.routes
         # Per rollout state: device command class -> its table, for the tables the
         # inline path may take (the state lets the trigger through without a guard).
         self._fast: dict[str, dict[type, tuple[int, ...]]] = {
@@ -172,35 +162,11 @@ class Evaluator:
         if dests is not None:
             index = roster.positions.get(command.device_id)  # type: ignore[union-attr]
             if index is not None:
-                root = fleet.root
-                code = root[index >> 14][(index >> 8) & 63][index & 255]  # _vector layout
-                key = code & 15  # state and initial-push mark: the counts' key
-                source = key & 7
-                dest = dests[source]
-                if dest >= 0:
-                    if head != roster.timeouts_tail:
-                        # Keep the queue's head a live push: if this device's answer
-                        # ends the head timer, the general path prunes it.
-                        timeout = roster.timeouts[head]
-                        if timeout.first == index or (
-                            timeout.initial
-                            and key == _INITIAL_KEY
-                            and initial_pending(fleet.counts) == 1
-                        ):
-                            return self._general(rollout, command, now, False)
-                    fleet = _tuple_new(
-                        Fleet,
-                        (
-                            set_code(root, index, code - source + dest),
-                            fleet.size,
-                            fleet.counts + COUNT_DELTA[key][key - source + dest],
-                            roster,
-                        ),
-                    )
-                    rollout = _make(rollout.plan, phase, fleet, now)
-                    return _tuple_new(Step, (rollout, _NO_EFFECTS))
-                if dest == i.IGNORED:
+                moved = one_event(fleet, dests, index)
+                if moved is fleet:  # a declared duplicate
                     return _tuple_new(Step, (self._at(rollout, now), _NO_EFFECTS))
+                if moved is not None:
+                    return _tuple_new(Step, (_make(rollout.plan, phase, moved, now), _NO_EFFECTS))
         return self._general(rollout, command, now, False)
 
     def _general(self, rollout: Rollout, command: c.Command, now: datetime, due: bool) -> Step:
@@ -222,7 +188,6 @@ class Evaluator:
         run, draft = self._start(rollout, now, "")
         i.catch_up(run, now)
         for kind, same in groupby(commands, type):
-            run.command = kind.__name__
             self._dispatch(run, draft, kind, same)
         return Step(self._finish(rollout, run, draft), tuple(run.effects))
 
@@ -301,27 +266,10 @@ class Evaluator:
         return run, draft
 
     def _dispatch(self, run: i.Run, draft: Draft, kind: type, batch: Iterable[Any]) -> None:
-        route = self._routes.get(kind)
-        if route is None:
-            raise InvalidInput(f"{next(iter(batch))!r} is not a certflow command")
-        machine, trigger = route
-        rules = self.rules
-        if machine == rules.device.name:
-            table = self.compiled.device[run.phase.state.value][trigger]
-            run_commands(draft, table, batch, run.now, run.effects, self._gate(run))
-            return
-        for _ in batch:
-            if machine == rules.rollout.name:
-                i.fire(run, trigger)
-            else:
-                i.fire_restart(run, trigger)
-            i.catch_up(run, run.now)
+        def device_batch(run: i.Run, table: i.DeviceTable, commands: Iterable[Any]) -> None:
+            run_commands(draft, run, table, commands)
 
-    def _gate(self, run: i.Run) -> Any:
-        def gate(table: i.DeviceTable, command: Any) -> None:
-            i.check_gate(run, table, command, command.device_id)
-
-        return gate
+        i.dispatch(run, draft, kind, batch, device_batch)
 
     def _finish(self, before: Rollout, run: i.Run, draft: Draft) -> Rollout:
         phase = run.phase

@@ -20,20 +20,23 @@ the :class:`FleetPort` the driver passes in, so the in-memory evaluator and a da
 store run the same rollout rules over their own storage. Device commands are the
 drivers' hot path: they read the compiled :class:`DeviceTable` directly.
 
-Limits, stated plainly: the device actions (``push_root``, ``keep_reason``,
-``record_timeout``) are implemented by each driver over its storage, and only their
-names and declared effects are shared; ``mark_stragglers`` marks nobody when the root is
-publicly trusted (every device trusts such a root), a rule its note states.
+Device actions are compiled too (:class:`DeviceAction`): each is its declared writes and
+effects as flags, so a driver implements the small vocabulary of device writes over its
+storage and never knows an action by name.
+
+Limits, stated plainly: ``mark_stragglers`` marks nobody when the root is publicly
+trusted (every device trusts such a root), a rule its note states.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import attrs
 
+from certflow.core import commands as c
 from certflow.core import guards as g
 from certflow.core import timeline
 from certflow.core._registry import Registry
@@ -47,9 +50,10 @@ from certflow.core.effects import (
     ReenrollmentRequired,
     RestartRequired,
 )
-from certflow.core.errors import CommandRefused, UnknownDevice
-from certflow.core.instants import show_span
-from certflow.core.machines import RULES, Call, MachineSpec, Rules, Timer, Transition
+from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards, UnknownDevice
+from certflow.core.instants import require_aware, show_span
+from certflow.core.machines import RULES, Call, MachineSpec, Rules, Timer, Transition, Wait
+from certflow.core.machines import Action as DeclaredAction
 from certflow.core.plan import Phase, Plan, RolloutState
 from certflow.core.policy import Policy
 
@@ -60,6 +64,8 @@ __all__ = [
     "SLOW",
     "TIMERS",
     "Compiled",
+    "DeviceAction",
+    "DevicePort",
     "DeviceTable",
     "FleetMove",
     "FleetPort",
@@ -67,8 +73,11 @@ __all__ = [
     "Run",
     "catch_up",
     "check_gate",
+    "check_now",
     "compile_rules",
+    "device_command",
     "device_refusal",
+    "dispatch",
     "fire",
     "fire_restart",
     "fire_timer",
@@ -80,9 +89,49 @@ __all__ = [
     "unknown_device",
 ]
 
+Handle = TypeVar("Handle")
+
 REFUSED = -1  # the device state has no row for the trigger
 IGNORED = -2  # a declared duplicate: nothing changes, nothing is emitted
 SLOW = -3  # in DeviceTable.fast: the row has actions; take the general path
+
+
+@attrs.frozen
+class DeviceAction:
+    """A device action as every driver runs it, compiled from its declaration.
+
+    The flags are the declared writes and effects (:data:`~certflow.core.machines.ASSIGNABLE`),
+    so that a driver implements the fixed vocabulary of device writes, never an action by
+    its name: ``counts`` (``attempts := attempts + 1``), ``reason`` (what
+    ``last_failure_reason`` becomes: ``"command"``, the command's; ``"timeout"``, the
+    wait's; ``""``, unchanged), ``pushes`` (emits ``PushRoot``) and ``starts_wait``.
+    """
+
+    name: str
+    counts: bool
+    reason: Literal["", "command", "timeout"]
+    pushes: bool
+    starts_wait: bool
+
+    @classmethod
+    def of(cls, action: DeclaredAction, wait: Wait | None) -> DeviceAction:
+        """The compiled form of the declared device ``action``."""
+        values = {assign.field: assign.value for assign in action.assigns}
+        reason = values.get("last_failure_reason", "")
+        return cls(
+            action.name,
+            counts=values.get("attempts") == "attempts + 1",
+            reason=_REASONS[reason],
+            pushes="PushRoot" in action.emits,
+            starts_wait=wait is not None and wait.started_by == action.name,
+        )
+
+
+_REASONS: dict[str, Literal["", "command", "timeout"]] = {
+    "": "",
+    "the command's reason": "command",
+    "the wait's timeout": "timeout",
+}
 
 
 @attrs.frozen
@@ -102,10 +151,10 @@ class DeviceTable:
     guards: tuple[str, ...]
     refusal: str
     dest: tuple[int, ...]
-    calls: tuple[tuple[Call, ...], ...]
+    calls: tuple[tuple[DeviceAction, ...], ...]
     fast: tuple[int, ...]
     introduces: bool
-    enter: tuple[int, tuple[Call, ...]] | None
+    enter: tuple[int, tuple[DeviceAction, ...]] | None
 
 
 @attrs.frozen
@@ -119,8 +168,13 @@ class FleetMove:
     action: str
     trigger: str
     dest: tuple[int, ...]
-    calls: tuple[tuple[Call, ...], ...]
+    calls: tuple[tuple[DeviceAction, ...], ...]
     selection: Literal["all", "due"]
+
+    @property
+    def pushes(self) -> bool:
+        """Whether some row of the move pushes the root (and so starts the wait)."""
+        return any(a.starts_wait for calls in self.calls for a in calls)
 
     def mapping(self, names: Sequence[str]) -> dict[str, str]:
         """The move as ``{from state: to state}`` names."""
@@ -133,6 +187,36 @@ class FleetResult(NamedTuple):
 
     ids: Sequence[str] = ()
     pushes: Mapping[int, Sequence[str]] = {}
+
+
+class DevicePort(Protocol[Handle]):
+    """What the interpreter needs from a driver to run one device command.
+
+    ``Handle`` is whatever the driver finds a device by (an index, a held row). The
+    order of the checks, the gate and the rows are the interpreter's
+    (:func:`device_command`); the port only finds, adds and writes devices.
+    """
+
+    def locate(self, device_id: str) -> Handle | None:
+        """The device ``device_id``, or ``None`` if the rollout does not know it."""
+
+    def state_of(self, device: Handle) -> int:
+        """The index of the device's state."""
+
+    def add(self, device_id: str) -> Handle:
+        """A device new to the rollout, in the device machine's initial state."""
+
+    def transition(
+        self,
+        device: Handle,
+        device_id: str,
+        dest: int,
+        calls: tuple[DeviceAction, ...],
+        command: Any,
+        run: Run,
+    ) -> None:
+        """Move the device to state ``dest`` and make the declared writes of ``calls``
+        (emitting their effects into ``run.effects``)."""
 
 
 class FleetPort(Protocol):
@@ -199,6 +283,18 @@ class Compiled:
         self.rules = rules
         rollout, device = rules.rollout, rules.device
         self.device_states = device.state_names
+        #: The device machine's one wait (validation allows at most one), the index of
+        #: the state in which a device awaits it (-1 without a wait), and its span's
+        #: policy field.
+        self.wait = device.waits[0] if device.waits else None
+        self.awaiting = (
+            self.device_states.index(self.wait.in_states[0]) if self.wait is not None else -1
+        )
+        if self.wait is not None and self.wait.after not in attrs.fields_dict(Policy):
+            raise ValueError(
+                f"wait {self.wait.name!r} runs for {self.wait.after!r}, no policy field"
+            )
+        self.device_actions = {a.name: DeviceAction.of(a, self.wait) for a in device.actions}
         self.rows: dict[tuple[str, str], tuple[Transition, ...]] = {}
         for row in rollout.transitions:
             self.rows.setdefault((row.source, row.trigger), ())
@@ -216,11 +312,11 @@ class Compiled:
             if declared.fires is None or not fired:
                 continue
             dest = [REFUSED] * len(device.states)
-            calls: list[tuple[Call, ...]] = [()] * len(device.states)
+            calls: list[tuple[DeviceAction, ...]] = [()] * len(device.states)
             for source, row in fired.items():
                 index = self.device_states.index(source)
                 dest[index] = self.device_states.index(row.dest)
-                calls[index] = row.actions
+                calls[index] = self._actions(row.actions)
             self.moves[declared.name] = FleetMove(
                 declared.name,
                 declared.fires.trigger,
@@ -233,6 +329,13 @@ class Compiled:
         )
         self.commands: dict[str, tuple[str, str]] = {
             t.command: (m.name, t.name) for m in rules.machines for t in m.triggers if t.command
+        }
+        #: The same by command class: what :func:`dispatch` routes by.
+        unknown = sorted(name for name in self.commands if name not in c.__all__)
+        if unknown:
+            raise ValueError(f"rules name commands that certflow does not have: {unknown}")
+        self.routes: dict[type, tuple[str, str]] = {
+            getattr(c, name): route for name, route in self.commands.items()
         }
         declared_guards = {x.name for m in rules.machines for x in m.guards}
         declared_actions = {x.name for m in (rollout, rules.restart) for x in m.actions}
@@ -251,7 +354,7 @@ class Compiled:
         gate = next((x for x in state.gates if x.trigger == trigger), None)
         refusal = state.gate_hint or device.trigger(trigger).hint
         dest: list[int] = []
-        calls: list[tuple[Call, ...]] = []
+        calls: list[tuple[DeviceAction, ...]] = []
         for source in device.state_names:
             landing = self._follow(source, trigger, gate.then if gate else ())
             dest.append(landing[0])
@@ -275,24 +378,39 @@ class Compiled:
 
     def _follow(
         self, source: str, trigger: str, then: tuple[str, ...]
-    ) -> tuple[int, tuple[Call, ...]]:
+    ) -> tuple[int, tuple[DeviceAction, ...]]:
         device = self.rules.device
         rows = device.rows(source, trigger)
         if not rows:
             return (IGNORED if (source, trigger) in device.ignored else REFUSED), ()
-        return self._chain(rows[0].dest, rows[0].actions, then)
+        return self._chain(rows[0].dest, self._actions(rows[0].actions), then)
 
     def _chain(
-        self, state: str, calls: tuple[Call, ...], then: tuple[str, ...]
-    ) -> tuple[int, tuple[Call, ...]]:
+        self, state: str, calls: tuple[DeviceAction, ...], then: tuple[str, ...]
+    ) -> tuple[int, tuple[DeviceAction, ...]]:
         device = self.rules.device
         for follow in then:
             rows = device.rows(state, follow)
             if rows:
-                state, calls = rows[0].dest, calls + rows[0].actions
+                state, calls = rows[0].dest, calls + self._actions(rows[0].actions)
             elif (state, follow) not in device.ignored:
                 raise ValueError(f"gate follow-up {follow!r} has no row from {state!r}")
         return self.device_states.index(state), calls
+
+    def _actions(self, calls: tuple[Call, ...]) -> tuple[DeviceAction, ...]:
+        return tuple(self.device_actions[call.name] for call in calls)
+
+    def keeps_wait(self, dest: int, calls: tuple[DeviceAction, ...]) -> bool:
+        """Whether a device that moves to state ``dest`` through ``calls`` still awaits
+        an answer afterwards (it pushed, or it stays where the wait runs)."""
+        return dest == self.awaiting or any(a.starts_wait for a in calls)
+
+    def wait_span(self, policy: Policy) -> timedelta | None:
+        """How long the wait runs under ``policy`` (``None``: it never runs out)."""
+        if self.wait is None:
+            return None
+        span: timedelta | None = getattr(policy, self.wait.after)
+        return span
 
 
 def compile_rules(rules: Rules = RULES) -> Compiled:
@@ -491,6 +609,87 @@ def check_gate(run: Run, table: DeviceTable, command: object, device_id: str) ->
                 )
 
 
+def device_command(run: Run, port: DevicePort[Handle], table: DeviceTable, command: Any) -> None:
+    """Run one device command through its table and the driver's ``port``.
+
+    The order of the checks, for every driver: the device must be known (unless the
+    command introduces it), then the rollout state's gate, then the device's row.
+    """
+    device_id: str = command.device_id
+    device = port.locate(device_id)
+    if device is None:
+        if table.enter is None:  # only the enrolment brings a device new to the rollout
+            raise unknown_device(device_id)
+        check_gate(run, table, command, device_id)
+        target, calls = table.enter
+        port.transition(port.add(device_id), device_id, target, calls, command, run)
+        return
+    check_gate(run, table, command, device_id)
+    source = port.state_of(device)
+    dest = table.dest[source]
+    if dest == IGNORED:
+        return
+    if dest == REFUSED:
+        raise device_refusal(run.compiled, table, device_id, source, command)
+    port.transition(device, device_id, dest, table.calls[source], command, run)
+
+
+def dispatch(
+    run: Run,
+    port: DevicePort[Handle],
+    kind: type,
+    batch: Iterable[Any],
+    device_batch: Callable[[Run, DeviceTable, Iterable[Any]], None] | None = None,
+) -> None:
+    """Run ``batch``, commands of one type ``kind``, at ``run.now``: the command
+    dispatch of every driver. Device commands go through :func:`device_command` (or the
+    driver's own ``device_batch``, which must give the same result), the rollout's and
+    the restart's through :func:`fire`, each followed by what fell due.
+    """
+    route = run.compiled.routes.get(kind)
+    if route is None:
+        raise InvalidInput(f"{next(iter(batch), kind)!r} is not a certflow command")
+    machine, trigger = route
+    rules = run.compiled.rules
+    run.command = kind.__name__
+    if machine == rules.device.name:
+        table = run.compiled.device[run.phase.state.value][trigger]
+        if device_batch is not None:
+            device_batch(run, table, batch)
+        else:
+            for command in batch:
+                device_command(run, port, table, command)
+        return
+    for _ in batch:
+        if machine == rules.rollout.name:
+            fire(run, trigger)
+        else:
+            fire_restart(run, trigger)
+        catch_up(run, run.now)
+
+
+def check_now(
+    now: object,
+    clock: datetime,
+    *,
+    rollout: str = "this rollout",
+    skew: timedelta = timedelta(0),
+    require: Callable[[str, object], datetime] = require_aware,
+) -> datetime:
+    """The instant a driver runs at: ``now`` must be timezone-aware (``require`` may ask
+    more, such as UTC) and never earlier than the rollout's ``clock``, except within
+    ``skew``, when the clock's own instant is used."""
+    at = require("now", now)
+    if at < clock and clock - at <= skew:
+        return clock
+    if at < clock:
+        raise TimeWentBackwards(
+            f"now ({at.isoformat()}) is earlier than the last instant {rollout} has "
+            f"seen ({clock.isoformat()}); instants must never go backwards"
+        )
+    return at
+
+
 def unknown_device(device_id: str) -> UnknownDevice:
     """A device command names a device the rollout does not know (and does not enrol it)."""
     return UnknownDevice(
@@ -515,9 +714,9 @@ def device_refusal(
     )
 
 
-def timeout_reason(policy: Policy) -> str:
-    """The failure reason ``record_timeout`` keeps for a device that never answered."""
-    return f"no acknowledgement within {show_span(policy.ack_timeout or timedelta(0))}"
+def timeout_reason(compiled: Compiled, policy: Policy) -> str:
+    """The failure reason a device keeps when its wait ran out (``the wait's timeout``)."""
+    return f"no acknowledgement within {show_span(compiled.wait_span(policy) or timedelta(0))}"
 
 
 # --- Timers ----------------------------------------------------------------------------------

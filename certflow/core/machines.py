@@ -23,17 +23,19 @@ Each machine declares, in the XState manner:
 * its **guards**, **actions** and **timers** by name, with what each checks, emits or
   changes. Their meaning (a few lines of code each) lives with the drivers:
   :mod:`certflow.core.guards` and :mod:`certflow.core.timeline` for all drivers,
-  :mod:`certflow.core.interpreter` for the rollout's actions and
-  :mod:`certflow.core._kernel` for the in-memory device actions;
+  :mod:`certflow.core.interpreter` for the rollout's actions;
 * **ignored** pairs ``(state, trigger)``: duplicates that change nothing and emit
   nothing (a device that reports "installed" twice);
 * its **waits** (the device machine's acknowledgement of a push): which action starts
   one, the states in which the device awaits it, and the trigger it fires when it runs
   out. Validation holds every row to that life (no row enters an awaiting state without
   starting the wait, none starts it into a state that does not await it, and the wait's
-  own trigger always ends it). The serialisation and the store's activity read the
-  awaiting states from here; the in-memory kernel and the store's device columns still
-  implement the wait by the action's name (the next step of making it binding).
+  own trigger always ends it). Every driver, the serialisation and the store's activity
+  keep the wait from here, and its span is the policy field it names (``after``);
+* a device action's **writes** (``assigns``): ``attempts := attempts + 1``,
+  ``last_failure_reason := the command's reason``. The fields and values are a small
+  fixed vocabulary (:data:`ASSIGNABLE`) that every driver implements; which action
+  writes what is declared here, and no driver knows an action by its name.
 
 Everything else is derived: the interpreter's tables, the device kernel's tables per
 rollout state, the fleet-wide ``from -> to`` mappings (:meth:`Rules.fleet_mapping`) a
@@ -55,7 +57,9 @@ from __future__ import annotations
 
 from certflow.core import _diagrams
 from certflow.core._vocabulary import (
+    ASSIGNABLE,
     Action,
+    Assign,
     Call,
     Fire,
     Gate,
@@ -73,11 +77,13 @@ from certflow.core._vocabulary import (
 )
 
 __all__ = [
+    "ASSIGNABLE",
     "DEVICE_MACHINE",
     "RESTART_MACHINE",
     "ROLLOUT_MACHINE",
     "RULES",
     "Action",
+    "Assign",
     "Call",
     "Fire",
     "Gate",
@@ -323,18 +329,18 @@ ROLLOUT_MACHINE = MachineSpec(
         ),
     ),
     actions=(
-        Action("start_distribution", changes="t0 := now"),
+        Action("start_distribution", note="t0 := now"),
         Action("push_pending", emits=("PushRoot",), fires=Fire("device", "push")),
-        Action("announce", emits=("Notify",), changes="the next checkpoint is announced"),
+        Action("announce", emits=("Notify",), note="the next checkpoint is announced"),
         Action(
             "postpone",
             emits=("ImportPostponed",),
-            changes="one more checkpoint done; the next one is ahead",
+            note="one more checkpoint done; the next one is ahead",
         ),
         Action(
             "import_certificate",
             emits=("ImportCertificate",),
-            changes="the certificate is imported; forced when the row ends in a forced state",
+            note="the certificate is imported; forced when the row ends in a forced state",
         ),
         Action(
             "mark_stragglers",
@@ -342,10 +348,10 @@ ROLLOUT_MACHINE = MachineSpec(
             fires=Fire("device", "import"),
         ),
         Action("require_restart", fires=Fire("restart", "import")),
-        Action("end", changes="ended_at := now; pending acknowledgement timers are dropped"),
+        Action("end", note="ended_at := now; pending acknowledgement timers are dropped"),
         Action(
             "extend",
-            changes="every later checkpoint and the deadline move by manual_extension",
+            note="every later checkpoint and the deadline move by manual_extension",
         ),
         Action(
             "retry_failed",
@@ -362,25 +368,22 @@ ROLLOUT_MACHINE = MachineSpec(
         Timer(
             "ack_timeout",
             "ack_timeout",
-            "each push + ack_timeout (no timer when the policy has none)",
-            ("ack_timeout",),
             consumed_by=("time_out_pushes",),
+            note="the earliest unanswered push + the acknowledgement wait's span",
         ),
         Timer(
             "notice",
             "notify",
-            "next checkpoint - notice_before, once for each checkpoint instant",
-            ("checkpoints", "notice_before"),
             consumed_by=("announce",),
+            note="next checkpoint - policy.notice_before, once for each checkpoint instant",
         ),
         Timer(
             "checkpoint",
             "checkpoint",
-            "t0 + the next checkpoint, unless it is the last",
-            ("checkpoints",),
             consumed_by=("postpone",),
+            note="t0 + the next of policy.checkpoints (+ extensions), unless it is the last",
         ),
-        Timer("deadline", "deadline", "t0 + the last checkpoint", ("checkpoints",)),
+        Timer("deadline", "deadline", note="t0 + the last of policy.checkpoints (+ extensions)"),
     ),
 )
 
@@ -435,6 +438,7 @@ DEVICE_MACHINE = MachineSpec(
             "DeviceFailed",
             hint="failures are reported while distributing",
             phrase="report a failure",
+            carries=("reason",),
         ),
         Trigger(
             "retry",
@@ -495,10 +499,17 @@ DEVICE_MACHINE = MachineSpec(
         Action(
             "push_root",
             emits=("PushRoot",),
-            changes="attempts + 1; this push is the latest (its acknowledgement timer starts)",
+            assigns=(Assign("attempts", "attempts + 1"),),
+            note="this push is the latest: its acknowledgement wait starts",
         ),
-        Action("keep_reason", changes="last failure reason := the report's reason"),
-        Action("record_timeout", changes="last failure reason := 'no acknowledgement within …'"),
+        Action(
+            "keep_reason",
+            assigns=(Assign("last_failure_reason", "the command's reason"),),
+        ),
+        Action(
+            "record_timeout",
+            assigns=(Assign("last_failure_reason", "the wait's timeout"),),
+        ),
     ),
     waits=(
         Wait(

@@ -17,17 +17,12 @@ import attrs
 
 from certflow.core import guards
 from certflow.core._fleet import (
-    ATTEMPT_SHIFT,
-    COUNT_DELTA,
-    COUNT_UNIT,
-    DEVICE_STATES,
-    INITIAL_PUSH,
-    STATE_MASK,
     Fleet,
-    empty_roster_maps,
+    attempts_of,
+    fact,
+    state_of,
     unpack_counts,
 )
-from certflow.core._vector import CodeVector
 from certflow.core.errors import InvalidInput
 from certflow.core.instants import require_aware, show
 from certflow.core.machines import ROLLOUT_MACHINE
@@ -35,9 +30,6 @@ from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutSt
 from certflow.core.policy import CertificateKind, Policy
 
 __all__ = ["Rollout"]
-
-_PENDING = DEVICE_STATES.index(DeviceState.PENDING)
-_INSTALLED = DEVICE_STATES.index(DeviceState.INSTALLED)
 
 
 @attrs.frozen(eq=False)
@@ -135,15 +127,7 @@ class Rollout:
             unknown = [d for d in trusted_device_ids if d not in index]
             raise InvalidInput(f"trusted_device_ids names unknown devices: {unknown[:5]!r}")
 
-        codes = CodeVector.filled(len(ids), _PENDING)
-        counts = len(ids) * COUNT_UNIT[_PENDING]
-        if trusted:
-            draft = codes.transient()
-            for i in trusted:
-                draft[i] = _INSTALLED
-            codes = draft.freeze()
-            counts += len(trusted) * COUNT_DELTA[_PENDING][_INSTALLED]
-        fleet = Fleet.create(codes, counts, ids=ids, positions=index, **empty_roster_maps())
+        fleet = Fleet.new(ids, index, trusted)
         return cls(plan=plan, phase=phase, clock=created_at, fleet=fleet)
 
     @property
@@ -162,7 +146,7 @@ class Rollout:
 
     def device_state(self, device_id: str) -> DeviceState:
         """The state of one device; :class:`UnknownDevice` if the rollout does not know it."""
-        return DEVICE_STATES[self._fleet.codes[self._fleet.locate(device_id)] & STATE_MASK]
+        return state_of(self._fleet.codes[self._fleet.locate(device_id)])
 
     def device(self, device_id: str) -> DeviceRecord:
         """One device's state, push attempts and last failure reason."""
@@ -177,8 +161,8 @@ class Rollout:
         code = self._fleet.codes[index]
         return DeviceRecord(
             device_id=device_id,
-            state=DEVICE_STATES[code & STATE_MASK],
-            attempts=code >> ATTEMPT_SHIFT,
+            state=state_of(code),
+            attempts=attempts_of(code),
             last_failure_reason=self._fleet.roster.reasons.get(index),
         )
 
@@ -197,10 +181,7 @@ class Rollout:
             and self.phase == other.phase
             and self.clock == other.clock
             and mine.size == theirs.size
-            and all(
-                a & ~INITIAL_PUSH == b & ~INITIAL_PUSH
-                for a, b in zip(mine.codes, theirs.codes, strict=True)
-            )
+            and all(fact(a) == fact(b) for a, b in zip(mine.codes, theirs.codes, strict=True))
             and list(mine.all_ids()) == list(theirs.all_ids())
             and dict(mine.roster.reasons) == dict(theirs.roster.reasons)
             and mine.awaiting() == theirs.awaiting()

@@ -37,15 +37,17 @@ import immutables
 
 from certflow.core import commands, effects
 from certflow.core._fleet import (
-    ATTEMPT_SHIFT,
-    COUNT_UNIT,
     DEVICE_STATES,
-    INITIAL_PUSH,
-    KEY_MASK,
-    STATE_MASK,
     Fleet,
     Timeout,
+    attempts_of,
+    count_codes,
     empty_roster_maps,
+    first_push,
+    state_of,
+)
+from certflow.core._fleet import (
+    encode as encode_code,
 )
 from certflow.core._vector import CodeVector
 from certflow.core.commands import Command
@@ -135,7 +137,6 @@ def _span(value: object) -> timedelta:
 def dumps(rollout: Rollout) -> str:
     """``rollout`` as JSON text; :func:`loads` gives back an equal rollout."""
     fleet = rollout._fleet
-    names = [state.value for state in DEVICE_STATES]
     codes = list(fleet.codes)
     by_due: dict[datetime, list[int]] = {}
     for index, due in sorted(fleet.awaiting().items()):
@@ -145,8 +146,8 @@ def dumps(rollout: Rollout) -> str:
         rollout.phase,
         rollout.clock,
         ids=list(fleet.all_ids()),
-        states=[names[code & STATE_MASK] for code in codes],
-        attempts=[code >> ATTEMPT_SHIFT for code in codes],
+        states=[state_of(code).value for code in codes],
+        attempts=[attempts_of(code) for code in codes],
         reasons={fleet.device_id(i): reason for i, reason in sorted(fleet.roster.reasons.items())},
         awaiting=sorted(by_due.items()),
     )
@@ -360,14 +361,14 @@ def _build(document: _Document | _DocumentV1) -> Rollout:
             raise _malformed(f"devices.states[{i}]: unknown device state {state!r}")
         if attempt < 0:
             raise _malformed(f"devices.attempts[{i}]: {attempt} is negative")
-        codes.append((attempt << ATTEMPT_SHIFT) | state_index[state])
+        codes.append(encode_code(state_index[state], attempt))
     unknown = [d for d in document.failure_reasons if d not in index]
     if unknown:
         raise _malformed(f"failure_reasons: unknown device {unknown[0]!r}")
     if isinstance(document, _DocumentV1):
         timeouts = _timers_v1(document, codes)
     else:
-        if document.awaiting and document.plan.policy.ack_timeout is None:
+        if document.awaiting and DEFAULT.compiled.wait_span(document.plan.policy) is None:
             raise _malformed("awaiting: the policy has no acknowledgement timeout")
         timeouts = _timers(document.awaiting, codes, document.plan, document.phase)
     reasons = immutables.Map({index[d]: r for d, r in document.failure_reasons.items()})
@@ -377,7 +378,7 @@ def _build(document: _Document | _DocumentV1) -> Rollout:
         "timeouts": immutables.Map(enumerate(timeouts)),
         "timeouts_tail": len(timeouts),
     }
-    counts = sum(COUNT_UNIT[code & KEY_MASK] for code in codes)
+    counts = count_codes(codes)
     fleet = Fleet.create(
         CodeVector.from_iterable(codes), counts, ids=tuple(ids), positions=index, **roster
     )
@@ -392,9 +393,9 @@ def _timers(awaiting: list[_Awaiting], codes: list[int], plan: Plan, phase: Phas
     push gets a timer of its own (the kernel reads one device per such timer).
     """
     # The states whose devices await an answer: the device machine's declared waits.
-    awaiting_states = {DEVICE_STATES.index(DeviceState(s)) for s in DEFAULT.rules.device.awaiting}
+    awaiting_states = {DeviceState(s) for s in DEFAULT.rules.device.awaiting}
     named = "/".join(sorted(DEFAULT.rules.device.awaiting))
-    ack = plan.policy.ack_timeout
+    ack = DEFAULT.compiled.wait_span(plan.policy)
     first_due = None if phase.started_at is None or ack is None else phase.started_at + ack
     timeouts: list[Timeout] = []
     initial: list[int] = []
@@ -405,14 +406,14 @@ def _timers(awaiting: list[_Awaiting], codes: list[int], plan: Plan, phase: Phas
             raise _malformed(f"awaiting[{n}]: due instants must be ascending")
         previous = group.due
         for i in group.devices:
-            if not 0 <= i < len(codes) or codes[i] & STATE_MASK not in awaiting_states or i in seen:
+            if not 0 <= i < len(codes) or state_of(codes[i]) not in awaiting_states or i in seen:
                 raise _malformed(
                     f"awaiting[{n}]: {i} is not the index of a device awaiting an answer ({named})"
                 )
             seen.add(i)
-            attempt = codes[i] >> ATTEMPT_SHIFT
+            attempt = attempts_of(codes[i])
             if attempt == 1 and group.due == first_due:
-                codes[i] |= INITIAL_PUSH
+                codes[i] = first_push(codes[i])
                 initial.append(i)
             else:
                 timeouts.append(Timeout(group.due, i, i + 1, attempt, False))
@@ -426,7 +427,7 @@ def _timers_v1(document: _DocumentV1, codes: list[int]) -> list[Timeout]:
     for i in document.devices.initial_push:
         if not 0 <= i < len(codes):
             raise _malformed(f"devices.initial_push: {i} is not a device index")
-        codes[i] |= INITIAL_PUSH
+        codes[i] = first_push(codes[i])
     timeouts: list[Timeout] = []
     for i, t in enumerate(document.ack_timeouts):
         if not (0 <= t.first < t.last <= len(codes) and t.attempt >= 1):

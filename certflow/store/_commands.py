@@ -1,7 +1,8 @@
 """The commands: creating a rollout, applying a command or a batch (or previewing one),
 advancing one rollout and ticking all of them. Each runs the rollout machine through
 the generic interpreter over the rollout row and its device rows (:mod:`._port`),
-moves one device row through the compiled ``DeviceTable`` for a device command, and
+moves one device row through the interpreter's device commands (the port is the
+device rows' :class:`~certflow.core.interpreter.DevicePort`), and
 appends the journal entry and its effects (:mod:`._journal`) before writing the
 rollout row. Each function named after a :class:`~certflow.store.SqlStore` method is
 that method (documented there), the store first."""
@@ -14,7 +15,6 @@ from typing import Any
 
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
-from certflow.core.effects import PushRoot
 from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.instants import require_utc
 from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
@@ -22,11 +22,11 @@ from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import dumps, encode
 from certflow.core.summary import Overview, overview
-from certflow.store._driver import REPORTS, Driver, Progress, Row
+from certflow.store._driver import Driver, Progress, Row
 from certflow.store._inputs import can_store, check_rollout_name, storable
 from certflow.store._journal import append
 from certflow.store._model import StoredEffect
-from certflow.store._port import Held, Port
+from certflow.store._port import Port
 
 __all__ = ["advance", "advance_row", "apply", "create", "is_due", "preview", "tick"]
 
@@ -200,87 +200,8 @@ def is_due(store: Driver, row: Row, at: datetime) -> bool:
 
 
 def _command(store: Driver, run: i.Run, port: Port, command: Command) -> None:
-    route = store._routes.get(type(command))
-    if route is None:
-        raise InvalidInput(f"{command!r} is not a certflow command")
-    machine, trigger = route
-    rules = store._compiled.rules
-    run.command = type(command).__name__
-    if machine == rules.device.name:
-        _device(store, run, port, trigger, command)
-    elif machine == rules.rollout.name:
-        i.fire(run, trigger)
-        i.catch_up(run, run.now)
-    else:
-        i.fire_restart(run, trigger)
-        i.catch_up(run, run.now)
-
-
-def _device(store: Driver, run: i.Run, port: Port, trigger: str, command: Any) -> None:
-    table = store._compiled.device[run.phase.state.value][trigger]
-    device_id: str = storable("device id", command.device_id)
-    storable("the reason", getattr(command, "reason", ""))
-    row = port.row
-    held = port.device(device_id)
-    if held is None:
-        if table.enter is None:
-            raise i.unknown_device(device_id)
-        i.check_gate(run, table, command, device_id)
-        initial = store._compiled.rules.device.initial
-        held = Held([row.size, initial, 0, None, None, None, None], new=True)
-        row.size += 1
-        row.counts[initial] = row.counts.get(initial, 0) + 1
-        target, calls = table.enter
-        _transition(store, run, row, held, device_id, target, calls, command)
-        port.devices[device_id] = held
-        return
-    i.check_gate(run, table, command, device_id)
-    source = store._states.index(held.values[1])
-    dest = table.dest[source]
-    if dest == i.IGNORED:
-        return
-    if dest == i.REFUSED:
-        raise i.device_refusal(store._compiled, table, device_id, source, command)
-    _transition(store, run, row, held, device_id, dest, table.calls[source], command)
-
-
-def _transition(
-    store: Driver,
-    run: i.Run,
-    row: Row,
-    held: Held,
-    device_id: str,
-    dest: int,
-    calls: tuple[Any, ...],
-    command: Any,
-) -> None:
-    """Move one held device row to ``dest`` and run its device actions."""
-    values = held.values
-    source, target = values[1], store._states[dest]
-    values[1] = target
-    names = [call.name for call in calls]
-    policy = row.plan.policy
-    now = run.now
-    for name in names:
-        if name == "push_root":
-            values[2] += 1
-            values[4] = store._put(now)
-            ack = policy.ack_timeout
-            values[6] = None if ack is None else store._put(now + ack)
-            run.effects.append(PushRoot((device_id,), values[2], now))
-        elif name == "keep_reason":
-            values[3] = command.reason
-        elif name == "record_timeout":
-            values[3] = i.timeout_reason(policy)
-        else:  # pragma: no cover - the constructor refuses unknown actions
-            raise ValueError(f"unknown device action {name!r}")
-    device = store._compiled.rules.device
-    if not any(wait.started_by in names for wait in device.waits) and (
-        target not in device.awaiting
-    ):
-        values[6] = None  # the device left the declared wait: it awaits no answer
-    if isinstance(command, REPORTS):
-        values[5] = store._put(now)
-    held.dirty = True
-    row.counts[source] -= 1
-    row.counts[target] = row.counts.get(target, 0) + 1
+    if hasattr(command, "device_id") and type(command) in store._compiled.routes:
+        # What a device row can hold, checked before any rule (the rules run next).
+        storable("device id", command.device_id)
+        storable("the reason", getattr(command, "reason", ""))
+    i.dispatch(run, port, type(command), (command,))

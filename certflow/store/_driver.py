@@ -71,7 +71,6 @@ class Driver(Protocol):
     _compiled: i.Compiled
     _states: tuple[str, ...]
     _untrusting: tuple[str, ...]
-    _routes: dict[type, tuple[str, str]]
     _statements: dict[str, FleetStatement]
     _by_ack_due: ClassVar[str]
     _fetch_chunk: ClassVar[int]

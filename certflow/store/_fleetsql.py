@@ -2,9 +2,10 @@
 
 Nothing here knows which state goes where. :func:`fleet_update` reads a
 :class:`~certflow.core.interpreter.FleetMove` (the ``from -> to`` mapping of a fleet-wide
-action, and the device actions of each row) and writes the one ``UPDATE`` that applies it
-to every device row of a rollout. The device actions a store knows how to write are
-:data:`DEVICE_COLUMNS`; a declaration that names another fails when the store is built.
+action, and the compiled device actions of each row) and writes the one ``UPDATE`` that
+applies it to every device row of a rollout. A device action is its declared writes
+(:class:`~certflow.core.interpreter.DeviceAction`), each one column here: no action is
+known by its name.
 """
 
 from __future__ import annotations
@@ -14,19 +15,28 @@ from collections.abc import Sequence
 
 import attrs
 
-from certflow.core.interpreter import FleetMove
-from certflow.core.machines import RULES, MachineSpec
+from certflow.core.interpreter import Compiled, DeviceAction, FleetMove
 
-__all__ = ["DEVICE_COLUMNS", "FleetStatement", "fleet_update"]
+__all__ = ["FleetStatement", "fleet_update"]
 
-# Device action -> the columns it writes, and their new values (SQL over the old row).
-# ``keep_reason`` needs the command's reason, so it is written by the single-device path
-# only; no fleet-wide row may use it.
-DEVICE_COLUMNS: dict[str, dict[str, str] | None] = {
-    "push_root": {"attempts": "attempts + 1", "last_push": ":now", "ack_due": ":ack_due"},
-    "record_timeout": {"reason": ":timeout_reason"},
-    "keep_reason": None,
-}
+
+# The device writes of a compiled device action, as columns and their new values (SQL
+# over the old row). The command's reason is written by the single-device path only:
+# validation refuses it on a row that a rollout action fires fleet-wide.
+def _columns(act: DeviceAction) -> dict[str, str]:
+    columns: dict[str, str] = {}
+    if act.counts:
+        columns["attempts"] = "attempts + 1"
+    if act.pushes:
+        columns["last_push"] = ":now"
+    if act.starts_wait:
+        columns["ack_due"] = ":ack_due"
+    if act.reason == "timeout":
+        columns["reason"] = ":timeout_reason"
+    elif act.reason:
+        raise ValueError(f"device action {act.name!r} writes the command's reason fleet-wide")
+    return columns
+
 
 _NAME = re.compile(r"^[a-z_]+$")
 
@@ -55,14 +65,14 @@ def _literal(name: str) -> str:
 def fleet_update(
     move: FleetMove,
     states: Sequence[str],
+    compiled: Compiled,
     *,
     by_ack_due: str = "devices",
-    device: MachineSpec = RULES.device,
 ) -> FleetStatement:
     """The ``UPDATE`` that applies ``move`` to one rollout's device rows. ``by_ack_due``
     names the table as a read through the acknowledgement-deadline index (SQLite's
-    planner needs ``INDEXED BY`` to be told; PostgreSQL's keeps statistics). ``device``
-    is the device machine, whose declared wait says when a device's ``ack_due`` ends."""
+    planner needs ``INDEXED BY`` to be told; PostgreSQL's keeps statistics). ``compiled``
+    says when a device's declared wait (its ``ack_due``) ends."""
     sources = [s for s, d in enumerate(move.dest) if d >= 0]
     if not sources:
         raise ValueError(f"fleet move {move.action!r} moves no state")
@@ -75,18 +85,11 @@ def fleet_update(
     for s in sources:
         source, target = states[s], states[move.dest[s]]
         case(source, "state", _literal(target))
-        names = [call.name for call in move.calls[s]]
-        for name in names:
-            columns = DEVICE_COLUMNS.get(name, ())
-            if columns is None:
-                raise ValueError(f"device action {name!r} cannot run fleet-wide")
-            if not columns:
-                raise ValueError(f"the store does not know the device action {name!r}")
-            for column, value in columns.items():
+        for act in move.calls[s]:
+            for column, value in _columns(act).items():
                 case(source, column, value)
-        starts = any(wait.started_by in names for wait in device.waits)
-        pushes = pushes or starts
-        if not starts and target not in device.awaiting:
+        pushes = pushes or any(act.starts_wait for act in move.calls[s])
+        if not compiled.keeps_wait(move.dest[s], move.calls[s]):
             case(source, "ack_due", "NULL")  # the device left the wait: it awaits no answer
     assignments = []
     for column, cases in sets.items():

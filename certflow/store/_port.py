@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 
 from certflow.core import interpreter as i
-from certflow.store._driver import DEVICE, Driver, Row
+from certflow.core.effects import PushRoot
+from certflow.store._driver import DEVICE, REPORTS, Driver, Row
 
 __all__ = ["Held", "Port"]
 
@@ -37,6 +38,9 @@ class Port:
         self.store = store
         self.row = row
         self.devices: dict[str, Held | None] = {}  # None: known to be absent
+        compiled = store._compiled
+        self.wait_span = compiled.wait_span(row.plan.policy)
+        self.timeout_reason = i.timeout_reason(compiled, row.plan.policy)
 
     def untrusting(self) -> int:
         counts = self.row.counts
@@ -58,10 +62,10 @@ class Port:
         row = self.row
         params: dict[str, Any] = {"rollout": row.id, "now": store._put(now)}
         if statement.pushes:
-            ack = row.plan.policy.ack_timeout
-            params["ack_due"] = None if ack is None else store._put(now + ack)
+            span = self.wait_span
+            params["ack_due"] = None if span is None else store._put(now + span)
         if ":timeout_reason" in statement.sql:
-            params["timeout_reason"] = i.timeout_reason(row.plan.policy)
+            params["timeout_reason"] = self.timeout_reason
         if statement.selection == "due":
             params["due"] = store._put(now)
             moved = dict(
@@ -104,6 +108,61 @@ class Port:
             "UPDATE devices SET ack_due = NULL WHERE rollout = ? AND ack_due <= ?",
             (self.row.id, self.store._put(due)),
         )
+
+    # --- DevicePort: the device rows of device commands -------------------------------------
+
+    def locate(self, device_id: str) -> Held | None:
+        """The held row of ``device_id`` (read once), or ``None`` if there is none."""
+        return self.device(device_id)
+
+    def state_of(self, device: Held) -> int:
+        """The state index of a held row."""
+        return self.store._states.index(device.values[1])
+
+    def add(self, device_id: str) -> Held:
+        """A new device row in the initial state, held until the transaction writes it."""
+        row = self.row
+        initial = self.store._compiled.rules.device.initial
+        held = Held([row.size, initial, 0, None, None, None, None], new=True)
+        row.size += 1
+        row.counts[initial] = row.counts.get(initial, 0) + 1
+        self.devices[device_id] = held
+        return held
+
+    def transition(
+        self,
+        device: Held,
+        device_id: str,
+        dest: int,
+        calls: tuple[i.DeviceAction, ...],
+        command: Any,
+        run: i.Run,
+    ) -> None:
+        """Move a held row to ``dest`` and make the declared writes of ``calls``."""
+        store = self.store
+        values = device.values  # idx, state, attempts, reason, last_push, last_report, ack_due
+        source, target = values[1], store._states[dest]
+        values[1] = target
+        now = run.now
+        for act in calls:
+            if act.counts:
+                values[2] += 1
+            if act.reason:
+                values[3] = command.reason if act.reason == "command" else self.timeout_reason
+            if act.starts_wait:
+                span = self.wait_span
+                values[6] = None if span is None else store._put(now + span)
+            if act.pushes:
+                values[4] = store._put(now)
+                run.effects.append(PushRoot((device_id,), values[2], now))
+        if not store._compiled.keeps_wait(dest, calls):
+            values[6] = None  # the device left the declared wait: it awaits no answer
+        if isinstance(command, REPORTS):
+            values[5] = store._put(now)
+        device.dirty = True
+        counts = self.row.counts
+        counts[source] -= 1
+        counts[target] = counts.get(target, 0) + 1
 
     # --- the device rows of device commands ------------------------------------------------
 

@@ -62,7 +62,7 @@ except ImportError as missing:  # the `postgresql` extra is not installed
     ) from missing
 
 from certflow.core.errors import InvalidInput
-from certflow.core.machines import RULES, Rules
+from certflow.core.machines import Rules
 from certflow.store._errors import (
     StoreBusy,
     StoreError,
@@ -159,7 +159,8 @@ class PostgresStore(SqlStore):
         in_doubt_wait: float = 30.0,
         stalled_timeout: float = 60.0,
         clock_skew: timedelta = timedelta(0),
-        rules: Rules = RULES,
+        rules: Rules | None = None,
+        _rules: Rules | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
             shown = without_password(url) if isinstance(url, str) else url
@@ -192,7 +193,7 @@ class PostgresStore(SqlStore):
         self.in_doubt_wait = float(in_doubt_wait)
         self.stalled_timeout = float(stalled_timeout)
         self._closed = False
-        self._setup(clock_skew, rules)
+        self._setup(clock_skew, rules, _rules)
         self._sql_of: dict[str, str] = {}
         self._marker: tuple[int, int, str] | None = None
         self._conn = self._connect()

@@ -98,7 +98,7 @@ def devices(
 
 
 def refusal(store: Driver, name: str, command: Command, now: datetime) -> CommandRefused | None:
-    route = store._routes.get(type(command))
+    route = store._compiled.routes.get(type(command))
     if route is None or route[0] != store._compiled.rules.rollout.name:
         raise InvalidInput(f"{command!r} is not an administrator's rollout command")
     with store._transaction(write=False):

@@ -49,15 +49,15 @@ store accepts.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from certflow.core import commands as c
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
-from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
+from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.evaluator import Evaluator
 from certflow.core.instants import require_utc
 from certflow.core.machines import Rules
@@ -69,15 +69,12 @@ from certflow.core.summary import Overview
 from certflow.store import _commands, _journal, _outbox, _reads
 from certflow.store._driver import DEVICE, Cursor, Progress, Row
 from certflow.store._errors import StoreError, UnknownRollout
-from certflow.store._fleetsql import DEVICE_COLUMNS, FleetStatement, fleet_update
+from certflow.store._fleetsql import FleetStatement, fleet_update
 from certflow.store._inputs import can_store, check_rollout_name, storable
 from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, StoredEffect
 
 __all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
 
-_COMMAND_TYPES: dict[str, type] = {
-    name: getattr(c, name) for name in c.__all__ if isinstance(getattr(c, name), type)
-}
 # Device rows a batch reads per statement: well under every backend's parameter limit.
 _FETCH_CHUNK = 500
 
@@ -202,22 +199,26 @@ class SqlStore:
 
     # --- setting up --------------------------------------------------------------------------
 
-    def _setup(self, clock_skew: timedelta, rules: Rules) -> None:
+    def _setup(self, clock_skew: timedelta, rules: Rules | None, _rules: Rules | None) -> None:
         if not isinstance(clock_skew, timedelta) or clock_skew < timedelta(0):
             raise InvalidInput(f"clock_skew must be a timedelta of 0 or more, got {clock_skew!r}")
+        if rules is not None:
+            warnings.warn(
+                "the store's rules= is deprecated and will be removed in certflow 0.3: the "
+                "rules are certflow's own (docs/decisions.md, 'Rules are internal')",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            _rules = rules
         self.clock_skew = clock_skew
-        self._evaluator = Evaluator(rules)
+        self._evaluator = Evaluator(_rules=_rules)
         self._compiled = compiled = self._evaluator.compiled
         self._states = compiled.device_states
         self._untrusting = tuple(compiled.device_states[s] for s in compiled.untrusting_states)
-        self._routes = {_COMMAND_TYPES[name]: route for name, route in compiled.commands.items()}
         self._statements: dict[str, FleetStatement] = {
-            name: fleet_update(move, self._states, by_ack_due=self._by_ack_due, device=rules.device)
+            name: fleet_update(move, self._states, compiled, by_ack_due=self._by_ack_due)
             for name, move in compiled.moves.items()
         }
-        unknown = {a.name for a in rules.device.actions} - set(DEVICE_COLUMNS)
-        if unknown:
-            raise ValueError(f"the store does not know the device actions {sorted(unknown)}")
         self._plans: dict[int, tuple[str, Plan]] = {}
         self._phases: dict[int, tuple[str, Phase]] = {}
 
@@ -283,16 +284,10 @@ class SqlStore:
         )
 
     def _check_now(self, row: Row, now: object) -> datetime:
-        at = require_utc("now", now)
-        if at < row.clock and row.clock - at <= self.clock_skew:
-            return row.clock
-        if at < row.clock:
-            raise TimeWentBackwards(
-                f"now ({at.isoformat()}) is earlier than the last instant rollout "
-                f"{row.name!r} has seen ({row.clock.isoformat()}); instants must never go "
-                "backwards"
-            )
-        return at
+        rollout = f"rollout {row.name!r}"
+        return i.check_now(
+            now, row.clock, rollout=rollout, skew=self.clock_skew, require=require_utc
+        )
 
     # --- creating ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from certflow.core.errors import InvalidInput
-from certflow.core.machines import RULES, Rules
+from certflow.core.machines import Rules
 from certflow.store._errors import StoreBusy, StoreError
 from certflow.store._schema import MIGRATIONS, SCHEMA_VERSION
 from certflow.store._sql import Cursor, Progress, SqlStore
@@ -53,7 +53,8 @@ class SqliteStore(SqlStore):
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         clock_skew: timedelta = timedelta(0),
-        rules: Rules = RULES,
+        rules: Rules | None = None,
+        _rules: Rules | None = None,
     ) -> None:
         self.path = Path(path)
         self._where = str(self.path)
@@ -67,7 +68,7 @@ class SqliteStore(SqlStore):
                 "(create one with `certflow rollout new`, or check --db / CERTFLOW_DB)"
             )
         self.busy_timeout = busy_timeout
-        self._setup(clock_skew, rules)
+        self._setup(clock_skew, rules, _rules)
         self._db = self._connect(synchronous, create)
 
     # --- opening -----------------------------------------------------------------------------

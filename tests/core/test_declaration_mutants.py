@@ -174,7 +174,7 @@ def _static_difference(rules: Rules) -> str | None:
 
 
 def _tour_difference(rules: Rules) -> str | None:
-    evaluator = cf.Evaluator(rules)
+    evaluator = cf.Evaluator(_rules=rules)
     for row, setup, steps in TOUR:
         ids = ["d0", "d1"]
         setup = dict(setup)
@@ -260,7 +260,7 @@ EXTRA: list[tuple[str, dict[str, Any], list[Step]]] = [
 
 
 def _extra_difference(rules: Rules) -> str | None:
-    evaluator = cf.Evaluator(rules)
+    evaluator = cf.Evaluator(_rules=rules)
     for name, setup, steps in EXTRA:
         try:
             _run_case(evaluator, setup, steps)

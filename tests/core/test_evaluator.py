@@ -1152,3 +1152,10 @@ def test_fleet_wide_steps_never_modify_the_rollout_they_start_from(
         ).rollout
         assert cf.dumps(copy) == before
     assert cf.dumps(start) == cf.dumps(cf.loads(cf.dumps(start)))
+
+
+def test_rules_given_to_the_evaluator_are_deprecated_and_still_run() -> None:
+    # Rules are internal (docs/decisions.md): the old spelling works for one release.
+    with pytest.warns(DeprecationWarning, match=r"Evaluator\(rules\) is deprecated"):
+        evaluator = cf.Evaluator(cf.RULES)
+    assert evaluator.rules is cf.RULES

@@ -188,7 +188,7 @@ def test_removing_a_row_refuses_the_command_with_its_declared_hint() -> None:
         transitions=_without(rollout, lambda r: r in gone),
         guards=tuple(g for g in rollout.guards if g.name != "not_expired"),  # now unused
     )
-    evaluator = cf.Evaluator(rules)
+    evaluator = cf.Evaluator(_rules=rules)
     pending = build(2)
     with pytest.raises(cf.CommandRefused) as refused:
         evaluator.apply(pending, cf.ProceedToImport(), T0)
@@ -205,7 +205,7 @@ def test_adding_a_device_row_makes_the_transition_happen() -> None:
     rollout = cf.apply(distributing(2), cf.Unenroll("d0"), day(1)).rollout
     with pytest.raises(cf.CommandRefused, match="cannot report the root installed: it is removed"):
         cf.apply(rollout, cf.DeviceInstalled("d0"), day(2))
-    changed = cf.Evaluator(rules)
+    changed = cf.Evaluator(_rules=rules)
     after = changed.apply(rollout, cf.DeviceInstalled("d0"), day(2)).rollout
     assert after.device_state("d0") is cf.DeviceState.INSTALLED
     batch = changed.apply_all(rollout, [cf.DeviceInstalled("d0")], day(2)).rollout
@@ -235,7 +235,7 @@ def test_reordering_rows_changes_the_outcome() -> None:
     rules = _evolve_rollout(RULES, transitions=swapped)
     trusting = build(1, trusted=("d0",))
     assert cf.apply(trusting, cf.ProceedToImport(), T0).rollout.state is cf.RolloutState.IMPORTED
-    changed = cf.Evaluator(rules).apply(trusting, cf.ProceedToImport(), T0).rollout
+    changed = cf.Evaluator(_rules=rules).apply(trusting, cf.ProceedToImport(), T0).rollout
     assert changed.state is cf.RolloutState.FORCED  # the first row whose guards hold wins
 
 
@@ -252,7 +252,7 @@ def test_reordering_guards_changes_which_refusal_is_given() -> None:
     )
     rules = _evolve_rollout(RULES, transitions=rows)
     with pytest.raises(cf.CommandRefused) as second:
-        cf.Evaluator(rules).apply(early_and_short, cf.ExtendManually(), day(1))
+        cf.Evaluator(_rules=rules).apply(early_and_short, cf.ExtendManually(), day(1))
     assert second.value.reason == "valid_through_moved_deadline"
     assert second.value.allowed_at is None
     assert "extend_manually [valid_through_moved_deadline, extension_open]" in (
@@ -269,7 +269,7 @@ def test_closing_a_gate_refuses_the_device_command_with_the_triggers_hint() -> N
     )
     rules = _evolve_rollout(RULES, states=states)
     with pytest.raises(cf.CommandRefused) as refused:
-        cf.Evaluator(rules).apply(distributing(1), cf.DeviceFailed("d0", "x"), day(1))
+        cf.Evaluator(_rules=rules).apply(distributing(1), cf.DeviceFailed("d0", "x"), day(1))
     assert refused.value.reason == "rollout_state"
     assert "failures are reported while distributing" in str(refused.value)
 
@@ -283,7 +283,7 @@ def test_a_gates_follow_up_decides_where_an_enrolment_lands() -> None:
         else s
         for s in RULES.rollout.states
     )
-    changed = cf.Evaluator(_evolve_rollout(RULES, states=states))
+    changed = cf.Evaluator(_rules=_evolve_rollout(RULES, states=states))
     rollout, effects = changed.apply(distributing(1), cf.Enroll("new"), day(1))
     assert rollout.device_state("new") is cf.DeviceState.PENDING
     assert effects == ()
@@ -299,7 +299,7 @@ def test_removing_a_timer_stops_what_it_fired() -> None:
     )
     timers = tuple(t for t in RULES.rollout.timers if t.name != "notice")
     rules = _evolve_rollout(RULES, states=states, timers=timers)
-    _, effects = cf.Evaluator(rules).advance(distributing(1), day(30))
+    _, effects = cf.Evaluator(_rules=rules).advance(distributing(1), day(30))
     assert not [e for e in effects if isinstance(e, cf.Notify)]
     _, effects = cf.advance(distributing(1), day(30))
     assert len([e for e in effects if isinstance(e, cf.Notify)]) == 3
@@ -311,7 +311,7 @@ def test_the_order_of_timers_decides_what_fires_first_at_one_instant() -> None:
     assert [type(e) for e in effects] == [cf.Notify, cf.AcknowledgementTimedOut, cf.ImportPostponed]
     order = ("notice", "checkpoint", "deadline", "ack_timeout")
     states = tuple(attrs.evolve(s, timers=order) if s.timers else s for s in RULES.rollout.states)
-    changed = cf.Evaluator(_evolve_rollout(RULES, states=states))
+    changed = cf.Evaluator(_rules=_evolve_rollout(RULES, states=states))
     _, effects = changed.advance(rollout, day(7))
     assert [type(e) for e in effects] == [cf.Notify, cf.ImportPostponed, cf.AcknowledgementTimedOut]
 
@@ -345,7 +345,7 @@ def test_a_fleet_wide_move_with_device_actions_runs_them_device_by_device() -> N
         else a
         for a in RULES.rollout.actions
     )
-    changed = cf.Evaluator(_evolve_rollout(RULES, actions=actions))
+    changed = cf.Evaluator(_rules=_evolve_rollout(RULES, actions=actions))
     rollout = distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR))
     rollout = changed.apply(rollout, cf.Enroll("late"), T0 + 5 * HOUR).rollout
     rollout, effects = changed.advance(rollout, T0 + 10 * HOUR)
@@ -375,12 +375,12 @@ def test_a_timer_whose_row_does_not_consume_it_is_refused_before_it_could_hang()
     )
     actions = tuple(a for a in RULES.rollout.actions if a.name != "announce")
     with pytest.raises(ValueError, match=r"does not consume timer 'notice' \(announce would\)"):
-        cf.Evaluator(_evolve_rollout(RULES, transitions=rows, actions=actions))
+        cf.Evaluator(_rules=_evolve_rollout(RULES, transitions=rows, actions=actions))
 
 
 def test_a_restart_trigger_with_no_row_is_refused_with_the_restart_state() -> None:
     restart = attrs.evolve(RULES.restart, ignored=())
-    changed = cf.Evaluator(attrs.evolve(RULES, restart=restart))
+    changed = cf.Evaluator(_rules=attrs.evolve(RULES, restart=restart))
     with pytest.raises(cf.CommandRefused) as refused:
         changed.apply(build(1), cf.ServerRestarted(), T0)
     error = refused.value
@@ -409,7 +409,7 @@ def test_fleet_wide_moves_may_land_devices_in_the_first_state() -> None:
         _evolve_rollout(RULES, actions=actions),
         device=attrs.evolve(RULES.device, transitions=device_rows),
     )
-    changed = cf.Evaluator(rules)
+    changed = cf.Evaluator(_rules=rules)
     rollout = distributing(3, policy=cf.Policy(ack_timeout=HOUR))
     rollout = changed.apply(rollout, cf.Unenroll("d0"), T0).rollout
     rollout, effects = changed.advance(rollout, T0 + HOUR)

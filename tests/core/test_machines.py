@@ -11,11 +11,11 @@ import pytest
 
 import certflow as cf
 from certflow.core import guards, interpreter
-from certflow.core._kernel import DEVICE_ACTIONS
 from certflow.core._registry import Registry
 from certflow.core.machines import (
     RULES,
     Action,
+    Assign,
     Fire,
     Gate,
     Guard,
@@ -83,7 +83,7 @@ def _toy(**changes: Any) -> MachineSpec:
         ),
         guards=(Guard("ok", "not ok"),),
         actions=(Action("act"),),
-        timers=(Timer("tick", "t", "soon", consumed_by=("act",)),),
+        timers=(Timer("tick", "t", consumed_by=("act",)),),
     )
     return attrs.evolve(base, **changes)
 
@@ -118,7 +118,7 @@ def _rows(*extra: Transition, keep: int = 4) -> tuple[Transition, ...]:
             "undeclared action 'nope'",
         ),
         ({"actions": (Action("act"), Action("spare"))}, "unused actions \\['spare'\\]"),
-        ({"timers": (Timer("tick", "t", "soon"), Timer("tock", "t", "x"))}, "unused timers"),
+        ({"timers": (Timer("tick", "t"), Timer("tock", "t"))}, "unused timers"),
         (
             {"states": (State("a", timers=("tock",)), State("b"), State("end", terminal=True))},
             "undeclared timer 'tock'",
@@ -132,7 +132,7 @@ def _rows(*extra: Transition, keep: int = 4) -> tuple[Transition, ...]:
             "a --t--> a does not consume timer 'tick' \\(act would\\), which would still be due",
         ),
         (
-            {"timers": (Timer("tick", "t", "soon", consumed_by=("act", "gone")),)},
+            {"timers": (Timer("tick", "t", consumed_by=("act", "gone")),)},
             "timer 'tick' is consumed by undeclared action 'gone'",
         ),
         ({"ignored": (("b", "stop"),)}, "also has a row"),
@@ -212,7 +212,9 @@ def test_every_guard_action_and_timer_has_exactly_one_implementation_and_none_is
     assert set(interpreter.ACTIONS) == {
         a.name for m in (RULES.rollout, RULES.restart) for a in m.actions
     }
-    assert set(DEVICE_ACTIONS) == {a.name for a in RULES.device.actions}
+    # Device actions have no implementation by name: each is its declared writes.
+    compiled = interpreter.compile_rules(RULES)
+    assert set(compiled.device_actions) == {a.name for a in RULES.device.actions}
     assert set(interpreter.TIMERS) == {t.name for t in RULES.rollout.timers}
 
 
@@ -534,7 +536,7 @@ def test_validation_refuses_what_the_drivers_cannot_run_yet() -> None:
         (guarded, "has guards; the drivers choose a device's row by its state alone"),
         (
             attrs.evolve(RULES, device=wider),
-            "the drivers keep only a push's acknowledgement (started by push_root, while pushed)",
+            "the drivers keep a wait only while a device is pushed",
         ),
         (
             attrs.evolve(RULES, restart=borrowed),
@@ -559,3 +561,107 @@ def test_validation_refuses_a_timer_handed_back_and_forth_between_states() -> No
     rollout = attrs.evolve(RULES.rollout, transitions=rows)
     with pytest.raises(ValueError, match=r"distributing --notify--> extended does not consume"):
         attrs.evolve(RULES, rollout=rollout).validate()
+
+
+def _device_action(name: str, **changes: Any) -> cf.Rules:
+    actions = tuple(
+        attrs.evolve(a, **changes) if a.name == name else a for a in RULES.device.actions
+    )
+    return attrs.evolve(RULES, device=attrs.evolve(RULES.device, actions=actions))
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (
+            _device_action("keep_reason", assigns=(Assign("attempts", "attempts * 2"),)),
+            "device action 'keep_reason': no driver can assign attempts := attempts * 2",
+        ),
+        (
+            _device_action("keep_reason", assigns=(Assign("colour", "blue"),)),
+            "no driver can assign colour := blue",
+        ),
+        (
+            _device_action("push_root", assigns=()),
+            "device action 'push_root' starts a wait without counting the attempt",
+        ),
+        (
+            _device_action("record_timeout", emits=("PushRoot",)),
+            "device action 'record_timeout' emits 'PushRoot' without starting the "
+            "acknowledgement wait",
+        ),
+        (
+            _device_action("keep_reason", emits=("Notify",)),
+            "device action 'keep_reason' emits 'Notify', not a device effect",
+        ),
+        (
+            _device_action(
+                "record_timeout", assigns=(Assign("last_failure_reason", "the command's reason"),)
+            ),
+            "pushed --ack_timeout / record_timeout--> failed writes the command's reason, "
+            "which 'ack_timeout' does not carry",
+        ),
+        (
+            _device_action(
+                "keep_reason",
+                assigns=(
+                    Assign("last_failure_reason", "the command's reason"),
+                    Assign("last_failure_reason", "the wait's timeout"),
+                ),
+            ),
+            "device action 'keep_reason' assigns a field twice",
+        ),
+        (
+            _device_action("push_root", fires=Fire("restart", "import")),
+            "device action 'push_root' fires a trigger; device actions do not",
+        ),
+    ],
+)
+def test_validation_refuses_device_writes_no_driver_can_make(rules: cf.Rules, message: str) -> None:
+    problems = list(rules._link_problems())
+    assert any(message in problem for problem in problems), problems
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rules.validate()
+
+
+def test_validation_refuses_a_fleet_wide_push_with_another_device_action() -> None:
+    index = _row_index("pending", "push")
+    row = RULES.device.transitions[index]
+    both = attrs.evolve(row, actions=(*row.actions, call("record_timeout")))
+    problems = list(_device_rows((index, both))._link_problems())
+    assert any("a fleet-wide push takes no other device action" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("machine", "changes", "message"),
+    [
+        (
+            "device",
+            {"command": None},
+            "device trigger 'report_failed' comes from device but has no command",
+        ),
+        ("rollout", {"source": "time", "command": "Cancel"}, "comes from time but has a command"),
+    ],
+)
+def test_validation_holds_each_trigger_to_its_source(
+    machine: str, changes: dict[str, Any], message: str
+) -> None:
+    spec = getattr(RULES, machine)
+    name = "report_failed" if machine == "device" else "cancel"
+    triggers = tuple(attrs.evolve(t, **changes) if t.name == name else t for t in spec.triggers)
+    rules = attrs.evolve(RULES, **{machine: attrs.evolve(spec, triggers=triggers)})
+    problems = list(rules._link_problems())
+    assert any(message in problem for problem in problems), problems
+
+
+def test_a_timer_and_a_wait_fire_only_time_triggers() -> None:
+    triggers = tuple(
+        attrs.evolve(t, source="rollout") if t.name == "ack_timeout" else t
+        for t in RULES.device.triggers
+    )
+    rules = attrs.evolve(RULES, device=attrs.evolve(RULES.device, triggers=triggers))
+    problems = list(rules._link_problems())
+    assert any(
+        "wait 'acknowledgement' fires 'ack_timeout', which is not a time trigger" in p
+        for p in problems
+    ), problems

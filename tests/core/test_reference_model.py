@@ -158,7 +158,7 @@ def _both(
     facts = _create(ids)
     rollout = cf.new_rollout(ids, root_publicly_trusted=False, trusted_device_ids=trusted, **facts)
     model = rm.ReferenceRollout(ids, public=False, trusted=trusted, **facts, **model_tables)
-    evaluator = cf.Evaluator(rules) if rules is not None else cf.Evaluator()
+    evaluator = cf.Evaluator(_rules=rules) if rules is not None else cf.Evaluator()
     return _drive(evaluator, model, rollout, steps)[1]
 
 

@@ -427,12 +427,14 @@ def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(backend: Back
         ),
         guards=tuple(g for g in rollout.guards if g.name != "not_expired"),  # now unused
     )
-    with backend.fresh(rules=rules) as changed, backend.fresh() as shipped:
+    with backend.fresh(_rules=rules) as changed, backend.fresh() as shipped:
         changed.create("r", build(2))
         shipped.create("r", build(2))
         with pytest.raises(cf.CommandRefused) as refused:
             changed.execute("r", cf.ProceedToImport(), T0)
-        expected = _outcome(lambda: cf.Evaluator(rules).apply(build(2), cf.ProceedToImport(), T0))
+        expected = _outcome(
+            lambda: cf.Evaluator(_rules=rules).apply(build(2), cf.ProceedToImport(), T0)
+        )
         assert ("CommandRefused", str(refused.value)) == expected
         assert "it applies to a pending rollout" in str(refused.value)
         shipped.execute("r", cf.ProceedToImport(), T0)
@@ -442,12 +444,12 @@ def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(backend: Back
 def test_an_added_device_row_happens_in_the_store(backend: Backend) -> None:
     added = cf.Transition("removed", "report_installed", "installed", note="came back trusting")
     rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
-    with backend.fresh(rules=rules) as changed:
+    with backend.fresh(_rules=rules) as changed:
         changed.create("r", distributing(2))
         changed.execute("r", cf.Unenroll("d0"), day(1))
         changed.execute("r", cf.DeviceInstalled("d0"), day(2))
         assert changed.device("r", "d0").state is cf.DeviceState.INSTALLED
-        memory = cf.Evaluator(rules).apply(
+        memory = cf.Evaluator(_rules=rules).apply(
             cf.apply(distributing(2), cf.Unenroll("d0"), day(1)).rollout,
             cf.DeviceInstalled("d0"),
             day(2),
@@ -460,13 +462,13 @@ def test_an_added_push_row_changes_the_generated_fleet_statement(backend: Backen
 
     added = cf.Transition("failed", "push", "pushed", actions=(call("push_root"),))
     rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
-    with backend.fresh(rules=rules) as changed:
+    with backend.fresh(_rules=rules) as changed:
         sql = changed._statements["push_pending"].sql
         assert "state IN ('pending', 'failed')" in sql
         created = build(3)
         changed.create("r", created)
         changed.execute("r", cf.DistributeRoot(), T0)
-        memory = cf.Evaluator(rules).apply(created, cf.DistributeRoot(), T0).rollout
+        memory = cf.Evaluator(_rules=rules).apply(created, cf.DistributeRoot(), T0).rollout
         assert changed.dumps("r") == cf.dumps(memory)
 
 
@@ -760,3 +762,10 @@ def test_both_backends_answer_edge_calls_alike(backend: Backend) -> None:
     store.close()
     with pytest.raises(StoreError):
         store.info("r")
+
+
+def test_rules_given_to_a_store_are_deprecated_and_still_run(backend: Backend) -> None:
+    with pytest.warns(DeprecationWarning, match=r"the store's rules= is deprecated"):
+        store = backend.fresh(rules=cf.RULES)
+    with store:
+        assert store._evaluator.rules is cf.RULES

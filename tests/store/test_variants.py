@@ -18,7 +18,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
+
 import certflow as cf
+from certflow.core.machines import Call
 from certflow.store import SqlStore
 from tests.backends import Backend
 from tests.core.strategies import DAY, HOUR, T0
@@ -81,7 +84,7 @@ HISTORIES = [*_tour(), *(_random(seed) for seed in range(RANDOM))]
 def trace(rules: cf.Rules) -> list[object]:
     """What the evaluator of ``rules`` does over every history: each step's effects or
     error, and the rollout after it."""
-    evaluator = cf.Evaluator(rules)
+    evaluator = cf.Evaluator(_rules=rules)
     seen: list[object] = []
     for _, ids, setup, steps in HISTORIES:
         setup = dict(setup)
@@ -131,7 +134,7 @@ def _step(
 
 def divergences(rules: cf.Rules, store: SqlStore) -> Iterator[str]:
     """Where the evaluator and ``store`` run ``rules`` differently, over every history."""
-    evaluator = cf.Evaluator(rules)
+    evaluator = cf.Evaluator(_rules=rules)
     for number, (label, ids, setup, steps) in enumerate(HISTORIES):
         setup = dict(setup)
         trusted = setup.pop("trusted")
@@ -181,7 +184,7 @@ def test_every_valid_variant_runs_the_same_in_the_evaluator_and_the_store(
     chosen = MUTANTS[:: SAMPLE[backend.name]]
     for label, rules in chosen:
         try:
-            store = backend.fresh(rules=rules)
+            store = backend.fresh(_rules=rules)
         except ValueError as error:  # the evaluator took these rules
             found.append(f"{label}: refused by the store only: {error}")
             continue
@@ -200,3 +203,35 @@ def test_every_valid_variant_runs_the_same_in_the_evaluator_and_the_store(
         f"{len(found)} divergences"
     )
     assert found == [], "\n".join(found)
+
+
+def _renamed(rules: cf.Rules, names: dict[str, str]) -> cf.Rules:
+    """``rules`` with the device actions called by other names, everywhere they appear."""
+    device = rules.device
+    rows = tuple(
+        attrs.evolve(row, actions=tuple(Call(names.get(a.name, a.name)) for a in row.actions))
+        for row in device.transitions
+    )
+    actions = tuple(attrs.evolve(a, name=names.get(a.name, a.name)) for a in device.actions)
+    waits = tuple(
+        attrs.evolve(w, started_by=names.get(w.started_by, w.started_by)) for w in device.waits
+    )
+    return attrs.evolve(
+        rules, device=attrs.evolve(device, transitions=rows, actions=actions, waits=waits)
+    )
+
+
+def test_no_driver_knows_a_device_action_by_its_name(backend: Backend) -> None:
+    # Every device action renamed: each driver runs the declared writes, so nothing
+    # changes, in the evaluator or in the store.
+    names = {
+        "push_root": "send_root",
+        "keep_reason": "note_reason",
+        "record_timeout": "note_timeout",
+    }
+    renamed = _renamed(cf.RULES, names)
+    renamed.validate()
+    assert {a.name for a in renamed.device.actions} == set(names.values())
+    assert trace(renamed) == trace(cf.RULES)
+    with backend.fresh(_rules=renamed) as store:
+        assert list(divergences(renamed, store)) == []
