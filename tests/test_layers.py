@@ -4,7 +4,8 @@
 the store and the pure core may not import). This module holds the contract to its
 shape (every package in it, the libraries independent of each other) and adds what it
 cannot say: no module imports another package's private module (a name component
-starting with one underscore), no assert decides anything, and the core reads no clock.
+starting with one underscore), no module is longer than 600 lines, no assert decides
+anything, and the core reads no clock.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ LAYERS = [
     "certflow.sim | certflow.store | certflow.certs",
     "certflow.core",
 ]
+
+# A longer module is split by concern; no module is excepted.
+MAX_LINES = 600
 
 
 def _module_name(path: Path) -> str:
@@ -82,6 +86,15 @@ def test_every_package_of_certflow_is_in_exactly_one_layer() -> None:
     packages = sorted(f"certflow.{path.parent.name}" for path in PACKAGE.glob("*/__init__.py"))
     named = sorted(part.strip() for layer in _layers() for part in layer.split("|"))
     assert named == packages
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    lengths = {
+        str(path.relative_to(PACKAGE.parent)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
+    too_long = {path: n for path, n in lengths.items() if n > MAX_LINES}
+    assert too_long == {}, f"split by concern: {too_long}"
 
 
 def test_the_rule_sees_a_private_import_across_packages() -> None:
