@@ -145,7 +145,7 @@ from certflow.store import open_store
 imported = time.perf_counter()
 store = open_store(sys.argv[1], create=False)
 now = datetime.fromisoformat(sys.argv[4])
-store.execute(sys.argv[2], certflow.DeviceInstalled(sys.argv[3]), now)
+store.apply(sys.argv[2], certflow.DeviceInstalled(sys.argv[3]), now)
 store.close()
 done = time.perf_counter()
 print(f"{done - start:.6f} {done - imported:.6f}")
@@ -327,7 +327,7 @@ def bench_certflow(n: int, backend: Backend, baseline: dict[str, float]) -> list
     # Distribute.
     settle()
     start = time.perf_counter()
-    store.execute("bench", DistributeRoot(), T0)
+    store.apply("bench", DistributeRoot(), T0)
     elapsed = time.perf_counter() - start
     rows.append(
         Row(
@@ -357,7 +357,7 @@ def bench_certflow(n: int, backend: Backend, baseline: dict[str, float]) -> list
     rounds = []
     for commands in singles:
         settle()
-        rounds.append(time_each(lambda c: store.execute("bench", c, NOW), commands))
+        rounds.append(time_each(lambda c: store.apply("bench", c, NOW), commands))
     samples = min(rounds, key=statistics.median)
     median = statistics.median(samples)
     rows.append(
@@ -401,7 +401,7 @@ def bench_certflow(n: int, backend: Backend, baseline: dict[str, float]) -> list
     # One batch: a tenth of the fleet, at most 100,000 reports.
     settle()
     start = time.perf_counter()
-    store.execute_many("bench", batch, NOW)
+    store.apply_all("bench", batch, NOW)
     elapsed = time.perf_counter() - start
     rows.append(
         Row(
@@ -415,7 +415,7 @@ def bench_certflow(n: int, backend: Backend, baseline: dict[str, float]) -> list
             amount=elapsed,
         )
     )
-    store.execute_many("bench", filler, NOW)
+    store.apply_all("bench", filler, NOW)
     del batch, filler, singles, rounds, samples
 
     # The summary and a page of failed devices.
@@ -585,10 +585,10 @@ def compared_reports(ids: Sequence[str]) -> list[Report]:
 def certflow_contender(path: Path, ids: list[str], sync: str) -> Contender:
     store = SqliteStore(path, synchronous="FULL" if sync == "FULL" else "NORMAL")
     store.create("bench", pending_rollout(ids))
-    store.execute("bench", DistributeRoot(), T0)
+    store.apply("bench", DistributeRoot(), T0)
     label = "certflow (synchronous " + ("FULL)" if sync == "FULL" else "NORMAL, the default)")
     name = "certflow" + (" FULL" if sync == "FULL" else "")
-    return Contender(name, label, lambda c: store.execute("bench", c, NOW), store.close)
+    return Contender(name, label, lambda c: store.apply("bench", c, NOW), store.close)
 
 
 class NaiveStore:

@@ -1,6 +1,6 @@
 """certflow: replace an MDM/endpoint server's TLS certificate without losing devices.
 
-The rollout core is pure: :meth:`Rollout.create` (alias :func:`new_rollout`) creates a
+The rollout core is pure: :func:`new_rollout` creates a
 value, :func:`advance` and :func:`apply` return ``(rollout, effects)`` and never read a
 clock or perform I/O; :func:`next_due` says when time will next move a rollout, and
 :func:`preview` what a command would do, without doing it. Every

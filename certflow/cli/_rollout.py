@@ -172,7 +172,7 @@ def _outcome(
 def _execute(db: str, now: str | None, as_json: bool, name: str, command: c.Command) -> int:
     at = parse_now(now)
     with _store(db) as store:
-        effects = store.execute(name, command, at)
+        effects = store.apply(name, command, at)
         return _outcome(store, name, _command_text(command), effects, at, as_json)
 
 
@@ -373,7 +373,7 @@ def _import(
         if not _confirm_import(store, name, at, yes, what, command):
             click.echo(f"certflow: not imported: {what} declined; the import was not run", err=True)
             return EXIT_FINDINGS
-        effects = store.execute(name, command, at)
+        effects = store.apply(name, command, at)
         return _outcome(store, name, _command_text(command), effects, at, as_json)
 
 
@@ -425,7 +425,7 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
         seen = store.preview(name, command, at)
         if seen.refusal is not None:
             raise seen.refusal
-        effects = store.execute(name, command, at)
+        effects = store.apply(name, command, at)
         done = store.overview(name, at)
         before, after = seen.before, seen.overview
         if not as_json and before is not None and after is not None:

@@ -94,7 +94,7 @@ def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool)
             # One transaction: the store reports no progress inside it.
             click.echo(f"Applying {len(reports):,} reports in one transaction...", err=True)
         try:
-            effects = store.execute_many(name, reports, at)
+            effects = store.apply_all(name, reports, at)
         except CommandRefused as error:
             where = f"line {line_of[error.device_id]}: " if error.device_id in line_of else ""
             raise CommandRefused(

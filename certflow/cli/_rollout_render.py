@@ -16,11 +16,11 @@ import click
 from certflow.core import commands as c
 from certflow.core.effects import Effect
 from certflow.core.instants import show
-from certflow.core.plan import DeviceState
+from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 from certflow.core.wording import describe_effect
-from certflow.store import DeviceRow, JournalEntry, StoredEffect
+from certflow.store import JournalEntry, StoredEffect
 
 # --- describing effects, devices, journal entries ---------------------------------------------
 
@@ -82,7 +82,7 @@ def _instant(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _device_data(row: DeviceRow) -> dict[str, Any]:
+def _device_data(row: DeviceRecord) -> dict[str, Any]:
     return {
         "device": row.device_id,
         "state": row.state.value,
@@ -187,7 +187,7 @@ def _print_overview(name: str, head: Overview) -> None:
         click.echo(f"{label + ':':<18}{value}")
 
 
-def _print_devices(rows: Sequence[DeviceRow]) -> None:
+def _print_devices(rows: Sequence[DeviceRecord]) -> None:
     if not rows:
         click.echo("No devices on this page.")
         return

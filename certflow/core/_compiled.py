@@ -26,7 +26,7 @@ from certflow.core.plan import Phase, Plan
 from certflow.core.policy import Policy
 
 if TYPE_CHECKING:
-    from certflow.core.interpreter import Run
+    from certflow.core.interpreter import Turn
 
 __all__ = [
     "ACTIONS",
@@ -162,7 +162,7 @@ class FleetPort(Protocol):
 
 
 #: A rollout or restart action's implementation, registered under its declared name.
-Action = Callable[["Run", Call], None]
+Action = Callable[["Turn", Call], None]
 ACTIONS: Registry[Action] = Registry("action")
 
 

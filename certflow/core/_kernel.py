@@ -64,7 +64,7 @@ from certflow.core.interpreter import (
     DeviceTable,
     FleetMove,
     FleetResult,
-    Run,
+    Turn,
     device_command,
     timeout_reason,
 )
@@ -121,7 +121,7 @@ class Draft:
         dest: int,
         calls: tuple[DeviceAction, ...],
         command: Any,
-        run: Run,
+        run: Turn,
     ) -> None:
         """Move the device at index ``device`` to ``dest``, making the writes of ``calls``."""
         code = self.codes()[device]
@@ -396,7 +396,7 @@ def _transition(
 # --- Device commands -------------------------------------------------------------------------
 
 
-def run_commands(draft: Draft, run: Run, table: DeviceTable, commands: Iterable[Any]) -> None:
+def run_commands(draft: Draft, run: Turn, table: DeviceTable, commands: Iterable[Any]) -> None:
     """Apply a run of device commands of one type, in order: the batch path.
 
     Rows without actions are applied inline (the hot loop: one table lookup and one

@@ -44,7 +44,7 @@ from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.machines import RULES, Rules
 from certflow.core.plan import Phase, Plan
-from certflow.core.rollout import Rollout
+from certflow.core.rollout import Rollout, new_rollout
 
 __all__ = ["Evaluator", "Step", "advance", "apply", "apply_all", "new_rollout", "next_due"]
 
@@ -260,18 +260,18 @@ class Evaluator:
             return rollout
         return _make(rollout.plan, rollout.phase, rollout._fleet, now)
 
-    def _start(self, rollout: Rollout, now: datetime, command: str) -> tuple[i.Run, Draft]:
+    def _start(self, rollout: Rollout, now: datetime, command: str) -> tuple[i.Turn, Draft]:
         draft = Draft(rollout._fleet, self.compiled, rollout.plan.policy)
-        run = i.Run(self.compiled, rollout.plan, rollout.phase, now, draft, [], command)
+        run = i.Turn(self.compiled, rollout.plan, rollout.phase, now, draft, [], command)
         return run, draft
 
-    def _dispatch(self, run: i.Run, draft: Draft, kind: type, batch: Iterable[Any]) -> None:
-        def device_batch(run: i.Run, table: i.DeviceTable, commands: Iterable[Any]) -> None:
+    def _dispatch(self, run: i.Turn, draft: Draft, kind: type, batch: Iterable[Any]) -> None:
+        def device_batch(run: i.Turn, table: i.DeviceTable, commands: Iterable[Any]) -> None:
             run_commands(draft, run, table, commands)
 
         i.dispatch(run, draft, kind, batch, device_batch)
 
-    def _finish(self, before: Rollout, run: i.Run, draft: Draft) -> Rollout:
+    def _finish(self, before: Rollout, run: i.Turn, draft: Draft) -> Rollout:
         phase = run.phase
         due = (
             before._fleet.roster.phase_due
@@ -297,6 +297,3 @@ advance = DEFAULT.advance
 apply = DEFAULT.apply
 apply_all = DEFAULT.apply_all
 next_due = DEFAULT.next_due
-
-new_rollout = Rollout.create
-"""The documented alias of :meth:`Rollout.create`."""

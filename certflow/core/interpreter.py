@@ -74,7 +74,7 @@ __all__ = [
     "FleetMove",
     "FleetPort",
     "FleetResult",
-    "Run",
+    "Turn",
     "catch_up",
     "check_gate",
     "check_now",
@@ -120,15 +120,18 @@ class DevicePort(Protocol[Handle]):
         dest: int,
         calls: tuple[DeviceAction, ...],
         command: Any,
-        run: Run,
+        run: Turn,
     ) -> None:
         """Move the device to state ``dest`` and make the declared writes of ``calls``
         (emitting their effects into ``run.effects``)."""
 
 
 @attrs.define
-class Run:
-    """One step of the rollout machine in progress: the phase changes, effects gather."""
+class Turn:
+    """One turn of the rollout machine in progress: the phase changes, effects gather.
+
+    (Named a turn, not a run: :class:`certflow.sim.Simulation` is a simulated run, and
+    :class:`certflow.Step` what a turn returns.)"""
 
     compiled: Compiled
     plan: Plan
@@ -228,12 +231,12 @@ def refusal(
 # --- Firing the rollout and restart machines ----------------------------------------------
 
 
-def situation(run: Run) -> g.Situation:
+def situation(run: Turn) -> g.Situation:
     """What the guards see now."""
     return g.Situation(run.plan, run.phase, run.now, run.port.untrusting())
 
 
-def fire(run: Run, trigger: str) -> None:
+def fire(run: Turn, trigger: str) -> None:
     """Fire ``trigger`` on the rollout machine: pick the row, run its actions, move."""
     machine = run.compiled.rules.rollout
     rows = run.compiled.rows.get((run.phase.state.value, trigger))
@@ -247,7 +250,7 @@ def fire(run: Run, trigger: str) -> None:
     run.phase = attrs.evolve(run.phase, state=RolloutState(row.dest))
 
 
-def fire_restart(run: Run, trigger: str) -> None:
+def fire_restart(run: Turn, trigger: str) -> None:
     """Fire ``trigger`` on the restart machine (its state is ``phase.restart_required``)."""
     machine = run.compiled.rules.restart
     names = machine.state_names  # (not required, required), in that order
@@ -284,7 +287,7 @@ def next_timer(
     return best
 
 
-def catch_up(run: Run, until: datetime) -> None:
+def catch_up(run: Turn, until: datetime) -> None:
     """Fire every timer due up to ``until``, in order, each at its own instant.
 
     Every driver advances through this loop, so catch-up is one rule: advancing in one
@@ -313,7 +316,7 @@ def catch_up(run: Run, until: datetime) -> None:
 # --- Device commands: what every driver checks ------------------------------------------
 
 
-def check_gate(run: Run, table: DeviceTable, command: object, device_id: str) -> None:
+def check_gate(run: Turn, table: DeviceTable, command: object, device_id: str) -> None:
     """Raise the refusal of the rollout state's gate for a device ``command``, if any."""
     name = type(command).__name__
     prefix = f"{name}({device_id!r})"
@@ -335,7 +338,7 @@ def check_gate(run: Run, table: DeviceTable, command: object, device_id: str) ->
                 )
 
 
-def device_command(run: Run, port: DevicePort[Handle], table: DeviceTable, command: Any) -> None:
+def device_command(run: Turn, port: DevicePort[Handle], table: DeviceTable, command: Any) -> None:
     """Run one device command through its table and the driver's ``port``.
 
     The order of the checks, for every driver: the device must be known (unless the
@@ -361,11 +364,11 @@ def device_command(run: Run, port: DevicePort[Handle], table: DeviceTable, comma
 
 
 def dispatch(
-    run: Run,
+    run: Turn,
     port: DevicePort[Handle],
     kind: type,
     batch: Iterable[Any],
-    device_batch: Callable[[Run, DeviceTable, Iterable[Any]], None] | None = None,
+    device_batch: Callable[[Turn, DeviceTable, Iterable[Any]], None] | None = None,
 ) -> None:
     """Run ``batch``, commands of one type ``kind``, at ``run.now``: the command
     dispatch of every driver. Device commands go through :func:`device_command` (or the
@@ -460,7 +463,7 @@ def _timer(
     return add
 
 
-def fire_timer(run: Run, timer: Timer) -> None:
+def fire_timer(run: Turn, timer: Timer) -> None:
     """Fire ``timer`` at ``run.now``: its trigger, then whatever firing consumes."""
     fire(run, timer.trigger)
     consumed = TIMERS[timer.name].fired
@@ -494,28 +497,28 @@ def _deadline(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
 
 
 @action("start_distribution")
-def _start_distribution(run: Run, invocation: Call) -> None:
+def _start_distribution(run: Turn, invocation: Call) -> None:
     run.phase = attrs.evolve(run.phase, started_at=run.now)
 
 
-def _push(run: Run, name: str) -> None:
+def _push(run: Turn, name: str) -> None:
     result = run.port.move(run.compiled.moves[name], run.now)
     for attempt in sorted(result.pushes):
         run.effects.append(PushRoot(tuple(result.pushes[attempt]), attempt, run.now))
 
 
 @action("push_pending")
-def _push_pending(run: Run, invocation: Call) -> None:
+def _push_pending(run: Turn, invocation: Call) -> None:
     _push(run, "push_pending")
 
 
 @action("retry_failed")
-def _retry_failed(run: Run, invocation: Call) -> None:
+def _retry_failed(run: Turn, invocation: Call) -> None:
     _push(run, "retry_failed")
 
 
 @action("announce")
-def _announce(run: Run, invocation: Call) -> None:
+def _announce(run: Turn, invocation: Call) -> None:
     plan, phase = run.plan, run.phase
     checkpoint = timeline.next_checkpoint(plan, phase)
     if checkpoint is None:
@@ -526,7 +529,7 @@ def _announce(run: Run, invocation: Call) -> None:
 
 
 @action("postpone")
-def _postpone(run: Run, invocation: Call) -> None:
+def _postpone(run: Turn, invocation: Call) -> None:
     number = run.phase.checkpoints_done + 1
     run.phase = attrs.evolve(run.phase, checkpoints_done=number)
     following = timeline.next_checkpoint(run.plan, run.phase)
@@ -536,13 +539,13 @@ def _postpone(run: Run, invocation: Call) -> None:
 
 
 @action("import_certificate")
-def _import_certificate(run: Run, invocation: Call) -> None:
+def _import_certificate(run: Turn, invocation: Call) -> None:
     forced = run.compiled.rules.rollout.state(run.dest).forced
     run.effects.append(ImportCertificate(forced=forced, due_at=run.now))
 
 
 @action("mark_stragglers")
-def _mark_stragglers(run: Run, invocation: Call) -> None:
+def _mark_stragglers(run: Turn, invocation: Call) -> None:
     if run.plan.root_publicly_trusted:
         return  # every device trusts a public root: nobody is cut off
     result = run.port.move(run.compiled.moves["mark_stragglers"], run.now)
@@ -551,7 +554,7 @@ def _mark_stragglers(run: Run, invocation: Call) -> None:
 
 
 @action("require_restart")
-def _require_restart(run: Run, invocation: Call) -> None:
+def _require_restart(run: Turn, invocation: Call) -> None:
     fire_ = run.compiled.rules.rollout.action("require_restart").fires
     if fire_ is None:
         raise RuntimeError("require_restart fires nothing")
@@ -559,18 +562,18 @@ def _require_restart(run: Run, invocation: Call) -> None:
 
 
 @action("announce_restart")
-def _announce_restart(run: Run, invocation: Call) -> None:
+def _announce_restart(run: Turn, invocation: Call) -> None:
     run.effects.append(RestartRequired(run.now))
 
 
 @action("end")
-def _end(run: Run, invocation: Call) -> None:
+def _end(run: Turn, invocation: Call) -> None:
     run.phase = attrs.evolve(run.phase, ended_at=run.now)
     run.port.drop_timeouts()
 
 
 @action("extend")
-def _extend(run: Run, invocation: Call) -> None:
+def _extend(run: Turn, invocation: Call) -> None:
     policy = run.plan.policy
     run.phase = attrs.evolve(
         run.phase,
@@ -580,7 +583,7 @@ def _extend(run: Run, invocation: Call) -> None:
 
 
 @action("time_out_pushes")
-def _time_out_pushes(run: Run, invocation: Call) -> None:
+def _time_out_pushes(run: Turn, invocation: Call) -> None:
     result = run.port.move(run.compiled.moves["time_out_pushes"], run.now)
     if result.ids:
         run.effects.append(AcknowledgementTimedOut(tuple(result.ids), run.now))

@@ -112,9 +112,15 @@ class Phase:
 
 @attrs.frozen
 class DeviceRecord:
-    """One device as the "view details" page shows it."""
+    """One device as the "view details" page shows it.
+
+    A store also keeps when the root was last pushed to the device and when it last
+    reported; a rollout value does not (``None``).
+    """
 
     device_id: str
     state: DeviceState
     attempts: int
     last_failure_reason: str | None
+    last_push: datetime | None = None
+    last_report: datetime | None = None

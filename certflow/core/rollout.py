@@ -9,9 +9,11 @@ seen); every device is read through methods. How the devices are stored is priva
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -29,14 +31,14 @@ from certflow.core.machines import ROLLOUT_MACHINE
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.policy import CertificateKind, Policy
 
-__all__ = ["Rollout"]
+__all__ = ["Rollout", "new_rollout"]
 
 
 @attrs.frozen(eq=False)
 class Rollout:
     """One import of a new server certificate: an immutable value.
 
-    Create one with :meth:`Rollout.create` (or its alias :func:`certflow.new_rollout`);
+    Create one with :func:`certflow.new_rollout`;
     move it with :func:`certflow.advance` and :func:`certflow.apply`. Two rollouts are
     equal when they hold the same facts, phase, clock and devices, however their
     storage is laid out.
@@ -48,87 +50,15 @@ class Rollout:
     _fleet: Fleet = attrs.field(alias="fleet", repr=False)
 
     @classmethod
-    def create(
-        cls,
-        device_ids: Iterable[str],
-        *,
-        existing_not_after: datetime,
-        new_not_before: datetime,
-        new_not_after: datetime,
-        root_publicly_trusted: bool,
-        created_at: datetime,
-        kind: CertificateKind = CertificateKind.MDM_SERVER,
-        policy: Policy | None = None,
-        trusted_device_ids: Iterable[str] = (),
-    ) -> Rollout:
-        """A ``pending`` rollout of a new certificate over the in-scope ``device_ids``.
-
-        ``existing_not_after`` is the expiry of the certificate being replaced;
-        ``new_not_before``/``new_not_after`` the validity of the new one, which must
-        pass, at ``created_at``, the guards that starting the distribution then would
-        check (valid from then through the deadline). ``trusted_device_ids`` are devices
-        known to trust the root already. Raises :class:`~certflow.errors.InvalidInput`
-        for naive datetimes, duplicate or empty ids, or a certificate that would not
-        stay valid through the deadline.
-        """
-        created_at = require_aware("created_at", created_at)
-        existing_not_after = require_aware("existing_not_after", existing_not_after)
-        new_not_before = require_aware("new_not_before", new_not_before)
-        new_not_after = require_aware("new_not_after", new_not_after)
-        try:
-            kind = CertificateKind(kind)
-        except ValueError:
-            choices = ", ".join(k.value for k in CertificateKind)
-            raise InvalidInput(
-                f"unknown certificate kind {kind!r}; choose one of {choices}"
-            ) from None
-        if policy is None:
-            policy = Policy()
-        elif not isinstance(policy, Policy):
-            raise InvalidInput(f"policy must be a certflow.Policy, got {type(policy).__name__}")
-        if not isinstance(root_publicly_trusted, bool):
-            raise InvalidInput(
-                f"root_publicly_trusted must be a bool, got {root_publicly_trusted!r}"
-            )
-        if new_not_before >= new_not_after:
-            raise InvalidInput(
-                f"the new certificate's validity is empty: not_before {show(new_not_before)} "
-                f"is not before not_after {show(new_not_after)}"
-            )
-        plan = Plan(
-            kind=kind,
-            policy=policy,
-            existing_not_after=existing_not_after,
-            new_not_before=new_not_before,
-            new_not_after=new_not_after,
-            root_publicly_trusted=root_publicly_trusted,
-            created_at=created_at,
+    def create(cls, device_ids: Iterable[str], **facts: Any) -> Rollout:
+        """Deprecated spelling of :func:`certflow.new_rollout` (removed in certflow 0.3)."""
+        warnings.warn(
+            "Rollout.create is deprecated and will be removed in certflow 0.3: use "
+            "certflow.new_rollout, the one name of a new rollout",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        phase = Phase(state=RolloutState(ROLLOUT_MACHINE.initial))
-        _require_startable(plan, phase, created_at)
-
-        if isinstance(device_ids, str):
-            raise InvalidInput("device_ids must be an iterable of ids, not one string")
-        ids = tuple(device_ids)
-        index = dict(zip(ids, range(len(ids)), strict=True))
-        if len(index) != len(ids):
-            counted = Counter(ids)
-            duplicates = [d for d, n in counted.items() if n > 1]
-            shown = ", ".join(repr(d) for d in duplicates[:5])
-            more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
-            raise InvalidInput(f"duplicate device ids: {shown}{more}; each device must appear once")
-        if not all(type(d) is str and d for d in ids):
-            bad = next(d for d in ids if not (type(d) is str and d))
-            raise InvalidInput(f"device ids must be non-empty strings, got {bad!r}")
-        if isinstance(trusted_device_ids, str):
-            raise InvalidInput("trusted_device_ids must be an iterable of ids, not one string")
-        trusted = [index.get(d, -1) for d in dict.fromkeys(trusted_device_ids)]
-        if -1 in trusted:
-            unknown = [d for d in trusted_device_ids if d not in index]
-            raise InvalidInput(f"trusted_device_ids names unknown devices: {unknown[:5]!r}")
-
-        fleet = Fleet.new(ids, index, trusted)
-        return cls(plan=plan, phase=phase, clock=created_at, fleet=fleet)
+        return new_rollout(device_ids, **facts)
 
     @property
     def state(self) -> RolloutState:
@@ -194,6 +124,84 @@ class Rollout:
             f"<Rollout {self.phase.state.value} at {self.clock.isoformat()} "
             f"devices={self.device_count}>"
         )
+
+
+def new_rollout(
+    device_ids: Iterable[str],
+    *,
+    existing_not_after: datetime,
+    new_not_before: datetime,
+    new_not_after: datetime,
+    root_publicly_trusted: bool,
+    created_at: datetime,
+    kind: CertificateKind = CertificateKind.MDM_SERVER,
+    policy: Policy | None = None,
+    trusted_device_ids: Iterable[str] = (),
+) -> Rollout:
+    """A ``pending`` rollout of a new certificate over the in-scope ``device_ids``.
+
+    ``existing_not_after`` is the expiry of the certificate being replaced;
+    ``new_not_before``/``new_not_after`` the validity of the new one, which must
+    pass, at ``created_at``, the guards that starting the distribution then would
+    check (valid from then through the deadline). ``trusted_device_ids`` are devices
+    known to trust the root already. Raises :class:`~certflow.errors.InvalidInput`
+    for naive datetimes, duplicate or empty ids, or a certificate that would not
+    stay valid through the deadline.
+    """
+    created_at = require_aware("created_at", created_at)
+    existing_not_after = require_aware("existing_not_after", existing_not_after)
+    new_not_before = require_aware("new_not_before", new_not_before)
+    new_not_after = require_aware("new_not_after", new_not_after)
+    try:
+        kind = CertificateKind(kind)
+    except ValueError:
+        choices = ", ".join(k.value for k in CertificateKind)
+        raise InvalidInput(f"unknown certificate kind {kind!r}; choose one of {choices}") from None
+    if policy is None:
+        policy = Policy()
+    elif not isinstance(policy, Policy):
+        raise InvalidInput(f"policy must be a certflow.Policy, got {type(policy).__name__}")
+    if not isinstance(root_publicly_trusted, bool):
+        raise InvalidInput(f"root_publicly_trusted must be a bool, got {root_publicly_trusted!r}")
+    if new_not_before >= new_not_after:
+        raise InvalidInput(
+            f"the new certificate's validity is empty: not_before {show(new_not_before)} "
+            f"is not before not_after {show(new_not_after)}"
+        )
+    plan = Plan(
+        kind=kind,
+        policy=policy,
+        existing_not_after=existing_not_after,
+        new_not_before=new_not_before,
+        new_not_after=new_not_after,
+        root_publicly_trusted=root_publicly_trusted,
+        created_at=created_at,
+    )
+    phase = Phase(state=RolloutState(ROLLOUT_MACHINE.initial))
+    _require_startable(plan, phase, created_at)
+
+    if isinstance(device_ids, str):
+        raise InvalidInput("device_ids must be an iterable of ids, not one string")
+    ids = tuple(device_ids)
+    index = dict(zip(ids, range(len(ids)), strict=True))
+    if len(index) != len(ids):
+        counted = Counter(ids)
+        duplicates = [d for d, n in counted.items() if n > 1]
+        shown = ", ".join(repr(d) for d in duplicates[:5])
+        more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+        raise InvalidInput(f"duplicate device ids: {shown}{more}; each device must appear once")
+    if not all(type(d) is str and d for d in ids):
+        bad = next(d for d in ids if not (type(d) is str and d))
+        raise InvalidInput(f"device ids must be non-empty strings, got {bad!r}")
+    if isinstance(trusted_device_ids, str):
+        raise InvalidInput("trusted_device_ids must be an iterable of ids, not one string")
+    trusted = [index.get(d, -1) for d in dict.fromkeys(trusted_device_ids)]
+    if -1 in trusted:
+        unknown = [d for d in trusted_device_ids if d not in index]
+        raise InvalidInput(f"trusted_device_ids names unknown devices: {unknown[:5]!r}")
+
+    fleet = Fleet.new(ids, index, trusted)
+    return Rollout(plan=plan, phase=phase, clock=created_at, fleet=fleet)
 
 
 def _require_startable(plan: Plan, phase: Phase, at: datetime) -> None:

@@ -123,11 +123,11 @@ class Stored:
         return self._delivered(now)
 
     def apply(self, command: c.Command, now: datetime) -> Sequence[Effect]:
-        self.store.execute(self.name, command, now)
+        self.store.apply(self.name, command, now)
         return self._delivered(now)
 
     def apply_all(self, commands: Sequence[c.Command], now: datetime) -> Sequence[Effect]:
-        self.store.execute_many(self.name, commands, now)
+        self.store.apply_all(self.name, commands, now)
         return self._delivered(now)
 
     def preview(self, command: c.Command, now: datetime) -> Preview:

@@ -13,7 +13,10 @@ library over the core alone: the seeded story ``make demo`` prints is an applica
 on top of it, :mod:`certflow.demo`.
 """
 
-from certflow.sim.fleet import Outcome, Run, Snapshot, Trace, simulate
+import warnings
+from typing import Any
+
+from certflow.sim.fleet import Outcome, Simulation, Snapshot, Trace, simulate
 from certflow.sim.forecast import Forecast, Survival, fit, forecast
 from certflow.sim.models import FAILURE_REASONS, AdminPolicy, DeviceModel, Setup
 from certflow.sim.sweep import SweepTable, sweep
@@ -24,8 +27,8 @@ __all__ = [
     "DeviceModel",
     "Forecast",
     "Outcome",
-    "Run",
     "Setup",
+    "Simulation",
     "Snapshot",
     "Survival",
     "SweepTable",
@@ -35,3 +38,15 @@ __all__ = [
     "simulate",
     "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Run":
+        warnings.warn(
+            "certflow.sim.Run is deprecated and will be removed in certflow 0.3: it is "
+            "certflow.sim.Simulation",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Simulation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

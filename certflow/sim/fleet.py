@@ -14,6 +14,7 @@ fixed order, so the same setup and seed give the same run.
 from __future__ import annotations
 
 import math
+import warnings
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,7 @@ from certflow.core.wording import describe_effect
 from certflow.sim._host import DAY, Answers, Host, Responder
 from certflow.sim.models import DeviceModel, Setup
 
-__all__ = ["Outcome", "Run", "Snapshot", "Trace", "model_responder", "simulate"]
+__all__ = ["Outcome", "Simulation", "Snapshot", "Trace", "model_responder", "simulate"]
 
 _CHURN_WINDOW = 14  # days: unenrolments and enrolments happen in the first two weeks
 
@@ -98,7 +99,7 @@ class Snapshot:
 
 
 @attrs.frozen
-class Run:
+class Simulation:
     """One simulated rollout: its figures, the final rollout, every effect, and (if asked)
     the trace of device states and a snapshot."""
 
@@ -147,7 +148,7 @@ def simulate(
     *,
     trace: bool = False,
     snapshot_at: timedelta | None = None,
-) -> Run:
+) -> Simulation:
     """Simulate one rollout of ``setup`` with ``seed`` until it imports (or 120 days pass).
 
     ``trace`` records the device states each day (for charts); ``snapshot_at`` (a span
@@ -227,4 +228,16 @@ def simulate(
             days=tuple(day for day, _ in host.trace),
             counts=tuple(counts for _, counts in host.trace),
         )
-    return Run(setup, outcome, host.rollout, tuple(host.effects), recorded, snapshot)
+    return Simulation(setup, outcome, host.rollout, tuple(host.effects), recorded, snapshot)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Run":
+        warnings.warn(
+            "certflow.sim.fleet.Run is deprecated and will be removed in certflow 0.3: it is "
+            "certflow.sim.Simulation",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Simulation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ the declarations, and the journal replays through the in-memory evaluator to the
     from certflow.store import open_store
     store = open_store("rollouts.db")
     store.create("mdm-2026", certflow.new_rollout(...))
-    store.execute("mdm-2026", certflow.DistributeRoot(), now)
+    store.apply("mdm-2026", certflow.DistributeRoot(), now)
     store.tick(now)                       # a scheduler: sleep until store.next_due()
     drain(store, {certflow.PushRoot: push}, now)   # an effect drainer
 """
@@ -18,9 +18,11 @@ the declarations, and the journal replays through the in-memory evaluator to the
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from certflow.core.errors import InvalidInput
+from certflow.core.plan import DeviceRecord
 from certflow.store._drain import DrainReport, Handler, drain, retrying
 from certflow.store._errors import (
     StoreBusy,
@@ -29,7 +31,7 @@ from certflow.store._errors import (
     UnknownRollout,
     without_password,
 )
-from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, Store, StoredEffect
+from certflow.store._model import JournalEntry, RolloutInfo, Store, StoredEffect
 from certflow.store._schema import SCHEMA_VERSION
 from certflow.store._sql import SqlStore, check_rollout_name
 from certflow.store._sqlite import SqliteStore
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
-    "DeviceRow",
     "DrainReport",
     "Handler",
     "JournalEntry",
@@ -68,6 +69,14 @@ def __getattr__(name: str) -> Any:
         from certflow.store._postgres import PostgresStore
 
         return PostgresStore
+    if name == "DeviceRow":
+        warnings.warn(
+            "certflow.store.DeviceRow is deprecated and will be removed in certflow 0.3: a "
+            "store's device is a certflow.DeviceRecord, as a rollout's is",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return DeviceRecord
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -98,7 +98,7 @@ def create(store: Driver, name: str, rollout: Rollout, progress: Progress | None
 def apply(
     store: Driver, name: str, batch: list[Command], now: datetime, kind: str
 ) -> list[StoredEffect]:
-    """``execute`` (``kind`` "command") and ``execute_many`` (``kind`` "batch"): the
+    """``apply`` (``kind`` "command") and ``apply_all`` (``kind`` "batch"): the
     commands of ``batch`` in one write transaction."""
     with store._transaction(write=True):
         return run_batch(store, name, batch, now, kind)[0]
@@ -113,7 +113,7 @@ def run_batch(
     row = store._row(name, own=True)
     at = store._check_now(row, now)
     port = Port(store, row)
-    run = i.Run(store._compiled, row.plan, row.phase, at, port, [])
+    run = i.Turn(store._compiled, row.plan, row.phase, at, port, [])
     i.catch_up(run, at)
     before = _head(store, row.plan, run.phase, row.counts, at)
     # Every device the batch names, read at once (a device command names one).
@@ -158,7 +158,7 @@ def advance(store: Driver, name: str, now: datetime) -> list[StoredEffect]:
 
 def advance_row(store: Driver, row: Row, at: datetime) -> list[StoredEffect]:
     """Fire what fell due by ``at`` for ``row``, inside the open write transaction."""
-    run = i.Run(store._compiled, row.plan, row.phase, at, Port(store, row), [])
+    run = i.Turn(store._compiled, row.plan, row.phase, at, Port(store, row), [])
     i.catch_up(run, at)
     row.phase = run.phase
     stored = append(store, row, at, "advance", {}, run.effects)
@@ -199,7 +199,7 @@ def is_due(store: Driver, row: Row, at: datetime) -> bool:
     return found is not None and found[0] <= at
 
 
-def _command(store: Driver, run: i.Run, port: Port, command: Command) -> None:
+def _command(store: Driver, run: i.Turn, port: Port, command: Command) -> None:
     if hasattr(command, "device_id") and type(command) in store._compiled.routes:
         # What a device row can hold, checked before any rule (the rules run next).
         storable("device id", command.device_id)

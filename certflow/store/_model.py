@@ -11,12 +11,12 @@ import attrs
 from certflow.core.commands import Command
 from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused
-from certflow.core.plan import DeviceState, Plan, RolloutState
+from certflow.core.plan import DeviceRecord, DeviceState, Plan, RolloutState
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 
-__all__ = ["DeviceRow", "JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
+__all__ = ["JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
 
 
 @attrs.frozen
@@ -30,18 +30,6 @@ class RolloutInfo:
     counts: dict[DeviceState, int]
     percent_complete: float
     next_due: datetime | None
-
-
-@attrs.frozen
-class DeviceRow:
-    """One device as the store keeps it (a row of the status page)."""
-
-    device_id: str
-    state: DeviceState
-    attempts: int
-    last_failure_reason: str | None
-    last_push: datetime | None
-    last_report: datetime | None
 
 
 @attrs.frozen
@@ -113,10 +101,10 @@ class Store(Protocol):
     def create(self, name: str, rollout: Rollout) -> RolloutInfo:
         """Store a rollout under a new name; its document is the journal's first entry."""
 
-    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+    def apply(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
         """Apply one command at ``now`` (timers due by then first), in one transaction."""
 
-    def execute_many(
+    def apply_all(
         self, name: str, commands: Iterable[Command], now: datetime
     ) -> list[StoredEffect]:
         """Apply commands in order at ``now`` in one transaction, refused whole."""
@@ -140,7 +128,7 @@ class Store(Protocol):
         *,
         after: str | None = None,
         limit: int = 50,
-    ) -> list[DeviceRow]:
+    ) -> list[DeviceRecord]:
         """A keyset page of devices, in creation order, of the given states."""
 
     def rollouts(self) -> list[RolloutInfo]:

@@ -136,7 +136,7 @@ class Port:
         dest: int,
         calls: tuple[i.DeviceAction, ...],
         command: Any,
-        run: i.Run,
+        run: i.Turn,
     ) -> None:
         """Move a held row to ``dest`` and make the declared writes of ``calls``."""
         store = self.store

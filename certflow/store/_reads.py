@@ -15,13 +15,13 @@ from certflow.core import summary
 from certflow.core.commands import Command
 from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.guards import Situation
-from certflow.core.plan import DeviceState, Plan, RolloutState
+from certflow.core.plan import DeviceRecord, DeviceState, Plan, RolloutState
 from certflow.core.serialization import document
 from certflow.core.summary import Overview
 from certflow.store._commands import advance_row, is_due
 from certflow.store._driver import Driver, Row
 from certflow.store._inputs import MOST, can_store, is_count
-from certflow.store._model import DeviceRow, RolloutInfo
+from certflow.store._model import RolloutInfo
 from certflow.store._port import Port
 
 __all__ = [
@@ -56,7 +56,7 @@ def overview(store: Driver, name: str, now: datetime) -> Overview:
 
 def devices(
     store: Driver, name: str, states: Sequence[DeviceState], after: str | None, limit: int
-) -> list[DeviceRow]:
+) -> list[DeviceRecord]:
     if not is_count(limit):
         raise InvalidInput(f"limit must be a positive number up to {MOST}, got {limit!r}")
     wanted = [DeviceState(s).value for s in states]
@@ -92,7 +92,7 @@ def devices(
                 (row.id, start, limit),
             ).fetchall()
     return [
-        DeviceRow(d, DeviceState(s), a, r, store._get(p), store._get(rep))
+        DeviceRecord(d, DeviceState(s), a, r, store._get(p), store._get(rep))
         for _, d, s, a, r, p, rep in rows
     ]
 
@@ -113,7 +113,7 @@ def plan(store: Driver, name: str) -> Plan:
         return store._row(name).plan
 
 
-def device(store: Driver, name: str, device_id: str) -> DeviceRow:
+def device(store: Driver, name: str, device_id: str) -> DeviceRecord:
     with store._transaction(write=False):
         row = store._row(name)
         found = None
@@ -126,7 +126,7 @@ def device(store: Driver, name: str, device_id: str) -> DeviceRow:
     if found is None:
         raise i.unknown_device(device_id)
     d, s, a, r, p, rep = found
-    return DeviceRow(d, DeviceState(s), a, r, store._get(p), store._get(rep))
+    return DeviceRecord(d, DeviceState(s), a, r, store._get(p), store._get(rep))
 
 
 def info(store: Driver, name: str) -> RolloutInfo:

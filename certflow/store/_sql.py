@@ -39,7 +39,7 @@ timer queue, equal to it for the shipped rules (a row that moved a device into
 
 Where each part lives: :class:`SqlStore` (here) is the API, what a backend implements,
 the transactions and the rollout row; its methods run, by concern, the functions of
-:mod:`._commands` (create, execute, preview, advance, tick), :mod:`._reads`,
+:mod:`._commands` (create, apply, preview, advance, tick), :mod:`._reads`,
 :mod:`._journal` (appending an entry, reading, replay, activity) and :mod:`._outbox`,
 which see the store through the :class:`~certflow.store._driver.Driver` protocol;
 :mod:`._port` holds a transaction's device rows, and :mod:`._inputs` says what the
@@ -61,7 +61,7 @@ from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.evaluator import Evaluator
 from certflow.core.instants import require_utc
 from certflow.core.machines import Rules
-from certflow.core.plan import DeviceState, Phase, Plan
+from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan
 from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import decode_phase, decode_plan, encode
@@ -71,9 +71,19 @@ from certflow.store._driver import DEVICE, Cursor, Progress, Row
 from certflow.store._errors import StoreError, UnknownRollout
 from certflow.store._fleetsql import FleetStatement, fleet_update
 from certflow.store._inputs import can_store, check_rollout_name, storable
-from certflow.store._model import DeviceRow, JournalEntry, RolloutInfo, StoredEffect
+from certflow.store._model import JournalEntry, RolloutInfo, StoredEffect
 
 __all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"SqlStore.{old} is deprecated and will be removed in certflow 0.3: use {new}, the "
+        "name certflow gives the same act everywhere (certflow.apply, certflow.apply_all)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
 
 # Device rows a batch reads per statement: well under every backend's parameter limit.
 _FETCH_CHUNK = 500
@@ -302,22 +312,34 @@ class SqlStore:
 
     # --- commands ----------------------------------------------------------------------------
 
-    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+    def apply(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
         """Apply ``command`` to rollout ``name`` at ``now``, as :func:`certflow.apply`
         would (timers due by ``now`` first); one transaction. Returns the effects, as
         placed in the outbox."""
         return _commands.apply(self, name, [command], now, "command")
 
-    def execute_many(
+    def apply_all(
         self, name: str, commands: Iterable[Command], now: datetime
     ) -> list[StoredEffect]:
         """Apply ``commands`` in order at ``now``, as :func:`certflow.apply_all` would:
         one transaction, refused whole if any command is refused."""
         return _commands.apply(self, name, list(commands), now, "batch")
 
+    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+        """Deprecated spelling of :meth:`apply` (removed in certflow 0.3)."""
+        _renamed("execute", "apply")
+        return self.apply(name, command, now)
+
+    def execute_many(
+        self, name: str, commands: Iterable[Command], now: datetime
+    ) -> list[StoredEffect]:
+        """Deprecated spelling of :meth:`apply_all` (removed in certflow 0.3)."""
+        _renamed("execute_many", "apply_all")
+        return self.apply_all(name, commands, now)
+
     def preview(self, name: str, command: Command, now: datetime) -> Preview:
         """What ``command`` would do to rollout ``name`` at ``now``, and nothing done: the
-        store runs it exactly as :meth:`execute` would (timers due by ``now`` first, the
+        store runs it exactly as :meth:`apply` would (timers due by ``now`` first, the
         same rows, guards and device actions) in a transaction that it then rolls back.
         The answer is the store's own, as :func:`certflow.preview` is the evaluator's:
         the refusal, or the effects and the overview after the command. It holds the
@@ -351,7 +373,7 @@ class SqlStore:
         *,
         after: str | None = None,
         limit: int = 50,
-    ) -> list[DeviceRow]:
+    ) -> list[DeviceRecord]:
         """A page of rollout ``name``'s devices in creation order, of ``states`` (all when
         empty), starting after device ``after``: keyset paging, one index range read."""
         return _reads.devices(self, name, states, after, limit)
@@ -367,7 +389,7 @@ class SqlStore:
         """The facts rollout ``name`` was created from (O(1))."""
         return _reads.plan(self, name)
 
-    def device(self, name: str, device_id: str) -> DeviceRow:
+    def device(self, name: str, device_id: str) -> DeviceRecord:
         """One device of rollout ``name``; :class:`~certflow.UnknownDevice` if unknown."""
         return _reads.device(self, name, device_id)
 

@@ -371,7 +371,7 @@ def test_extend_says_what_it_did_when_another_process_extended_meanwhile(
         seen = real_preview(self, *args)
         other = open_store(db)
         try:
-            other.execute("r1", ExtendManually(), NOW + 6 * DAY)
+            other.apply("r1", ExtendManually(), NOW + 6 * DAY)
         finally:
             other.close()
         return seen
@@ -790,11 +790,11 @@ def test_forecast_of_a_stored_rollout_reads_its_journal(backend: Backend) -> Non
     db = backend.target
     with backend.open() as store:
         store.create("live", build(60))
-        store.execute("live", cf.DistributeRoot(), T0)
+        store.apply("live", cf.DistributeRoot(), T0)
         for n in range(40):  # answers spread over two days, a few failures
             report = cf.DeviceFailed(f"d{n}", "x") if n % 8 == 0 else cf.DeviceInstalled(f"d{n}")
-            store.execute("live", report, T0 + (n + 1) * HOUR)
-        store.execute("live", cf.DeviceInstalled("d1"), T0 + 50 * HOUR)  # a duplicate
+            store.apply("live", report, T0 + (n + 1) * HOUR)
+        store.apply("live", cf.DeviceInstalled("d1"), T0 + 50 * HOUR)  # a duplicate
         pushes, reports = store.activity("live")
     assert pushes["d59"] == [T0]
     assert reports["d1"] == [T0 + 2 * HOUR]  # the duplicate answered no push

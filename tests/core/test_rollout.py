@@ -11,9 +11,8 @@ import certflow as cf
 from tests.core.strategies import DAY, T0, build, distributing
 
 
-def test_new_rollout_is_the_documented_alias_of_the_named_constructor() -> None:
-    assert cf.new_rollout == cf.Rollout.create
-    rollout = cf.Rollout.create(
+def test_new_rollout_makes_a_pending_rollout() -> None:
+    rollout = cf.new_rollout(
         ["a", "b"],
         existing_not_after=T0 + 60 * DAY,
         new_not_before=T0,
@@ -75,7 +74,7 @@ def _create(**changes: Any) -> cf.Rollout:
         "created_at": T0,
     }
     device_ids = changes.pop("device_ids", ["a", "b"])
-    return cf.Rollout.create(device_ids, **{**facts, **changes})
+    return cf.new_rollout(device_ids, **{**facts, **changes})
 
 
 NAIVE = datetime(2026, 7, 1, 9, 0)
@@ -139,3 +138,16 @@ def test_a_certificate_that_ends_exactly_at_the_deadline_may_start_a_rollout() -
     assert rollout.state is cf.RolloutState.PENDING
     with pytest.raises(cf.InvalidInput, match="expires at 2026-07-22 08:59:59 UTC, before the"):
         _create(new_not_after=T0 + 21 * DAY - timedelta(seconds=1))
+
+
+def test_rollout_create_is_the_deprecated_spelling_of_new_rollout() -> None:
+    facts: dict[str, Any] = {
+        "existing_not_after": T0 + 60 * DAY,
+        "new_not_before": T0,
+        "new_not_after": T0 + 300 * DAY,
+        "root_publicly_trusted": False,
+        "created_at": T0,
+    }
+    with pytest.warns(DeprecationWarning, match=r"Rollout.create is deprecated"):
+        old = cf.Rollout.create(["a"], **facts)
+    assert old == cf.new_rollout(["a"], **facts)

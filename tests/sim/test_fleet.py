@@ -20,7 +20,7 @@ from certflow import (
     loads,
 )
 from certflow.core.plan import DeviceState
-from certflow.sim.fleet import Run, simulate
+from certflow.sim.fleet import Simulation, simulate
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
 
 DAY = timedelta(days=1)
@@ -40,7 +40,7 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
     assert first.effects != other.effects
 
 
-def _check_figures(run: Run) -> None:
+def _check_figures(run: Simulation) -> None:
     effects, outcome = run.effects, run.outcome
     imports = [e for e in effects if isinstance(e, ImportCertificate)]
     assert len(imports) == 1
@@ -188,3 +188,12 @@ def test_the_outcome_reads_as_one_line() -> None:
         "0 manual extension(s), 0 bulk retries"
     )
     assert outcome.as_dict()["import_day"] == 7.0
+
+
+def test_run_is_the_deprecated_name_of_a_simulation() -> None:
+    import certflow.sim
+    import certflow.sim.fleet
+
+    for module in (certflow.sim, certflow.sim.fleet):
+        with pytest.warns(DeprecationWarning, match=r"\.Run is deprecated"):
+            assert module.Run is certflow.sim.Simulation

@@ -40,11 +40,9 @@ EFFECT_TYPES = typing.get_args(cf.Effect)  # every effect class
 def history(store: AnyStore, name: str = "r") -> None:
     """A rollout whose outbox holds several kinds of effect, from several entries."""
     store.create(name, build(6, policy=cf.Policy(ack_timeout=6 * HOUR)))
-    store.execute(name, cf.DistributeRoot(), T0)  # PushRoot
-    store.execute_many(
-        name, [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "no space")], T0 + HOUR
-    )
-    store.execute(name, cf.Retry("d1"), T0 + 2 * HOUR)  # PushRoot
+    store.apply(name, cf.DistributeRoot(), T0)  # PushRoot
+    store.apply_all(name, [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "no space")], T0 + HOUR)
+    store.apply(name, cf.Retry("d1"), T0 + 2 * HOUR)  # PushRoot
     store.tick(day(6))  # timeouts at T0 + 6h (and d1's later), the notice
 
 
@@ -102,8 +100,8 @@ def test_drain_delivers_each_due_effect_in_order_and_acknowledges_it(store: AnyS
 
 def test_effects_not_due_yet_and_other_rollouts_wait(store: AnyStore) -> None:
     store.create("other", distributing(2))
-    store.execute("other", cf.DeviceFailed("d0", "x"), day(6))
-    store.execute("other", cf.Retry("d0"), day(6))
+    store.apply("other", cf.DeviceFailed("d0", "x"), day(6))
+    store.apply("other", cf.Retry("d0"), day(6))
     recorder = Recorder()
     assert drain(store, recorder.handlers(), T0 - HOUR).delivered == ()
     report = drain(store, recorder.handlers(), day(6), rollout="other")
@@ -172,7 +170,7 @@ def test_effect_ids_are_rollout_seq_position_as_the_journal_says(store: AnyStore
     assert listed == from_journal
     for entry in store.journal("r"):
         assert list(entry.effects) == [f"r:{entry.seq}:{p}" for p in range(len(entry.effects))]
-    returned = store.execute("r", cf.Retry("d2"), day(6))
+    returned = store.apply("r", cf.Retry("d2"), day(6))
     assert ids(returned) == [f"r:{entry.seq + 1}:0"]
     assert returned == [s for s in store.effects() if s.id == returned[0].id]
 
@@ -213,12 +211,12 @@ def test_the_journal_is_append_only(store: AnyStore, backend: Backend) -> None:
     change an entry already written, nor an effect's content."""
     journal, outbox = journal_rows(backend), outbox_bodies(backend)
     drain(store, Recorder(frozenset({store.effects()[0].id})).handlers(), day(6))
-    store.execute("r", cf.DeviceInstalled("d1"), day(6) + HOUR)
+    store.apply("r", cf.DeviceInstalled("d1"), day(6) + HOUR)
     with pytest.raises(cf.CommandRefused):
-        store.execute("r", cf.ProceedToImport(), day(7))
-    store.execute("r", cf.ExtendManually(), day(6) + 2 * HOUR)
+        store.apply("r", cf.ProceedToImport(), day(7))
+    store.apply("r", cf.ExtendManually(), day(6) + 2 * HOUR)
     store.advance("r", day(30))
-    store.execute("r", cf.ServerRestarted(), day(30))
+    store.apply("r", cf.ServerRestarted(), day(30))
     later = journal_rows(backend)
     assert later[: len(journal)] == journal
     assert len(later) == len(journal) + 4
@@ -267,8 +265,8 @@ def test_a_refused_command_leaves_no_journal_entry_and_no_outbox_row(
 
     def run() -> object:
         if len(commands) == 1:
-            return store.execute("r", commands[0], at)
-        return store.execute_many("r", commands, at)
+            return store.apply("r", commands[0], at)
+        return store.apply_all("r", commands, at)
 
     with pytest.raises(error):
         run()
@@ -344,8 +342,8 @@ def test_a_lease_takes_at_most_its_limit_in_the_order_emitted(store: AnyStore) -
 
 def test_a_lease_takes_only_what_is_due_and_of_the_rollout_named(store: AnyStore) -> None:
     store.create("another", distributing(2))  # sorts before "r", with a later row id
-    store.execute("another", cf.DeviceFailed("d0", "x"), day(6))
-    store.execute("another", cf.Retry("d0"), day(6))
+    store.apply("another", cf.DeviceFailed("d0", "x"), day(6))
+    store.apply("another", cf.Retry("d0"), day(6))
     assert store.lease(now=T0 - HOUR) == []
     # The two pushes, not the later timeouts (leased past day 6, so kept out below).
     early = store.lease(now=T0 + 3 * HOUR, duration=timedelta(days=30))
@@ -434,7 +432,7 @@ def test_drainer_processes_running_at_once_deliver_each_effect_once(
         store.create("r", distributing(devices))
         # One PushRoot per device, each its own effect.
         batch: list[cf.Command] = [cf.DeviceFailed(d, "offline") for d in devices]
-        store.execute_many("r", [*batch, *(cf.Retry(d) for d in devices)], day(1))
+        store.apply_all("r", [*batch, *(cf.Retry(d) for d in devices)], day(1))
         pending = ids(store.effects())
     assert len(pending) == 40
     backend.close()  # nothing of psycopg's may cross the fork
@@ -493,7 +491,7 @@ def test_retrying_gives_up_after_its_attempts_with_the_last_store_busy(
 
         def report() -> object:
             calls.append(1)
-            return store.execute("r", cf.DeviceInstalled("d2"), day(6))
+            return store.apply("r", cf.DeviceInstalled("d2"), day(6))
 
         with pytest.raises(StoreBusy, match=re.escape(backend.target)):
             retrying(report, attempts=3, first_delay=0.5, sleep=delays.append)
@@ -505,7 +503,7 @@ def test_retrying_does_not_retry_a_refusal(store: AnyStore) -> None:
 
     def refused() -> object:
         calls.append(1)
-        return store.execute("r", cf.ProceedToImport(), day(6))
+        return store.apply("r", cf.ProceedToImport(), day(6))
 
     with pytest.raises(cf.CommandRefused):
         retrying(refused, sleep=lambda _: None)
@@ -539,7 +537,7 @@ def test_a_rollout_stored_while_distributing_keeps_every_acknowledgement_timer(
     step = cf.apply(rollout, cf.DeviceInstalled("d0"), T0 + HOUR)
     with backend.open() as store:
         store.create("r", rollout)
-        store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR)
+        store.apply("r", cf.DeviceInstalled("d0"), T0 + HOUR)
         assert store.dumps("r") == cf.dumps(step.rollout)
         assert store.next_due("r") == cf.next_due(step.rollout) == T0 + 6 * HOUR
 
@@ -552,7 +550,7 @@ def test_a_rollout_stored_while_distributing_replays_to_the_stored_rollout(
     core's ``loads``)."""
     with backend.open() as store:
         store.create("r", distributing(3, policy=cf.Policy(ack_timeout=6 * HOUR)))
-        store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR)
+        store.apply("r", cf.DeviceInstalled("d0"), T0 + HOUR)
         assert store.dumps("r") == cf.dumps(store.replay("r"))
 
 

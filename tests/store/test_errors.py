@@ -65,8 +65,8 @@ def refused(path: Path, match: str, **options: object) -> StoreError:
 
 def fill(store: AnyStore) -> None:
     store.create("r", distributing(300))
-    store.execute("r", cf.DeviceFailed("d1", "disk full"), day(1))
-    store.execute("r", cf.Retry("d1"), day(1))  # a pending PushRoot in the outbox
+    store.apply("r", cf.DeviceFailed("d1", "disk full"), day(1))
+    store.apply("r", cf.Retry("d1"), day(1))  # a pending PushRoot in the outbox
 
 
 def real_database(path: Path) -> None:
@@ -321,8 +321,8 @@ def test_a_lock_held_past_the_timeout_is_store_busy_and_changes_nothing(
         with backend.write_lock_held():
             [pushed] = store.effects("r")
             attempts: list[Callable[[], object]] = [
-                lambda: store.execute("r", cf.DeviceInstalled("d2"), day(2)),
-                lambda: store.execute_many("r", [cf.DeviceInstalled("d3")], day(2)),
+                lambda: store.apply("r", cf.DeviceInstalled("d2"), day(2)),
+                lambda: store.apply_all("r", [cf.DeviceInstalled("d3")], day(2)),
                 lambda: store.advance("r", day(8)),
                 lambda: store.tick(day(8)),
                 lambda: store.acknowledge([pushed.id], day(2)),
@@ -344,7 +344,7 @@ def test_a_lock_held_past_the_timeout_is_store_busy_and_changes_nothing(
         assert backend.tables() == before
         # The store is still usable once the lock is gone (retried: PostgreSQL ends the
         # holder's session, and frees its locks, a moment after it closed).
-        retrying(lambda: store.execute("r", cf.DeviceInstalled("d2"), day(2)))
+        retrying(lambda: store.apply("r", cf.DeviceInstalled("d2"), day(2)))
     finally:
         store.close()
     backend.check_consistent("r")
@@ -354,7 +354,7 @@ def test_retrying_waits_out_a_lock_and_applies_the_command_once(backend: Backend
     with backend.open() as filling:
         fill(filling)
     with backend.open(busy_timeout=0.1) as store:
-        backend.retried_past_the_lock(lambda: store.execute("r", cf.DeviceInstalled("d2"), day(2)))
+        backend.retried_past_the_lock(lambda: store.apply("r", cf.DeviceInstalled("d2"), day(2)))
         assert [e.commands for e in store.journal("r")][-1] == (cf.DeviceInstalled("d2"),)
         assert len(list(store.journal("r"))) == 4
 
@@ -486,7 +486,7 @@ def test_a_postgresql_user_who_may_only_read_cannot_write(
     with open_store(weak_role) as store:
         assert store.info("r").counts[cf.DeviceState.PUSHED] == 300
         with pytest.raises(StoreError, match="not permitted") as caught:
-            store.execute("r", cf.DeviceInstalled("d2"), day(2))
+            store.apply("r", cf.DeviceInstalled("d2"), day(2))
         assert weak_role in str(caught.value)
         assert not isinstance(caught.value, StoreBusy)
     assert postgres_state(postgres_url) == before

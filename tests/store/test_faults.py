@@ -114,7 +114,7 @@ def _reporter(backend: Backend, worker: int, barrier: Any) -> None:
         barrier.wait(30)
         for j in range(REPORTS):
             command = _report_of(worker, j)
-            retrying(lambda command=command: store.execute("fleet", command, NOW))  # type: ignore[misc]
+            retrying(lambda command=command: store.apply("fleet", command, NOW))  # type: ignore[misc]
 
 
 def test_four_processes_lose_no_report(backend: Backend, tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def _node(backend: Backend, node: int, clock: Any, barrier: Any) -> None:
         barrier.wait(30)
         for j in range(SHARE):
             command = _node_report(node, j)
-            retrying(lambda command=command: store.execute("fleet", command, _shared_now(clock)))  # type: ignore[misc]
+            retrying(lambda command=command: store.apply("fleet", command, _shared_now(clock)))  # type: ignore[misc]
             if j % TICK_EVERY == TICK_EVERY - 1:
                 retrying(lambda: store.tick(_shared_now(clock)))
 
@@ -406,10 +406,10 @@ def test_two_drainers_deliver_each_effect_once(backend: Backend, tmp_path: Path)
         for k in range(DRAIN_ROLLOUTS):
             name = f"r{k}"
             store.create(name, build(DRAIN_FLEET))
-            store.execute(name, cf.DistributeRoot(), T0)
+            store.apply(name, cf.DistributeRoot(), T0)
             ids = [f"d{i}" for i in range(DRAIN_FLEET)]
-            store.execute_many(name, [cf.DeviceFailed(d, "unreachable") for d in ids], day(1))
-            store.execute_many(name, [cf.Retry(d) for d in ids], day(1))  # one push each
+            store.apply_all(name, [cf.DeviceFailed(d, "unreachable") for d in ids], day(1))
+            store.apply_all(name, [cf.Retry(d) for d in ids], day(1))  # one push each
         due = {s.id for s in store.effects(due_by=DRAIN_NOW)}
         assert len(due) == DRAIN_ROLLOUTS * (DRAIN_FLEET + 1)
     barrier = FORK.Barrier(2)
@@ -555,9 +555,9 @@ def _worker(
         log.note("B", kind=kind, at=now.isoformat(), commands=listed)
         try:
             if kind == "command":
-                stored = store.execute("r", commands[0], now)
+                stored = store.apply("r", commands[0], now)
             else:
-                stored = store.execute_many("r", commands, now)
+                stored = store.apply_all("r", commands, now)
         except cf.CommandRefused:
             shared[0] = IDLE
             log.note("R", kind=kind, at=now.isoformat(), commands=listed)
@@ -732,7 +732,7 @@ def _crash_block(
     with target.open() as store:
         if block % 2:  # distributed through the store
             store.create("r", build(FLEET, policy=policy))
-            store.execute("r", cf.DistributeRoot(), T0)
+            store.apply("r", cf.DistributeRoot(), T0)
         else:  # stored while distributing: replay starts from a loaded document
             store.create("r", distributing(FLEET, policy=policy))
     performed = folder / "performed.log"

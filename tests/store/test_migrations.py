@@ -44,11 +44,11 @@ def history(backend: Backend) -> None:
     with backend.open() as store:
         for n, name in enumerate(NAMES):
             store.create(name, build(20 + n, policy=cf.Policy(ack_timeout=6 * HOUR)))
-            store.execute(name, cf.DistributeRoot(), T0)
-            store.execute_many(
+            store.apply(name, cf.DistributeRoot(), T0)
+            store.apply_all(
                 name, [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "no space")], T0 + HOUR
             )
-            store.execute(name, cf.Retry("d1"), T0 + 2 * HOUR)
+            store.apply(name, cf.Retry("d1"), T0 + 2 * HOUR)
             store.tick(day(6))
         first = store.effects("alpha")[0]
         store.acknowledge([first.id], day(6))
@@ -228,7 +228,7 @@ def test_a_version_1_database_is_migrated_with_its_data_intact(
         leased = store.lease(now=day(6))
         assert [s.id for s in leased] == [s.id for s in pending]
         assert store.lease(now=day(6)) == []
-        store.execute("alpha", cf.DeviceInstalled("d1"), day(6))
+        store.apply("alpha", cf.DeviceInstalled("d1"), day(6))
         store.create("gamma", build(2))
     for name in (*NAMES, "gamma"):
         old.check_consistent(name)

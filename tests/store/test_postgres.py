@@ -31,7 +31,6 @@ import pytest
 import certflow as cf
 from certflow.core.serialization import decode_command, encode
 from certflow.store import (
-    DeviceRow,
     PostgresStore,
     StoredEffect,
     StoreError,
@@ -133,7 +132,7 @@ def _restart_node(url: str, node: int, clock: Any, acked: Path, outcome: Path) -
     def report(command: cf.Command) -> list[StoredEffect]:
         nonlocal unavailable
         try:
-            return store.execute("fleet", command, _shared_now(clock))
+            return store.apply("fleet", command, _shared_now(clock))
         except StoreUnavailable:
             unavailable += 1
             raise
@@ -234,14 +233,14 @@ def test_a_server_restarted_while_nodes_write_loses_nothing_and_doubles_nothing(
         at = store.rollouts()[0].clock
         for start in range(0, size, 500):
             batch = everything[start : start + 500]
-            retrying(lambda batch=batch: store.execute_many("fleet", batch, at))  # type: ignore[misc]
+            retrying(lambda batch=batch: store.apply_all("fleet", batch, at))  # type: ignore[misc]
         failed = sum(isinstance(c, cf.DeviceFailed) for c in everything)
         info = store.rollouts()[0]
         assert info.devices == size
         assert info.counts[cf.DeviceState.FAILED] == failed
         assert info.counts[cf.DeviceState.INSTALLED] == size - failed
         assert info.counts[cf.DeviceState.PUSHED] == 0
-        rows: dict[str, DeviceRow] = {}
+        rows: dict[str, cf.DeviceRecord] = {}
         after = None
         while page := store.devices("fleet", after=after, limit=1_000):
             rows.update((row.device_id, row) for row in page)
@@ -272,14 +271,14 @@ def test_after_a_restart_the_same_store_object_reconnects(
     Every command that returned is in the journal once."""
     with pg.open() as store:
         store.create("r", distributing(10))
-        store.execute("r", cf.DeviceInstalled("d0"), day(1))
+        store.apply("r", cf.DeviceInstalled("d0"), day(1))
         pg.close()
         _restart(postgres_server)
         first = cf.DeviceInstalled("d1")
         applied: list[cf.Command] = [cf.DeviceInstalled("d0")]
         met: StoreUnavailable | None = None
         try:
-            store.execute("r", first, day(1))
+            store.apply("r", first, day(1))
         except StoreUnavailable as error:
             met = error
         if met is None:
@@ -288,11 +287,11 @@ def test_after_a_restart_the_same_store_object_reconnects(
             print(f"the first command after the restart: {met}")
             assert "connection" in str(met)
             assert "nothing was changed" in str(met)
-        store.execute("r", cf.DeviceInstalled("d2"), day(1))
+        store.apply("r", cf.DeviceInstalled("d2"), day(1))
         applied.append(cf.DeviceInstalled("d2"))
 
         _restart(postgres_server)
-        retrying(lambda: store.execute("r", cf.DeviceFailed("d3", "unreachable"), day(1)))
+        retrying(lambda: store.apply("r", cf.DeviceFailed("d3", "unreachable"), day(1)))
         applied.append(cf.DeviceFailed("d3", "unreachable"))
         _restart(postgres_server)
         assert retrying(lambda: store.device("r", "d3")).state is cf.DeviceState.FAILED
@@ -336,9 +335,9 @@ def _held_worker(target: PostgresBackend, operation: str, shared: mmap.mmap, rea
         store._committed = committed  # type: ignore[method-assign]
     os.write(ready, b"r" + _server_pid(store).to_bytes(4, "little"))
     if operation == "report":
-        store.execute("r", cf.DeviceInstalled("d1"), day(2))
+        store.apply("r", cf.DeviceInstalled("d1"), day(2))
     elif operation == "batch":
-        store.execute_many("r", [cf.DeviceInstalled(f"d{i}") for i in range(1, 40)], day(2))
+        store.apply_all("r", [cf.DeviceInstalled(f"d{i}") for i in range(1, 40)], day(2))
     elif operation == "advance":
         store.advance("r", day(6.5))
     elif operation == "tick":
@@ -359,8 +358,8 @@ def test_a_node_killed_inside_its_transaction_leaves_no_lock_behind(
     StoreBusy); what the killed node was doing left nothing; the invariants hold."""
     with pg.open() as store:
         store.create("r", build(40))
-        store.execute("r", cf.DistributeRoot(), T0)  # one PushRoot effect to lease
-        store.execute("r", cf.DeviceFailed("d0", "unreachable"), day(1))
+        store.apply("r", cf.DistributeRoot(), T0)  # one PushRoot effect to lease
+        store.apply("r", cf.DeviceFailed("d0", "unreachable"), day(1))
     before = pg.tables()
     shared = mmap.mmap(-1, 1)
     errors = tmp_path / "error.txt"
@@ -376,7 +375,7 @@ def test_a_node_killed_inside_its_transaction_leaves_no_lock_behind(
         elif operation == "lease":
             assert store.acknowledge(["r:2:0"], day(2)) == 1  # the same outbox row
         else:
-            store.execute("r", cf.DeviceFailed("d2", "unreachable"), day(7.5))
+            store.apply("r", cf.DeviceFailed("d2", "unreachable"), day(7.5))
     _wait_gone(pg, server_pid)
     after = pg.tables()
     # The killed operation left nothing: only the next writer's change is there.
@@ -537,7 +536,7 @@ def test_a_connection_lost_in_a_commit_that_did_not_commit_is_store_unavailable(
     with psycopg.connect(pg.url, autocommit=True) as holder, pg.open() as store:
         holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
         pid = _server_pid(store)
-        call = _Call(lambda: store.execute("r", command, day(1)))
+        call = _Call(lambda: store.apply("r", command, day(1)))
         call.start()
         _until(lambda: _committing(pg, pid, "advisory"), "the COMMIT to wait in its trigger")
         pg.query("SELECT pg_terminate_backend(?)", pid)
@@ -564,7 +563,7 @@ def test_a_connection_lost_in_a_commit_that_committed_returns_normally(
     command = cf.DeviceInstalled("d1")
     with pg.open() as store, _a_standby_that_never_answers(pg, store):
         pid = _server_pid(store)
-        call = _Call(lambda: store.execute("r", command, day(1)))
+        call = _Call(lambda: store.apply("r", command, day(1)))
         call.start()
         _until(lambda: _committing(pg, pid, "SyncRep"), "the COMMIT to wait for the standby")
         pg.query("SELECT pg_terminate_backend(?)", pid)
@@ -601,7 +600,7 @@ def test_a_connection_cut_while_the_server_still_commits_waits_for_the_outcome(
     command = cf.DeviceInstalled("d1")
     with pg.open() as store, _a_standby_that_never_answers(pg, store):
         pid, fileno = _server_pid(store), store._conn.fileno()
-        call = _Call(lambda: store.execute("r", command, day(1)))
+        call = _Call(lambda: store.apply("r", command, day(1)))
         call.start()
         _until(lambda: _committing(pg, pid, "SyncRep"), "the COMMIT to wait for the standby")
         _cut(fileno)
@@ -631,7 +630,7 @@ def test_a_commit_whose_outcome_stays_unknown_is_a_store_error_not_retried(
     with pg.open(busy_timeout=0.2, in_doubt_wait=1) as store:
         with _a_standby_that_never_answers(pg, store):
             pid, fileno = _server_pid(store), store._conn.fileno()
-            call = _Call(lambda: store.execute("r", command, day(1)))
+            call = _Call(lambda: store.apply("r", command, day(1)))
             call.start()
             _until(lambda: _committing(pg, pid, "SyncRep"), "the COMMIT to wait")
             _cut(fileno)
@@ -706,7 +705,7 @@ def test_writers_wait_for_each_other_even_where_the_database_defaults_to_repeata
     def report() -> None:
         with PostgresStore(pg.url, busy_timeout=30) as store:
             try:
-                outcome.append(store.execute("r", cf.DeviceInstalled("d1"), day(1)))
+                outcome.append(store.apply("r", cf.DeviceInstalled("d1"), day(1)))
             except cf.CertflowError as error:
                 outcome.append(error)
 
@@ -741,7 +740,7 @@ def test_rollouts_are_listed_in_the_same_order_as_on_sqlite(
             for store in (pg_store, lite):
                 for n in names:
                     store.create(n, build(1))
-                    store.execute(n, cf.DistributeRoot(), T0)  # one PushRoot each
+                    store.apply(n, cf.DistributeRoot(), T0)  # one PushRoot each
             expected = [i.name for i in lite.rollouts()]
             assert expected == sorted(names)  # byte order: 'B' first
             assert [i.name for i in pg_store.rollouts()] == expected
@@ -809,7 +808,7 @@ def test_a_node_that_stalls_inside_a_transaction_holds_its_rollout_only_so_long(
         # the lock stayed, this would be StoreBusy after busy_timeout.
         with PostgresStore(pg.url, busy_timeout=30) as other:
             assert other._q("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
-            other.execute("r", cf.DeviceInstalled("d1"), day(1))
+            other.apply("r", cf.DeviceInstalled("d1"), day(1))
             assert other.device("r", "d1").state is cf.DeviceState.INSTALLED
     finally:
         node.kill()

@@ -112,7 +112,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
         if distribute:  # through both drivers, so that most histories start running
             self._both(
                 lambda r: cf.apply(r, cf.DistributeRoot(), T0),
-                lambda: self.store.execute("r", cf.DistributeRoot(), T0),
+                lambda: self.store.apply("r", cf.DistributeRoot(), T0),
             )
 
     def _both(self, memory: Callable[[cf.Rollout], cf.Step], stored: Callable[[], Any]) -> None:
@@ -138,9 +138,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
     def device_command(self, data: st.DataObject, step: timedelta) -> None:
         self.now += step
         command, now = self._device_command(data), self.now
-        self._both(
-            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
-        )
+        self._both(lambda r: cf.apply(r, command, now), lambda: self.store.apply("r", command, now))
 
     @rule(data=st.data(), size=st.integers(0, 6), step=steps)
     def device_batch(self, data: st.DataObject, size: int, step: timedelta) -> None:
@@ -149,7 +147,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
         now = self.now
         self._both(
             lambda r: cf.apply_all(r, commands, now),
-            lambda: self.store.execute_many("r", commands, now),
+            lambda: self.store.apply_all("r", commands, now),
         )
 
     @rule(data=st.data(), step=steps)
@@ -166,7 +164,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
         ]
         self._both(
             lambda r: cf.apply_all(r, commands, now),
-            lambda: self.store.execute_many("r", commands, now),
+            lambda: self.store.apply_all("r", commands, now),
         )
 
     def _devices_in(self, state: cf.DeviceState) -> list[str]:
@@ -183,18 +181,14 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
             return
         self.now += step
         command, now = answer(data.draw(st.sampled_from(live))), self.now
-        self._both(
-            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
-        )
+        self._both(lambda r: cf.apply(r, command, now), lambda: self.store.apply("r", command, now))
 
     @rule(step=steps)
     def a_new_device_enrols(self, step: timedelta) -> None:
         assert self.memory is not None
         self.now += step
         command, now = cf.Enroll(f"late-{self.memory.device_count}"), self.now
-        self._both(
-            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
-        )
+        self._both(lambda r: cf.apply(r, command, now), lambda: self.store.apply("r", command, now))
 
     @rule(data=st.data(), step=steps, admin=st.booleans())
     def a_command_is_previewed_then_done(
@@ -226,9 +220,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
             assert theirs.refusal is not None
             shown = str(theirs.refusal).replace("rollout 'r'", "this rollout")
             assert (type(theirs.refusal), shown) == (type(mine.refusal), str(mine.refusal))
-        self._both(
-            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
-        )
+        self._both(lambda r: cf.apply(r, command, now), lambda: self.store.apply("r", command, now))
         # What was previewed is what was done.
         assert self.memory is not None
         done = self.memory if mine.refusal is None else memory
@@ -239,9 +231,7 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
     def administrator(self, command: cf.Command, step: timedelta) -> None:
         self.now += step
         now = self.now
-        self._both(
-            lambda r: cf.apply(r, command, now), lambda: self.store.execute("r", command, now)
-        )
+        self._both(lambda r: cf.apply(r, command, now), lambda: self.store.apply("r", command, now))
 
     @rule(step=steps)
     def time_passes(self, step: timedelta) -> None:
@@ -326,7 +316,7 @@ def test_a_device_report_sends_the_same_statements_at_any_fleet_size(backend: Ba
         with backend.fresh() as store:
             store.create("r", distributing(size))
             sent.append(
-                _statements_of(store, lambda: store.execute("r", cf.DeviceInstalled("d3"), day(1)))
+                _statements_of(store, lambda: store.apply("r", cf.DeviceInstalled("d3"), day(1)))
             )
     assert sent[0] == sent[1]
     assert len(sent[0]) <= 8
@@ -341,7 +331,7 @@ def test_a_device_report_reads_and_writes_a_constant_number_of_rows(tmp_path: Pa
             store.create("r", distributing(size))
             traced: list[str] = []
             store._db.set_trace_callback(traced.append)
-            store.execute("r", cf.DeviceInstalled("d3"), day(1))
+            store.apply("r", cf.DeviceInstalled("d3"), day(1))
             store._db.set_trace_callback(None)
             # Values differ with the fleet's size (counts, ids); the statements do not.
             counts.append([re.sub(r"'[^']*'|\b\d+\b", "?", t) for t in traced])
@@ -357,7 +347,7 @@ def test_a_device_report_reads_and_writes_a_constant_number_of_rows(tmp_path: Pa
 def _batch_read(store: AnyStore, ids: list[str]) -> list[str]:
     """The statements with which a batch of reports on ``ids`` reads its devices."""
     sent = _statements_of(
-        store, lambda: store.execute_many("r", [cf.DeviceInstalled(d) for d in ids], day(1))
+        store, lambda: store.apply_all("r", [cf.DeviceInstalled(d) for d in ids], day(1))
     )
     return [t for t in sent if "device_id IN (" in t]
 
@@ -431,13 +421,13 @@ def test_a_removed_row_refuses_in_the_store_with_the_declared_hint(backend: Back
         changed.create("r", build(2))
         shipped.create("r", build(2))
         with pytest.raises(cf.CommandRefused) as refused:
-            changed.execute("r", cf.ProceedToImport(), T0)
+            changed.apply("r", cf.ProceedToImport(), T0)
         expected = _outcome(
             lambda: cf.Evaluator(_rules=rules).apply(build(2), cf.ProceedToImport(), T0)
         )
         assert ("CommandRefused", str(refused.value)) == expected
         assert "it applies to a pending rollout" in str(refused.value)
-        shipped.execute("r", cf.ProceedToImport(), T0)
+        shipped.apply("r", cf.ProceedToImport(), T0)
         assert shipped.overview("r", T0).state is cf.RolloutState.FORCED
 
 
@@ -446,8 +436,8 @@ def test_an_added_device_row_happens_in_the_store(backend: Backend) -> None:
     rules = _evolve(cf.RULES, "device", (*cf.RULES.device.transitions, added))
     with backend.fresh(_rules=rules) as changed:
         changed.create("r", distributing(2))
-        changed.execute("r", cf.Unenroll("d0"), day(1))
-        changed.execute("r", cf.DeviceInstalled("d0"), day(2))
+        changed.apply("r", cf.Unenroll("d0"), day(1))
+        changed.apply("r", cf.DeviceInstalled("d0"), day(2))
         assert changed.device("r", "d0").state is cf.DeviceState.INSTALLED
         memory = cf.Evaluator(_rules=rules).apply(
             cf.apply(distributing(2), cf.Unenroll("d0"), day(1)).rollout,
@@ -467,15 +457,15 @@ def test_an_added_push_row_changes_the_generated_fleet_statement(backend: Backen
         assert "state IN ('pending', 'failed')" in sql
         created = build(3)
         changed.create("r", created)
-        changed.execute("r", cf.DistributeRoot(), T0)
+        changed.apply("r", cf.DistributeRoot(), T0)
         memory = cf.Evaluator(_rules=rules).apply(created, cf.DistributeRoot(), T0).rollout
         assert changed.dumps("r") == cf.dumps(memory)
 
 
 def test_journal_entries_name_their_commands_states_and_effects(store: AnyStore) -> None:
     store.create("r", build(3))
-    store.execute("r", cf.DistributeRoot(), T0)
-    store.execute_many("r", [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "x")], day(1))
+    store.apply("r", cf.DistributeRoot(), T0)
+    store.apply_all("r", [cf.DeviceInstalled("d0"), cf.DeviceFailed("d1", "x")], day(1))
     store.advance("r", day(6))
     entries = list(store.journal("r"))
     assert [(e.seq, e.kind, e.state.value) for e in entries] == [
@@ -496,8 +486,8 @@ def test_journal_entries_name_their_commands_states_and_effects(store: AnyStore)
 
 def test_devices_are_paged_by_keyset_and_filtered_by_state(store: AnyStore) -> None:
     store.create("r", build(10))
-    store.execute("r", cf.DistributeRoot(), T0)
-    store.execute_many("r", [cf.DeviceFailed(f"d{i}", "no") for i in (1, 3, 4, 8)], day(1))
+    store.apply("r", cf.DistributeRoot(), T0)
+    store.apply_all("r", [cf.DeviceFailed(f"d{i}", "no") for i in (1, 3, 4, 8)], day(1))
     failed = [cf.DeviceState.FAILED]
     first = store.devices("r", failed, limit=2)
     assert [d.device_id for d in first] == ["d1", "d3"]
@@ -527,7 +517,7 @@ def test_names_are_unique_and_unknown_names_are_clear(store: AnyStore) -> None:
     with pytest.raises(cf.InvalidInput, match="a rollout named 'r' already exists"):
         store.create("r", build(1))
     with pytest.raises(UnknownRollout, match="no rollout named 'q'"):
-        store.execute("q", cf.DistributeRoot(), T0)
+        store.apply("q", cf.DistributeRoot(), T0)
     assert isinstance(UnknownRollout("x"), StoreError)
 
 
@@ -535,9 +525,9 @@ def test_a_refused_command_changes_nothing(store: AnyStore) -> None:
     store.create("r", build(2))
     before = store.dumps("r")
     with pytest.raises(cf.CommandRefused, match="rollout is pending; distribute the root first"):
-        store.execute("r", cf.ExtendManually(), T0)
+        store.apply("r", cf.ExtendManually(), T0)
     with pytest.raises(cf.CommandRefused):
-        store.execute_many("r", [cf.DistributeRoot(), cf.ExtendManually()], T0)
+        store.apply_all("r", [cf.DistributeRoot(), cf.ExtendManually()], T0)
     assert store.dumps("r") == before
     assert [e.kind for e in store.journal("r")] == ["create"]
     assert store.effects("r") == []
@@ -557,7 +547,7 @@ def test_tick_advances_only_what_is_due_and_two_ticks_emit_once(backend: Backend
 def test_a_naive_instant_is_refused(store: AnyStore) -> None:
     store.create("r", build(1))
     with pytest.raises(cf.InvalidInput, match="now is a naive datetime"):
-        store.execute("r", cf.DistributeRoot(), datetime(2026, 7, 1, 9))
+        store.apply("r", cf.DistributeRoot(), datetime(2026, 7, 1, 9))
 
 
 @given(offset_hours=st.integers(-12, 14))
@@ -570,8 +560,8 @@ def test_instants_in_any_offset_are_kept_as_the_same_instants(
     zone = timezone(timedelta(hours=offset_hours))
     with backend.fresh() as store:  # a new database per example
         store.create("r", build(2))
-        store.execute("r", cf.DistributeRoot(), T0.astimezone(zone))
-        store.execute("r", cf.DeviceInstalled("d0"), day(1).astimezone(zone))
+        store.apply("r", cf.DistributeRoot(), T0.astimezone(zone))
+        store.apply("r", cf.DeviceInstalled("d0"), day(1).astimezone(zone))
         memory = cf.apply(cf.apply(build(2), cf.DistributeRoot(), T0).rollout,
                           cf.DeviceInstalled("d0"), day(1)).rollout  # fmt: skip
         assert store.dumps("r") == cf.dumps(memory)
@@ -591,11 +581,11 @@ def test_a_report_slightly_behind_the_clock_is_applied_at_the_clock_within_the_s
 ) -> None:
     with backend.open(clock_skew=timedelta(seconds=2)) as store:
         store.create("r", build(3))
-        store.execute("r", cf.DistributeRoot(), T0 + HOUR)
-        store.execute("r", cf.DeviceInstalled("d0"), T0 + HOUR - timedelta(seconds=2))
+        store.apply("r", cf.DistributeRoot(), T0 + HOUR)
+        store.apply("r", cf.DeviceInstalled("d0"), T0 + HOUR - timedelta(seconds=2))
         assert store.device("r", "d0").last_report == T0 + HOUR
         with pytest.raises(cf.TimeWentBackwards, match="earlier than the last instant"):
-            store.execute("r", cf.DeviceInstalled("d1"), T0 + HOUR - timedelta(seconds=3))
+            store.apply("r", cf.DeviceInstalled("d1"), T0 + HOUR - timedelta(seconds=3))
     with pytest.raises(cf.InvalidInput, match="clock_skew must be a timedelta of 0 or more"):
         backend.open(clock_skew=timedelta(seconds=-1))
 
@@ -638,8 +628,8 @@ def test_the_journal_exports_as_json_lines_that_replay(store: AnyStore) -> None:
     from certflow.core.serialization import decode_command
 
     store.create("r", build(2))
-    store.execute("r", cf.DistributeRoot(), T0)
-    store.execute_many("r", [cf.DeviceInstalled("d0")], T0 + HOUR)
+    store.apply("r", cf.DistributeRoot(), T0)
+    store.apply_all("r", [cf.DeviceInstalled("d0")], T0 + HOUR)
     lines = [json.dumps(e.as_dict(document=True)) for e in store.journal("r")]
     first, *rest = (json.loads(line) for line in lines)
     assert (first["kind"], first["seq"], first["rollout"]) == ("create", 1, "r")
@@ -673,10 +663,10 @@ def test_the_timeout_statements_read_the_ack_due_index(sqlite_store: SqliteStore
     plan = str(store._db.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
     assert "devices_by_ack_due (rollout=? AND ack_due=?)" in plan
     store.create("r", build(3, policy=cf.Policy(ack_timeout=HOUR)))
-    store.execute("r", cf.DistributeRoot(), T0)
+    store.apply("r", cf.DistributeRoot(), T0)
     traced: list[str] = []
     store._db.set_trace_callback(traced.append)
-    store.execute("r", cf.DeviceInstalled("d0"), T0 + 2 * HOUR)  # after the timeout fell due
+    store.apply("r", cf.DeviceInstalled("d0"), T0 + 2 * HOUR)  # after the timeout fell due
     store._db.set_trace_callback(None)
     counting = next(t for t in traced if "COUNT(*)" in t)
     plan = str(store._db.execute("EXPLAIN QUERY PLAN " + counting).fetchall())
@@ -686,15 +676,15 @@ def test_the_timeout_statements_read_the_ack_due_index(sqlite_store: SqliteStore
 def test_text_a_database_cannot_store_is_refused_clearly(store: AnyStore) -> None:
     store.create("r", distributing(2))
     with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
-        store.execute("r", cf.Enroll("\udcff"), T0 + HOUR)
+        store.apply("r", cf.Enroll("\udcff"), T0 + HOUR)
     with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
-        store.execute("r", cf.DeviceFailed("d0", "bad \udcff"), T0 + HOUR)
+        store.apply("r", cf.DeviceFailed("d0", "bad \udcff"), T0 + HOUR)
     with pytest.raises(cf.InvalidInput, match="is not valid UTF-8 text"):
         store.create("s", build(["ok", "\udcff"]))
     with pytest.raises(UnknownRollout):
         store.overview("\udcff", T0)
     with pytest.raises(cf.InvalidInput, match="contains a NUL character"):
-        store.execute("r", cf.Enroll("a\x00b"), T0 + HOUR)
+        store.apply("r", cf.Enroll("a\x00b"), T0 + HOUR)
     with pytest.raises(cf.UnknownDevice):
         store.device("r", "a\x00b")
     with pytest.raises(UnknownRollout):
@@ -706,7 +696,7 @@ def test_only_the_store_s_own_spelling_of_an_effect_id_is_accepted(
     store: SqliteStore, alias: str
 ) -> None:
     store.create("r", build(2))
-    store.execute("r", cf.DistributeRoot(), T0)
+    store.apply("r", cf.DistributeRoot(), T0)
     with pytest.raises(cf.InvalidInput, match="no effect with id"):
         store.acknowledge([alias], T0)
     assert store.acknowledge(["r:2:0"], T0) == 1
@@ -714,7 +704,7 @@ def test_only_the_store_s_own_spelling_of_an_effect_id_is_accepted(
 
 def test_a_failure_after_the_acknowledgement_is_not_recorded(store: AnyStore) -> None:
     store.create("r", build(2))
-    store.execute("r", cf.DistributeRoot(), T0)
+    store.apply("r", cf.DistributeRoot(), T0)
     store.acknowledge(["r:2:0"], T0)
     store.record_failure("r:2:0", "a second drainer lost the race")
     (effect,) = store.effects("r", include_acknowledged=True)
@@ -726,8 +716,8 @@ def test_a_page_of_several_states_reads_one_index_range_per_state(
 ) -> None:
     store = sqlite_store
     store.create("r", build(6))
-    store.execute("r", cf.DistributeRoot(), T0)
-    store.execute_many("r", [cf.DeviceFailed("d4", "x"), cf.DeviceInstalled("d1")], T0)
+    store.apply("r", cf.DistributeRoot(), T0)
+    store.apply_all("r", [cf.DeviceFailed("d4", "x"), cf.DeviceInstalled("d1")], T0)
     traced: list[str] = []
     store._db.set_trace_callback(traced.append)
     page = store.devices("r", [cf.DeviceState.FAILED, cf.DeviceState.INSTALLED], limit=5)
@@ -740,7 +730,7 @@ def test_a_page_of_several_states_reads_one_index_range_per_state(
 
 def test_an_overview_before_the_rollout_s_clock_is_refused(store: AnyStore) -> None:
     store.create("r", build(2))
-    store.execute("r", cf.DistributeRoot(), T0 + HOUR)
+    store.apply("r", cf.DistributeRoot(), T0 + HOUR)
     with pytest.raises(cf.TimeWentBackwards):
         store.overview("r", T0)
     with pytest.raises(cf.TimeWentBackwards):
@@ -751,7 +741,7 @@ def test_both_backends_answer_edge_calls_alike(backend: Backend) -> None:
     # Found by review: each of these behaved differently on the two backends.
     store = backend.open()
     store.create("r", build(2))
-    store.execute("r", cf.DistributeRoot(), T0)
+    store.apply("r", cf.DistributeRoot(), T0)
     for limit in (2**63, True):
         with pytest.raises(cf.InvalidInput, match="limit must be a positive number"):
             store.devices("r", limit=limit)
@@ -769,3 +759,25 @@ def test_rules_given_to_a_store_are_deprecated_and_still_run(backend: Backend) -
         store = backend.fresh(rules=cf.RULES)
     with store:
         assert store._evaluator.rules is cf.RULES
+
+
+def test_the_old_spellings_of_apply_are_deprecated_and_still_apply(backend: Backend) -> None:
+    with backend.fresh() as store:
+        store.create("r", build(2))
+        with pytest.warns(DeprecationWarning, match=r"SqlStore.execute is deprecated"):
+            store.execute("r", cf.DistributeRoot(), T0)
+        with pytest.warns(DeprecationWarning, match=r"SqlStore.execute_many is deprecated"):
+            store.execute_many("r", [cf.DeviceInstalled("d0")], T0)
+        assert store.overview("r", T0).counts[cf.DeviceState.INSTALLED] == 1
+
+
+def test_a_stored_device_is_a_device_record_and_device_row_is_deprecated(
+    backend: Backend,
+) -> None:
+    with backend.fresh() as store:
+        store.create("r", build(2))
+        assert isinstance(store.device("r", "d0"), cf.DeviceRecord)
+    import certflow.store
+
+    with pytest.warns(DeprecationWarning, match=r"certflow.store.DeviceRow is deprecated"):
+        assert certflow.store.DeviceRow is cf.DeviceRecord

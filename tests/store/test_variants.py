@@ -128,7 +128,7 @@ def _step(
         )
     return (
         _outcome(lambda: evaluator.apply_all(memory, commands, now)),
-        _outcome(lambda: store.execute_many(name, commands, now)),
+        _outcome(lambda: store.apply_all(name, commands, now)),
     )
 
 
