@@ -127,7 +127,7 @@ def worker(number: int, db: str, inbox: Any, outbox: Any) -> None:
             done = refused = 0
             for _, command in work:
                 try:
-                    retrying(partial(store.execute, ROLLOUT, command, now))
+                    retrying(partial(store.apply, ROLLOUT, command, now))
                     done += 1
                 except CommandRefused:  # e.g. a report for a device already cut off
                     refused += 1

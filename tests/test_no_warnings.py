@@ -49,7 +49,7 @@ def _succeeds_silently(done: subprocess.CompletedProcess[str]) -> None:
 
 def test_every_module_is_found() -> None:
     # The walk itself must see the package's layers, or the import test proves nothing.
-    for layer in ("core", "certs", "store", "sim", "cli"):
+    for layer in ("core", "certs", "store", "sim", "demo", "cli"):
         assert f"certflow.{layer}" in MODULES
     assert "certflow.certs._names" in MODULES
 
