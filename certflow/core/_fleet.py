@@ -43,6 +43,7 @@ _INSTALLED = DEVICE_STATES.index(DeviceState.INSTALLED)
 #: The state in which a device awaits its push's acknowledgement: the one state the
 #: first-push mark and its count slot are kept for (Rules.validate holds every wait to it).
 AWAITING = _PUSHED
+_STATE_NAMES = tuple(state.value for state in DEVICE_STATES)
 _INITIAL_SLOT = STATE_MASK + 1
 INITIAL_PENDING_SHIFT = COUNT_BITS * _INITIAL_SLOT
 STATE_UNIT = tuple(1 << (COUNT_BITS * state) for state in range(STATE_MASK + 1))
@@ -65,6 +66,12 @@ def state_of(code: int) -> DeviceState:
 def attempts_of(code: int) -> int:
     """The push attempts a code holds."""
     return code >> ATTEMPT_SHIFT
+
+
+def decode_all(codes: list[int]) -> tuple[list[str], list[int]]:
+    """Every code's state name and attempts, in order (what serialisation writes)."""
+    states, mask, shift = _STATE_NAMES, STATE_MASK, ATTEMPT_SHIFT
+    return [states[code & mask] for code in codes], [code >> shift for code in codes]
 
 
 def encode(state: int, attempts: int) -> int:

@@ -42,6 +42,7 @@ from certflow.core._fleet import (
     Timeout,
     attempts_of,
     count_codes,
+    decode_all,
     empty_roster_maps,
     first_push,
     state_of,
@@ -137,7 +138,7 @@ def _span(value: object) -> timedelta:
 def dumps(rollout: Rollout) -> str:
     """``rollout`` as JSON text; :func:`loads` gives back an equal rollout."""
     fleet = rollout._fleet
-    codes = list(fleet.codes)
+    states, attempts = decode_all(list(fleet.codes))
     by_due: dict[datetime, list[int]] = {}
     for index, due in sorted(fleet.awaiting().items()):
         by_due.setdefault(due, []).append(index)
@@ -146,8 +147,8 @@ def dumps(rollout: Rollout) -> str:
         rollout.phase,
         rollout.clock,
         ids=list(fleet.all_ids()),
-        states=[state_of(code).value for code in codes],
-        attempts=[attempts_of(code) for code in codes],
+        states=states,
+        attempts=attempts,
         reasons={fleet.device_id(i): reason for i, reason in sorted(fleet.roster.reasons.items())},
         awaiting=sorted(by_due.items()),
     )
