@@ -149,6 +149,7 @@ def bench_certflow(n: int, events: int) -> list[Row]:
                 (median <= 3_000) if target else None,
                 note="medians of all rounds: "
                 + ", ".join(_us(statistics.median(r)) for r in rounds),
+                amount=median if target else None,
             )
         )
         rows.append(
@@ -371,6 +372,7 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
             _us(median),
             "≤ 3 µs",
             median <= 3_000,
+            amount=median,
         )
     )
     rows.append(
@@ -434,6 +436,34 @@ def bench_transitions(n: int, events: int, budget: float) -> list[Row]:
     del models, machine
     gc.collect()
     return rows
+
+
+def ratio_rows(rows: list[Row]) -> list[Row]:
+    """One event of certflow against one of a shared ``transitions`` Machine, at each size
+    both ran (random order, medians of the same run): the issue's target is ≤ 0.33."""
+    single: dict[tuple[int, str], float] = {
+        (row.size, row.impl): row.amount
+        for row in rows
+        if row.amount is not None
+        and ("random order: median" in row.metric or "report_installed() median" in row.metric)
+    }
+    found = []
+    for (size, impl), amount in sorted(single.items()):
+        other = single.get((size, "transitions"))
+        if impl != "certflow" or not other:
+            continue
+        ratio = amount / other
+        found.append(
+            Row(
+                size,
+                "ratio",
+                "one event: certflow apply / transitions report_installed (medians)",
+                f"{ratio:.2f}x",
+                "≤ 0.33x",
+                ratio <= 0.33,
+            )
+        )
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -502,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in tsizes:
         rows += bench_transitions(n, min(events, n), budget)
         print(f"... transitions {n:,} done", file=sys.stderr, flush=True)
+    rows += ratio_rows(rows)
     print(render(rows))
     return 0
 
