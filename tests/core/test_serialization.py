@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 import certflow as cf
 from tests.core.strategies import ADMIN_COMMANDS, HOUR, build, day, distributing, policies
+from tools.old_fixtures import HISTORIES
 
 
 @given(policy=policies(), n=st.integers(0, 20), data=st.data())
@@ -381,3 +383,20 @@ def test_a_loaded_rollout_times_out_the_same_pushes_after_more_reports(
             assert cf.dumps(loaded) == cf.dumps(saved)
             assert cf.next_due(loaded) == cf.next_due(saved)
         assert cf.advance(loaded, day(3)) == cf.advance(saved, day(3))
+
+
+# --- documents an earlier certflow wrote -------------------------------------------------------
+
+#: Documents of schema version 2, written by certflow at commit 348c23d with
+#: tools/old_fixtures.py (see its docstring) from the histories it names.
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+def test_a_version_2_document_still_loads_as_the_same_rollout(name: str) -> None:
+    text = (DATA / f"rollout-v2-{name}.json").read_text(encoding="utf-8")
+    loaded = cf.loads(text)
+    assert loaded == HISTORIES[name]()
+    # and it goes on as the same history does today
+    later = loaded.clock + timedelta(days=30)
+    assert cf.advance(loaded, later) == cf.advance(HISTORIES[name](), later)
