@@ -24,11 +24,14 @@ T = TypeVar("T")
 @attrs.frozen
 class DrainReport:
     """What one :func:`drain` did: the effects delivered and acknowledged, the ones whose
-    handler failed (id and error, still pending), and the ones no handler takes."""
+    handler failed (id and error: retried after a back-off), the ones no handler takes,
+    and those of the failed that this failure made dead (no longer retried: see
+    ``certflow rollout effects NAME --dead``)."""
 
     delivered: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]
     unhandled: tuple[str, ...]
+    dead: tuple[str, ...] = ()
 
 
 def drain(
@@ -46,7 +49,10 @@ def drain(
     first (:meth:`Store.lease`, for ``lease``), so that another drainer running at the
     same time skips them. Each effect whose handler returns is acknowledged at once, so
     a later failure or a crash never repeats it; a handler that raises leaves its effect
-    pending (its error recorded, its lease given back) and the others go on.
+    pending (its error recorded, its lease given back, retried after a back-off) and the
+    others go on; an effect that fails the store's ``max_attempts``-th time is dead and no
+    longer retried (:meth:`Store.revive` makes it pending again). Effects the end of
+    their rollout superseded are never delivered.
 
     Delivery is at-least-once: a crash between a handler's return and the
     acknowledgement, or a drain that outlasts its lease, delivers that effect again,
@@ -55,6 +61,7 @@ def drain(
     now = require_utc("now", now)
     delivered: list[str] = []
     failed: list[tuple[str, str]] = []
+    dead: list[str] = []
     kinds = {kind.__name__ for kind in handlers}
     unhandled = [
         stored.id
@@ -68,12 +75,16 @@ def drain(
             handler(stored.id, stored.effect)
         except Exception as error:  # the host's handler: any failure keeps it pending
             text = f"{type(error).__name__}: {error}"
-            retrying(lambda: store.record_failure(stored.id, text))  # noqa: B023 (called now)
+            after = retrying(
+                lambda: store.record_failure(stored.id, text, now=now)  # noqa: B023 (called now)
+            )
             failed.append((stored.id, text))
+            if after.status == "dead":
+                dead.append(stored.id)
             continue
         retrying(lambda: store.acknowledge([stored.id], now))  # noqa: B023 (called now)
         delivered.append(stored.id)
-    return DrainReport(tuple(delivered), tuple(failed), tuple(unhandled))
+    return DrainReport(tuple(delivered), tuple(failed), tuple(unhandled), tuple(dead))
 
 
 def retrying(

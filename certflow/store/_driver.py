@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 import attrs
@@ -67,6 +67,10 @@ class Driver(Protocol):
     and outbox use; each is documented there."""
 
     _where: str
+    clock_skew: timedelta
+    max_attempts: int
+    retry_backoff: timedelta
+    retry_backoff_limit: timedelta
     _evaluator: Evaluator
     _compiled: i.Compiled
     _states: tuple[str, ...]

@@ -35,7 +35,16 @@ class RolloutInfo:
 @attrs.frozen
 class StoredEffect:
     """An effect in the outbox. ``id`` is ``rollout:seq:position``: stable, unique, and
-    the same every time the effect is delivered, so that a handler can deduplicate."""
+    the same every time the effect is delivered, so that a handler can deduplicate.
+
+    Its delivery record: ``acked_at`` is the delivery instant (when the host
+    acknowledged it); ``attempts`` the deliveries started (each lease), the latest at
+    ``last_attempt_at``; ``failures`` the failed ones since it was last revived, the
+    latest ``last_error``; ``next_attempt_at`` when a drainer may try again after a
+    failure (exponential back-off); ``dead_at`` when it failed its store's
+    ``max_attempts``-th time (no longer retried until revived); ``superseded_at`` when the
+    end of its rollout made it moot (never delivered). See :attr:`status`.
+    """
 
     id: str
     rollout: str
@@ -43,11 +52,29 @@ class StoredEffect:
     acked_at: datetime | None
     failures: int
     last_error: str | None
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    dead_at: datetime | None = None
+    superseded_at: datetime | None = None
 
     @property
     def due_at(self) -> datetime:
         """When the effect became due."""
         return self.effect.due_at
+
+    @property
+    def status(self) -> str:
+        """``acknowledged`` (delivered), ``superseded`` (moot: never delivered), ``dead``
+        (failed too often: waits to be revived) or ``pending`` (to be delivered), in that
+        order: an effect a drainer delivered just as its rollout ended is acknowledged."""
+        if self.acked_at is not None:
+            return "acknowledged"
+        if self.superseded_at is not None:
+            return "superseded"
+        if self.dead_at is not None:
+            return "dead"
+        return "pending"
 
 
 @attrs.frozen
@@ -161,8 +188,9 @@ class Store(Protocol):
         *,
         include_acknowledged: bool = False,
         due_by: datetime | None = None,
+        dead: bool = False,
     ) -> list[StoredEffect]:
-        """The outbox: pending effects (or all), optionally only those due."""
+        """The outbox: pending effects (or all, or the dead), optionally only those due."""
 
     def lease(
         self,
@@ -179,8 +207,14 @@ class Store(Protocol):
     def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int:
         """Mark effects performed; returns how many were pending."""
 
-    def record_failure(self, effect_id: str, error: str) -> None:
-        """Remember a failed delivery; the effect stays pending and its lease ends."""
+    def record_failure(
+        self, effect_id: str, error: str, *, now: datetime | None = None
+    ) -> StoredEffect:
+        """Remember a failed delivery: its lease ends, and it is retried after a
+        back-off, or dead after ``max_attempts`` failures."""
+
+    def revive(self, effect_ids: Iterable[str]) -> int:
+        """Make dead effects pending again; returns how many were dead."""
 
     def close(self) -> None:
         """Release the database."""

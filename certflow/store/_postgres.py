@@ -70,6 +70,7 @@ from certflow.store._errors import (
     secrets_of,
     without_password,
 )
+from certflow.store._inputs import DELIVERY
 from certflow.store._schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION
 from certflow.store._sql import Cursor, Progress, SqlStore
 
@@ -140,8 +141,9 @@ class PostgresStore(SqlStore):
     waits. ``in_doubt_wait``: how long a command whose connection broke while committing
     keeps reconnecting to learn whether it committed. ``stalled_timeout``: how long the
     server lets a node sit silent inside a transaction before ending it (and freeing
-    the rollout's lock). ``clock_skew``: as for :class:`SqliteStore`. Every error names
-    the URL without its password.
+    the rollout's lock). ``clock_skew``, ``max_attempts``, ``retry_backoff`` and
+    ``retry_backoff_limit``: as for :class:`SqliteStore`. Every error names the URL
+    without its password.
     """
 
     _lock_rollout = " FOR NO KEY UPDATE"
@@ -159,6 +161,9 @@ class PostgresStore(SqlStore):
         in_doubt_wait: float = 30.0,
         stalled_timeout: float = 60.0,
         clock_skew: timedelta = timedelta(0),
+        max_attempts: int = DELIVERY[0],
+        retry_backoff: timedelta = DELIVERY[1],
+        retry_backoff_limit: timedelta = DELIVERY[2],
         rules: Rules | None = None,
         _rules: Rules | None = None,
     ) -> None:
@@ -193,7 +198,7 @@ class PostgresStore(SqlStore):
         self.in_doubt_wait = float(in_doubt_wait)
         self.stalled_timeout = float(stalled_timeout)
         self._closed = False
-        self._setup(clock_skew, rules, _rules)
+        self._setup(clock_skew, rules, _rules, (max_attempts, retry_backoff, retry_backoff_limit))
         self._sql_of: dict[str, str] = {}
         self._marker: tuple[int, int, str] | None = None
         self._conn = self._connect()

@@ -88,7 +88,21 @@ _VERSION_3 = """
 ALTER TABLE outbox ADD COLUMN leased_until TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+# Version 4: an outbox that ends cleanly (store.md, "Superseded effects", "Dead letters").
+# `attempts` counts the deliveries started (leases), `last_attempt_at` is the latest;
+# a failed one sets `next_attempt_at` (exponential back-off) and, at the store's
+# max_attempts, `dead_at`; the end of a rollout sets `superseded_at` on what no longer
+# applies. An effect is deliverable while all three of acked_at, superseded_at and
+# dead_at are NULL.
+_VERSION_4 = """
+ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_attempt_at TEXT;
+ALTER TABLE outbox ADD COLUMN next_attempt_at TEXT;
+ALTER TABLE outbox ADD COLUMN dead_at TEXT;
+ALTER TABLE outbox ADD COLUMN superseded_at TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL: the same tables, in its types. The foreign keys hold there (SQLite does not
@@ -157,6 +171,14 @@ _POSTGRES_3 = """
 ALTER TABLE outbox ADD COLUMN leased_until timestamptz;
 """
 
-POSTGRES_MIGRATIONS: tuple[str, ...] = (_POSTGRES_1, _POSTGRES_2, _POSTGRES_3)
+_POSTGRES_4 = """
+ALTER TABLE outbox ADD COLUMN attempts integer NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_attempt_at timestamptz;
+ALTER TABLE outbox ADD COLUMN next_attempt_at timestamptz;
+ALTER TABLE outbox ADD COLUMN dead_at timestamptz;
+ALTER TABLE outbox ADD COLUMN superseded_at timestamptz;
+"""
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (_POSTGRES_1, _POSTGRES_2, _POSTGRES_3, _POSTGRES_4)
 if len(POSTGRES_MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - a maintainer's slip
     raise ValueError("every schema version needs a migration for each backend")

@@ -70,7 +70,13 @@ from certflow.store import _commands, _journal, _outbox, _reads
 from certflow.store._driver import DEVICE, Cursor, Progress, Row
 from certflow.store._errors import StoreError, UnknownRollout
 from certflow.store._fleetsql import FleetStatement, fleet_update
-from certflow.store._inputs import can_store, check_rollout_name, storable
+from certflow.store._inputs import (
+    DELIVERY,
+    can_store,
+    check_delivery,
+    check_rollout_name,
+    storable,
+)
 from certflow.store._model import JournalEntry, RolloutInfo, StoredEffect
 
 __all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
@@ -98,6 +104,9 @@ class SqlStore:
 
     _where: str
     clock_skew: timedelta
+    max_attempts: int
+    retry_backoff: timedelta
+    retry_backoff_limit: timedelta
     # A read of the acknowledgement deadlines that goes through their index.
     _by_ack_due: ClassVar[str] = "devices"
     # A read of devices by id that goes through that index (a batch's IN lists).
@@ -209,9 +218,16 @@ class SqlStore:
 
     # --- setting up --------------------------------------------------------------------------
 
-    def _setup(self, clock_skew: timedelta, rules: Rules | None, _rules: Rules | None) -> None:
+    def _setup(
+        self,
+        clock_skew: timedelta,
+        rules: Rules | None,
+        _rules: Rules | None,
+        delivery: tuple[int, timedelta, timedelta] = DELIVERY,
+    ) -> None:
         if not isinstance(clock_skew, timedelta) or clock_skew < timedelta(0):
             raise InvalidInput(f"clock_skew must be a timedelta of 0 or more, got {clock_skew!r}")
+        self.max_attempts, self.retry_backoff, self.retry_backoff_limit = check_delivery(*delivery)
         if rules is not None:
             warnings.warn(
                 "the store's rules= is deprecated and will be removed in certflow 0.3: the "
@@ -442,10 +458,13 @@ class SqlStore:
         *,
         include_acknowledged: bool = False,
         due_by: datetime | None = None,
+        dead: bool = False,
     ) -> list[StoredEffect]:
-        """The effects in the outbox, pending only unless ``include_acknowledged``, only
-        those due by ``due_by`` if given, in the order they were emitted."""
-        return _outbox.effects(self, name, include_acknowledged, due_by)
+        """The effects in the outbox in the order they were emitted: the pending ones
+        (to be delivered: neither acknowledged, superseded nor dead); every one with
+        ``include_acknowledged`` (the whole record: acknowledged, superseded and dead
+        too); only the dead ones with ``dead``. Only those due by ``due_by`` if given."""
+        return _outbox.effects(self, name, include_acknowledged, due_by, dead)
 
     def lease(
         self,
@@ -472,7 +491,21 @@ class SqlStore:
         is harmless; an unknown id is refused and nothing is acknowledged."""
         return _outbox.acknowledge(self, effect_ids, now)
 
-    def record_failure(self, effect_id: str, error: str) -> None:
-        """Remember that delivering an effect failed; it stays pending, and its lease
-        (if any) ends, so that the next drain tries it again."""
-        _outbox.record_failure(self, effect_id, error)
+    def record_failure(
+        self, effect_id: str, error: str, *, now: datetime | None = None
+    ) -> StoredEffect:
+        """Remember that delivering an effect failed at ``now`` (by default, when its
+        latest lease started); its lease (if any) ends. It stays pending, and a drainer
+        tries it again after a back-off (``retry_backoff``, doubled for each failure, at
+        most ``retry_backoff_limit``: ``next_attempt_at``), unless this was its
+        ``max_attempts``-th failure: then it is dead (``dead_at``), no longer retried,
+        until :meth:`revive`. Returns the effect as it now stands; an effect that is
+        not pending (acknowledged, superseded, dead) is left as it is."""
+        return _outbox.record_failure(self, effect_id, error, now)
+
+    def revive(self, effect_ids: Iterable[str]) -> int:
+        """Make dead effects pending again, each with ``max_attempts`` more tries (its
+        attempts and last error stay, for the record); returns how many were dead. An
+        effect already pending is left as it is; an unknown id, or one acknowledged or
+        superseded, is refused and nothing is revived."""
+        return _outbox.revive(self, effect_ids)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from certflow.core.errors import InvalidInput
 from certflow.core.machines import Rules
 from certflow.store._errors import StoreBusy, StoreError
+from certflow.store._inputs import DELIVERY
 from certflow.store._schema import MIGRATIONS, SCHEMA_VERSION
 from certflow.store._sql import Cursor, Progress, SqlStore
 
@@ -43,6 +44,10 @@ class SqliteStore(SqlStore):
     write lock can arrive slightly out of order. An instant at most ``clock_skew``
     earlier than the rollout's clock is applied at the rollout's clock instead of being
     refused (default 0: every earlier instant is refused, as the evaluator does).
+
+    ``max_attempts``, ``retry_backoff``, ``retry_backoff_limit``: the outbox's dead
+    letters and back-off (:meth:`record_failure`); by default an effect is dead at its
+    tenth failed delivery, retried after 1, 2, 4, ... minutes, at most hourly.
     """
 
     def __init__(
@@ -53,6 +58,9 @@ class SqliteStore(SqlStore):
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         clock_skew: timedelta = timedelta(0),
+        max_attempts: int = DELIVERY[0],
+        retry_backoff: timedelta = DELIVERY[1],
+        retry_backoff_limit: timedelta = DELIVERY[2],
         rules: Rules | None = None,
         _rules: Rules | None = None,
     ) -> None:
@@ -68,7 +76,7 @@ class SqliteStore(SqlStore):
                 "(create one with `certflow rollout new`, or check --db / CERTFLOW_DB)"
             )
         self.busy_timeout = busy_timeout
-        self._setup(clock_skew, rules, _rules)
+        self._setup(clock_skew, rules, _rules, (max_attempts, retry_backoff, retry_backoff_limit))
         self._db = self._connect(synchronous, create)
 
     # --- opening -----------------------------------------------------------------------------

@@ -130,15 +130,17 @@ def test_a_failing_handler_leaves_its_effect_pending_and_blocks_no_other(
     [left] = store.effects()
     assert (left.id, left.effect, left.acked_at) == (first, pending[0].effect, None)
     assert (left.failures, left.last_error) == (1, report.failed[0][1])
-    # Delivered again with the same id, at the same instant (the failure ended its
-    # lease), until a handler succeeds.
-    drain(store, Recorder(frozenset({first})).handlers(), day(6))
+    # Delivered again with the same id once its back-off has passed (the failure ended
+    # its lease; the first back-off is a minute), until a handler succeeds.
+    assert left.next_attempt_at == day(6) + timedelta(minutes=1)
+    assert drain(store, Recorder().handlers(), day(6)).delivered == ()
+    drain(store, Recorder(frozenset({first})).handlers(), day(6) + timedelta(minutes=1))
     assert store.effects()[0].failures == 2
     retry = Recorder()
     assert drain(store, retry.handlers(), day(7)).delivered == (first,)
     assert retry.calls == [(first, pending[0].effect)]
     [done] = [s for s in store.effects(include_acknowledged=True) if s.id == first]
-    assert (done.acked_at, done.failures) == (day(7), 2)
+    assert (done.acked_at, done.failures, done.attempts) == (day(7), 2, 3)
 
 
 def test_acknowledging_twice_is_harmless(store: AnyStore) -> None:
@@ -286,10 +288,12 @@ def test_two_drainers_leasing_at_the_same_instant_get_disjoint_effects(
         second = other.lease(now=day(6))
         assert ids(first) == ids(pending[:2])
         assert ids(second) == ids(pending[2:])
-        assert first + second == pending  # the same effects, as `effects` lists them
+        # The same effects, as `effects` lists them, each with its attempt counted.
+        assert [(e.id, e.effect) for e in first + second] == [(e.id, e.effect) for e in pending]
+        assert {(e.attempts, e.last_attempt_at) for e in first + second} == {(1, day(6))}
         assert store.lease(now=day(6)) == other.lease(now=day(6)) == []
     # A lease hides nothing from the listing, and the holder acknowledges as usual.
-    assert store.effects() == pending
+    assert store.effects() == first + second
     assert store.acknowledge(ids(first), day(6)) == 2
     assert ids(store.effects()) == ids(second)
 
@@ -313,10 +317,12 @@ def test_record_failure_gives_the_lease_back(store: AnyStore, backend: Backend) 
     first = taken[0]
     store.record_failure(first.id, "connection refused")
     with backend.open() as other:
-        [back] = other.lease(now=day(6))
+        # Back once the first back-off (a minute from the lease's instant) has passed.
+        assert [e.id for e in other.lease(now=day(6))] == []
+        [back] = other.lease(now=day(6) + timedelta(minutes=1))
         assert (back.id, back.effect) == (first.id, first.effect)
-        assert (back.failures, back.last_error) == (1, "connection refused")
-        assert other.lease(now=day(6)) == []
+        assert (back.failures, back.last_error, back.attempts) == (1, "connection refused", 2)
+        assert other.lease(now=day(6) + timedelta(minutes=1)) == []
 
 
 def test_a_lease_takes_only_the_kinds_asked_for(store: AnyStore) -> None:

@@ -1,10 +1,10 @@
-"""Migrations (``store.md``, Faults): a database of the previous schema version opens,
-is migrated forward once, and keeps its data. Every test that opens a database runs
-on SQLite and on PostgreSQL (``tests/backends.py``).
+"""Migrations (``store.md``, Faults): a database of an earlier schema version (the first,
+and the previous) opens, is migrated forward once, and keeps its data. Every test that
+opens a database runs on SQLite and on PostgreSQL (``tests/backends.py``).
 
-The version 1 database is built by the version 1 schema alone (``MIGRATIONS[0]``,
-``POSTGRES_MIGRATIONS[0]``) and filled with the rows of a current store, less the
-columns version 1 did not have. SQLite: a file of its own beside the source file;
+A version N database is built by the first N migrations alone (``MIGRATIONS[:N]``,
+``POSTGRES_MIGRATIONS[:N]``) and filled with the rows of a current store, less the
+columns version N did not have. SQLite: a file of its own beside the source file;
 PostgreSQL: the ``certflow`` schema of the test's database, the source being the schema
 ``current`` of the same database.
 """
@@ -64,15 +64,17 @@ def beside(backend: Backend, name: str, folder: Path) -> Backend:
     return SqliteBackend(folder / "certflow.db")
 
 
-def version_1(target: Backend, source: Backend) -> None:
-    """``target`` made by the version 1 schema alone, holding the rows of ``source`` as
-    version 1 wrote them: the outbox without its later columns."""
+def version_1(target: Backend, source: Backend, at: int = 1) -> None:
+    """``target`` made by the schema of version ``at`` alone (the first ``at``
+    migrations), holding the rows of ``source`` as that version wrote them: the outbox
+    without its later columns."""
     if isinstance(target, SqliteBackend):
         assert isinstance(source, SqliteBackend)
         db = sqlite3.connect(target.path, isolation_level=None)
         db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(MIGRATIONS[0])
-        db.execute("UPDATE certflow_schema SET version = 1")
+        for step in MIGRATIONS[:at]:
+            db.executescript(step)
+        db.execute("UPDATE certflow_schema SET version = ?", (at,))
         db.execute("ATTACH DATABASE ? AS source", (str(source.path),))
         for table in TABLES:
             columns = ", ".join(row[1] for row in db.execute(f"PRAGMA main.table_info({table})"))
@@ -86,8 +88,9 @@ def version_1(target: Backend, source: Backend) -> None:
     with psycopg.connect(target.url, autocommit=True) as pg:
         pg.execute(sql.SQL("CREATE SCHEMA {}").format(mine))
         pg.execute(sql.SQL("SET search_path TO {}").format(mine))
-        pg.execute(POSTGRES_MIGRATIONS[0].encode())
-        pg.execute("UPDATE certflow_schema SET version = 1")
+        for step in POSTGRES_MIGRATIONS[:at]:
+            pg.execute(step.encode())
+        pg.execute("UPDATE certflow_schema SET version = %s", (at,))
         for table in TABLES:
             listed = sql.SQL(", ").join(
                 sql.Identifier(name)
@@ -185,7 +188,7 @@ def old(backend: Backend, source: Backend) -> Backend:
 
 
 def test_the_previous_version_is_what_the_test_builds(old: Backend) -> None:
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     assert version(old) == 1
     columns = columns_of(old, "outbox")
     assert columns == ["rollout", "seq", "position", "kind", "body", "due_at", "acked_at"]
@@ -231,6 +234,55 @@ def test_a_version_1_database_is_migrated_with_its_data_intact(
         store.apply("alpha", cf.DeviceInstalled("d1"), day(6))
         store.create("gamma", build(2))
     for name in (*NAMES, "gamma"):
+        old.check_consistent(name)
+
+
+@pytest.fixture
+def previous(backend: Backend, tmp_path: Path) -> tuple[Backend, Backend]:
+    """A database of the version before this one (3: failures and leases, no dead
+    letters, no superseding), holding the rows of a current store that recorded a failed
+    delivery and a lease; and that store."""
+    current = beside(backend, "current", tmp_path / "current")
+    history(current)
+    with current.open(create=False) as store:
+        pending = store.effects()
+        store.lease("alpha", now=day(6), limit=1)
+        store.record_failure(pending[0].id, "mail server down", now=day(6))
+    version_1(backend, current, at=SCHEMA_VERSION - 1)
+    return backend, current
+
+
+def test_a_database_of_the_previous_version_opens_and_upgrades(
+    previous: tuple[Backend, Backend],
+) -> None:
+    """Its effects keep their failures, errors and leases; the new columns start empty
+    (no attempt counted yet, none dead or superseded), and work."""
+    old, source = previous
+    assert version(old) == SCHEMA_VERSION - 1
+    assert "dead_at" not in columns_of(old, "outbox")
+    with source.open(create=False) as current:
+        expected = {name: current.dumps(name) for name in NAMES}
+        recorded = [
+            (e.id, e.effect, e.acked_at, e.failures, e.last_error)
+            for e in current.effects(include_acknowledged=True)
+        ]
+    with old.open(create=False, max_attempts=2) as store:
+        assert version(old) == SCHEMA_VERSION
+        assert {name: store.dumps(name) for name in NAMES} == expected
+        outbox = store.effects(include_acknowledged=True)
+        assert [(e.id, e.effect, e.acked_at, e.failures, e.last_error) for e in outbox] == (
+            recorded
+        )
+        assert {(e.attempts, e.dead_at, e.superseded_at) for e in outbox} == {(0, None, None)}
+        failed = next(e for e in outbox if e.failures)
+        assert (failed.status, failed.last_error) == ("pending", "mail server down")
+        # The back-off is new: an effect that failed under version 3 is retried at once,
+        # and a second failure makes it dead (max_attempts=2).
+        assert failed.id in [e.id for e in store.lease("alpha", now=day(6))]
+        assert store.record_failure(failed.id, "still down", now=day(6)).status == "dead"
+        assert [e.id for e in store.effects("alpha", dead=True)] == [failed.id]
+        assert store.revive([failed.id]) == 1
+    for name in NAMES:
         old.check_consistent(name)
 
 
@@ -284,7 +336,16 @@ def test_processes_opening_an_old_database_at_once_migrate_it_once(
     assert [p.exitcode for p in processes] == [0] * 4
     assert version(old) == SCHEMA_VERSION
     # Migrated once: a second run of a step would have failed on its ALTER TABLE.
-    assert columns_of(old, "outbox")[-3:] == ["failures", "last_error", "leased_until"]
+    assert columns_of(old, "outbox")[-8:] == [
+        "failures",
+        "last_error",
+        "leased_until",
+        "attempts",
+        "last_attempt_at",
+        "next_attempt_at",
+        "dead_at",
+        "superseded_at",
+    ]
     old.check_consistent("alpha")
 
 
