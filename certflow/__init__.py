@@ -35,6 +35,7 @@ from certflow.core.effects import (
     PushRoot,
     ReenrollmentRequired,
     RestartRequired,
+    RolloutCancelled,
 )
 from certflow.core.errors import (
     CertflowError,
@@ -118,6 +119,7 @@ __all__ = [
     "Retry",
     "RetryAllFailed",
     "Rollout",
+    "RolloutCancelled",
     "RolloutState",
     "Rules",
     "SerializationError",

@@ -148,6 +148,9 @@ class FleetPort(Protocol):
     def untrusting(self) -> int:
         """In-scope devices that do not trust the root."""
 
+    def state_counts(self) -> Mapping[str, int]:
+        """How many devices are in each device state, by state name."""
+
     def next_timeout(self) -> datetime | None:
         """The earliest instant a push times out, if any."""
 

@@ -46,6 +46,7 @@ from certflow.core._fleet import (
     count_of,
     initial_pending,
     state_count,
+    unpack_counts,
 )
 from certflow.core._vector import (
     CHUNK_BITS,
@@ -195,6 +196,10 @@ class Draft:
         return Fleet(vector.root, len(vector), self.counts, roster)
 
     # --- FleetPort -------------------------------------------------------------------------
+
+    def state_counts(self) -> dict[str, int]:
+        """How many devices are in each state, by name."""
+        return {state.value: n for state, n in unpack_counts(self.counts).items()}
 
     def untrusting(self) -> int:
         """In-scope devices that do not trust the root."""

@@ -23,6 +23,7 @@ __all__ = [
     "PushRoot",
     "ReenrollmentRequired",
     "RestartRequired",
+    "RolloutCancelled",
 ]
 
 
@@ -56,22 +57,46 @@ class Notify:
     """E-mail the administrators: checkpoint ``checkpoint`` (1-based) is at ``checkpoint_at``.
 
     ``final`` is true when that checkpoint is the deadline: the import happens then
-    whatever the state of the fleet.
+    whatever the state of the fleet; ``expiry`` when it is the existing certificate's
+    expiry, which imports as a checkpoint does. What the notice states at the instant it
+    is emitted: the progress (``in_scope``, ``trusting``, ``failed``, ``unanswered``:
+    pushed, no answer yet), what the checkpoint will do if nothing changes (``outcome``:
+    ``"import"``, ``"forced import"`` cutting off ``cut_off`` devices, or ``"postpone"``),
+    and whether a manual extension is available now. (Effects stored before these
+    fields existed read as zeros and ``""``.)
     """
 
     checkpoint: int
     checkpoint_at: datetime
     final: bool
     due_at: datetime
+    expiry: bool = False
+    in_scope: int = 0
+    trusting: int = 0
+    failed: int = 0
+    unanswered: int = 0
+    outcome: str = ""
+    cut_off: int = 0
+    extension_available: bool = False
 
     def __str__(self) -> str:
-        what = (
-            "the deadline: import whatever the fleet's state" if self.final else "import if ready"
-        )
-        return (
+        if self.expiry:
+            what = "the current certificate expires: import then"
+        elif self.final:
+            what = "the deadline: import whatever the fleet's state"
+        else:
+            what = "import if ready"
+        text = (
             f"{show(self.due_at)}  notice: checkpoint {self.checkpoint} on "
             f"{show(self.checkpoint_at)} ({what})"
         )
+        if self.outcome:
+            cut = f", cutting off {self.cut_off:,} device(s)" if self.cut_off else ""
+            text += (
+                f"; {self.trusting:,} of {self.in_scope:,} trust the root; if nothing changes: "
+                f"{self.outcome}{cut}"
+            )
+        return text
 
 
 @attrs.frozen
@@ -99,6 +124,16 @@ class ImportCertificate:
     def __str__(self) -> str:
         what = "FORCED import (some devices are cut off)" if self.forced else "import"
         return f"{show(self.due_at)}  {what} of the new certificate"
+
+
+@attrs.frozen
+class RolloutCancelled:
+    """The rollout was cancelled: the old certificate stays; nothing more will happen."""
+
+    due_at: datetime
+
+    def __str__(self) -> str:
+        return f"{show(self.due_at)}  rollout cancelled: the current certificate stays"
 
 
 @attrs.frozen
@@ -141,4 +176,5 @@ Effect = (
     | RestartRequired
     | ReenrollmentRequired
     | AcknowledgementTimedOut
+    | RolloutCancelled
 )

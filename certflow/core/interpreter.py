@@ -54,12 +54,14 @@ from certflow.core.effects import (
     PushRoot,
     ReenrollmentRequired,
     RestartRequired,
+    RolloutCancelled,
 )
 from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards, UnknownDevice
 from certflow.core.instants import require_aware, show_span
 from certflow.core.machines import RULES, Call, MachineSpec, Timer, Transition
 from certflow.core.plan import Phase, Plan, RolloutState
 from certflow.core.policy import Policy
+from certflow.core.progress import Progress
 
 __all__ = [
     "ACTIONS",
@@ -488,6 +490,11 @@ def _checkpoint(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
     return timeline.next_checkpoint(plan, phase)
 
 
+@_timer("expiry")
+def _expiry(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return timeline.expiry_checkpoint(plan, phase)
+
+
 @_timer("deadline")
 def _deadline(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
     return timeline.deadline(plan, phase)
@@ -520,12 +527,56 @@ def _retry_failed(run: Turn, invocation: Call) -> None:
 @action("announce")
 def _announce(run: Turn, invocation: Call) -> None:
     plan, phase = run.plan, run.phase
-    checkpoint = timeline.next_checkpoint(plan, phase)
-    if checkpoint is None:
+    decision = timeline.next_decision(plan, phase)
+    if decision is None:
         raise RuntimeError("announce: the rollout has no next checkpoint")
-    final = timeline.next_checkpoint_is_final(plan, phase)
-    run.effects.append(Notify(phase.checkpoints_done + 1, checkpoint, final, run.now))
-    run.phase = attrs.evolve(phase, notified_for=checkpoint)
+    expiry = timeline.next_decision_is_expiry(plan, phase)
+    final = not expiry and timeline.next_checkpoint_is_final(plan, phase)
+    progress = Progress.of(plan, run.port.state_counts())
+    # What the announced decision will do if nothing changes: the row its trigger would
+    # take at that instant, with the fleet as it is now (the declaration decides).
+    trigger = "expiry" if expiry else "deadline" if final else "checkpoint"
+    rows = run.compiled.rows.get((phase.state.value, trigger), ())
+    row, _ = first_row(rows, g.Situation(plan, phase, decision, progress.untrusting))
+    outcome, cut_off = "postpone", 0
+    if row is not None and run.compiled.rules.rollout.state(row.dest).terminal:
+        forced = run.compiled.rules.rollout.state(row.dest).forced
+        outcome, cut_off = ("forced import", progress.untrusting) if forced else ("import", 0)
+    extend = run.compiled.rows.get((phase.state.value, "extend_manually"), ())
+    run.effects.append(
+        Notify(
+            phase.checkpoints_done + 1,
+            decision,
+            final,
+            run.now,
+            expiry=expiry,
+            in_scope=progress.in_scope,
+            trusting=progress.trusting,
+            failed=progress.failed,
+            unanswered=progress.unanswered,
+            outcome=outcome,
+            cut_off=cut_off,
+            extension_available=first_row(extend, situation(run))[0] is not None,
+        )
+    )
+    run.phase = attrs.evolve(phase, notified_for=decision)
+
+
+@action("announce_if_late")
+def _announce_if_late(run: Turn, invocation: Call) -> None:
+    # Asked of the state the row leads to (the distribution's start is still pending
+    # while its actions run): the decision that will come next from there.
+    state = run.phase.state
+    run.phase = attrs.evolve(run.phase, state=RolloutState(run.dest))
+    due = timeline.next_notice(run.plan, run.phase)
+    if due is not None and due <= run.now:
+        _announce(run, invocation)
+    run.phase = attrs.evolve(run.phase, state=state)
+
+
+@action("announce_cancel")
+def _announce_cancel(run: Turn, invocation: Call) -> None:
+    run.effects.append(RolloutCancelled(run.now))
 
 
 @action("postpone")

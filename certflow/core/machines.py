@@ -116,7 +116,11 @@ _IMPORT = (
 )
 
 
-_RUNNING_TIMERS = ("ack_timeout", "notice", "checkpoint", "deadline")
+_RUNNING_TIMERS = ("ack_timeout", "notice", "checkpoint", "expiry", "deadline")
+# A row that changes which decision comes next announces it at once when its notice
+# instant has passed already (an expiry close ahead, a checkpoint that extends).
+_LATE = call("announce_if_late")
+_CANCEL = (call("announce_cancel"), call("end"))
 _RUNNING_GATES = (
     Gate("report_installed"),
     Gate("report_failed"),
@@ -141,7 +145,9 @@ def _running_rows(
         Transition(state, "notify", state, actions=(call("announce"),)),
         Transition(state, "checkpoint", "imported", ("import_condition", "all_trust"), _IMPORT),
         Transition(state, "checkpoint", "forced", ("import_condition",), _IMPORT),
-        Transition(state, "checkpoint", "extended", actions=(call("postpone"),)),
+        Transition(state, "checkpoint", "extended", actions=(call("postpone"), _LATE)),
+        Transition(state, "expiry", "imported", ("all_trust",), _IMPORT),
+        Transition(state, "expiry", "forced", actions=_IMPORT),
         Transition(state, "deadline", "imported", ("all_trust",), _IMPORT),
         Transition(state, "deadline", "forced", actions=_IMPORT),
         Transition(state, "import_now", "imported", ("all_trust",), _IMPORT),
@@ -151,12 +157,12 @@ def _running_rows(
             "extend_manually",
             state,
             ("extension_open", "valid_through_moved_deadline"),
-            (call("extend"),),
+            (call("extend"), _LATE),
         ),
         Transition(
             state, "retry_all_failed", state, ("kind_allows_retry",), (call("retry_failed"),)
         ),
-        Transition(state, "cancel", "cancelled", actions=(call("end"),)),
+        Transition(state, "cancel", "cancelled", actions=_CANCEL),
     )
 
 
@@ -247,6 +253,7 @@ ROLLOUT_MACHINE = MachineSpec(
         Trigger("ack_timeout", "time"),
         Trigger("notify", "time"),
         Trigger("checkpoint", "time"),
+        Trigger("expiry", "time"),
         Trigger("deadline", "time"),
     ),
     transitions=(
@@ -255,7 +262,7 @@ ROLLOUT_MACHINE = MachineSpec(
             "distribute_root",
             "distributing",
             ("valid_at_start", "valid_through_deadline"),
-            (call("start_distribution"), call("push_pending")),
+            (call("start_distribution"), call("push_pending"), _LATE),
         ),
         Transition(
             "pending",
@@ -271,7 +278,7 @@ ROLLOUT_MACHINE = MachineSpec(
             ("valid_at_start", "not_expired"),
             _IMPORT,
         ),
-        Transition("pending", "cancel", "cancelled", actions=(call("end"),)),
+        Transition("pending", "cancel", "cancelled", actions=_CANCEL),
         *_running_rows("distributing"),
         *_running_rows("extended"),
     ),
@@ -331,7 +338,18 @@ ROLLOUT_MACHINE = MachineSpec(
     actions=(
         Action("start_distribution", note="t0 := now"),
         Action("push_pending", emits=("PushRoot",), fires=Fire("device", "push")),
-        Action("announce", emits=("Notify",), note="the next checkpoint is announced"),
+        Action(
+            "announce",
+            emits=("Notify",),
+            note="the next decision (checkpoint, or the expiry) is announced, with what it "
+            "will do if nothing changes",
+        ),
+        Action(
+            "announce_if_late",
+            emits=("Notify",),
+            note="announce the next decision now, if its notice instant has passed already",
+        ),
+        Action("announce_cancel", emits=("RolloutCancelled",)),
         Action(
             "postpone",
             emits=("ImportPostponed",),
@@ -382,6 +400,12 @@ ROLLOUT_MACHINE = MachineSpec(
             "checkpoint",
             consumed_by=("postpone",),
             note="t0 + the next of policy.checkpoints (+ extensions), unless it is the last",
+        ),
+        Timer(
+            "expiry",
+            "expiry",
+            note="existing_not_after, when it falls strictly after t0 and before the deadline "
+            "(import rule distributed_or_expired only; extensions do not move it)",
         ),
         Timer("deadline", "deadline", note="t0 + the last of policy.checkpoints (+ extensions)"),
     ),

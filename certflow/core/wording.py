@@ -33,6 +33,7 @@ from certflow.core.effects import (
     PushRoot,
     ReenrollmentRequired,
     RestartRequired,
+    RolloutCancelled,
 )
 from certflow.core.errors import CommandRefused, InvalidInput, UnknownDevice
 from certflow.core.instants import show
@@ -80,13 +81,17 @@ def describe_effect(
         case PushRoot(device_ids=ids, attempt=attempt):
             target = ids[0] if len(ids) == 1 else _count(len(ids), "device")
             return f"push root to {target} (attempt {attempt})"
-        case Notify(checkpoint=checkpoint, checkpoint_at=at, final=final):
-            when = (
-                "the deadline: import then, whatever the fleet's state"
-                if final
-                else "import then if the import condition holds"
-            )
-            return f"e-mail administrators: checkpoint {checkpoint} on {show(at)} ({when})"
+        case Notify(checkpoint=checkpoint, checkpoint_at=at, final=final, expiry=expiry):
+            if expiry:
+                what = f"the current certificate expires on {show(at)}: import then"
+            else:
+                when = (
+                    "the deadline: import then, whatever the fleet's state"
+                    if final
+                    else "import then if the import condition holds"
+                )
+                what = f"checkpoint {checkpoint} on {show(at)} ({when})"
+            return f"e-mail administrators: {what}{_foreseen(effect)}"
         case ImportPostponed(checkpoint=checkpoint, next_checkpoint_at=at):
             return (
                 f"checkpoint {checkpoint}: the import condition does not hold; "
@@ -109,8 +114,26 @@ def describe_effect(
             return f"{count} must re-enrol{_listed(ids, shown)}"
         case AcknowledgementTimedOut(device_ids=ids):
             return f"{_count(len(ids), 'push')} timed out, now failed{_listed(ids, shown)}"
+        case RolloutCancelled():
+            return "the rollout was cancelled: the current certificate stays"
         case _:
             typing.assert_never(effect)
+
+
+def _foreseen(notice: Notify) -> str:
+    """What a notice says about the fleet and the announced decision, if it says it."""
+    if not notice.outcome:
+        return ""  # stored before notices carried it
+    outcome = {
+        "import": "the import",
+        "forced import": f"a FORCED import cutting off {_count(notice.cut_off, 'device')}",
+        "postpone": "the import postponed",
+    }.get(notice.outcome, notice.outcome)
+    extension = "; a manual extension is available" if notice.extension_available else ""
+    return (
+        f"; {notice.trusting:,} of {_count(notice.in_scope, 'device')} in scope trust the "
+        f"root; if nothing changes: {outcome}{extension}"
+    )
 
 
 def narrate(

@@ -42,6 +42,10 @@ class Port:
         self.wait_span = compiled.wait_span(row.plan.policy)
         self.timeout_reason = i.timeout_reason(compiled, row.plan.policy)
 
+    def state_counts(self) -> dict[str, int]:
+        """How many devices are in each state, by name (kept on the rollout row)."""
+        return dict(self.row.counts)
+
     def untrusting(self) -> int:
         counts = self.row.counts
         return sum(counts.get(name, 0) for name in self.store._untrusting)

@@ -76,6 +76,11 @@ def _running_rows(state: str) -> list[Row]:
         Row(state, "checkpoint", "forced", ("import_condition",), ("all_trust",)),
         # "checkpoint, condition fails -> extended" (the next checkpoint is ahead).
         Row(state, "checkpoint", "extended", (), ("import_condition",)),
+        # "Expiry of the existing certificate": that instant is itself a checkpoint (when
+        # it falls after t0 and before the deadline), and "the import happens there
+        # (outcome by trust, as always)".
+        Row(state, "expiry", "imported", ("all_trust",)),
+        Row(state, "expiry", "forced", (), ("all_trust",)),
         # "deadline -> imported / forced, whatever the condition".
         Row(state, "deadline", "imported", ("all_trust",)),
         Row(state, "deadline", "forced", (), ("all_trust",)),
@@ -198,8 +203,10 @@ FOLLOW_UPS: Mapping[tuple[str, str], tuple[str, ...]] = {
 TIMERS: Mapping[str, tuple[str, ...]] = {
     # At one instant: acknowledgement timeouts, then the notice, then the checkpoint
     # (so that a checkpoint sees the devices that timed out at its own instant).
-    "distributing": ("ack_timeout", "notice", "checkpoint", "deadline"),
-    "extended": ("ack_timeout", "notice", "checkpoint", "deadline"),
+    # A checkpoint at the very instant of the expiry decides first (and imports, since
+    # the certificate has expired by then).
+    "distributing": ("ack_timeout", "notice", "checkpoint", "expiry", "deadline"),
+    "extended": ("ack_timeout", "notice", "checkpoint", "expiry", "deadline"),
 }
 """Per rollout state, the timers that run in it, in the order they fire at one instant."""
 
@@ -207,6 +214,7 @@ TIMER_TRIGGERS = {
     "ack_timeout": "ack_timeout",
     "notice": "notify",
     "checkpoint": "checkpoint",
+    "expiry": "expiry",
     "deadline": "deadline",
 }
 
@@ -314,6 +322,10 @@ class ReferenceRollout:
         self.manual_extensions = 0
         self.announced: set[datetime] = set()  # checkpoint instants already announced
         self.last_announced: datetime | None = None
+        # When the next decision became the next one (distribution start, a checkpoint
+        # that extends, a manual extension): "announced ... at the moment it becomes the
+        # next checkpoint when less time remains then".
+        self.decision_since: datetime | None = None
         self.ended_at: datetime | None = None
         self.restart_required = False
         self.taken: list[tuple[str, str, str]] = []  # rollout rows taken, in order
@@ -394,6 +406,58 @@ class ReferenceRollout:
         assert self.t0 is not None
         return self.t0 + self.policy.checkpoints[-1] + self.extension
 
+    def expiry_at(self) -> datetime | None:
+        """The existing certificate's expiry as a checkpoint: rule distributed_or_expired
+        only, strictly after t0 and strictly before the current deadline."""
+        if self.policy.import_rule is not cf.ImportRule.DISTRIBUTED_OR_EXPIRED:
+            return None
+        assert self.t0 is not None
+        if self.t0 < self.existing_not_after < self.deadline_at():
+            return self.existing_not_after
+        return None
+
+    def decision_at(self) -> datetime:
+        """The next instant time may import: the next checkpoint, or the expiry when it
+        comes first ("a checkpoint that the expiry pre-empts is never reached")."""
+        checkpoint, expiry = self.checkpoint_at(), self.expiry_at()
+        return expiry if expiry is not None and expiry < checkpoint else checkpoint
+
+    def _notice(self) -> cf.Notify:
+        """The notice of the next decision, stating the fleet as it is now."""
+        decision = self.decision_at()
+        expiry = decision == self.expiry_at() and decision != self.checkpoint_at()
+        final = not expiry and self.next_is_final()
+        in_scope = self.in_scope()
+        trusting = len(in_scope) if self.public else sum(d.state == "installed" for d in in_scope)
+        failed = 0 if self.public else sum(d.state == "failed" for d in in_scope)
+        unanswered = 0 if self.public else sum(d.state == "pushed" for d in in_scope)
+        opened = self.extension_opened() and self.lasts_through_moved_deadline()
+        # What the decision will do if nothing changes: asked of the rules at its instant.
+        now, self.now = self.now, decision
+        imports = expiry or final or self.import_condition()
+        trust = self.all_trust()
+        self.now = now
+        if not imports:
+            outcome, cut_off = "postpone", 0
+        elif trust:
+            outcome, cut_off = "import", 0
+        else:
+            outcome, cut_off = "forced import", len(in_scope) - trusting
+        return cf.Notify(
+            self.checkpoints_done + 1,
+            decision,
+            final,
+            self.now,
+            expiry=expiry,
+            in_scope=len(in_scope),
+            trusting=trusting,
+            failed=failed,
+            unanswered=unanswered,
+            outcome=outcome,
+            cut_off=cut_off,
+            extension_available=opened,
+        )
+
     def _latest_push_times_out(self, device: Device) -> datetime | None:
         if self.policy.ack_timeout is None or device.pushed_at is None:
             return None
@@ -406,12 +470,15 @@ class ReferenceRollout:
             found = [self._latest_push_times_out(d) for d in self.devices.values()]
             return min((when for when in found if when is not None), default=None)
         if timer == "notice":
-            checkpoint = self.checkpoint_at()
-            if checkpoint in self.announced:
+            decision = self.decision_at()
+            if decision in self.announced:
                 return None
-            return checkpoint - self.policy.notice_before
+            assert self.decision_since is not None
+            return max(decision - self.policy.notice_before, self.decision_since)
         if timer == "checkpoint":
             return None if self.next_is_final() else self.checkpoint_at()
+        if timer == "expiry":
+            return self.expiry_at()
         if timer == "deadline":
             return self.deadline_at()
         raise AssertionError(timer)
@@ -533,10 +600,11 @@ class ReferenceRollout:
         if dest in OUTCOMES:
             return self._import(forced=dest == "forced")
         if dest == "cancelled":
-            self.ended_at = now  # Cancel emits nothing: the old certificate stays
-            return []
+            self.ended_at = now  # the old certificate stays, and the end says so
+            return [cf.RolloutCancelled(now)]
         if trigger == "distribute_root":
             self.t0 = now
+            self.decision_since = now
             # "every in-scope device gets a push of the root": those whose state pushes.
             return self._push_all("push", list(self.devices))
         if trigger == "retry_all_failed":
@@ -547,16 +615,17 @@ class ReferenceRollout:
             # The next checkpoint, every later one and the deadline move.
             self.extension += self.policy.manual_extension
             self.manual_extensions += 1
+            self.decision_since = now
             return []
         if trigger == "notify":
-            checkpoint = self.checkpoint_at()
-            self.announced.add(checkpoint)
-            self.last_announced = checkpoint
-            number = self.checkpoints_done + 1
-            return [cf.Notify(number, checkpoint, self.next_is_final(), now)]
+            notice = self._notice()
+            self.announced.add(notice.checkpoint_at)
+            self.last_announced = notice.checkpoint_at
+            return [notice]
         if trigger == "checkpoint":
             # Postponed: one more checkpoint done; the next one is ahead.
             self.checkpoints_done += 1
+            self.decision_since = now
             return [cf.ImportPostponed(self.checkpoints_done, self.checkpoint_at(), now)]
         if trigger == "ack_timeout":
             late = [d for d, dev in self.devices.items() if self._latest_push_times_out(dev) == now]

@@ -247,6 +247,38 @@ EXTRA: list[tuple[str, dict[str, Any], list[Step]]] = [
         {"new_not_after": T0 + 25 * DAY},
         [([cf.DistributeRoot()], T0), ([cf.ExtendManually()], T0 + 8 * DAY)],
     ),
+    # The existing certificate's expiry close ahead: announced at once by the row that
+    # makes it the next decision (distribution start, a checkpoint that extends, an
+    # extension), since its notice instant has passed by then.
+    (
+        "expiry: half a day after the start, announced at the start",
+        {"existing_not_after": T0 + DAY / 2},
+        [([cf.DistributeRoot()], T0), (None, T0 + DAY)],
+    ),
+    (
+        "expiry: half a day after the first checkpoint, announced by it",
+        {"existing_not_after": T0 + 7 * DAY + DAY / 2},
+        [([cf.DistributeRoot()], T0), (None, T0 + 7 * DAY), (None, T0 + 8 * DAY)],
+    ),
+    (
+        "expiry: just after the checkpoint an extension moves, announced by the extension",
+        {"existing_not_after": T0 + 7 * DAY + DAY / 4},
+        [([cf.DistributeRoot()], T0), ([cf.ExtendManually()], T0 + 6 * DAY + DAY / 2)],
+    ),
+    (
+        "expiry: half a day after the second checkpoint, announced by it",
+        {"existing_not_after": T0 + 14 * DAY + DAY / 2},
+        [([cf.DistributeRoot()], T0), (None, T0 + 7 * DAY), (None, T0 + 15 * DAY)],
+    ),
+    (
+        "expiry: extended, just after the checkpoint an extension moves",
+        {"existing_not_after": T0 + 14 * DAY + DAY / 4},
+        [
+            ([cf.DistributeRoot()], T0),
+            (None, T0 + 7 * DAY),
+            ([cf.ExtendManually()], T0 + 13 * DAY + DAY / 2),
+        ],
+    ),
     (
         "extended: bulk retry of another kind",
         {"kind": cf.CertificateKind.AGENT_SERVER},
@@ -308,6 +340,7 @@ _IMPORTED_ROWS = [
         for trigger in (
             "checkpoint [import_condition, all_trust]",
             "deadline [all_trust]",
+            "expiry [all_trust]",
             "import_now [all_trust]",
         )
     ),
@@ -341,9 +374,11 @@ EQUIVALENT: dict[str, str] = {
         "is never asked"
     ),
     "rollout: pending --distribute_root [valid_at_start, valid_through_deadline] / "
-    "start_distribution, push_pending--> distributing: without guard valid_at_start": _CREATED_VALID,
+    "start_distribution, push_pending, announce_if_late--> distributing: without guard "
+    "valid_at_start": _CREATED_VALID,
     "rollout: pending --distribute_root [valid_at_start, valid_through_deadline] / "
-    "start_distribution, push_pending--> distributing: guards reversed": _CREATED_VALID,
+    "start_distribution, push_pending, announce_if_late--> distributing: guards "
+    "reversed": _CREATED_VALID,
     "rollout: pending --proceed_to_import [valid_at_start, not_expired, all_trust] / "
     "import_certificate, mark_stragglers, require_restart, end--> imported: without guard "
     "valid_at_start": _CREATED_VALID,

@@ -195,7 +195,9 @@ def test_import_now_during_distribution_is_imported_when_the_condition_holds(whe
 def test_outcome_import_now_after_the_existing_certificate_expired_is_forced_by_stragglers() -> (
     None
 ):
-    rollout = distributing(2, existing_expires_in=2 * DAY)
+    # Under distributed_and_expired the expiry imports nothing by itself.
+    strict = cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)
+    rollout = distributing(2, existing_expires_in=2 * DAY, policy=strict)
     rollout = cf.apply(rollout, cf.DeviceInstalled("d1"), day(1)).rollout
     rollout, effects = cf.apply(rollout, cf.ImportNow(), day(3))
     assert rollout.state is cf.RolloutState.FORCED
@@ -203,8 +205,22 @@ def test_outcome_import_now_after_the_existing_certificate_expired_is_forced_by_
     assert of_type(effects, cf.ReenrollmentRequired) == [cf.ReenrollmentRequired(("d0",), day(3))]
 
 
-def test_outcome_a_checkpoint_that_imports_because_the_certificate_expired_ends_forced() -> None:
+def test_outcome_the_existing_certificates_expiry_imports_at_its_own_instant_forced() -> None:
+    # distributed_or_expired: the expiry (day 5) is itself a checkpoint, before day 7.
     rollout = distributing(3, existing_expires_in=5 * DAY)
+    rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
+    rollout, effects = cf.advance(rollout, day(7))
+    assert rollout.state is cf.RolloutState.FORCED
+    assert of_type(effects, cf.ImportCertificate) == [cf.ImportCertificate(True, day(5))]
+    assert of_type(effects, cf.ReenrollmentRequired) == [
+        cf.ReenrollmentRequired(("d1", "d2"), day(5))
+    ]
+
+
+def test_outcome_a_checkpoint_that_finds_the_certificate_expired_imports_forced() -> None:
+    # The certificate expired before the distribution started: not a checkpoint of its
+    # own (only one after t0 is), so day 7 finds the condition true and imports.
+    rollout = cf.apply(build(3, existing_expires_in=-DAY), cf.DistributeRoot(), T0).rollout
     rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
     rollout, effects = cf.advance(rollout, day(7))
     assert rollout.state is cf.RolloutState.FORCED
@@ -266,7 +282,7 @@ def test_cancel_from_pending_distributing_or_extended_ends_the_rollout(when: flo
     rollout = build(2) if when == 0 else cf.advance(distributing(2), day(when)).rollout
     rollout, effects = cf.apply(rollout, cf.Cancel(), day(when))
     assert rollout.state is cf.RolloutState.CANCELLED
-    assert effects == ()
+    assert effects == (cf.RolloutCancelled(day(when)),)  # the end says what happened
     assert cf.advance(rollout, day(60)).effects == ()  # nothing after the end
 
 
@@ -396,11 +412,17 @@ def test_manual_extension_can_be_repeated_while_the_certificate_allows_it() -> N
 
 def test_notifications_come_on_day_6_13_and_20_announcing_each_checkpoint() -> None:
     _, effects = run(distributing(1), (30, None))
-    assert of_type(effects, cf.Notify) == [
-        cf.Notify(1, day(7), False, day(6)),
-        cf.Notify(2, day(14), False, day(13)),
-        cf.Notify(3, day(21), True, day(20)),
+    assert _announced(effects) == [
+        (1, day(7), False, day(6)),
+        (2, day(14), False, day(13)),
+        (3, day(21), True, day(20)),
     ]
+
+
+def _announced(
+    effects: tuple[cf.Effect, ...] | list[cf.Effect],
+) -> list[tuple[int, datetime, bool, datetime]]:
+    return [(n.checkpoint, n.checkpoint_at, n.final, n.due_at) for n in of_type(effects, cf.Notify)]
 
 
 def test_notifications_are_never_sent_after_the_rollout_ended() -> None:
@@ -415,11 +437,11 @@ def test_notifications_are_never_sent_twice_and_an_extension_announces_the_moved
     None
 ):
     _, effects = run(distributing(1), (6.5, cf.ExtendManually()), (6.6, None), (40, None))
-    assert of_type(effects, cf.Notify) == [
-        cf.Notify(1, day(7), False, day(6)),
-        cf.Notify(1, day(14), False, day(13)),
-        cf.Notify(2, day(21), False, day(20)),
-        cf.Notify(3, day(28), True, day(27)),
+    assert _announced(effects) == [
+        (1, day(7), False, day(6)),
+        (1, day(14), False, day(13)),
+        (2, day(21), False, day(20)),
+        (3, day(28), True, day(27)),
     ]
 
 

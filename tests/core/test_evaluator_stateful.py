@@ -296,9 +296,14 @@ class RolloutMachine(RuleBasedStateMachine):
             if isinstance(effect, cf.ImportCertificate):
                 event("imported " + ("forced" if effect.forced else "cleanly"))
                 if not (administrator_imported and effect.due_at == now):
-                    # No import before the first checkpoint unless commanded.
+                    # No import before the first checkpoint unless commanded, or at the
+                    # existing certificate's expiry (rule distributed_or_expired).
                     assert phase.started_at is not None
-                    assert effect.due_at >= phase.started_at + policy.checkpoints[0]
+                    at_expiry = (
+                        effect.due_at == self.rollout.plan.existing_not_after
+                        and policy.import_rule is cf.ImportRule.DISTRIBUTED_OR_EXPIRED
+                    )
+                    assert at_expiry or effect.due_at >= phase.started_at + policy.checkpoints[0]
 
     # --- rules while the rollout is live ------------------------------------------------------
 
@@ -534,7 +539,10 @@ class RolloutMachine(RuleBasedStateMachine):
         if ended is not None:
             assert all(n.due_at <= ended for n in self.notices)
         for notice in self.notices:
-            assert notice.checkpoint_at - notice.due_at == self.rollout.plan.policy.notice_before
+            # notice_before ahead; or, when less time remained as the checkpoint became
+            # the next one, at once (never after it, never more than notice_before ahead).
+            lead = notice.checkpoint_at - notice.due_at
+            assert timedelta(0) <= lead <= self.rollout.plan.policy.notice_before
 
     @invariant()
     def survives_a_json_round_trip(self) -> None:

@@ -309,7 +309,7 @@ def test_the_order_of_timers_decides_what_fires_first_at_one_instant() -> None:
     rollout = distributing(1, policy=cf.Policy(ack_timeout=7 * DAY))
     _, effects = cf.advance(rollout, day(7))
     assert [type(e) for e in effects] == [cf.Notify, cf.AcknowledgementTimedOut, cf.ImportPostponed]
-    order = ("notice", "checkpoint", "deadline", "ack_timeout")
+    order = ("notice", "checkpoint", "expiry", "deadline", "ack_timeout")
     states = tuple(attrs.evolve(s, timers=order) if s.timers else s for s in RULES.rollout.states)
     changed = cf.Evaluator(_rules=_evolve_rollout(RULES, states=states))
     _, effects = changed.advance(rollout, day(7))
@@ -448,7 +448,7 @@ def test_rules_naming_an_action_or_timer_nobody_implements_do_not_compile(
     rollout = RULES.rollout
     if kind == "action":
         rows = tuple(
-            attrs.evolve(r, actions=(call(name),)) if r.trigger == "cancel" else r
+            attrs.evolve(r, actions=(*r.actions, call(name))) if r.trigger == "cancel" else r
             for r in rollout.transitions
         )
         changed = attrs.evolve(rollout, transitions=rows, actions=(*rollout.actions, Action(name)))

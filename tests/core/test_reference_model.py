@@ -258,20 +258,25 @@ def _running_cases(state: str, prefix: list[Step], base: datetime) -> list[Case]
     opened = max(later, T0 + 6 * DAY + HOUR)  # manual extension opens on day 6
     # Outcome by trust alone: forced although the old certificate has expired (the
     # import condition holds), imported although the condition fails (it needs both).
+    # The expiry is itself a checkpoint when it falls inside the window, so a checkpoint
+    # that finds it expired meets it at its own instant (the checkpoint decides first).
     expiry = {"existing_not_after": base + 3 * DAY}
+    at_checkpoint = {"existing_not_after": base + 7 * DAY}
     strict = {"policy": cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)}
     rows: list[tuple[str, str, list[Step], dict[str, Any]]] = [
         ("ack_timeout", state, retried, {"policy": cf.Policy(ack_timeout=HOUR)}),
         ("notify", state, [(None, base + 6 * DAY)], {}),
         ("checkpoint", "imported", [installed, (None, base + 7 * DAY)], {}),
-        ("checkpoint", "forced", [(None, base + 7 * DAY)], expiry),
+        ("checkpoint", "forced", [(None, base + 7 * DAY)], at_checkpoint),
         ("checkpoint", "extended", [(None, base + 7 * DAY)], {}),
+        ("expiry", "imported", [installed, (None, base + 3 * DAY)], expiry),
+        ("expiry", "forced", [(None, base + 3 * DAY)], expiry),
         ("import_now", "imported", [installed, ([cf.ImportNow()], later)], strict),
         (
             "import_now",
             "forced",
             [(None, base + 4 * DAY), ([cf.ImportNow()], base + 4 * DAY)],
-            expiry,
+            {**strict, **expiry},
         ),
         ("extend_manually", state, [([cf.ExtendManually()], opened)], {}),
         ("retry_all_failed", state, [failed, ([cf.RetryAllFailed()], later)], {}),
@@ -285,7 +290,7 @@ def _running_cases(state: str, prefix: list[Step], base: datetime) -> list[Case]
             "policy": cf.Policy(checkpoints=(7 * DAY,), import_rule=strict["policy"].import_rule)
         }
         rows.append(("deadline", "imported", [installed, (None, base + 7 * DAY)], one_strict))
-        rows.append(("deadline", "forced", [(None, base + 7 * DAY)], {**one, **expiry}))
+        rows.append(("deadline", "forced", [(None, base + 7 * DAY)], one))
     else:
         at_14, at_21 = (None, T0 + 14 * DAY), (None, T0 + 21 * DAY)
         late_install = ([cf.DeviceInstalled("d1")], T0 + 15 * DAY)
@@ -411,7 +416,18 @@ def test_at_one_instant_a_timeout_comes_before_the_notice_and_the_checkpoint() -
     model.apply(cf.Retry("d1"), T0 + DAY)
     assert model.advance(T0 + 7 * DAY) == [
         cf.AcknowledgementTimedOut(("d0",), T0 + 6 * DAY),
-        cf.Notify(1, T0 + 7 * DAY, False, T0 + 6 * DAY),
+        # The notice states the fleet after the timeout at its own instant.
+        cf.Notify(
+            1,
+            T0 + 7 * DAY,
+            False,
+            T0 + 6 * DAY,
+            in_scope=2,
+            failed=1,
+            unanswered=1,
+            outcome="postpone",
+            extension_available=True,
+        ),
         cf.AcknowledgementTimedOut(("d1",), T0 + 7 * DAY),
         cf.ImportPostponed(1, T0 + 14 * DAY, T0 + 7 * DAY),
     ]
@@ -420,10 +436,11 @@ def test_at_one_instant_a_timeout_comes_before_the_notice_and_the_checkpoint() -
 def test_an_extension_announces_the_moved_checkpoint_once() -> None:
     model = _model(["d0"])
     model.apply(cf.DistributeRoot(), T0)
-    notice = cf.Notify(1, T0 + 7 * DAY, False, T0 + 6 * DAY)
+    pushed: dict[str, Any] = {"in_scope": 1, "unanswered": 1, "outcome": "postpone"}
+    notice = cf.Notify(1, T0 + 7 * DAY, False, T0 + 6 * DAY, extension_available=True, **pushed)
     assert model.apply(cf.ExtendManually(), T0 + 6 * DAY + HOUR) == [notice]
     assert model.advance(T0 + 14 * DAY - timedelta(seconds=1)) == [
-        cf.Notify(1, T0 + 14 * DAY, False, T0 + 13 * DAY)
+        cf.Notify(1, T0 + 14 * DAY, False, T0 + 13 * DAY, extension_available=True, **pushed)
     ]
 
 

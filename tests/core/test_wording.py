@@ -54,6 +54,7 @@ def sample(kind: type) -> Any:
         bool: True,
         datetime: day(7),
         tuple[str, ...]: ("a", "b"),
+        str: "forced import",
     }
     fields = attrs.fields(attrs.resolve_types(kind))
     return kind(**{field.name: values[field.type] for field in fields})
@@ -174,7 +175,7 @@ def test_the_forced_import_is_worded_once_for_the_command_line_the_simulator_and
     story = io.StringIO()
     result = run_demo(devices=300, seed=3, out=story)  # some devices never answer
     assert result.forced
-    (told,) = [line for line in story.getvalue().splitlines() if "FORCED" in line]
+    (told,) = [line for line in story.getvalue().splitlines() if words in line]
     assert told.startswith(f"day {result.import_day:4.1f}  {words}; ")
 
     forced_run = simulate(Setup(devices=300), seed=1)
