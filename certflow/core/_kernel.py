@@ -98,6 +98,9 @@ class Draft:
         self.extra_ids = roster.extra_ids
         self.extra_positions = roster.extra_positions
         self.size = fleet.size
+        #: Whether a device fact changed (a state, attempts, a reason, a new device):
+        #: a command that changes none is a no-op.
+        self.changed = False
         self.wait_span = compiled.wait_span(policy)
         self.timeout_reason = timeout_reason(compiled, policy)
 
@@ -147,6 +150,7 @@ class Draft:
     def add(self, device_id: str) -> int:
         """Append a device new to the rollout, in the initial state; its index."""
         index = self.size
+        self.changed = True
         code = self.compiled.device_states.index(self.compiled.rules.device.initial)
         self.codes().append(code)
         self.size += 1
@@ -251,6 +255,7 @@ class Draft:
         before = self.counts
         self.vector = self._frozen().map_chunks(convert)
         self.counts += _move_delta(before, dest, ())
+        self.changed = self.changed or bool(moved)
         return FleetResult(ids=self._ids(moved))
 
     def _push_all(self, move: FleetMove, now: datetime) -> FleetResult:
@@ -283,6 +288,7 @@ class Draft:
         before = self.counts
         self.vector = self._frozen().map_chunks(convert)
         self.counts += _move_delta(before, dest, dest if ranged else ())
+        self.changed = self.changed or bool(by_attempt)
         ack = self.wait_span
         if ranged and any(attempt != 1 for attempt in by_attempt):
             # Not a first push after all: no shared timer; clear the marks again.
@@ -396,6 +402,7 @@ def _transition(
             effects.append(PushRoot((draft.device_id(index),), new >> ATTEMPT_SHIFT, now))
     draft.codes()[index] = new
     draft.counts += COUNT_DELTA[code & KEY_MASK][new & KEY_MASK]
+    draft.changed = True
 
 
 # --- Device commands -------------------------------------------------------------------------
@@ -435,11 +442,13 @@ def run_commands(draft: Draft, run: Turn, table: DeviceTable, commands: Iterable
             left[code & key_mask] += 1
         elif dest != IGNORED:
             device_command(run, draft, table, command)
-    draft.counts += sum(
-        n * COUNT_DELTA[k][k - (k & STATE_MASK) + fast[k & STATE_MASK]]
-        for k, n in enumerate(left)
-        if n
-    )
+    if any(left):
+        draft.changed = True
+        draft.counts += sum(
+            n * COUNT_DELTA[k][k - (k & STATE_MASK) + fast[k & STATE_MASK]]
+            for k, n in enumerate(left)
+            if n
+        )
 
 
 _tuple_new = tuple.__new__

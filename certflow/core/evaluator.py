@@ -163,8 +163,8 @@ class Evaluator:
             index = roster.positions.get(command.device_id)  # type: ignore[union-attr]
             if index is not None:
                 moved = one_event(fleet, dests, index)
-                if moved is fleet:  # a declared duplicate
-                    return _tuple_new(Step, (self._at(rollout, now), _NO_EFFECTS))
+                if moved is fleet:  # a declared duplicate: no change, not even the clock
+                    return _tuple_new(Step, (rollout, _NO_EFFECTS))
                 if moved is not None:
                     return _tuple_new(Step, (_make(rollout.plan, phase, moved, now), _NO_EFFECTS))
         return self._general(rollout, command, now, False)
@@ -174,7 +174,7 @@ class Evaluator:
         if due:
             i.catch_up(run, now)
         self._dispatch(run, draft, type(command), [command])
-        return Step(self._finish(rollout, run, draft), tuple(run.effects))
+        return self._commanded(rollout, run, draft)
 
     def apply_all(self, rollout: Rollout, commands: Iterable[c.Command], now: datetime) -> Step:
         """Apply many commands at one instant, as :meth:`apply` would one by one; pure.
@@ -189,7 +189,14 @@ class Evaluator:
         i.catch_up(run, now)
         for kind, same in groupby(commands, type):
             self._dispatch(run, draft, kind, same)
-        return Step(self._finish(rollout, run, draft), tuple(run.effects))
+        return self._commanded(rollout, run, draft)
+
+    def _commanded(self, before: Rollout, run: i.Turn, draft: Draft) -> Step:
+        """The step of commands: the rollout passed in, unchanged (its clock included),
+        when they changed nothing and nothing fell due (a no-op: docs/decisions.md)."""
+        if not run.effects and not draft.changed and run.phase == before.phase:
+            return Step(before, _NO_EFFECTS)
+        return Step(self._finish(before, run, draft), tuple(run.effects))
 
     def next_due(self, rollout: Rollout) -> datetime | None:
         """The next instant at which :meth:`advance` would do anything (a notice, a

@@ -546,7 +546,23 @@ class ReferenceRollout:
                 effects += self._run_timers_until(self.clock)
             return effects
 
-        return self._atomically(run)
+        before = self._save()
+        effects = self._atomically(run)
+        if not effects and self._facts(self._save()) == self._facts(before):
+            # "No-ops. A command that changes nothing ... emits nothing and leaves the
+            # rollout equal to what it was": not even its clock moves.
+            taken = self.taken
+            self._restore(before)
+            self.taken = taken
+        return effects
+
+    @staticmethod
+    def _facts(saved: dict[str, Any]) -> dict[str, Any]:
+        """What a rollout is, beyond the instants it was last asked about."""
+        ignored = ("clock", "now", "taken")
+        facts = {k: v for k, v in saved.items() if k not in ignored}
+        facts["devices"] = {k: dataclasses.astuple(d) for k, d in saved["devices"].items()}
+        return facts
 
     def _atomically(self, run: Callable[[], list[cf.Effect]]) -> list[cf.Effect]:
         saved = self._save()

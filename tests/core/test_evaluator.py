@@ -797,7 +797,9 @@ def test_apply_all_equals_applying_each_command_in_turn(data: st.DataObject, n: 
     )
     now = day(2)
     try:
-        expected_rollout, expected_effects = cf.advance(rollout, now).rollout, list[cf.Effect]()
+        # Folded from the rollout itself: a batch of no-ops, like each no-op, leaves it
+        # as it was (its clock too).
+        expected_rollout, expected_effects = rollout, list[cf.Effect]()
         for command in commands:
             expected_rollout, step = cf.apply(expected_rollout, command, now)
             expected_effects += step
@@ -1181,3 +1183,36 @@ def test_rules_given_to_the_evaluator_are_deprecated_and_still_run() -> None:
     with pytest.warns(DeprecationWarning, match=r"Evaluator\(rules\) is deprecated"):
         evaluator = cf.Evaluator(cf.RULES)
     assert evaluator.rules is cf.RULES
+
+
+# --- No-ops ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "command"),
+    [
+        ("installed", cf.DeviceInstalled("d0")),  # a duplicate report
+        ("distributing", cf.Enroll("d0")),  # enrolling an enrolled device
+        ("distributing", cf.RetryAllFailed()),  # a bulk retry with nothing failed
+        ("distributing", cf.ServerRestarted()),  # no restart is required
+    ],
+    ids=["duplicate report", "enrolled again", "bulk retry, nothing failed", "restarted"],
+)
+def test_a_command_that_changes_nothing_returns_the_rollout_itself(
+    setup: str, command: cf.Command
+) -> None:
+    rollout = distributing(2)
+    if setup == "installed":
+        rollout = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
+    step = cf.apply(rollout, command, day(2))
+    assert step.rollout is rollout  # equal, clock included: callers can tell "no change"
+    assert step.effects == ()
+    assert cf.apply_all(rollout, [command, command], day(2)).rollout is rollout
+
+
+def test_a_command_with_something_due_is_no_no_op() -> None:
+    rollout = distributing(1)
+    step = cf.apply(rollout, cf.RetryAllFailed(), day(6))  # the day-6 notice falls due
+    assert step.rollout is not rollout
+    assert step.rollout.clock == day(6)
+    assert [type(e) for e in step.effects] == [cf.Notify]
