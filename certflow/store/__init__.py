@@ -31,7 +31,7 @@ from certflow.store._errors import (
     UnknownRollout,
     without_password,
 )
-from certflow.store._model import JournalEntry, RolloutInfo, Store, StoredEffect
+from certflow.store._model import Applied, JournalEntry, RolloutInfo, Store, StoredEffect
 from certflow.store._schema import SCHEMA_VERSION
 from certflow.store._sql import SqlStore, check_rollout_name
 from certflow.store._sqlite import SqliteStore
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Applied",
     "DrainReport",
     "Handler",
     "JournalEntry",

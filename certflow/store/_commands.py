@@ -4,17 +4,23 @@ the generic interpreter over the rollout row and its device rows (:mod:`._port`)
 moves one device row through the interpreter's device commands (the port is the
 device rows' :class:`~certflow.core.interpreter.DevicePort`), and
 appends the journal entry and its effects (:mod:`._journal`) before writing the
-rollout row. Each function named after a :class:`~certflow.store.SqlStore` method is
-that method (documented there), the store first."""
+rollout row. A turn that changes nothing (a no-op) writes nothing and is rolled
+back; the turn that ends a rollout supersedes the effects its end made moot
+(:data:`SUPERSEDED`). Each function named after a :class:`~certflow.store.SqlStore`
+method is that method (documented there), the store first."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import attrs
+
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
+from certflow.core.effects import ImportCertificate
 from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.instants import require_utc
 from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
@@ -25,10 +31,20 @@ from certflow.core.summary import Overview, overview
 from certflow.store._driver import Driver, Progress, Row
 from certflow.store._inputs import can_store, check_rollout_name, storable
 from certflow.store._journal import append
-from certflow.store._model import StoredEffect
-from certflow.store._port import Port
+from certflow.store._model import Applied, StoredEffect
+from certflow.store._outbox import supersede
+from certflow.store._port import Held, Port
 
-__all__ = ["advance", "advance_row", "apply", "create", "is_due", "preview", "tick"]
+__all__ = [
+    "SUPERSEDED",
+    "advance",
+    "advance_row",
+    "apply",
+    "create",
+    "is_due",
+    "preview",
+    "tick",
+]
 
 
 def create(store: Driver, name: str, rollout: Rollout, progress: Progress | None) -> None:
@@ -95,32 +111,143 @@ def create(store: Driver, name: str, rollout: Rollout, progress: Progress | None
     store._created()
 
 
-def apply(
-    store: Driver, name: str, batch: list[Command], now: datetime, kind: str
-) -> list[StoredEffect]:
+class _Unchanged(Exception):
+    """A command that changed nothing: raised inside its transaction, so that the
+    transaction is rolled back (not committed) and the caller returns a no-op."""
+
+
+#: What the end of a rollout makes moot, by how it ended (store.md, "Superseded
+#: effects"): a cancelled rollout pushes no root and announces nothing; an imported one
+#: announces nothing more (its root pushes still count: a device that installs the root
+#: after the import keeps it).
+SUPERSEDED = {"cancel": ("PushRoot", "Notify"), "import": ("Notify",)}
+
+
+class _Watched(Port):
+    """The device port of one write transaction, which notes whether a device row
+    changed (a no-op changes none)."""
+
+    changed = False
+
+    def transition(
+        self,
+        device: Held,
+        device_id: str,
+        dest: int,
+        calls: tuple[i.DeviceAction, ...],
+        command: Any,
+        run: i.Turn,
+    ) -> None:
+        before, new = list(device.values), device.new
+        super().transition(device, device_id, dest, calls, command, run)
+        if new or device.values != before:
+            self.changed = True
+
+    def move(self, move: i.FleetMove, now: datetime) -> i.FleetResult:
+        result = super().move(move, now)
+        if result.ids or result.pushes:
+            self.changed = True
+        return result
+
+
+@attrs.define
+class _Turn:
+    """One transaction's run of the rollout machine, step by step (each timer's instant,
+    each command): whether a timer fired, and the step that ended the rollout, if one
+    did (where its effects start, how it ended, and when)."""
+
+    run: i.Turn
+    port: _Watched
+    fired: bool = False
+    ended: tuple[int, str, datetime] | None = None
+
+    def step(self, do: Callable[[], None]) -> None:
+        run = self.run
+        start, state = len(run.effects), run.phase.state
+        do()
+        if self.ended is None and not state.terminal and run.phase.state.terminal:
+            imported = any(isinstance(e, ImportCertificate) for e in run.effects[start:])
+            self.ended = (start, "import" if imported else "cancel", run.now)
+
+    def catch_up(self, store: Driver, at: datetime) -> None:
+        """:func:`~certflow.core.interpreter.catch_up` to ``at``, one instant at a
+        time, so that the step that ends the rollout is known."""
+        run = self.run
+        while (found := i.next_timer(store._compiled, run.plan, run.phase, run.port)) is not None:
+            due = found[0]
+            if due > at:
+                break
+            self.fired = True
+            self.step(lambda: i.catch_up(run, due))  # noqa: B023 (called now)
+        # What catch_up does once nothing is due: the turn is at `at` (saving a second
+        # read of the next acknowledgement deadline on every report).
+        run.now = at
+
+    def changed(self, before: Phase) -> bool:
+        """Whether the turn changed anything: a timer fired, an effect, a device row, or
+        the rollout's phase."""
+        return self.fired or bool(self.run.effects) or self.port.changed or self.run.phase != before
+
+    def moot(self, store: Driver, row: Row) -> tuple[frozenset[int], datetime] | None:
+        """Supersede what the end of the rollout made moot, in the open transaction
+        (after the entry was appended: ``row.seq`` is its sequence number): the
+        undelivered effects of earlier entries, and of this entry those emitted before
+        the ending step; the ending step's own effects (what says how it ended) stand.
+        Returns this entry's superseded positions and the instant, for :func:`append`."""
+        if self.ended is None:
+            return None
+        start, how, when = self.ended
+        kinds = SUPERSEDED[how]
+        positions = frozenset(
+            p for p, e in enumerate(self.run.effects[:start]) if type(e).__name__ in kinds
+        )
+        return positions, when
+
+
+def _turn(store: Driver, row: Row, at: datetime) -> _Turn:
+    port = _Watched(store, row)
+    return _Turn(i.Turn(store._compiled, row.plan, row.phase, at, port, []), port)
+
+
+def _supersede(store: Driver, turn: _Turn, row: Row) -> None:
+    """After :func:`append`: the earlier entries' effects that the end made moot."""
+    if turn.ended is not None:
+        _, how, when = turn.ended
+        supersede(store, row.id, row.seq, SUPERSEDED[how], when)
+
+
+def apply(store: Driver, name: str, batch: list[Command], now: datetime, kind: str) -> Applied:
     """``apply`` (``kind`` "command") and ``apply_all`` (``kind`` "batch"): the
-    commands of ``batch`` in one write transaction."""
-    with store._transaction(write=True):
-        return run_batch(store, name, batch, now, kind)[0]
+    commands of ``batch`` in one write transaction; a no-op is rolled back."""
+    try:
+        with store._transaction(write=True):
+            stored, _, _, _ = run_batch(store, name, batch, now, kind)
+            if stored is None:
+                raise _Unchanged
+    except _Unchanged:
+        return Applied(changed=False)
+    return Applied(stored)
 
 
 def run_batch(
     store: Driver, name: str, batch: list[Command], now: datetime, kind: str
-) -> tuple[list[StoredEffect], Row, datetime, Overview]:
-    """Apply ``batch`` inside the open write transaction: the effects as stored, the
-    rollout row after it, the instant it ran at, and the rollout's head just before
-    the batch (the timers due by then fired)."""
+) -> tuple[list[StoredEffect] | None, Row, datetime, Overview]:
+    """Apply ``batch`` inside the open write transaction: the effects as stored (``None``
+    for a no-op, which writes nothing), the rollout row after it, the instant it ran at,
+    and the rollout's head just before the batch (the timers due by then fired)."""
     row = store._row(name, own=True)
     at = store._check_now(row, now)
-    port = Port(store, row)
-    run = i.Turn(store._compiled, row.plan, row.phase, at, port, [])
-    i.catch_up(run, at)
+    turn = _turn(store, row, at)
+    run, port = turn.run, turn.port
+    turn.catch_up(store, at)
     before = _head(store, row.plan, run.phase, row.counts, at)
     # Every device the batch names, read at once (a device command names one).
     named = (getattr(command, "device_id", None) for command in batch)
     port.fetch(d for d in named if isinstance(d, str) and can_store(d))
     for command in batch:
-        _command(store, run, port, command)
+        turn.step(lambda: _command(store, run, port, command))  # noqa: B023 (called now)
+    if not turn.changed(row.phase):
+        return None, row, at, before
     row.phase = run.phase
     if kind == "command":
         body: dict[str, Any] = {"command": encode(batch[0])}
@@ -128,7 +255,8 @@ def run_batch(
         body = {"commands": [encode(command) for command in batch]}
     with store._batched():
         port.flush()
-        stored = append(store, row, at, kind, body, run.effects)
+        stored = append(store, row, at, kind, body, run.effects, turn.moot(store, row))
+        _supersede(store, turn, row)
         store._save(row, at)
     return stored, row, at, before
 
@@ -147,28 +275,39 @@ def preview(store: Driver, name: str, command: Command, now: datetime) -> Previe
         except CommandRefused as refusal:
             return Preview((), None, refusal)
         after = _head(store, row.plan, row.phase, row.counts, at)
-    return Preview(tuple(item.effect for item in stored), after, before=before)
+    return Preview(tuple(item.effect for item in stored or ()), after, before=before)
 
 
-def advance(store: Driver, name: str, now: datetime) -> list[StoredEffect]:
-    with store._transaction(write=True):
-        row = store._row(name, own=True)
-        return advance_row(store, row, store._check_now(row, now))
+def advance(store: Driver, name: str, now: datetime) -> Applied:
+    try:
+        with store._transaction(write=True):
+            row = store._row(name, own=True)
+            stored = advance_row(store, row, store._check_now(row, now))
+            if stored is None:
+                raise _Unchanged
+    except _Unchanged:
+        return Applied(changed=False)
+    return Applied(stored)
 
 
-def advance_row(store: Driver, row: Row, at: datetime) -> list[StoredEffect]:
-    """Fire what fell due by ``at`` for ``row``, inside the open write transaction."""
-    run = i.Turn(store._compiled, row.plan, row.phase, at, Port(store, row), [])
-    i.catch_up(run, at)
-    row.phase = run.phase
-    stored = append(store, row, at, "advance", {}, run.effects)
+def advance_row(store: Driver, row: Row, at: datetime) -> list[StoredEffect] | None:
+    """Fire what fell due by ``at`` for ``row``, inside the open write transaction; the
+    effects as stored, or ``None`` when nothing fell due (nothing is written)."""
+    turn = _turn(store, row, at)
+    turn.catch_up(store, at)
+    if not turn.changed(row.phase):
+        return None
+    row.phase = turn.run.phase
+    stored = append(store, row, at, "advance", {}, turn.run.effects, turn.moot(store, row))
+    _supersede(store, turn, row)
     store._save(row, at)
     return stored
 
 
-def tick(store: Driver, now: datetime) -> list[StoredEffect]:
+def tick(store: Driver, now: datetime) -> Applied:
     at = require_utc("now", now)
     stored: list[StoredEffect] = []
+    changed = False
     for name in _due_names(store, at):
         with store._transaction(write=True):
             row = store._row(name, own=True)
@@ -176,8 +315,11 @@ def tick(store: Driver, now: datetime) -> list[StoredEffect]:
                 continue  # another process moved it past `at`
             if not is_due(store, row, at):
                 continue
-            stored += advance_row(store, row, at)
-    return stored
+            found = advance_row(store, row, at)
+            if found is not None:
+                changed = True
+                stored += found
+    return Applied(stored, changed=changed)
 
 
 def _due_names(store: Driver, at: datetime) -> list[str]:

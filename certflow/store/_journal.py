@@ -30,9 +30,13 @@ def append(
     kind: str,
     body: dict[str, Any],
     effects: Sequence[Effect],
+    superseded: tuple[frozenset[int], datetime] | None = None,
 ) -> list[StoredEffect]:
     """Append one journal entry for ``row`` (its seq moves on) and its effects to the
-    outbox, in the open write transaction; the effects as stored."""
+    outbox, in the open write transaction; the effects as stored. ``superseded``: the
+    positions of the effects that the end of the rollout in this very entry made moot,
+    and the instant it ended."""
+    moot, ended = superseded or (frozenset(), at)
     row.seq += 1
     body = {**body, "state": row.phase.state.value, "effects": len(effects)}
     text = json.dumps(body, separators=(",", ":"))
@@ -43,8 +47,8 @@ def append(
     )
     if effects:
         store._many(
-            "INSERT INTO outbox (rollout, seq, position, kind, body, due_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (rollout, seq, position, kind, body, due_at, superseded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     row.id,
@@ -53,12 +57,21 @@ def append(
                     type(effect).__name__,
                     json.dumps(encode(effect), separators=(",", ":")),
                     store._put(effect.due_at),
+                    store._put(ended) if position in moot else None,
                 )
                 for position, effect in enumerate(effects)
             ],
         )
     return [
-        StoredEffect(f"{row.name}:{row.seq}:{position}", row.name, effect, None, 0, None)
+        StoredEffect(
+            f"{row.name}:{row.seq}:{position}",
+            row.name,
+            effect,
+            None,
+            0,
+            None,
+            superseded_at=ended if position in moot else None,
+        )
         for position, effect in enumerate(effects)
     ]
 

@@ -16,7 +16,7 @@ from certflow.core.rollout import Rollout
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 
-__all__ = ["JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
+__all__ = ["Applied", "JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
 
 
 @attrs.frozen
@@ -77,6 +77,28 @@ class StoredEffect:
         return "pending"
 
 
+class Applied(list[StoredEffect]):
+    """What a command, a batch, an advance or a tick did: the effects it placed in the
+    outbox, in order (a list, as ever), and :attr:`changed`.
+
+    ``changed`` is false for a no-op: a call that would emit no effect, change no device
+    row and leave the rollout's state as it was (a duplicate report, enrolling an
+    enrolled device, a bulk retry with nothing failed, ``ServerRestarted`` when no
+    restart is required, an advance or a tick with nothing due). A no-op journals
+    nothing and commits nothing, not even the rollout's clock. An empty list alone does
+    not tell it: a report that installs a device changes the rollout and emits nothing.
+    """
+
+    changed: bool
+
+    def __init__(self, effects: Iterable[StoredEffect] = (), *, changed: bool = True) -> None:
+        super().__init__(effects)
+        self.changed = changed
+
+    def __repr__(self) -> str:
+        return f"Applied({list.__repr__(self)}, changed={self.changed})"
+
+
 @attrs.frozen
 class JournalEntry:
     """One journal entry: what happened to a rollout at ``at``, and its outcome.
@@ -128,18 +150,17 @@ class Store(Protocol):
     def create(self, name: str, rollout: Rollout) -> RolloutInfo:
         """Store a rollout under a new name; its document is the journal's first entry."""
 
-    def apply(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
-        """Apply one command at ``now`` (timers due by then first), in one transaction."""
+    def apply(self, name: str, command: Command, now: datetime) -> Applied:
+        """Apply one command at ``now`` (timers due by then first), in one transaction;
+        a no-op (``changed`` false) journals and commits nothing."""
 
-    def apply_all(
-        self, name: str, commands: Iterable[Command], now: datetime
-    ) -> list[StoredEffect]:
+    def apply_all(self, name: str, commands: Iterable[Command], now: datetime) -> Applied:
         """Apply commands in order at ``now`` in one transaction, refused whole."""
 
-    def advance(self, name: str, now: datetime) -> list[StoredEffect]:
+    def advance(self, name: str, now: datetime) -> Applied:
         """Fire what fell due by ``now`` and move the rollout's clock there."""
 
-    def tick(self, now: datetime) -> list[StoredEffect]:
+    def tick(self, now: datetime) -> Applied:
         """Advance every rollout with something due by ``now``, each in its own transaction."""
 
     def next_due(self, name: str | None = None) -> datetime | None:

@@ -77,7 +77,7 @@ from certflow.store._inputs import (
     check_rollout_name,
     storable,
 )
-from certflow.store._model import JournalEntry, RolloutInfo, StoredEffect
+from certflow.store._model import Applied, JournalEntry, RolloutInfo, StoredEffect
 
 __all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
 
@@ -328,27 +328,26 @@ class SqlStore:
 
     # --- commands ----------------------------------------------------------------------------
 
-    def apply(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+    def apply(self, name: str, command: Command, now: datetime) -> Applied:
         """Apply ``command`` to rollout ``name`` at ``now``, as :func:`certflow.apply`
         would (timers due by ``now`` first); one transaction. Returns the effects, as
-        placed in the outbox."""
+        placed in the outbox (:class:`~certflow.store.Applied`: a list, whose ``changed``
+        is false for a no-op, which journals and commits nothing). The transaction that
+        ends the rollout supersedes the undelivered effects its end made moot."""
         return _commands.apply(self, name, [command], now, "command")
 
-    def apply_all(
-        self, name: str, commands: Iterable[Command], now: datetime
-    ) -> list[StoredEffect]:
+    def apply_all(self, name: str, commands: Iterable[Command], now: datetime) -> Applied:
         """Apply ``commands`` in order at ``now``, as :func:`certflow.apply_all` would:
-        one transaction, refused whole if any command is refused."""
+        one transaction, refused whole if any command is refused (a no-op as
+        :meth:`apply`'s)."""
         return _commands.apply(self, name, list(commands), now, "batch")
 
-    def execute(self, name: str, command: Command, now: datetime) -> list[StoredEffect]:
+    def execute(self, name: str, command: Command, now: datetime) -> Applied:
         """Deprecated spelling of :meth:`apply` (removed in certflow 0.3)."""
         _renamed("execute", "apply")
         return self.apply(name, command, now)
 
-    def execute_many(
-        self, name: str, commands: Iterable[Command], now: datetime
-    ) -> list[StoredEffect]:
+    def execute_many(self, name: str, commands: Iterable[Command], now: datetime) -> Applied:
         """Deprecated spelling of :meth:`apply_all` (removed in certflow 0.3)."""
         _renamed("execute_many", "apply_all")
         return self.apply_all(name, commands, now)
@@ -362,15 +361,17 @@ class SqlStore:
         rollout's write lock while it runs, as a command does."""
         return _commands.preview(self, name, command, now)
 
-    def advance(self, name: str, now: datetime) -> list[StoredEffect]:
+    def advance(self, name: str, now: datetime) -> Applied:
         """Advance rollout ``name`` to ``now``, as :func:`certflow.advance` would: every
-        timer due by then fires, in order, and the rollout's clock moves to ``now``."""
+        timer due by then fires, in order, and the rollout's clock moves to ``now``. With
+        nothing due it is a no-op: nothing is journaled, and the clock stays."""
         return _commands.advance(self, name, now)
 
-    def tick(self, now: datetime) -> list[StoredEffect]:
+    def tick(self, now: datetime) -> Applied:
         """Advance every rollout with something due by ``now``, each in its own
         transaction. A rollout another process has just advanced is skipped, so two
-        schedulers ticking at once produce each effect once."""
+        schedulers ticking at once produce each effect once. With nothing due it
+        journals nothing (``changed`` is false)."""
         return _commands.tick(self, now)
 
     # --- reading -----------------------------------------------------------------------------

@@ -282,6 +282,8 @@ def test_a_database_of_the_previous_version_opens_and_upgrades(
         assert store.record_failure(failed.id, "still down", now=day(6)).status == "dead"
         assert [e.id for e in store.effects("alpha", dead=True)] == [failed.id]
         assert store.revive([failed.id]) == 1
+        store.apply("alpha", cf.Cancel(), day(7))
+        assert "superseded" in {e.status for e in store.effects("alpha", include_acknowledged=True)}
     for name in NAMES:
         old.check_consistent(name)
 
