@@ -36,7 +36,8 @@ class Preview:
     would set, the state an import would end in. ``before`` is the head just before the
     command, at the same instant (the timers due by then fired), to compare with.
     ``rollout`` is the rollout after the command (the pure core's preview only; a store
-    keeps its rollout in the database).
+    keeps its rollout in the database). ``changes`` is false for a command the rules
+    take that would change nothing (a no-op: no effect, the rollout as it was).
     """
 
     effects: tuple[Effect, ...]
@@ -44,6 +45,7 @@ class Preview:
     refusal: CommandRefused | None = None
     before: Overview | None = None
     rollout: Rollout | None = attrs.field(default=None, eq=False, repr=False)
+    changes: bool = True
 
     @property
     def accepted(self) -> bool:
@@ -77,11 +79,13 @@ def preview(
         return Preview((), None, refusal)
     return Preview(
         tuple(step.effects),
-        _head(step.rollout, evaluator),
-        before=_head(evaluator.advance(rollout, now).rollout, evaluator),
+        _head(step.rollout, evaluator, now),
+        before=_head(evaluator.advance(rollout, now).rollout, evaluator, now),
         rollout=step.rollout,
+        changes=step.rollout is not rollout,
     )
 
 
-def _head(rollout: Rollout, evaluator: Evaluator) -> Overview:
-    return overview(rollout.plan, rollout.phase, rollout.counts(), rollout.clock, evaluator)
+def _head(rollout: Rollout, evaluator: Evaluator, now: datetime) -> Overview:
+    # At `now` even after a no-op, which leaves the rollout's clock where it was.
+    return overview(rollout.plan, rollout.phase, rollout.counts(), now, evaluator)

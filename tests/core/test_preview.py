@@ -111,3 +111,15 @@ def test_a_preview_is_what_apply_then_does(
     assert seen.overview is not None
     assert seen.overview.deadline == summary.deadline
     assert seen.overview.counts == summary.counts
+
+
+def test_a_preview_says_when_a_command_would_change_nothing() -> None:
+    rollout = distributing(2)
+    assert preview(rollout, cf.DeviceInstalled("d0"), day(1)).changes
+    installed = cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)).rollout
+    seen = preview(installed, cf.DeviceInstalled("d0"), day(2))
+    assert seen.accepted
+    assert not seen.changes
+    assert seen.effects == ()
+    assert seen.overview is not None
+    assert seen.overview.now == day(2)
