@@ -19,6 +19,7 @@ import attrs
 
 from certflow.core import commands as c
 from certflow.core import guards as g
+from certflow.core import timeline
 from certflow.core._registry import Registry
 from certflow.core.machines import RULES, Call, Rules, Timer, Transition, Wait
 from certflow.core.machines import Action as DeclaredAction
@@ -178,6 +179,49 @@ class TimerImpl(NamedTuple):
 
 
 TIMERS: Registry[TimerImpl] = Registry("timer")
+
+
+# The timers' instants, every one from the timeline: what each declared timer's name
+# means (a timer that reads the fleet asks the driver's port).
+
+
+def _timer(
+    name: str,
+    *,
+    reads_fleet: bool = False,
+    fired: Callable[[FleetPort, datetime], None] | None = None,
+) -> Callable[[Callable[..., datetime | None]], None]:  # pragma: no mutate block
+    def add(due: Callable[[Plan, Phase, FleetPort], datetime | None]) -> None:
+        TIMERS.register(name)(TimerImpl(due, reads_fleet, fired))
+
+    return add
+
+
+@_timer("ack_timeout", reads_fleet=True, fired=lambda port, due: port.drop_timeouts_due(due))
+def _ack_timeout(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return port.next_timeout()
+
+
+@_timer("notice")
+def _notice(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return timeline.next_notice(plan, phase)
+
+
+@_timer("checkpoint")
+def _checkpoint(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    if timeline.next_checkpoint_is_final(plan, phase):
+        return None
+    return timeline.next_checkpoint(plan, phase)
+
+
+@_timer("expiry")
+def _expiry(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return timeline.expiry_checkpoint(plan, phase)
+
+
+@_timer("deadline")
+def _deadline(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
+    return timeline.deadline(plan, phase)
 
 
 class Compiled:

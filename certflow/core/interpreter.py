@@ -42,8 +42,13 @@ from certflow.core._compiled import (
     FleetMove,
     FleetPort,
     FleetResult,
-    TimerImpl,
     compile_rules,
+)
+from certflow.core._refusals import (
+    device_refusal,
+    guard_refusal,
+    state_refusal,
+    unknown_device,
 )
 from certflow.core.effects import (
     AcknowledgementTimedOut,
@@ -56,7 +61,7 @@ from certflow.core.effects import (
     RestartRequired,
     RolloutCancelled,
 )
-from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards, UnknownDevice
+from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
 from certflow.core.instants import require_aware, show_span
 from certflow.core.machines import RULES, Call, MachineSpec, Timer, Transition
 from certflow.core.plan import Phase, Plan, RolloutState
@@ -177,41 +182,6 @@ def first_row(
         if not failed:
             return row, ""
     return None, failed
-
-
-def guard_refusal(
-    machine: MachineSpec,
-    name: str,
-    situation: g.Situation,
-    command: str,
-    *,
-    prefix: str = "",
-    device_id: str | None = None,
-) -> CommandRefused:
-    """The refusal of a failed guard: its hint, with its facts, and when it will hold."""
-    declared = machine.guard(name)
-    return CommandRefused(
-        f"{prefix or command} refused: {g.explain(declared, situation)}",
-        command=command,
-        state=situation.phase.state.value,
-        reason=name,
-        allowed_at=g.allowed_at(declared, situation),
-        device_id=device_id,
-    )
-
-
-def state_refusal(
-    state: RolloutState, command: str, hint: str, *, prefix: str = "", device_id: str | None = None
-) -> CommandRefused:
-    """The refusal of a command that the rollout's state has no row or gate for."""
-    ended = " (the rollout has ended)" if state.terminal else ""
-    return CommandRefused(
-        f"{prefix or command} refused: the rollout is {state.value}{ended}; {hint}",
-        command=command,
-        state=state.value,
-        reason="rollout_state",
-        device_id=device_id,
-    )
 
 
 def refusal(
@@ -421,30 +391,6 @@ def check_now(
     return at
 
 
-def unknown_device(device_id: str) -> UnknownDevice:
-    """A device command names a device the rollout does not know (and does not enrol it)."""
-    return UnknownDevice(
-        f"unknown device {device_id!r}: it is not in this rollout "
-        "(send Enroll first if it just enrolled)"
-    )
-
-
-def device_refusal(
-    compiled: Compiled, table: DeviceTable, device_id: str, source: int, command: object
-) -> CommandRefused:
-    """A device's state has no row for the command's trigger."""
-    device = compiled.rules.device
-    state = device.states[source]
-    phrase = device.trigger(table.trigger).phrase
-    return CommandRefused(
-        f"device {device_id!r} cannot {phrase}: it is {state.name}; {state.hint}",
-        command=type(command).__name__,
-        reason="device_state",
-        device_id=device_id,
-        device_state=state.name,
-    )
-
-
 def timeout_reason(compiled: Compiled, policy: Policy) -> str:
     """The failure reason a device keeps when its wait ran out (``the wait's timeout``)."""
     return f"no acknowledgement within {show_span(compiled.wait_span(policy) or timedelta(0))}"
@@ -453,51 +399,12 @@ def timeout_reason(compiled: Compiled, policy: Policy) -> str:
 # --- Timers ----------------------------------------------------------------------------------
 
 
-def _timer(
-    name: str,
-    *,
-    reads_fleet: bool = False,
-    fired: Callable[[FleetPort, datetime], None] | None = None,
-) -> Callable[[Callable[..., datetime | None]], None]:  # pragma: no mutate block
-    def add(due: Callable[[Plan, Phase, FleetPort], datetime | None]) -> None:
-        TIMERS.register(name)(TimerImpl(due, reads_fleet, fired))
-
-    return add
-
-
 def fire_timer(run: Turn, timer: Timer) -> None:
     """Fire ``timer`` at ``run.now``: its trigger, then whatever firing consumes."""
     fire(run, timer.trigger)
     consumed = TIMERS[timer.name].fired
     if consumed is not None:
         consumed(run.port, run.now)
-
-
-@_timer("ack_timeout", reads_fleet=True, fired=lambda port, due: port.drop_timeouts_due(due))
-def _ack_timeout(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
-    return port.next_timeout()
-
-
-@_timer("notice")
-def _notice(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
-    return timeline.next_notice(plan, phase)
-
-
-@_timer("checkpoint")
-def _checkpoint(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
-    if timeline.next_checkpoint_is_final(plan, phase):
-        return None
-    return timeline.next_checkpoint(plan, phase)
-
-
-@_timer("expiry")
-def _expiry(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
-    return timeline.expiry_checkpoint(plan, phase)
-
-
-@_timer("deadline")
-def _deadline(plan: Plan, phase: Phase, port: FleetPort) -> datetime | None:
-    return timeline.deadline(plan, phase)
 
 
 # --- Rollout and restart actions ----------------------------------------------------------
