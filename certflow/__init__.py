@@ -6,6 +6,8 @@ clock or perform I/O; :func:`next_due` says when time will next move a rollout, 
 :func:`preview` what a command would do, without doing it. Every
 rule is data in :data:`RULES` (see ``docs/machines.md``). :func:`describe_effect` and
 :func:`describe_refusal` put effects and refusals into words.
+A rollout made from checked material knows what it rolls out: its plan's
+:class:`Identity` (:func:`certflow.certs.rollout_for` fills it).
 Certificate tools live in :mod:`certflow.certs`.
 """
 
@@ -54,6 +56,7 @@ from certflow.core.evaluator import (
     new_rollout,
     next_due,
 )
+from certflow.core.identity import CertificateIdentity, Identity, RootIdentity
 from certflow.core.machines import (
     DEVICE_MACHINE,
     RESTART_MACHINE,
@@ -87,6 +90,7 @@ __all__ = [
     "AcknowledgementTimedOut",
     "Cancel",
     "CertflowError",
+    "CertificateIdentity",
     "CertificateKind",
     "Command",
     "CommandRefused",
@@ -100,6 +104,7 @@ __all__ = [
     "Enroll",
     "Evaluator",
     "ExtendManually",
+    "Identity",
     "ImportCertificate",
     "ImportNow",
     "ImportPostponed",
@@ -121,6 +126,7 @@ __all__ = [
     "Rollout",
     "RolloutCancelled",
     "RolloutState",
+    "RootIdentity",
     "Rules",
     "SerializationError",
     "ServerRestarted",

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 import attrs
 
+from certflow.core.errors import InvalidInput
+from certflow.core.identity import Identity
 from certflow.core.machines import DEVICE_MACHINE, ROLLOUT_MACHINE
 from certflow.core.policy import CertificateKind, Policy
 
@@ -77,9 +79,39 @@ def _check_enums() -> None:  # pragma: no mutate block
 _check_enums()
 
 
+def _identity(plan: Plan, _: attrs.Attribute[Identity | None], identity: object) -> None:
+    if identity is None:
+        return
+    if not isinstance(identity, Identity):
+        raise InvalidInput(
+            f"identity must be a certflow.Identity or None, got {type(identity).__name__}"
+        )
+    if identity.root.publicly_trusted != plan.root_publicly_trusted:
+        raise InvalidInput(
+            f"identity.root.publicly_trusted ({identity.root.publicly_trusted}) contradicts "
+            f"root_publicly_trusted ({plan.root_publicly_trusted}); give the identity the "
+            "rollout's own answer (attrs.evolve its root)"
+        )
+    certificate = identity.certificate
+    for name, mine, theirs in (
+        ("not_before", certificate.not_before, plan.new_not_before),
+        ("not_after", certificate.not_after, plan.new_not_after),
+    ):
+        if mine != theirs:
+            raise InvalidInput(
+                f"identity.certificate.{name} ({mine.isoformat()}) differs from new_{name} "
+                f"({theirs.isoformat()}): the identity is of another certificate"
+            )
+
+
 @attrs.frozen
 class Plan:
-    """The facts a rollout was created from; they never change."""
+    """The facts a rollout was created from; they never change.
+
+    ``identity`` is what the rollout rolls out (:class:`~certflow.Identity`: the new
+    certificate, its root, the hosts, the public certificates), or ``None`` for a
+    rollout made from dates alone, which has no identity.
+    """
 
     kind: CertificateKind
     policy: Policy
@@ -88,6 +120,7 @@ class Plan:
     new_not_after: datetime
     root_publicly_trusted: bool
     created_at: datetime
+    identity: Identity | None = attrs.field(default=None, validator=_identity)
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ from certflow.core._fleet import (
     unpack_counts,
 )
 from certflow.core.errors import InvalidInput
+from certflow.core.identity import Identity
 from certflow.core.instants import require_aware, show
 from certflow.core.machines import ROLLOUT_MACHINE
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
@@ -137,6 +138,7 @@ def new_rollout(
     kind: CertificateKind = CertificateKind.MDM_SERVER,
     policy: Policy | None = None,
     trusted_device_ids: Iterable[str] = (),
+    identity: Identity | None = None,
 ) -> Rollout:
     """A ``pending`` rollout of a new certificate over the in-scope ``device_ids``.
 
@@ -144,9 +146,13 @@ def new_rollout(
     ``new_not_before``/``new_not_after`` the validity of the new one, which must
     pass, at ``created_at``, the guards that starting the distribution then would
     check (valid from then through the deadline). ``trusted_device_ids`` are devices
-    known to trust the root already. Raises :class:`~certflow.errors.InvalidInput`
-    for naive datetimes, duplicate or empty ids, or a certificate that would not
-    stay valid through the deadline.
+    known to trust the root already. ``identity`` is what the rollout rolls out (the
+    certificate, its root, the hosts: :func:`certflow.certs.rollout_for` fills it from
+    checked material); without it the rollout is made from dates alone and has no
+    identity. Raises :class:`~certflow.errors.InvalidInput` for naive datetimes,
+    duplicate or empty ids, a certificate that would not stay valid through the
+    deadline, or an identity whose validity or root's public trust differs from the
+    dates and ``root_publicly_trusted`` given.
     """
     created_at = require_aware("created_at", created_at)
     existing_not_after = require_aware("existing_not_after", existing_not_after)
@@ -176,6 +182,7 @@ def new_rollout(
         new_not_after=new_not_after,
         root_publicly_trusted=root_publicly_trusted,
         created_at=created_at,
+        identity=identity,
     )
     phase = Phase(state=RolloutState(ROLLOUT_MACHINE.initial))
     _require_startable(plan, phase, created_at)

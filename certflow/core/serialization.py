@@ -1,9 +1,10 @@
 """A rollout as JSON text, with a schema version, losslessly.
 
-The document (``SCHEMA_VERSION`` 2)::
+The document (``SCHEMA_VERSION`` 3)::
 
-    {"schema": "certflow/rollout", "version": 2,
-     "plan": {...}, "phase": {...}, "clock": "2026-07-01T09:00:00+00:00",
+    {"schema": "certflow/rollout", "version": 3,
+     "plan": {..., "identity": {...} or null}, "phase": {...},
+     "clock": "2026-07-01T09:00:00+00:00",
      "devices": {"ids": [...], "states": [...], "attempts": [...]},
      "failure_reasons": {"device id": "reason", ...},
      "awaiting": [{"due": "2026-07-03T09:00:00+00:00", "devices": [0, 1, 5]}]}
@@ -13,10 +14,13 @@ faster to write and read than one object per device. ``awaiting`` lists, by the 
 their push times out, the devices whose latest push still awaits an answer (only with
 a policy that has an acknowledgement timeout): a canonical view, the same whichever
 driver holds the rollout, so that the in-memory evaluator and a database store write
-the same document for the same rollout. Version 1 documents (which stored the
-in-memory timer queue) still load. Instants are ISO 8601 with their UTC offset,
-durations are seconds. Plan and phase go through ``cattrs``; derived data (per-state
-counts, the next timer instant) is recomputed on load, never trusted.
+the same document for the same rollout. ``plan.identity`` is what the rollout rolls
+out (:class:`~certflow.core.identity.Identity`), ``null`` for a rollout made from dates
+alone. Version 2 documents (before the identity) load as rollouts without one, and
+version 1 documents (which stored the in-memory timer queue) still load. Instants are
+ISO 8601 with their UTC offset, durations are seconds. Plan and phase go through
+``cattrs``; derived data (per-state counts, the next timer instant) is recomputed on
+load, never trusted.
 
 The parts a driver needs to store a rollout its own way are public too: the plan,
 phase, commands and effects as JSON values (:func:`encode`/:func:`decode_plan`, ...),
@@ -74,7 +78,9 @@ __all__ = [
 ]
 
 SCHEMA_NAME = "certflow/rollout"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: The version that added ``plan.identity``; older plans have none.
+_IDENTITY_SINCE = 3
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
@@ -103,6 +109,16 @@ def _list(value: object, kind: Any) -> list[Any]:
     return [_converter.structure(x, item) for x in value]
 
 
+def _tuple(value: object, kind: Any) -> tuple[Any, ...]:
+    # A JSON list (or a tuple); cattrs would take a string for a tuple of its characters.
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    item, *rest = typing.get_args(kind)
+    if rest != [Ellipsis]:
+        raise TypeError(f"unsupported tuple type {kind!r}")  # pragma: no cover - ours only
+    return tuple(_converter.structure(x, item) for x in value)
+
+
 def _dict(value: object, kind: Any) -> dict[Any, Any]:
     if type(value) is not dict:
         raise TypeError(f"expected an object, got {type(value).__name__}")
@@ -117,6 +133,7 @@ for _enum in (RolloutState, CertificateKind, ImportRule):
     _converter.register_structure_hook(_enum, lambda value, kind: kind(value))
 _converter.register_structure_hook_func(lambda t: _origin(t) is list, _list)
 _converter.register_structure_hook_func(lambda t: _origin(t) is dict, _dict)
+_converter.register_structure_hook_func(lambda t: _origin(t) is tuple, _tuple)
 _converter.register_unstructure_hook(datetime, datetime.isoformat)
 _converter.register_structure_hook(datetime, lambda value, _: _instant(value))
 _converter.register_unstructure_hook(timedelta, timedelta.total_seconds)
@@ -269,7 +286,8 @@ def loads(text: str | bytes) -> Rollout:
             f"rollout schema version {version} is newer than this certflow understands "
             f"({SCHEMA_VERSION}); upgrade certflow to read it"
         )
-    shape: type[_Document | _DocumentV1] = _Document if version == SCHEMA_VERSION else _DocumentV1
+    _identity_as_of(document, version)
+    shape: type[_Document | _DocumentV1] = _DocumentV1 if version == 1 else _Document
     try:
         parsed: _Document | _DocumentV1 = _converter.structure(document, shape)
     except cattrs.BaseValidationError as error:
@@ -278,6 +296,17 @@ def loads(text: str | bytes) -> Rollout:
         return _build(parsed)
     except InvalidInput as error:  # e.g. a policy that Policy itself refuses
         raise _malformed(str(error)) from None
+
+
+def _identity_as_of(document: dict[str, Any], version: int) -> None:
+    """``plan.identity`` is in every plan of a version that has it, and in none before."""
+    plan = document.get("plan")
+    if not isinstance(plan, dict):
+        return  # the shape says what is wrong with it
+    if version >= _IDENTITY_SINCE and "identity" not in plan:
+        raise _malformed("plan.identity: missing field (null for a rollout without identity)")
+    if version < _IDENTITY_SINCE and "identity" in plan:
+        raise _malformed(f"plan: unexpected field 'identity' (version {version} has none)")
 
 
 def _malformed(detail: str) -> SerializationError:

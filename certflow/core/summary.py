@@ -11,6 +11,7 @@ import attrs
 from certflow.core import timeline
 from certflow.core.commands import ExtendManually
 from certflow.core.evaluator import DEFAULT, Evaluator
+from certflow.core.identity import Identity
 from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
 from certflow.core.rollout import Rollout
@@ -25,7 +26,8 @@ class Overview:
     Everything here is O(1) in the fleet size: it needs the plan, the phase and the
     counts per device state, so a database store builds the same overview from one row
     (:func:`overview`). ``manual_extension_available`` is the declaration's own answer:
-    whether ``ExtendManually`` would be accepted at ``now``.
+    whether ``ExtendManually`` would be accepted at ``now``. ``identity`` is what the
+    rollout rolls out (``None``: it was made from dates alone and has none).
     """
 
     state: RolloutState
@@ -41,6 +43,7 @@ class Overview:
     manual_extension_opens_at: datetime | None
     manual_extensions: int
     restart_required: bool
+    identity: Identity | None
 
     def _lines(self) -> list[tuple[str, str]]:
         def shown(instant: datetime | None) -> str:
@@ -55,6 +58,7 @@ class Overview:
             ("next checkpoint", shown(self.next_checkpoint)),
             ("deadline", shown(self.deadline)),
             ("manual extension", f"{available}; {self.manual_extensions} used"),
+            *_identity_lines(self.identity),
         ]
 
     def __str__(self) -> str:
@@ -73,6 +77,18 @@ class Overview:
             for name, value in rows
         )
         return f"<table>{body}</table>"
+
+
+def _identity_lines(identity: Identity | None) -> list[tuple[str, str]]:
+    if identity is None:
+        return [("identity", "none (made from dates alone)")]
+    certificate, root = identity.certificate, identity.root
+    trust = "publicly trusted" if root.publicly_trusted else "private"
+    return [
+        ("certificate", f"{certificate.subject} (SHA-256 {certificate.fingerprint})"),
+        ("root", f"{root.subject}, {trust} (SHA-256 {root.fingerprint})"),
+        ("hosts", ", ".join(identity.hosts)),
+    ]
 
 
 @attrs.frozen
@@ -133,6 +149,7 @@ def overview(
         manual_extension_opens_at=timeline.extension_opens(plan, phase) if running else None,
         manual_extensions=phase.manual_extensions,
         restart_required=phase.restart_required,
+        identity=plan.identity,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,9 +27,16 @@ def build(
     kind: cf.CertificateKind = cf.CertificateKind.MDM_SERVER,
     policy: cf.Policy | None = None,
     trusted: tuple[str, ...] = (),
+    identified: bool = False,
 ) -> cf.Rollout:
-    """A pending rollout created at ``at`` with devices ``d0``, ``d1``, …"""
+    """A pending rollout created at ``at`` with devices ``d0``, ``d1``, …; with
+    ``identified``, it knows what it rolls out (:func:`identity`, of its dates)."""
     ids = [f"d{i}" for i in range(devices)] if isinstance(devices, int) else devices
+    known = (
+        identity(not_before=at - DAY, not_after=at - DAY + new_valid_for, public=public)
+        if identified
+        else None
+    )
     return cf.new_rollout(
         ids,
         existing_not_after=at + existing_expires_in,
@@ -38,6 +47,7 @@ def build(
         kind=kind,
         policy=policy,
         trusted_device_ids=trusted,
+        identity=known,
     )
 
 
@@ -103,3 +113,111 @@ DEVICE_COMMANDS: tuple[Callable[[str], cf.Command], ...] = (
     cf.Unenroll,
     cf.Reenrolled,
 )
+
+
+# --- identities: certificates as the core sees them ----------------------------------------
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 0x80:
+        return bytes([tag, size]) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + body
+
+
+def der_certificate(content: bytes) -> bytes:
+    """Bytes with the outer shape of an X.509 certificate (all the core looks at):
+    ``SEQUENCE { SEQUENCE { content }, SEQUENCE { sha256WithRSA }, BIT STRING }``."""
+    tbs = _der(0x30, _der(0x04, content))
+    algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d01010b")))
+    signature = _der(0x03, b"\x00" + hashlib.sha256(content).digest())
+    return _der(0x30, tbs + algorithm + signature)
+
+
+def pem(der: bytes, label: str = "CERTIFICATE") -> str:
+    """``der`` as PEM text: 64-column base64 between the ``label`` lines."""
+    text = base64.b64encode(der).decode("ascii")
+    lines = "".join(text[i : i + 64] + "\n" for i in range(0, len(text), 64))
+    return f"-----BEGIN {label}-----\n{lines}-----END {label}-----\n"
+
+
+def fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of ``der``, as the core spells it."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def identity(
+    name: str = "mdm.example.com",
+    *,
+    not_before: datetime = T0 - DAY,
+    not_after: datetime = T0 + 299 * DAY,
+    public: bool = False,
+    intermediates: int = 1,
+    hosts: tuple[str, ...] = ("mdm.example.com", "203.0.113.10"),
+) -> cf.Identity:
+    """The identity of a certificate for ``name``, its ``intermediates`` and its root
+    (certificates shaped as the core checks them, told apart by ``name``)."""
+    leaf = der_certificate(f"leaf {name}".encode())
+    root = der_certificate(f"root {name}".encode())
+    return cf.Identity(
+        certificate=cf.CertificateIdentity(
+            fingerprint=fingerprint(leaf),
+            subject=f"CN={name},O=Example",
+            names=(name, "203.0.113.10"),
+            issuer=f"CN=Intermediate {name}" if intermediates else f"CN=Root {name}",
+            not_before=not_before,
+            not_after=not_after,
+            pem=pem(leaf),
+        ),
+        root=cf.RootIdentity(
+            fingerprint=fingerprint(root),
+            subject=f"CN=Root {name}",
+            publicly_trusted=public,
+            pem=pem(root),
+        ),
+        hosts=hosts,
+        intermediates=tuple(
+            pem(der_certificate(f"intermediate {n} {name}".encode())) for n in range(intermediates)
+        ),
+    )
+
+
+# One line of text as a subject, an issuer, a name or a host: no control characters.
+_line_text = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=30
+).filter(lambda text: "-----BEGIN" not in text)
+
+
+@st.composite
+def identities(
+    draw: st.DrawFn,
+    *,
+    not_before: datetime = T0 - DAY,
+    not_after: datetime = T0 + 299 * DAY,
+    public: bool | None = None,
+) -> cf.Identity:
+    """Any valid identity of a certificate valid from ``not_before`` to ``not_after``."""
+    leaf = der_certificate(draw(st.binary(max_size=300)))
+    self_signed = draw(st.booleans())
+    root = leaf if self_signed else der_certificate(b"root " + draw(st.binary(max_size=40)))
+    count = 0 if self_signed else draw(st.integers(0, 3))
+    return cf.Identity(
+        certificate=cf.CertificateIdentity(
+            fingerprint=fingerprint(leaf),
+            subject=draw(_line_text),
+            names=tuple(draw(st.lists(_line_text, max_size=4, unique=True))),
+            issuer=draw(_line_text),
+            not_before=not_before,
+            not_after=not_after,
+            pem=pem(leaf),
+        ),
+        root=cf.RootIdentity(
+            fingerprint=fingerprint(root),
+            subject=draw(_line_text),
+            publicly_trusted=draw(st.booleans()) if public is None else public,
+            pem=pem(root),
+        ),
+        hosts=tuple(draw(st.lists(_line_text, min_size=1, max_size=3, unique=True))),
+        intermediates=tuple(pem(der_certificate(bytes([n]) * 40)) for n in range(count)),
+    )

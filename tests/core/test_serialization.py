@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import certflow as cf
-from tests.core.strategies import ADMIN_COMMANDS, HOUR, build, day, distributing, policies
+from tests.core.strategies import (
+    ADMIN_COMMANDS,
+    DAY,
+    HOUR,
+    T0,
+    build,
+    day,
+    distributing,
+    identities,
+    policies,
+)
 from tools.old_fixtures import HISTORIES
 
 
@@ -53,8 +64,8 @@ def _document() -> dict:  # type: ignore[type-arg]
         ("[]", "expected a JSON object with schema"),
         (json.dumps({**_document(), "schema": "other"}), "expected a JSON object with schema"),
         (
-            json.dumps({**_document(), "version": 3}),
-            "version 3 is newer than this certflow understands",
+            json.dumps({**_document(), "version": cf.SCHEMA_VERSION + 1}),
+            f"version {cf.SCHEMA_VERSION + 1} is newer than this certflow understands",
         ),
         (json.dumps({**_document(), "version": "1"}), "is not a valid version"),
         (json.dumps({**_document(), "extra": 1}), "the document: unexpected field 'extra'"),
@@ -397,6 +408,128 @@ def test_a_version_2_document_still_loads_as_the_same_rollout(name: str) -> None
     text = (DATA / f"rollout-v2-{name}.json").read_text(encoding="utf-8")
     loaded = cf.loads(text)
     assert loaded == HISTORIES[name]()
+    assert loaded.plan.identity is None  # made before rollouts knew what they roll out
+    # Written again, it is today's document of the same facts, with no identity.
+    old, new = json.loads(text), json.loads(cf.dumps(loaded))
+    assert new == {**old, "version": cf.SCHEMA_VERSION, "plan": {**old["plan"], "identity": None}}
     # and it goes on as the same history does today
     later = loaded.clock + timedelta(days=30)
     assert cf.advance(loaded, later) == cf.advance(HISTORIES[name](), later)
+
+
+# --- the identity (version 3) --------------------------------------------------------------------
+
+
+@given(known=identities(public=False), n=st.integers(0, 5), data=st.data())
+def test_a_rollout_with_an_identity_round_trips(
+    known: cf.Identity, n: int, data: st.DataObject
+) -> None:
+    rollout = cf.new_rollout(
+        [f"d{i}" for i in range(n)],
+        existing_not_after=T0 + 60 * DAY,
+        new_not_before=T0 - DAY,
+        new_not_after=T0 + 299 * DAY,
+        root_publicly_trusted=False,
+        created_at=T0,
+        identity=known,
+    )
+    rollout = cf.advance(cf.apply(rollout, cf.DistributeRoot(), T0).rollout, day(3)).rollout
+    text = cf.dumps(rollout)
+    again = cf.loads(text)
+    assert again == rollout
+    assert again.plan.identity == known
+    assert cf.dumps(again) == text
+    plan = json.loads(text)["plan"]
+    assert cf.core.serialization.decode_plan(plan) == rollout.plan
+
+
+def test_the_identity_is_part_of_the_plan_in_the_document() -> None:
+    rollout = build(1, identified=True)
+    identity = json.loads(cf.dumps(rollout))["plan"]["identity"]
+    known = rollout.plan.identity
+    assert known is not None
+    assert identity == {
+        "certificate": {
+            "fingerprint": known.certificate.fingerprint,
+            "subject": "CN=mdm.example.com,O=Example",
+            "names": ["mdm.example.com", "203.0.113.10"],
+            "issuer": "CN=Intermediate mdm.example.com",
+            "not_before": "2026-06-30T09:00:00+00:00",
+            "not_after": "2027-04-26T09:00:00+00:00",
+            "pem": known.certificate.pem,
+        },
+        "root": {
+            "fingerprint": known.root.fingerprint,
+            "subject": "CN=Root mdm.example.com",
+            "publicly_trusted": False,
+            "pem": known.root.pem,
+        },
+        "hosts": ["mdm.example.com", "203.0.113.10"],
+        "intermediates": list(known.intermediates),
+    }
+    assert json.loads(cf.dumps(build(1)))["plan"]["identity"] is None
+
+
+def _identified() -> dict:  # type: ignore[type-arg]
+    return json.loads(cf.dumps(build(1, identified=True)))  # type: ignore[no-any-return]
+
+
+def _identified_with(change: Any) -> str:
+    document = _identified()
+    change(document)
+    return json.dumps(document)
+
+
+_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            _identified_with(lambda d: d["plan"].pop("identity")),
+            r"plan\.identity: missing field \(null for a rollout without identity\)",
+        ),
+        (
+            _identified_with(lambda d: d.update(version=2)),
+            r"plan: unexpected field 'identity' \(version 2 has none\)",
+        ),
+        (
+            _identified_with(
+                lambda d: d["plan"]["identity"]["certificate"].update(fingerprint="AB")
+            ),
+            r"plan\.identity\.certificate: certificate\.fingerprint: expected a SHA-256",
+        ),
+        (
+            _identified_with(
+                lambda d: d["plan"]["identity"]["certificate"].update(names="a.example")
+            ),
+            r"plan\.identity\.certificate\.names: expected a list, got str",
+        ),
+        (
+            _identified_with(lambda d: d["plan"]["identity"]["root"].update(key=_KEY)),
+            r"plan\.identity\.root: unexpected field 'key'",
+        ),
+        (
+            _identified_with(lambda d: d["plan"]["identity"]["root"].update(pem=_KEY)),
+            r"plan\.identity\.root: root\.pem: holds a private key",
+        ),
+        (
+            _identified_with(lambda d: d["plan"]["identity"]["root"].update(publicly_trusted=True)),
+            r"plan: identity\.root\.publicly_trusted \(True\) contradicts",
+        ),
+        (
+            _identified_with(lambda d: d["plan"]["identity"].update(hosts=[])),
+            r"plan\.identity: hosts: at least one is required",
+        ),
+        (
+            _identified_with(
+                lambda d: d["plan"]["identity"]["certificate"].update(not_after="2027-04-26")
+            ),
+            r"plan\.identity\.certificate\.not_after: instant is a naive datetime",
+        ),
+    ],
+)
+def test_a_bad_identity_in_a_document_is_named(text: str, message: str) -> None:
+    with pytest.raises(cf.SerializationError, match=message):
+        cf.loads(text)

@@ -102,10 +102,29 @@ def test_summary_reads_as_a_few_lines_and_as_an_html_table() -> None:
             "next checkpoint: 2026-07-08 09:00 UTC",
             "deadline: 2026-07-22 09:00 UTC",
             "manual extension: available; 0 used",
+            "identity: none (made from dates alone)",
             "devices: pushed 1, installed 1",
         ]
     )
     html = summary._repr_html_()
     assert html.startswith("<table><tr><th style='text-align:left'>state</th><td>distributing</td>")
     assert "<th style='text-align:left'>devices installed</th><td>1</td>" in html
-    assert html.count("<tr>") == 6 + len(summary.counts)
+    assert html.count("<tr>") == 7 + len(summary.counts)
+
+
+def test_the_summary_says_what_the_rollout_rolls_out() -> None:
+    rollout = build(2, identified=True)
+    known = rollout.plan.identity
+    assert known is not None
+    summary = cf.summarize(rollout, T0)
+    assert summary.identity == known
+    lines = str(summary).splitlines()
+    assert (
+        f"certificate: CN=mdm.example.com,O=Example (SHA-256 {known.certificate.fingerprint})"
+        in lines
+    )
+    assert f"root: CN=Root mdm.example.com, private (SHA-256 {known.root.fingerprint})" in lines
+    assert "hosts: mdm.example.com, 203.0.113.10" in lines
+    public = cf.summarize(build(2, identified=True, public=True), T0)
+    assert "publicly trusted (SHA-256" in str(public)
+    assert cf.summarize(build(2), T0).identity is None
