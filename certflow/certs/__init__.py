@@ -75,7 +75,12 @@ from certflow.certs._names import (
     usage_name,
     weak_digest,
 )
-from certflow.certs._rollout import CertificateRejected, rollout_for, root_publicly_trusted
+from certflow.certs._rollout import (
+    CertificateRejected,
+    identity_of,
+    rollout_for,
+    root_publicly_trusted,
+)
 from certflow.certs._subject import (
     SanEntry,
     Subject,
@@ -131,6 +136,7 @@ __all__ = [
     "encrypt_key",
     "export",
     "generate_key",
+    "identity_of",
     "inspect_csr",
     "is_public_root",
     "key_kind",

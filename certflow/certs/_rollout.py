@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow.certs._chain import PublicRoots, judge_chain
 from certflow.certs._check import Report, _inside, check
 from certflow.certs._errors import CERTIFICATE, MATERIAL, expect, expect_iterable
 from certflow.certs._load import Material
+from certflow.certs._subject import san_text, sans_from_extension
 from certflow.core.errors import InvalidInput
 from certflow.core.evaluator import new_rollout
+from certflow.core.identity import CertificateIdentity, Identity, RootIdentity
 from certflow.core.instants import require_utc
 from certflow.core.policy import CertificateKind, Policy
 from certflow.core.rollout import Rollout
@@ -70,9 +74,10 @@ def rollout_for(
     private key is not part of ``material``. A certificate with any error finding raises
     :class:`CertificateRejected` instead of starting a rollout. The new certificate's
     validity, the current one's expiry and whether the new root is publicly trusted (which
-    decides whether the root is distributed first) come from the certificates themselves.
-    Bad input raises :class:`~certflow.core.errors.InvalidInput`, as
-    :func:`certflow.new_rollout` does.
+    decides whether the root is distributed first) come from the certificates themselves,
+    and the rollout records what it rolls out (:func:`identity_of`: the certificates'
+    public identity, never the key). Bad input raises
+    :class:`~certflow.core.errors.InvalidInput`, as :func:`certflow.new_rollout` does.
     """
     expect("material", material, Material, MATERIAL)
     expect("existing", existing, (x509.Certificate, Material), f"{CERTIFICATE} or {MATERIAL}")
@@ -100,4 +105,61 @@ def rollout_for(
         kind=kind,
         policy=policy,
         trusted_device_ids=trusted_device_ids,
+        identity=identity_of(material, report),
+    )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its control characters escaped as RFC 4514 escapes them (``\\0a``)."""
+    return _CONTROL.sub(lambda found: f"\\{ord(found[0]):02x}", text)
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def identity_of(material: Material, report: Report) -> Identity:
+    """The identity of what a rollout of ``material`` rolls out, as ``report`` (its passed
+    :func:`check`) found it: the leaf, the intermediates, the hosts checked, and the root
+    devices must trust: the supplied root, or else the top of the chain the check built
+    (the public root that issued it, or the leaf itself when it is self-signed).
+
+    Public certificates only: the material's private key never goes in.
+    """
+    expect("material", material, Material, MATERIAL)
+    expect("report", report, Report, "a certflow.certs.Report (of check)")
+    leaf = material.leaf
+    if leaf is None:
+        raise InvalidInput("the material has no server certificate")
+    if not report.ok or not report.chain or report.chain[0] != leaf:
+        raise InvalidInput(
+            "report must be the passed check of this material (its chain starts at the leaf)"
+        )
+    root = material.root if material.root is not None else report.chain[-1]
+    names = (_one_line(san_text(entry)) for entry in sans_from_extension(leaf.extensions))
+    return Identity(
+        certificate=CertificateIdentity(
+            fingerprint=_fingerprint(leaf),
+            subject=_one_line(leaf.subject.rfc4514_string()),
+            names=tuple(dict.fromkeys(name for name in names if name)),
+            issuer=_one_line(leaf.issuer.rfc4514_string()),
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            pem=_pem(leaf),
+        ),
+        root=RootIdentity(
+            fingerprint=_fingerprint(root),
+            subject=_one_line(root.subject.rfc4514_string()),
+            publicly_trusted=report.root_publicly_trusted,
+            pem=_pem(root),
+        ),
+        hosts=report.hosts,
+        intermediates=() if root is leaf else tuple(_pem(c) for c in material.intermediates),
     )

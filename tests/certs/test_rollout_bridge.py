@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-import pytest
+import base64
 
-from certflow import CertificateKind, Policy, RolloutState
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from certflow import (
+    CertificateIdentity,
+    CertificateKind,
+    Policy,
+    RolloutState,
+    RootIdentity,
+    dumps,
+)
 from certflow.certs import (
     CertificateRejected,
     Material,
     PublicRoots,
+    check,
+    identity_of,
     load,
     rollout_for,
     root_publicly_trusted,
@@ -168,3 +183,122 @@ def test_the_key_can_be_given_beside_the_material(good: Pki) -> None:
         material, existing_certificate(), DEVICES, now=NOW, host=HOST, key=good.leaf_key
     )
     assert rollout.state is RolloutState.PENDING
+
+
+# rollout_for records what it rolls out (rollout-rules.md, "What a rollout knows and says")
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def test_the_rollout_records_the_identity_of_what_it_rolls_out(good: Pki) -> None:
+    material = load(pem(good.leaf, good.intermediate, good.root), key_pem(good.leaf_key))
+    rollout = rollout_for(
+        material, existing_certificate(), DEVICES, now=NOW, hosts=[HOST, "mdm.example.com"]
+    )
+    known = rollout.plan.identity
+    assert known is not None
+    assert known.certificate == CertificateIdentity(
+        fingerprint=_fingerprint(good.leaf),
+        subject="CN=mdm.example.com,O=certflow tests",
+        names=("mdm.example.com",),
+        issuer="CN=certflow test intermediate,O=certflow tests",
+        not_before=good.leaf.not_valid_before_utc,
+        not_after=good.leaf.not_valid_after_utc,
+        pem=pem(good.leaf).decode(),
+    )
+    assert known.root == RootIdentity(
+        fingerprint=_fingerprint(good.root),
+        subject="CN=certflow test root,O=certflow tests",
+        publicly_trusted=False,
+        pem=pem(good.root).decode(),
+    )
+    assert known.hosts == (HOST,)
+    assert known.intermediates == (pem(good.intermediate).decode(),)
+    assert known.chain_pem == pem(good.leaf, good.intermediate, good.root).decode()
+
+
+def test_the_identity_never_holds_the_private_key(good: Pki) -> None:
+    material = load(pem(good.leaf, good.intermediate, good.root), key_pem(good.leaf_key))
+    assert material.private_key is not None
+    text = dumps(rollout_for(material, existing_certificate(), DEVICES, now=NOW, host=HOST))
+    assert "PRIVATE" not in text
+    assert isinstance(good.leaf_key, rsa.RSAPrivateKey)
+    numbers = good.leaf_key.private_numbers()
+    secret = base64.b64encode(
+        good.leaf_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    ).decode()
+    for part in (secret[20:60], format(numbers.d, "x")[:32], str(numbers.d)[:32]):
+        assert part not in text
+
+
+def test_a_public_root_not_supplied_is_the_one_the_chain_check_found(good: Pki) -> None:
+    roots = PublicRoots.of([good.root])
+    material = Material.from_parts([good.leaf, good.intermediate], [good.leaf_key])
+    rollout = rollout_for(
+        material, existing_certificate(), DEVICES, now=NOW, host=HOST, roots=roots
+    )
+    known = rollout.plan.identity
+    assert known is not None
+    assert (known.root.fingerprint, known.root.publicly_trusted) == (_fingerprint(good.root), True)
+    assert known.root.pem == pem(good.root).decode()
+    assert known.intermediates == (pem(good.intermediate).decode(),)
+
+
+def test_a_self_signed_certificate_is_its_own_root() -> None:
+    key = rsa_key(2048, 5)
+    leaf = build(HOST, key=key, not_before=NOW - DAY, not_after=NOW + 200 * DAY)
+    rollout = rollout_for(
+        Material.from_parts([leaf], [key]), existing_certificate(), DEVICES, now=NOW, host=HOST
+    )
+    known = rollout.plan.identity
+    assert known is not None
+    assert known.self_signed
+    assert known.root.pem == known.certificate.pem == pem(leaf).decode()
+    assert known.intermediates == ()
+
+
+def test_the_identity_names_every_san_once_and_escapes_control_characters() -> None:
+    key = rsa_key(2048, 6)
+    odd = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mdm\nexample")])
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(odd)
+        .issuer_name(odd)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + 200 * DAY)
+        .add_extension(x509.SubjectAlternativeName(san(HOST, "203.0.113.10", HOST)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    material = Material.from_parts([leaf], [key])
+    known = rollout_for(
+        material, existing_certificate(), DEVICES, now=NOW, hosts=[HOST, "203.0.113.10"]
+    ).plan.identity
+    assert known is not None
+    assert known.certificate.subject == known.certificate.issuer == "CN=mdm\\0aexample"
+    assert known.certificate.names == (HOST, "203.0.113.10")
+    assert known.hosts == (HOST, "203.0.113.10")
+
+
+def test_identity_of_needs_the_passed_check_of_the_same_material(good: Pki) -> None:
+    material = Material.from_parts([good.leaf, good.intermediate, good.root], [good.leaf_key])
+    report = check(material, host=HOST, now=NOW)
+    assert identity_of(material, report).certificate.fingerprint == _fingerprint(good.leaf)
+    other = pki("other.example.com")
+    elsewhere = Material.from_parts([other.leaf, other.intermediate, other.root], [other.leaf_key])
+    with pytest.raises(InvalidInput, match="report must be the passed check of this material"):
+        identity_of(elsewhere, report)
+    failed = check(material, host="other.example.com", now=NOW)
+    with pytest.raises(InvalidInput, match="report must be the passed check"):
+        identity_of(material, failed)
+    with pytest.raises(InvalidInput, match="material"):
+        identity_of("server.pem", report)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="report"):
+        identity_of(material, None)  # type: ignore[arg-type]

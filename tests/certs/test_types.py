@@ -119,6 +119,10 @@ def _baselines(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]
             },
         ),
         "root_publicly_trusted": (certs.root_publicly_trusted, {"material": MATERIAL, "now": NOW}),
+        "identity_of": (
+            certs.identity_of,
+            {"material": MATERIAL, "report": certs.check(MATERIAL, host=HOST, now=NOW)},
+        ),
         "key_matches": (certs.key_matches, {"certificate": P.leaf, "key": P.leaf_key}),
         "is_public_root": (certs.is_public_root, {"cert": P.root}),
         "parse_host": (certs.parse_host, {"host": HOST}),

@@ -14,6 +14,7 @@ import pytest
 
 import certflow as cf
 from certflow.store import SqlStore, open_store
+from tests.core.strategies import build
 from tools.old_fixtures import DATABASE_ROLLOUTS, HISTORIES, HOUR, T0
 
 DATA = Path(__file__).parent / "data"
@@ -34,6 +35,9 @@ def test_a_schema_3_database_opens_and_reads_its_rollouts(old_store: SqlStore) -
             assert cf.loads(store.dumps(name)) == HISTORIES[name]()
             assert store.replay(name) == cf.loads(store.dumps(name))
         assert store.overview("public", T0 + 2 * HOUR).state is cf.RolloutState.IMPORTED
+        for name in DATABASE_ROLLOUTS:  # made before rollouts knew what they roll out
+            assert store.plan(name).identity is None
+            assert store.overview(name, T0 + 6 * HOUR).identity is None
         pending = store.effects("distributing")
         assert [type(e.effect).__name__ for e in pending] == ["PushRoot"] * 3
 
@@ -47,3 +51,15 @@ def test_a_schema_3_database_takes_commands(old_store: SqlStore) -> None:
         assert store.replay("distributing") == expected.rollout
         store.apply("public", cf.ServerRestarted(), T0 + 3 * HOUR)
         assert not store.overview("public", T0 + 3 * HOUR).restart_required
+
+
+def test_a_schema_3_database_takes_a_rollout_that_knows_what_it_rolls_out(
+    old_store: SqlStore,
+) -> None:
+    rollout = build(3, identified=True)
+    with old_store as store:
+        store.create("identified", rollout)
+        assert store.plan("identified") == rollout.plan
+        assert store.overview("identified", T0).identity == rollout.plan.identity
+        assert store.dumps("identified") == cf.dumps(rollout)
+        assert store.plan("distributing").identity is None
