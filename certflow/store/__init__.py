@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from certflow.core.errors import InvalidInput
@@ -31,7 +32,14 @@ from certflow.store._errors import (
     UnknownRollout,
     without_password,
 )
-from certflow.store._model import Applied, JournalEntry, RolloutInfo, Store, StoredEffect
+from certflow.store._model import (
+    Applied,
+    JournalEntry,
+    RolloutInfo,
+    Store,
+    StoredEffect,
+    View,
+)
 from certflow.store._schema import SCHEMA_VERSION
 from certflow.store._sql import SqlStore, check_rollout_name
 from certflow.store._sqlite import SqliteStore
@@ -55,6 +63,7 @@ __all__ = [
     "StoreUnavailable",
     "StoredEffect",
     "UnknownRollout",
+    "View",
     "check_rollout_name",
     "drain",
     "open_store",
@@ -81,18 +90,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(target: str | os.PathLike[str], *, create: bool = True) -> SqlStore:
+def open_store(
+    target: str | os.PathLike[str],
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    clock_skew: timedelta = timedelta(0),
+) -> SqlStore:
     """The store at ``target``: a ``postgresql://`` (or ``postgres://``) URL opens
     PostgreSQL (the ``certflow[postgresql]`` extra); a file path, or ``sqlite:///path``,
     opens SQLite.
 
-    ``create=False`` refuses a missing database instead of creating one.
+    ``create=False`` refuses a missing database instead of creating one. ``read_only``
+    opens an existing database only to read it (nothing is created, migrated or
+    written; see ``docs/store.md``). ``clock_skew``: as the stores take it.
     """
     text = os.fspath(target)
     if text.startswith(("postgresql://", "postgres://")):
         from certflow.store._postgres import PostgresStore
 
-        return PostgresStore(text, create=create)
+        return PostgresStore(text, create=create, read_only=read_only, clock_skew=clock_skew)
     if text.startswith("sqlite:///"):
         text = text.removeprefix("sqlite:///")
     elif "://" in text:
@@ -100,4 +117,4 @@ def open_store(target: str | os.PathLike[str], *, create: bool = True) -> SqlSto
             f"database {without_password(text)!r}: unknown URL scheme; give a file path or a "
             "postgresql:// URL"
         )
-    return SqliteStore(text, create=create)
+    return SqliteStore(text, create=create, read_only=read_only, clock_skew=clock_skew)

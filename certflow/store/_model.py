@@ -16,7 +16,7 @@ from certflow.core.rollout import Rollout
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 
-__all__ = ["Applied", "JournalEntry", "RolloutInfo", "Store", "StoredEffect"]
+__all__ = ["Applied", "JournalEntry", "RolloutInfo", "Store", "StoredEffect", "View"]
 
 
 @attrs.frozen
@@ -30,6 +30,23 @@ class RolloutInfo:
     counts: dict[DeviceState, int]
     percent_complete: float
     next_due: datetime | None
+    #: Read at an instant past a due timer: the state, counts and progress are what a
+    #: tick then would leave (``clock`` is the stored rollout's); nothing was stored.
+    projected: bool = False
+
+
+@attrs.frozen
+class View:
+    """A rollout's view-details head read at an instant (:meth:`SqlStore.view`).
+
+    ``projected``: timers fell due between the rollout's clock and that instant (the
+    earliest at ``due``) and no tick has stored them, so ``overview`` is what a tick at
+    that instant would leave; nothing was stored.
+    """
+
+    overview: Overview
+    projected: bool = False
+    due: datetime | None = None
 
 
 @attrs.frozen
@@ -167,7 +184,10 @@ class Store(Protocol):
         """The next instant at which time moves the rollout (or any rollout)."""
 
     def overview(self, name: str, now: datetime) -> Overview:
-        """The head of view-details at ``now`` (advancing first if something fell due)."""
+        """The head of view-details at ``now`` (projected if something fell due)."""
+
+    def view(self, name: str, now: datetime) -> View:
+        """The head of view-details at ``now``, and whether it is projected."""
 
     def devices(
         self,
@@ -176,10 +196,11 @@ class Store(Protocol):
         *,
         after: str | None = None,
         limit: int = 50,
+        now: datetime | None = None,
     ) -> list[DeviceRecord]:
         """A keyset page of devices, in creation order, of the given states."""
 
-    def rollouts(self) -> list[RolloutInfo]:
+    def rollouts(self, now: datetime | None = None) -> list[RolloutInfo]:
         """Every rollout's line of the list."""
 
     def plan(self, name: str) -> Plan:
@@ -188,7 +209,7 @@ class Store(Protocol):
     def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
         """The refusal an administrator's command would meet at ``now``, or ``None``."""
 
-    def info(self, name: str) -> RolloutInfo:
+    def info(self, name: str, now: datetime | None = None) -> RolloutInfo:
         """One rollout's line of the list."""
 
     def journal(self, name: str) -> Iterator[JournalEntry]:

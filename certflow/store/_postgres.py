@@ -142,8 +142,10 @@ class PostgresStore(SqlStore):
     keeps reconnecting to learn whether it committed. ``stalled_timeout``: how long the
     server lets a node sit silent inside a transaction before ending it (and freeing
     the rollout's lock). ``clock_skew``, ``max_attempts``, ``retry_backoff`` and
-    ``retry_backoff_limit``: as for :class:`SqliteStore`. Every error names the URL
-    without its password.
+    ``retry_backoff_limit``: as for :class:`SqliteStore`. ``read_only``: every
+    transaction is ``READ ONLY`` (the session's default too), a command is refused, and
+    the schema is never created or migrated. Every error names the URL without its
+    password.
     """
 
     _lock_rollout = " FOR NO KEY UPDATE"
@@ -164,9 +166,11 @@ class PostgresStore(SqlStore):
         max_attempts: int = DELIVERY[0],
         retry_backoff: timedelta = DELIVERY[1],
         retry_backoff_limit: timedelta = DELIVERY[2],
+        read_only: bool = False,
         rules: Rules | None = None,
         _rules: Rules | None = None,
     ) -> None:
+        self.read_only = bool(read_only)
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
             shown = without_password(url) if isinstance(url, str) else url
             raise InvalidInput(f"database {shown!r}: a PostgreSQL URL starts with postgresql://")
@@ -253,6 +257,10 @@ class PostgresStore(SqlStore):
                     )
                 )
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            if self.read_only:
+                # The server itself refuses any write of this session, whatever the
+                # role may do.
+                conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as error:
             conn.close()
             raise StoreError(
@@ -274,11 +282,17 @@ class PostgresStore(SqlStore):
         when ``create`` is false), and migrate it forward."""
         try:
             version = self._version()
-            if version == 0 and not create:
+            if version == 0 and (self.read_only or not create):
                 raise StoreError(
                     f"{self._where}: no certflow database there (no schema {self.schema!r} "
                     "with certflow's tables; create one with `certflow rollout new`, or "
                     "check --db / CERTFLOW_DB)"
+                )
+            if version < SCHEMA_VERSION and self.read_only:
+                raise StoreError(
+                    f"{self._where}: written by an older certflow (schema version {version}; "
+                    f"this one reads version {SCHEMA_VERSION}), and a read never upgrades "
+                    "it: run any command on it once (which upgrades it), then read it"
                 )
             if version < SCHEMA_VERSION:
                 self._migrate()

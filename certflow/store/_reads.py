@@ -1,28 +1,34 @@
-"""The reads: a rollout's head (advancing it first if something fell due), its devices
-a page at a time, one device, the refusal a command would meet, the list of rollouts,
-when time next moves one, and its ``dumps`` document. Each function named after a
-:class:`~certflow.store.SqlStore` method is that method (documented there), the store
+"""The reads: a rollout's head (projected, if something fell due: :mod:`._projection`),
+its devices a page at a time, one device, the refusal a command would meet, the list of
+rollouts, when time next moves one, and its ``dumps`` document. Every one runs in a
+read transaction, which is rolled back: a read never writes. Each function named after
+a :class:`~certflow.store.SqlStore` method is that method (documented there), the store
 first."""
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Sequence
 from datetime import datetime
 
+import attrs
+
 from certflow.core import interpreter as i
-from certflow.core import summary
 from certflow.core.commands import Command
 from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.guards import Situation
 from certflow.core.plan import DeviceRecord, DeviceState, Plan, RolloutState
-from certflow.core.serialization import document
 from certflow.core.summary import Overview
-from certflow.store._commands import advance_row, is_due
 from certflow.store._driver import Driver, Row
 from certflow.store._inputs import MOST, can_store, is_count
-from certflow.store._model import RolloutInfo
-from certflow.store._port import Port
+from certflow.store._model import RolloutInfo, View
+from certflow.store._projection import (
+    Projection,
+    project,
+    projected_devices,
+    rollout_document,
+)
 
 __all__ = [
     "device",
@@ -35,27 +41,28 @@ __all__ = [
     "plan",
     "refusal",
     "rollouts",
+    "view",
 ]
 
 
-def overview(store: Driver, name: str, now: datetime) -> Overview:
+def view(store: Driver, name: str, now: datetime) -> View:
     with store._transaction(write=False):
         row = store._row(name)
-        at = store._check_now(row, now)
-        due = is_due(store, row, at)
-    if due:
-        with store._transaction(write=True):
-            row = store._row(name, own=True)
-            if at >= row.clock and is_due(store, row, at):
-                advance_row(store, row, at)
-        with store._transaction(write=False):
-            row = store._row(name)
-    counts = {DeviceState(k): v for k, v in row.counts.items()}
-    return summary.overview(row.plan, row.phase, counts, max(at, row.clock), store._evaluator)
+        found = project(store, row, store._check_now(row, now))
+    return View(found.overview(store), found.projected, found.due)
+
+
+def overview(store: Driver, name: str, now: datetime) -> Overview:
+    return view(store, name, now).overview
 
 
 def devices(
-    store: Driver, name: str, states: Sequence[DeviceState], after: str | None, limit: int
+    store: Driver,
+    name: str,
+    states: Sequence[DeviceState],
+    after: str | None,
+    limit: int,
+    now: datetime | None,
 ) -> list[DeviceRecord]:
     if not is_count(limit):
         raise InvalidInput(f"limit must be a positive number up to {MOST}, got {limit!r}")
@@ -73,6 +80,10 @@ def devices(
             if found is None:
                 raise i.unknown_device(after)
             start = found[0]
+        if now is not None:
+            projection = project(store, row, store._check_now(row, now), whole=True)
+            if projection.moved:
+                return _projected_page(store, projection, wanted, after, limit)
         columns = "idx, device_id, state, attempts, reason, last_push, last_report"
         if wanted:
             # One index range per state, merged by position: a page costs the same
@@ -97,14 +108,41 @@ def devices(
     ]
 
 
+def _projected_page(
+    store: Driver, projection: Projection, wanted: list[str], after: str | None, limit: int
+) -> list[DeviceRecord]:
+    """A page of the projection's devices, with the stored instants of their last push
+    and report (timers neither push nor report: no shipped timer pushes), inside the
+    open transaction."""
+    states = frozenset(DeviceState(s) for s in wanted)
+    page = list(itertools.islice(projected_devices(projection, states, after), limit))
+    instants: dict[str, tuple[object, object]] = {}
+    for start in range(0, len(page), store._fetch_chunk):
+        chunk = [r.device_id for r in page[start : start + store._fetch_chunk]]
+        for device_id, _, _, _, _, pushed, reported, _ in store._fetch_devices(
+            projection.row.id, chunk
+        ):
+            instants[device_id] = (pushed, reported)
+    return [
+        attrs.evolve(
+            r,
+            last_push=store._get(instants[r.device_id][0]),
+            last_report=store._get(instants[r.device_id][1]),
+        )
+        for r in page
+    ]
+
+
 def refusal(store: Driver, name: str, command: Command, now: datetime) -> CommandRefused | None:
     route = store._compiled.routes.get(type(command))
     if route is None or route[0] != store._compiled.rules.rollout.name:
         raise InvalidInput(f"{command!r} is not an administrator's rollout command")
     with store._transaction(write=False):
         row = store._row(name)
-    at = store._check_now(row, now)
-    situation = Situation(row.plan, row.phase, max(at, row.clock), Port(store, row).untrusting())
+        # Judged as a tick at `now` would leave the rollout (nothing is stored).
+        found = project(store, row, store._check_now(row, now))
+    untrusting = sum(found.counts.get(s, 0) for s in store._untrusting)
+    situation = Situation(row.plan, found.phase, found.at, untrusting)
     return i.refusal(store._compiled, situation, route[1], type(command).__name__)
 
 
@@ -129,31 +167,36 @@ def device(store: Driver, name: str, device_id: str) -> DeviceRecord:
     return DeviceRecord(d, DeviceState(s), a, r, store._get(p), store._get(rep))
 
 
-def info(store: Driver, name: str) -> RolloutInfo:
+def info(store: Driver, name: str, now: datetime | None) -> RolloutInfo:
     with store._transaction(write=False):
-        return info_of(store, store._row(name))
+        return info_of(store, store._row(name), now)
 
 
-def info_of(store: Driver, row: Row) -> RolloutInfo:
-    """``row``'s line of the list, inside the open transaction."""
-    counts = {DeviceState(k): v for k, v in row.counts.items()}
-    head = summary.overview(row.plan, row.phase, counts, row.clock, store._evaluator)
-    found = i.next_timer(store._compiled, row.plan, row.phase, Port(store, row))
+def info_of(store: Driver, row: Row, now: datetime | None = None) -> RolloutInfo:
+    """``row``'s line of the list (at ``now``: projected, if timers fell due), inside the
+    open transaction."""
+    if now is None:
+        found = project(store, row, row.clock)
+    else:
+        found = project(store, row, store._check_now(row, now))
+    counts = {DeviceState(k): v for k, v in found.counts.items()}
+    head = found.overview(store)
     return RolloutInfo(
         row.name,
-        row.phase.state,
+        found.phase.state,
         row.clock,
         sum(counts.values()),
         {state: counts.get(state, 0) for state in DeviceState},
         head.percent_complete,
-        None if found is None else found[0],
+        found.next_due,
+        found.projected,
     )
 
 
-def rollouts(store: Driver) -> list[RolloutInfo]:
+def rollouts(store: Driver, now: datetime | None) -> list[RolloutInfo]:
     with store._transaction(write=False):
         names = [r[0] for r in store._q("SELECT name FROM rollouts ORDER BY name")]
-        return [info_of(store, store._row(n)) for n in names]
+        return [info_of(store, store._row(n), now) for n in names]
 
 
 def next_due(store: Driver, name: str | None) -> datetime | None:
@@ -174,41 +217,4 @@ def next_due(store: Driver, name: str | None) -> datetime | None:
 
 def dumps(store: Driver, name: str) -> str:
     with store._transaction(write=False):
-        row = store._row(name)
-        ids: list[str] = []
-        states: list[str] = []
-        attempts: list[int] = []
-        for device_id, state, attempt in store._q(
-            "SELECT device_id, state, attempts FROM devices WHERE rollout = ? ORDER BY idx",
-            (row.id,),
-        ):
-            ids.append(device_id)
-            states.append(state)
-            attempts.append(attempt)
-        reasons = dict(
-            store._q(
-                "SELECT device_id, reason FROM devices WHERE rollout = ? "
-                "AND reason IS NOT NULL ORDER BY idx",
-                (row.id,),
-            ).fetchall()
-        )
-        awaiting: list[tuple[datetime, list[int]]] = []
-        for due, index in store._q(
-            "SELECT ack_due, idx FROM devices WHERE rollout = ? AND ack_due IS NOT NULL "
-            "ORDER BY ack_due, idx",
-            (row.id,),
-        ):
-            instant = store._get(due)
-            if not awaiting or awaiting[-1][0] != instant:
-                awaiting.append((instant, []))  # type: ignore[arg-type]
-            awaiting[-1][1].append(index)
-    return document(
-        row.plan,
-        row.phase,
-        row.clock,
-        ids=ids,
-        states=states,
-        attempts=attempts,
-        reasons=reasons,
-        awaiting=awaiting,
-    )
+        return rollout_document(store, store._row(name))

@@ -77,7 +77,7 @@ from certflow.store._inputs import (
     check_rollout_name,
     storable,
 )
-from certflow.store._model import Applied, JournalEntry, RolloutInfo, StoredEffect
+from certflow.store._model import Applied, JournalEntry, RolloutInfo, StoredEffect, View
 
 __all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
 
@@ -104,6 +104,8 @@ class SqlStore:
 
     _where: str
     clock_skew: timedelta
+    #: Opened read-only: every transaction only reads, and a command is refused.
+    read_only: bool = False
     max_attempts: int
     retry_backoff: timedelta
     retry_backoff_limit: timedelta
@@ -140,9 +142,12 @@ class SqlStore:
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[None]:
-        """One transaction: a write one owns what it changes; a read one sees one
-        snapshot. Whatever fails inside it rolls it back; a driver's error becomes a
-        :class:`StoreError` that names the database."""
+        """One transaction: a write one owns what it changes and commits; a read one
+        sees one snapshot and is rolled back (a read commits nothing). Whatever fails
+        inside it rolls it back; a driver's error becomes a :class:`StoreError` that
+        names the database."""
+        if write:
+            self._writable()
         self._begin(write)
         try:
             yield
@@ -152,12 +157,23 @@ class SqlStore:
         except BaseException:
             self._rollback()
             raise
-        self._commit(write)
+        if write:
+            self._commit(write)
+        else:
+            self._end_read()
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"{self._where}: opened read-only (read_only=True), so it cannot be "
+                "changed; open it for writing to run commands"
+            )
 
     @contextmanager
     def _rehearsal(self) -> Iterator[None]:
         """A write transaction that is always rolled back: a command run for its answer
         (:meth:`preview`), never kept."""
+        self._writable()
         self._begin(True)
         try:
             yield
@@ -177,6 +193,10 @@ class SqlStore:
     def _rollback(self) -> None:
         """Roll the open transaction back, if the database still has one."""
         raise NotImplementedError
+
+    def _end_read(self) -> None:
+        """End a read transaction that went well: rolled back, never committed."""
+        self._rollback()
 
     def _error(self, error: Any, doing: str) -> StoreError:
         """The driver's ``error`` (an instance of ``_driver_error``: each backend names its
@@ -377,11 +397,20 @@ class SqlStore:
     # --- reading -----------------------------------------------------------------------------
 
     def overview(self, name: str, now: datetime) -> Overview:
-        """The view-details head of rollout ``name`` at ``now``. If timers fell due by
-        then, the rollout is advanced first (as :meth:`tick` would); otherwise this only
-        reads. An instant earlier than the rollout's clock is refused, as
-        :func:`certflow.summarize` refuses it (within ``clock_skew``: read at the clock)."""
-        return _reads.overview(self, name, now)
+        """The view-details head of rollout ``name`` at ``now``: :meth:`view`'s overview.
+        It only reads: if timers fell due by ``now``, it is what a tick would leave,
+        and nothing is stored. An instant earlier than the rollout's clock is refused,
+        as :func:`certflow.summarize` refuses it (within ``clock_skew``: read at the
+        clock)."""
+        return _reads.view(self, name, now).overview
+
+    def view(self, name: str, now: datetime) -> View:
+        """The view-details head of rollout ``name`` at ``now``, in one read transaction
+        that writes nothing. If timers fell due between the rollout's clock and ``now``
+        (no tick stored them yet), it is what a tick at ``now`` would leave, and says so
+        (``projected``, and ``due``: the first of them); nothing is stored. The
+        projection costs what a tick's reads cost (O(1) rows for the shipped rules)."""
+        return _reads.view(self, name, now)
 
     def devices(
         self,
@@ -390,16 +419,20 @@ class SqlStore:
         *,
         after: str | None = None,
         limit: int = 50,
+        now: datetime | None = None,
     ) -> list[DeviceRecord]:
         """A page of rollout ``name``'s devices in creation order, of ``states`` (all when
-        empty), starting after device ``after``: keyset paging, one index range read."""
-        return _reads.devices(self, name, states, after, limit)
+        empty), starting after device ``after``: keyset paging, one index range read.
+        With ``now``, as a tick at ``now`` would leave them (:meth:`view`): if timers that
+        fell due by then move devices (timeouts, an import), the page comes from the
+        whole rollout, read in memory (O(fleet)); nothing is stored."""
+        return _reads.devices(self, name, states, after, limit, now)
 
     def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
         """The refusal an administrator's ``command`` would meet at ``now``, or ``None``;
         as :meth:`certflow.Evaluator.refusal`, it chooses the row without running it, so
-        nothing is written. A rollout with timers due by ``now`` is judged as it is; call
-        :meth:`overview` (which advances it) first for the answer after them."""
+        nothing is written. A rollout with timers due by ``now`` is judged as a tick at
+        ``now`` would leave it (:meth:`view`)."""
         return _reads.refusal(self, name, command, now)
 
     def plan(self, name: str) -> Plan:
@@ -410,13 +443,14 @@ class SqlStore:
         """One device of rollout ``name``; :class:`~certflow.UnknownDevice` if unknown."""
         return _reads.device(self, name, device_id)
 
-    def info(self, name: str) -> RolloutInfo:
-        """Rollout ``name``'s line of the list: state, clock, counts, progress (O(1))."""
-        return _reads.info(self, name)
+    def info(self, name: str, now: datetime | None = None) -> RolloutInfo:
+        """Rollout ``name``'s line of the list: state, clock, counts, progress (O(1)); at
+        ``now``, projected as :meth:`view` is (``projected``)."""
+        return _reads.info(self, name, now)
 
-    def rollouts(self) -> list[RolloutInfo]:
-        """Every rollout, by name."""
-        return _reads.rollouts(self)
+    def rollouts(self, now: datetime | None = None) -> list[RolloutInfo]:
+        """Every rollout, by name (at ``now``: each projected as :meth:`info` is)."""
+        return _reads.rollouts(self, now)
 
     def next_due(self, name: str | None = None) -> datetime | None:
         """The next instant at which time moves rollout ``name`` (or any rollout), or

@@ -45,6 +45,10 @@ class SqliteStore(SqlStore):
     earlier than the rollout's clock is applied at the rollout's clock instead of being
     refused (default 0: every earlier instant is refused, as the evaluator does).
 
+    ``read_only``: open the file read-only (it must exist and be of this certflow's
+    schema version: a read never migrates it); every transaction only reads, a command
+    is refused, and no file is created beside it (see :meth:`_read_only`).
+
     ``max_attempts``, ``retry_backoff``, ``retry_backoff_limit``: the outbox's dead
     letters and back-off (:meth:`record_failure`); by default an effect is dead at its
     tenth failed delivery, retried after 1, 2, 4, ... minutes, at most hourly.
@@ -61,6 +65,7 @@ class SqliteStore(SqlStore):
         max_attempts: int = DELIVERY[0],
         retry_backoff: timedelta = DELIVERY[1],
         retry_backoff_limit: timedelta = DELIVERY[2],
+        read_only: bool = False,
         rules: Rules | None = None,
         _rules: Rules | None = None,
     ) -> None:
@@ -70,14 +75,17 @@ class SqliteStore(SqlStore):
             raise InvalidInput(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         if self.path.is_dir():
             raise StoreError(f"{self._where}: is a folder, not a certflow database")
-        if not create and not self.path.exists():
+        self.read_only = read_only = bool(read_only)
+        if (read_only or not create) and not self.path.exists():
             raise StoreError(
                 f"{self._where}: no certflow database there "
                 "(create one with `certflow rollout new`, or check --db / CERTFLOW_DB)"
             )
         self.busy_timeout = busy_timeout
         self._setup(clock_skew, rules, _rules, (max_attempts, retry_backoff, retry_backoff_limit))
-        self._db = self._connect(synchronous, create)
+        # The stamp of the file an immutable read-only connection reads (see _read_only).
+        self._immutable: tuple[bool, int, int, int] | None = None
+        self._db = self._read_only() if read_only else self._connect(synchronous, create)
 
     # --- opening -----------------------------------------------------------------------------
 
@@ -107,6 +115,67 @@ class SqliteStore(SqlStore):
             db.close()
             raise
         return db
+
+    def _read_only(self) -> sqlite3.Connection:
+        """A connection that can only read (SQLite's ``mode=ro``), and creates no file.
+
+        A read-only connection to a WAL database needs the -wal and -shm files beside
+        it: it creates them when the folder allows (and, read-only, cannot remove them
+        when it closes), and fails when it does not. So when there is no -wal file, the
+        file is opened ``immutable=1`` (no locks, no -shm, no -wal): no -wal means no
+        connection has the database open and every commit is in the file itself.
+        ``_begin`` and ``_end_read`` check that assumption around every read (the file's
+        inode, size and modification time, and whether a -wal appeared): a read during
+        which a writer changed the file is :class:`StoreBusy` (try again), and the next
+        read opens the database afresh. With a -wal there (a writer is connected, or
+        crashed) the plain read-only connection uses the files that are there.
+        """
+        stamp = self._stamp()
+        immutable = not stamp[0]
+        uri = f"{self.path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+        try:
+            db = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                cached_statements=256,
+            )
+        except sqlite3.Error as error:
+            raise self._error(error, "cannot open") from None
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            version = self._version(db)
+            if version == 0:
+                raise StoreError(f"{self._where}: no certflow database there (the file is empty)")
+            if version < SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self._where}: written by an older certflow (schema version {version}; "
+                    f"this one reads version {SCHEMA_VERSION}), and a read never upgrades "
+                    "it: run any command on it once (which upgrades it), then read it"
+                )
+        except sqlite3.Error as error:
+            db.close()
+            raise self._error(error, "cannot open") from None
+        except BaseException:
+            db.close()
+            raise
+        self._immutable = stamp if immutable else None
+        return db
+
+    def _stamp(self) -> tuple[bool, int, int, int]:
+        """Whether a -wal file is there, and the database file's inode, size and
+        modification time: what changes when anything writes it."""
+        try:
+            found = self.path.stat()
+        except OSError as error:
+            raise StoreError(f"{self._where}: cannot read it ({error.strerror})") from None
+        wal = os.path.exists(f"{self.path}-wal")
+        return (wal, found.st_ino, found.st_size, found.st_mtime_ns)
+
+    def _changed_under_read(self) -> bool:
+        """Whether the file an immutable connection reads was written since it opened."""
+        return self._immutable is not None and self._stamp()[1:] != self._immutable[1:]
 
     def _version(self, db: sqlite3.Connection) -> int:
         """The schema version (0: an empty file); a foreign or newer database is refused.
@@ -148,6 +217,18 @@ class SqliteStore(SqlStore):
 
     def _error(self, error: sqlite3.Error, doing: str) -> StoreError:
         text = str(error)
+        if self._changed_under_read():
+            return StoreBusy(
+                f"{self._where}: another process wrote the database while it was read; "
+                "nothing was changed, try again"
+            )
+        if self.read_only and ("readonly" in text or "unable to open" in text):
+            return StoreError(
+                f"{self._where}: {doing}: it cannot be read without writing beside it "
+                f"({text}): its write-ahead log needs a -shm file that this user may not "
+                "create; run any command on it as a user who may write its folder (which "
+                "folds the log back into the file), then read it"
+            )
         if "locked" in text or "busy" in text:
             return StoreBusy(
                 f"{self._where}: the database is locked by another writer (waited "
@@ -211,10 +292,23 @@ class SqliteStore(SqlStore):
     _driver_error = sqlite3.Error
 
     def _begin(self, write: bool) -> None:
+        if self._immutable is not None and self._stamp() != self._immutable:
+            # Written (or opened by a writer) since the immutable connection opened:
+            # its cached pages may be stale. Read it afresh.
+            self._db.close()
+            self._db = self._read_only()
         try:
             self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as error:
             raise self._error(error, "cannot start a transaction") from None
+
+    def _end_read(self) -> None:
+        self._rollback()
+        if self._changed_under_read():
+            raise StoreBusy(
+                f"{self._where}: another process wrote the database while it was read; "
+                "nothing was changed, try again"
+            )
 
     def _commit(self, write: bool) -> None:
         try:

@@ -11,14 +11,10 @@ rights) check that no schema, table or row of the database changed.
 
 from __future__ import annotations
 
-import os
-import pwd
 import re
 import secrets
-import shutil
 import socket
 import sqlite3
-import tempfile
 import traceback
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -43,7 +39,8 @@ from certflow.store import (
 from certflow.store._postgres import _MIGRATION_LOCK
 from tests.backends import Backend, PostgresBackend, SqliteBackend
 from tests.core.strategies import day, distributing
-from tests.store.conftest import folder_bytes, query
+from tests.store.conftest import as_unprivileged, folder_bytes, query
+from tests.store.conftest import shared_folder as shared_folder  # the fixture
 from tools.pgserver import LocalPostgres
 
 AnyStore = SqliteStore | PostgresStore
@@ -179,49 +176,6 @@ def test_a_location_under_a_file_cannot_hold_a_database(tmp_path: Path) -> None:
     parent.write_text("not a folder")
     refused(parent / "certflow.db", "not writable")
     assert parent.read_text() == "not a folder"
-
-
-@pytest.fixture
-def shared_folder() -> Iterator[Path]:
-    """A folder outside pytest's private temporary tree, so that an unprivileged user
-    can reach it; removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="certflow-ro-"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        for path in (folder, *folder.rglob("*")):
-            if path.is_dir():
-                path.chmod(0o755)
-        shutil.rmtree(folder)
-
-
-def as_unprivileged(work: Callable[[], str]) -> str:
-    """``work()`` in a forked process without root's power to ignore permissions: when
-    the tests run as root, the child becomes ``nobody`` first. Returns what it returned
-    (or its traceback)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(read)
-            if os.geteuid() == 0:
-                nobody = pwd.getpwnam("nobody")
-                os.setgroups([])
-                os.setgid(nobody.pw_gid)
-                os.setuid(nobody.pw_uid)
-            text = work()
-        except BaseException:
-            text = traceback.format_exc()
-        os.write(write, text.encode())
-        os._exit(0)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return b"".join(chunks).decode()
 
 
 def open_error(path: Path) -> str:
