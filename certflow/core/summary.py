@@ -11,9 +11,11 @@ import attrs
 from certflow.core import timeline
 from certflow.core.commands import ExtendManually
 from certflow.core.evaluator import DEFAULT, Evaluator
+from certflow.core.expiry import expiry_warnings
 from certflow.core.identity import Identity
 from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan, RolloutState
+from certflow.core.progress import Progress
 from certflow.core.rollout import Rollout
 
 __all__ = ["Overview", "Summary", "overview", "summarize"]
@@ -28,6 +30,13 @@ class Overview:
     (:func:`overview`). ``manual_extension_available`` is the declaration's own answer:
     whether ``ExtendManually`` would be accepted at ``now``. ``identity`` is what the
     rollout rolls out (``None``: it was made from dates alone and has none).
+
+    ``percent_complete`` counts every in-scope device as trusting when the root is
+    publicly trusted (``distribution_needed`` is then false). ``next_checkpoint`` is the
+    next decision, the existing certificate's expiry when it comes first
+    (``next_checkpoint_is_expiry``). ``existing_not_after`` and ``existing_expired`` say
+    when the certificate being replaced expires, and ``warnings`` what an administrator
+    must be told about it (:mod:`certflow.core.expiry`).
     """
 
     state: RolloutState
@@ -44,6 +53,12 @@ class Overview:
     manual_extensions: int
     restart_required: bool
     identity: Identity | None
+    trusting: int
+    distribution_needed: bool
+    next_checkpoint_is_expiry: bool
+    existing_not_after: datetime
+    existing_expired: bool
+    warnings: tuple[str, ...]
 
     def _lines(self) -> list[tuple[str, str]]:
         def shown(instant: datetime | None) -> str:
@@ -51,13 +66,23 @@ class Overview:
 
         restart = " (server restart pending)" if self.restart_required else ""
         available = "available" if self.manual_extension_available else "not available"
+        trust = f"{self.percent_complete:.1f}% of {self.in_scope:,} in scope"
+        if not self.distribution_needed:
+            trust += " (the root is publicly trusted: distribution is not needed)"
+        checkpoint = shown(self.next_checkpoint)
+        if self.next_checkpoint_is_expiry:
+            checkpoint += " (the existing certificate's expiry)"
+        expires = "expired" if self.existing_expired else "expires"
+        existing = [("existing certificate", f"{expires} {show(self.existing_not_after)}")]
         return [
             ("state", f"{self.state.value}{restart}"),
             ("at", show(self.now)),
-            ("trust the root", f"{self.percent_complete:.1f}% of {self.in_scope:,} in scope"),
-            ("next checkpoint", shown(self.next_checkpoint)),
+            ("trust the root", trust),
+            ("next checkpoint", checkpoint),
             ("deadline", shown(self.deadline)),
             ("manual extension", f"{available}; {self.manual_extensions} used"),
+            *existing,
+            *(("warning", warning) for warning in self.warnings),
             *_identity_lines(self.identity),
         ]
 
@@ -128,20 +153,19 @@ def overview(
 ) -> Overview:
     """The overview of a rollout already advanced to ``now`` (pure, O(1))."""
     counts = {state: counts.get(state, 0) for state in DeviceState}
-    in_scope = sum(n for state, n in counts.items() if state.in_scope)
-    trusted = sum(n for state, n in counts.items() if state.in_scope and state.trusts)
+    progress = Progress.of(plan, {state.value: n for state, n in counts.items()})
+    # The guards see the devices as they are (a public root is trusted by the guard).
     untrusting = sum(n for state, n in counts.items() if state.in_scope and not state.trusts)
-    percent = 100.0 if in_scope == 0 else 100.0 * trusted / in_scope
     running = phase.state.running
     return Overview(
         state=phase.state,
         now=now,
         counts=counts,
-        in_scope=in_scope,
-        percent_complete=percent,
+        in_scope=progress.in_scope,
+        percent_complete=progress.percent,
         started_at=phase.started_at,
         next_notice=timeline.next_notice(plan, phase),
-        next_checkpoint=timeline.next_checkpoint(plan, phase),
+        next_checkpoint=timeline.next_decision(plan, phase),
         deadline=timeline.deadline(plan, phase),
         manual_extension_available=evaluator.allows_at(
             plan, phase, untrusting, now, ExtendManually()
@@ -150,6 +174,12 @@ def overview(
         manual_extensions=phase.manual_extensions,
         restart_required=phase.restart_required,
         identity=plan.identity,
+        trusting=progress.trusting,
+        distribution_needed=not progress.public_root,
+        next_checkpoint_is_expiry=timeline.next_decision_is_expiry(plan, phase),
+        existing_not_after=plan.existing_not_after,
+        existing_expired=plan.existing_not_after <= now,
+        warnings=expiry_warnings(plan, phase, now),
     )
 
 

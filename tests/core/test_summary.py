@@ -102,6 +102,7 @@ def test_summary_reads_as_a_few_lines_and_as_an_html_table() -> None:
             "next checkpoint: 2026-07-08 09:00 UTC",
             "deadline: 2026-07-22 09:00 UTC",
             "manual extension: available; 0 used",
+            "existing certificate: expires 2026-08-30 09:00 UTC",
             "identity: none (made from dates alone)",
             "devices: pushed 1, installed 1",
         ]
@@ -109,7 +110,7 @@ def test_summary_reads_as_a_few_lines_and_as_an_html_table() -> None:
     html = summary._repr_html_()
     assert html.startswith("<table><tr><th style='text-align:left'>state</th><td>distributing</td>")
     assert "<th style='text-align:left'>devices installed</th><td>1</td>" in html
-    assert html.count("<tr>") == 7 + len(summary.counts)
+    assert html.count("<tr>") == 8 + len(summary.counts)
 
 
 def test_the_summary_says_what_the_rollout_rolls_out() -> None:
@@ -128,3 +129,29 @@ def test_the_summary_says_what_the_rollout_rolls_out() -> None:
     public = cf.summarize(build(2, identified=True, public=True), T0)
     assert "publicly trusted (SHA-256" in str(public)
     assert cf.summarize(build(2), T0).identity is None
+
+
+def test_a_public_root_needs_no_distribution_and_counts_every_device_as_trusting() -> None:
+    rollout = cf.apply(build(3, public=True), cf.ProceedToImport(), T0).rollout
+    summary = cf.summarize(rollout, T0)
+    assert summary.percent_complete == 100.0
+    assert summary.trusting == summary.in_scope == 3
+    assert not summary.distribution_needed
+    assert "distribution is not needed" in str(summary)
+    assert cf.summarize(build(3), T0).distribution_needed
+
+
+def test_the_summary_shows_the_existing_certificates_expiry_and_whether_it_passed() -> None:
+    rollout = distributing(1, existing_expires_in=5 * DAY)
+    before = cf.summarize(rollout, day(1))
+    assert before.existing_not_after == T0 + 5 * DAY
+    assert not before.existing_expired
+    assert before.next_checkpoint == T0 + 5 * DAY  # the expiry is the next decision
+    assert before.next_checkpoint_is_expiry
+    assert "(the existing certificate's expiry)" in str(before)
+    assert any("lies past the existing certificate's expiry" in w for w in before.warnings)
+    strict = cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)
+    after = cf.summarize(distributing(1, existing_expires_in=5 * DAY, policy=strict), day(6))
+    assert after.existing_expired
+    assert "existing certificate: expired" in str(after)
+    assert not after.next_checkpoint_is_expiry
