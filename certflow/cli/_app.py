@@ -5,6 +5,8 @@ Exit codes (scripts may rely on them):
 * 0 — done; for ``cert check`` and ``csr show``: no errors found
 * 1 — ``cert check`` found at least one error / ``csr show`` found the CSR unusable
 * 2 — usage error or bad input (unknown option, unreadable file, wrong password...)
+* 75 — a temporary failure: the database was busy or could not be reached; nothing was
+  changed, so the same command can simply be run again (``EX_TEMPFAIL``)
 * 130 — interrupted (Ctrl-C, or end of input at a prompt)
 
 Every error is one line on standard error, ``certflow: error: <message>``; never a traceback.
@@ -21,10 +23,12 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from certflow.core.errors import CertflowError
+from certflow.store import StoreBusy
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
+EXIT_TEMPORARY = 75
 EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +67,13 @@ class CertflowGroup(click.Group):
             fail(error.format_message() + hint, EXIT_BAD_INPUT)
         except click.ClickException as error:
             fail(error.format_message(), EXIT_BAD_INPUT)
+        except StoreBusy as error:
+            # Busy or unreachable: nothing changed, and trying again may well work. Not 2:
+            # a script does not retry bad input.
+            text = str(error)
+            if "try again" not in text:
+                text += "; nothing was changed, try again"
+            fail(text, EXIT_TEMPORARY)
         except CertflowError as error:
             fail(str(error), EXIT_BAD_INPUT)
         except OverflowError as error:  # an instant near year 1 or 9999, an absurd number
@@ -81,7 +92,8 @@ class CertflowGroup(click.Group):
 def main() -> None:
     """Replace a server's TLS certificate safely: make CSRs and keys, check what the CA sent.
 
-    Exit codes: 0 ok, 1 a check found errors, 2 usage error or bad input, 130 interrupted.
+    Exit codes: 0 ok, 1 a check found errors, 2 usage error or bad input, 75 the database
+    was busy or unreachable (nothing changed: try again), 130 interrupted.
     """
 
 

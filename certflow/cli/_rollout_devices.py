@@ -14,16 +14,14 @@ from certflow.cli._app import parse_now
 from certflow.cli._rollout import (
     PROGRESS_FROM,
     _common,
-    _execute,
     _interactive,
     _name,
-    _outcome,
     _progress,
     _refusals,
-    _store,
     rollout_group,
 )
 from certflow.cli._rollout_input import _OUTCOMES, _problems, read_reports
+from certflow.cli._rollout_store import execute, outcome, store_for
 from certflow.core import commands as c
 from certflow.core.errors import CommandRefused, UnknownDevice
 
@@ -71,13 +69,13 @@ def rollout_report(
         if outcome == "installed"
         else c.DeviceFailed(device, reason or "")
     )
-    return _execute(db, now, as_json, name, command)
+    return execute(db, now, as_json, name, command)
 
 
 def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool) -> int:
     at = parse_now(now)
     reports, line_of = read_reports(path)
-    with _store(db) as store:
+    with store_for(db, now) as store:
         unknown: list[str] = []
         with _progress("Checking devices", len(reports), _interactive(as_json)) as progress:
             for done, report in enumerate(reports, start=1):
@@ -107,7 +105,7 @@ def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool)
                 device_state=error.device_state,
             ) from None
         count = len(reports)
-        return _outcome(store, name, f"{count:,} report{'s' * (count != 1)}", effects, at, as_json)
+        return outcome(store, name, f"{count:,} report{'s' * (count != 1)}", effects, at, as_json)
 
 
 # --- retries and fleet changes -----------------------------------------------------------------
@@ -126,7 +124,7 @@ def rollout_retry(
     if (device is None) == (not all_failed):
         raise click.UsageError("give one DEVICE or --all-failed")
     command: c.Command = c.RetryAllFailed() if all_failed else c.Retry(device or "")
-    return _execute(db, now, as_json, name, command)
+    return execute(db, now, as_json, name, command)
 
 
 _device = click.argument("device")
@@ -138,7 +136,7 @@ def _fleet_command(spelling: str, make: Callable[[str], c.Command], doc: str) ->
     @_common
     @_refusals
     def run(name: str, device: str, db: str, now: str | None, as_json: bool) -> int:
-        return _execute(db, now, as_json, name, make(device))
+        return execute(db, now, as_json, name, make(device))
 
     run.__doc__ = doc
     return rollout_group.command(spelling)(run)
@@ -157,4 +155,4 @@ _fleet_command("reenrolled", c.Reenrolled, "A device cut off by the import has r
 @_refusals
 def rollout_restarted(name: str, db: str, now: str | None, as_json: bool) -> int:
     """The server was restarted (after the import, it loads the new certificate)."""
-    return _execute(db, now, as_json, name, c.ServerRestarted())
+    return execute(db, now, as_json, name, c.ServerRestarted())

@@ -1,0 +1,146 @@
+"""The store as ``certflow rollout`` opens it, and what it says of what the store did.
+
+* **Reads open it read-only** (``read_only``: nothing created, migrated or written; see
+  ``docs/store.md``), commands for writing.
+* **The clock.** Without ``--now`` a command reads the real clock, and processes on one
+  machine read slightly different clocks: one that read its clock and then waited for
+  the database can find the rollout a few milliseconds ahead. So an instant up to
+  :data:`REAL_CLOCK_SKEW` behind the rollout's clock is taken as the rollout's clock
+  (the store's ``clock_skew``); an explicit ``--now`` stays strict, since a script that
+  names an instant means it.
+* **What a command did**: the rollout's state and the effects it placed in the outbox,
+  or "no change" for a command that changed nothing (``Applied.changed``: nothing was
+  journaled or committed); exit 0 either way.
+* **The outbox's record** of each effect: acknowledged, superseded by the end of its
+  rollout, dead after too many failed deliveries, or pending with its failures and next
+  attempt, beside what :mod:`._rollout_render` says of the effect itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from certflow.cli._app import EXIT_OK, parse_now, print_json
+from certflow.cli._rollout_render import _command_text, _effect_data, describe
+from certflow.core import commands as c
+from certflow.core.instants import show
+from certflow.store import SqlStore, StoredEffect, open_store
+
+__all__ = [
+    "REAL_CLOCK_SKEW",
+    "effect_data",
+    "execute",
+    "outcome",
+    "print_outbox",
+    "store_for",
+]
+
+#: How far behind a rollout's clock the real clock may read and still be taken as the
+#: rollout's clock (``store.md``, "The clock"): far more than two processes' clocks on
+#: one machine differ, or than a command waits for the database (``busy_timeout``, 5 s).
+REAL_CLOCK_SKEW = timedelta(seconds=5)
+
+
+@contextmanager
+def store_for(
+    db: str, now: str | None, *, create: bool = False, read_only: bool = False
+) -> Iterator[SqlStore]:
+    """The store ``--db`` names, for a command whose ``--now`` is ``now`` (``None``: the
+    real clock, read with :data:`REAL_CLOCK_SKEW`), closed afterwards."""
+    skew = REAL_CLOCK_SKEW if now is None else timedelta(0)
+    store = open_store(db, create=create, read_only=read_only, clock_skew=skew)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def execute(db: str, now: str | None, as_json: bool, name: str, command: c.Command) -> int:
+    """Apply ``command`` to rollout ``name`` at ``--now`` and say what it did."""
+    at = parse_now(now)
+    with store_for(db, now) as store:
+        effects = store.apply(name, command, at)
+        return outcome(store, name, _command_text(command), effects, at, as_json)
+
+
+def outcome(
+    store: SqlStore,
+    name: str,
+    what: str,
+    effects: Sequence[StoredEffect],
+    at: datetime,
+    as_json: bool,
+) -> int:
+    """What a command did: the rollout's state and the effects it placed in the outbox;
+    or, for a no-op (``changed`` false), "no change"."""
+    changed = getattr(effects, "changed", True)
+    state = store.view(name, at).overview.state.value
+    if as_json:
+        print_json(
+            {
+                "rollout": name,
+                "done": what,
+                "changed": changed,
+                "state": state,
+                "effects": [effect_data(e) for e in effects],
+            }
+        )
+        return EXIT_OK
+    if not changed:
+        click.echo(f"{what}: no change (rollout {name} is {state}); nothing was recorded")
+        return EXIT_OK
+    click.echo(f"{what}: rollout {name} is {state}")
+    if effects:
+        click.echo(f"Effects placed in the outbox ({len(effects)}):")
+        print_outbox(effects, indent="  ")
+    return EXIT_OK
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def effect_data(stored: StoredEffect) -> dict[str, Any]:
+    """An effect for ``--json``: what it is, and its delivery record."""
+    return {
+        **_effect_data(stored),
+        "status": stored.status,
+        "attempts": stored.attempts,
+        "last_attempt_at": _instant(stored.last_attempt_at),
+        "next_attempt_at": _instant(stored.next_attempt_at),
+        "dead_at": _instant(stored.dead_at),
+        "superseded_at": _instant(stored.superseded_at),
+    }
+
+
+def _notes(stored: StoredEffect) -> list[str]:
+    # In the order of StoredEffect.status: a delivered effect is acknowledged, whatever
+    # happened to it before.
+    failures = f"{stored.failures} failed deliver{'ies' if stored.failures != 1 else 'y'}"
+    last = f", last: {stored.last_error}" if stored.last_error else ""
+    if stored.acked_at is not None:
+        return [f"acknowledged {show(stored.acked_at)}"]
+    if stored.superseded_at is not None:
+        return [f"superseded {show(stored.superseded_at)}: never delivered"]
+    if stored.dead_at is not None:
+        return [f"dead since {show(stored.dead_at)} after {failures}{last}"]
+    if not stored.failures:
+        return []
+    retry = stored.next_attempt_at
+    return [f"{failures}{last}" + ("" if retry is None else f"; next attempt {show(retry)}")]
+
+
+def print_outbox(effects: Sequence[StoredEffect], *, indent: str = "") -> None:
+    """One line per effect: its id, when it fell due, what it asks, and its record."""
+    width = max((len(e.id) for e in effects), default=0)
+    for stored in effects:
+        notes = _notes(stored)
+        tail = f"  [{'; '.join(notes)}]" if notes else ""
+        click.echo(
+            f"{indent}{stored.id:<{width}}  {show(stored.due_at)}  {describe(stored.effect)}{tail}"
+        )
