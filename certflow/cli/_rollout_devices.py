@@ -75,7 +75,7 @@ def rollout_report(
 def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool) -> int:
     at = parse_now(now)
     reports, line_of = read_reports(path)
-    with store_for(db, now) as store:
+    with store_for(db, real_clock=now is None) as store:
         unknown: list[str] = []
         with _progress("Checking devices", len(reports), _interactive(as_json)) as progress:
             for done, report in enumerate(reports, start=1):

@@ -28,7 +28,7 @@ def rollout_tick(name: str | None, db: str, now: str | None, as_json: bool) -> i
     nothing due it records nothing and says "no change".
     """
     at = parse_now(now)
-    with store_for(db, now) as store:
+    with store_for(db, real_clock=now is None) as store:
         effects = store.advance(name, at) if name is not None else store.tick(at)
         if name is not None:
             return outcome(store, name, "tick", effects, at, as_json)
@@ -111,7 +111,7 @@ def rollout_effects(
         raise click.UsageError("effect ids are for --revive (or `certflow rollout ack`)")
     if include_all and dead:
         raise click.UsageError("give --all or --dead, not both")
-    with store_for(db, now, read_only=True) as store:
+    with store_for(db, real_clock=now is None, read_only=True) as store:
         effects = store.effects(name, include_acknowledged=include_all, dead=dead)
     if as_json:
         print_json([effect_data(e) for e in effects])
@@ -126,7 +126,7 @@ def rollout_effects(
 
 def _revive(name: str, effect_ids: tuple[str, ...], db: str, now: str | None, as_json: bool) -> int:
     _of_rollout(name, effect_ids)
-    with store_for(db, now) as store:
+    with store_for(db, real_clock=now is None) as store:
         done = store.revive(effect_ids)
     already = len(set(effect_ids)) - done
     if as_json:
@@ -151,7 +151,7 @@ def rollout_ack(
     """Acknowledge effects the host has performed (twice is harmless)."""
     at = parse_now(now)
     _of_rollout(name, effect_ids)
-    with store_for(db, now) as store:
+    with store_for(db, real_clock=now is None) as store:
         done = store.acknowledge(effect_ids, at)
     already = len(set(effect_ids)) - done
     if as_json:

@@ -48,11 +48,11 @@ REAL_CLOCK_SKEW = timedelta(seconds=5)
 
 @contextmanager
 def store_for(
-    db: str, now: str | None, *, create: bool = False, read_only: bool = False
+    db: str, *, real_clock: bool, create: bool = False, read_only: bool = False
 ) -> Iterator[SqlStore]:
-    """The store ``--db`` names, for a command whose ``--now`` is ``now`` (``None``: the
-    real clock, read with :data:`REAL_CLOCK_SKEW`), closed afterwards."""
-    skew = REAL_CLOCK_SKEW if now is None else timedelta(0)
+    """The store ``--db`` names, closed afterwards; for a command on the ``real_clock``
+    (no ``--now``), with :data:`REAL_CLOCK_SKEW`."""
+    skew = REAL_CLOCK_SKEW if real_clock else timedelta(0)
     store = open_store(db, create=create, read_only=read_only, clock_skew=skew)
     try:
         yield store
@@ -63,7 +63,7 @@ def store_for(
 def execute(db: str, now: str | None, as_json: bool, name: str, command: c.Command) -> int:
     """Apply ``command`` to rollout ``name`` at ``--now`` and say what it did."""
     at = parse_now(now)
-    with store_for(db, now) as store:
+    with store_for(db, real_clock=now is None) as store:
         effects = store.apply(name, command, at)
         return outcome(store, name, _command_text(command), effects, at, as_json)
 

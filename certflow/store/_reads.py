@@ -18,6 +18,7 @@ from certflow.core import interpreter as i
 from certflow.core.commands import Command
 from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.guards import Situation
+from certflow.core.instants import require_utc
 from certflow.core.plan import DeviceRecord, DeviceState, Plan, RolloutState
 from certflow.core.summary import Overview
 from certflow.store._driver import Driver, Row
@@ -175,10 +176,11 @@ def info(store: Driver, name: str, now: datetime | None) -> RolloutInfo:
 def info_of(store: Driver, row: Row, now: datetime | None = None) -> RolloutInfo:
     """``row``'s line of the list (at ``now``: projected, if timers fell due), inside the
     open transaction."""
-    if now is None:
-        found = project(store, row, row.clock)
-    else:
-        found = project(store, row, store._check_now(row, now))
+    # A list is read at one instant for every rollout: one whose clock is ahead of it
+    # (another process is in its future, or a script drove it with --now) is shown as
+    # stored, not refused.
+    at = row.clock if now is None else max(require_utc("now", now), row.clock)
+    found = project(store, row, at)
     counts = {DeviceState(k): v for k, v in found.counts.items()}
     head = found.overview(store)
     return RolloutInfo(

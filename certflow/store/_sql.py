@@ -445,7 +445,9 @@ class SqlStore:
 
     def info(self, name: str, now: datetime | None = None) -> RolloutInfo:
         """Rollout ``name``'s line of the list: state, clock, counts, progress (O(1)); at
-        ``now``, projected as :meth:`view` is (``projected``)."""
+        ``now``, projected as :meth:`view` is (``projected``). An instant earlier than
+        the rollout's clock shows it as stored (a list reads every rollout at one
+        instant, and some may be ahead of it)."""
         return _reads.info(self, name, now)
 
     def rollouts(self, now: datetime | None = None) -> list[RolloutInfo]:

@@ -36,10 +36,10 @@ def target(backend: Backend) -> str:
 
 
 def test_the_real_clock_is_read_with_a_skew_an_explicit_instant_strictly(target: str) -> None:
-    with store_for(target, None) as store:
+    with store_for(target, real_clock=True) as store:
         assert store.clock_skew == REAL_CLOCK_SKEW == timedelta(seconds=5)
         assert not store.read_only
-    with store_for(target, "2026-07-01T09:00:00Z", read_only=True) as store:
+    with store_for(target, real_clock=False, read_only=True) as store:
         assert store.clock_skew == timedelta(0)
         assert store.read_only
         with pytest.raises(StoreError, match="opened read-only"):
@@ -47,14 +47,14 @@ def test_the_real_clock_is_read_with_a_skew_an_explicit_instant_strictly(target:
 
 
 def test_an_instant_within_the_skew_is_taken_as_the_rollout_s_clock(target: str) -> None:
-    with store_for(target, None) as store:
+    with store_for(target, real_clock=True) as store:
         store.apply("r", cf.DeviceInstalled("d0"), T0 + HOUR)
         late = T0 + HOUR - timedelta(seconds=4)
         assert store.apply("r", cf.DeviceInstalled("d1"), late).changed
         assert list(store.journal("r"))[-1].at == T0 + HOUR
         with pytest.raises(cf.TimeWentBackwards):
             store.apply("r", cf.DeviceInstalled("d2"), T0 + HOUR - timedelta(seconds=6))
-    with store_for(target, "explicit") as store, pytest.raises(cf.TimeWentBackwards):
+    with store_for(target, real_clock=False) as store, pytest.raises(cf.TimeWentBackwards):
         store.apply("r", cf.DeviceInstalled("d2"), T0 + HOUR - timedelta(seconds=1))
 
 
@@ -67,7 +67,7 @@ def said(work: object) -> str:
 
 
 def test_no_change_is_said_and_marked_in_json(target: str) -> None:
-    with store_for(target, "explicit") as store:
+    with store_for(target, real_clock=False) as store:
         text = said(lambda: outcome(store, "r", "Enroll d0", Applied(changed=False), T0, False))
         assert text == "Enroll d0: no change (rollout r is distributing); nothing was recorded\n"
         data = said(lambda: outcome(store, "r", "Enroll d0", Applied(changed=False), T0, True))

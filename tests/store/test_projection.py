@@ -110,6 +110,10 @@ def test_a_read_says_whether_it_is_projected(backend: Backend) -> None:
         assert [i.projected for i in store.rollouts(day(6) + HOUR)] == [True]
         assert [i.projected for i in store.rollouts()] == [False]
         assert store.rollouts()[0].clock == T0  # the stored clock, not the projection's
+        # A list at an instant before a rollout's clock shows it as stored.
+        store.apply("r", cf.DeviceInstalled("d0"), day(1))
+        assert store.info("r", day(0.5)) == store.info("r")
+        assert [i.projected for i in store.rollouts(T0)] == [False]
 
 
 def test_the_refusal_is_judged_as_a_tick_would_leave_the_rollout(backend: Backend) -> None:
