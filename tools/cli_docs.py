@@ -238,7 +238,7 @@ def _at(days: float, hours: float = 0) -> str:
 ROLLOUT_SUBCOMMANDS = [
     "new", "distribute", "proceed", "import-now", "extend", "cancel", "report", "retry",
     "enroll", "unenroll", "reenrolled", "restarted", "tick", "effects", "ack", "status",
-    "history", "list", "forecast",
+    "history", "list", "forecast", "export",
 ]  # fmt: skip
 
 PAGES: dict[str, list[Block]] = {
@@ -541,8 +541,11 @@ is one transaction of the store.
   1 without creating anything. `--existing` is the server's current certificate (only its
   expiry is used). `--public-root/--private-root` override what the chain says about the
   root: `rollout_for` decides from the chain alone, so with an override the rollout is
-  built again with `certflow.new_rollout` from the same dates. The database is created
-  only once everything has been checked.
+  built again with `certflow.new_rollout` from the same dates (and the identity's root
+  says the same). The database is created only once everything has been checked. The
+  rollout records what it rolls out (its identity: the certificate's SHA-256
+  fingerprint, subject, names, issuer and validity, the root's, the hosts, and the
+  public certificates; never the key), and `new` prints it.
 - **The device list** (`--devices`) is UTF-8 text, one id per line; spaces around an id and
   blank lines are ignored; a duplicate is refused, listing every duplicate with its line
   and the line it repeats. Like every file certflow reads, it goes through the one bounded
@@ -578,7 +581,15 @@ is one transaction of the store.
   `--limit` (1 to 10,000, default 50) sizes the page, `--after DEVICE` starts after that
   device (keyset paging: the next page costs the same at any depth); a full page ends with
   the command for the next one. `--json` gives the same fields, `counts` as device state →
-  number, and `next_after` (the `--after` of the next page, or null).
+  number, and `next_after` (the `--after` of the next page, or null). Both show what the
+  rollout rolls out (`identity` under `--json`: fingerprints, subjects, names, validity,
+  hosts; the PEM text is `export`'s), or that it has no identity (made from dates alone,
+  or stored before rollouts recorded one); `list` shows the certificate too.
+- **`export`** writes the rollout's public certificates from the database into `--out`
+  (an existing folder), named and written as `certflow cert export` writes them:
+  `root.pem` and `root.cer` (DER), the root to distribute; `chain.pem`, `fullchain.pem`
+  and `server.crt`. Existing files are backed up first; there is never a `server.pfx`
+  (a rollout holds no key). A rollout without identity exits 2 and writes nothing.
 - **`history`** prints the journal, one entry per line: sequence number, instant, what
   happened, the rollout state after it, and the ids of the effects it emitted. `--json`
   prints JSON lines (one object per entry), for `jq` and friends; the first carries the
@@ -640,6 +651,8 @@ the rollout's t0 being {_at(0)}.""",
         Run(f"certflow rollout history {ROLLOUT}"),
         Run(f"certflow rollout history {ROLLOUT} --json | head -3"),
         Run(f"certflow rollout list --now {_at(16)}"),
+        "The root to distribute, the chain and the certificate, from the database:",
+        Run(f"mkdir certs && certflow rollout export {ROLLOUT} --out certs"),
         """## Bad input
 
 A report file with mistakes is refused whole, every bad line listed; nothing is applied:""",

@@ -78,6 +78,7 @@ from certflow.certs._names import (
 from certflow.certs._rollout import (
     CertificateRejected,
     identity_of,
+    material_of,
     rollout_for,
     root_publicly_trusted,
 )
@@ -144,6 +145,7 @@ __all__ = [
     "key_to_pem",
     "load",
     "load_key",
+    "material_of",
     "normalize_country",
     "openssl_config",
     "parse_host",

@@ -12,7 +12,13 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certflow.certs._chain import PublicRoots, judge_chain
 from certflow.certs._check import Report, _inside, check
-from certflow.certs._errors import CERTIFICATE, MATERIAL, expect, expect_iterable
+from certflow.certs._errors import (
+    CERTIFICATE,
+    MATERIAL,
+    expect,
+    expect_iterable,
+    input_warnings_ignored,
+)
 from certflow.certs._load import Material
 from certflow.certs._subject import san_text, sans_from_extension
 from certflow.core.errors import InvalidInput
@@ -163,3 +169,28 @@ def identity_of(material: Material, report: Report) -> Identity:
         hosts=report.hosts,
         intermediates=() if root is leaf else tuple(_pem(c) for c in material.intermediates),
     )
+
+
+def material_of(identity: Identity) -> Material:
+    """The public certificates of a rollout's ``identity`` as :class:`Material` (leaf,
+    intermediates, root; no key), for :func:`~certflow.certs.export` and the checks.
+
+    A self-signed certificate is the leaf alone, as :func:`~certflow.certs.load` reads
+    it. Each PEM must be a certificate cryptography reads (the core checks only its
+    shape), else :class:`~certflow.core.errors.InvalidInput` names it.
+    """
+    expect("identity", identity, Identity, "a certflow.Identity (plan.identity)")
+
+    def parsed(field: str, text: str) -> x509.Certificate:
+        try:
+            with input_warnings_ignored():
+                return x509.load_pem_x509_certificate(text.encode("ascii"))
+        except ValueError as error:
+            raise InvalidInput(f"identity.{field}: not a certificate ({error})") from None
+
+    leaf = parsed("certificate.pem", identity.certificate.pem)
+    intermediates = tuple(
+        parsed(f"intermediates[{n}]", text) for n, text in enumerate(identity.intermediates)
+    )
+    root = None if identity.self_signed else parsed("root.pem", identity.root.pem)
+    return Material(leaf=leaf, intermediates=intermediates, root=root)

@@ -13,6 +13,7 @@ from certflow.cli import (  # noqa: F401  (they register their commands)
     _key,
     _rollout,
     _rollout_devices,
+    _rollout_export,
     _rollout_outbox,
     _rollout_read,
     _simulate,

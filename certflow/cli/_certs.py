@@ -298,9 +298,17 @@ def cert_export(
             new_password_file, "Password of server.pfx", NEW_PASSWORD_FILE, confirm=True
         )
     exported = certs.export(material, out, pfx_password=pfx_password)
+    print_exported(exported, out, as_json)
+    return EXIT_OK
+
+
+def print_exported(exported: certs.Exported, out: Path, as_json: bool, **extra: object) -> None:
+    """What an export wrote, backed up and skipped (``extra`` leads the JSON object);
+    ``certflow rollout export`` prints it so too."""
     if as_json:
         print_json(
             {
+                **extra,
                 "folder": str(out),
                 "written": [
                     {"file": str(f.path), "content": f.content, "mode": f"0{f.mode:o}"}
@@ -310,7 +318,7 @@ def cert_export(
                 "skipped": [{"file": name, "reason": why} for name, why in exported.skipped],
             }
         )
-        return EXIT_OK
+        return
     for path in exported.backups:
         click.echo(f"Backed up {path.name.rsplit('.bak', 1)[0]} to {path}")
     width = max(len(str(f.path)) for f in exported.files)
@@ -318,4 +326,3 @@ def cert_export(
         click.echo(f"Wrote {f.path!s:<{width}}  {f.content}, mode 0{f.mode:o}")
     for name, why in exported.skipped:
         click.echo(f"No {name}: {why}")
-    return EXIT_OK

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from certflow import certs
@@ -36,7 +37,14 @@ from certflow.cli._rollout_input import read_device_ids
 # Re-exported (``as``): the command line's words, as tests/core/test_wording.py imports them.
 from certflow.cli._rollout_render import CLI_NAMES as CLI_NAMES
 from certflow.cli._rollout_render import CLI_SPELLINGS as CLI_SPELLINGS
-from certflow.cli._rollout_render import _command_text, _effect_data, _print_effects, _when
+from certflow.cli._rollout_render import (
+    _command_text,
+    _effect_data,
+    _print_effects,
+    _when,
+    identity_data,
+    identity_rows,
+)
 from certflow.cli._rollout_render import describe as describe
 from certflow.core import commands as c
 from certflow.core.errors import CommandRefused, UnknownDevice
@@ -271,7 +279,12 @@ def rollout_new(
     plan = rollout.plan
     if public_root is not None and public_root != plan.root_publicly_trusted:
         # rollout_for takes the answer from the chain; the administrator knows better
-        # (a private root already on every device, say), so the plan is made again.
+        # (a private root already on every device, say), so the plan is made again, and
+        # the identity's root says the same.
+        identity = plan.identity
+        if identity is not None:
+            root = attrs.evolve(identity.root, publicly_trusted=public_root)
+            identity = attrs.evolve(identity, root=root)
         rollout = new_rollout(
             ids,
             existing_not_after=plan.existing_not_after,
@@ -281,6 +294,7 @@ def rollout_new(
             created_at=plan.created_at,
             kind=plan.kind,
             policy=plan.policy,
+            identity=identity,
         )
     with (
         _store(db, create=True) as store,
@@ -300,6 +314,7 @@ def rollout_new(
                 "new_not_after": rollout.plan.new_not_after.isoformat(),
                 "existing_not_after": rollout.plan.existing_not_after.isoformat(),
                 "database": store_location,
+                "identity": identity_data(rollout.plan.identity),
             }
         )
         return EXIT_OK
@@ -309,6 +324,8 @@ def rollout_new(
     )
     click.echo(f"Current certificate expires {show(rollout.plan.existing_not_after)}")
     click.echo(f"New certificate valid until {show(rollout.plan.new_not_after)}")
+    for label, value in identity_rows(rollout.plan.identity, root_label="Root certificate"):
+        click.echo(f"{label + ':':<18}{value}")
     if public:
         click.echo(f"Root: publicly trusted. Next: certflow rollout proceed {info.name}")
     else:

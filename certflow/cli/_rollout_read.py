@@ -21,6 +21,8 @@ from certflow.cli._rollout_render import (
     _print_devices,
     _print_overview,
     _when,
+    identity_cell,
+    identity_data,
     json_line,
 )
 from certflow.core.plan import DeviceState
@@ -123,6 +125,7 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
     parse_now(now)
     with _store(db) as store:
         infos = store.rollouts()
+        identities = [store.plan(i.name).identity for i in infos]
     if as_json:
         print_json(
             [
@@ -133,8 +136,9 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
                     "percent_complete": round(i.percent_complete, 2),
                     "clock": i.clock.isoformat(),
                     "next_due": _instant(i.next_due),
+                    "identity": identity_data(identity),
                 }
-                for i in infos
+                for i, identity in zip(infos, identities, strict=True)
             ]
         )
         return EXIT_OK
@@ -142,11 +146,15 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
         click.echo("No rollouts.")
         return EXIT_OK
     width = max(len("ROLLOUT"), *(len(i.name) for i in infos))
-    click.echo(f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'DEVICES':>9}  {'DONE':>6}  NEXT DUE")
-    for i in infos:
+    due = max(len("NEXT DUE"), *(len(_when(i.next_due)) for i in infos))
+    click.echo(
+        f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'DEVICES':>9}  {'DONE':>6}  "
+        f"{'NEXT DUE':<{due}}  CERTIFICATE"
+    )
+    for i, identity in zip(infos, identities, strict=True):
         click.echo(
             f"{i.name:<{width}}  {i.state.value:<12}  {i.devices:>9,}  "
-            f"{i.percent_complete:>5.1f}%  {_when(i.next_due)}"
+            f"{i.percent_complete:>5.1f}%  {_when(i.next_due):<{due}}  {identity_cell(identity)}"
         )
     return EXIT_OK
 

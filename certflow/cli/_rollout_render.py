@@ -15,6 +15,7 @@ import click
 
 from certflow.core import commands as c
 from certflow.core.effects import Effect
+from certflow.core.identity import Identity
 from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
@@ -151,7 +152,64 @@ def _overview_data(head: Overview) -> dict[str, Any]:
         "manual_extension_opens_at": _instant(head.manual_extension_opens_at),
         "manual_extensions": head.manual_extensions,
         "restart_required": head.restart_required,
+        "identity": identity_data(head.identity),
     }
+
+
+def identity_data(identity: Identity | None) -> dict[str, Any] | None:
+    """What the rollout rolls out, for ``--json`` (the PEM text is left to ``export``);
+    ``None`` for a rollout made from dates alone."""
+    if identity is None:
+        return None
+    certificate, root = identity.certificate, identity.root
+    return {
+        "certificate": {
+            "fingerprint": certificate.fingerprint,
+            "subject": certificate.subject,
+            "names": list(certificate.names),
+            "issuer": certificate.issuer,
+            "not_before": certificate.not_before.isoformat(),
+            "not_after": certificate.not_after.isoformat(),
+        },
+        "root": {
+            "fingerprint": root.fingerprint,
+            "subject": root.subject,
+            "publicly_trusted": root.publicly_trusted,
+        },
+        "hosts": list(identity.hosts),
+        "intermediates": len(identity.intermediates),
+    }
+
+
+def identity_cell(identity: Identity | None) -> str:
+    """What the rollout rolls out, in a column of ``list``: the certificate's subject and
+    the start of its fingerprint."""
+    if identity is None:
+        return "(no identity)"
+    certificate = identity.certificate
+    return f"{certificate.subject or '(empty subject)'} (SHA-256 {certificate.fingerprint[:16]}…)"
+
+
+#: What a rollout made from dates alone says in place of its certificate.
+NO_IDENTITY = "none: made from dates alone, no certificate recorded"
+
+
+def identity_rows(identity: Identity | None, root_label: str = "Root") -> list[tuple[str, str]]:
+    """What the rollout rolls out, as labelled lines (``root_label`` heads the root's)."""
+    if identity is None:
+        return [("Identity", NO_IDENTITY)]
+    certificate, root = identity.certificate, identity.root
+    trust = "publicly trusted" if root.publicly_trusted else "private"
+    return [
+        ("Certificate", certificate.subject or "(empty subject)"),
+        ("  SHA-256", certificate.fingerprint),
+        ("  names", ", ".join(certificate.names) or "-"),
+        ("  issuer", certificate.issuer),
+        ("  valid", f"{show(certificate.not_before)} to {show(certificate.not_after)}"),
+        (root_label, f"{root.subject or '(empty subject)'} ({trust})"),
+        ("  SHA-256", root.fingerprint),
+        ("Hosts", ", ".join(identity.hosts)),
+    ]
 
 
 def _when(value: datetime | None) -> str:
@@ -182,6 +240,7 @@ def _print_overview(name: str, head: Overview) -> None:
         ("Deadline", _when(head.deadline)),
         ("Extension", extension),
         ("Restart required", "yes" if head.restart_required else "no"),
+        *identity_rows(head.identity),
     ]
     for label, value in rows:
         click.echo(f"{label + ':':<18}{value}")

@@ -25,6 +25,7 @@ from certflow.certs import (
     check,
     identity_of,
     load,
+    material_of,
     rollout_for,
     root_publicly_trusted,
 )
@@ -302,3 +303,27 @@ def test_identity_of_needs_the_passed_check_of_the_same_material(good: Pki) -> N
         identity_of("server.pem", report)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="report"):
         identity_of(material, None)  # type: ignore[arg-type]
+
+
+def test_material_of_an_identity_is_the_public_part_of_what_rollout_for_was_given(
+    good: Pki,
+) -> None:
+    material = load(pem(good.leaf, good.intermediate, good.root), key_pem(good.leaf_key))
+    known = rollout_for(material, existing_certificate(), DEVICES, now=NOW, host=HOST).plan
+    assert known.identity is not None
+    again = material_of(known.identity)
+    assert (again.leaf, again.intermediates, again.root, again.private_key) == (
+        good.leaf,
+        (good.intermediate,),
+        good.root,
+        None,
+    )
+
+
+def test_material_of_names_a_pem_cryptography_cannot_read() -> None:
+    from tests.core.strategies import identity
+
+    with pytest.raises(InvalidInput, match=r"identity\.certificate\.pem: not a certificate"):
+        material_of(identity())
+    with pytest.raises(InvalidInput, match=r"identity must be a certflow\.Identity"):
+        material_of("plan.identity")  # type: ignore[arg-type]

@@ -123,6 +123,10 @@ def _baselines(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]
             certs.identity_of,
             {"material": MATERIAL, "report": certs.check(MATERIAL, host=HOST, now=NOW)},
         ),
+        "material_of": (
+            certs.material_of,
+            {"identity": certs.identity_of(MATERIAL, certs.check(MATERIAL, host=HOST, now=NOW))},
+        ),
         "key_matches": (certs.key_matches, {"certificate": P.leaf, "key": P.leaf_key}),
         "is_public_root": (certs.is_public_root, {"cert": P.root}),
         "parse_host": (certs.parse_host, {"host": HOST}),

@@ -675,7 +675,7 @@ def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
 SUBCOMMANDS = [
     "new", "distribute", "proceed", "import-now", "extend", "cancel", "report", "retry",
     "enroll", "unenroll", "reenrolled", "restarted", "tick", "effects", "ack", "status",
-    "history", "list", "forecast",
+    "history", "list", "forecast", "export",
 ]  # fmt: skip
 
 
