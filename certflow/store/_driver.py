@@ -76,6 +76,7 @@ class Driver(Protocol):
     _states: tuple[str, ...]
     _untrusting: tuple[str, ...]
     _statements: dict[str, FleetStatement]
+    _outbox: str
     _by_ack_due: ClassVar[str]
     _fetch_chunk: ClassVar[int]
     _skip_locked: ClassVar[str]

@@ -66,7 +66,7 @@ def effects(
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = store._q(
             f"SELECT r.name, {_COLUMNS} "
-            f"FROM outbox o JOIN rollouts r ON r.id = o.rollout {clause} "
+            f"FROM {store._outbox} o JOIN rollouts r ON r.id = o.rollout {clause} "
             "ORDER BY r.name, o.seq, o.position",
             params,
         ).fetchall()

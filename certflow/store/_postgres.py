@@ -71,7 +71,7 @@ from certflow.store._errors import (
     without_password,
 )
 from certflow.store._inputs import DELIVERY
-from certflow.store._schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION
+from certflow.store._schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, outbox_as_current
 from certflow.store._sql import Cursor, Progress, SqlStore
 
 __all__ = ["PostgresStore"]
@@ -144,8 +144,8 @@ class PostgresStore(SqlStore):
     the rollout's lock). ``clock_skew``, ``max_attempts``, ``retry_backoff`` and
     ``retry_backoff_limit``: as for :class:`SqliteStore`. ``read_only``: every
     transaction is ``READ ONLY`` (the session's default too), a command is refused, and
-    the schema is never created or migrated. Every error names the URL without its
-    password.
+    the schema is never created or migrated (an older one is read as it is). Every error
+    names the URL without its password.
     """
 
     _lock_rollout = " FOR NO KEY UPDATE"
@@ -289,12 +289,17 @@ class PostgresStore(SqlStore):
                     "check --db / CERTFLOW_DB)"
                 )
             if version < SCHEMA_VERSION and self.read_only:
-                raise StoreError(
-                    f"{self._where}: written by an older certflow (schema version {version}; "
-                    f"this one reads version {SCHEMA_VERSION}), and a read never upgrades "
-                    "it: run any command on it once (which upgrades it), then read it"
-                )
-            if version < SCHEMA_VERSION:
+                # Read as it is: a read never migrates it.
+                present = {
+                    row[0]
+                    for row in self._conn.execute(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = %s AND table_name = 'outbox'",
+                        (self.schema,),
+                    )
+                }
+                self._outbox = outbox_as_current(present)
+            elif version < SCHEMA_VERSION:
                 self._migrate()
         except psycopg.Error as error:
             raise self._error(error, "cannot open") from None

@@ -14,7 +14,13 @@ exactly as written, so that the journal's export is the bytes the store wrote.
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "POSTGRES_MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = [
+    "MIGRATIONS",
+    "OUTBOX_ADDED",
+    "POSTGRES_MIGRATIONS",
+    "SCHEMA_VERSION",
+    "outbox_as_current",
+]
 
 _VERSION_1 = """
 CREATE TABLE certflow_schema (version INTEGER NOT NULL);
@@ -182,3 +188,28 @@ ALTER TABLE outbox ADD COLUMN superseded_at timestamptz;
 POSTGRES_MIGRATIONS: tuple[str, ...] = (_POSTGRES_1, _POSTGRES_2, _POSTGRES_3, _POSTGRES_4)
 if len(POSTGRES_MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - a maintainer's slip
     raise ValueError("every schema version needs a migration for each backend")
+
+
+#: The outbox columns that versions after the first added, and what a row of an older
+#: database holds in their place. A read-only store never migrates a database, so it
+#: reads an older one's outbox through :func:`outbox_as_current`; the other tables have
+#: not changed since version 1.
+OUTBOX_ADDED = (
+    ("failures", "0"),
+    ("last_error", "NULL"),
+    ("leased_until", "NULL"),
+    ("attempts", "0"),
+    ("last_attempt_at", "NULL"),
+    ("next_attempt_at", "NULL"),
+    ("dead_at", "NULL"),
+    ("superseded_at", "NULL"),
+)
+
+
+def outbox_as_current(present: set[str]) -> str:
+    """The outbox as reads name it, when it has the columns ``present``: the table
+    itself, or a subquery that adds each missing column's value."""
+    missing = [f"{value} AS {name}" for name, value in OUTBOX_ADDED if name not in present]
+    if not missing:
+        return "outbox"
+    return f"(SELECT outbox.*, {', '.join(missing)} FROM outbox)"

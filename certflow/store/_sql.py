@@ -106,6 +106,9 @@ class SqlStore:
     clock_skew: timedelta
     #: Opened read-only: every transaction only reads, and a command is refused.
     read_only: bool = False
+    # The outbox as reads name it: a read-only store of an older database adds the
+    # columns it lacks (_schema.outbox_as_current), as it may not migrate it.
+    _outbox: str = "outbox"
     max_attempts: int
     retry_backoff: timedelta
     retry_backoff_limit: timedelta

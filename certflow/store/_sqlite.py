@@ -20,7 +20,7 @@ from certflow.core.errors import InvalidInput
 from certflow.core.machines import Rules
 from certflow.store._errors import StoreBusy, StoreError
 from certflow.store._inputs import DELIVERY
-from certflow.store._schema import MIGRATIONS, SCHEMA_VERSION
+from certflow.store._schema import MIGRATIONS, SCHEMA_VERSION, outbox_as_current
 from certflow.store._sql import Cursor, Progress, SqlStore
 
 __all__ = ["SqliteStore"]
@@ -45,9 +45,9 @@ class SqliteStore(SqlStore):
     earlier than the rollout's clock is applied at the rollout's clock instead of being
     refused (default 0: every earlier instant is refused, as the evaluator does).
 
-    ``read_only``: open the file read-only (it must exist and be of this certflow's
-    schema version: a read never migrates it); every transaction only reads, a command
-    is refused, and no file is created beside it (see :meth:`_read_only`).
+    ``read_only``: open the file read-only (it must exist; an older schema is read as
+    it is, never migrated); every transaction only reads, a command is refused, and no
+    file is created beside it (see :meth:`_read_only`).
 
     ``max_attempts``, ``retry_backoff``, ``retry_backoff_limit``: the outbox's dead
     letters and back-off (:meth:`record_failure`); by default an effect is dead at its
@@ -148,12 +148,9 @@ class SqliteStore(SqlStore):
             version = self._version(db)
             if version == 0:
                 raise StoreError(f"{self._where}: no certflow database there (the file is empty)")
-            if version < SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self._where}: written by an older certflow (schema version {version}; "
-                    f"this one reads version {SCHEMA_VERSION}), and a read never upgrades "
-                    "it: run any command on it once (which upgrades it), then read it"
-                )
+            # An older database is read as it is (a read never migrates it).
+            present = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+            self._outbox = outbox_as_current(present)
         except sqlite3.Error as error:
             db.close()
             raise self._error(error, "cannot open") from None
