@@ -13,15 +13,16 @@ subcommands register on :data:`rollout_group` when :mod:`certflow.cli` imports t
 modules: ``_rollout_devices`` (``report``, ``retry``, fleet changes, ``restarted``),
 ``_rollout_outbox`` (``tick``, ``effects``, ``ack``) and ``_rollout_read`` (``status``,
 ``history``, ``list``, ``forecast``). The files read are parsed in ``_rollout_input``;
-what is printed is shaped in ``_rollout_render``.
+what is printed is shaped in ``_rollout_render``; how the store is opened (reads read-only,
+the real clock's skew) and what a command did (or "no change") are ``_rollout_store``'s.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,20 +40,19 @@ from certflow.cli._rollout_render import CLI_NAMES as CLI_NAMES
 from certflow.cli._rollout_render import CLI_SPELLINGS as CLI_SPELLINGS
 from certflow.cli._rollout_render import (
     _command_text,
-    _effect_data,
-    _print_effects,
     _when,
     identity_data,
     identity_rows,
 )
 from certflow.cli._rollout_render import describe as describe
+from certflow.cli._rollout_store import execute, outcome, store_for
 from certflow.core import commands as c
 from certflow.core.errors import CommandRefused, UnknownDevice
 from certflow.core.evaluator import new_rollout
 from certflow.core.instants import show
 from certflow.core.policy import CertificateKind
 from certflow.core.wording import describe_refusal
-from certflow.store import SqlStore, StoredEffect, check_rollout_name, open_store
+from certflow.store import SqlStore, check_rollout_name
 
 #: Work at least this large shows a progress bar on a terminal.
 PROGRESS_FROM = 10_000
@@ -107,13 +107,12 @@ def _refusals(command: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
-@contextmanager
-def _store(db: str, *, create: bool = False) -> Iterator[SqlStore]:
-    store = open_store(db, create=create)
-    try:
-        yield store
-    finally:
-        store.close()
+def _store(
+    db: str, *, create: bool = False, read_only: bool = False, real_clock: bool = False
+) -> AbstractContextManager[SqlStore]:
+    """The store ``--db`` names (:func:`._rollout_store.store_for`): read-only for a
+    read; ``real_clock`` for a command given no ``--now``."""
+    return store_for(db, real_clock=real_clock, create=create, read_only=read_only)
 
 
 def _interactive(as_json: bool) -> bool:
@@ -145,43 +144,16 @@ def rollout_group() -> None:
     """Run a rollout stored in a database: create it, send commands and reports, tick, read.
 
     Every subcommand takes --db (default ./certflow.db, or $CERTFLOW_DB) and --now (ISO
-    8601 with an offset; default the current time). Exit codes: 0 ok, 1 the rules refused
-    the command (or a prompt was declined), 2 bad input.
+    8601 with an offset; default the current time). A command that changes nothing says
+    "no change". Exit codes: 0 ok, 1 the rules refused the command (or a prompt was
+    declined), 2 bad input, 75 the database was busy or unreachable (nothing changed: try
+    again).
     """
 
 
-def _outcome(
-    store: SqlStore,
-    name: str,
-    what: str,
-    effects: Sequence[StoredEffect],
-    at: datetime,
-    as_json: bool,
-) -> int:
-    """What a command did: the rollout's state and the effects it placed in the outbox."""
-    state = store.overview(name, at).state.value
-    if as_json:
-        print_json(
-            {
-                "rollout": name,
-                "done": what,
-                "state": state,
-                "effects": [_effect_data(e) for e in effects],
-            }
-        )
-        return EXIT_OK
-    click.echo(f"{what}: rollout {name} is {state}")
-    if effects:
-        click.echo(f"Effects placed in the outbox ({len(effects)}):")
-        _print_effects(effects, indent="  ")
-    return EXIT_OK
-
-
-def _execute(db: str, now: str | None, as_json: bool, name: str, command: c.Command) -> int:
-    at = parse_now(now)
-    with _store(db) as store:
-        effects = store.apply(name, command, at)
-        return _outcome(store, name, _command_text(command), effects, at, as_json)
+# What a command did, or "no change" (both in _rollout_store, with the store's opening).
+_outcome = outcome
+_execute = execute
 
 
 _name = click.argument("name")
@@ -386,7 +358,7 @@ def _import(
     name: str, yes: bool, db: str, now: str | None, as_json: bool, command: c.Command, what: str
 ) -> int:
     at = parse_now(now)
-    with _store(db) as store:
+    with _store(db, real_clock=now is None) as store:
         if not _confirm_import(store, name, at, yes, what, command):
             click.echo(f"certflow: not imported: {what} declined; the import was not run", err=True)
             return EXIT_FINDINGS
@@ -438,7 +410,7 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
     """
     at = parse_now(now)
     command = c.ExtendManually()
-    with _store(db) as store:
+    with _store(db, real_clock=now is None) as store:
         seen = store.preview(name, command, at)
         if seen.refusal is not None:
             raise seen.refusal

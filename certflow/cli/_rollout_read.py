@@ -1,6 +1,10 @@
 """``certflow rollout``'s reading commands: ``status`` (View Details, with a page of
 devices), ``history`` (the journal), ``list`` (every rollout) and ``forecast``. They
 register on the rollout group when imported.
+
+Every one opens the database read-only and writes nothing (``store.md``, "Reads never
+write"). Read at an instant past a due timer, ``status`` and ``list`` show what a tick
+at that instant would leave, and say so.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from certflow.cli._rollout_render import (
     identity_data,
     json_line,
 )
+from certflow.core.instants import show
 from certflow.core.plan import DeviceState
 from certflow.core.serialization import loads
 
@@ -58,17 +63,19 @@ def rollout_status(
 ) -> int:
     """View Details: state, counts, percent complete, timeline, then a page of devices.
 
-    The rollout is first advanced to --now if something fell due (as tick would), so what
-    is shown is current. The device table is in creation order; --after DEVICE (the last
-    one shown) gives the next page.
+    Reads only. If something fell due by --now that no tick has stored, what is shown is
+    what `certflow rollout tick` at --now would leave, and a line says so (--json:
+    "projected": true); nothing is stored. The device table is in creation order; --after
+    DEVICE (the last one shown) gives the next page.
     """
     at = parse_now(now)
     wanted = [DeviceState(s) for s in states]
-    with _store(db) as store:
+    with _store(db, read_only=True, real_clock=now is None) as store:
         if after is not None:
-            store.device(name, after)  # an unknown --after fails before anything is advanced
-        head = store.overview(name, at)
-        rows = store.devices(name, wanted, after=after, limit=limit)
+            store.device(name, after)  # an unknown --after is bad input, said first
+        seen = store.view(name, at)
+        head = seen.overview
+        rows = store.devices(name, wanted, after=after, limit=limit, now=at)
         location = store.location
     following = rows[-1].device_id if len(rows) == limit else None
     if as_json:
@@ -76,12 +83,19 @@ def rollout_status(
             {
                 "rollout": name,
                 **_overview_data(head),
+                "projected": seen.projected,
+                "projected_from": _instant(seen.due),
                 "devices": [_device_data(r) for r in rows],
                 "next_after": following,
             }
         )
         return EXIT_OK
     _print_overview(name, head)
+    if seen.projected:
+        click.echo(
+            f"{'Projected:':<18}timers fell due from {_when(seen.due)} and no tick has stored "
+            f"them: this is what `certflow rollout tick {name}` would leave; nothing was stored"
+        )
     click.echo("")
     _print_devices(rows)
     if following is not None:
@@ -109,7 +123,7 @@ def rollout_history(name: str, db: str, now: str | None, as_json: bool) -> int:
     --json prints JSON lines, one entry per line, oldest first.
     """
     parse_now(now)
-    with _store(db) as store:
+    with _store(db, read_only=True) as store:
         for entry in store.journal(name):
             if as_json:
                 click.echo(json_line(_entry_data(entry)))
@@ -121,10 +135,14 @@ def rollout_history(name: str, db: str, now: str | None, as_json: bool) -> int:
 @rollout_group.command("list")
 @_common
 def rollout_list(db: str, now: str | None, as_json: bool) -> int:
-    """The rollouts in the database, with state and progress."""
-    parse_now(now)
-    with _store(db) as store:
-        infos = store.rollouts()
+    """The rollouts in the database, with state and progress at --now.
+
+    A rollout marked * was read past a due timer: it is shown as a tick at --now would
+    leave it (--json: "projected": true); nothing is stored.
+    """
+    at = parse_now(now)
+    with _store(db, read_only=True) as store:
+        infos = store.rollouts(at)
         identities = [store.plan(i.name).identity for i in infos]
     if as_json:
         print_json(
@@ -136,6 +154,7 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
                     "percent_complete": round(i.percent_complete, 2),
                     "clock": i.clock.isoformat(),
                     "next_due": _instant(i.next_due),
+                    "projected": i.projected,
                     "identity": identity_data(identity),
                 }
                 for i, identity in zip(infos, identities, strict=True)
@@ -153,8 +172,13 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
     )
     for i, identity in zip(infos, identities, strict=True):
         click.echo(
-            f"{i.name:<{width}}  {i.state.value:<12}  {i.devices:>9,}  "
+            f"{i.name:<{width}}  {i.state.value + '*' * i.projected:<12}  {i.devices:>9,}  "
             f"{i.percent_complete:>5.1f}%  {_when(i.next_due):<{due}}  {identity_cell(identity)}"
+        )
+    if any(i.projected for i in infos):
+        click.echo(
+            f"* timers fell due that no tick has stored: shown as a tick at {show(at)} would "
+            "leave it; nothing was stored"
         )
     return EXIT_OK
 
@@ -189,7 +213,7 @@ def rollout_forecast(
     from certflow.sim import forecast  # keeps `certflow --help` fast (numpy)
 
     at = parse_now(now)
-    with _store(db) as store:
+    with _store(db, read_only=True) as store:
         rollout = loads(store.dumps(name))
         pushes, reports = store.activity(name)
     result = forecast(rollout, at, pushes, reports, runs=runs, level=level, seed=seed)

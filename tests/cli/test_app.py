@@ -127,7 +127,8 @@ def test_a_bad_now_names_the_value_and_the_problem(value: str, message: str) -> 
     "module",
     [
         "_app", "_certs", "_csr", "_key", "_rollout", "_rollout_devices", "_rollout_export",
-        "_rollout_input", "_rollout_outbox", "_rollout_read", "_rollout_render", "_simulate",
+        "_rollout_input", "_rollout_outbox", "_rollout_read", "_rollout_render", "_rollout_store",
+        "_simulate",
     ],
 )  # fmt: skip
 def test_every_option_a_message_names_exists(module: str) -> None:
