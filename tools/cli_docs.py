@@ -522,18 +522,31 @@ refuses a missing one (it does not create an empty file).
 | 0 | done |
 | 1 | the rules refused the command (`certflow: refused: <why>`), the new certificate failed a check (`new`: the findings are printed), or a confirmation was declined (`certflow: not imported: ...`) |
 | 2 | bad input (`certflow: error: <message>`): unknown rollout, device or effect id, a malformed file, a time earlier than the rollout's clock, a `--now` without an offset, a missing, corrupt or newer database |
+| 75 | a temporary failure (`certflow: error: <message>`, saying to try again): the database was locked by another writer past the busy timeout, the server could not be reached, or the file changed while it was read; nothing was changed, so the same command can simply run again |
 | 130 | interrupted |
 
 Results go to standard output; errors, refusals, prompts and progress bars to standard
 error, so `--json` output can always be piped. Nothing is ever half-applied: each command
-is one transaction of the store.
+is one transaction of the store. A command that changes nothing (a duplicate report,
+enrolling an enrolled device, a bulk retry with nothing failed, `restarted` when no
+restart is required, a `tick` with nothing due) says "no change", exits 0 and records
+nothing (`--json`: `"changed": false`).
 
 ## Choices where the contract is silent
 
 - **`--now`** must carry an offset (a naive time is refused rather than guessed); it is
-  converted to UTC. Reads take it too: `status` shows the rollout at `--now`, advancing
-  it first if something fell due (exactly what `tick` would do, so the effects that
-  produces land in the outbox); `effects`, `history` and `list` only check it.
+  converted to UTC. Without it the command reads the real clock, and then an instant up
+  to 5 seconds behind the rollout's clock is taken as the rollout's clock (processes on
+  one machine read slightly different clocks, and one may wait for another's write); an
+  explicit `--now` earlier than the rollout's clock is refused (exit 2).
+- **Reads never write.** `status`, `list`, `history`, `effects` and `forecast` open the
+  database read-only: they work on a read-only file or folder, leave no file beside it,
+  and read a database of an older certflow as it is (the first command upgrades it).
+  `status` and `list` show the rollout at `--now`: if timers fell due that no `tick` has
+  stored, what they show is what a tick at `--now` would leave, and they say so (a
+  `Projected:` line, a `*` in the list; `--json`: `"projected": true`); nothing is
+  stored, and the effects appear once a tick runs. `effects` and `history` show what is
+  stored.
 - **`new`** loads `--cert` files with `certflow.certs` (any mix of PFX, CER/CRT, chain and
   key files; the password from `--password`, `--password-file`, or a prompt at a
   terminal), checks them for every `--host` at `--now` like `certflow cert check`, and on
@@ -569,11 +582,17 @@ is one transaction of the store.
   they refuse exits 1 then.
 - **`retry`** takes one DEVICE or `--all-failed`, never both. **`tick`** with NAME advances
   that rollout to `--now` (an error if `--now` is before its clock); without, every rollout
-  with something due, each in its own transaction.
+  with something due, each in its own transaction; with nothing due it says "no change".
 - **`effects`** prints one line per effect: its id (`ROLLOUT:SEQ:N`, stable: give it to
-  `ack`), the instant it fell due, and what to do. `--all` adds acknowledged ones, with
-  when. **`ack`** takes ids of that rollout only; an unknown id refuses them all;
-  acknowledging twice is harmless and reported as such.
+  `ack`), the instant it fell due, and what to do, with its delivery record: failed
+  deliveries, the last error and the next attempt (a failing effect backs off). `--all`
+  lists every effect with what became of it: acknowledged (when), superseded (the end of
+  the rollout made it moot: a cancelled rollout's pushes and notices, an imported one's
+  notices; never delivered), dead (its delivery failed too often; no longer retried).
+  `--dead` lists the dead ones; `--revive ID...` makes them pending again, each with its
+  retries anew (an id already pending is left as it is; an unknown, foreign or
+  acknowledged one refuses them all). **`ack`** takes ids of that rollout only; an unknown
+  id refuses them all; acknowledging twice is harmless and reported as such.
 - **`status`** is the View Details page: state, completion, counts per device state,
   started, next notice, next checkpoint, deadline, the manual extension (available now, or
   from when), restart required; then a page of devices in creation order with state,
@@ -636,8 +655,13 @@ the rollout's t0 being {_at(0)}.""",
         "The manual extension opens on day 6; before that the rules refuse it (exit 1):",
         Run(f"certflow rollout extend {ROLLOUT} --now {_at(5)}"),
         Run(f"certflow rollout extend {ROLLOUT} --now {_at(6)}"),
+        "Read past a due timer, `status` shows what a tick would leave, and stores nothing:",
+        Run(f"certflow rollout status {ROLLOUT} --limit 1 --now {_at(14, 1)}"),
         "A scheduler ticks; the first checkpoint (day 14 now) finds devices not trusting the root:",
         Run(f"certflow rollout tick --now {_at(14, 1)}"),
+        "A tick with nothing due, or a report repeated, changes nothing and says so:",
+        Run(f"certflow rollout tick --now {_at(14, 1)}"),
+        Run(f"certflow rollout report {ROLLOUT} ipad-01 installed --now {_at(14, 1)}"),
         "The host performs the effects and acknowledges them (twice is harmless):",
         Run(f"certflow rollout effects {ROLLOUT}"),
         Run(f"certflow rollout ack {ROLLOUT} {ROLLOUT}:2:0 {ROLLOUT}:6:0 --now {_at(14, 2)}"),
