@@ -2,7 +2,8 @@
 
 The top-level group is :data:`main`; each subcommand module registers on it. Exit codes
 and error handling are in :mod:`certflow.cli._app`: 0 ok, 1 a check found errors, 2 bad
-input, 130 interrupted; every error is one line, never a traceback.
+input, 75 a temporary failure (a busy or unreachable database: try again), 130
+interrupted; every error is one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ from certflow.cli import (  # noqa: F401  (they register their commands)
     _rollout_read,
     _simulate,
 )
-from certflow.cli._app import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, main
+from certflow.cli._app import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TEMPORARY,
+    main,
+)
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK", "main"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FINDINGS",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TEMPORARY",
+    "main",
+]
