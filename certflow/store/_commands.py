@@ -230,17 +230,18 @@ def apply(store: Driver, name: str, batch: list[Command], now: datetime, kind: s
 
 
 def run_batch(
-    store: Driver, name: str, batch: list[Command], now: datetime, kind: str
-) -> tuple[list[StoredEffect] | None, Row, datetime, Overview]:
+    store: Driver, name: str, batch: list[Command], now: datetime, kind: str, head: bool = False
+) -> tuple[list[StoredEffect] | None, Row, datetime, Overview | None]:
     """Apply ``batch`` inside the open write transaction: the effects as stored (``None``
     for a no-op, which writes nothing), the rollout row after it, the instant it ran at,
-    and the rollout's head just before the batch (the timers due by then fired)."""
+    and with ``head`` the rollout's head just before the batch (the timers due by then
+    fired: a preview's ``before``; a command does not pay for it)."""
     row = store._row(name, own=True)
     at = store._check_now(row, now)
     turn = _turn(store, row, at)
     run, port = turn.run, turn.port
     turn.catch_up(store, at)
-    before = _head(store, row.plan, run.phase, row.counts, at)
+    before = _head(store, row.plan, run.phase, row.counts, at) if head else None
     # Every device the batch names, read at once (a device command names one).
     named = (getattr(command, "device_id", None) for command in batch)
     port.fetch(d for d in named if isinstance(d, str) and can_store(d))
@@ -271,7 +272,7 @@ def _head(
 def preview(store: Driver, name: str, command: Command, now: datetime) -> Preview:
     with store._rehearsal():
         try:
-            stored, row, at, before = run_batch(store, name, [command], now, "command")
+            stored, row, at, before = run_batch(store, name, [command], now, "command", True)
         except CommandRefused as refusal:
             return Preview((), None, refusal)
         after = _head(store, row.plan, row.phase, row.counts, at)

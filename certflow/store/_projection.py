@@ -6,8 +6,9 @@ The store's driver runs the timers through the interpreter, as a tick would, ove
 :class:`Dry` port: it moves no device row, but follows what the fleet-wide moves do to
 the per-state counts (a timeout moves the devices of one deadline, read through the
 deadline index; any other move takes every device of its source states, which the
-counts say) and which acknowledgement deadlines they drop. That is O(1) rows, like a
-tick's own reads, and exact for every timer of the shipped rules. A projection it
+counts say) and which acknowledgement deadlines they drop. That reads what a tick's own
+reads read (the rollout row; for a timeout, a count of its devices through the deadline
+index), and is exact for every timer of the shipped rules. A projection it
 cannot follow from the counts (a timer that pushes to the fleet, or a timeout after
 another fleet-wide move: rules certflow does not ship) is made by the in-memory
 evaluator from the whole rollout instead (O(fleet)), so that every declaration reads

@@ -412,7 +412,8 @@ class SqlStore:
         that writes nothing. If timers fell due between the rollout's clock and ``now``
         (no tick stored them yet), it is what a tick at ``now`` would leave, and says so
         (``projected``, and ``due``: the first of them); nothing is stored. The
-        projection costs what a tick's reads cost (O(1) rows for the shipped rules)."""
+        projection costs what a tick's reads cost: the rollout row, and for a timeout a
+        count of its devices through the deadline index."""
         return _reads.view(self, name, now)
 
     def devices(
