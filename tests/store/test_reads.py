@@ -87,6 +87,26 @@ def test_no_read_changes_anything_even_past_a_due_timer(filled: Backend, read_on
     assert filled.tables() == before
 
 
+def test_no_read_commits_or_sends_a_write(filled: Backend) -> None:
+    """Every read ends its transaction without a COMMIT, and sends no statement that
+    writes (SQLite's trace of what it ran; on both backends, the store's commit hook)."""
+    with filled.open(create=False) as store:
+
+        def committed(write: bool) -> None:
+            raise AssertionError("a read committed")
+
+        store._commit = committed  # type: ignore[method-assign]
+        traced: list[str] = []
+        if isinstance(store, SqliteStore):
+            store._db.set_trace_callback(traced.append)
+        every_read(store, day(6.5))
+    written = [
+        t for t in traced if t.split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "COMMIT")
+    ]
+    assert written == []
+    assert ("ROLLBACK" in traced) == isinstance(store, SqliteStore)
+
+
 def test_a_read_only_store_reads_what_a_writable_one_reads(filled: Backend) -> None:
     with filled.open(create=False) as writable:
         expected = every_read(writable, day(6.5))
