@@ -49,6 +49,7 @@ from certflow.cli._rollout_store import execute, outcome, store_for
 from certflow.core import commands as c
 from certflow.core.errors import CommandRefused, UnknownDevice
 from certflow.core.evaluator import new_rollout
+from certflow.core.expiry import expiry_warnings
 from certflow.core.instants import show
 from certflow.core.policy import CertificateKind
 from certflow.core.wording import describe_refusal
@@ -275,6 +276,7 @@ def rollout_new(
         info = store.create(name, rollout, progress=progress)
         store_location = store.location  # a URL without its password
     public = rollout.plan.root_publicly_trusted
+    warnings = expiry_warnings(rollout.plan, rollout.phase, rollout.plan.created_at)
     if as_json:
         print_json(
             {
@@ -287,9 +289,12 @@ def rollout_new(
                 "existing_not_after": rollout.plan.existing_not_after.isoformat(),
                 "database": store_location,
                 "identity": identity_data(rollout.plan.identity),
+                "warnings": list(warnings),
             }
         )
         return EXIT_OK
+    for warning in warnings:
+        click.echo(f"certflow: warning: {warning}", err=True)
     click.echo(
         f"Created rollout {info.name} ({info.state.value}) for {info.devices:,} devices "
         f"in {store_location}"
@@ -314,7 +319,7 @@ def rollout_new(
 @_refusals
 def rollout_distribute(name: str, db: str, now: str | None, as_json: bool) -> int:
     """Distribute Root Certificate (recommended): push the new root to every device."""
-    return _execute(db, now, as_json, name, c.DistributeRoot())
+    return _execute(db, now, as_json, name, c.DistributeRoot(), warn=True)
 
 
 def _confirm_import(
@@ -434,7 +439,7 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
                     click.echo(f"The extension set the {label} to {_when(new)}")
                 else:
                     click.echo(f"The extension moved the {label} from {_when(old)} to {_when(new)}")
-        return _outcome(store, name, _command_text(command), effects, at, as_json)
+        return _outcome(store, name, _command_text(command), effects, at, as_json, warn=True)
 
 
 @rollout_group.command("cancel")

@@ -17,7 +17,7 @@ from certflow.core import commands as c
 from certflow.core.effects import Effect
 from certflow.core.identity import Identity
 from certflow.core.instants import show
-from certflow.core.plan import DeviceRecord, DeviceState
+from certflow.core.plan import DeviceRecord
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 from certflow.core.wording import describe_effect
@@ -133,9 +133,6 @@ def _entry_text(entry: JournalEntry) -> str:
 
 # --- the overview and the device table -------------------------------------------------------
 
-#: The in-scope states of devices that do not trust the new root yet.
-_UNTRUSTING = [s for s in DeviceState if s.in_scope and not s.trusts]
-
 
 def _overview_data(head: Overview) -> dict[str, Any]:
     return {
@@ -143,11 +140,17 @@ def _overview_data(head: Overview) -> dict[str, Any]:
         "now": head.now.isoformat(),
         "counts": {state.value: n for state, n in head.counts.items()},
         "in_scope": head.in_scope,
+        "trusting": head.trusting,
         "percent_complete": round(head.percent_complete, 2),
+        "distribution_needed": head.distribution_needed,
         "started_at": _instant(head.started_at),
         "next_notice": _instant(head.next_notice),
         "next_checkpoint": _instant(head.next_checkpoint),
+        "next_checkpoint_is_expiry": head.next_checkpoint_is_expiry,
         "deadline": _instant(head.deadline),
+        "existing_not_after": _instant(head.existing_not_after),
+        "existing_expired": head.existing_expired,
+        "warnings": list(head.warnings),
         "manual_extension_available": head.manual_extension_available,
         "manual_extension_opens_at": _instant(head.manual_extension_opens_at),
         "manual_extensions": head.manual_extensions,
@@ -217,7 +220,6 @@ def _when(value: datetime | None) -> str:
 
 
 def _print_overview(name: str, head: Overview) -> None:
-    trusted = head.in_scope - sum(head.counts[s] for s in _UNTRUSTING)
     if head.manual_extension_available:
         extension = "available now"
     elif head.manual_extension_opens_at is not None and head.manual_extension_opens_at > head.now:
@@ -230,17 +232,27 @@ def _print_overview(name: str, head: Overview) -> None:
         ("Rollout", f"{name}: {head.state.value} (at {show(head.now)})"),
         (
             "Complete",
-            f"{head.percent_complete:.1f}% ({trusted:,} of {head.in_scope:,} in-scope devices "
-            "trust the root)",
+            f"{head.percent_complete:.1f}% ({head.trusting:,} of {head.in_scope:,} in-scope "
+            "devices trust the root)"
+            + ("" if head.distribution_needed else "; publicly trusted: no distribution needed"),
         ),
         ("Devices", ", ".join(f"{s.value} {n:,}" for s, n in head.counts.items())),
         ("Started", _when(head.started_at)),
         ("Next notice", _when(head.next_notice)),
-        ("Next checkpoint", _when(head.next_checkpoint)),
+        (
+            "Next checkpoint",
+            _when(head.next_checkpoint)
+            + (" (the existing certificate's expiry)" if head.next_checkpoint_is_expiry else ""),
+        ),
         ("Deadline", _when(head.deadline)),
+        (
+            "Existing cert",
+            f"{'expired' if head.existing_expired else 'expires'} {show(head.existing_not_after)}",
+        ),
         ("Extension", extension),
         ("Restart required", "yes" if head.restart_required else "no"),
         *identity_rows(head.identity),
+        *(("Warning", warning) for warning in head.warnings),
     ]
     for label, value in rows:
         click.echo(f"{label + ':':<18}{value}")

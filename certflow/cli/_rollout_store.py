@@ -60,12 +60,15 @@ def store_for(
         store.close()
 
 
-def execute(db: str, now: str | None, as_json: bool, name: str, command: c.Command) -> int:
-    """Apply ``command`` to rollout ``name`` at ``--now`` and say what it did."""
+def execute(
+    db: str, now: str | None, as_json: bool, name: str, command: c.Command, *, warn: bool = False
+) -> int:
+    """Apply ``command`` to rollout ``name`` at ``--now`` and say what it did (``warn``:
+    and what the view details warn of, for the commands that change the timeline)."""
     at = parse_now(now)
     with store_for(db, real_clock=now is None) as store:
         effects = store.apply(name, command, at)
-        return outcome(store, name, _command_text(command), effects, at, as_json)
+        return outcome(store, name, _command_text(command), effects, at, as_json, warn=warn)
 
 
 def outcome(
@@ -75,11 +78,16 @@ def outcome(
     effects: Sequence[StoredEffect],
     at: datetime,
     as_json: bool,
+    *,
+    warn: bool = False,
 ) -> int:
     """What a command did: the rollout's state and the effects it placed in the outbox;
-    or, for a no-op (``changed`` false), "no change"."""
+    or, for a no-op (``changed`` false), "no change". With ``warn``, the view details'
+    warnings too (the existing certificate's expiry: certflow.core.expiry)."""
     changed = getattr(effects, "changed", True)
-    state = store.view(name, at).overview.state.value
+    head = store.view(name, at).overview
+    state = head.state.value
+    warnings = list(head.warnings) if warn else []
     if as_json:
         print_json(
             {
@@ -88,9 +96,12 @@ def outcome(
                 "changed": changed,
                 "state": state,
                 "effects": [effect_data(e) for e in effects],
+                **({"warnings": warnings} if warn else {}),
             }
         )
         return EXIT_OK
+    for warning in warnings:
+        click.echo(f"certflow: warning: {warning}", err=True)
     if not changed:
         click.echo(f"{what}: no change (rollout {name} is {state}); nothing was recorded")
         return EXIT_OK

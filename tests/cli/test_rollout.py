@@ -998,3 +998,36 @@ def test_a_schema_of_other_tables_is_refused_and_left_alone(
         ).fetchall()
         assert tables == [("orders",)]
         assert connection.execute("SELECT id FROM certflow.orders").fetchall() == [(7,)]
+
+
+# --- The existing certificate's expiry (rollout-rules.md) ---------------------------------------
+
+
+def test_new_and_distribute_warn_when_the_existing_certificate_expires_before_day_7(
+    upload: Path, backend: Backend
+) -> None:
+    # The current certificate expires on day 40: created on day 36, it expires before the
+    # first checkpoint of a distribution started then.
+    created = cli(*new_args(upload, backend.target, "r1", "--now", at(36)))
+    assert "certflow: warning: the existing certificate expires on" in created.stderr
+    assert "before the first checkpoint" in created.stderr
+    data = as_json(cli(*new_args(upload, backend.target, "r2", "--now", at(36), "--json")))
+    assert any("before the first checkpoint" in w for w in data["warnings"])
+    started = cli("rollout", "distribute", "r1", "--db", backend.target, "--now", at(36))
+    assert "lies past the existing certificate's expiry" in started.stderr
+    shown = cli("rollout", "status", "r1", "--db", backend.target, "--now", at(37)).stdout
+    assert "Existing cert:    expires" in shown
+    assert "Warning:" in shown
+
+
+def test_extend_warns_when_the_moved_deadline_lies_past_the_expiry(
+    upload: Path, backend: Backend
+) -> None:
+    # Created and started on day 15: deadline day 36, before the expiry on day 40; one
+    # extension on day 21 moves it to day 43, past the expiry.
+    cli(*new_args(upload, backend.target, "r1", "--now", at(15)))
+    quiet = cli("rollout", "distribute", "r1", "--db", backend.target, "--now", at(15))
+    assert "warning" not in quiet.stderr
+    moved = cli("rollout", "extend", "r1", "--db", backend.target, "--now", at(21))
+    assert "certflow: warning: the deadline" in moved.stderr
+    assert "lies past the existing certificate's expiry" in moved.stderr
