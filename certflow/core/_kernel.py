@@ -129,7 +129,9 @@ class Draft:
     ) -> None:
         """Move the device at index ``device`` to ``dest``, making the writes of ``calls``."""
         code = self.codes()[device]
-        _transition(self, device, code, dest, calls, command, run.now, run.effects)
+        known = run.plan.identity  # the root a push names
+        root = None if known is None else known.root.fingerprint
+        _transition(self, device, code, dest, calls, command, run.now, run.effects, root)
 
     def locate(self, device_id: str) -> int | None:
         """The index of a device, or ``None`` if the fleet does not know it."""
@@ -383,8 +385,10 @@ def _transition(
     command: Any,
     now: datetime,
     effects: list[Effect],
+    root: str | None = None,
 ) -> None:
-    """Move one device to state ``dest`` and make its device actions' declared writes."""
+    """Move one device to state ``dest`` and make its device actions' declared writes
+    (a push names ``root``, the fingerprint of the root pushed)."""
     new = (code & ~STATE_MASK) | dest
     for act in calls:
         if act.counts:
@@ -399,7 +403,7 @@ def _transition(
             if span is not None:
                 draft.schedule(Timeout(now + span, index, index + 1, new >> ATTEMPT_SHIFT, False))
         if act.pushes:
-            effects.append(PushRoot((draft.device_id(index),), new >> ATTEMPT_SHIFT, now))
+            effects.append(PushRoot((draft.device_id(index),), new >> ATTEMPT_SHIFT, now, root))
     draft.codes()[index] = new
     draft.counts += COUNT_DELTA[code & KEY_MASK][new & KEY_MASK]
     draft.changed = True

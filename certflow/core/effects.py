@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import attrs
 
+from certflow.core.identity import optional_fingerprint, pem_named, short
 from certflow.core.instants import show
+
+if TYPE_CHECKING:
+    from certflow.core.plan import Plan
+    from certflow.core.rollout import Rollout
 
 __all__ = [
     "AcknowledgementTimedOut",
@@ -41,15 +47,27 @@ class PushRoot:
     One effect per batch: distribution start pushes every in-scope device in one
     effect; a bulk retry emits one effect per attempt number, in ascending order; a
     single retry or an enrolment emits an effect for one device.
+
+    ``root_fingerprint`` names the root to push: the SHA-256 fingerprint of the
+    rollout's ``plan.identity.root`` (``None`` when the rollout has no identity);
+    :meth:`root_pem` gives its PEM.
     """
 
     device_ids: tuple[str, ...]
     attempt: int
     due_at: datetime
+    root_fingerprint: str | None = attrs.field(default=None, validator=optional_fingerprint)
+
+    def root_pem(self, of: Rollout | Plan) -> str:
+        """The PEM of the root to push, from the rollout that emitted this effect or its
+        plan (a store's ``plan(name)``); :class:`~certflow.errors.InvalidInput` when the
+        effect names no root or ``of`` is another rollout's."""
+        return pem_named(of, self.root_fingerprint, "PushRoot")
 
     def __str__(self) -> str:
         devices = _devices(self.device_ids)
-        return f"{show(self.due_at)}  push the root (attempt {self.attempt}) to {devices}"
+        root = "" if self.root_fingerprint is None else f" {short(self.root_fingerprint)}"
+        return f"{show(self.due_at)}  push the root{root} (attempt {self.attempt}) to {devices}"
 
 
 @attrs.frozen
@@ -116,14 +134,28 @@ class ImportPostponed:
 
 @attrs.frozen
 class ImportCertificate:
-    """Import the new certificate into the server now. ``forced``: some devices lose contact."""
+    """Import the new certificate into the server now. ``forced``: some devices lose contact.
+
+    ``certificate_fingerprint`` names the certificate: the SHA-256 fingerprint of the
+    rollout's ``plan.identity.certificate`` (``None`` when the rollout has no identity);
+    :meth:`certificate_pem` gives its PEM.
+    """
 
     forced: bool
     due_at: datetime
+    certificate_fingerprint: str | None = attrs.field(default=None, validator=optional_fingerprint)
+
+    def certificate_pem(self, of: Rollout | Plan) -> str:
+        """The PEM of the certificate to import, from the rollout that emitted this effect
+        or its plan; :class:`~certflow.errors.InvalidInput` as for
+        :meth:`PushRoot.root_pem`."""
+        return pem_named(of, self.certificate_fingerprint, "ImportCertificate")
 
     def __str__(self) -> str:
         what = "FORCED import (some devices are cut off)" if self.forced else "import"
-        return f"{show(self.due_at)}  {what} of the new certificate"
+        fingerprint = self.certificate_fingerprint
+        named = "" if fingerprint is None else f" {short(fingerprint)}"
+        return f"{show(self.due_at)}  {what} of the new certificate{named}"
 
 
 @attrs.frozen

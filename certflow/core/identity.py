@@ -30,7 +30,14 @@ import attrs
 from certflow.core.errors import InvalidInput
 from certflow.core.instants import require_aware, show
 
-__all__ = ["CertificateIdentity", "Identity", "RootIdentity"]
+__all__ = [
+    "CertificateIdentity",
+    "Identity",
+    "RootIdentity",
+    "optional_fingerprint",
+    "pem_named",
+    "short",
+]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -284,3 +291,42 @@ class Identity:
             f"certificate is {self.certificate.fingerprint} and its root "
             f"{self.root.fingerprint}"
         )
+
+
+# --- what the effects name --------------------------------------------------------------------
+
+
+def optional_fingerprint(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: ``None`` or a SHA-256 fingerprint (an effect's field)."""
+    if value is not None:
+        _fingerprint(attribute.name, value)
+
+
+def short(fingerprint: str) -> str:
+    """``SHA-256 1fa62e8fddc92f43…``: a fingerprint in a line for people."""
+    return f"SHA-256 {fingerprint[:16]}…"
+
+
+def pem_named(of: object, fingerprint: str | None, effect: str) -> str:
+    """The PEM of the certificate ``fingerprint`` names, in the identity of ``of`` (a
+    rollout, or its plan); the one call behind an effect's ``root_pem`` and
+    ``certificate_pem``."""
+    plan = getattr(of, "plan", of)
+    if not hasattr(plan, "identity"):
+        raise InvalidInput(f"of must be a certflow.Rollout or its Plan, got {type(of).__name__}")
+    if fingerprint is None:
+        raise InvalidInput(
+            f"this {effect} names no certificate: its rollout has no identity (made from "
+            "dates alone), so there is no PEM to give"
+        )
+    identity = plan.identity
+    if identity is None:
+        raise InvalidInput(
+            f"the rollout given has no identity, so it holds no PEM for this {effect}; give "
+            "the rollout (or plan) that emitted it"
+        )
+    if not isinstance(identity, Identity):
+        raise InvalidInput(
+            f"plan.identity must be a certflow.Identity, got {type(identity).__name__}"
+        )
+    return identity.pem(fingerprint)

@@ -417,8 +417,10 @@ def _start_distribution(run: Turn, invocation: Call) -> None:
 
 def _push(run: Turn, name: str) -> None:
     result = run.port.move(run.compiled.moves[name], run.now)
+    known = run.plan.identity  # the root it pushes, by its fingerprint
+    root = None if known is None else known.root.fingerprint
     for attempt in sorted(result.pushes):
-        run.effects.append(PushRoot(tuple(result.pushes[attempt]), attempt, run.now))
+        run.effects.append(PushRoot(tuple(result.pushes[attempt]), attempt, run.now, root))
 
 
 @action("push_pending")
@@ -499,7 +501,9 @@ def _postpone(run: Turn, invocation: Call) -> None:
 @action("import_certificate")
 def _import_certificate(run: Turn, invocation: Call) -> None:
     forced = run.compiled.rules.rollout.state(run.dest).forced
-    run.effects.append(ImportCertificate(forced=forced, due_at=run.now))
+    known = run.plan.identity  # the certificate it imports, by its fingerprint
+    named = None if known is None else known.certificate.fingerprint
+    run.effects.append(ImportCertificate(forced, run.now, named))
 
 
 @action("mark_stragglers")

@@ -36,6 +36,7 @@ from certflow.core.effects import (
     RolloutCancelled,
 )
 from certflow.core.errors import CommandRefused, InvalidInput, UnknownDevice
+from certflow.core.identity import short
 from certflow.core.instants import show
 
 __all__ = [
@@ -78,9 +79,9 @@ def describe_effect(
     """
     _check(names)
     match effect:
-        case PushRoot(device_ids=ids, attempt=attempt):
+        case PushRoot(device_ids=ids, attempt=attempt, root_fingerprint=root):
             target = ids[0] if len(ids) == 1 else _count(len(ids), "device")
-            return f"push root to {target} (attempt {attempt})"
+            return f"push root to {target} (attempt {attempt}){_named('root', root)}"
         case Notify(checkpoint=checkpoint, checkpoint_at=at, final=final, expiry=expiry):
             if expiry:
                 what = f"the current certificate expires on {show(at)}: import then"
@@ -97,13 +98,14 @@ def describe_effect(
                 f"checkpoint {checkpoint}: the import condition does not hold; "
                 f"import postponed to {show(at)}"
             )
-        case ImportCertificate(forced=forced):
+        case ImportCertificate(forced=forced, certificate_fingerprint=fingerprint):
+            named = _named("certificate", fingerprint)
             if forced:
                 return (
                     "import the new certificate "
-                    "(FORCED: devices not trusting the root lose contact)"
+                    f"(FORCED: devices not trusting the root lose contact){named}"
                 )
-            return "import the new certificate"
+            return f"import the new certificate{named}"
         case RestartRequired():
             return (
                 "restart the server so that it loads the new certificate, "
@@ -161,6 +163,11 @@ def describe_trust(trusted: int, in_scope: int) -> str:
     percent = 100.0 if in_scope == 0 else 100.0 * trusted / in_scope
     verb = "trusts" if trusted == 1 else "trust"
     return f"{trusted:,} of {_count(in_scope, 'in-scope device')} {verb} the root ({percent:.1f}%)"
+
+
+def _named(what: str, fingerprint: str | None) -> str:
+    """``, root SHA-256 1fa62e8fddc92f43…``: the certificate an effect names, if any."""
+    return "" if fingerprint is None else f", {what} {short(fingerprint)}"
 
 
 def _count(count: int, noun: str) -> str:

@@ -158,7 +158,9 @@ class Port:
                 values[6] = None if span is None else store._put(now + span)
             if act.pushes:
                 values[4] = store._put(now)
-                run.effects.append(PushRoot((device_id,), values[2], now))
+                known = run.plan.identity  # the root it pushes, by its fingerprint
+                root = None if known is None else known.root.fingerprint
+                run.effects.append(PushRoot((device_id,), values[2], now, root))
         if not store._compiled.keeps_wait(dest, calls):
             values[6] = None  # the device left the declared wait: it awaits no answer
         if isinstance(command, REPORTS):

@@ -235,7 +235,10 @@ def test_a_whole_rollout_from_the_command_line(
     listing = cli("rollout", "effects", "r1", "--db", db).stdout
     assert "datetime" not in listing
     assert re.search(
-        rf"^{ids[0]} +2026-03-01 12:00 UTC  push root to 6 devices \(attempt 1\)$", listing, re.M
+        rf"^{ids[0]} +2026-03-01 12:00 UTC  push root to 6 devices \(attempt 1\), "
+        r"root SHA-256 [0-9a-f]{16}…$",
+        listing,
+        re.M,
     )
     acked = cli("rollout", "ack", "r1", *ids[:2], "--db", db, "--now", at(days=29)).stdout
     assert acked.startswith("Acknowledged 2 effects")

@@ -486,3 +486,61 @@ def test_the_compiled_moves_are_the_declared_fleet_mapping() -> None:
                 move = compiled.moves[invocation.name]
                 expected |= {states[s]: states[d] for s, d in enumerate(move.dest) if d >= 0}
         assert RULES.fleet_mapping(row) == expected
+
+
+# --- The effects name what the rollout rolls out --------------------------------------------------
+
+
+def _named(effects: Any) -> list[tuple[str, str | None]]:
+    """Each PushRoot's and ImportCertificate's class and the fingerprint it names."""
+    out: list[tuple[str, str | None]] = []
+    for effect in effects:
+        if isinstance(effect, cf.PushRoot):
+            out.append(("PushRoot", effect.root_fingerprint))
+        elif isinstance(effect, cf.ImportCertificate):
+            out.append(("ImportCertificate", effect.certificate_fingerprint))
+    return out
+
+
+@pytest.mark.parametrize("identified", [True, False], ids=["identity", "dates alone"])
+def test_every_push_names_the_root_and_every_import_the_certificate(identified: bool) -> None:
+    rollout = build(["a", "b", "c", "d"], identified=identified, policy=cf.Policy(ack_timeout=DAY))
+    known = rollout.plan.identity
+    root = None if known is None else known.root.fingerprint
+    leaf = None if known is None else known.certificate.fingerprint
+    seen: list[tuple[str, str | None]] = []
+    steps: list[tuple[cf.Command | None, Any]] = [
+        (cf.DistributeRoot(), T0),  # the fleet-wide push
+        (cf.DeviceFailed("a", "no"), T0 + HOUR),
+        (cf.Retry("a"), T0 + 2 * HOUR),  # one device: the kernel's own push
+        (cf.Enroll("e"), T0 + 3 * HOUR),  # an enrolment while distributing pushes
+        (None, day(2)),  # the pushes time out
+        (cf.RetryAllFailed(), day(2) + HOUR),  # the bulk retry, one effect per attempt
+        (cf.ImportNow(), day(3)),  # a forced import
+    ]
+    for command, at in steps:
+        step = cf.advance(rollout, at) if command is None else cf.apply(rollout, command, at)
+        rollout = step.rollout
+        seen += _named(step.effects)
+    batch = cf.apply_all(
+        cf.apply(build(2, identified=identified), cf.DistributeRoot(), T0).rollout,
+        [cf.DeviceFailed("d0", "no"), cf.Retry("d0"), cf.Enroll("z")],
+        T0 + HOUR,
+    )
+    seen += _named(batch.effects)
+    kinds = [kind for kind, _ in seen]
+    assert kinds.count("PushRoot") >= 6
+    assert kinds.count("ImportCertificate") == 1
+    assert seen == [(kind, root if kind == "PushRoot" else leaf) for kind in kinds]
+
+
+def test_an_import_names_the_certificate_whichever_row_imports() -> None:
+    public = build(2, identified=True, public=True)
+    known = public.plan.identity
+    assert known is not None
+    proceeded = cf.apply(public, cf.ProceedToImport(), T0)
+    assert _named(proceeded.effects) == [("ImportCertificate", known.certificate.fingerprint)]
+    at_checkpoint = cf.advance(
+        cf.apply(build(2, identified=True), cf.DistributeRoot(), T0).rollout, day(22)
+    )
+    assert ("ImportCertificate", known.certificate.fingerprint) in _named(at_checkpoint.effects)

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import certflow as cf
+from certflow.core.serialization import decode_effect, encode
 from tests.core.strategies import (
     ADMIN_COMMANDS,
     DAY,
@@ -327,9 +328,11 @@ _T = datetime(2026, 7, 1, 9, tzinfo=UTC)
         cf.Unenroll("a"),
         cf.Reenrolled("a"),
         cf.PushRoot(("a", "b"), 2, _T),
+        cf.PushRoot(("a", "b"), 2, _T, "ab" * 32),
         cf.Notify(1, _T + 7 * 24 * HOUR, False, _T),
         cf.ImportPostponed(1, _T, _T),
         cf.ImportCertificate(forced=True, due_at=_T),
+        cf.ImportCertificate(forced=True, due_at=_T, certificate_fingerprint="cd" * 32),
         cf.RestartRequired(_T),
         cf.ReenrollmentRequired(("c",), _T),
         cf.AcknowledgementTimedOut(("d",), _T),
@@ -533,3 +536,16 @@ _KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE 
 def test_a_bad_identity_in_a_document_is_named(text: str, message: str) -> None:
     with pytest.raises(cf.SerializationError, match=message):
         cf.loads(text)
+
+
+def test_an_effect_stored_before_effects_named_their_certificate_loads_naming_none() -> None:
+    # As an earlier certflow stored them in its outbox (tests/store/data has such rows).
+    push = {"type": "PushRoot", "device_ids": ["a"], "attempt": 1, "due_at": _T.isoformat()}
+    imported = {"type": "ImportCertificate", "forced": False, "due_at": _T.isoformat()}
+    assert decode_effect(push) == cf.PushRoot(("a",), 1, _T)
+    assert decode_effect(imported) == cf.ImportCertificate(False, _T)
+    assert encode(cf.PushRoot(("a",), 1, _T, "ab" * 32))["root_fingerprint"] == "ab" * 32
+    with pytest.raises(cf.SerializationError, match=r"malformed effect: .*root_fingerprint"):
+        decode_effect({**push, "root_fingerprint": "AB"})
+    with pytest.raises(cf.SerializationError, match=r"malformed effect: .*device_ids"):
+        decode_effect({**push, "device_ids": "a"})

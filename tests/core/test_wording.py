@@ -55,6 +55,7 @@ def sample(kind: type) -> Any:
         datetime: day(7),
         tuple[str, ...]: ("a", "b"),
         str: "forced import",
+        str | None: "ab" * 32,  # a fingerprint the effect names
     }
     fields = attrs.fields(attrs.resolve_types(kind))
     return kind(**{field.name: values[field.type] for field in fields})
@@ -114,6 +115,20 @@ def test_each_effect_reads_as_one_line_for_an_administrator() -> None:
         "2 devices must re-enrol: x, y",
         "3 pushes timed out, now failed: p, q, r",
     ]
+
+
+def test_push_root_and_import_certificate_name_the_certificate_when_the_rollout_has_one() -> None:
+    root, leaf = "ab" * 32, "cd" * 32
+    assert cf.describe_effect(cf.PushRoot(("a", "b"), 1, T0, root)) == (
+        f"push root to 2 devices (attempt 1), root SHA-256 {root[:16]}…"
+    )
+    assert cf.describe_effect(cf.ImportCertificate(False, T0, leaf)) == (
+        f"import the new certificate, certificate SHA-256 {leaf[:16]}…"
+    )
+    assert cf.describe_effect(cf.ImportCertificate(True, T0, leaf)) == (
+        "import the new certificate (FORCED: devices not trusting the root lose contact), "
+        f"certificate SHA-256 {leaf[:16]}…"
+    )
 
 
 def test_one_device_and_many_are_counted_in_good_english() -> None:
