@@ -306,6 +306,7 @@ class ReferenceRollout:
         follow_ups: Mapping[tuple[str, str], tuple[str, ...]] = FOLLOW_UPS,
     ) -> None:
         self.devices: dict[str, Device] = {d: Device() for d in ids}
+        self.moves = 0  # device moves and arrivals: a command that makes none may be a no-op
         for d in trusted:
             self.devices[d].state = "installed"
         self.existing_not_after = existing_not_after
@@ -548,9 +549,14 @@ class ReferenceRollout:
 
         before = self._save()
         effects = self._atomically(run)
-        if not effects and self._facts(self._save()) == self._facts(before):
+        if (
+            not effects
+            and self.moves == before["moves"]
+            and self._facts(self._save()) == self._facts(before)
+        ):
             # "No-ops. A command that changes nothing ... emits nothing and leaves the
-            # rollout equal to what it was": not even its clock moves.
+            # rollout equal to what it was": not even its clock moves. (A batch that moves
+            # a device away and back changed something on the way: no no-op.)
             taken = self.taken
             self._restore(before)
             self.taken = taken
@@ -678,6 +684,7 @@ class ReferenceRollout:
 
     def _move(self, device_id: str, trigger: str, *, reason: str | None = None) -> int:
         """Move one device by its row for ``trigger``; its attempt count after the move."""
+        self.moves += 1
         device = self.devices[device_id]
         device.state = self.device_next[(device.state, trigger)]
         if trigger in PUSHING_TRIGGERS:
@@ -702,6 +709,7 @@ class ReferenceRollout:
         effects: list[cf.Effect] = []
         if device is None:
             self.devices[device_id] = Device()  # enters in the initial state
+            self.moves += 1
         elif (device.state, trigger) in self.device_next:
             effects += self._device_step(device_id, trigger, command)
         elif (device.state, trigger) in self.ignored:

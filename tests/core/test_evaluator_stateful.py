@@ -272,8 +272,9 @@ class RolloutMachine(RuleBasedStateMachine):
         now: datetime,
         effects: tuple[cf.Effect, ...],
     ) -> None:
-        # Advancing twice to the same instant changes nothing and emits nothing.
-        again = cf.advance(self.rollout, now)
+        # Advancing twice to the same instant changes nothing and emits nothing. (After a
+        # no-op the rollout's clock stayed where it was: that is the instant it has seen.)
+        again = cf.advance(self.rollout, self.rollout.clock)
         assert again.effects == ()
         assert again.rollout == self.rollout
         if commands is None and now > before.clock:
