@@ -665,3 +665,212 @@ def test_a_timer_and_a_wait_fire_only_time_triggers() -> None:
         "wait 'acknowledgement' fires 'ack_timeout', which is not a time trigger" in p
         for p in problems
     ), problems
+
+
+# --- Mutation survivors of 2026-12-07: what the validation and the page say ------------------
+
+
+def test_a_declared_timer_after_an_undeclared_one_is_still_checked() -> None:
+    broken = _toy(
+        states=(State("a", timers=("tock", "tick")), State("b"), State("end", terminal=True)),
+        transitions=(*_rows(keep=2), Transition("a", "t", "a"), *_rows()[3:]),
+    )
+    with pytest.raises(ValueError, match=r"^toy machine: ") as caught:
+        broken.validate()
+    assert "state 'a' names undeclared timer 'tock'" in str(caught.value)
+    assert "a --t--> a does not consume timer 'tick'" in str(caught.value)
+
+
+def test_a_timer_row_after_one_that_ends_the_machine_is_still_checked() -> None:
+    rows = (
+        *_rows(keep=2),
+        Transition("a", "t", "end", ("ok",)),
+        Transition("a", "t", "a"),
+        *_rows()[3:],
+    )
+    with pytest.raises(ValueError, match=r"^toy machine: ") as caught:
+        _toy(transitions=rows).validate()
+    message = str(caught.value)
+    assert "a --t--> a does not consume timer 'tick'" in message
+    assert "--> end does not consume" not in message
+
+
+@pytest.mark.parametrize(
+    ("consumed_by", "actions", "named"),
+    [((), ("act",), "nothing"), (("act", "spare"), ("act", "spare"), "act, spare")],
+)
+def test_an_unconsumed_timer_names_what_would_consume_it(
+    consumed_by: tuple[str, ...], actions: tuple[str, ...], named: str
+) -> None:
+    broken = _toy(
+        transitions=(*_rows(keep=2), Transition("a", "t", "a"), *_rows()[3:]),
+        actions=tuple(Action(name) for name in actions),
+        timers=(Timer("tick", "t", consumed_by=consumed_by),),
+    )
+    with pytest.raises(ValueError, match=r"^toy machine: ") as caught:
+        broken.validate()
+    assert (
+        f"a --t--> a does not consume timer 'tick' ({named} would), which would still be "
+        "due after it" in str(caught.value)
+    )
+
+
+def test_a_duplicate_wait_name_is_named_alone() -> None:
+    (wait,) = RULES.device.waits
+    other = attrs.evolve(wait, name="other")
+    device = attrs.evolve(RULES.device, waits=(wait, wait, other))
+    with pytest.raises(ValueError, match=r"duplicate wait names \['acknowledgement'\](;|$)"):
+        device.validate()
+
+
+def test_a_wait_may_run_in_every_declared_state() -> None:
+    (wait,) = RULES.device.waits
+    everywhere = attrs.evolve(wait, in_states=RULES.device.state_names)
+    device = attrs.evolve(RULES.device, waits=(everywhere,))
+    with pytest.raises(ValueError, match=r"^device machine: ") as caught:  # not for its names
+        device.validate()
+    assert "has no row for: the wait could never run out there" in str(caught.value)
+    assert "names undeclared states" not in str(caught.value)
+
+
+def test_a_wait_after_one_with_undeclared_states_is_still_checked() -> None:
+    (wait,) = RULES.device.waits
+    lost = attrs.evolve(wait, in_states=("limbo",))
+    wider = attrs.evolve(wait, name="wider", in_states=("pushed", "failed"))
+    device = attrs.evolve(RULES.device, waits=(lost, wider))
+    with pytest.raises(ValueError, match=r"^device machine: ") as caught:
+        device.validate()
+    message = str(caught.value)
+    assert "wait 'acknowledgement' names undeclared states ('limbo',)" in message
+    assert (
+        "wait 'wider' fires 'ack_timeout', which state 'failed' has no row for: the wait "
+        "could never run out there" in message
+    )
+
+
+def test_a_timer_fires_only_a_time_trigger() -> None:
+    triggers = tuple(
+        attrs.evolve(t, source="rollout") if t.name == "notify" else t
+        for t in RULES.rollout.triggers
+    )
+    rules = attrs.evolve(RULES, rollout=attrs.evolve(RULES.rollout, triggers=triggers))
+    problems = list(rules._link_problems())
+    assert "timer 'notice' fires 'notify', not a time trigger" in problems
+
+
+def test_validation_refuses_a_second_wait_of_the_device_machine() -> None:
+    (wait,) = RULES.device.waits
+    device = attrs.evolve(RULES.device, waits=(wait, attrs.evolve(wait, name="second")))
+    problems = list(attrs.evolve(RULES, device=device)._link_problems())
+    assert "the device machine declares more than one wait; the drivers run one" in problems
+
+
+def test_the_link_checks_read_rows_that_name_undeclared_parts() -> None:
+    # The machine's own validation reports those; the link checks list what else is
+    # wrong without tripping over them.
+    installed = _row_index("pushed", "report_installed")
+    renamed = attrs.evolve(RULES.device.transitions[installed], trigger="fly")
+    assert list(_device_rows((installed, renamed))._link_problems()) == []
+    index = _row_index("pushed", "ack_timeout")
+    row = RULES.device.transitions[index]
+    reasoned = attrs.evolve(row, actions=(call("nope"), call("keep_reason")))
+    assert list(_device_rows((index, reasoned))._link_problems()) == [
+        "pushed --ack_timeout / nope, keep_reason--> failed writes the command's reason, "
+        "which 'ack_timeout' does not carry"
+    ]
+
+
+def test_a_fleet_wide_push_is_checked_in_every_source_it_names() -> None:
+    # `only` names a state without a row first: the checks go on to the next one.
+    rules = _with_action("push_pending", Fire("device", "push", only=("installed", "pending")))
+    index = _row_index("pending", "push")
+    row = RULES.device.transitions[index]
+    both = attrs.evolve(row, actions=(*row.actions, call("record_timeout")))
+    rules = attrs.evolve(
+        rules,
+        device=attrs.evolve(
+            rules.device,
+            transitions=_device_rows((index, both)).device.transitions,
+        ),
+    )
+    problems = list(rules._link_problems())
+    assert any("a fleet-wide push takes no other device action" in p for p in problems), problems
+
+
+def test_a_fleet_wide_move_without_a_push_may_take_several_device_actions() -> None:
+    index = _row_index("pushed", "ack_timeout")
+    row = RULES.device.transitions[index]
+    two = attrs.evolve(row, actions=(*row.actions, call("keep_reason")))
+    problems = list(_device_rows((index, two))._link_problems())
+    assert any("does not carry" in p for p in problems), problems  # checked, and refused
+    assert not any("fleet-wide push" in p for p in problems), problems
+
+
+def test_every_problem_of_the_rules_together_is_reported_at_once() -> None:
+    states = tuple(
+        attrs.evolve(s, timers=("notice",)) if s.name == "pending" else s
+        for s in RULES.rollout.states
+    )
+    notify = Transition("pending", "notify", "pending", actions=(call("announce"),))
+    rollout = attrs.evolve(
+        RULES.rollout, states=states, transitions=(*RULES.rollout.transitions, notify)
+    )
+    triggers = tuple(
+        attrs.evolve(t, introduces=True) if t.name == "reenrolled" else t
+        for t in RULES.device.triggers
+    )
+    device = attrs.evolve(RULES.device, triggers=triggers)
+    with pytest.raises(
+        ValueError,
+        match=r"^rules: the initial rollout state declares timers; a rollout starts waiting; "
+        r"more than one device trigger introduces new devices$",
+    ):
+        attrs.evolve(RULES, rollout=rollout, device=device).validate()
+
+
+def test_a_registry_keeps_the_implementation_it_registers() -> None:
+    registry: Registry[Any] = Registry("toy")
+
+    def implementation() -> None:
+        return None
+
+    assert registry.register("one")(implementation) is implementation
+    assert registry["one"] is implementation
+
+
+def test_the_machines_page_lists_what_the_shipped_rules_never_have_more_than_one_of() -> None:
+    # Two guards and two follow-ups on a gate, two writes of an action, two sources of a
+    # fleet-wide move, a trigger whose only hints are per state, and a cell holding "|".
+    states = tuple(
+        attrs.evolve(
+            s,
+            gates=(Gate("enroll", guards=("g1", "g2"), then=("push", "report_installed")),),
+            note="waiting | ready",
+        )
+        if s.name == "pending"
+        else s
+        for s in RULES.rollout.states
+    )
+    rollout = attrs.evolve(
+        _with_action("retry_failed", Fire("device", "retry", only=("failed", "pushed"))).rollout,
+        states=states,
+    )
+    actions = tuple(
+        attrs.evolve(a, assigns=(*a.assigns, Assign("attempts", "0")))
+        if a.name == "keep_reason"
+        else a
+        for a in RULES.device.actions
+    )
+    triggers = tuple(
+        attrs.evolve(t, hints=(("pending", "not yet"),)) if t.name == "push" else t
+        for t in RULES.device.triggers
+    )
+    device = attrs.evolve(RULES.device, actions=actions, triggers=triggers)
+    page = diagrams_page(attrs.evolve(RULES, rollout=rollout, device=device))
+    assert (
+        "| `pending` | waiting \\| ready |  | `enroll [g1, g2] then push, report_installed` |"
+        in (page)
+    )
+    assert "`last_failure_reason := the command's reason`; `attempts := 0`" in page
+    assert "device `retry` from failed, pushed |" in page
+    assert "| `push` | rollout |  |  |" in page
