@@ -549,3 +549,56 @@ def test_an_effect_stored_before_effects_named_their_certificate_loads_naming_no
         decode_effect({**push, "root_fingerprint": "AB"})
     with pytest.raises(cf.SerializationError, match=r"malformed effect: .*device_ids"):
         decode_effect({**push, "device_ids": "a"})
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_a_bad_plan_or_effect_value_says_which_it_is() -> None:
+    from certflow.core.serialization import decode_effect, decode_phase, decode_plan
+
+    with pytest.raises(cf.SerializationError, match=r"^malformed plan: kind: missing field; "):
+        decode_plan({})
+    with pytest.raises(cf.SerializationError, match=r"^malformed phase: \S"):
+        decode_phase(None)  # not even an object
+    with pytest.raises(cf.SerializationError, match=r"^malformed effect: unknown type 'Teleport'$"):
+        decode_effect({"type": "Teleport"})
+    with pytest.raises(
+        cf.SerializationError, match=r"^malformed effect: checkpoint: missing field; "
+    ):
+        decode_effect({"type": "Notify"})
+
+
+def test_a_list_column_given_as_text_is_refused_rather_than_read_letter_by_letter() -> None:
+    document = json.loads(cf.dumps(build(2)))
+    document["devices"]["ids"] = "ab"
+    with pytest.raises(
+        cf.SerializationError,
+        match=r"^malformed serialised rollout: devices\.ids: expected a list, got str$",
+    ):
+        cf.loads(json.dumps(document))
+
+
+def test_a_message_that_holds_the_separator_of_cattrs_paths_names_the_right_field() -> None:
+    document = json.loads(cf.dumps(build(2)))
+    document["clock"] = "noon @ home"
+    with pytest.raises(cf.SerializationError) as caught:
+        cf.loads(json.dumps(document))
+    assert str(caught.value).startswith("malformed serialised rollout: clock: ")
+    assert "'noon @ home'" in str(caught.value)
+
+
+def test_a_version_1_timer_names_no_device_past_the_last() -> None:
+    devices = len(json.loads(_VERSION_1)["devices"]["ids"])
+    document = json.loads(_VERSION_1)
+    document["devices"]["initial_push"] = [0, devices]
+    with pytest.raises(
+        cf.SerializationError, match=rf"devices\.initial_push: {devices} is not a device index"
+    ):
+        cf.loads(json.dumps(document))
+    document = json.loads(_VERSION_1)
+    document["ack_timeouts"][1]["last"] = document["ack_timeouts"][1]["first"]
+    with pytest.raises(
+        cf.SerializationError, match=r"ack_timeouts\[1\]: devices 1\.\.1 of attempt 2"
+    ):
+        cf.loads(json.dumps(document))
