@@ -153,3 +153,24 @@ def test_retry_for_another_kind_reads_well_and_names_the_guard() -> None:
     )
     assert refused.value.reason == "kind_allows_retry"
     assert refused.value.device_id == "d0"
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_a_hint_shows_an_instant_that_does_not_exist_yet_as_nothing() -> None:
+    from certflow.core.machines import Guard
+
+    hint = Guard("toy", "deadline [{deadline}]; opens [{extension_opens_at}]; at {now}")
+    assert guards.explain(hint, _situation(build(1), T0)) == (
+        "deadline []; opens []; at 2026-07-01 09:00 UTC"
+    )
+
+
+def test_only_a_fact_that_is_an_instant_says_when_a_guard_will_hold() -> None:
+    from certflow.core.machines import Guard
+
+    situation = _situation(distributing(1), day(1), untrusting=3)
+    assert guards.allowed_at(Guard("toy", "", "extension_opens_at"), situation) == day(6)
+    assert guards.allowed_at(Guard("toy", "", "untrusting"), situation) is None
+    assert guards.allowed_at(Guard("toy", "", "extension_wait"), situation) is None
