@@ -1216,3 +1216,90 @@ def test_a_command_with_something_due_is_no_no_op() -> None:
     assert step.rollout is not rollout
     assert step.rollout.clock == day(6)
     assert [type(e) for e in step.effects] == [cf.Notify]
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_rules_given_to_the_evaluator_are_run_and_the_warning_names_the_caller() -> None:
+    from pathlib import Path
+
+    import attrs
+
+    from certflow.core import evaluator as module
+
+    rules = attrs.evolve(cf.RULES)  # equal, and not the very object the default runs
+    with pytest.warns(DeprecationWarning, match=r"^Evaluator\(rules\) is deprecated") as caught:
+        evaluator = cf.Evaluator(rules)
+    assert evaluator.rules is rules
+    (warning,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert str(warning.message) == (
+        "Evaluator(rules) is deprecated and will be removed in certflow 0.3: the rules are "
+        "certflow's own (docs/decisions.md, 'Rules are internal'); use Evaluator()"
+    )
+    # stacklevel: the line that called Evaluator, not certflow's own
+    assert Path(warning.filename).resolve() != Path(module.__file__).resolve()
+
+
+def test_allows_at_answers_for_the_administrator_s_rollout_commands_only() -> None:
+    rollout = distributing(1)
+    for command in (cf.DeviceInstalled("d0"), object()):
+        with pytest.raises(cf.InvalidInput, match=r"is not an administrator's rollout command$"):
+            DEFAULT.allows_at(rollout.plan, rollout.phase, 0, day(1), command)  # type: ignore[arg-type]
+
+
+def _without_forced_import_now() -> cf.Rules:
+    import attrs
+
+    rows = tuple(
+        row
+        for row in cf.RULES.rollout.transitions
+        if (row.trigger, row.dest) != ("import_now", "forced")
+    )
+    return attrs.evolve(cf.RULES, rollout=attrs.evolve(cf.RULES.rollout, transitions=rows))
+
+
+def test_allows_at_decides_by_the_untrusting_count_it_is_given() -> None:
+    # With the shipped rules an import is allowed whoever trusts (it is forced); rules
+    # that import only a trusting fleet ask the count.
+    evaluator = cf.Evaluator(_rules=_without_forced_import_now())
+    rollout = distributing(2)
+    assert evaluator.allows_at(rollout.plan, rollout.phase, 0, day(1), cf.ImportNow())
+    assert not evaluator.allows_at(rollout.plan, rollout.phase, 2, day(1), cf.ImportNow())
+    # and so do allows and refusal, which count the rollout's own devices
+    trusting = rollout
+    for device_id in ("d0", "d1"):
+        trusting = cf.apply(trusting, cf.DeviceInstalled(device_id), day(1)).rollout
+    assert evaluator.allows(trusting, cf.ImportNow(), day(1))
+    assert evaluator.refusal(trusting, cf.ImportNow(), day(1)) is None
+    assert not evaluator.allows(rollout, cf.ImportNow(), day(1))
+    refused = evaluator.refusal(rollout, cf.ImportNow(), day(1))
+    assert refused is not None
+    assert refused.reason == "all_trust"
+
+
+def test_the_one_device_shortcut_never_skips_a_gate_s_guard() -> None:
+    import attrs
+
+    from certflow.core.machines import Gate
+
+    states = tuple(
+        attrs.evolve(
+            state,
+            gates=tuple(
+                Gate(g.trigger, ("kind_allows_retry",)) if g.trigger == "report_installed" else g
+                for g in state.gates
+            ),
+        )
+        if state.name == "distributing"
+        else state
+        for state in cf.RULES.rollout.states
+    )
+    rules = attrs.evolve(cf.RULES, rollout=attrs.evolve(cf.RULES.rollout, states=states))
+    evaluator = cf.Evaluator(_rules=rules)
+    agent = distributing(2, kind=cf.CertificateKind.AGENT_SERVER)
+    with pytest.raises(cf.CommandRefused) as refused:
+        evaluator.apply(agent, cf.DeviceInstalled("d0"), day(1))
+    assert refused.value.reason == "kind_allows_retry"
+    mdm = evaluator.apply(distributing(2), cf.DeviceInstalled("d0"), day(1)).rollout
+    assert mdm.device_state("d0") is cf.DeviceState.INSTALLED
