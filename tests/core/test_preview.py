@@ -123,3 +123,30 @@ def test_a_preview_says_when_a_command_would_change_nothing() -> None:
     assert seen.effects == ()
     assert seen.overview is not None
     assert seen.overview.now == day(2)
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_the_heads_are_the_evaluator_s_own() -> None:
+    # Rules under which an extension opens at once: the preview's heads say so when the
+    # preview runs them, whatever the default rules would say.
+    import attrs
+
+    rows = tuple(
+        attrs.evolve(row, guards=("valid_through_moved_deadline",))
+        if (row.source, row.trigger) == ("distributing", "extend_manually")
+        else row
+        for row in cf.RULES.rollout.transitions
+    )
+    rules = attrs.evolve(cf.RULES, rollout=attrs.evolve(cf.RULES.rollout, transitions=rows))
+    evaluator = cf.Evaluator(_rules=rules)
+    rollout = distributing(2)
+    seen = preview(rollout, cf.DeviceInstalled("d0"), day(1), evaluator)
+    assert seen.overview is not None
+    assert seen.before is not None
+    assert seen.overview.manual_extension_available
+    assert seen.before.manual_extension_available
+    default = preview(rollout, cf.DeviceInstalled("d0"), day(1))
+    assert default.overview is not None
+    assert not default.overview.manual_extension_available
