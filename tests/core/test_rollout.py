@@ -151,3 +151,55 @@ def test_rollout_create_is_the_deprecated_spelling_of_new_rollout() -> None:
     with pytest.warns(DeprecationWarning, match=r"Rollout.create is deprecated"):
         old = cf.Rollout.create(["a"], **facts)
     assert old == cf.new_rollout(["a"], **facts)
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_rollout_create_warns_in_full_and_names_the_caller() -> None:
+    from pathlib import Path
+
+    from certflow.core import rollout as module
+
+    with pytest.warns(DeprecationWarning, match=r"^Rollout\.create is deprecated") as caught:
+        cf.Rollout.create(
+            ["a"],
+            existing_not_after=T0 + 60 * DAY,
+            new_not_before=T0,
+            new_not_after=T0 + 300 * DAY,
+            root_publicly_trusted=False,
+            created_at=T0,
+        )
+    (warning,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert str(warning.message) == (
+        "Rollout.create is deprecated and will be removed in certflow 0.3: use "
+        "certflow.new_rollout, the one name of a new rollout"
+    )
+    # stacklevel: the line that called Rollout.create, not certflow's own
+    assert Path(warning.filename).resolve() != Path(module.__file__).resolve()
+
+
+def test_an_unknown_device_is_named_by_the_accessors_with_what_to_do() -> None:
+    rollout = distributing(1)
+    message = (
+        "unknown device 'ghost': it is not in this rollout (send Enroll first if it just enrolled)"
+    )
+    with pytest.raises(cf.UnknownDevice) as state:
+        rollout.device_state("ghost")
+    assert str(state.value) == message
+    with pytest.raises(cf.UnknownDevice) as record:
+        rollout.device("ghost")
+    assert str(record.value) == message
+
+
+def test_each_push_awaits_its_answer_until_its_own_instant() -> None:
+    import json
+
+    hour = timedelta(hours=1)
+    rollout = distributing(0, policy=cf.Policy(ack_timeout=2 * DAY))
+    rollout = cf.apply(rollout, cf.Enroll("a"), T0 + hour).rollout
+    rollout = cf.apply(rollout, cf.Enroll("b"), T0 + 2 * hour).rollout
+    assert json.loads(cf.dumps(rollout))["awaiting"] == [
+        {"due": (T0 + 2 * DAY + hour).isoformat(), "devices": [0]},
+        {"due": (T0 + 2 * DAY + 2 * hour).isoformat(), "devices": [1]},
+    ]
