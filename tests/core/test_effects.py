@@ -116,3 +116,32 @@ def test_the_pem_call_says_why_it_has_nothing_to_give() -> None:
     nothing = cf.ImportCertificate(False, T0)
     with pytest.raises(cf.InvalidInput, match="this ImportCertificate names no certificate"):
         nothing.certificate_pem(other)
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_a_notice_reads_with_what_it_foresees() -> None:
+    expiry = cf.Notify(1, day(30), False, day(29), expiry=True)
+    assert str(expiry) == (
+        "2026-07-30 09:00 UTC  notice: checkpoint 1 on 2026-07-31 09:00 UTC "
+        "(the current certificate expires: import then)"
+    )
+    forced = cf.Notify(
+        2, day(14), False, day(13), in_scope=5, trusting=3, outcome="forced import", cut_off=2
+    )
+    assert str(forced) == (
+        "2026-07-14 09:00 UTC  notice: checkpoint 2 on 2026-07-15 09:00 UTC (import if ready); "
+        "3 of 5 trust the root; if nothing changes: forced import, cutting off 2 device(s)"
+    )
+    ready = cf.Notify(2, day(14), False, day(13), in_scope=5, trusting=5, outcome="import")
+    assert str(ready) == (
+        "2026-07-14 09:00 UTC  notice: checkpoint 2 on 2026-07-15 09:00 UTC (import if ready); "
+        "5 of 5 trust the root; if nothing changes: import"
+    )
+
+
+def test_a_cancellation_reads_as_one_line_with_its_instant() -> None:
+    assert str(cf.RolloutCancelled(day(3))) == (
+        "2026-07-04 09:00 UTC  rollout cancelled: the current certificate stays"
+    )

@@ -380,3 +380,73 @@ def test_the_command_line_prints_a_refusal_in_its_words_and_the_api_keeps_its_ow
     assert refused is not None
     assert str(refused).endswith("use ImportNow while distributing")
     assert refused.command == "ProceedToImport"
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_a_notice_says_what_it_foresees_in_words() -> None:
+    def notice(**facts: Any) -> str:
+        return cf.describe_effect(cf.Notify(1, day(7), False, day(6), **facts))
+
+    head = (
+        "e-mail administrators: checkpoint 1 on 2026-07-08 09:00 UTC "
+        "(import then if the import condition holds)"
+    )
+    assert notice(
+        in_scope=5, trusting=3, outcome="forced import", cut_off=2, extension_available=True
+    ) == (
+        f"{head}; 3 of 5 devices in scope trust the root; if nothing changes: a FORCED import "
+        "cutting off 2 devices; a manual extension is available"
+    )
+    assert notice(in_scope=1, trusting=1, outcome="import") == (
+        f"{head}; 1 of 1 device in scope trust the root; if nothing changes: the import"
+    )
+    assert notice(in_scope=2_000, trusting=1_500, outcome="postpone") == (
+        f"{head}; 1,500 of 2,000 devices in scope trust the root; if nothing changes: "
+        "the import postponed"
+    )
+    # an outcome this certflow has no words for is shown as it was stored
+    assert notice(in_scope=2, trusting=0, outcome="a later word").endswith(
+        "if nothing changes: a later word"
+    )
+    assert notice() == head  # a notice stored before notices said what they foresee
+
+
+def test_the_expiry_notice_and_the_cancellation_read_in_words() -> None:
+    expiry = cf.Notify(2, day(30), False, day(29), expiry=True)
+    assert cf.describe_effect(expiry) == (
+        "e-mail administrators: the current certificate expires on 2026-07-31 09:00 UTC: "
+        "import then"
+    )
+    assert cf.describe_effect(cf.RolloutCancelled(day(3))) == (
+        "the rollout was cancelled: the current certificate stays"
+    )
+
+
+def test_a_value_that_is_no_effect_is_named_in_the_error() -> None:
+    with pytest.raises(AssertionError, match="'PushRoot'"):
+        cf.describe_effect("PushRoot")  # type: ignore[arg-type]
+
+
+def test_the_story_speaks_the_front_end_s_words_and_names_as_many_devices_as_asked() -> None:
+    names = {name: name.lower() for name in COMMAND_NAMES}
+    restart = cf.RestartRequired(day(21))
+    assert cf.narrate(restart, trusted=1, in_scope=2, names=names).endswith(
+        "then send serverrestarted"
+    )
+    cut_off = cf.ReenrollmentRequired(("a", "b", "c", "d", "e"), day(21))
+    assert cf.narrate(cut_off, trusted=0, in_scope=5, shown=1) == (
+        "5 devices must re-enrol: a, ... (4 more)"
+    )
+
+
+def test_one_device_left_over_is_counted_too() -> None:
+    four = cf.ReenrollmentRequired(("a", "b", "c", "d"), day(21))
+    assert cf.describe_effect(four) == "4 devices must re-enrol: a, b, c, ... (1 more)"
+
+
+def test_names_missing_several_commands_name_each() -> None:
+    names = {name: name for name in COMMAND_NAMES if name not in ("Retry", "Cancel")}
+    with pytest.raises(cf.InvalidInput, match=r"missing: (Cancel, Retry|Retry, Cancel)$"):
+        cf.describe_effect(FORCED, names=names)
