@@ -155,3 +155,59 @@ def test_the_summary_shows_the_existing_certificates_expiry_and_whether_it_passe
     assert after.existing_expired
     assert "existing certificate: expired" in str(after)
     assert not after.next_checkpoint_is_expiry
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_a_pending_empty_rollout_reads_dashes_for_its_timeline_and_none_for_its_devices() -> None:
+    lines = str(cf.summarize(build(0), T0)).splitlines()
+    assert "next checkpoint: -" in lines
+    assert "deadline: -" in lines
+    assert "manual extension: not available; 0 used" in lines
+    assert lines[-1] == "devices: none"
+
+
+def test_the_summary_says_a_server_restart_is_pending_in_lines_and_in_html() -> None:
+    summary = cf.summarize(distributing(1), day(30))  # forced at the deadline
+    assert summary.restart_required
+    assert str(summary).splitlines()[0] == "state: forced (server restart pending)"
+    html = summary._repr_html_()
+    assert "<td>forced (server restart pending)</td></tr><tr><th" in html
+    assert html.count("</tr><tr>") == html.count("<tr>") - 1  # rows follow each other
+
+
+def test_the_overview_counts_a_state_it_is_not_given_as_none() -> None:
+    from certflow.core.summary import overview
+
+    rollout = distributing(2)
+    head = overview(rollout.plan, rollout.phase, {cf.DeviceState.PUSHED: 2}, day(1))
+    assert head.counts == {
+        state: 2 if state is cf.DeviceState.PUSHED else 0 for state in cf.DeviceState
+    }
+    assert head.in_scope == 2
+
+
+def test_the_overview_gives_the_evaluator_the_in_scope_devices_that_do_not_trust() -> None:
+    # Rules under which an extension needs every device to trust the root: the answer
+    # follows the in-scope untrusting count (a removed device is out of scope).
+    from certflow.core.summary import overview
+
+    rows = tuple(
+        attrs.evolve(row, guards=(*row.guards, "all_trust"))
+        if (row.source, row.trigger) == ("distributing", "extend_manually")
+        else row
+        for row in cf.RULES.rollout.transitions
+    )
+    rules = attrs.evolve(cf.RULES, rollout=attrs.evolve(cf.RULES.rollout, transitions=rows))
+    evaluator = cf.Evaluator(_rules=rules)
+    rollout = distributing(3)
+    state = cf.DeviceState
+    trusting = {state.INSTALLED: 2, state.REMOVED: 1}
+    waiting = {state.INSTALLED: 2, state.PUSHED: 1}
+    at = day(6)
+    assert overview(rollout.plan, rollout.phase, trusting, at, evaluator).manual_extension_available
+    assert not overview(
+        rollout.plan, rollout.phase, waiting, at, evaluator
+    ).manual_extension_available
+    assert overview(rollout.plan, rollout.phase, waiting, at).manual_extension_available
