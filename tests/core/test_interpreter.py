@@ -544,3 +544,140 @@ def test_an_import_names_the_certificate_whichever_row_imports() -> None:
         cf.apply(build(2, identified=True), cf.DistributeRoot(), T0).rollout, day(22)
     )
     assert ("ImportCertificate", known.certificate.fingerprint) in _named(at_checkpoint.effects)
+
+
+# --- Mutation survivors of 2026-12-07: the compiled tables ---------------------------------------
+
+
+def test_the_device_tables_carry_the_gates_guards_the_entry_flag_and_the_fast_rows() -> None:
+    from certflow.core.interpreter import SLOW
+
+    compiled = compile_rules()
+    for rollout_state in RULES.rollout.state_names:
+        gates = {g.trigger: g for g in RULES.rollout.state(rollout_state).gates}
+        for trigger, table in compiled.device[rollout_state].items():
+            gate = gates.get(trigger)
+            assert table.guards == (gate.guards if gate else ()), (rollout_state, trigger)
+            assert table.introduces is RULES.device.trigger(trigger).introduces
+            assert table.fast == tuple(
+                dest if not calls else SLOW
+                for dest, calls in zip(table.dest, table.calls, strict=True)
+            )
+    distributing = compiled.device["distributing"]
+    assert distributing["retry"].guards == ("kind_allows_retry",)
+    assert distributing["report_installed"].fast[DEVICE_STATES.index("pushed")] == (
+        DEVICE_STATES.index("installed")
+    )
+    assert distributing["retry"].fast[DEVICE_STATES.index("failed")] == SLOW
+    assert [
+        action.name for action in distributing["retry"].calls[DEVICE_STATES.index("failed")]
+    ] == ["push_root"]
+
+
+def test_a_freshly_compiled_evaluator_keeps_the_gate_s_guard() -> None:
+    rollout = distributing(2, kind=cf.CertificateKind.AGENT_SERVER)
+    rollout = cf.apply(rollout, cf.DeviceFailed("d0", "x"), day(1)).rollout
+    evaluator = cf.Evaluator()  # compiled now, as any rules given to it would be
+    with pytest.raises(cf.CommandRefused) as one:
+        evaluator.apply(rollout, cf.Retry("d0"), day(2))
+    with pytest.raises(cf.CommandRefused) as batch:
+        evaluator.apply_all(rollout, [cf.Retry("d0")], day(2))
+    assert one.value.reason == batch.value.reason == "kind_allows_retry"
+
+
+def test_a_device_keeps_its_wait_while_it_awaits_an_answer_or_was_just_pushed() -> None:
+    compiled = compile_rules()
+    pushed, installed = DEVICE_STATES.index("pushed"), DEVICE_STATES.index("installed")
+    push = compiled.device_actions["push_root"]
+    assert compiled.awaiting == pushed
+    assert compiled.keeps_wait(pushed, ())  # still where the wait runs
+    assert compiled.keeps_wait(pushed, (push,))  # pushed again
+    assert not compiled.keeps_wait(installed, ())  # answered
+    assert not compiled.keeps_wait(DEVICE_STATES.index("failed"), ())
+
+
+def test_rules_without_a_wait_compile_to_tables_where_no_device_awaits() -> None:
+    actions = tuple(
+        attrs.evolve(a, emits=()) if a.name == "push_root" else a for a in RULES.device.actions
+    )
+    rules = attrs.evolve(RULES, device=attrs.evolve(RULES.device, waits=(), actions=actions))
+    compiled = compile_rules(rules)
+    assert compiled.wait is None
+    assert compiled.awaiting == -1
+    assert not compiled.keeps_wait(DEVICE_STATES.index("pushed"), ())
+    assert compiled.wait_span(cf.Policy()) is None
+
+
+def test_compiling_refuses_a_wait_without_its_policy_field_and_a_command_certflow_lacks() -> None:
+    (wait,) = RULES.device.waits
+    slow = attrs.evolve(RULES.device, waits=(attrs.evolve(wait, after="patience"),))
+    with pytest.raises(
+        ValueError, match=r"^wait 'acknowledgement' runs for 'patience', no policy field$"
+    ):
+        compile_rules(attrs.evolve(RULES, device=slow))
+    triggers = tuple(
+        attrs.evolve(t, command="Teleport") if t.name == "cancel" else t
+        for t in RULES.rollout.triggers
+    )
+    unknown = attrs.evolve(RULES, rollout=attrs.evolve(RULES.rollout, triggers=triggers))
+    with pytest.raises(
+        ValueError, match=r"^rules name commands that certflow does not have: \['Teleport'\]$"
+    ):
+        compile_rules(unknown)
+
+
+def test_a_command_refused_in_an_ended_rollout_says_it_has_ended() -> None:
+    cancelled = cf.apply(distributing(1), cf.Cancel(), day(1)).rollout
+    with pytest.raises(cf.CommandRefused) as refused:
+        cf.apply(cancelled, cf.ImportNow(), day(2))
+    assert str(refused.value).startswith(
+        "ImportNow refused: the rollout is cancelled (the rollout has ended); "
+    )
+    with pytest.raises(cf.CommandRefused) as early:
+        cf.apply(build(1), cf.ImportNow(), T0)
+    assert "has ended" not in str(early.value)
+
+
+def test_a_guarded_restart_row_refuses_with_its_guard_s_hint() -> None:
+    from certflow.core.machines import Guard
+
+    rows = tuple(
+        attrs.evolve(r, guards=("all_trust",)) if r.trigger == "server_restarted" else r
+        for r in RULES.restart.transitions
+    )
+    restart = attrs.evolve(
+        RULES.restart,
+        transitions=rows,
+        guards=(Guard("all_trust", "{untrusting} device(s) do not trust the root yet"),),
+    )
+    changed = cf.Evaluator(_rules=attrs.evolve(RULES, restart=restart))
+    forced = changed.apply(distributing(2), cf.ImportNow(), day(1)).rollout
+    assert forced.phase.restart_required
+    with pytest.raises(cf.CommandRefused) as refused:
+        changed.apply(forced, cf.ServerRestarted(), day(2))
+    assert str(refused.value) == "ServerRestarted refused: 2 device(s) do not trust the root yet"
+    assert (refused.value.command, refused.value.reason) == ("ServerRestarted", "all_trust")
+
+
+def test_a_fleet_wide_move_with_device_actions_may_land_devices_in_the_first_state() -> None:
+    # Every pushed device times out at the first timer (a move with a device action, run
+    # device by device), back to pending rather than to failed.
+    actions = tuple(
+        attrs.evolve(a, fires=attrs.evolve(a.fires, selection="all"))
+        if a.name == "time_out_pushes" and a.fires is not None
+        else a
+        for a in RULES.rollout.actions
+    )
+    device_rows = tuple(
+        attrs.evolve(r, dest="pending") if r.trigger == "ack_timeout" else r
+        for r in RULES.device.transitions
+    )
+    rules = attrs.evolve(
+        _evolve_rollout(RULES, actions=actions),
+        device=attrs.evolve(RULES.device, transitions=device_rows),
+    )
+    changed = cf.Evaluator(_rules=rules)
+    rollout = distributing(2, policy=cf.Policy(ack_timeout=10 * HOUR))
+    rollout, effects = changed.advance(rollout, T0 + 10 * HOUR)
+    assert [r.state.value for r in rollout.devices()] == ["pending", "pending"]
+    assert effects == (cf.AcknowledgementTimedOut(("d0", "d1"), T0 + 10 * HOUR),)
