@@ -121,3 +121,15 @@ def test_vectors_are_equal_by_content_and_length() -> None:
     assert a != a.set(599, 9)
     assert a != CodeVector.from_iterable([1, 2, 3] * 199)
     assert (a == "not a vector") is False
+
+
+def test_a_draft_that_grows_a_mid_node_still_copies_the_one_before_it_writes_there() -> None:
+    full = CHUNK * MID  # one whole mid node of codes
+    vector = CodeVector.filled(full, 1)
+    draft = vector.transient()
+    draft.append(2)  # starts a second mid node
+    draft[0] = 3  # a write below the first, which the vector shares
+    grown = draft.freeze()
+    assert (grown[0], grown[full], len(grown)) == (3, 2, full + 1)
+    assert vector[0] == 1
+    assert list(vector) == [1] * full
