@@ -255,6 +255,8 @@ def _tagged(data: object, types: dict[str, type], what: str) -> Any:
 
 
 def _structure(data: object, kind: type[Any], what: str) -> Any:
+    if not isinstance(data, dict):  # cattrs reads .keys() of what it is given
+        raise SerializationError(f"malformed {what}: expected an object, got {type(data).__name__}")
     try:
         return _converter.structure(data, kind)
     except cattrs.BaseValidationError as error:

@@ -602,3 +602,13 @@ def test_a_version_1_timer_names_no_device_past_the_last() -> None:
         cf.SerializationError, match=r"ack_timeouts\[1\]: devices 1\.\.1 of attempt 2"
     ):
         cf.loads(json.dumps(document))
+
+
+@pytest.mark.parametrize("value", [[], "plan", 3, None])
+def test_a_plan_or_phase_that_is_no_object_is_a_serialisation_error(value: object) -> None:
+    # Found by the mutation run: a list or a string raised AttributeError from cattrs.
+    from certflow.core.serialization import decode_phase, decode_plan
+
+    for decode in (decode_plan, decode_phase):
+        with pytest.raises(cf.SerializationError, match="expected an object"):
+            decode(value)
