@@ -45,7 +45,8 @@ perform it: print the notice e-mail, push the root (schedule the devices' answer
 Both hosts print the same timeline for the same seed.
 
 The package, by concern: ``_scenario`` (``Scenario``, ``SimulationResult``), ``_hosts``
-(where the rollout lives: in memory or in a store), ``_answers`` (whether the rollout
+(where the rollout lives: in memory or in a store), ``_pki`` (the certificate it rolls
+out, made by a private root of its own), ``_answers`` (whether the rollout
 would take a report), ``_simulation`` (the story and ``run``) and ``_text``
 (``format_summary``).
 """

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TextIO
 
+from certflow.certs import rollout_for
 from certflow.core import commands as c
 from certflow.core.effects import (
     Effect,
@@ -27,7 +28,7 @@ from certflow.core.effects import (
     ReenrollmentRequired,
     RestartRequired,
 )
-from certflow.core.evaluator import new_rollout
+from certflow.core.identity import short
 from certflow.core.instants import show, show_span
 from certflow.core.plan import DeviceState
 from certflow.core.policy import CertificateKind
@@ -36,6 +37,7 @@ from certflow.core.summary import Summary, summarize
 from certflow.core.wording import describe_trust, narrate
 from certflow.demo._answers import Answers
 from certflow.demo._hosts import Host, InMemory, Stored
+from certflow.demo._pki import HOST, material
 from certflow.demo._scenario import DAY, HOUR, Scenario, SimulationResult
 from certflow.demo._text import format_summary, moved, shown, trusting
 from certflow.sim.fleet import Trace
@@ -160,15 +162,15 @@ class _Simulation:
             self.profile[new_id] = _Profile.PROMPT
             self.schedule(self.start + rng.uniform(0.5, 12) * DAY, _Kind.ENROLL, new_id)
 
-        rollout = new_rollout(
+        demo_material, existing = material(self.start, self.start + sc.existing_expires_after)
+        rollout = rollout_for(
+            demo_material,
+            existing,
             ids,
-            existing_not_after=self.start + sc.existing_expires_after,
-            new_not_before=self.start - 2 * DAY,
-            new_not_after=self.start + 396 * DAY,
-            root_publicly_trusted=False,
-            created_at=self.start,
+            now=self.start,
             kind=CertificateKind.MDM_SERVER,
             trusted_device_ids=preinstalled,
+            host=HOST,
         )
         self.heading(f"Setup (seed {self.seed})")
         profiles = Counter(self.profile[d].value for d in ids)
@@ -185,6 +187,15 @@ class _Simulation:
                 f"device reports ingested every {show_span(sc.step)}",
                 file=self.out,
             )
+            identity = rollout.plan.identity
+            if identity is not None:
+                certificate, root = identity.certificate, identity.root
+                print(
+                    f"certificate: {certificate.subject} ({short(certificate.fingerprint)}), "
+                    f"valid to {show(certificate.not_after)}; root to distribute: "
+                    f"{root.subject} ({short(root.fingerprint)})",
+                    file=self.out,
+                )
         return rollout
 
     def schedule(self, at: datetime, kind: _Kind, device_id: str, reason: str = "") -> None:

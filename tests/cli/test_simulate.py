@@ -107,6 +107,10 @@ def test_simulate_through_a_store_ends_with_its_status(
     status = out[out.index("$ certflow rollout status") :]
     assert "Rollout:          demo: " in status
     assert "DEVICE" in status
+    # The status shows the certificate the demo rolled out, and the root it pushed.
+    assert "Certificate:      CN=mdm.demo.example,O=certflow demo" in status
+    assert "Root:             CN=certflow demo root CA,O=certflow demo (private)" in status
+    assert "Hosts:            mdm.demo.example" in status
     # The same name again is refused before anything runs.
     with pytest.raises(SystemExit) as exited:
         main.main(["simulate", "--devices", "300", "--db", str(db)], standalone_mode=False)
@@ -147,6 +151,10 @@ def test_simulate_through_postgresql_never_shows_the_password(
     status = said.out[said.out.index("$ certflow rollout status") :]
     assert "Rollout:          demo: " in status
     assert "DEVICE" in status
+    # The status shows the certificate the demo rolled out, and the root it pushed.
+    assert "Certificate:      CN=mdm.demo.example,O=certflow demo" in status
+    assert "Root:             CN=certflow demo root CA,O=certflow demo (private)" in status
+    assert "Hosts:            mdm.demo.example" in status
     # The same name again is refused before anything runs, naming the database safely.
     with pytest.raises(SystemExit) as exited:
         main.main(["simulate", "--devices", "300", "--db", url], standalone_mode=False)

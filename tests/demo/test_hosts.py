@@ -20,13 +20,13 @@ def test_through_the_store_the_story_is_the_same_and_every_effect_went_through_t
         stored = run(devices=DEVICES, seed=7, out=out, store=store, name="demo")
         lines = out.getvalue().splitlines()
         # The same timeline, with the store named first and the outbox accounted for last.
-        assert lines[4].startswith("store: rollout 'demo' in ")
+        assert lines[5].startswith("store: rollout 'demo' in ")
         effects = store.effects("demo", include_acknowledged=True)
         outbox = lines.index(
             f"outbox: {len(effects):,} effects delivered and acknowledged, 0 pending"
         )
         assert lines[outbox - 1] == ""
-        assert lines[:4] + lines[5 : outbox - 1] + lines[outbox + 1 :] == text.splitlines()
+        assert lines[:5] + lines[6 : outbox - 1] + lines[outbox + 1 :] == text.splitlines()
         assert all(e.acked_at is not None for e in effects)
         assert [e.effect for e in effects] == list(stored.effects) == list(result.effects)
         assert dumps(store.replay("demo")) == store.dumps("demo")

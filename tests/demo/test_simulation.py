@@ -16,8 +16,10 @@ from certflow import (
     dumps,
     loads,
 )
+from certflow.core.identity import short
 from certflow.core.plan import DeviceState
 from certflow.demo import Scenario, SimulationResult, run
+from certflow.demo._pki import HOST
 from tests.demo.conftest import DEVICES
 
 
@@ -41,6 +43,30 @@ def test_output_tells_the_whole_story(simulated: tuple[SimulationResult, str]) -
     ):
         assert expected in text, expected
     assert "day  6.0  e-mail administrators: checkpoint 1 on 2026-07-08 09:00 UTC" in text
+
+
+def test_the_demo_rolls_out_a_real_certificate_that_passed_the_checks(
+    simulated: tuple[SimulationResult, str],
+) -> None:
+    result, text = simulated
+    identity = result.rollout.plan.identity
+    assert identity is not None
+    assert identity.hosts == (HOST,)
+    assert HOST in identity.certificate.names
+    assert not identity.root.publicly_trusted
+    assert identity.certificate.issuer == identity.root.subject
+    plan = result.rollout.plan
+    assert plan.new_not_after == identity.certificate.not_after
+    assert plan.new_not_after - plan.new_not_before < timedelta(days=397)
+    assert plan.existing_not_after == Scenario().start + Scenario().existing_expires_after
+    assert (
+        f"certificate: {identity.certificate.subject} ({short(identity.certificate.fingerprint)})"
+        in text
+    )
+    # Every push names the root the rollout records.
+    pushes = [e for e in result.effects if isinstance(e, PushRoot)]
+    assert pushes
+    assert {e.root_fingerprint for e in pushes} == {identity.root.fingerprint}
 
 
 def test_same_seed_same_output_other_seed_other_output() -> None:
