@@ -126,3 +126,160 @@ def test_summary_shows_the_next_notice(n: int) -> None:
     summary = cf.summarize(distributing(n), day(1))
     assert summary.next_notice == day(6)
     assert cf.summarize(distributing(n), day(6)).next_notice is None
+
+
+# --- The expiry of the existing certificate (rollout-rules.md) -----------------------------------
+# One test per clause of the rule, run through the evaluator from distribution to the end:
+# when the expiry falls before t0, before, between and after the checkpoints, at a
+# checkpoint and at the deadline, with a manual extension around it, and under both
+# import rules. Each asserts the whole timeline: the notices (when, for which instant,
+# whether for the expiry), the postponements and the import.
+
+
+def _run_to_end(rollout: cf.Rollout) -> tuple[cf.Rollout, list[cf.Effect]]:
+    """Every instant the rollout says is due, in turn, until it ends."""
+    effects: list[cf.Effect] = []
+    while (due := cf.next_due(rollout)) is not None:
+        rollout, more = cf.advance(rollout, due)
+        effects.extend(more)
+    return rollout, effects
+
+
+def _notices(effects: list[cf.Effect]) -> list[tuple[float, float, bool]]:
+    """Each notice as (day sent, day of the instant it announces, whether it is the expiry)."""
+    return [
+        ((e.due_at - T0) / DAY, (e.checkpoint_at - T0) / DAY, e.expiry)
+        for e in effects
+        if isinstance(e, cf.Notify)
+    ]
+
+
+def _imports(effects: list[cf.Effect]) -> list[tuple[float, bool]]:
+    return [
+        ((e.due_at - T0) / DAY, e.forced) for e in effects if isinstance(e, cf.ImportCertificate)
+    ]
+
+
+def _postponed(effects: list[cf.Effect]) -> list[float]:
+    return [(e.due_at - T0) / DAY for e in effects if isinstance(e, cf.ImportPostponed)]
+
+
+def test_expiry_before_the_first_checkpoint_imports_there_and_the_pre_empted_checkpoint_is_never_announced() -> (
+    None
+):
+    rollout, effects = _run_to_end(distributing(2, existing_expires_in=5 * DAY))
+    assert _notices(effects) == [(4, 5, True)]
+    assert _imports(effects) == [(5, True)]
+    assert _postponed(effects) == []
+    assert rollout.state is cf.RolloutState.FORCED
+
+
+def test_expiry_between_checkpoints_becomes_the_next_decision_after_a_postponement() -> None:
+    _, effects = _run_to_end(distributing(2, existing_expires_in=10 * DAY))
+    # Day 7 postpones to day 14, but the expiry (day 10) comes first: announced on day 9.
+    assert _notices(effects) == [(6, 7, False), (9, 10, True)]
+    assert _postponed(effects) == [7]
+    assert _imports(effects) == [(10, True)]
+
+
+def test_expiry_closer_than_the_notice_at_a_postponing_checkpoint_is_announced_by_that_checkpoint() -> (
+    None
+):
+    _, effects = _run_to_end(distributing(2, existing_expires_in=7.5 * DAY))
+    # At day 7 the expiry is half a day away, less than notice_before: announced at once.
+    assert _notices(effects) == [(6, 7, False), (7, 7.5, True)]
+    assert _imports(effects) == [(7.5, True)]
+
+
+def test_expiry_closer_than_the_notice_at_distribution_start_is_announced_at_t0() -> None:
+    started = cf.apply(build(2, existing_expires_in=12 * HOUR), cf.DistributeRoot(), T0)
+    _, effects = _run_to_end(started.rollout)
+    effects = [*started.effects, *effects]
+    assert _notices(effects) == [(0, 0.5, True)]
+    assert _imports(effects) == [(0.5, True)]
+
+
+def test_expiry_at_a_checkpoint_lets_the_checkpoint_decide_and_the_condition_holds() -> None:
+    _, effects = _run_to_end(distributing(2, existing_expires_in=7 * DAY))
+    assert _notices(effects) == [(6, 7, False)]
+    assert _imports(effects) == [(7, True)]
+
+
+def test_expiry_at_the_deadline_is_no_checkpoint_of_its_own_the_deadline_imports() -> None:
+    _, effects = _run_to_end(distributing(2, existing_expires_in=21 * DAY))
+    assert _notices(effects) == [(6, 7, False), (13, 14, False), (20, 21, False)]
+    assert _postponed(effects) == [7, 14]
+    assert _imports(effects) == [(21, True)]
+
+
+def test_expiry_after_the_deadline_changes_nothing() -> None:
+    _, effects = _run_to_end(distributing(2, existing_expires_in=30 * DAY))
+    assert _notices(effects) == [(6, 7, False), (13, 14, False), (20, 21, False)]
+    assert _imports(effects) == [(21, True)]
+
+
+def test_expiry_before_t0_is_no_checkpoint_and_the_first_checkpoint_imports() -> None:
+    rollout, effects = _run_to_end(distributing(2, existing_expires_in=-DAY))
+    assert timeline.expiry_checkpoint(rollout.plan, rollout.phase) is None
+    assert _notices(effects) == [(6, 7, False)]
+    assert _imports(effects) == [(7, True)]
+
+
+def test_expiry_imports_by_trust_imported_when_every_device_trusts() -> None:
+    rollout = distributing(2, existing_expires_in=5 * DAY, policy=cf.Policy(ack_timeout=None))
+    rollout = cf.apply_all(rollout, [cf.DeviceInstalled("d0")], day(1)).rollout
+    # One device still waits: the condition (distributed) fails, so only the expiry imports.
+    rollout = cf.apply_all(rollout, [cf.DeviceInstalled("d1")], day(4.5)).rollout
+    rollout, effects = _run_to_end(rollout)
+    # Everyone trusts by day 4.5: the next tick imports, cleanly.
+    assert _imports(effects) == [(5, False)]
+    assert rollout.state is cf.RolloutState.IMPORTED
+
+
+def test_a_manual_extension_does_not_move_the_expiry() -> None:
+    rollout = distributing(2, existing_expires_in=10 * DAY)
+    rollout = cf.apply(rollout, cf.ExtendManually(), day(6.5)).rollout
+    assert timeline.next_checkpoint(rollout.plan, rollout.phase) == day(14)
+    assert timeline.next_decision(rollout.plan, rollout.phase) == day(10)
+    rollout, effects = _run_to_end(rollout)
+    assert _notices(effects)[-1] == (9, 10, True)
+    assert _imports(effects) == [(10, True)]
+
+
+def test_an_extension_that_moves_the_deadline_past_the_expiry_makes_the_expiry_a_checkpoint() -> (
+    None
+):
+    rollout = distributing(2, existing_expires_in=24 * DAY)
+    assert timeline.expiry_checkpoint(rollout.plan, rollout.phase) is None  # past day 21
+    rollout = cf.apply(rollout, cf.ExtendManually(), day(6.5)).rollout
+    assert timeline.deadline(rollout.plan, rollout.phase) == day(28)
+    assert timeline.expiry_checkpoint(rollout.plan, rollout.phase) == day(24)
+    rollout, effects = _run_to_end(rollout)
+    assert _postponed(effects) == [14, 21]
+    assert _notices(effects)[-1] == (23, 24, True)
+    assert _imports(effects) == [(24, True)]
+
+
+def test_under_distributed_and_expired_the_expiry_imports_nothing_by_itself() -> None:
+    policy = cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)
+    rollout = distributing(2, existing_expires_in=5 * DAY, policy=policy)
+    assert timeline.expiry_checkpoint(rollout.plan, rollout.phase) is None
+    rollout, effects = _run_to_end(rollout)
+    # Nobody installs, so the condition never holds: the deadline imports.
+    assert all(not expiry for *_, expiry in _notices(effects))
+    assert _postponed(effects) == [7, 14]
+    assert _imports(effects) == [(21, True)]
+
+
+def test_under_distributed_and_expired_a_checkpoint_after_the_expiry_imports_a_distributed_fleet() -> (
+    None
+):
+    policy = cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)
+    rollout = distributing(2, existing_expires_in=10 * DAY, policy=policy)
+    rollout = cf.apply_all(
+        rollout, [cf.DeviceInstalled("d0"), cf.DeviceInstalled("d1")], day(1)
+    ).rollout
+    rollout, effects = _run_to_end(rollout)
+    # Distributed on day 1, but not expired on day 7; expired (and distributed) on day 14.
+    assert _postponed(effects) == [7]
+    assert _imports(effects) == [(14, False)]

@@ -799,3 +799,28 @@ def test_a_stored_device_is_a_device_record_and_device_row_is_deprecated(
 
     with pytest.warns(DeprecationWarning, match=r"certflow.store.DeviceRow is deprecated"):
         assert certflow.store.DeviceRow is cf.DeviceRecord
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "extend_at"),
+    [(5 * DAY, None), (7.5 * DAY, None), (10 * DAY, 6.5), (24 * DAY, 6.5), (-DAY, None)],
+)
+def test_the_store_runs_the_expiry_rule_as_the_evaluator_does(
+    store: AnyStore, expires_in: timedelta, extend_at: float | None
+) -> None:
+    # The rule is declared (a timer and its rows), so the store's driver gets it too:
+    # the same notices, postponements and import at the same instants.
+    rollout = cf.apply(build(2, existing_expires_in=expires_in), cf.DistributeRoot(), T0).rollout
+    store.create("r", rollout)
+    expected: list[cf.Effect] = []
+    if extend_at is not None:
+        rollout, more = cf.apply(rollout, cf.ExtendManually(), day(extend_at))
+        expected.extend(more)
+        store.apply("r", cf.ExtendManually(), day(extend_at))
+    while (due := cf.next_due(rollout)) is not None:
+        rollout, more = cf.advance(rollout, due)
+        expected.extend(more)
+        assert store.next_due() == due
+        store.tick(due)
+    assert [s.effect for s in store.effects("r", include_acknowledged=True)] == expected
+    assert store.dumps("r") == cf.dumps(rollout)
