@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 	$(PYTHON) -m venv --clear $(VENV)
 	$(PIP) uninstall --quiet --yes setuptools
 	$(PIP) install --quiet -c $(LOCK) pip hatchling
-	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql]'
+	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,worker,web]'
 	touch $(STAMP)
 
 # The main job: the seeded simulation through the SQLite store, in a fresh demo database.
@@ -63,7 +63,7 @@ site: $(STAMP) $(MERMAID_JS)
 # The rollout core in memory, the SQLite store (which compares against the eventsourcing
 # library: the `bench` extra), then the simulator.
 bench: $(STAMP)
-	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,bench]'
+	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,worker,web,bench]'
 	$(BIN)/python benchmarks/bench_rollout.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_sim.py
@@ -72,7 +72,7 @@ bench: $(STAMP)
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:
 # `mutmut results`, `mutmut show NAME`; the last run's figures are in docs/mutation.md.
 mutate: $(STAMP)
-	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,mutate]'
+	$(PIP) install --quiet -c $(LOCK) --no-build-isolation -e '.[test,docs,postgresql,worker,web,mutate]'
 	rm -rf mutants
 	CERTFLOW_HYPOTHESIS_PROFILE=mutate $(BIN)/mutmut run --max-children 2
 	$(BIN)/mutmut export-cicd-stats
@@ -115,7 +115,7 @@ test-latest: $(MERMAID_JS)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip uninstall --quiet --yes setuptools
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,docs,postgresql]'
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,docs,postgresql,worker,web]'
 	$(LATEST)/bin/python tools/lock.py $(LOCK)
 	$(LATEST)/bin/mypy
 	$(LATEST)/bin/pytest $(PYTEST_PARALLEL)
