@@ -16,11 +16,12 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "certflow"
 
-# The layers, from the top: the command line, the demo application, the three libraries
+# The layers, from the top: the command line, the applications (worker, console, demo:
+# independent of each other), the three libraries
 # (independent of each other: none imports another), the pure core.
 LAYERS = [
     "certflow.cli",
-    "certflow.demo",
+    "certflow.worker | certflow.web | certflow.demo",
     "certflow.sim | certflow.store | certflow.certs",
     "certflow.core",
 ]

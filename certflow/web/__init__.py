@@ -1,0 +1,3 @@
+"""certflow.web: the console, an ASGI application a host mounts (web.md)."""
+
+__all__: list[str] = []
