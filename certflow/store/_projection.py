@@ -35,7 +35,9 @@ from certflow.store._port import Port
 
 __all__ = [
     "Dry",
+    "Followed",
     "Projection",
+    "Replay",
     "project",
     "projected_devices",
     "rollout_document",
@@ -56,6 +58,7 @@ class Dry(Port):
         self.dropped_through: datetime | None = None
         self.moved = False  # a fleet-wide move other than a timeout
         self.devices_moved = False  # any device would move: the stored rows are stale
+        self.followed: list[Followed] = []  # the moves, in order, for :class:`Replay`
 
     def next_timeout(self) -> datetime | None:
         if self.dropped_all:
@@ -88,6 +91,7 @@ class Dry(Port):
         else:
             self.moved = True
             moved = {s: row.counts.get(s, 0) for s in statement.sources}
+        self.followed.append(Followed(move, now))
         names = store._states
         for s, d in enumerate(move.dest):
             n = moved.get(names[s], 0) if d >= 0 else 0
@@ -112,12 +116,69 @@ class Dry(Port):
 
 
 @attrs.frozen
+class Followed:
+    """A fleet-wide move that a projection followed through the counts, at ``at``."""
+
+    move: i.FleetMove
+    at: datetime
+
+
+class Replay:
+    """The moves a projection followed (:attr:`Projection.moves`), applied to one stored
+    device row at a time: the row as a tick would leave it, without reading the fleet.
+    Each move writes what its generated ``UPDATE`` writes (:func:`._fleetsql.fleet_update`):
+    a device of a source state (and, for a timeout, whose deadline is the move's
+    instant) takes the destination and the declared writes of its row's actions."""
+
+    def __init__(self, store: Driver, row: Row, moves: tuple[Followed, ...]) -> None:
+        self.moves = moves
+        self.names = store._states
+        self.index = {name: k for k, name in enumerate(self.names)}
+        self.compiled = store._compiled
+        self.timeout_reason = i.timeout_reason(store._compiled, row.plan.policy)
+
+    def __call__(self, record: DeviceRecord, ack_due: datetime | None) -> DeviceRecord:
+        """``record`` (stored, its deadline ``ack_due``) after the moves."""
+        state = self.index[record.state.value]
+        attempts, reason, pushed = record.attempts, record.last_failure_reason, record.last_push
+        for followed in self.moves:
+            move = followed.move
+            dest = move.dest[state]
+            if dest < 0 or (move.selection == "due" and ack_due != followed.at):
+                continue
+            for act in move.calls[state]:
+                attempts += act.counts
+                if act.pushes:
+                    pushed = followed.at
+                if act.reason == "timeout":
+                    reason = self.timeout_reason
+            if not self.compiled.keeps_wait(dest, move.calls[state]):
+                ack_due = None
+            state = dest
+        if (state, attempts, reason, pushed) == (
+            self.index[record.state.value],
+            record.attempts,
+            record.last_failure_reason,
+            record.last_push,
+        ):
+            return record  # most rows: nothing to copy
+        return attrs.evolve(
+            record,
+            state=DeviceState(self.names[state]),
+            attempts=attempts,
+            last_failure_reason=reason,
+            last_push=pushed,
+        )
+
+
+@attrs.frozen
 class Projection:
     """A rollout read at ``at``: its plan, phase and counts as a tick at ``at`` would
     leave them. ``projected``: timers fell due between the rollout's clock and ``at``
     (the earliest at ``due``), so this is not what is stored; ``moved``: the stored
     device rows differ from the projection's (``rollout`` then holds them, when the
-    projection was made in memory)."""
+    projection was made in memory; otherwise ``moves`` are the fleet-wide moves that
+    :class:`Replay` applies to each stored row)."""
 
     row: Row
     at: datetime
@@ -128,6 +189,7 @@ class Projection:
     moved: bool
     next_due: datetime | None
     rollout: Rollout | None = None
+    moves: tuple[Followed, ...] = ()
 
     def overview(self, store: Driver) -> Overview:
         counts = {DeviceState(k): v for k, v in self.counts.items()}
@@ -154,7 +216,15 @@ def project(store: Driver, row: Row, at: datetime, *, whole: bool = False) -> Pr
     except _Unfollowed:
         return _in_memory(store, row, at, found[0])
     return Projection(
-        row, at, run.phase, stored.counts, True, found[0], port.devices_moved, _next(after)
+        row,
+        at,
+        run.phase,
+        stored.counts,
+        True,
+        found[0],
+        port.devices_moved,
+        _next(after),
+        moves=tuple(port.followed),
     )
 
 

@@ -1,7 +1,8 @@
 """The reads: a rollout's head (projected, if something fell due: :mod:`._projection`),
-its devices a page at a time, one device, the refusal a command would meet, the list of
-rollouts, when time next moves one, and its ``dumps`` document. Every one runs in a
-read transaction, which is rolled back: a read never writes. Each function named after
+its devices a page at a time (or every one, streamed in keyset pages), one device, the
+refusal a command would meet, the list of rollouts, when time next moves one, and its
+``dumps`` document. Every one runs in a read transaction, which is rolled back: a read
+never writes. Each function named after
 a :class:`~certflow.store.SqlStore` method is that method (documented there), the store
 first."""
 
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -26,6 +28,7 @@ from certflow.store._inputs import MOST, can_store, is_count
 from certflow.store._model import RolloutInfo, View
 from certflow.store._projection import (
     Projection,
+    Replay,
     project,
     projected_devices,
     rollout_document,
@@ -37,6 +40,7 @@ __all__ = [
     "dumps",
     "info",
     "info_of",
+    "iter_devices",
     "next_due",
     "overview",
     "plan",
@@ -70,59 +74,123 @@ def devices(
     wanted = [DeviceState(s).value for s in states]
     with store._transaction(write=False):
         row = store._row(name)
-        start = -1
-        if after is not None:
-            found = None
-            if can_store(after):
-                found = store._q(
-                    "SELECT idx FROM devices WHERE rollout = ? AND device_id = ?",
-                    (row.id, after),
-                ).fetchone()
-            if found is None:
-                raise i.unknown_device(after)
-            start = found[0]
+        start = _start(store, row, after)
         if now is not None:
             projection = project(store, row, store._check_now(row, now), whole=True)
             if projection.moved:
                 return _projected_page(store, projection, wanted, after, limit)
-        columns = "idx, device_id, state, attempts, reason, last_push, last_report"
-        if wanted:
-            # One index range per state, merged by position: a page costs the same
-            # whatever the mix of states (an IN list would scan in idx order).
-            runs = [
-                store._q(
-                    f"SELECT {columns} FROM devices WHERE rollout = ? AND state = ? "
-                    "AND idx > ? ORDER BY idx LIMIT ?",
-                    (row.id, state, start, limit),
-                ).fetchall()
-                for state in dict.fromkeys(wanted)
-            ]
-            rows = list(heapq.merge(*runs))[:limit]
-        else:
-            rows = store._q(
-                f"SELECT {columns} FROM devices WHERE rollout = ? AND idx > ? ORDER BY idx LIMIT ?",
-                (row.id, start, limit),
-            ).fetchall()
-    return [
-        DeviceRecord(d, DeviceState(s), a, r, store._get(p), store._get(rep))
-        for _, d, s, a, r, p, rep in rows
+        rows = _stored_page(store, row.id, wanted, start, limit)
+    return [_record(store, r) for r in rows]
+
+
+def iter_devices(
+    store: Driver,
+    name: str,
+    states: Sequence[DeviceState],
+    after: str | None,
+    now: datetime | None,
+    page: int,
+) -> Generator[DeviceRecord, None, None]:
+    """:meth:`SqlStore.iter_devices <certflow.store.SqlStore.iter_devices>`: the devices
+    of a projection that moved them are the stored rows run through the moves it
+    followed (:class:`._projection.Replay`), a page at a time, and filtered by state
+    afterwards; only a projection the counts cannot follow (rules certflow does not
+    ship) is read in memory, O(fleet). The arguments are checked at once, the database
+    with the first row."""
+    if not is_count(page):
+        raise InvalidInput(f"page must be a positive number up to {MOST}, got {page!r}")
+    wanted = [DeviceState(s).value for s in states]
+    return _iter_devices(store, name, wanted, after, now, page)
+
+
+def _iter_devices(
+    store: Driver, name: str, wanted: list[str], after: str | None, now: datetime | None, page: int
+) -> Generator[DeviceRecord, None, None]:
+    # One read transaction (one snapshot) held while the caller consumes the rows; a
+    # caller that stops early closes the generator, which rolls it back.
+    with store._transaction(write=False):
+        row = store._row(name)
+        start = _start(store, row, after)
+        replay: Replay | None = None
+        if now is not None:
+            projection = project(store, row, store._check_now(row, now))
+            if projection.rollout is not None:  # rules certflow does not ship: in memory
+                states = frozenset(DeviceState(s) for s in wanted)
+                found = projected_devices(projection, states, after)
+                while chunk := list(itertools.islice(found, page)):
+                    yield from _with_instants(store, projection.row.id, chunk)
+                return
+            if projection.moves:
+                replay = Replay(store, row, projection.moves)
+        while True:
+            # Moved devices may change state: read them all, filter once moved.
+            rows = _stored_page(store, row.id, wanted if replay is None else [], start, page)
+            for stored in rows:
+                record = _record(store, stored)
+                if replay is not None:
+                    record = replay(record, store._get(stored[-1]))
+                    if wanted and record.state.value not in wanted:
+                        continue
+                yield record
+            if len(rows) < page:
+                return
+            start = rows[-1][0]
+
+
+_COLUMNS = "idx, device_id, state, attempts, reason, last_push, last_report, ack_due"
+
+
+def _start(store: Driver, row: Row, after: str | None) -> int:
+    """The position after which a page starts: that of device ``after`` (an unknown
+    device is refused), or before the first."""
+    if after is None:
+        return -1
+    found = None
+    if can_store(after):
+        found = store._q(
+            "SELECT idx FROM devices WHERE rollout = ? AND device_id = ?", (row.id, after)
+        ).fetchone()
+    if found is None:
+        raise i.unknown_device(after)
+    start: int = found[0]
+    return start
+
+
+def _stored_page(
+    store: Driver, rollout: int, wanted: list[str], start: int, limit: int
+) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` stored device rows (:data:`_COLUMNS`) after position ``start``, of
+    the ``wanted`` states (every state when empty), by position."""
+    if not wanted:
+        return store._q(
+            f"SELECT {_COLUMNS} FROM devices WHERE rollout = ? AND idx > ? ORDER BY idx LIMIT ?",
+            (rollout, start, limit),
+        ).fetchall()
+    # One index range per state, merged by position: a page costs the same whatever the
+    # mix of states (an IN list would scan in idx order).
+    runs = [
+        store._q(
+            f"SELECT {_COLUMNS} FROM devices WHERE rollout = ? AND state = ? "
+            "AND idx > ? ORDER BY idx LIMIT ?",
+            (rollout, state, start, limit),
+        ).fetchall()
+        for state in dict.fromkeys(wanted)
     ]
+    return list(heapq.merge(*runs))[:limit]
 
 
-def _projected_page(
-    store: Driver, projection: Projection, wanted: list[str], after: str | None, limit: int
-) -> list[DeviceRecord]:
-    """A page of the projection's devices, with the stored instants of their last push
-    and report (timers neither push nor report: no shipped timer pushes), inside the
-    open transaction."""
-    states = frozenset(DeviceState(s) for s in wanted)
-    page = list(itertools.islice(projected_devices(projection, states, after), limit))
+def _record(store: Driver, stored: tuple[Any, ...]) -> DeviceRecord:
+    _, d, s, a, r, p, rep, _ = stored
+    return DeviceRecord(d, DeviceState(s), a, r, store._get(p), store._get(rep))
+
+
+def _with_instants(store: Driver, rollout: int, page: list[DeviceRecord]) -> list[DeviceRecord]:
+    """``page`` with the stored instants of each device's last push and report (timers
+    neither push nor report: no shipped timer pushes), inside the open transaction."""
     instants: dict[str, tuple[object, object]] = {}
     for start in range(0, len(page), store._fetch_chunk):
         chunk = [r.device_id for r in page[start : start + store._fetch_chunk]]
-        for device_id, _, _, _, _, pushed, reported, _ in store._fetch_devices(
-            projection.row.id, chunk
-        ):
+        for device_id, _, _, _, _, pushed, reported, _ in store._fetch_devices(rollout, chunk):
             instants[device_id] = (pushed, reported)
     return [
         attrs.evolve(
@@ -132,6 +200,15 @@ def _projected_page(
         )
         for r in page
     ]
+
+
+def _projected_page(
+    store: Driver, projection: Projection, wanted: list[str], after: str | None, limit: int
+) -> list[DeviceRecord]:
+    """A page of the projection's in-memory devices, inside the open transaction."""
+    states = frozenset(DeviceState(s) for s in wanted)
+    page = list(itertools.islice(projected_devices(projection, states, after), limit))
+    return _with_instants(store, projection.row.id, page)
 
 
 def refusal(store: Driver, name: str, command: Command, now: datetime) -> CommandRefused | None:
