@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -431,6 +431,22 @@ class SqlStore:
         fell due by then move devices (timeouts, an import), the page comes from the
         whole rollout, read in memory (O(fleet)); nothing is stored."""
         return _reads.devices(self, name, states, after, limit, now)
+
+    def iter_devices(
+        self,
+        name: str,
+        states: Sequence[DeviceState] = (),
+        *,
+        after: str | None = None,
+        now: datetime | None = None,
+        page: int = 1_000,
+    ) -> Generator[DeviceRecord, None, None]:
+        """Every device :meth:`devices` would page (of ``states``, after ``after``, at
+        ``now``), with no page limit: ``page`` rows per keyset read, in one read
+        transaction open until the iterator ends or is closed, so memory stays constant
+        whatever the fleet (make no other call on this store meanwhile). Read past due
+        timers, each row is moved as a tick would move it. Errors come with the first row."""
+        return _reads.iter_devices(self, name, states, after, now, page)
 
     def refusal(self, name: str, command: Command, now: datetime) -> CommandRefused | None:
         """The refusal an administrator's ``command`` would meet at ``now``, or ``None``;
