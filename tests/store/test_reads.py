@@ -52,6 +52,8 @@ def every_read(store: AnyStore, at: Any) -> list[object]:
         store.devices("r", now=at),
         store.devices("r", [cf.DeviceState.FAILED], limit=2, now=at),
         store.devices("r"),
+        list(store.iter_devices("r", now=at, page=2)),
+        list(store.iter_devices("r", [cf.DeviceState.FAILED], after="d0", now=at)),
         store.device("r", "d1"),
         store.info("r"),
         store.info("r", at),
