@@ -35,6 +35,7 @@ from certflow.store._errors import (
 from certflow.store._model import (
     Applied,
     JournalEntry,
+    Refused,
     RolloutInfo,
     Store,
     StoredEffect,
@@ -54,6 +55,7 @@ __all__ = [
     "Handler",
     "JournalEntry",
     "PostgresStore",
+    "Refused",
     "RolloutInfo",
     "SqlStore",
     "SqliteStore",

@@ -21,7 +21,7 @@ import attrs
 from certflow.core import interpreter as i
 from certflow.core.commands import Command
 from certflow.core.effects import ImportCertificate
-from certflow.core.errors import CommandRefused, InvalidInput
+from certflow.core.errors import CommandRefused, InvalidInput, UnknownDevice
 from certflow.core.instants import require_utc
 from certflow.core.plan import DeviceState, Phase, Plan, RolloutState
 from certflow.core.preview import Preview
@@ -31,7 +31,7 @@ from certflow.core.summary import Overview, overview
 from certflow.store._driver import Driver, Progress, Row
 from certflow.store._inputs import can_store, check_rollout_name, storable
 from certflow.store._journal import append
-from certflow.store._model import Applied, StoredEffect
+from certflow.store._model import Applied, Refused, RefusedMode, StoredEffect
 from certflow.store._outbox import supersede
 from certflow.store._port import Held, Port
 
@@ -216,26 +216,48 @@ def _supersede(store: Driver, turn: _Turn, row: Row) -> None:
         supersede(store, row.id, row.seq, SUPERSEDED[how], when)
 
 
-def apply(store: Driver, name: str, batch: list[Command], now: datetime, kind: str) -> Applied:
+def apply(
+    store: Driver,
+    name: str,
+    batch: list[Command],
+    now: datetime,
+    kind: str,
+    refused: RefusedMode = "raise",
+) -> Applied:
     """``apply`` (``kind`` "command") and ``apply_all`` (``kind`` "batch"): the
-    commands of ``batch`` in one write transaction; a no-op is rolled back."""
+    commands of ``batch`` in one write transaction; a no-op is rolled back, and so is a
+    batch with a refusal under ``refused="list"``."""
+    if refused not in ("raise", "skip", "list"):
+        raise InvalidInput(f"refused must be 'raise', 'skip' or 'list', got {refused!r}")
+    skipped: list[Refused] | None = None if refused == "raise" else []
     try:
         with store._transaction(write=True):
-            stored, _, _, _ = run_batch(store, name, batch, now, kind)
-            if stored is None:
+            stored, _, _, _ = run_batch(store, name, batch, now, kind, skipped=skipped)
+            if stored is None or (refused == "list" and skipped):
                 raise _Unchanged
     except _Unchanged:
-        return Applied(changed=False)
-    return Applied(stored)
+        return Applied(changed=False, refused=skipped or ())
+    return Applied(stored, refused=skipped or ())
 
 
 def run_batch(
-    store: Driver, name: str, batch: list[Command], now: datetime, kind: str, head: bool = False
+    store: Driver,
+    name: str,
+    batch: list[Command],
+    now: datetime,
+    kind: str,
+    head: bool = False,
+    skipped: list[Refused] | None = None,
 ) -> tuple[list[StoredEffect] | None, Row, datetime, Overview | None]:
     """Apply ``batch`` inside the open write transaction: the effects as stored (``None``
     for a no-op, which writes nothing), the rollout row after it, the instant it ran at,
     and with ``head`` the rollout's head just before the batch (the timers due by then
-    fired: a preview's ``before``; a command does not pay for it)."""
+    fired: a preview's ``before``; a command does not pay for it).
+
+    Given a ``skipped`` list, a command the rules refuse (or naming an unknown device)
+    is noted there and the batch goes on: a refusal is decided before anything moves,
+    so a refused command changed nothing, and the journal records only the commands
+    that ran (its replay skips nothing)."""
     row = store._row(name, own=True)
     at = store._check_now(row, now)
     turn = _turn(store, row, at)
@@ -245,15 +267,26 @@ def run_batch(
     # Every device the batch names, read at once (a device command names one).
     named = (getattr(command, "device_id", None) for command in batch)
     port.fetch(d for d in named if isinstance(d, str) and can_store(d))
-    for command in batch:
-        turn.step(lambda: _command(store, run, port, command))  # noqa: B023 (called now)
+    ran = batch
+    if skipped is None:
+        for command in batch:
+            turn.step(lambda: _command(store, run, port, command))  # noqa: B023 (called now)
+    else:
+        ran = []
+        for position, command in enumerate(batch):
+            try:
+                turn.step(lambda: _command(store, run, port, command))  # noqa: B023
+            except (CommandRefused, UnknownDevice) as error:
+                skipped.append(Refused(position, command, error))
+            else:
+                ran.append(command)
     if not turn.changed(row.phase):
         return None, row, at, before
     row.phase = run.phase
     if kind == "command":
-        body: dict[str, Any] = {"command": encode(batch[0])}
+        body: dict[str, Any] = {"command": encode(ran[0])}
     else:
-        body = {"commands": [encode(command) for command in batch]}
+        body = {"commands": [encode(command) for command in ran]}
     with store._batched():
         port.flush()
         stored = append(store, row, at, kind, body, run.effects, turn.moot(store, row))

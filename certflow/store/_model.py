@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 
 from certflow.core.commands import Command
 from certflow.core.effects import Effect
-from certflow.core.errors import CommandRefused
+from certflow.core.errors import CommandRefused, UnknownDevice
 from certflow.core.plan import DeviceRecord, DeviceState, Plan, RolloutState
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 
-__all__ = ["Applied", "JournalEntry", "RolloutInfo", "Store", "StoredEffect", "View"]
+__all__ = [
+    "Applied",
+    "JournalEntry",
+    "Refused",
+    "RefusedMode",
+    "RolloutInfo",
+    "Store",
+    "StoredEffect",
+    "View",
+]
 
 
 @attrs.frozen
@@ -94,6 +103,22 @@ class StoredEffect:
         return "pending"
 
 
+@attrs.frozen
+class Refused:
+    """A command of a batch that the rules refused, or that named a device the rollout
+    does not know, and that was therefore not applied (``apply_all`` with ``refused``
+    ``"skip"`` or ``"list"``): its ``position`` in the batch (from 0), the ``command``,
+    and the ``error`` that the default ``refused="raise"`` would have raised."""
+
+    position: int
+    command: Command
+    error: CommandRefused | UnknownDevice
+
+
+#: What ``apply_all`` does with a command the rules refuse (:meth:`SqlStore.apply_all`).
+RefusedMode = Literal["raise", "skip", "list"]
+
+
 class Applied(list[StoredEffect]):
     """What a command, a batch, an advance or a tick did: the effects it placed in the
     outbox, in order (a list, as ever), and :attr:`changed`.
@@ -104,16 +129,28 @@ class Applied(list[StoredEffect]):
     restart is required, an advance or a tick with nothing due). A no-op journals
     nothing and commits nothing, not even the rollout's clock. An empty list alone does
     not tell it: a report that installs a device changes the rollout and emits nothing.
+
+    ``refused``: the commands of a batch that were not applied, in batch order (only
+    ``apply_all`` with ``refused="skip"`` or ``"list"`` fills it; otherwise empty).
     """
 
     changed: bool
+    refused: tuple[Refused, ...]
 
-    def __init__(self, effects: Iterable[StoredEffect] = (), *, changed: bool = True) -> None:
+    def __init__(
+        self,
+        effects: Iterable[StoredEffect] = (),
+        *,
+        changed: bool = True,
+        refused: Iterable[Refused] = (),
+    ) -> None:
         super().__init__(effects)
         self.changed = changed
+        self.refused = tuple(refused)
 
     def __repr__(self) -> str:
-        return f"Applied({list.__repr__(self)}, changed={self.changed})"
+        tail = f", refused={self.refused!r}" if self.refused else ""
+        return f"Applied({list.__repr__(self)}, changed={self.changed}{tail})"
 
 
 @attrs.frozen
@@ -171,8 +208,16 @@ class Store(Protocol):
         """Apply one command at ``now`` (timers due by then first), in one transaction;
         a no-op (``changed`` false) journals and commits nothing."""
 
-    def apply_all(self, name: str, commands: Iterable[Command], now: datetime) -> Applied:
-        """Apply commands in order at ``now`` in one transaction, refused whole."""
+    def apply_all(
+        self,
+        name: str,
+        commands: Iterable[Command],
+        now: datetime,
+        *,
+        refused: RefusedMode = "raise",
+    ) -> Applied:
+        """Apply commands in order at ``now`` in one transaction, refused whole (with
+        ``refused="skip"``, the refused ones skipped; ``"list"``, all of them listed)."""
 
     def advance(self, name: str, now: datetime) -> Applied:
         """Fire what fell due by ``now`` and move the rollout's clock there."""

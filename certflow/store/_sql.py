@@ -77,7 +77,14 @@ from certflow.store._inputs import (
     check_rollout_name,
     storable,
 )
-from certflow.store._model import Applied, JournalEntry, RolloutInfo, StoredEffect, View
+from certflow.store._model import (
+    Applied,
+    JournalEntry,
+    RefusedMode,
+    RolloutInfo,
+    StoredEffect,
+    View,
+)
 
 __all__ = ["Cursor", "Progress", "SqlStore", "check_rollout_name", "storable"]
 
@@ -359,11 +366,28 @@ class SqlStore:
         ends the rollout supersedes the undelivered effects its end made moot."""
         return _commands.apply(self, name, [command], now, "command")
 
-    def apply_all(self, name: str, commands: Iterable[Command], now: datetime) -> Applied:
+    def apply_all(
+        self,
+        name: str,
+        commands: Iterable[Command],
+        now: datetime,
+        *,
+        refused: RefusedMode = "raise",
+    ) -> Applied:
         """Apply ``commands`` in order at ``now``, as :func:`certflow.apply_all` would:
         one transaction, refused whole if any command is refused (a no-op as
-        :meth:`apply`'s)."""
-        return _commands.apply(self, name, list(commands), now, "batch")
+        :meth:`apply`'s). A command is refused by the rules (``CommandRefused``) or for
+        naming a device the rollout does not know (``UnknownDevice``); ``refused`` says
+        what then happens, in the same one transaction and at the same cost:
+
+        * ``"raise"``: the first refusal is raised and nothing is applied;
+        * ``"skip"``: each refused command is skipped and the others applied (and
+          journaled) as if it were not in the batch; ``Applied.refused`` lists them;
+        * ``"list"``: every refusal is listed in ``Applied.refused`` (those ``"skip"``
+          would list) and, if there is any, nothing is applied (``changed`` false).
+
+        Bad input (a non-UTF-8 id, an instant before the rollout's clock) still raises."""
+        return _commands.apply(self, name, list(commands), now, "batch", refused)
 
     def execute(self, name: str, command: Command, now: datetime) -> Applied:
         """Deprecated spelling of :meth:`apply` (removed in certflow 0.3)."""

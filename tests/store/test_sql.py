@@ -34,7 +34,7 @@ from hypothesis.stateful import (
 
 import certflow as cf
 from certflow.core.preview import preview
-from certflow.store import PostgresStore, SqliteStore, StoreError, UnknownRollout
+from certflow.store import Applied, PostgresStore, SqliteStore, StoreError, UnknownRollout
 from tests.backends import Backend
 from tests.core.strategies import (
     ADMIN_COMMANDS,
@@ -69,6 +69,15 @@ def _outcome(run: Callable[[], Any]) -> tuple[str, Any]:
         return "ok", run()
     except cf.CertflowError as error:
         return type(error).__name__, str(error)
+
+
+def _refused(applied: Applied) -> list[tuple[int, tuple[str, str]]]:
+    """What ``apply_all(..., refused=...)`` refused, as :func:`_outcome` words it (the
+    store names the rollout where the evaluator says "this rollout")."""
+    return [
+        (r.position, (type(r.error).__name__, str(r.error).replace("rollout 'r'", "this rollout")))
+        for r in applied.refused
+    ]
 
 
 class StoreAgainstEvaluator(RuleBasedStateMachine):
@@ -164,6 +173,43 @@ class StoreAgainstEvaluator(RuleBasedStateMachine):
             lambda r: cf.apply_all(r, commands, now),
             lambda: self.store.apply_all("r", commands, now),
         )
+
+    @rule(data=st.data(), size=st.integers(0, 6), step=steps)
+    def a_batch_skips_what_is_refused(
+        self, data: st.DataObject, size: int, step: timedelta
+    ) -> None:
+        # apply_all(refused="skip" or "list") against the evaluator applying the commands
+        # one at a time, leaving out each one it refuses.
+        assert self.memory is not None
+        self.now += step
+        commands = [self._device_command(data) for _ in range(size)]
+        now, rollout = self.now, self.memory
+        accepted: list[cf.Command] = []
+        refused: list[tuple[int, tuple[str, Any]]] = []
+        for position, command in enumerate(commands):
+            found = _outcome(lambda: cf.apply(rollout, command, now))  # noqa: B023
+            if found[0] == "ok":
+                rollout = found[1].rollout
+                accepted.append(command)
+            elif found[0] in ("CommandRefused", "UnknownDevice"):
+                refused.append((position, found))
+            else:  # bad input (an instant before the clock): raised, as by the default
+                accepted = commands
+                break
+        if refused:
+            before = self.store.dumps("r"), len(list(self.store.journal("r")))
+            listed = self.store.apply_all("r", commands, now, refused="list")
+            assert (listed.changed, list(listed), _refused(listed)) == (False, [], refused)
+            assert (self.store.dumps("r"), len(list(self.store.journal("r")))) == before
+        done: list[Applied] = []
+
+        def skipping() -> Applied:
+            done.append(self.store.apply_all("r", commands, now, refused="skip"))
+            return done[0]
+
+        self._both(lambda r: cf.apply_all(r, accepted, now), skipping)
+        if done:
+            assert _refused(done[0]) == refused
 
     @rule(data=st.data(), step=steps)
     def every_pushed_device_answers(self, data: st.DataObject, step: timedelta) -> None:
