@@ -27,6 +27,7 @@ from certflow.cli._rollout_render import (
     _when,
     identity_cell,
     identity_data,
+    in_scope,
     json_line,
 )
 from certflow.core.instants import show
@@ -137,6 +138,10 @@ def rollout_history(name: str, db: str, now: str | None, as_json: bool) -> int:
 def rollout_list(db: str, now: str | None, as_json: bool) -> int:
     """The rollouts in the database, with state and progress at --now.
 
+    IN SCOPE counts the devices in the rollout's scope, as status does (an unenrolled
+    device is not); --json adds "devices", every device the rollout knows, and "counts",
+    the devices per state.
+
     A rollout marked * was read past a due timer: it is shown as a tick at --now would
     leave it (--json: "projected": true); nothing is stored.
     """
@@ -150,7 +155,9 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
                 {
                     "rollout": i.name,
                     "state": i.state.value,
+                    "in_scope": in_scope(i.counts),
                     "devices": i.devices,
+                    "counts": {state.value: n for state, n in i.counts.items()},
                     "percent_complete": round(i.percent_complete, 2),
                     "clock": i.clock.isoformat(),
                     "next_due": _instant(i.next_due),
@@ -167,13 +174,14 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
     width = max(len("ROLLOUT"), *(len(i.name) for i in infos))
     due = max(len("NEXT DUE"), *(len(_when(i.next_due)) for i in infos))
     click.echo(
-        f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'DEVICES':>9}  {'DONE':>6}  "
+        f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'IN SCOPE':>9}  {'DONE':>6}  "
         f"{'NEXT DUE':<{due}}  CERTIFICATE"
     )
     for i, identity in zip(infos, identities, strict=True):
         click.echo(
-            f"{i.name:<{width}}  {i.state.value + '*' * i.projected:<12}  {i.devices:>9,}  "
-            f"{i.percent_complete:>5.1f}%  {_when(i.next_due):<{due}}  {identity_cell(identity)}"
+            f"{i.name:<{width}}  {i.state.value + '*' * i.projected:<12}  "
+            f"{in_scope(i.counts):>9,}  {i.percent_complete:>5.1f}%  {_when(i.next_due):<{due}}  "
+            f"{identity_cell(identity)}"
         )
     if any(i.projected for i in infos):
         click.echo(

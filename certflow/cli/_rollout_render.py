@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from certflow.core import commands as c
 from certflow.core.effects import Effect
 from certflow.core.identity import Identity
 from certflow.core.instants import show
-from certflow.core.plan import DeviceRecord
+from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 from certflow.core.wording import describe_effect
@@ -134,6 +134,20 @@ def _entry_text(entry: JournalEntry) -> str:
 # --- the overview and the device table -------------------------------------------------------
 
 
+def in_scope(counts: Mapping[DeviceState, int]) -> int:
+    """The devices in the rollout's scope (as ``status`` counts them: every state the
+    device machine declares in scope; an unenrolled device is not)."""
+    return sum(n for state, n in counts.items() if state.in_scope)
+
+
+def counts_text(counts: Mapping[DeviceState, int]) -> str:
+    """The devices per state, those in scope first, with how many are in scope."""
+    inside = [f"{s.value} {n:,}" for s, n in counts.items() if s.in_scope]
+    outside = [f"{s.value} {n:,}" for s, n in counts.items() if not s.in_scope]
+    text = f"{in_scope(counts):,} in scope: {', '.join(inside)}"
+    return text + (f"; not in scope: {', '.join(outside)}" if outside else "")
+
+
 def _overview_data(head: Overview) -> dict[str, Any]:
     return {
         "state": head.state.value,
@@ -236,7 +250,7 @@ def _print_overview(name: str, head: Overview) -> None:
             "devices trust the root)"
             + ("" if head.distribution_needed else "; publicly trusted: no distribution needed"),
         ),
-        ("Devices", ", ".join(f"{s.value} {n:,}" for s, n in head.counts.items())),
+        ("Devices", counts_text(head.counts)),
         ("Started", _when(head.started_at)),
         ("Next notice", _when(head.next_notice)),
         (

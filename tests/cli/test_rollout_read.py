@@ -7,6 +7,7 @@ where the database is named by ``--db``; SQLite's files as a user whose permissi
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,3 +162,28 @@ def test_history_is_read_only_and_complete(db: str) -> None:
     distributing(db)
     entries: list[dict[str, Any]] = history(db)
     assert [e["kind"] for e in entries] == ["create", "command", "command", "command"]
+
+
+def test_list_and_status_count_the_same_devices_and_say_what_they_count(
+    db: str,
+) -> None:
+    """An unenrolled device is no longer in the rollout's scope: list and status both
+    count the 5 in scope, and say so; list's "devices" (under --json) counts every
+    device the rollout knows, with "counts" per state as status gives them."""
+    distributing(db)
+    cli("rollout", "unenroll", "r1", "d3", "--db", db, "--now", at(hours=2))
+    seen = status(db, at(hours=3))
+    [line] = as_json(cli("rollout", "list", "--db", db, "--now", at(hours=3), "--json"))
+    assert seen["in_scope"] == line["in_scope"] == 5
+    assert line["devices"] == 6
+    assert line["counts"] == seen["counts"]
+    assert sum(line["counts"].values()) == line["devices"]
+    listed = cli("rollout", "list", "--db", db, "--now", at(hours=3)).stdout.splitlines()
+    assert re.match(r"ROLLOUT\s+STATE\s+IN SCOPE\s+DONE", listed[0])
+    assert re.match(r"r1\s+distributing\s+5\s+20\.0%", listed[1]), listed[1]
+    text = cli("rollout", "status", "r1", "--db", db, "--now", at(hours=3)).stdout
+    assert (
+        "Devices:          5 in scope: pending 0, pushed 3, installed 1, failed 1, "
+        "reenroll_required 0; not in scope: removed 1\n"
+    ) in text
+    assert "(1 of 5 in-scope devices trust the root)" in text
