@@ -9,14 +9,22 @@ at that instant would leave, and say so.
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import os
 import shlex
+import sys
+from contextlib import closing, suppress
+from datetime import datetime
 
 import click
+from click.core import ParameterSource
 
 from certflow.cli._app import EXIT_OK, parse_now, print_json
 from certflow.cli._rollout import _common, _name, _store, rollout_group
 from certflow.cli._rollout_render import (
+    DEVICE_COLUMNS,
     _device_data,
     _entry_data,
     _entry_text,
@@ -25,14 +33,45 @@ from certflow.cli._rollout_render import (
     _print_devices,
     _print_overview,
     _when,
+    device_cells,
     identity_cell,
     identity_data,
     in_scope,
     json_line,
 )
 from certflow.core.instants import show
-from certflow.core.plan import DeviceState
+from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import loads
+
+#: What ``--summary`` leaves out: the options that choose the device page.
+_PAGE_OPTIONS = ("--state", "--limit", "--after")
+
+
+def _check_status_options(
+    ctx: click.Context, summary: bool, as_csv: bool, as_json: bool, limit: int, given: list[str]
+) -> None:
+    """Refuse the options that contradict each other (a usage error, exit 2). ``given``:
+    the options of the device page given on the command line."""
+    if as_csv and as_json:
+        raise click.UsageError("--csv and --json cannot be combined: give one", ctx=ctx)
+    if as_csv and summary:
+        raise click.UsageError(
+            "--csv and --summary cannot be combined: --csv lists devices, --summary none",
+            ctx=ctx,
+        )
+    if as_csv and "--limit" in given:
+        raise click.UsageError(
+            "--csv has no page limit: drop --limit; for the first rows, pipe through head", ctx=ctx
+        )
+    # --limit 0 asks for the summary itself; beside --summary, any --limit is one too many.
+    others = [option for option in given if summary or option != "--limit"]
+    if (summary or limit == 0) and others:
+        them = "it" if len(others) == 1 else "them"
+        raise click.UsageError(
+            f"{'--summary' if summary else '--limit 0'} shows no devices, so "
+            f"{' and '.join(others)} would choose none: drop {them}",
+            ctx=ctx,
+        )
 
 
 @rollout_group.command("status")
@@ -46,18 +85,34 @@ from certflow.core.serialization import loads
 )
 @click.option(
     "--limit",
-    type=click.IntRange(1, 10_000),
+    type=click.IntRange(0, 10_000),
     default=50,
     show_default=True,
-    help="Devices per page.",
+    help="Devices per page; 0 shows none, as --summary does.",
 )
 @click.option("--after", metavar="DEVICE", help="The page after this device (keyset paging).")
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Only the head of View Details: no devices (as --limit 0).",
+)
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="Every device matching --state (after --after, if given) as CSV with a header, "
+    "streamed with no page limit; instants in ISO 8601 UTC. Not with --json or --summary.",
+)
 @_common
+@click.pass_context
 def rollout_status(
+    ctx: click.Context,
     name: str,
     states: tuple[str, ...],
     limit: int,
     after: str | None,
+    summary: bool,
+    as_csv: bool,
     db: str,
     now: str | None,
     as_json: bool,
@@ -67,29 +122,40 @@ def rollout_status(
     Reads only. If something fell due by --now that no tick has stored, what is shown is
     what `certflow rollout tick` at --now would leave, and a line says so (--json:
     "projected": true); nothing is stored. The device table is in creation order; --after
-    DEVICE (the last one shown) gives the next page.
+    DEVICE (the last one shown) gives the next page. --summary (or --limit 0) shows the
+    head alone; --csv every device matching --state, and nothing else.
     """
+    given = [
+        option
+        for option, param in zip(_PAGE_OPTIONS, ("states", "limit", "after"), strict=True)
+        if ctx.get_parameter_source(param) is not ParameterSource.DEFAULT
+    ]
+    _check_status_options(ctx, summary, as_csv, as_json, limit, given)
     at = parse_now(now)
     wanted = [DeviceState(s) for s in states]
+    if as_csv:
+        return _status_csv(name, wanted, after, db, at, now is None)
+    summary = summary or limit == 0
+    rows: list[DeviceRecord] = []
     with _store(db, read_only=True, real_clock=now is None) as store:
         if after is not None:
             store.device(name, after)  # an unknown --after is bad input, said first
         seen = store.view(name, at)
         head = seen.overview
-        rows = store.devices(name, wanted, after=after, limit=limit, now=at)
+        if not summary:
+            rows = store.devices(name, wanted, after=after, limit=limit, now=at)
         location = store.location
-    following = rows[-1].device_id if len(rows) == limit else None
+    following = rows[-1].device_id if not summary and len(rows) == limit else None
     if as_json:
-        print_json(
-            {
-                "rollout": name,
-                **_overview_data(head),
-                "projected": seen.projected,
-                "projected_from": _instant(seen.due),
-                "devices": [_device_data(r) for r in rows],
-                "next_after": following,
-            }
-        )
+        data = {
+            "rollout": name,
+            **_overview_data(head),
+            "projected": seen.projected,
+            "projected_from": _instant(seen.due),
+        }
+        if not summary:
+            data |= {"devices": [_device_data(r) for r in rows], "next_after": following}
+        print_json(data)
         return EXIT_OK
     _print_overview(name, head)
     if seen.projected:
@@ -97,6 +163,8 @@ def rollout_status(
             f"{'Projected:':<18}timers fell due from {_when(seen.due)} and no tick has stored "
             f"them: this is what `certflow rollout tick {name}` would leave; nothing was stored"
         )
+    if summary:
+        return EXIT_OK
     click.echo("")
     _print_devices(rows)
     if following is not None:
@@ -113,6 +181,49 @@ def rollout_status(
             f"--after {shlex.quote(following)}"
         )
     return EXIT_OK
+
+
+def _status_csv(
+    name: str,
+    wanted: list[DeviceState],
+    after: str | None,
+    db: str,
+    at: datetime,
+    real_clock: bool,
+) -> int:
+    """``status --csv``: the devices streamed from the store a page at a time (never the
+    whole fleet in memory), written as they come. A reader that stops early (``| head``)
+    ends it quietly, exit 0: it had what it asked for."""
+    with _store(db, read_only=True, real_clock=real_clock) as store:
+        seen = store.view(name, at)  # an unknown rollout or --now is said before any row
+        with closing(store.iter_devices(name, wanted, after=after, now=at)) as rows:
+            first = next(rows, None)  # an unknown --after is said before the header too
+            if seen.projected:
+                click.echo(
+                    f"certflow: note: timers fell due from {_when(seen.due)} and no tick has "
+                    f"stored them: the devices are as `certflow rollout tick {name}` would "
+                    "leave them; nothing was stored",
+                    err=True,
+                )
+            out = sys.stdout
+            try:
+                table = csv.writer(out, lineterminator="\n")
+                table.writerow(DEVICE_COLUMNS)
+                if first is not None:
+                    table.writerows(device_cells(r) for r in itertools.chain([first], rows))
+                out.flush()  # a closed pipe is met here, not at exit
+            except BrokenPipeError:
+                _discard_output()
+    return EXIT_OK
+
+
+def _discard_output() -> None:
+    """The reader of standard output went away: what is left to print goes nowhere, so
+    that the interpreter's last flush at exit does not fail again (Python's advice for
+    SIGPIPE)."""
+    # Not a file (a test's stream): nothing flushes it at exit.
+    with suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @rollout_group.command("history")

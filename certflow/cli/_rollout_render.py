@@ -83,15 +83,26 @@ def _instant(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+#: What is shown of a device: the keys of its ``--json`` object, and the header of
+#: ``status --csv``.
+DEVICE_COLUMNS = ("device", "state", "attempts", "last_push", "last_report", "reason")
+
+
+def device_cells(row: DeviceRecord) -> tuple[str, str, int, str | None, str | None, str | None]:
+    """A device's values, in the order of :data:`DEVICE_COLUMNS` (instants in ISO 8601,
+    UTC; ``None`` for what never happened)."""
+    return (
+        row.device_id,
+        row.state.value,
+        row.attempts,
+        _instant(row.last_push),
+        _instant(row.last_report),
+        row.last_failure_reason,
+    )
+
+
 def _device_data(row: DeviceRecord) -> dict[str, Any]:
-    return {
-        "device": row.device_id,
-        "state": row.state.value,
-        "attempts": row.attempts,
-        "last_push": _instant(row.last_push),
-        "last_report": _instant(row.last_report),
-        "reason": row.last_failure_reason,
-    }
+    return dict(zip(DEVICE_COLUMNS, device_cells(row), strict=True))
 
 
 def _command_text(command: c.Command) -> str:

@@ -7,20 +7,28 @@ where the database is named by ``--db``; SQLite's files as a user whose permissi
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
+import pytest
+from click.testing import CliRunner, Result
 
 import certflow.sim  # noqa: F401  (loaded before the unprivileged child, which may not read the interpreter's files)
+from certflow import DeviceFailed, DistributeRoot
 from certflow.cli import main
+from certflow.store import SqliteStore
 from tests.backends import Backend
 from tests.cli.test_rollout import as_json, at, cli, history, new_args, status
 from tests.cli.test_rollout import db as db  # the fixture: rollout r1, pending at t0
 from tests.cli.test_rollout import upload as upload  # the fixture: the uploaded files
+from tests.core.strategies import HOUR, T0, build
 from tests.store.conftest import as_unprivileged, folder_bytes
 from tests.store.conftest import shared_folder as shared_folder  # the fixture
 
@@ -29,6 +37,8 @@ from tests.store.conftest import shared_folder as shared_folder  # the fixture
 READS = [
     (["status", "r1"], at(days=7, hours=1)),
     (["status", "r1", "--state", "failed"], at(days=22)),
+    (["status", "r1", "--summary"], at(days=7, hours=1)),
+    (["status", "r1", "--csv", "--state", "reenroll_required"], at(days=22)),
     (["list"], at(days=30)),
     (["history", "r1"], at(days=30)),
     (["effects", "r1", "--all"], at(days=30)),
@@ -162,6 +172,181 @@ def test_history_is_read_only_and_complete(db: str) -> None:
     distributing(db)
     entries: list[dict[str, Any]] = history(db)
     assert [e["kind"] for e in entries] == ["create", "command", "command", "command"]
+
+
+# --- status --summary and status --csv (issue 18) -------------------------------------------
+
+
+def _one_error_line(result: Result) -> str:
+    """The one line a usage error prints on standard error."""
+    [line] = result.stderr.splitlines()
+    return line
+
+
+def test_status_summary_is_the_head_without_the_device_page(db: str, backend: Backend) -> None:
+    """--summary, and --limit 0 alike: the head of View Details (the projected line too),
+    and no device table, no "More:", no "devices" or "next_after" under --json."""
+    distributing(db)
+    when = at(days=7, hours=1)  # past the notice and the first checkpoint: projected
+    before = backend.tables()
+    whole = status(db, when)
+    for ask in (["--summary"], ["--limit", "0"]):
+        head = status(db, when, *ask)
+        assert head == {k: v for k, v in whole.items() if k not in ("devices", "next_after")}
+        assert (head["state"], head["projected"], head["in_scope"]) == ("extended", True, 6)
+        text = cli("rollout", "status", "r1", "--db", db, "--now", when, *ask).stdout
+        assert text.startswith("Rollout:          r1: extended")
+        assert "Projected:" in text.splitlines()[-1]
+        assert "DEVICE" not in text
+        assert not re.search(r"^d1 ", text, re.MULTILINE)
+        assert "More:" not in text
+    full = cli("rollout", "status", "r1", "--db", db, "--now", when, "--limit", "1").stdout
+    assert full.startswith(text)  # the same head as the paged view's
+    assert backend.tables() == before
+
+
+SUMMARY_OR_CSV_MISUSED = [
+    (["--csv", "--json"], "--csv and --json cannot be combined"),
+    (["--csv", "--summary"], "--csv and --summary cannot be combined"),
+    (["--csv", "--limit", "20"], "--csv has no page limit: drop --limit"),
+    (["--csv", "--limit", "0"], "--csv has no page limit: drop --limit"),
+    (["--summary", "--state", "failed"], "--summary shows no devices, so --state would"),
+    (["--summary", "--after", "d1"], "--summary shows no devices, so --after would"),
+    (["--summary", "--limit", "50"], "--summary shows no devices, so --limit would"),
+    (["--limit", "0", "--after", "d1"], "--limit 0 shows no devices, so --after would"),
+    (["--summary", "--limit", "0"], "--summary shows no devices, so --limit would"),
+    (
+        ["--summary", "--state", "failed", "--after", "d1"],
+        "--summary shows no devices, so --state and",
+    ),
+]
+
+
+def test_summary_and_csv_refuse_the_options_they_contradict(db: str) -> None:
+    for extra, words in SUMMARY_OR_CSV_MISUSED:
+        refused = cli("rollout", "status", "r1", "--db", db, "--now", at(), *extra, expect=2)
+        line = _one_error_line(refused)
+        assert line.startswith(f"certflow: error: {words}"), (extra, line)
+        assert "rollout status --help" in line
+        assert "device,state" not in refused.stdout  # no CSV began
+
+
+def _csv(db: str, when: str, *extra: str) -> list[dict[str, str]]:
+    out = cli("rollout", "status", "r1", "--db", db, "--now", when, "--csv", *extra).stdout
+    assert out.splitlines()[0] == "device,state,attempts,last_push,last_report,reason"
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def _as_cells(device: dict[str, Any]) -> dict[str, str]:
+    """A device of ``status --json`` as the CSV spells it (nothing: an empty cell)."""
+    return {k: "" if v is None else str(v) for k, v in device.items()}
+
+
+def test_status_csv_lists_every_device_matching_state_streamed_with_a_header(
+    db: str, backend: Backend
+) -> None:
+    distributing(db)
+    cli("rollout", "report", "r1", "d3", "failed", "--reason", 'disk "C:", full\nreally',
+        "--db", db, "--now", at(hours=2))  # fmt: skip
+    cli("rollout", "unenroll", "r1", "d4", "--db", db, "--now", at(hours=2))
+    before = backend.tables()
+    for when in (at(hours=3), at(days=22)):  # as stored; projected past the forced import
+        paged = status(db, when, "--limit", "100")["devices"]
+        rows = _csv(db, when)
+        assert rows == [_as_cells(d) for d in paged]
+        for state in ("failed", "reenroll_required", "pushed"):
+            assert _csv(db, when, "--state", state) == [
+                _as_cells(d) for d in paged if d["state"] == state
+            ]
+        assert [r["device"] for r in _csv(db, when, "--after", "d2")] == [
+            "d3", "d4", "d5", "d6",
+        ]  # fmt: skip
+        assert _csv(db, when, "--state", "pushed", "--state", "failed", "--after", "d3") == [
+            _as_cells(d) for d in paged[3:] if d["state"] in ("pushed", "failed")
+        ]
+    projected = cli("rollout", "status", "r1", "--db", db, "--now", at(days=22), "--csv")
+    assert "certflow: note: timers fell due from" in projected.stderr
+    assert "nothing was stored" in projected.stderr
+    rows = _csv(db, at(days=22))
+    assert {r["device"]: r["state"] for r in rows} == {
+        "d1": "installed", "d2": "reenroll_required", "d3": "reenroll_required",
+        "d4": "removed", "d5": "reenroll_required", "d6": "reenroll_required",
+    }  # fmt: skip
+    assert rows[2]["reason"] == 'disk "C:", full\nreally'  # quoted, whole
+    for row in rows:  # instants: ISO 8601 in UTC
+        for column in ("last_push", "last_report"):
+            if row[column]:
+                instant = datetime.fromisoformat(row[column])
+                assert instant.utcoffset() == timedelta(0), row
+    assert rows[1]["last_push"] == at()
+    assert backend.tables() == before  # read only, projected or not
+
+
+def test_status_csv_of_no_device_is_its_header_and_errors_come_before_it(db: str) -> None:
+    assert _csv(db, at(), "--state", "failed") == []
+    unknown = cli("rollout", "status", "r1", "--db", db, "--csv", "--after", "nosuch", expect=2)
+    assert unknown.stdout == ""
+    assert "'nosuch'" in _one_error_line(unknown)
+    missing = cli("rollout", "status", "r9", "--db", db, "--csv", expect=2)
+    assert (missing.stdout, "no rollout named 'r9'" in missing.stderr) == ("", True)
+
+
+FLEET = 30_000
+
+
+def test_status_csv_has_no_page_limit_and_reads_the_store_a_page_at_a_time(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30,000 devices (three times the largest page): every one arrives, in order, read
+    by keyset a page per statement (the store's memory test is in
+    tests/store/test_reads_iter.py)."""
+    with backend.open() as store:
+        store.create("big", build(FLEET))
+        store.apply("big", DistributeRoot(), T0)
+        store.apply_all("big", [DeviceFailed(f"d{n}", "x") for n in range(0, FLEET, 3)], T0)
+        kind = type(store)
+    pages: list[Any] = []
+    query = kind._q
+
+    def counted(self: Any, sql: str, params: Any = ()) -> Any:
+        if "ORDER BY idx LIMIT" in sql:
+            pages.append(params[-1])
+        return query(self, sql, params)
+
+    monkeypatch.setattr(kind, "_q", counted)
+    now = (T0 + HOUR).isoformat()
+    out = cli("rollout", "status", "big", "--db", backend.target, "--now", now, "--csv").stdout
+    lines = out.splitlines()
+    assert len(lines) == FLEET + 1
+    assert [line.split(",", 1)[0] for line in lines[1:]] == [f"d{n}" for n in range(FLEET)]
+    assert lines[1] == f"d0,failed,1,{T0.isoformat()},{T0.isoformat()},x"
+    assert lines[2] == f"d1,pushed,1,{T0.isoformat()},,"
+    assert pages == [1_000] * (FLEET // 1_000 + 1)  # the last page finds nothing more
+    pages.clear()
+    failed = cli(
+        "rollout", "status", "big", "--db", backend.target, "--now", now, "--csv",
+        "--state", "failed",
+    ).stdout.splitlines()  # fmt: skip
+    assert len(failed) == len(range(0, FLEET, 3)) + 1
+    assert len(pages) == len(range(0, FLEET, 3)) // 1_000 + 1
+
+
+def test_status_csv_into_a_closed_pipe_ends_quietly_with_exit_0(tmp_path: Path) -> None:
+    """`certflow rollout status NAME --csv | head -1`, in real processes: the reader
+    leaves after one line; certflow ends with exit 0 and says nothing."""
+    path = tmp_path / "certflow.db"
+    with SqliteStore(path) as store:
+        store.create("big", build(20_000))  # about 0.8 MB of CSV: far past a pipe's buffer
+    command = [sys.executable, "-m", "certflow", "rollout", "status", "big", "--csv",
+               "--db", str(path), "--now", T0.isoformat()]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stderr is not None
+    assert child.stdout.readline() == b"device,state,attempts,last_push,last_report,reason\n"
+    child.stdout.close()  # as head does once it has its line
+    said = child.stderr.read()
+    assert child.wait(timeout=60) == 0, said
+    assert said == b""
 
 
 def test_list_and_status_count_the_same_devices_and_say_what_they_count(
