@@ -1,0 +1,105 @@
+"""View Details' chart: device states per day, from the journal, as SVG.
+
+The journal is folded through the in-memory evaluator (as the store's own ``replay``
+does), the counts sampled at each day from the distribution's start, and the effects it
+emitted kept: the simulation library's :func:`certflow.sim.chart.states_chart` draws
+them (the notices, the postponed checkpoints and the import marked) and matplotlib's SVG
+backend writes the file. A chart is kept per rollout until its journal grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from certflow.core import evaluator as ev
+from certflow.core.effects import Effect
+from certflow.core.plan import DeviceState
+from certflow.core.serialization import loads
+from certflow.sim import Trace
+from certflow.sim.chart import states_chart
+from certflow.store import JournalEntry, StoreError
+
+if TYPE_CHECKING:
+    from certflow.web._app import Console
+
+__all__ = ["render", "render_cached", "trace_of"]
+
+DAY = timedelta(days=1)
+#: Charts kept (per rollout and journal length).
+KEPT = 32
+_cache: OrderedDict[tuple[int, str, int, str], bytes] = OrderedDict()
+_lock = threading.Lock()
+
+
+def trace_of(
+    entries: Sequence[JournalEntry], now: datetime
+) -> tuple[Trace, list[Effect], datetime]:
+    """The device counts at each day from the start (the distribution's, else the
+    creation), the effects the journal's entries emitted, and the start."""
+    if not entries or entries[0].kind != "create":
+        name = entries[0].rollout if entries else "?"
+        raise StoreError(f"rollout {name!r}: its journal does not start with its creation")
+    rollout = loads(json.dumps(entries[0].body))
+    steps: list[tuple[datetime, dict[DeviceState, int]]] = [(entries[0].at, rollout.counts())]
+    effects: list[Effect] = []
+    for entry in entries[1:]:
+        step = ev.advance(rollout, entry.at)
+        rollout = step.rollout
+        effects += step.effects
+        for command in entry.commands:
+            step = ev.apply(rollout, command, entry.at)
+            rollout = step.rollout
+            effects += step.effects
+        steps.append((entry.at, rollout.counts()))
+    start = rollout.phase.started_at or entries[0].at
+    end = max(now, steps[-1][0])
+    days: list[float] = []
+    counts: list[dict[DeviceState, int]] = []
+    index = 0
+    day = 0
+    while start + day * DAY <= end:
+        instant = start + day * DAY
+        while index + 1 < len(steps) and steps[index + 1][0] <= instant:
+            index += 1
+        days.append(float(day))
+        counts.append(steps[index][1])
+        day += 1
+    days.append((end - start) / DAY)
+    counts.append(steps[-1][1])
+    return Trace(tuple(days), tuple(counts)), effects, start
+
+
+def render(name: str, entries: Sequence[JournalEntry], now: datetime) -> bytes:
+    """The chart of rollout ``name`` from its journal ``entries`` at ``now``, as SVG."""
+    trace, effects, start = trace_of(entries, now)
+    started = "creation" if start == entries[0].at else "distribution start"
+    figure = states_chart(trace, effects, start, title=f"{name}: device states per day")
+    figure.axes[0].set_xlabel(f"day (from the {started}, {start:%Y-%m-%d %H:%M} UTC)")
+    out = io.BytesIO()
+    figure.savefig(out, format="svg", metadata={"Date": None})
+    return out.getvalue()
+
+
+async def render_cached(
+    console: Console, name: str, entries: Sequence[JournalEntry], now: datetime
+) -> bytes:
+    """:func:`render`, drawn in a worker thread (matplotlib is slow, the event loop is
+    not to wait), kept until the journal grows or the day changes."""
+    key = (id(console), name, len(entries), f"{now:%Y-%m-%d}")
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    svg = await asyncio.to_thread(render, name, entries, now)
+    with _lock:
+        _cache[key] = svg
+        while len(_cache) > KEPT:
+            _cache.popitem(last=False)
+    return svg

@@ -1,0 +1,81 @@
+"""The console's one store thread: every store call of every request runs there, in turn.
+
+A certflow store belongs to the thread that opened it (a SQLite connection refuses any
+other), while an ASGI server answers requests on its event loop and on worker threads
+that change from call to call. So the console owns one thread for the store: it opens
+the store there (from the opener the host gives) and runs each request's reads and
+commands there, one at a time, never blocking the event loop. An administrator's console
+serves a handful of people; one writer at a time is what the store allows anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from certflow.core.errors import InvalidInput
+from certflow.store import SqliteStore, SqlStore
+
+__all__ = ["StoreRunner", "StoreSource"]
+
+T = TypeVar("T")
+
+#: What :func:`certflow.web.create_app` takes: a function that opens the store (called
+#: once, in the console's store thread), or a store object that may be used from another
+#: thread than the one that opened it (a PostgresStore).
+StoreSource = SqlStore | Callable[[], SqlStore]
+
+
+class StoreRunner:
+    """Runs functions of the store in the console's one store thread."""
+
+    def __init__(self, source: StoreSource) -> None:
+        if isinstance(source, SqliteStore):
+            raise InvalidInput(
+                "create_app: a SqliteStore belongs to the thread that opened it, and the "
+                "console serves from its own thread; pass a function that opens it, such as "
+                "create_app(lambda: SqliteStore(path), ...)"
+            )
+        if not isinstance(source, SqlStore) and not callable(source):
+            raise InvalidInput(
+                f"create_app: store must be a certflow store or a function opening one, "
+                f"got {source!r}"
+            )
+        self._source = source
+        self._store: SqlStore | None = None
+        self._owned = not isinstance(source, SqlStore)
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certflow-store")
+
+    def _opened(self) -> SqlStore:
+        if self._store is None:
+            source = self._source
+            store = source if isinstance(source, SqlStore) else source()
+            if not isinstance(store, SqlStore):
+                raise InvalidInput(f"create_app: the store opener returned {store!r}, not a store")
+            self._store = store
+        return self._store
+
+    def call(self, function: Callable[[SqlStore], T]) -> T:
+        """``function(store)`` in the store thread, from a thread that may wait for it."""
+        return self._executor.submit(lambda: function(self._opened())).result()
+
+    async def run(self, function: Callable[[SqlStore], T]) -> T:
+        """``function(store)`` in the store thread, awaited without blocking the loop."""
+        future = self._executor.submit(lambda: function(self._opened()))
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Close the store the console opened (a store it was given stays the host's)."""
+        with self._lock:
+
+            def shut() -> None:
+                if self._store is not None and self._owned:
+                    self._store.close()
+                self._store = None
+
+            self._executor.submit(shut).result()
+            self._executor.shutdown(wait=True)
