@@ -1,35 +1,26 @@
-"""A forecast for a live rollout: when will it import, and how many devices will be cut off?
+"""A forecast for a live rollout: when will it import, how many devices will it cut off,
+and would one manual extension help?
 
 :func:`forecast` takes a distributing rollout, the instant ``now``, and what the host
 has seen so far as plain mappings (device id -> the instants it was pushed, device id ->
 the instants its reports came in; a store's journal supplies them). It then:
 
-1. **fits the time to answer a push** with a Kaplan-Meier estimate (:func:`fit`): each
-   answered push is an observed wait (report minus push); a push without an answer yet
-   is *censored* at ``now`` (the device has waited at least that long). The failure
-   probability is the share of answers that were failures (what each device answered
-   is read from its record in the rollout: every answer was a failure but the last one
-   of a device that trusts the root now, as the device machine declares its states;
-   an unenrolled device, out of scope, is left out);
-2. **simulates the rest** ``runs`` times through the real evaluator (the same host as
-   :mod:`certflow.sim.fleet`): a device still waiting answers after a wait drawn from
-   the fitted curve *given* the wait so far (or never, past the curve's end); still
-   waiting means in a state that awaits an answer, as the device machine declares its
-   wait. A device pushed again (bulk retry by the
-   :class:`~certflow.sim.models.AdminPolicy`) has answered before, so it draws a fresh
-   wait from the curve above its floor (the floor is the share that never answers: a
-   cure-model reading of the plateau);
-3. **tabulates**, for the rollout as it is and with one manual extension: the
-   probability of the import at each coming checkpoint, and the expected number and a
-   ``level`` interval (equal-tailed quantiles of the runs) of the devices cut off. The
-   extension is the engine's: :func:`certflow.preview` of ``ExtendManually`` at the
-   instant the branch extends says whether it would be taken and gives the extended
-   rollout, whose timeline (:mod:`certflow.core.timeline`) places the checkpoints it
-   moved.
+1. **fits the wait for an answer** (:mod:`certflow.sim._cure`): the Kaplan-Meier curve
+   of first pushes where the data are, and past the longest answered wait a
+   mixture-cure Weibull tail fitted to every push, answered or censored. A device still
+   waiting beyond the data is censored, not "never"; :class:`Tail` says where the data
+   end and how many waiting devices rest on the tail alone. The failure share is the
+   share of answers that failed. A Poisson bootstrap over devices refits all of it, and
+   each simulated future uses one replicate: the fit's uncertainty reaches the intervals;
+2. **draws the futures** (:mod:`certflow.sim._futures`): every device still able to move
+   answers (or not) as its replicate says, bulk retries on the administrator's calendar;
+3. **lets the engine decide** what each future does: the decision instants come from the
+   timeline, the extension from :func:`certflow.preview` of ``ExtendManually``, and the
+   import, whether forced and whom it cuts off from replays through the evaluator;
+4. **tabulates** both branches (as it is, with one manual extension) from the same
+   futures, and **recommends** extending or not, with the re-enrolments it saves
+   (paired, future by future) and the constraints that bound an extension.
 
-The Kaplan-Meier curve ends at the longest wait seen: a device still waiting beyond it is
-assumed never to answer (the data say nothing about later answers). This overstates the
-cut-offs when devices are routinely offline for longer than the rollout has run.
 Enrolments and unenrolments after ``now`` are not forecast.
 """
 
@@ -45,19 +36,22 @@ from typing import Any
 import attrs
 import numpy as np
 
+from certflow.core import commands as c
 from certflow.core import timeline
-from certflow.core.commands import ExtendManually
-from certflow.core.errors import CertflowError, InvalidInput
+from certflow.core.errors import CommandRefused, InvalidInput
 from certflow.core.evaluator import DEFAULT, advance
 from certflow.core.instants import require_aware, show
 from certflow.core.preview import preview
 from certflow.core.rollout import Rollout
-from certflow.sim._host import DAY, Answers, Floats, Host, Responder
+from certflow.sim import _cure, _futures, _journal
+from certflow.sim._host import DAY
+from certflow.sim._verdict import Advice, Tail, advise, constraints, tail_of
 from certflow.sim.models import AdminPolicy
 
 __all__ = ["Branch", "CheckpointChance", "Forecast", "Survival", "fit", "forecast"]
 
 _HOUR = timedelta(hours=1)
+_REPLICATES = 40  # bootstrap curves; each future uses one, in turn
 
 
 @attrs.frozen
@@ -66,7 +60,9 @@ class Survival:
 
     ``survival[i]`` is the estimated chance that a push is still unanswered just after
     ``times[i]`` (the distinct observed waits, ascending). ``answered`` and
-    ``censored`` count the observations.
+    ``censored`` count the observations. The forecast draws from
+    :mod:`certflow.sim._cure`'s curve, which follows this one within the data and
+    models the tail after it; this one is the data alone.
     """
 
     times: tuple[float, ...]
@@ -87,42 +83,16 @@ class Survival:
                 return time
         return None
 
-    def responder(self, waiting: Mapping[str, float] | None = None) -> Responder:
-        """Draw answers from this curve; devices in ``waiting`` (id -> seconds waited so
-        far) draw the rest of their wait given that they have not answered yet."""
-        times = np.asarray(self.times, dtype=float)
-        # Decreasing, so search its negation; the tail beyond the last time is "never".
-        negated = -np.asarray(self.survival, dtype=float)
-        failure = self.failure_probability
-        before = dict(waiting or {})
 
-        def answer(ids: Sequence[str], rng: np.random.Generator) -> Answers:
-            n = len(ids)
-            waited = np.fromiter((before.pop(d, -1.0) for d in ids), dtype=float, count=n)
-            # A push answered before (a retry) comes from a device that answers: it
-            # draws above the curve's floor, the share that never answers.
-            fresh = waited < 0
-            floor = self.survival[-1] if self.survival else 0.0
-            low = np.where(fresh, floor, 0.0)
-            start = np.ones(n)
-            if len(times):
-                index = np.searchsorted(times, np.maximum(waited, 0.0), side="right")
-                has = (index > 0) & ~fresh
-                start[has] = -negated[index[has] - 1]
-            target = low + rng.random(n) * (start - low)
-            # The first time the curve is at or below the target.
-            found = np.searchsorted(negated, -target, side="left")
-            delays: Floats = np.full(n, np.inf)
-            hit = found < len(times)
-            delays[hit] = np.maximum(times[found[hit]] - np.maximum(waited[hit], 0.0), 1.0)
-            fails = rng.random(n) < failure
-            return delays, fails
-
-        return answer
-
-
-def _aware(name: str, value: object) -> datetime:
-    return require_aware(name, value)
+def _survival(journal: _journal.Journal) -> Survival:
+    times, curve = _journal.kaplan_meier(journal.waits, journal.answered)
+    return Survival(
+        times=tuple(times.tolist()),
+        survival=tuple(curve.tolist()),
+        answered=int(journal.answered.sum()),
+        censored=int((~journal.answered).sum()),
+        failure_probability=journal.failure_probability,
+    )
 
 
 def fit(
@@ -138,73 +108,7 @@ def fit(
     device for a report before its push, more reports than pushes, an instant after
     ``now`` or a device the rollout does not know.
     """
-    now = _aware("now", now)
-    waits: list[float] = []
-    events: list[bool] = []
-    answers = failures = 0
-    for device_id in reports:
-        if device_id not in pushes:
-            raise InvalidInput(f"device {device_id!r} has reports but no push")
-    for device_id, pushed in pushes.items():
-        reported = reports.get(device_id, ())
-        try:
-            state = rollout.device_state(device_id)
-        except CertflowError:
-            raise InvalidInput(f"device {device_id!r} is not in this rollout") from None
-        if len(reported) > len(pushed):
-            raise InvalidInput(
-                f"device {device_id!r} has {len(reported)} reports for {len(pushed)} pushes; "
-                "each report answers one push"
-            )
-        for k, push in enumerate(pushed):
-            push = _aware(f"push of {device_id!r}", push)
-            if push > now:
-                raise InvalidInput(f"push of {device_id!r} at {push.isoformat()} is after now")
-            if k < len(reported):
-                report = _aware(f"report of {device_id!r}", reported[k])
-                if not push <= report <= now:
-                    raise InvalidInput(
-                        f"report {k + 1} of {device_id!r} at {report.isoformat()} is not "
-                        f"between its push ({push.isoformat()}) and now"
-                    )
-                waits.append((report - push).total_seconds())
-                events.append(True)
-            else:
-                waits.append((now - push).total_seconds())
-                events.append(False)
-        if reported and state.in_scope:
-            # Every answer was a failure but the last one of a device that trusts the
-            # root now (the declared meaning of its state); an unenrolled device, out
-            # of scope, says nothing of its answers.
-            answers += len(reported)
-            failures += len(reported) - state.trusts
-    order = np.argsort(np.asarray(waits), kind="stable")
-    ordered = np.asarray(waits)[order]
-    observed = np.asarray(events, dtype=bool)[order]
-    at_risk = len(ordered)
-    times: list[float] = []
-    curve: list[float] = []
-    value = 1.0
-    i = 0
-    while i < len(ordered):
-        j = i
-        answered_here = 0
-        while j < len(ordered) and ordered[j] == ordered[i]:
-            answered_here += int(observed[j])
-            j += 1
-        if answered_here:
-            value *= 1 - answered_here / at_risk
-            times.append(float(ordered[i]))
-            curve.append(value)
-        at_risk -= j - i
-        i = j
-    return Survival(
-        times=tuple(times),
-        survival=tuple(curve),
-        answered=int(observed.sum()),
-        censored=int((~observed).sum()),
-        failure_probability=failures / answers if answers else 0.0,
-    )
+    return _survival(_journal.read(rollout, now, pushes, reports))
 
 
 @attrs.frozen
@@ -222,9 +126,12 @@ class Branch:
     """What the simulated futures of one choice (extend or not) say.
 
     ``checkpoints``: each coming checkpoint with the chance that the import happens
-    there; ``other``: the chance of an import elsewhere (the administrator's import
-    now) or none. Cut-offs are the devices a forced import leaves needing re-enrolment
-    (zero when the import is not forced): their mean, and the ``level`` interval.
+    there; ``other``: the chance of an import elsewhere (the existing certificate's
+    expiry, the administrator's import now) or none. Cut-offs are the devices a forced
+    import leaves needing re-enrolment (zero when the import is not forced): their mean,
+    and the ``level`` interval. ``import_day_*``: days from t0 to the import (mean and
+    interval; futures without an import leave it out). ``after_expiry``: the chance that
+    the server still runs the existing certificate after it expired.
     """
 
     extended: bool
@@ -234,7 +141,12 @@ class Branch:
     cutoff_mean: float
     cutoff_low: int
     cutoff_high: int
+    import_day_mean: float | None
+    import_day_low: float | None
+    import_day_high: float | None
+    after_expiry: float
     cutoffs: tuple[int, ...] = attrs.field(repr=False)
+    import_days: tuple[float | None, ...] = attrs.field(repr=False)
 
     def __str__(self) -> str:
         lines = ["with one manual extension" if self.extended else "as it is"]
@@ -244,27 +156,66 @@ class Branch:
                 f"  checkpoint {chance.number}{final} {show(chance.at)}: "
                 f"import {chance.probability:.0%}"
             )
+        if self.other:
+            lines.append(f"  elsewhere (expiry, import now) or none: {self.other:.0%}")
         lines.append(
             f"  forced {self.forced_probability:.0%}; devices cut off: "
             f"{self.cutoff_mean:,.1f} expected, {self.cutoff_low:,}-{self.cutoff_high:,}"
         )
+        if self.import_day_mean is not None:
+            lines.append(
+                f"  import on day {self.import_day_mean:.1f} expected, "
+                f"{self.import_day_low:g}-{self.import_day_high:g}"
+            )
+        if self.after_expiry:
+            lines.append(
+                f"  imports after the existing certificate expired: {self.after_expiry:.0%}"
+            )
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (instants as ISO 8601)."""
+        return {
+            "extended": self.extended,
+            "checkpoints": [
+                {
+                    "number": k.number,
+                    "at": k.at.isoformat(),
+                    "probability": k.probability,
+                    "final": k.final,
+                }
+                for k in self.checkpoints
+            ],
+            "other": self.other,
+            "forced_probability": self.forced_probability,
+            "cutoff_mean": self.cutoff_mean,
+            "cutoff_low": self.cutoff_low,
+            "cutoff_high": self.cutoff_high,
+            "import_day_mean": self.import_day_mean,
+            "import_day_low": self.import_day_low,
+            "import_day_high": self.import_day_high,
+            "after_expiry": self.after_expiry,
+        }
 
 
 @attrs.frozen
 class Forecast:
-    """The forecast at ``now``: the fitted curve and the two branches.
+    """The forecast at ``now``: the data's curve, where it ends (``tail``), both
+    branches, what bounds an extension (``constraints``) and the ``advice``.
 
     ``extended`` is ``None`` when no manual extension can be made any more (the
-    rollout is not running or the new certificate would expire first).
+    rollout is not running, or the engine refuses it: ``advice`` says why).
     """
 
     now: datetime
     runs: int
     level: float
     fit: Survival
+    tail: Tail
     as_is: Branch
     extended: Branch | None
+    constraints: tuple[str, ...]
+    advice: Advice
 
     def __str__(self) -> str:
         median = self.fit.median()
@@ -274,9 +225,11 @@ class Forecast:
             f"({self.level:.0%} intervals); median wait for an answer {waited}, "
             f"failure share {self.fit.failure_probability:.1%}"
         )
-        parts = [head, str(self.as_is)]
+        parts = [head, str(self.tail), str(self.as_is)]
         if self.extended is not None:
             parts.append(str(self.extended))
+        parts += [f"constraint: {text}" for text in self.constraints]
+        parts.append(str(self.advice))
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
@@ -284,28 +237,6 @@ class Forecast:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values (instants as ISO 8601)."""
-
-        def branch(b: Branch | None) -> dict[str, Any] | None:
-            if b is None:
-                return None
-            return {
-                "extended": b.extended,
-                "checkpoints": [
-                    {
-                        "number": c.number,
-                        "at": c.at.isoformat(),
-                        "probability": c.probability,
-                        "final": c.final,
-                    }
-                    for c in b.checkpoints
-                ],
-                "other": b.other,
-                "forced_probability": b.forced_probability,
-                "cutoff_mean": b.cutoff_mean,
-                "cutoff_low": b.cutoff_low,
-                "cutoff_high": b.cutoff_high,
-            }
-
         return {
             "now": self.now.isoformat(),
             "runs": self.runs,
@@ -313,12 +244,15 @@ class Forecast:
             "failure_probability": self.fit.failure_probability,
             "answered": self.fit.answered,
             "censored": self.fit.censored,
-            "as_is": branch(self.as_is),
-            "extended": branch(self.extended),
+            "tail": self.tail.as_dict(),
+            "as_is": self.as_is.as_dict(),
+            "extended": None if self.extended is None else self.extended.as_dict(),
+            "constraints": list(self.constraints),
+            "recommendation": self.advice.as_dict(),
         }
 
 
-def _quantile(values: Sequence[int], q: float) -> int:
+def _quantile(values: Sequence[float], q: float) -> float:
     # The order statistic at rank ceil(q * n) (1-based): an inclusive, conservative bound.
     ordered = sorted(values)
     rank = min(len(ordered), max(1, math.ceil(q * len(ordered))))
@@ -341,67 +275,49 @@ def _coming(rollout: Rollout, extended: Rollout | None = None) -> list[tuple[int
     return coming
 
 
-def _awaiting(rollout: Rollout, device_id: str) -> bool:
-    """Whether the device's latest push still awaits its answer: its state is one of
-    the device machine's declared waits."""
-    return rollout.device_state(device_id).value in DEFAULT.rules.device.awaiting
+@attrs.frozen
+class _Plan:
+    """One branch to tabulate: its start, the checkpoints the timeline gives it, its
+    schedule of events as steps."""
+
+    extended: bool
+    coming: list[tuple[int, datetime]]
+    schedule: _futures.Schedule
 
 
-def _branch(
-    rollout: Rollout,
-    now: datetime,
-    survival: Survival,
-    waiting: dict[str, float],
+def _steps(clock: _futures.Clock, at: datetime) -> int:
+    # A decision falls on the host's first step at or after it.
+    return math.ceil((at - clock.t0) / clock.step)
+
+
+def _schedule(
+    clock: _futures.Clock,
+    start: Rollout,
+    coming: list[tuple[int, datetime]],
     admin: AdminPolicy,
-    step: timedelta,
-    runs: int,
-    seed: int,
-    level: float,
-    extended: bool,
-    later: Rollout | None = None,
-) -> Branch:
-    """The futures of ``rollout``; ``later`` is the preview of an extension the
-    administrator will make at a coming review (the rollout then, extended), which
-    places the checkpoints it moves."""
-    t0 = rollout.phase.started_at
-    if t0 is None:  # the caller checked that the rollout is distributing
-        raise InvalidInput("the rollout has not started distributing")
-    coming = _coming(rollout, later)
-    final = len(rollout.plan.policy.checkpoints)
-    imports: Counter[datetime | None] = Counter()
-    cutoffs: list[int] = []
-    forced = 0
-    pending = [d for d in waiting if _awaiting(rollout, d)]
-    for run in range(runs):
-        rng = np.random.default_rng([seed, run])
-        host = Host(
-            rollout,
-            t0,
-            now,
-            step,
-            admin,
-            survival.responder(waiting),
-            rng,
-            extend_anyway=later is not None,
+    extend_at: int | None,
+    end: int,
+) -> _futures.Schedule:
+    decisions = {_steps(clock, at) for _, at in coming}
+    expiry = start.plan.existing_not_after
+    if clock.now < expiry and _steps(clock, expiry) < end:
+        decisions.add(_steps(clock, expiry))
+    per_day = DAY // clock.step
+    reviews: tuple[int, ...] = ()
+    if admin.import_now_at is not None:
+        first_day = max(admin.import_now_from, clock.now_step // per_day)
+        reviews = tuple(
+            r
+            for day in range(first_day, end // per_day + 1)
+            if clock.now_step < (r := day * per_day + admin.review_at // clock.step) <= end
         )
-        host.schedule_answers(pending, now, host.responder(pending, rng))
-        host.run()
-        imports[host.import_at] += 1
-        cutoffs.append(host.reenrollment_required if host.forced else 0)
-        forced += bool(host.forced)
-    tail = (1 - level) / 2
-    return Branch(
-        extended=extended,
-        checkpoints=tuple(
-            CheckpointChance(number, at, imports[at] / runs, number == final)
-            for number, at in coming
-        ),
-        other=1 - sum(imports[at] for _, at in coming) / runs,
-        forced_probability=forced / runs,
-        cutoff_mean=statistics.fmean(cutoffs),
-        cutoff_low=_quantile(cutoffs, tail),
-        cutoff_high=_quantile(cutoffs, 1 - tail),
-        cutoffs=tuple(cutoffs),
+    return _futures.Schedule(
+        start=start,
+        decisions=tuple(sorted(d for d in decisions if clock.now_step < d <= end)),
+        import_reviews=reviews,
+        threshold=admin.import_now_at,
+        extend_at=extend_at,
+        end=end,
     )
 
 
@@ -421,12 +337,12 @@ def forecast(
 
     ``pushes``/``reports``: device id -> instants (see :func:`fit`). ``admin``: what the
     administrator will do from now on (default: nothing; its ``extend_on_day`` is
-    ignored, the branches decide that). ``runs`` simulated futures per branch, seeded
-    with ``seed``; ``level`` the interval's coverage; ``step`` how often reports are
-    ingested. The extended branch extends at ``now`` if allowed, else at the first
-    review from the day extension opens.
+    ignored, the branches decide that). ``runs`` simulated futures, seeded with
+    ``seed``, each read by both branches; ``level`` the intervals' coverage; ``step``
+    how often reports are ingested. The extended branch extends at ``now`` if allowed,
+    else at the first review from the day extension opens.
     """
-    now = _aware("now", now)
+    now = require_aware("now", now)
     if not isinstance(rollout, Rollout):
         raise InvalidInput(f"rollout must be a Rollout, got {type(rollout).__name__}")
     if type(runs) is not int or runs < 1:
@@ -443,43 +359,195 @@ def forecast(
         raise InvalidInput(
             f"only a distributing rollout can be forecast; this one is {rollout.state.value}"
         )
-    survival = fit(rollout, now, pushes, reports)
-    waiting = {
-        d: (now - at[-1]).total_seconds()
-        for d, at in pushes.items()
-        if at and len(reports.get(d, ())) < len(at)
-    }
-    for device_id in rollout.device_ids():
-        if device_id not in waiting and _awaiting(rollout, device_id):
-            raise InvalidInput(
-                f"device {device_id!r} awaits an answer but pushes holds no unanswered push for it"
-            )
+    t0 = rollout.phase.started_at
+    if t0 is None:  # a running rollout has started
+        raise InvalidInput("the rollout has not started distributing")
+    journal = _journal.read(rollout, now, pushes, reports)
+    movers = _journal.movers(rollout, now, pushes, reports)
 
-    def branch(
-        start: Rollout, policy: AdminPolicy, extended: bool, later: Rollout | None = None
-    ) -> Branch:
-        return _branch(
-            start, now, survival, waiting, policy, step, runs, seed, level, extended, later
-        )
-
-    never = attrs.evolve(admin, extend_on_day=None)  # the branches decide the extension
-    as_is = branch(rollout, never, False)
-    extended: Branch | None = None
-    at_once = preview(rollout, ExtendManually(), now)
+    # The branches, as the engine gives them: extend at once if it takes it, else at
+    # the first review from the day extension opens if it will take it then.
+    refusal: CommandRefused | None = None
+    at_once = preview(rollout, c.ExtendManually(), now)
+    branches: list[tuple[bool, Rollout, list[tuple[int, datetime]], datetime | None]] = [
+        (False, rollout, _coming(rollout), None)
+    ]
     if at_once.rollout is not None:
-        extended = branch(at_once.rollout, never, True)
+        branches.append((True, at_once.rollout, _coming(at_once.rollout), None))
     else:
+        refusal = at_once.refusal
         opens = timeline.extension_opens(rollout.plan, rollout.phase)
-        t0 = rollout.phase.started_at
-        if opens is not None and t0 is not None and opens > now:
-            # Not open yet: extend at the first review from the day it opens, if the
-            # rollout would take it then; the engine's preview of that extension says
-            # so, and which checkpoints it moves where.
+        if opens is not None and opens > now:
             day = math.ceil((opens - t0) / DAY)
             review = t0 + day * DAY + admin.review_at
-            later = preview(rollout, ExtendManually(), review)
+            later = preview(rollout, c.ExtendManually(), review)
             if later.rollout is not None:
-                extended = branch(
-                    rollout, attrs.evolve(admin, extend_on_day=day), True, later.rollout
-                )
-    return Forecast(now, runs, level, survival, as_is, extended)
+                refusal = None
+                branches.append((True, rollout, _coming(rollout, later.rollout), review))
+            else:
+                refusal = later.refusal
+    last = max(at for _, _, coming, _ in branches for _, at in coming)
+    retries = _retry_days(admin, t0, now, last, step)
+    retry_taken = bool(retries) and _retry_allowed(rollout, t0 + retries[0] * step)
+    clock = _futures.Clock(t0, step, now, (now - t0) // step, retries if retry_taken else ())
+    end = _steps(clock, last)
+    plans = [
+        _Plan(
+            extended,
+            coming,
+            _schedule(clock, start, coming, admin, None if at is None else _steps(clock, at), end),
+        )
+        for extended, start, coming, at in branches
+    ]
+
+    grid_hours = math.ceil((last - t0) / _HOUR) + 24
+    rng = np.random.default_rng([seed, 0x5EED])
+    point, curves = _cure.bootstrap(journal.observations(), _REPLICATES, grid_hours, rng)
+    results = _run(movers, curves, clock, plans, runs, seed, retry_taken)
+    built = [
+        _tabulate(plan, outcomes, t0, level, rollout.plan.existing_not_after)
+        for plan, outcomes in zip(plans, results, strict=True)
+    ]
+    as_is = built[0]
+    extended = built[1] if len(built) > 1 else None
+    answered_first = journal.waits[journal.answered & journal.first]
+    longest = float(answered_first.max()) if len(answered_first) else 0.0
+    tail = tail_of(point, curves, movers, longest)
+    named = constraints(rollout, refusal)
+    advice = advise(as_is, extended, refusal, movers, retry_taken, level)
+    return Forecast(now, runs, level, _survival(journal), tail, as_is, extended, named, advice)
+
+
+def _retry_days(
+    admin: AdminPolicy, t0: datetime, now: datetime, last: datetime, step: timedelta
+) -> tuple[int, ...]:
+    """The steps of the administrator's bulk retries after ``now``, up to ``last``."""
+    if admin.retry_every is None:
+        return ()
+    per_day = DAY // step
+    out = []
+    day = admin.retry_from
+    while t0 + day * DAY <= last:
+        at = day * per_day + admin.review_at // step
+        if t0 + at * step > now:
+            out.append(at)
+        day += admin.retry_every
+    return tuple(out)
+
+
+def _retry_allowed(rollout: Rollout, at: datetime) -> bool:
+    # The certificate kind's guard decides; a refusal for another reason (nobody
+    # failed yet) does not forbid later retries.
+    refusal = DEFAULT.refusal(rollout, c.RetryAllFailed(), at)
+    return refusal is None or refusal.reason != "kind_allows_retry"
+
+
+def _run(
+    movers: _futures.Movers,
+    curves: list[_cure.Curve],
+    clock: _futures.Clock,
+    plans: list[_Plan],
+    runs: int,
+    seed: int,
+    retry: bool,
+) -> list[list[_futures.Outcome]]:
+    """Every future, drawn once and read by each branch: the engine replays the first
+    future of each pattern, and every future of a pattern whose count disagrees."""
+
+    def future(run: int) -> _futures.Future:
+        curve = curves[run % len(curves)]
+        return _futures.draw(movers, curve, clock, np.random.default_rng([seed, run]))
+
+    results: list[list[_futures.Outcome]] = []
+    futures = [future(run) for run in range(runs)]
+    for plan in plans:
+        schedule = plan.schedule
+        decided: dict[bytes, _futures.Outcome | None] = {}
+        outcomes: list[_futures.Outcome] = []
+        for drawn in futures:
+            key = _futures.pattern(movers, drawn, schedule)
+            if key not in decided:
+                decided[key] = _checked(movers, drawn, schedule, clock, retry)
+            engine = decided[key]
+            if engine is None:  # the draws do not model this rollout: the engine decides
+                outcomes.append(_futures.replay(movers, drawn, schedule, clock, retry))
+                continue
+            outcomes.append(_count(movers, drawn, engine, clock))
+        results.append(outcomes)
+    return results
+
+
+def _cutoffs_at(
+    movers: _futures.Movers,
+    drawn: _futures.Future,
+    outcome: _futures.Outcome,
+    clock: _futures.Clock,
+) -> int:
+    if outcome.import_at is None:
+        return 0
+    index = math.ceil((outcome.import_at - clock.t0) / clock.step)
+    return int(_futures.untrusting(movers, drawn, [index], after=not outcome.at_decision)[0])
+
+
+def _checked(
+    movers: _futures.Movers,
+    drawn: _futures.Future,
+    schedule: _futures.Schedule,
+    clock: _futures.Clock,
+    retry: bool,
+) -> _futures.Outcome | None:
+    """The engine's outcome of a pattern's first future, if the draws agree with it on
+    whom the import cuts off; ``None`` if they do not."""
+    try:
+        engine = _futures.replay(movers, drawn, schedule, clock, retry)
+    except CommandRefused:
+        return None
+    if engine.import_at is not None and engine.cutoffs != _cutoffs_at(movers, drawn, engine, clock):
+        return None
+    return engine
+
+
+def _count(
+    movers: _futures.Movers,
+    drawn: _futures.Future,
+    engine: _futures.Outcome,
+    clock: _futures.Clock,
+) -> _futures.Outcome:
+    # The pattern fixes the engine's decision; the devices it cuts off are this
+    # future's own count then.
+    cut = _cutoffs_at(movers, drawn, engine, clock) if engine.cutoffs or engine.forced else 0
+    return attrs.evolve(engine, cutoffs=cut)
+
+
+def _tabulate(
+    plan: _Plan,
+    outcomes: list[_futures.Outcome],
+    t0: datetime,
+    level: float,
+    expiry: datetime,
+) -> Branch:
+    runs = len(outcomes)
+    final = max((n for n, _ in plan.coming), default=0)
+    imports: Counter[datetime | None] = Counter(o.import_at for o in outcomes)
+    cutoffs = [o.cutoffs for o in outcomes]
+    days = [None if o.import_at is None else (o.import_at - t0) / DAY for o in outcomes]
+    known = [d for d in days if d is not None]
+    tail = (1 - level) / 2
+    return Branch(
+        extended=plan.extended,
+        checkpoints=tuple(
+            CheckpointChance(number, at, imports[at] / runs, number == final)
+            for number, at in plan.coming
+        ),
+        other=1 - sum(imports[at] for _, at in plan.coming) / runs,
+        forced_probability=sum(o.forced for o in outcomes) / runs,
+        cutoff_mean=statistics.fmean(cutoffs),
+        cutoff_low=int(_quantile(cutoffs, tail)),
+        cutoff_high=int(_quantile(cutoffs, 1 - tail)),
+        import_day_mean=statistics.fmean(known) if known else None,
+        import_day_low=_quantile(known, tail) if known else None,
+        import_day_high=_quantile(known, 1 - tail) if known else None,
+        after_expiry=sum(o.import_at is not None and o.import_at > expiry for o in outcomes) / runs,
+        cutoffs=tuple(cutoffs),
+        import_days=tuple(days),
+    )

@@ -1,0 +1,284 @@
+"""The wait for an answer, fitted honestly about its tail: the forecast's survival model.
+
+A push's wait is observed (answered) or censored (still waiting at ``now``). Within the
+waits seen, the Kaplan-Meier estimate of *first* pushes is the curve (it is the data);
+beyond the longest answered wait the data say nothing, so the curve goes on as a
+**mixture-cure Weibull** model fitted by maximum likelihood to every push: a share
+``cure`` of devices never answers, the others wait ``Weibull(shape, scale)``. A device
+still waiting beyond the data is then censored, not "never": the fitted tail says how
+likely it is still to answer, and when.
+
+A push of a device that has answered before (a retry) cannot be one of the devices that
+never answer: it contributes to the Weibull part only, and draws its wait from the
+answerers' curve (the first-push curve above its floor).
+
+The fit's own uncertainty is a **Poisson bootstrap over devices**: each replicate weighs
+every device by a Poisson(1) draw, refits the Kaplan-Meier curve, the cure model and the
+failure share, and a forecast gives each simulated future one replicate's curve. Waits
+are binned by the hour (reports are ingested hourly), so a refit costs the number of
+hours seen, not the number of devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from certflow.sim._host import Floats
+
+Ints = npt.NDArray[np.int64]
+
+BIN = 3600.0  # seconds: waits are counted per hour
+# The tail is fitted to the second half of the waits seen (left-truncated there): what
+# the hazard of answering has become, not the first hours' rush, is what goes on after
+# the data. On that window a constant hazard (Weibull shape 1) with a share that never
+# answers: a free shape is confounded with the share there, and swung the forecasts of
+# the trial fleets (docs/forecast.md, "Choosing the tail").
+WINDOW = 0.5
+SHAPE = 1.0
+
+
+@attrs.frozen
+class Observations:
+    """The pushes so far, binned by the hour of their wait.
+
+    Per push: ``bins`` (wait // 1 h), ``answered``, ``first`` (the device's first push,
+    so it may be one that never answers), ``device`` (an index, for the bootstrap).
+    Per device that answered: ``answers`` and ``failures`` (for the failure share).
+    """
+
+    bins: Ints
+    answered: npt.NDArray[np.bool_]
+    first: npt.NDArray[np.bool_]
+    device: Ints
+    devices: int
+    answers: Floats
+    failures: Floats
+
+
+@attrs.frozen
+class CureModel:
+    """A mixture-cure Weibull model: ``S(t) = cure + (1 - cure) exp(-(t / scale)^shape)``
+    for a first push (``t`` in hours); a retry waits ``exp(-(t / scale)^shape)``."""
+
+    cure: float
+    shape: float
+    scale: float
+
+    def first(self, hours: Floats) -> Floats:
+        """The chance that a first push is still unanswered after ``hours``."""
+        return self.cure + (1 - self.cure) * self.answerer(hours)
+
+    def answerer(self, hours: Floats) -> Floats:
+        """The chance that a device which answers has not answered after ``hours``."""
+        with np.errstate(over="ignore"):  # a far tail underflows to 0, as it should
+            return np.exp(-np.power(np.maximum(hours, 0.0) / self.scale, self.shape))
+
+
+@attrs.frozen
+class Curve:
+    """One fitted curve of a first push's survival on an hourly grid, for drawing waits.
+
+    ``hours`` (0, 1, 2, ...) and ``survival`` at each (piecewise linear in between; the
+    Kaplan-Meier part up to ``horizon`` hours, the cure model's tail after it); beyond
+    the grid's end a wait is "not before the forecast ends". ``floor`` is the share that
+    never answers (the curve's limit). ``failure`` is the chance that an answer fails.
+    """
+
+    hours: Floats
+    survival: Floats
+    floor: float
+    failure: float
+    model: CureModel
+    horizon: float
+
+    def residual(self, waited: Floats, first: npt.NDArray[np.bool_], uniform: Floats) -> Floats:
+        """Seconds still to wait, given ``waited`` seconds already (``inf``: not within
+        the grid). A first push follows the curve; any other push (a retry of a device
+        that answered before) the answerers' part of it, above ``floor``."""
+        hours = waited / BIN
+        at = np.interp(hours, self.hours, self.survival, right=float(self.survival[-1]))
+        low = np.where(first, 0.0, self.floor)
+        # Conditional on no answer yet: the answer comes when the curve falls to
+        # at * u for a first push; for an answerer, measured above the floor.
+        target = low + (at - low) * uniform
+        reached = target >= self.survival[-1]
+        # np.interp wants increasing x: the curve's negation is (weakly) increasing.
+        when = np.interp(-target, -self.survival, self.hours)
+        out: Floats = np.full(len(waited), np.inf)
+        out[reached] = np.maximum((when[reached] - hours[reached]) * BIN, 1.0)
+        return out
+
+
+def _weibull_cure_nll(
+    theta: Floats,
+    first_answered: Floats,
+    first_censored: Floats,
+    later_answered: Floats,
+    later_censored: Floats,
+    skip: int,
+) -> float:
+    """Negative log-likelihood of the cure model on binned pushes (counts per hour),
+    left-truncated at hour ``skip``: only the pushes still unanswered then count, each
+    conditioned on having waited that long (the counts before ``skip`` are zero).
+
+    An answer in hour ``j`` is interval-censored to ``[j, j + 1)``; a censored push
+    waited at least ``j`` hours (the bin's start, so no push is credited a wait it did
+    not have). ``theta``: the share that never answers (logit) and the scale (log hours)."""
+    cure = 1 / (1 + math.exp(-min(max(float(theta[0]), -30.0), 30.0)))
+    shape = SHAPE
+    scale = math.exp(min(max(float(theta[1]), -10.0), 15.0))
+    edges = np.arange(len(first_answered) + 1, dtype=float)
+    with np.errstate(over="ignore"):  # a far tail underflows to 0, as it should
+        s = np.exp(-np.power(edges / scale, shape))
+    mass = np.maximum(s[:-1] - s[1:], 1e-300)
+    lower = s[:-1]
+    tiny = 1e-300
+    total = float(first_answered @ (np.log(mass) + math.log(max(1 - cure, tiny))))
+    total += float(first_censored @ np.log(np.maximum(cure + (1 - cure) * lower, tiny)))
+    total += float(later_answered @ np.log(mass))
+    total += float(later_censored @ np.log(np.maximum(lower, tiny)))
+    total -= float(first_answered.sum() + first_censored.sum()) * math.log(
+        max(cure + (1 - cure) * s[skip], tiny)
+    )
+    total -= float(later_answered.sum() + later_censored.sum()) * math.log(max(s[skip], tiny))
+    return -total
+
+
+def _nelder_mead(
+    f: Callable[[Floats], float], start: Floats, step: float = 0.5, iterations: int = 300
+) -> Floats:
+    """Minimise ``f`` from ``start`` (Nelder and Mead's simplex; three parameters need no
+    gradient, and numpy alone keeps ``import certflow`` light)."""
+    n = len(start)
+    simplex = [start.copy()] + [start + step * np.eye(n)[i] for i in range(n)]
+    values = [f(x) for x in simplex]
+    for _ in range(iterations):
+        order = np.argsort(values)
+        simplex = [simplex[i] for i in order]
+        values = [values[i] for i in order]
+        if abs(values[-1] - values[0]) < 1e-7 * (1 + abs(values[0])):
+            break
+        centroid = np.mean(simplex[:-1], axis=0)
+        worst = simplex[-1]
+        reflected = centroid + (centroid - worst)
+        fr = f(reflected)
+        if fr < values[0]:
+            expanded = centroid + 2 * (centroid - worst)
+            fe = f(expanded)
+            simplex[-1], values[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = reflected, fr
+        else:
+            contracted = centroid + 0.5 * (worst - centroid)
+            fc = f(contracted)
+            if fc < values[-1]:
+                simplex[-1], values[-1] = contracted, fc
+            else:
+                anchor = simplex[0]
+                simplex = [anchor + 0.5 * (x - anchor) for x in simplex]
+                values = [f(x) for x in simplex]
+    best: Floats = np.asarray(simplex[int(np.argmin(values))], dtype=float)
+    return best
+
+
+def _fit_model(
+    counts: tuple[Floats, Floats, Floats, Floats], start: Floats, skip: int
+) -> CureModel:
+    kept = np.arange(len(counts[0])) >= skip
+    fa, fc, la, lc = (np.where(kept, k, 0.0) for k in counts)
+    theta = _nelder_mead(lambda t: _weibull_cure_nll(t, fa, fc, la, lc, skip), start)
+    # Bounded so that a degenerate replicate (no answer at all) stays finite.
+    theta = np.clip(theta, [-12.0, -5.0], [12.0, 12.0])
+    return CureModel(
+        cure=float(1 / (1 + math.exp(-theta[0]))),
+        shape=SHAPE,
+        scale=float(math.exp(theta[1])),
+    )
+
+
+def _km(answered: Floats, censored: Floats) -> Floats:
+    """Kaplan-Meier survival at the end of each hour (answers leave before the censored
+    of the same hour, the usual convention)."""
+    at_risk = (
+        answered.sum()
+        + censored.sum()
+        - np.concatenate(([0.0], np.cumsum(answered + censored)[:-1]))
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(at_risk > 0, 1 - answered / np.maximum(at_risk, 1e-300), 1.0)
+    survival: Floats = np.cumprod(factor).astype(float)
+    return survival
+
+
+def _counts(obs: Observations, weights: Floats, size: int) -> tuple[Floats, ...]:
+    push_weight = weights[obs.device]
+    out: list[Floats] = []
+    for answered in (True, False):
+        for first in (True, False):
+            chosen = (obs.answered == answered) & (obs.first == first)
+            counted = np.bincount(obs.bins[chosen], weights=push_weight[chosen], minlength=size)
+            out.append(counted[:size].astype(float))
+    first_answered, later_answered, first_censored, later_censored = out
+    return first_answered, first_censored, later_answered, later_censored
+
+
+def fit_curve(
+    obs: Observations, weights: Floats, grid_hours: int, start: Floats | None = None
+) -> Curve:
+    """The curve for one set of device weights (all ones: the data as they are)."""
+    size = int(obs.bins.max()) + 1 if len(obs.bins) else 1
+    first_answered, first_censored, later_answered, later_censored = _counts(obs, weights, size)
+    answered_bins = np.flatnonzero(first_answered > 0)
+    # The Kaplan-Meier part ends with the last hour in which a first push was answered:
+    # after it the data hold no answer, only survivors, and the model takes over.
+    horizon = int(answered_bins[-1]) + 1 if len(answered_bins) else 0
+    model = _fit_model(
+        (first_answered, first_censored, later_answered, later_censored),
+        np.array([0.0, 3.0]) if start is None else start,
+        int(horizon * WINDOW),
+    )
+    km = _km(first_answered, first_censored)[:horizon]
+    hours = np.arange(max(grid_hours, horizon) + 1, dtype=float)
+    survival = np.empty(len(hours))
+    survival[0] = 1.0
+    survival[1 : horizon + 1] = km
+    tail_hours = hours[horizon + 1 :]
+    level = survival[horizon]
+    base = float(model.first(np.array([float(horizon)]))[0])
+    survival[horizon + 1 :] = level * model.first(tail_hours) / max(base, 1e-300)
+    floor = level * model.cure / max(base, 1e-300)
+    answers = float(weights[: len(obs.answers)] @ obs.answers)
+    failures = float(weights[: len(obs.failures)] @ obs.failures)
+    return Curve(
+        hours=hours,
+        survival=np.minimum.accumulate(survival),
+        floor=min(floor, float(survival[-1])),
+        failure=failures / answers if answers else 0.0,
+        model=model,
+        horizon=float(horizon),
+    )
+
+
+def _theta(model: CureModel) -> Floats:
+    cure = min(max(model.cure, 1e-6), 1 - 1e-6)
+    return np.array([math.log(cure / (1 - cure)), math.log(model.scale)])
+
+
+def bootstrap(
+    obs: Observations, replicates: int, grid_hours: int, rng: np.random.Generator
+) -> tuple[Curve, list[Curve]]:
+    """The curve of the data, and ``replicates`` curves of Poisson-reweighted devices
+    (each refit from the data's estimate, which it is near)."""
+    ones = np.ones(obs.devices)
+    point = fit_curve(obs, ones, grid_hours)
+    start = _theta(point.model)
+    curves = [
+        fit_curve(obs, rng.poisson(1.0, obs.devices).astype(float), grid_hours, start)
+        for _ in range(replicates)
+    ]
+    return point, curves

@@ -1,0 +1,218 @@
+"""What a forecast tells the administrator beyond its numbers: where the data end, what
+bounds an extension, and whether to extend.
+
+* :class:`Tail`: the longest answered wait (the data's end), how many devices still
+  waiting have waited longer (their answers rest on the fitted tail alone), the share
+  that never answers with its bootstrap interval;
+* :func:`constraints`: what the engine's rules bound an extension with, named;
+* :func:`advise`: extend or not, the re-enrolments it saves (paired future by future)
+  and why, in particular why an extension would change nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from certflow.core import timeline
+from certflow.core.errors import CommandRefused
+from certflow.core.instants import show
+from certflow.core.policy import ImportRule
+from certflow.core.rollout import Rollout
+from certflow.sim._cure import BIN, Curve
+from certflow.sim._futures import Movers
+
+if TYPE_CHECKING:
+    from certflow.sim.forecast import Branch
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(q * len(ordered))))
+    return ordered[rank - 1]
+
+
+@attrs.frozen
+class Tail:
+    """Where the fit ends. ``horizon_days``: the longest wait in which a first push was
+    answered (after it, the curve is the cure model's extrapolation). ``waiting``: devices
+    awaiting an answer at ``now``; ``beyond``: of those, how many waited longer than the
+    horizon, so that whether they answer rests on the extrapolation alone; ``answer_low``
+    to ``answer_high``: the chance that such a device answers before the forecast ends,
+    over the bootstrap (80 % of replicates). ``never``: the share of first pushes never
+    answered, its bootstrap interval ``never_low``-``never_high`` (80 %).
+    """
+
+    horizon_days: float
+    waiting: int
+    beyond: int
+    answer_low: float | None
+    answer_high: float | None
+    never: float
+    never_low: float
+    never_high: float
+    replicates: int
+
+    def __str__(self) -> str:
+        text = (
+            f"the data end at a wait of {self.horizon_days:.1f} days; {self.waiting:,} "
+            f"device(s) await an answer, {self.beyond:,} of them longer than that"
+        )
+        if self.beyond and self.answer_low is not None:
+            text += (
+                f" (each answers before the end with chance {self.answer_low:.0%}-"
+                f"{self.answer_high:.0%}: an extrapolation)"
+            )
+        return (
+            f"{text}; share that never answers {self.never:.1%} "
+            f"({self.never_low:.1%}-{self.never_high:.1%}, {self.replicates} bootstrap fits)"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def tail_of(point: Curve, curves: Sequence[Curve], movers: Movers, longest: float) -> Tail:
+    """The :class:`Tail` of a fit: ``point`` is the data's curve, ``curves`` the
+    bootstrap's, ``longest`` the longest answered wait of a first push (seconds)."""
+    waiting = ~movers.failed
+    horizon = longest
+    # Waited at least as long as any answer took: nothing in the data says when, or
+    # whether, such a device answers.
+    beyond = waiting & (movers.waited >= horizon)
+    answer_low = answer_high = None
+    if beyond.any():
+        typical = np.array([float(np.median(movers.waited[beyond]))])
+        chances = []
+        for curve in curves:
+            # The chance of an answer within the grid: one minus the conditional
+            # survival at its end.
+            at = float(np.interp(typical[0] / BIN, curve.hours, curve.survival))
+            chances.append(1 - float(curve.survival[-1]) / at if at > 0 else 0.0)
+        answer_low, answer_high = _quantile(chances, 0.1), _quantile(chances, 0.9)
+    floors = [c.floor for c in curves] or [point.floor]
+    return Tail(
+        horizon_days=horizon / 86400,
+        waiting=int(waiting.sum()),
+        beyond=int(beyond.sum()),
+        answer_low=answer_low,
+        answer_high=answer_high,
+        never=point.floor,
+        never_low=_quantile(floors, 0.1),
+        never_high=_quantile(floors, 0.9),
+        replicates=len(curves),
+    )
+
+
+def constraints(rollout: Rollout, refusal: CommandRefused | None) -> tuple[str, ...]:
+    """The rules that bound one more manual extension, named with their instants."""
+    plan, phase = rollout.plan, rollout.phase
+    named = []
+    moved = timeline.moved_deadline(plan, phase)
+    if moved is not None:
+        fits = moved <= plan.new_not_after
+        named.append(
+            f"an extension cannot pass the new certificate's validity (until "
+            f"{show(plan.new_not_after)}): one more would move the deadline to {show(moved)}, "
+            + ("within it" if fits else "past it, so the engine refuses it")
+        )
+    expiry = plan.existing_not_after
+    if plan.policy.import_rule is ImportRule.DISTRIBUTED_OR_EXPIRED:
+        named.append(
+            f"under {plan.policy.import_rule.value} an extension cannot delay the import past "
+            f"the existing certificate's expiry ({show(expiry)}): the expiry decides the "
+            "import then, extended or not"
+        )
+    else:
+        named.append(
+            f"under {plan.policy.import_rule.value} a checkpoint imports only once the "
+            f"existing certificate has expired ({show(expiry)}); an import after it leaves "
+            "the server on an expired certificate until then"
+        )
+    if refusal is not None:
+        named.append(f"the engine refuses an extension: {refusal}")
+    return tuple(named)
+
+
+@attrs.frozen
+class Advice:
+    """Whether to extend, what it saves, and why. ``saved_*``: re-enrolments an
+    extension spares (as it is minus extended, future by future: expected, and the
+    interval at the forecast's level); ``delay_days``: how much later the import comes,
+    expected; ``reason``: the recommendation in words."""
+
+    extend: bool
+    saved_mean: float
+    saved_low: int
+    saved_high: int
+    delay_days: float | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"recommendation: {'extend' if self.extend else 'do not extend'}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def advise(
+    as_is: Branch,
+    extended: Branch | None,
+    refusal: CommandRefused | None,
+    movers: Movers,
+    retry: bool,
+    level: float,
+) -> Advice:
+    """The recommendation: extend when it spares at least one re-enrolment in
+    expectation; otherwise say why it changes nothing (or cannot be made)."""
+    if extended is None:
+        why = str(refusal) if refusal is not None else "the rollout takes no more extension"
+        return Advice(False, 0.0, 0, 0, None, f"no manual extension can be made: {why}")
+    saved = [a - b for a, b in zip(as_is.cutoffs, extended.cutoffs, strict=True)]
+    tail = (1 - level) / 2
+    mean = sum(saved) / len(saved)
+    low, high = int(_quantile(saved, tail)), int(_quantile(saved, 1 - tail))
+    delays = [
+        b - a
+        for a, b in zip(as_is.import_days, extended.import_days, strict=True)
+        if a is not None and b is not None
+    ]
+    delay = sum(delays) / len(delays) if delays else None
+    later = "" if delay is None else f", the import {delay:.1f} days later"
+    if mean >= 1:
+        return Advice(
+            True,
+            mean,
+            low,
+            high,
+            delay,
+            f"it spares {mean:,.1f} re-enrolments expected ({low:,}-{high:,}, {level:.0%}){later}",
+        )
+    could = int((~movers.failed).sum()) + (int(movers.failed.sum()) if retry else 0)
+    if as_is.forced_probability == 0:
+        why = "no future cuts a device off as it is: there is nothing to spare"
+    elif could == 0:
+        failed = int(movers.failed.sum())
+        why = (
+            "no device left that could still answer: "
+            f"{movers.static + failed:,} device(s) do not trust the root, "
+            + (f"{failed:,} of them failed with no bulk retry to come, " if failed else "")
+            + "and none awaits an answer"
+        )
+    elif delay is not None and delay <= 0:
+        why = (
+            "the import comes at the same instant either way (the existing certificate's "
+            "expiry, or a complete fleet, decides it before the moved deadline)"
+        )
+    else:
+        why = (
+            "the devices that still answer do so before the import as it is, or not "
+            "before the moved deadline either"
+        )
+    return Advice(
+        False, mean, low, high, delay, f"it spares {mean:,.1f} re-enrolments expected: {why}"
+    )

@@ -1,0 +1,170 @@
+"""The forecast where the old fit degenerated: rollouts without retries, whose silent
+devices have all waited longer than any answer seen. The tail is modelled, the fit's
+own uncertainty reaches the intervals, the output says where the data end, and the
+engine, not the draws, decides every outcome."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from certflow import (
+    Command,
+    DeviceFailed,
+    DeviceInstalled,
+    DistributeRoot,
+    apply,
+    apply_all,
+    new_rollout,
+)
+from certflow.sim.fleet import simulate
+from certflow.sim.forecast import forecast
+from certflow.sim.models import AdminPolicy, DeviceModel, Setup
+
+T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+# The module, not the function certflow.sim re-exports under the same name.
+forecast_module = importlib.import_module("certflow.sim.forecast")
+
+# Online on 15 % of days, no retries: at day 6 about 40 % still wait, all pushed at t0,
+# each having waited longer than any answer seen; about 9 % of those still wait on day
+# 21, and most of the rest answer between day 21 and day 28.
+SLOW = Setup(
+    devices=300,
+    model=DeviceModel(online_chance=0.15, failure_probability=0.0, never_answer=0.02, churn=0.0),
+)
+
+
+def _day_6(setup: Setup, seed: int) -> Any:
+    run = simulate(setup, seed, snapshot_at=6 * DAY + HOUR)
+    assert run.snapshot is not None
+    return run
+
+
+def test_without_retries_the_silent_are_censored_not_never() -> None:
+    run = _day_6(SLOW, 51)
+    snap = run.snapshot
+    result = forecast(snap.rollout, snap.now, snap.pushes, snap.reports, runs=100, seed=1)
+    # Every waiting device was pushed at t0 and waited past every answer: all rest on
+    # the tail, and the output says so.
+    assert result.tail.waiting > 50
+    assert result.tail.beyond == result.tail.waiting
+    assert result.tail.answer_low is not None
+    assert result.tail.answer_high is not None
+    assert 0 < result.tail.answer_low <= result.tail.answer_high
+    assert result.tail.horizon_days < 6.05
+    # The futures still differ: some waiting devices answer in some of them.
+    assert result.as_is.cutoff_high - result.as_is.cutoff_low > 0
+    # And devices that keep answering make the extension matter.
+    assert result.extended is not None
+    assert result.extended.cutoff_mean < result.as_is.cutoff_mean
+    assert result.advice.extend
+    assert result.advice.saved_mean == pytest.approx(
+        result.as_is.cutoff_mean - result.extended.cutoff_mean
+    )
+    assert result.advice.saved_high > 0 <= result.advice.saved_low
+    document = json.loads(json.dumps(result.as_dict()))
+    assert document["tail"]["beyond"] == result.tail.beyond
+    assert document["recommendation"]["extend"] is True
+    text = str(result)
+    assert f"{result.tail.beyond:,} of them longer than that" in text
+    assert "recommendation: extend: it spares" in text
+    assert run.outcome.reenrollment_required <= result.as_is.cutoff_high
+
+
+def test_the_fits_uncertainty_reaches_the_intervals() -> None:
+    # The same fleet, small: the bootstrap's replicates disagree on the share that never
+    # answers, and the futures drawn from them spread accordingly.
+    small = Setup(devices=60, model=SLOW.model)
+    snap = _day_6(small, 3).snapshot
+    result = forecast(snap.rollout, snap.now, snap.pushes, snap.reports, runs=80, seed=0)
+    assert result.tail.never_low < result.tail.never_high
+    assert result.tail.replicates == 40
+
+
+def test_the_pattern_shortcut_is_what_replaying_every_future_through_the_engine_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Failures, bulk retries and an extension: the first future of each pattern is
+    # replayed through the evaluator, the others counted. Replaying every future must
+    # give the same outcomes, future by future.
+    setup = Setup(
+        devices=150,
+        model=DeviceModel(online_chance=0.4, failure_probability=0.3, never_answer=0.02, churn=0.0),
+        admin=AdminPolicy(retry_every=3),
+    )
+    snap = _day_6(setup, 8).snapshot
+    args = (snap.rollout, snap.now, snap.pushes, snap.reports)
+    quick = forecast(*args, admin=setup.admin, runs=40, seed=2)
+    replays = 0
+    original = forecast_module._futures.replay
+
+    def counted(*a: Any, **k: Any) -> Any:
+        nonlocal replays
+        replays += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(forecast_module._futures, "replay", counted)
+    monkeypatch.setattr(forecast_module, "_checked", lambda *a, **k: None)
+    slow = forecast(*args, admin=setup.admin, runs=40, seed=2)
+    assert replays == 80  # every future of both branches went through the engine
+    assert quick.extended is not None
+    assert slow.extended is not None
+    for fast, full in ((quick.as_is, slow.as_is), (quick.extended, slow.extended)):
+        assert fast.cutoffs == full.cutoffs
+        assert fast.import_days == full.import_days
+    assert len(set(quick.as_is.cutoffs)) > 1
+
+
+def _failed_fleet(
+    **options: Any,
+) -> tuple[Any, datetime, dict[str, list[datetime]], dict[str, list[datetime]]]:
+    ids = [f"d{i}" for i in range(8)]
+    rollout = new_rollout(
+        ids,
+        existing_not_after=T0 + 40 * DAY,
+        new_not_before=T0 - DAY,
+        new_not_after=options.pop("new_not_after", T0 + 300 * DAY),
+        root_publicly_trusted=False,
+        created_at=T0,
+    )
+    rollout = apply(rollout, DistributeRoot(), T0).rollout
+    answers: list[Command] = [DeviceInstalled(d) for d in ids[:5]]
+    answers += [DeviceFailed(d, "user declined profile") for d in ids[5:]]
+    rollout = apply_all(rollout, answers, T0 + 2 * HOUR).rollout
+    pushes = {d: [T0] for d in ids}
+    reports = {d: [T0 + 2 * HOUR] for d in ids}
+    return rollout, T0 + 6 * DAY + HOUR, pushes, reports
+
+
+def test_an_extension_that_changes_nothing_says_why() -> None:
+    rollout, now, pushes, reports = _failed_fleet()
+    result = forecast(rollout, now, pushes, reports, runs=20)
+    assert result.extended is not None
+    assert result.as_is.cutoffs == result.extended.cutoffs == (3,) * 20
+    assert not result.advice.extend
+    assert "no device left that could still answer" in result.advice.reason
+    assert "3 of them failed with no bulk retry to come" in result.advice.reason
+    # With bulk retries the failed devices answer again, before the deadline as it is:
+    # still nothing to spare, for another reason.
+    retried = forecast(rollout, now, pushes, reports, admin=AdminPolicy(retry_every=1), runs=20)
+    assert retried.as_is.cutoff_mean < 3
+    assert "no device left" not in retried.advice.reason
+
+
+def test_a_refused_extension_names_the_certificates_validity() -> None:
+    rollout, now, pushes, reports = _failed_fleet(new_not_after=T0 + 25 * DAY)
+    result = forecast(rollout, now, pushes, reports, runs=5)
+    assert result.extended is None
+    assert not result.advice.extend
+    assert result.advice.reason.startswith("no manual extension can be made: ")
+    validity = [t for t in result.constraints if "new certificate's validity" in t]
+    assert validity
+    assert validity[0].endswith("past it, so the engine refuses it")
+    assert any("existing certificate's expiry" in t for t in result.constraints)
+    assert "constraint: an extension cannot pass the new certificate's validity" in str(result)
