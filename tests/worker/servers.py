@@ -109,6 +109,7 @@ class WebhookServer:
         self.mode = "ok"
         self.hang = 3.0
         self.fail_ids: set[str] = set()
+        self.answer = b"the MDM is down"
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.lock = threading.Lock()
         outer = self
@@ -126,7 +127,7 @@ class WebhookServer:
                 if mode == "hang":
                     time.sleep(outer.hang)
                 status = 500 if mode == "500" or failing else 204
-                text = b"the MDM is down" if status == 500 else b""
+                text = outer.answer if status == 500 else b""
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", str(len(text)))
