@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from certflow.core.errors import InvalidInput
+
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_FIELD",
@@ -50,6 +52,8 @@ Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
 CSRF_COOKIE = "certflow_csrf"
 CSRF_FIELD = "csrf_token"
 SESSION_COOKIE = "certflow_session"
+#: The shortest sign-in token accepted.
+MIN_TOKEN = 16
 #: How long a sign-in of ``certflow serve`` lasts.
 SESSION_SECONDS = 12 * 3600
 
@@ -166,8 +170,11 @@ class TokenSignIn:
     """
 
     def __init__(self, token: str, *, user: str = "administrator") -> None:
-        if len(token) < 16:
-            raise ValueError("the sign-in token must be at least 16 characters long")
+        if len(token.strip()) < MIN_TOKEN:
+            raise InvalidInput(
+                f"the sign-in token is {len(token.strip())} characters long; it must be at "
+                f"least {MIN_TOKEN} (make one with: openssl rand -hex 32)"
+            )
         self._token = token.encode()
         self.user = user
         key = hmac.new(self._token, b"certflow console session", hashlib.sha256).digest()
