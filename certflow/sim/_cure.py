@@ -47,8 +47,10 @@ class Observations:
     """The pushes so far, binned by the hour of their wait.
 
     Per push: ``bins`` (wait // 1 h), ``answered``, ``first`` (the device's first push,
-    so it may be one that never answers), ``device`` (an index, for the bootstrap).
-    Per device that answered: ``answers`` and ``failures`` (for the failure share).
+    so it may be one that never answers), ``device`` (its unit, for the bootstrap).
+    Per unit (``devices`` of them: alike devices pushed once, or one device pushed more
+    often): ``size`` (how many devices), ``answers`` and ``failures`` of each device
+    (for the failure share).
     """
 
     bins: Ints
@@ -56,6 +58,7 @@ class Observations:
     first: npt.NDArray[np.bool_]
     device: Ints
     devices: int
+    size: Floats
     answers: Floats
     failures: Floats
 
@@ -230,7 +233,7 @@ def _counts(obs: Observations, weights: Floats, size: int) -> tuple[Floats, ...]
 def fit_curve(
     obs: Observations, weights: Floats, grid_hours: int, start: Floats | None = None
 ) -> Curve:
-    """The curve for one set of device weights (all ones: the data as they are)."""
+    """The curve for one set of unit weights (``obs.size``: the data as they are)."""
     size = int(obs.bins.max()) + 1 if len(obs.bins) else 1
     first_answered, first_censored, later_answered, later_censored = _counts(obs, weights, size)
     answered_bins = np.flatnonzero(first_answered > 0)
@@ -252,8 +255,8 @@ def fit_curve(
     base = float(model.first(np.array([float(horizon)]))[0])
     survival[horizon + 1 :] = level * model.first(tail_hours) / max(base, 1e-300)
     floor = level * model.cure / max(base, 1e-300)
-    answers = float(weights[: len(obs.answers)] @ obs.answers)
-    failures = float(weights[: len(obs.failures)] @ obs.failures)
+    answers = float(weights @ obs.answers)
+    failures = float(weights @ obs.failures)
     return Curve(
         hours=hours,
         survival=np.minimum.accumulate(survival),
@@ -274,11 +277,10 @@ def bootstrap(
 ) -> tuple[Curve, list[Curve]]:
     """The curve of the data, and ``replicates`` curves of Poisson-reweighted devices
     (each refit from the data's estimate, which it is near)."""
-    ones = np.ones(obs.devices)
-    point = fit_curve(obs, ones, grid_hours)
+    point = fit_curve(obs, obs.size, grid_hours)
     start = _theta(point.model)
     curves = [
-        fit_curve(obs, rng.poisson(1.0, obs.devices).astype(float), grid_hours, start)
+        fit_curve(obs, rng.poisson(obs.size).astype(float), grid_hours, start)
         for _ in range(replicates)
     ]
     return point, curves

@@ -41,6 +41,7 @@ class Journal:
     devices: int
     answers: Floats
     failures: Floats
+    states: dict[str, DeviceState] = attrs.field(repr=False, eq=False)
 
     @property
     def failure_probability(self) -> float:
@@ -48,15 +49,38 @@ class Journal:
         return float(self.failures.sum()) / total if total else 0.0
 
     def observations(self) -> Observations:
-        """The pushes binned by the hour, for the cure model and its bootstrap."""
+        """The pushes binned by the hour, for the cure model and its bootstrap.
+
+        Devices pushed once whose push fell in the same hour with the same outcome are
+        one *unit* of that many devices: a sum of Poisson(1) weights is Poisson of the
+        count, so the bootstrap draws one number per unit, not one per device (a
+        million devices make a few hundred units). A device pushed more than once is
+        a unit of its own."""
+        bins = (self.waits // BIN).astype(np.int64)
+        per_device = np.bincount(self.device, minlength=self.devices)
+        once = per_device[self.device] == 1
+        single = self.device[once]
+        key = (bins[once] * 2 + self.answered[once]) * 4
+        key = (
+            key + self.failures[single].astype(np.int64) * 2 + self.answers[single].astype(np.int64)
+        )
+        _, first, counts = np.unique(key, return_index=True, return_counts=True)
+        chosen = np.flatnonzero(once)[first]
+        many = np.flatnonzero(~once)
+        many_devices, many_unit = np.unique(self.device[many], return_inverse=True)
+        units = len(chosen) + len(many_devices)
+        unit_devices = np.concatenate([self.device[chosen], many_devices])
         return Observations(
-            bins=(self.waits // BIN).astype(np.int64),
-            answered=self.answered,
-            first=self.first,
-            device=self.device,
-            devices=self.devices,
-            answers=self.answers,
-            failures=self.failures,
+            bins=np.concatenate([bins[chosen], bins[many]]),
+            answered=np.concatenate([self.answered[chosen], self.answered[many]]),
+            first=np.concatenate([self.first[chosen], self.first[many]]),
+            device=np.concatenate(
+                [np.arange(len(chosen)), len(chosen) + many_unit.reshape(-1)]
+            ).astype(np.int64),
+            devices=units,
+            size=np.concatenate([counts, np.ones(len(many_devices), dtype=np.int64)]).astype(float),
+            answers=self.answers[unit_devices],
+            failures=self.failures[unit_devices],
         )
 
 
@@ -79,23 +103,28 @@ def read(
     device: list[int] = []
     answers: list[float] = []
     failures: list[float] = []
+    states: dict[str, DeviceState] = {}
     for index, (device_id, pushed) in enumerate(pushes.items()):
         reported = reports.get(device_id, ())
         try:
             state = rollout.device_state(device_id)
         except CertflowError:
             raise InvalidInput(f"device {device_id!r} is not in this rollout") from None
+        states[device_id] = state
         if len(reported) > len(pushed):
             raise InvalidInput(
                 f"device {device_id!r} has {len(reported)} reports for {len(pushed)} pushes; "
                 "each report answers one push"
             )
         for k, push in enumerate(pushed):
-            push = require_aware(f"push of {device_id!r}", push)
+            if type(push) is not datetime or push.utcoffset() is None:  # the cheap test first
+                push = require_aware(f"push of {device_id!r}", push)
             if push > now:
                 raise InvalidInput(f"push of {device_id!r} at {push.isoformat()} is after now")
             if k < len(reported):
-                report = require_aware(f"report of {device_id!r}", reported[k])
+                report = reported[k]
+                if type(report) is not datetime or report.utcoffset() is None:
+                    report = require_aware(f"report of {device_id!r}", report)
                 if not push <= report <= now:
                     raise InvalidInput(
                         f"report {k + 1} of {device_id!r} at {report.isoformat()} is not "
@@ -120,6 +149,7 @@ def read(
         devices=len(pushes),
         answers=np.asarray(answers, dtype=float),
         failures=np.asarray(failures, dtype=float),
+        states=states,
     )
 
 
@@ -138,6 +168,7 @@ def kaplan_meier(waits: Floats, answered: Bools) -> tuple[Floats, Floats]:
 
 
 def movers(
+    journal: Journal,
     rollout: Rollout,
     now: datetime,
     pushes: Mapping[str, Sequence[datetime]],
@@ -151,8 +182,9 @@ def movers(
     first: list[bool] = []
     failed: list[bool] = []
     static = in_scope = 0
+    known = journal.states
     for device_id in rollout.device_ids():
-        state = rollout.device_state(device_id)
+        state = known.get(device_id) or rollout.device_state(device_id)
         if not state.in_scope:
             continue
         in_scope += 1
