@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_worker.py
 
 # Mutation testing of the pure core (long: not in CI): mutmut mutates the code, and
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:

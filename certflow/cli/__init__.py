@@ -18,6 +18,7 @@ from certflow.cli import (  # noqa: F401  (they register their commands)
     _rollout_outbox,
     _rollout_read,
     _simulate,
+    _worker,
 )
 from certflow.cli._app import (
     EXIT_BAD_INPUT,
