@@ -40,9 +40,10 @@ _lock = threading.Lock()
 
 def trace_of(
     entries: Sequence[JournalEntry], now: datetime
-) -> tuple[Trace, list[Effect], datetime]:
+) -> tuple[Trace, list[Effect], datetime, bool]:
     """The device counts at each day from the start (the distribution's, else the
-    creation), the effects the journal's entries emitted, and the start."""
+    creation), the effects the journal's entries emitted, the start, and whether it is
+    the distribution's."""
     if not entries or entries[0].kind != "create":
         name = entries[0].rollout if entries else "?"
         raise StoreError(f"rollout {name!r}: its journal does not start with its creation")
@@ -73,15 +74,16 @@ def trace_of(
         day += 1
     days.append((end - start) / DAY)
     counts.append(steps[-1][1])
-    return Trace(tuple(days), tuple(counts)), effects, start
+    trace = Trace(tuple(days), tuple(counts))
+    return trace, effects, start, rollout.phase.started_at is not None
 
 
 def render(name: str, entries: Sequence[JournalEntry], now: datetime) -> bytes:
     """The chart of rollout ``name`` from its journal ``entries`` at ``now``, as SVG."""
-    trace, effects, start = trace_of(entries, now)
-    started = "creation" if start == entries[0].at else "distribution start"
+    trace, effects, start, started = trace_of(entries, now)
+    since = "distribution start" if started else "creation"
     figure = states_chart(trace, effects, start, title=f"{name}: device states per day")
-    figure.axes[0].set_xlabel(f"day (from the {started}, {start:%Y-%m-%d %H:%M} UTC)")
+    figure.axes[0].set_xlabel(f"day (from the {since}, {start:%Y-%m-%d %H:%M} UTC)")
     out = io.BytesIO()
     figure.savefig(out, format="svg", metadata={"Date": None})
     return out.getvalue()
