@@ -83,7 +83,12 @@ def render(name: str, entries: Sequence[JournalEntry], now: datetime) -> bytes:
     trace, effects, start, started = trace_of(entries, now)
     since = "distribution start" if started else "creation"
     figure = states_chart(trace, effects, start, title=f"{name}: device states per day")
-    figure.axes[0].set_xlabel(f"day (from the {since}, {start:%Y-%m-%d %H:%M} UTC)")
+    axes = figure.axes[0]
+    axes.set_xlabel(f"day (from the {since}, {start:%Y-%m-%d %H:%M} UTC)")
+    # The constrained layout costs most of a drawing (measured: about two thirds of
+    # 250 ms); the chart's one axes and its legend on the right have fixed places.
+    figure.set_layout_engine("none")
+    axes.set_position((0.09, 0.11, 0.59, 0.81))
     out = io.BytesIO()
     figure.savefig(out, format="svg", metadata={"Date": None})
     return out.getvalue()

@@ -1,0 +1,180 @@
+"""Benchmark of the web console (issue 20), measured server-side: View Details of a
+1,000,000-device rollout in at most 50 ms at the median, a deep keyset page as fast as
+the first; the rollouts page with 1,000 rollouts in at most 100 ms; the chart of a
+28-day journal in at most 200 ms.
+
+Run ``python benchmarks/bench_web.py`` (``--devices N`` for another fleet, ``--postgres
+URL`` to run on a PostgreSQL database too). Each page is requested ``--repeat`` times
+(default 21) through the ASGI application in process; the time is taken inside it, from
+the request's arrival to the response's last byte (a timing middleware), so the client
+costs nothing. The big rollout is distributing on day 1, a tenth of its devices have
+reported (9 % installed, 1 % failed). The chart is drawn afresh each time (its cache
+cleared): a 10,000-device rollout with a day of reports and a tick for each of 28 days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import certflow as cf
+from certflow.store import SqlStore, open_store
+from certflow.web import _chart, create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette would rather have httpx2 than httpx
+    from starlette.testclient import TestClient
+
+T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+TARGETS = {
+    "details": 0.050,
+    "deep page": 0.050,
+    "filtered": 0.050,
+    "rollouts": 0.100,
+    "chart": 0.200,
+}
+
+
+def _rollout(ids: list[str], at: datetime) -> cf.Rollout:
+    return cf.new_rollout(
+        ids,
+        existing_not_after=at + 60 * DAY,
+        new_not_before=at - DAY,
+        new_not_after=at + 300 * DAY,
+        root_publicly_trusted=False,
+        created_at=at,
+    )
+
+
+class Timed:
+    """ASGI middleware keeping each response's server-side time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.times: list[float] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        start = time.perf_counter()
+        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            self.times.append(time.perf_counter() - start)
+
+
+def _median(
+    client: TestClient,
+    timed: Timed,
+    path: str,
+    repeat: int,
+    before: Callable[[], None] = lambda: None,
+) -> float:
+    timed.times.clear()
+    for _ in range(repeat):
+        before()
+        response = client.get(path, headers={"X-Bench": "admin"})
+        if response.status_code != 200:
+            raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
+    return statistics.median(timed.times)
+
+
+def _fill(open_: Callable[[], SqlStore], devices: int) -> None:
+    with open_() as store:
+        started = time.perf_counter()
+        store.create("big", _rollout([f"dev-{i:07d}" for i in range(devices)], T0 - DAY))
+        store.apply("big", cf.DistributeRoot(), T0)
+        tenth = devices // 10
+        reports: list[cf.Command] = [
+            cf.DeviceInstalled(f"dev-{i:07d}") for i in range(tenth * 9 // 10)
+        ]
+        reports += [
+            cf.DeviceFailed(f"dev-{i:07d}", "declined") for i in range(tenth * 9 // 10, tenth)
+        ]
+        store.apply_all("big", reports, T0 + DAY)
+        print(
+            f"  made a {devices:,}-device rollout in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+        for n in range(1_000):
+            store.create(f"r{n:04d}", _rollout([f"d{i}" for i in range(10)], T0))
+        chart_ids = [f"c-{i:05d}" for i in range(10_000)]
+        store.create("chart", _rollout(chart_ids, T0 - DAY))
+        store.apply("chart", cf.DistributeRoot(), T0)
+        for day in range(1, 29):
+            if day < 21:  # reports until the deadline's import, then only the ticks
+                chunk = chart_ids[(day - 1) * 300 : day * 300]
+                at = T0 + day * DAY - timedelta(hours=1)
+                store.apply_all("chart", [cf.DeviceInstalled(d) for d in chunk], at)
+            store.advance("chart", T0 + day * DAY)
+
+
+def run(label: str, open_: Callable[[], SqlStore], devices: int, repeat: int) -> bool:
+    print(f"{label}:", flush=True)
+    _fill(open_, devices)
+    now = T0 + DAY + timedelta(hours=1)
+    app = create_app(
+        open_, authenticate=lambda request: request.headers.get("X-Bench"), clock=lambda: now
+    )
+    timed = Timed(app)
+    deep = f"dev-{devices * 9 // 10:07d}"
+    chart_now = T0 + 28 * DAY + timedelta(hours=1)
+    chart_app = create_app(
+        open_, authenticate=lambda request: request.headers.get("X-Bench"), clock=lambda: chart_now
+    )
+    chart_timed = Timed(chart_app)
+    figures: dict[str, float] = {}
+    with TestClient(timed) as client, TestClient(chart_timed) as chart_client:
+        figures["details"] = _median(client, timed, "/rollouts/big", repeat)
+        figures["deep page"] = _median(client, timed, f"/rollouts/big?after={deep}", repeat)
+        figures["filtered"] = _median(
+            client, timed, f"/rollouts/big?state=failed&after=dev-{devices // 10 - 60:07d}", repeat
+        )
+        figures["rollouts"] = _median(client, timed, "/", repeat)
+        figures["chart"] = _median(
+            chart_client,
+            chart_timed,
+            "/rollouts/chart/chart.svg",
+            max(3, repeat // 4),
+            _chart._cache.clear,
+        )
+    met = True
+    for name, seconds in figures.items():
+        ok = seconds <= TARGETS[name]
+        met = met and ok
+        verdict = "met" if ok else "MISSED"
+        target = TARGETS[name] * 1000
+        print(f"  {name:<10} {seconds * 1000:8.1f} ms  (target {target:.0f} ms)  {verdict}")
+    return met
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--devices", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument(
+        "--postgres", metavar="URL", help="also run on this (empty) PostgreSQL database"
+    )
+    args = parser.parse_args(argv)
+    print(
+        f"web console benchmark on {platform.python_implementation()} {platform.python_version()}"
+    )
+    met = True
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.db"
+        met = run("SQLite", lambda: open_store(path), args.devices, args.repeat) and met
+    if args.postgres:
+        url = args.postgres
+        met = run("PostgreSQL", lambda: open_store(url), args.devices, args.repeat) and met
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
