@@ -188,7 +188,7 @@ def old(backend: Backend, source: Backend) -> Backend:
 
 
 def test_the_previous_version_is_what_the_test_builds(old: Backend) -> None:
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert version(old) == 1
     columns = columns_of(old, "outbox")
     assert columns == ["rollout", "seq", "position", "kind", "body", "due_at", "acked_at"]
@@ -237,28 +237,61 @@ def test_a_version_1_database_is_migrated_with_its_data_intact(
         old.check_consistent(name)
 
 
+def index_names(backend: Backend) -> set[str]:
+    if isinstance(backend, SqliteBackend):
+        return {n for (n,) in backend.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert isinstance(backend, PostgresBackend)
+    return {
+        n
+        for (n,) in backend.query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = ?", backend.schema
+        )
+    }
+
+
+def test_a_database_of_the_previous_version_gets_the_due_indexes(
+    backend: Backend, source: Backend
+) -> None:
+    """Version 4 (the whole delivery record) to 5: the indexes of the next due instant
+    (``next_due`` from two index reads) are built on open over the rows already there,
+    and the answer is the one the source store gives."""
+    version_1(backend, source, at=SCHEMA_VERSION - 1)
+    due_indexes = {"rollouts_by_phase_due", "devices_by_deadline"}
+    assert not due_indexes & index_names(backend)
+    with source.open(create=False) as current:
+        expected = current.next_due()
+    assert expected is not None
+    with backend.open(create=False) as store:
+        assert version(backend) == SCHEMA_VERSION
+        assert due_indexes <= index_names(backend)
+        assert store.next_due() == expected
+        assert store.tick(expected).changed
+    for name in NAMES:
+        backend.check_consistent(name)
+
+
 @pytest.fixture
 def previous(backend: Backend, tmp_path: Path) -> tuple[Backend, Backend]:
-    """A database of the version before this one (3: failures and leases, no dead
-    letters, no superseding), holding the rows of a current store that recorded a failed
-    delivery and a lease; and that store."""
+    """A database of version 3 (failures and leases, no dead letters, no superseding),
+    holding the rows of a current store that recorded a failed delivery and a lease; and
+    that store."""
     current = beside(backend, "current", tmp_path / "current")
     history(current)
     with current.open(create=False) as store:
         pending = store.effects()
         store.lease("alpha", now=day(6), limit=1)
         store.record_failure(pending[0].id, "mail server down", now=day(6))
-    version_1(backend, current, at=SCHEMA_VERSION - 1)
+    version_1(backend, current, at=3)
     return backend, current
 
 
-def test_a_database_of_the_previous_version_opens_and_upgrades(
+def test_a_version_3_database_opens_and_upgrades(
     previous: tuple[Backend, Backend],
 ) -> None:
     """Its effects keep their failures, errors and leases; the new columns start empty
     (no attempt counted yet, none dead or superseded), and work."""
     old, source = previous
-    assert version(old) == SCHEMA_VERSION - 1
+    assert version(old) == 3
     assert "dead_at" not in columns_of(old, "outbox")
     with source.open(create=False) as current:
         expected = {name: current.dumps(name) for name in NAMES}
@@ -446,5 +479,5 @@ def test_the_backends_number_their_schema_versions_alike() -> None:
     """One version number in ``certflow_schema`` means the same tables on both."""
     assert len(MIGRATIONS) == len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION
     for sqlite_step, postgres_step in zip(MIGRATIONS, POSTGRES_MIGRATIONS, strict=True):
-        made = re.findall(r"(?:CREATE TABLE|ADD COLUMN) (\w+)", sqlite_step)
-        assert made == re.findall(r"(?:CREATE TABLE|ADD COLUMN) (\w+)", postgres_step)
+        made = re.findall(r"(?:CREATE TABLE|ADD COLUMN|INDEX) (\w+)", sqlite_step)
+        assert made == re.findall(r"(?:CREATE TABLE|ADD COLUMN|INDEX) (\w+)", postgres_step)
