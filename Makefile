@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements/lock.txt
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck unit site bench docs mutate lock lock-upgrade test-latest clean
+.PHONY: demo test lint typecheck unit site bench calibrate docs mutate lock lock-upgrade test-latest clean
 
 # pip installs the locked versions (-c: the lock constrains, the extras choose), pip and
 # the build backend first; certflow itself is built by that locked hatchling
@@ -68,6 +68,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_worker.py
+	$(BIN)/python benchmarks/bench_forecast.py
+
+# The forecast's calibration study (long: not in CI): histories from tools/calibrate.py's own
+# generator, independent of certflow.sim; the table and chart go in docs/forecast.md.
+calibrate: $(STAMP)
+	nice -n 10 $(BIN)/python tools/calibrate.py --json calibration.json --chart docs/images/calibration.png
 
 # Mutation testing of the pure core (long: not in CI): mutmut mutates the code, and
 # tests/core/test_declaration_mutants.py mutates the declarations. Survivors:
