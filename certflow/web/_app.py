@@ -158,8 +158,9 @@ class Console:
             form: Form | None = None
             try:
                 if post:
-                    # Nothing of a forged request is read past its token: a form's small
-                    # fields come first, but an upload's size is bounded anyway.
+                    # The token is one of the form's fields, so the form is read first:
+                    # bounded as it streams, kept in memory, and nothing acts on it
+                    # before the token is checked.
                     form = await read_form(request, limits or {})
                     if not check_csrf(request, self.secret, user, form.as_dict()):
                         return self.problem(
