@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_worker.py
 	$(BIN)/python benchmarks/bench_forecast.py
+	$(BIN)/python benchmarks/bench_web.py
 
 # The forecast's calibration study (long: not in CI): histories from tools/calibrate.py's own
 # generator, independent of certflow.sim; the table and chart go in docs/forecast.md.
@@ -91,6 +92,7 @@ docs: $(STAMP) $(MERMAID_JS)
 	$(BIN)/python -c 'import sys, certflow.core.machines as m; sys.stdout.write(m.diagrams_page())' > docs/machines.md
 	$(BIN)/python tools/cli_docs.py docs/cli
 	$(BIN)/python tools/docs_charts.py docs/images
+	CERTFLOW_WEB_SCREENSHOTS=docs/images/web $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py -k "javascript and not no"
 	$(BIN)/python tools/run_notebooks.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 

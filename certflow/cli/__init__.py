@@ -17,6 +17,7 @@ from certflow.cli import (  # noqa: F401  (they register their commands)
     _rollout_export,
     _rollout_outbox,
     _rollout_read,
+    _serve,
     _simulate,
     _worker,
 )
