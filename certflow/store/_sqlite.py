@@ -76,6 +76,19 @@ class SqliteStore(SqlStore):
         if self.path.is_dir():
             raise StoreError(f"{self._where}: is a folder, not a certflow database")
         self.read_only = read_only = bool(read_only)
+        missing = _missing_folder(self.path)
+        if missing is not None:
+            # SQLite would say only "unable to open database file", which reads as a
+            # permission problem.
+            if create and not read_only:
+                raise StoreError(
+                    f"{self._where}: cannot create the database: the folder {missing} does "
+                    "not exist; create it first"
+                )
+            raise StoreError(
+                f"{self._where}: no certflow database there: the folder {missing} does not "
+                "exist (check --db / CERTFLOW_DB)"
+            )
         if (read_only or not create) and not self.path.exists():
             raise StoreError(
                 f"{self._where}: no certflow database there "
@@ -319,6 +332,19 @@ class SqliteStore(SqlStore):
         # ROLLBACK would raise and hide the real error.
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+
+def _missing_folder(path: Path) -> Path | None:
+    """The folder ``path`` would be in, if it does not exist; ``None`` when it does, or
+    when that cannot be told (no permission to look, a file in its place): SQLite's own
+    error then says what is wrong."""
+    try:
+        os.stat(path.parent)
+    except FileNotFoundError:
+        return path.parent
+    except OSError:
+        return None
+    return None
 
 
 def _statements(script: str) -> list[str]:
