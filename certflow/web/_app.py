@@ -29,7 +29,7 @@ from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
 from certflow.core.instants import require_utc
 from certflow.store import StoreError, UnknownRollout
 from certflow.web import _words
-from certflow.web._runner import StoreRunner, StoreSource
+from certflow.web._runner import Bounded, Busy, StoreRunner, StoreSource
 from certflow.web._security import (
     CSRF_FIELD,
     Authenticate,
@@ -68,6 +68,9 @@ class Console:
         sign_in: TokenSignIn | None,
     ) -> None:
         self.store = StoreRunner(store)
+        #: The forecast's thread: seconds of numpy for a big fleet, kept off the store
+        #: thread; one running and one waiting at most.
+        self.forecasts = Bounded(2, "certflow-forecast")
         self.authenticate = authenticate
         self._clock = clock
         self.secret = secret
@@ -191,6 +194,8 @@ class Console:
                 return self.problem(request, user, "Not accepted", str(error), 400)
             except StoreError as error:
                 return self.problem(request, user, "Database unavailable", str(error), 503)
+            except Busy as error:
+                return self.problem(request, user, "Busy", str(error), 503)
 
         return Route(path, endpoint, methods=["POST"] if post else ["GET"], name=name)
 
@@ -227,7 +232,7 @@ def create_app(
     CSRF tokens; give the same one to every node of a host, else each console makes its
     own (its forms are then valid on it alone, until it restarts).
     """
-    from certflow.web import _actions, _pages  # the pages import this module
+    from certflow.web import _actions, _forecast, _pages  # the pages import this module
 
     if sign_in is not None:
         if authenticate is not None:
@@ -244,6 +249,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *_pages.routes(console),
         *_actions.routes(console),
+        *_forecast.routes(console),
         Mount("/static", StaticFiles(packages=[("certflow.web", "static")]), name="static"),
     ]
     console.router.routes.extend(routes)
@@ -251,6 +257,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        console.forecasts.close()
         console.store.close()
 
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)

@@ -19,7 +19,7 @@ from typing import TypeVar
 from certflow.core.errors import InvalidInput
 from certflow.store import SqliteStore, SqlStore
 
-__all__ = ["StoreRunner", "StoreSource"]
+__all__ = ["Bounded", "Busy", "StoreRunner", "StoreSource"]
 
 T = TypeVar("T")
 
@@ -79,3 +79,49 @@ class StoreRunner:
 
             self._executor.submit(shut).result()
             self._executor.shutdown(wait=True)
+
+
+class Busy(Exception):
+    """A bounded worker's queue is full: the request is refused, not queued."""
+
+
+class Bounded:
+    """A worker thread for long computations that need no store (the forecast), apart
+    from the store thread so that other pages go on meanwhile, with at most ``limit``
+    of them running or waiting: a page reloaded many times refuses the extra requests
+    instead of queueing minutes of work."""
+
+    def __init__(self, limit: int, name: str) -> None:
+        self.limit = limit
+        self._taken = 0
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def run(self, function: Callable[[], T]) -> T:
+        """``function()`` in the worker thread, awaited; :class:`Busy` if ``limit`` are
+        already running or waiting."""
+        with self._lock:
+            if self._taken >= self.limit:
+                raise Busy(
+                    f"{self._taken} computations are already running or waiting "
+                    f"(at most {self.limit}); try again when they are done"
+                )
+            self._taken += 1
+        try:
+            future = self._executor.submit(function)
+        except BaseException:
+            self._release()
+            raise
+        # Released when the computation ends, not when the request does: a browser that
+        # goes away leaves its computation running (or cancels it if not yet started),
+        # and the bound counts what the thread really has to do.
+        future.add_done_callback(lambda _: self._release())
+        return await asyncio.wrap_future(future)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._taken -= 1
+
+    def close(self) -> None:
+        """Stop taking work; what runs finishes."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,127 @@
+"""The Forecast page: when a distributing rollout will import and how many devices it
+will cut off, as it is and with one manual extension, from
+:func:`certflow.sim.forecast` (``docs/forecast.md``).
+
+The inputs are read in the store thread (the rollout as stored, and the pushes and
+reports of its journal: a replay), the simulation runs in the console's forecast thread
+(:class:`certflow.web._runner.Bounded`: seconds of numpy for a big fleet must not hold the
+store thread, nor pile up when the page is reloaded), and the page shows the forecast's
+``as_dict()``: what ``certflow rollout forecast --json`` prints, so the console says
+nothing the command line does not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from certflow.core.errors import InvalidInput
+from certflow.core.serialization import loads
+from certflow.store import SqlStore, check_rollout_name
+from certflow.web._app import Console
+from certflow.web._uploads import Form
+
+__all__ = ["LEVEL", "RETRY_CHOICES", "RUNS", "routes"]
+
+#: Simulated futures per forecast: the command line's default. Fixed, not a query
+#: parameter, so that a request's cost is bounded (and the page reproducible: one seed).
+RUNS = 200
+#: The coverage of the intervals shown.
+LEVEL = 0.9
+#: The administrator's bulk retries the page offers to assume, in days (0: none).
+RETRY_CHOICES = (0, 1, 2, 3, 7)
+_DAY = timedelta(days=1)
+
+
+def _retry_every(request: Request) -> int:
+    chosen = request.query_params.get("retry_every", "0") or "0"
+    if not chosen.isdigit() or int(chosen) not in RETRY_CHOICES:
+        choices = ", ".join(str(days) for days in RETRY_CHOICES)
+        raise InvalidInput(f"retry_every {chosen!r}: one of {choices} (days; 0: none)")
+    return int(chosen)
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _branch(found: dict[str, Any] | None, started: datetime | None) -> dict[str, Any] | None:
+    """A branch of ``as_dict()`` with its instants parsed and its import days dated."""
+    if found is None:
+        return None
+
+    def dated(day: float | None) -> datetime | None:
+        return None if day is None or started is None else started + day * _DAY
+
+    return {
+        **found,
+        "checkpoints": [{**k, "at": _instant(k["at"])} for k in found["checkpoints"]],
+        "import_at": dated(found["import_day_mean"]),
+        "import_at_low": dated(found["import_day_low"]),
+        "import_at_high": dated(found["import_day_high"]),
+    }
+
+
+async def forecast_page(
+    console: Console, request: Request, user: str, form: Form | None
+) -> Response:
+    from certflow.sim import AdminPolicy, forecast  # numpy and the fit: only when asked
+
+    name = check_rollout_name(request.path_params["name"])
+    retry_every = _retry_every(request)
+    now = console.now()
+
+    def read(store: SqlStore) -> tuple[Any, Any]:
+        # At the rollout's clock if this server's is behind it, as View Details reads.
+        at = max(now, store.info(name).clock)
+        view = store.view(name, at)
+        if not view.overview.state.running:
+            return view, None
+        return view, (at, loads(store.dumps(name)), *store.activity(name))
+
+    view, inputs = await console.store.run(read)
+    head = view.overview
+    if inputs is None:
+        return console.problem(
+            request,
+            user,
+            "No forecast",
+            f"rollout {name!r} is {head.state.value}: only a distributing rollout "
+            "(distributing or extended) can be forecast; a pending one has no reports "
+            "yet, an ended one has nothing left to forecast",
+            409,
+        )
+    at, rollout, pushes, reports = inputs
+    admin = AdminPolicy(retry_every=retry_every or None)
+    result = await console.forecasts.run(
+        lambda: forecast(rollout, at, pushes, reports, admin=admin, runs=RUNS, level=LEVEL)
+    )
+    found = result.as_dict()
+    context = {
+        "name": name,
+        "head": head,
+        "at": at,
+        "found": found,
+        "branches": [
+            branch
+            for branch in (
+                _branch(found["as_is"], head.started_at),
+                _branch(found["extended"], head.started_at),
+            )
+            if branch is not None
+        ],
+        "tail": found["tail"],
+        "advice": found["recommendation"],
+        "retry_every": retry_every,
+        "retry_choices": RETRY_CHOICES,
+    }
+    return console.render(request, "forecast.html", user, context)
+
+
+def routes(console: Console) -> list[Route]:
+    """The Forecast page, signed-in only and reading only."""
+    return [console.route("/rollouts/{name}/forecast", forecast_page, "forecast")]

@@ -1,0 +1,219 @@
+"""The Forecast page: the figures of :func:`certflow.sim.forecast` for a distributing
+rollout, as it is and with one extension; refused for a pending or ended rollout;
+computed off the store thread, bounded; everything it shows escaped."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+from markupsafe import escape
+
+import certflow as cf
+import certflow.sim
+from certflow.core.serialization import loads
+from certflow.sim import AdminPolicy, forecast
+from certflow.store import SqlStore
+from certflow.web import _forecast
+from certflow.web._runner import Bounded, Busy
+from tests.certs.factory import DAY
+from tests.web.conftest import Clock, Console, upload
+
+DEVICES = [f"dev-{i:03d}" for i in range(120)]
+
+
+@pytest.fixture
+def running(console: Console, store: SqlStore, clock: Clock) -> Console:
+    """A rollout ``r`` of DEVICES, distributing, reports on day 1, read on day 6."""
+    assert console.create("r", upload(DEVICES)).status_code == 201
+    assert console.post("/rollouts/r/do/distribute").status_code == 200
+    store.apply_all(
+        "r",
+        [cf.DeviceInstalled(d) for d in DEVICES[:30]]
+        + [cf.DeviceFailed(d, "profile rejected") for d in DEVICES[30:35]],
+        clock.move(DAY),
+    )
+    clock.move(5 * DAY)
+    return console
+
+
+def _row(page: str, row_id: str) -> str:
+    found = re.search(rf'<tr id="{row_id}">(.*?)</tr>', page, re.S)
+    assert found is not None, f"no row {row_id}"
+    return found[1]
+
+
+def _expected(store: SqlStore, clock: Clock, retry_every: int | None = None) -> Any:
+    pushes, reports = store.activity("r")
+    return forecast(
+        loads(store.dumps("r")),
+        clock.now,
+        pushes,
+        reports,
+        admin=AdminPolicy(retry_every=retry_every),
+        runs=_forecast.RUNS,
+        level=_forecast.LEVEL,
+    )
+
+
+def test_the_page_shows_both_branches_the_recommendation_constraints_and_tail(
+    running: Console, store: SqlStore, clock: Clock
+) -> None:
+    response = running.get("/rollouts/r/forecast", params={"retry_every": "3"})
+    assert response.status_code == 200
+    page = response.text
+    found = _expected(store, clock, retry_every=3).as_dict()
+    assert found["extended"] is not None  # day 6: manual extension is open
+    for row_id, branch in (
+        ("branch-as-is", found["as_is"]),
+        ("branch-extended", found["extended"]),
+    ):
+        row = _row(page, row_id)
+        cut = (
+            f"{branch['cutoff_mean']:,.1f} ({branch['cutoff_low']:,} to {branch['cutoff_high']:,})"
+        )
+        assert cut in row
+        assert f"day {branch['import_day_mean']:.1f}" in row
+        assert f"{branch['forced_probability'] * 100:.0f}%" in row
+    # The two branches differ where the engine moved the deadline: day 21, extended 28.
+    assert "2026-03-22 12:00 UTC" in _row(page, "branch-as-is")
+    assert "2026-03-29 12:00 UTC" in _row(page, "branch-extended")
+    advice = found["recommendation"]
+    verdict = "Extend" if advice["extend"] else "Do not extend"
+    assert f"{verdict}: {escape(advice['reason'])}" in page
+    assert found["constraints"]
+    for text in found["constraints"]:
+        assert f"<li>{escape(text)}</li>" in page
+    tail = found["tail"]
+    assert f"{tail['waiting']:,} devices await an answer" in page
+    assert f"<strong>{tail['beyond']:,} of them longer than that</strong>" in page
+    assert "rests on the model's extrapolation alone" in page
+    assert "retry all failed devices every 3 days" in page
+    # Nothing was written: the forecast reads.
+    assert [e.kind for e in store.journal("r")] == ["create", "command", "batch"]
+
+
+def test_the_assumed_retries_change_the_forecast(
+    running: Console, store: SqlStore, clock: Clock
+) -> None:
+    none = _expected(store, clock).as_dict()["as_is"]
+    page = running.get("/rollouts/r/forecast").text
+    assert f"{none['cutoff_mean']:,.1f} (" in _row(page, "branch-as-is")
+    assert "do nothing more (no retry, no import now)" in page
+    bad = running.get("/rollouts/r/forecast", params={"retry_every": "5"})
+    assert bad.status_code == 400
+    assert "retry_every &#39;5&#39;: one of 0, 1, 2, 3, 7" in bad.text
+
+
+def test_view_details_links_the_forecast_only_while_distributing(
+    console: Console, clock: Clock
+) -> None:
+    assert console.create("r", upload(DEVICES)).status_code == 201
+    assert 'id="forecast-link"' not in console.get("/rollouts/r").text
+    assert console.post("/rollouts/r/do/distribute").status_code == 200
+    assert 'id="forecast-link" href="/rollouts/r/forecast"' in console.get("/rollouts/r").text
+
+
+def test_a_pending_or_ended_rollout_is_refused(
+    console: Console, store: SqlStore, clock: Clock
+) -> None:
+    assert console.create("r", upload(DEVICES)).status_code == 201
+    pending = console.get("/rollouts/r/forecast")
+    assert pending.status_code == 409
+    assert "rollout &#39;r&#39; is pending: only a distributing rollout" in pending.text
+    store.apply("r", cf.Cancel(), clock.move(DAY))
+    ended = console.get("/rollouts/r/forecast")
+    assert ended.status_code == 409
+    assert "is cancelled: only a distributing rollout" in ended.text
+    assert 'id="forecast-link"' not in console.get("/rollouts/r").text
+    assert console.get("/rollouts/nope/forecast").status_code == 404
+
+
+def test_what_the_forecast_says_is_escaped(
+    running: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page must keep text inert whatever the forecast's sentences hold (they quote
+    # refusals and dates today; a host's rules could word them otherwise).
+    attack = '<script>alert(1)</script>"\'><a href="javascript:alert(2)">x</a>'
+    real = certflow.sim.forecast
+
+    def tainted(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        return attrs.evolve(
+            result,
+            constraints=(attack,),
+            advice=attrs.evolve(result.advice, reason=attack),
+        )
+
+    monkeypatch.setattr(certflow.sim, "forecast", tainted)
+    page = running.get("/rollouts/r/forecast").text
+    assert "<script>" not in page
+    assert 'href="javascript:' not in page
+    assert f"<li>{escape(attack)}</li>" in page
+    assert escape(attack) in page[page.index('id="recommendation"') :]
+
+
+def test_a_forecast_runs_off_the_store_thread_and_other_pages_go_on(
+    running: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = certflow.sim.forecast
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        assert release.wait(30), "the test never released the forecast"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(certflow.sim, "forecast", slow)
+    answers: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(running.get("/rollouts/r/forecast").status_code)
+    )
+    waiting.start()
+    try:
+        assert started.wait(30)
+        # The forecast holds its thread; View Details reads the store meanwhile.
+        assert running.get("/rollouts/r").status_code == 200
+        assert answers == []
+    finally:
+        release.set()
+        waiting.join(30)
+    assert answers == [200]
+
+
+def test_forecasts_beyond_the_bound_are_refused_not_queued(
+    running: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = running.client.app
+    monkeypatch.setattr(app.state.console, "forecasts", Bounded(0, "test"))  # type: ignore[attr-defined]
+    busy = running.get("/rollouts/r/forecast")
+    assert busy.status_code == 503
+    assert "at most 0" in busy.text
+
+
+@pytest.fixture
+def bounded() -> Iterator[Bounded]:
+    pool = Bounded(2, "test")
+    yield pool
+    pool.close()
+
+
+def test_bounded_takes_its_limit_and_refuses_more_until_one_ends(bounded: Bounded) -> None:
+    gate = threading.Event()
+
+    async def scenario() -> list[object]:
+        held = [asyncio.ensure_future(bounded.run(lambda: gate.wait(30))) for _ in range(2)]
+        await asyncio.sleep(0)  # both submitted: one running, one waiting
+        with pytest.raises(Busy, match="2 computations are already running or waiting"):
+            await bounded.run(lambda: 1)
+        gate.set()
+        done: list[object] = list(await asyncio.gather(*held))
+        done.append(await bounded.run(lambda: "free again"))
+        return done
+
+    assert asyncio.run(scenario()) == [True, True, "free again"]
