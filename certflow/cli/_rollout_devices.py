@@ -1,12 +1,23 @@
 """``certflow rollout``'s device commands: ``report`` (one device's answer, or a CSV file of
 them in one transaction), ``retry``, the fleet changes ``enroll``, ``unenroll`` and
 ``reenrolled``, and ``restarted``. They register on the rollout group when imported.
+
+A report file is applied in one transaction (``SqlStore.apply_all``), which also finds
+every line the rules refuse (``refused="list"``, or ``"skip"`` with ``--rejects``): the
+rules are asked, never worked out here, and the devices the file names are read through
+the device-id index, so the cost does not grow with the fleet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import csv
+import functools
+import os
+import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -16,14 +27,23 @@ from certflow.cli._rollout import (
     _common,
     _interactive,
     _name,
-    _progress,
     _refusals,
     rollout_group,
 )
-from certflow.cli._rollout_input import _OUTCOMES, _problems, read_reports
+from certflow.cli._rollout_input import (
+    _OUTCOMES,
+    SHOWN,
+    STDIN,
+    ReportFile,
+    listed,
+    read_reports,
+)
+from certflow.cli._rollout_render import CLI_NAMES
 from certflow.cli._rollout_store import execute, outcome, store_for
 from certflow.core import commands as c
-from certflow.core.errors import CommandRefused, UnknownDevice
+from certflow.core.errors import CommandRefused, InvalidInput
+from certflow.core.wording import describe_refusal
+from certflow.store import Refused
 
 # --- device reports --------------------------------------------------------------------------
 
@@ -36,8 +56,15 @@ from certflow.core.errors import CommandRefused, UnknownDevice
 @click.option(
     "--file",
     "report_file",
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=False),
-    help="Many reports from a CSV file: lines 'device,installed' or 'device,failed[,reason]'.",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Many reports from a CSV file ('-': standard input): lines 'device,installed' or "
+    "'device,failed[,reason]'; a first line 'device,outcome' is a header.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(path_type=Path),  # checked by _rejects_file, before anything is done
+    help="With --file: apply the lines the rules accept and write the refused ones to this "
+    "CSV file (line, device, outcome, reason), instead of refusing the whole file.",
 )
 @_common
 @_refusals
@@ -47,19 +74,25 @@ def rollout_report(
     outcome: str | None,
     reason: str | None,
     report_file: Path | None,
+    rejects: Path | None,
     db: str,
     now: str | None,
     as_json: bool,
 ) -> int:
     """Report a device's answer (installed or failed), or a file of them with --file.
 
-    A file is applied in one transaction: a file with a bad line, an unknown device or a
-    report the rules refuse is refused whole, every bad line listed, and nothing applied.
+    A file is applied in one transaction. A malformed line refuses the whole file (exit
+    2); so does a line the rules refuse (exit 1; 2 if every such line names a device the
+    rollout does not know), unless --rejects FILE is given: then the other lines are
+    applied and the refused ones written to FILE (exit 0). Each bad or refused line is
+    named with its number: the first 20, then how many more.
     """
     if report_file is not None:
         if device is not None or reason is not None:
             raise click.UsageError("--file takes no DEVICE, OUTCOME or --reason")
-        return _report_file(name, report_file, db, now, as_json)
+        return _report_file(name, report_file, rejects, db, now, as_json)
+    if rejects is not None:
+        raise click.UsageError("--rejects is only for --file")
     if device is None or outcome is None:
         raise click.UsageError("give DEVICE and installed|failed, or --file CSV")
     if reason is not None and outcome != "failed":
@@ -72,40 +105,159 @@ def rollout_report(
     return execute(db, now, as_json, name, command)
 
 
-def _report_file(name: str, path: Path, db: str, now: str | None, as_json: bool) -> int:
+def _report_file(
+    name: str, path: Path, rejects: Path | None, db: str, now: str | None, as_json: bool
+) -> int:
     at = parse_now(now)
-    reports, line_of = read_reports(path)
-    with store_for(db, real_clock=now is None) as store:
-        unknown: list[str] = []
-        with _progress("Checking devices", len(reports), _interactive(as_json)) as progress:
-            for done, report in enumerate(reports, start=1):
-                device = report.device_id
-                try:
-                    store.device(name, device)
-                except UnknownDevice:
-                    unknown.append(f"line {line_of[device]}: unknown device {device!r}")
-                if done % 1000 == 0 or done == len(reports):
-                    progress(done, len(reports))
-        if unknown:
-            raise _problems(path, unknown)
-        if _interactive(as_json) and len(reports) >= PROGRESS_FROM:
-            # One transaction: the store reports no progress inside it.
-            click.echo(f"Applying {len(reports):,} reports in one transaction...", err=True)
+    # --rejects first: a folder that is missing or not writable refuses the command
+    # before anything is read or applied.
+    with _rejects_file(rejects, path, db) if rejects else contextlib.nullcontext() as out:
+        parsed = read_reports(path)
+        count = len(parsed.reports)
+        with store_for(db, real_clock=now is None) as store:
+            if _interactive(as_json) and count >= PROGRESS_FROM:
+                # One transaction: the store reports no progress inside it.
+                click.echo(f"Applying {count:,} reports in one transaction...", err=True)
+            done = store.apply_all(
+                name, parsed.reports, at, refused="list" if out is None else "skip"
+            )
+            if out is None:
+                if done.refused:
+                    raise _refused_whole(parsed, done.refused)
+                return outcome(
+                    store, name, f"{count:,} report{'s' * (count != 1)}", done, at, as_json
+                )
+            out.write(parsed, done.refused)
+            refused = len(done.refused)
+            what = (
+                f"{count - refused:,} of {count:,} report{'s' * (count != 1)} applied, "
+                f"{refused:,} refused (listed in {rejects})"
+            )
+            return outcome(store, name, what, done, at, as_json)
+
+
+#: A device id that no line holds (a line with a NUL is refused), standing for the
+#: device while a refusal is put in words.
+_STAND_IN = "\x00device\x00"
+
+
+def _why(refused: Refused) -> str:
+    """Why a line was refused, in the command line's words: ``describe_refusal``'s, which
+    compiles a pattern of the device's id on each call (35 s for 200,000 lines). The
+    refusals of a file differ in little but the id, so each is put in words once with a
+    stand-in for the id (:func:`_words`), and the id put back. A refusal names its device
+    as ``repr(id)``, and the words put it in a command's spelling as the id itself."""
+    device = getattr(refused.command, "device_id", "")
+    template = str(refused.error).replace(repr(device), repr(_STAND_IN))
+    words = _words(template).replace(repr(_STAND_IN), repr(device))
+    return words.replace(_STAND_IN, device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _words(template: str) -> str:
+    return describe_refusal(CommandRefused(template, device_id=_STAND_IN), names=CLI_NAMES)
+
+
+def _named(parsed: ReportFile, refused: tuple[Refused, ...]) -> list[tuple[int, str]]:
+    """The refused lines a message names (:func:`listed`): line numbers and why."""
+    return [(parsed.lines[r.position], _why(r)) for r in refused[:SHOWN]]
+
+
+def _refused_whole(parsed: ReportFile, refused: tuple[Refused, ...]) -> Exception:
+    """The refusal of a file some lines of which the rules refuse: every such line named
+    (:func:`listed`). A refusal by the rules exits 1; a file whose only refused lines name
+    devices the rollout does not know is bad input (exit 2), as one such report is."""
+    count = len(refused)
+    head = (
+        f"{parsed.name}: {count:,} line{'s' * (count != 1)} refused, nothing was applied "
+        "(--rejects FILE applies the other lines and writes these to FILE)"
+    )
+    text = listed(parsed.name, head, _named(parsed, refused), len(refused))
+    first = next((r.error for r in refused if isinstance(r.error, CommandRefused)), None)
+    if first is None:
+        return InvalidInput(text)
+    # The first refusal's data (what a program may act on); the text names every line.
+    return CommandRefused(
+        text,
+        command=first.command,
+        state=first.state,
+        reason=first.reason,
+        allowed_at=first.allowed_at,
+        device_id=first.device_id,
+        device_state=first.device_state,
+    )
+
+
+class _Rejects:
+    """``--rejects FILE`` being written: a temporary file beside FILE, made before
+    anything is read or applied, renamed over FILE once complete (FILE is never seen
+    half written, and an older FILE stays until then)."""
+
+    def __init__(self, path: Path, temp: Path, file: TextIO) -> None:
+        self.path, self.temp, self.file = path, temp, file
+
+    def write(self, parsed: ReportFile, refused: tuple[Refused, ...]) -> None:
+        """The refused lines, in file order, under a header; then FILE is replaced."""
         try:
-            effects = store.apply_all(name, reports, at)
-        except CommandRefused as error:
-            where = f"line {line_of[error.device_id]}: " if error.device_id in line_of else ""
-            raise CommandRefused(
-                f"{path}: {where}{error}; nothing was applied",
-                command=error.command,
-                state=error.state,
-                reason=error.reason,
-                allowed_at=error.allowed_at,
-                device_id=error.device_id,
-                device_state=error.device_state,
-            ) from None
-        count = len(reports)
-        return outcome(store, name, f"{count:,} report{'s' * (count != 1)}", effects, at, as_json)
+            rows = csv.writer(self.file)
+            rows.writerow(("line", "device", "outcome", "reason"))
+            for found in refused:
+                report = found.command
+                kind = "installed" if isinstance(report, c.DeviceInstalled) else "failed"
+                device = getattr(report, "device_id", "")
+                rows.writerow((parsed.lines[found.position], device, kind, _why(found)))
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.temp, self.path)
+        except OSError as error:
+            # After the commit: say that the other lines were applied, and name the
+            # refused ones here, since the file does not.
+            head = (
+                f"--rejects {self.path}: could not be written ({error.strerror or error}); "
+                f"the other lines were applied, and these {len(refused):,} were refused"
+            )
+            text = listed(parsed.name, head, _named(parsed, refused), len(refused))
+            raise click.ClickException(text) from None
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.exists() and other.exists() and one.samefile(other)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _rejects_file(path: Path, source: Path, db: str) -> Iterator[_Rejects]:
+    """``--rejects FILE`` checked and its temporary file made, before anything else; the
+    temporary file is removed at the end unless it became FILE. FILE may replace any
+    file but the report file and the SQLite database (a slip that would lose them)."""
+    where, folder = f"--rejects {path}", path.parent
+    if path.is_dir():
+        raise InvalidInput(f"{where}: is a folder; give the name of a file to write")
+    kept = {"the report file": None if source == STDIN else source}
+    if "://" not in db or db.startswith("sqlite:///"):
+        kept["the database"] = Path(db.removeprefix("sqlite:///"))
+    for what, other in kept.items():
+        if other is not None and _same_file(path, other):
+            raise InvalidInput(f"{where}: is {what} itself; give another file")
+    temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        # Opened here, closed by _Rejects.write or below ("x": never an existing file).
+        file = open(temp, "x", encoding="utf-8", newline="")  # noqa: SIM115
+    except FileNotFoundError:
+        raise InvalidInput(f"{where}: the folder {folder} does not exist") from None
+    except NotADirectoryError:
+        raise InvalidInput(f"{where}: {folder} is not a folder") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise InvalidInput(f"{where}: cannot write in the folder {folder} ({reason})") from None
+    try:
+        yield _Rejects(path, temp, file)
+    finally:
+        file.close()
+        temp.unlink(missing_ok=True)
 
 
 # --- retries and fleet changes -----------------------------------------------------------------
