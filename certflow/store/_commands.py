@@ -277,7 +277,9 @@ def run_batch(
             try:
                 turn.step(lambda: _command(store, run, port, command))  # noqa: B023
             except (CommandRefused, UnknownDevice) as error:
-                skipped.append(Refused(position, command, error))
+                # Without its traceback: a batch may hold 100,000s of refusals, and
+                # each traceback would keep its frames alive.
+                skipped.append(Refused(position, command, error.with_traceback(None)))
             else:
                 ran.append(command)
     if not turn.changed(row.phase):

@@ -145,9 +145,9 @@ def _skipping_unknown_ids(store: AnyStore, size: int) -> tuple[list[str], list[i
     chunks: list[int] = []
     fetch = store._fetch_devices
 
-    def counted(rollout: int, ids: list[str]) -> Any:
-        chunks.append(len(ids))
-        return fetch(rollout, ids)
+    def counted(rollout: int, device_ids: list[str]) -> Any:
+        chunks.append(len(device_ids))
+        return fetch(rollout, device_ids)
 
     store._fetch_devices = counted  # type: ignore[method-assign]
     done: list[Applied] = []
