@@ -29,6 +29,7 @@ from certflow.cli._app import (
     parse_now,
     print_json,
 )
+from certflow.core.errors import InvalidInput
 from certflow.core.instants import show
 
 
@@ -104,6 +105,21 @@ def _load(files: Sequence[Path], password: str | None) -> certs.Material:
         if not sys.stdin.isatty():
             raise click.UsageError(f"{error}; give it with {PASSWORD_FILE}") from None
         return certs.load(*files, password=_ask(f"Password for {error.source}", hide=True))
+
+
+def out_folder(out: Path) -> Path:
+    """``--out`` of a command that writes several files: a folder that exists, checked
+    before any work or question (one line naming it otherwise)."""
+    if not out.is_dir():
+        raise InvalidInput(f"{out}: not an existing folder; create it first")
+    return out
+
+
+def out_file(out: Path | str) -> None:
+    """``--out`` of a command that writes one file ('-': standard output): a place that
+    can be written, in a folder that exists, checked before any work or question."""
+    if str(out) != "-":
+        certs.check_target(out)
 
 
 def _read_file(path: Path) -> bytes:
@@ -269,8 +285,9 @@ _MODES = {
 @click.option(
     "--out",
     required=True,
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The folder to write into; existing files are backed up first.",
+    help="The folder to write the files into (it must exist); existing files are backed up first.",
 )
 @_password_file
 @_new_password_file("of server.pfx")
@@ -289,8 +306,7 @@ def cert_export(
     distribute to devices) and, when the private key is among FILES, server.pfx (all of
     them, password-protected, mode 0600). Existing files are backed up first.
     """
-    if not out.is_dir():
-        raise click.UsageError(f"{out}: not an existing folder; create it first")
+    out_folder(out)
     material = _load(files, _password(password_file))
     pfx_password = None
     if material.private_key is not None:

@@ -17,6 +17,8 @@ from certflow.cli._certs import (
     _new_password_file,
     _read_file,
     _read_secret,
+    out_file,
+    out_folder,
 )
 
 
@@ -105,10 +107,12 @@ _bits = click.option(
 @_bits
 @click.option(
     "--out",
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Folder for server.key and server.csr; existing ones are backed up first.",
+    help="The folder to write server.key and server.csr into (it must exist); existing "
+    "ones are backed up first.",
 )
 @click.option("--encrypt", is_flag=True, help="Encrypt server.key with a password.")
 @_new_password_file("of server.key (with --encrypt)")
@@ -130,6 +134,7 @@ def csr_new(
     """
     if new_password_file is not None and not encrypt:
         raise click.UsageError(f"{NEW_PASSWORD_FILE} needs --encrypt")
+    out_folder(out)  # before the questions, not after them
     subject = _subject(subject_options)
     passphrase = (
         _read_secret(new_password_file, "Key password", NEW_PASSWORD_FILE, confirm=True)
@@ -206,15 +211,18 @@ def csr_show(file: Path, as_json: bool) -> int:
 @_bits
 @click.option(
     "--out",
+    metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     default="-",
-    help="Write the configuration to this file (default: standard output); backed up first.",
+    help="The file to write the configuration to (its folder must exist; default '-': "
+    "standard output); an existing file is backed up first.",
 )
 def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
     """Print the legacy opensslsan.conf for `openssl req` (older product versions).
 
     It yields a CSR with the same subject and names as `certflow csr new`.
     """
+    out_file(out)  # before the questions, not after them
     text = certs.openssl_config(_subject(subject_options), bits=int(bits))
     if str(out) == "-":
         click.echo(text, nl=False)

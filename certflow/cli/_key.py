@@ -17,18 +17,13 @@ from certflow.cli._certs import (
     _password_file,
     _read_file,
     _read_secret,
+    out_file,
 )
 
 
 @main.group()
 def key() -> None:
     """Encrypt or decrypt a private key with a password."""
-
-
-def _check_out(out: str) -> None:
-    """Refuse a bad ``--out`` before asking for anything (a device, a missing folder...)."""
-    if out != "-":
-        certs.check_target(out)
 
 
 def _write_key(out: str, data: bytes) -> None:
@@ -45,7 +40,11 @@ def _write_key(out: str, data: bytes) -> None:
 
 _key_in = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 _key_out = click.option(
-    "--out", required=True, help="Where to write the key ('-': standard output); backed up first."
+    "--out",
+    required=True,
+    metavar="FILE",
+    help="The file to write the key to (its folder must exist; '-': standard output); an "
+    "existing file is backed up first.",
 )
 
 
@@ -55,7 +54,7 @@ _key_out = click.option(
 @_password_file
 def key_decrypt(file: Path, out: str, password_file: Path | None) -> int:
     """Decrypt an encrypted private key (what the web server reads)."""
-    _check_out(out)
+    out_file(out)  # before asking for anything
     passphrase = _read_secret(password_file, "Key password", PASSWORD_FILE)
     _write_key(out, certs.decrypt_key(_read_file(file), passphrase, source=str(file)))
     return EXIT_OK
@@ -74,7 +73,7 @@ def key_encrypt(
     A key that is already encrypted is re-encrypted: its current password comes from
     --password-file (or a prompt), the new one from --new-password-file (or a prompt).
     """
-    _check_out(out)
+    out_file(out)  # before asking for anything
     data = _read_file(file)
     current = _password(password_file)
     try:

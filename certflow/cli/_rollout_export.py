@@ -17,7 +17,7 @@ import click
 
 from certflow import certs
 from certflow.cli._app import EXIT_OK, parse_now
-from certflow.cli._certs import print_exported
+from certflow.cli._certs import out_folder, print_exported
 from certflow.cli._rollout import _common, _name, rollout_group
 from certflow.cli._rollout_store import store_for
 from certflow.core.errors import InvalidInput
@@ -28,8 +28,9 @@ from certflow.core.errors import InvalidInput
 @click.option(
     "--out",
     required=True,
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The folder to write into (it must exist); existing files are backed up first.",
+    help="The folder to write the files into (it must exist); existing files are backed up first.",
 )
 @_common
 def rollout_export(name: str, out: Path, db: str, now: str | None, as_json: bool) -> int:
@@ -42,6 +43,7 @@ def rollout_export(name: str, out: Path, db: str, now: str | None, as_json: bool
     an error, and nothing is written.
     """
     parse_now(now)
+    out_folder(out)
     with store_for(db, real_clock=now is None, read_only=True) as store:
         identity = store.plan(name).identity
     if identity is None:
@@ -49,8 +51,6 @@ def rollout_export(name: str, out: Path, db: str, now: str | None, as_json: bool
             f"rollout {name} has no identity (it was made from dates alone), so the "
             "database holds no certificate to export; nothing was written"
         )
-    if not out.is_dir():
-        raise click.UsageError(f"{out}: not an existing folder; create it first")
     exported = certs.export(certs.material_of(identity), out)
     # The rollout never holds a key: no server.pfx is expected, so none is reported missing.
     skipped = tuple(item for item in exported.skipped if item[0] != certs.SERVER_PFX)

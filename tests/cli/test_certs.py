@@ -9,7 +9,9 @@ import resource
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -523,6 +525,88 @@ def test_an_out_into_a_missing_folder_names_the_target(
     assert done.stderr == (
         "certflow: error: no/such/out.key: cannot write it: the folder no/such does not exist\n"
     )
+
+
+#: What ``--out`` names, for every command that has one: a folder (``DIR``) for the commands
+#: that write several files, a file (``FILE``) for those that write one.
+OUT_TAKES = {
+    "csr new": "DIR",
+    "cert export": "DIR",
+    "rollout export": "DIR",
+    "csr openssl-config": "FILE",
+    "key decrypt": "FILE",
+    "key encrypt": "FILE",
+}
+
+
+def test_every_out_option_says_whether_it_takes_a_folder_or_a_file() -> None:
+    import click
+    from click.testing import CliRunner
+
+    def walk(group: click.Group, path: str) -> Iterator[tuple[str, click.Command]]:
+        for name, command in group.commands.items():
+            spelled = f"{path} {name}".strip()
+            if isinstance(command, click.Group):
+                yield from walk(command, spelled)
+            else:
+                yield spelled, command
+
+    found = {
+        name: param
+        for name, command in walk(main_group(), "")
+        for param in command.params
+        if "--out" in param.opts
+    }
+    assert set(found) == set(OUT_TAKES), "a command with --out that this table does not know"
+    for name, param in found.items():
+        takes = OUT_TAKES[name]
+        assert param.metavar == takes, name
+        help_text = getattr(param, "help", "") or ""
+        assert help_text.startswith("The folder " if takes == "DIR" else "The file "), name
+        shown = CliRunner().invoke(
+            main_group(), [*name.split(), "--help"], prog_name="certflow", terminal_width=200
+        )
+        assert f"--out {takes}" in shown.stdout, name
+
+
+def main_group() -> Any:
+    from certflow.cli import main
+
+    return main
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["csr", "new"], "{tmp}/gone: not an existing folder; create it first"),
+        (["cert", "export", "server.crt"], "{tmp}/gone: not an existing folder; create it first"),
+        (
+            ["rollout", "export", "r1", "--db", "{tmp}/certflow.db"],
+            "{tmp}/gone: not an existing folder; create it first",
+        ),
+        (
+            ["csr", "openssl-config"],
+            "{tmp}/gone/x: cannot write it: the folder {tmp}/gone does not exist",
+        ),
+    ],
+    ids=["csr new", "cert export", "rollout export", "csr openssl-config"],
+)
+def test_a_missing_out_folder_is_one_line_naming_it_before_any_question(
+    command: list[str], message: str, tmp_path: Path
+) -> None:
+    """No subject flags: the CSR commands would ask for the subject, and the missing
+    folder is said first; `rollout export` says it before it looks at the database."""
+    from click.testing import CliRunner
+
+    (tmp_path / "server.crt").write_bytes(pem(pki().leaf))
+    target = f"{tmp_path}/gone" + ("/x" if "openssl-config" in command else "")
+    args = [a.format(tmp=tmp_path) for a in command]
+    result = CliRunner().invoke(
+        main_group(), [*args, "--out", target], prog_name="certflow", input=""
+    )
+    assert result.exit_code == 2
+    assert result.stderr == f"certflow: error: {message.format(tmp=tmp_path)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.crt"]
 
 
 # --- one spelling for each option -----------------------------------------------------------

@@ -653,6 +653,27 @@ def test_a_missing_database_is_an_error_and_is_not_created(backend: Backend) -> 
     assert created_nothing(backend)
 
 
+def test_a_database_in_a_missing_folder_says_the_folder_does_not_exist(
+    upload: Path, tmp_path: Path
+) -> None:  # SQLite's files only
+    missing = tmp_path / "nosuch"
+    db = missing / "x.db"
+    made = cli(*new_args(upload, db), expect=2).stderr
+    assert made == (
+        f"certflow: error: {db}: cannot create the database: the folder {missing} does not "
+        "exist; create it first\n"
+    )
+    for command in (["status", "r1"], ["list"], ["distribute", "r1"]):
+        error = cli("rollout", *command, "--db", db, "--now", at(), expect=2).stderr
+        assert error == (
+            f"certflow: error: {db}: no certflow database there: the folder {missing} does not "
+            "exist (check --db / CERTFLOW_DB)\n"
+        )
+    simulated = cli("simulate", "--devices", "5", "--quiet", "--db", db, expect=2).stderr
+    assert f"the folder {missing} does not exist" in simulated
+    assert not missing.exists()
+
+
 def test_a_corrupt_database_file_is_refused(tmp_path: Path) -> None:  # SQLite's files only
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"\x00\x13garbage, not SQLite" * 300)
