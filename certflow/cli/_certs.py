@@ -28,6 +28,7 @@ from certflow.cli._app import (
     main,
     parse_now,
     print_json,
+    writing,
 )
 from certflow.core.errors import InvalidInput
 from certflow.core.instants import show
@@ -313,7 +314,8 @@ def cert_export(
         pfx_password = _read_secret(
             new_password_file, "Password of server.pfx", NEW_PASSWORD_FILE, confirm=True
         )
-    exported = certs.export(material, out, pfx_password=pfx_password)
+    with writing(f"writing files into {out}"):
+        exported = certs.export(material, out, pfx_password=pfx_password)
     print_exported(exported, out, as_json)
     return EXIT_OK
 

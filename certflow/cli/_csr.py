@@ -10,7 +10,16 @@ import click
 
 from certflow import certs
 from certflow.certs import atomic_write, backup
-from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, F, json_option, main, print_json
+from certflow.cli._app import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    F,
+    applied,
+    json_option,
+    main,
+    print_json,
+    writing,
+)
 from certflow.cli._certs import (
     NEW_PASSWORD_FILE,
     _ask,
@@ -143,7 +152,8 @@ def csr_new(
     )
     key = certs.generate_key(int(bits))
     request = certs.create_csr(subject, key)
-    written = certs.write_key_and_csr(out, key, request, passphrase=passphrase)
+    with writing(f"writing server.key and server.csr into {out}"):
+        written = certs.write_key_and_csr(out, key, request, passphrase=passphrase)
     if as_json:
         print_json(
             {
@@ -229,6 +239,7 @@ def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
     else:
         saved = backup(out)
         atomic_write(out, text.encode(), mode=0o644)
+        applied()
         if saved is not None:
             click.echo(f"Backed up {out} to {saved}", err=True)
         click.echo(f"Wrote {out}", err=True)

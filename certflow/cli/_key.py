@@ -8,7 +8,7 @@ import click
 
 from certflow import certs
 from certflow.certs import atomic_write, backup
-from certflow.cli._app import EXIT_OK, main
+from certflow.cli._app import EXIT_OK, applied, main
 from certflow.cli._certs import (
     NEW_PASSWORD_FILE,
     PASSWORD_FILE,
@@ -33,6 +33,7 @@ def _write_key(out: str, data: bytes) -> None:
     target = Path(out)
     saved = backup(target)
     atomic_write(target, data, mode=0o600)
+    applied()
     if saved is not None:
         click.echo(f"Backed up {target} to {saved}", err=True)
     click.echo(f"Wrote {target} (mode 0600)", err=True)

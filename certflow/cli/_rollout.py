@@ -3,7 +3,8 @@
 Every subcommand opens the store named by ``--db`` (default ``./certflow.db``, or
 ``CERTFLOW_DB``), runs one store operation at ``--now`` (default: the clock, read here and
 only here) and closes it. Only ``new`` creates a database; every other command refuses a
-missing one. A command the rules refuse exits 1 with the refusal; bad input exits 2.
+missing one. A command the rules refuse exits 1 with the refusal (under ``--json`` also
+as data: :func:`refusal_data`); bad input exits 2.
 The choices made where the contract is silent are in ``docs/cli/rollout.md``.
 
 This module holds the group, what every subcommand shares (options, refusals, the store,
@@ -31,7 +32,15 @@ import attrs
 import click
 
 from certflow import certs
-from certflow.cli._app import EXIT_FINDINGS, EXIT_OK, json_option, main, parse_now, print_json
+from certflow.cli._app import (
+    EXIT_OK,
+    applied,
+    json_option,
+    main,
+    parse_now,
+    print_json,
+    refuse,
+)
 from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file, _print_report
 from certflow.cli._rollout_input import read_device_ids
 
@@ -97,8 +106,7 @@ def _refusals(command: Callable[..., int]) -> Callable[..., int]:
         try:
             return command(*args, **kwargs)
         except CommandRefused as error:
-            click.echo(f"certflow: refused: {describe_refusal(error, names=CLI_NAMES)}", err=True)
-            return EXIT_FINDINGS
+            return refused(error)
         except UnknownDevice as error:  # bad input (exit 2), in the command line's words
             device = kwargs.get("device")
             raise UnknownDevice(
@@ -106,6 +114,51 @@ def _refusals(command: Callable[..., int]) -> Callable[..., int]:
             ) from None
 
     return run
+
+
+def refused(error: CommandRefused) -> int:
+    """Say that the rules refused a command, in the command line's words, and return 1;
+    under ``--json`` the refusal is data too (:func:`refusal_data`)."""
+    text = describe_refusal(error, names=CLI_NAMES)
+    return refuse(text, **refusal_data(error, text))
+
+
+def refusal_data(error: CommandRefused, text: str) -> dict[str, Any]:
+    """What a program may act on in a refusal worded ``text``: the ``hint`` (what would
+    allow the command, or ``None``), ``allowed_at`` (from when time alone allows it, or
+    ``None``), ``reason`` (the failed guard's name, ``rollout_state`` or
+    ``device_state``), the rollout's ``state``, and the ``device`` with its state."""
+    return {
+        "hint": _hint(error, text),
+        "allowed_at": None if error.allowed_at is None else error.allowed_at.isoformat(),
+        "reason": error.reason or None,
+        "state": error.state or None,
+        "device": error.device_id,
+        "device_state": error.device_state,
+    }
+
+
+def _hint(error: CommandRefused, text: str) -> str | None:
+    """The hint in a refusal's words. The core words every refusal in one place
+    (``certflow.core._refusals``): a failed guard as ``<command> refused: <hint>``, a
+    state without a row as ``... the rollout is <state>[ (ended)]; <hint>`` or ``...: it
+    is <device state>; <hint>``; a test holds each shape. The last occurrence of the
+    marker is taken: a device id before it may hold anything."""
+    if error.reason == "restart_state":  # "the restart is required": no hint
+        return None
+    if error.reason == "rollout_state":
+        marker, separator = f"the rollout is {error.state}", "; "
+    elif error.reason == "device_state":
+        marker, separator = f"it is {error.device_state}", "; "
+    else:
+        marker = separator = "refused: "
+    found = text.rfind(marker)
+    cut = text.find(separator, found) if found >= 0 else -1
+    if cut < 0:
+        return None
+    # A report file's refusal ends so (``_rollout_devices``); that is no part of the hint.
+    hint = text[cut + len(separator) :].removesuffix("; nothing was applied")
+    return hint or None
 
 
 def _store(
@@ -148,7 +201,9 @@ def rollout_group() -> None:
     8601 with an offset; default the current time). A command that changes nothing says
     "no change". Exit codes: 0 ok, 1 the rules refused the command (or a prompt was
     declined), 2 bad input, 75 the database was busy or unreachable (nothing changed: try
-    again).
+    again), 130 interrupted before the commit (after it: 0, "applied"). Under --json a
+    refusal or an error is also a JSON object on standard output (error, code, message;
+    a refusal's hint and allowed_at).
     """
 
 
@@ -243,12 +298,10 @@ def rollout_new(
             material, current, ids, now=at, kind=CertificateKind(kind), hosts=hosts
         )
     except certs.CertificateRejected as error:
-        if as_json:
-            print_json(error.report.to_dict())
-        else:
+        if not as_json:
             _print_report(error.report)
-        click.echo(f"certflow: refused: {error}", err=True)
-        return EXIT_FINDINGS
+        # Under --json the check's report is the refusal's object: one object on stdout.
+        return refuse(str(error), **error.report.to_dict())
     plan = rollout.plan
     if public_root is not None and public_root != plan.root_publicly_trusted:
         # rollout_for takes the answer from the chain; the administrator knows better
@@ -274,6 +327,7 @@ def rollout_new(
         _progress("Writing devices", len(ids), _interactive(as_json)) as progress,
     ):
         info = store.create(name, rollout, progress=progress)
+        applied()
         store_location = store.location  # a URL without its password
     public = rollout.plan.root_publicly_trusted
     warnings = expiry_warnings(rollout.plan, rollout.phase, rollout.plan.created_at)
@@ -365,9 +419,11 @@ def _import(
     at = parse_now(now)
     with _store(db, real_clock=now is None) as store:
         if not _confirm_import(store, name, at, yes, what, command):
-            click.echo(f"certflow: not imported: {what} declined; the import was not run", err=True)
-            return EXIT_FINDINGS
+            return refuse(
+                f"{what} declined; the import was not run", kind="declined", label="not imported"
+            )
         effects = store.apply(name, command, at)
+        applied()
         return _outcome(store, name, _command_text(command), effects, at, as_json)
 
 
@@ -420,6 +476,7 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
         if seen.refusal is not None:
             raise seen.refusal
         effects = store.apply(name, command, at)
+        applied()
         done = store.overview(name, at)
         before, after = seen.before, seen.overview
         if not as_json and before is not None and after is not None:

@@ -16,7 +16,7 @@ import attrs
 import click
 
 from certflow import certs
-from certflow.cli._app import EXIT_OK, parse_now
+from certflow.cli._app import EXIT_OK, parse_now, writing
 from certflow.cli._certs import out_folder, print_exported
 from certflow.cli._rollout import _common, _name, rollout_group
 from certflow.cli._rollout_store import store_for
@@ -51,7 +51,8 @@ def rollout_export(name: str, out: Path, db: str, now: str | None, as_json: bool
             f"rollout {name} has no identity (it was made from dates alone), so the "
             "database holds no certificate to export; nothing was written"
         )
-    exported = certs.export(certs.material_of(identity), out)
+    with writing(f"writing files into {out}"):
+        exported = certs.export(certs.material_of(identity), out)
     # The rollout never holds a key: no server.pfx is expected, so none is reported missing.
     skipped = tuple(item for item in exported.skipped if item[0] != certs.SERVER_PFX)
     exported = attrs.evolve(exported, skipped=skipped)

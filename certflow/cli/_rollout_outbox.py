@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from certflow.cli._app import EXIT_OK, parse_now, print_json
+from certflow.cli._app import EXIT_OK, applied, parse_now, print_json
 from certflow.cli._rollout import _common, _name, _refusals, rollout_group
 from certflow.cli._rollout_store import effect_data, outcome, print_outbox, store_for
 from certflow.core.errors import InvalidInput
@@ -30,6 +30,7 @@ def rollout_tick(name: str | None, db: str, now: str | None, as_json: bool) -> i
     at = parse_now(now)
     with store_for(db, real_clock=now is None) as store:
         effects = store.advance(name, at) if name is not None else store.tick(at)
+        applied()
         if name is not None:
             return outcome(store, name, "tick", effects, at, as_json)
     if as_json:
@@ -128,6 +129,7 @@ def _revive(name: str, effect_ids: tuple[str, ...], db: str, now: str | None, as
     _of_rollout(name, effect_ids)
     with store_for(db, real_clock=now is None) as store:
         done = store.revive(effect_ids)
+        applied()
     already = len(set(effect_ids)) - done
     if as_json:
         print_json({"rollout": name, "revived": done, "already_pending": already})
@@ -153,6 +155,7 @@ def rollout_ack(
     _of_rollout(name, effect_ids)
     with store_for(db, real_clock=now is None) as store:
         done = store.acknowledge(effect_ids, at)
+        applied()
     already = len(set(effect_ids)) - done
     if as_json:
         print_json({"rollout": name, "acknowledged": done, "already_acknowledged": already})

@@ -10,7 +10,8 @@
   names an instant means it.
 * **What a command did**: the rollout's state and the effects it placed in the outbox,
   or "no change" for a command that changed nothing (``Applied.changed``: nothing was
-  journaled or committed); exit 0 either way.
+  journaled or committed); exit 0 either way. Once the store has committed, that is
+  noted (:func:`certflow.cli._app.applied`): an interrupt after it exits 0, "applied".
 * **The outbox's record** of each effect: acknowledged, superseded by the end of its
   rollout, dead after too many failed deliveries, or pending with its failures and next
   attempt, beside what :mod:`._rollout_render` says of the effect itself.
@@ -25,7 +26,7 @@ from typing import Any
 
 import click
 
-from certflow.cli._app import EXIT_OK, parse_now, print_json
+from certflow.cli._app import EXIT_OK, applied, parse_now, print_json
 from certflow.cli._rollout_render import _command_text, _effect_data, describe
 from certflow.core import commands as c
 from certflow.core.instants import show
@@ -68,6 +69,7 @@ def execute(
     at = parse_now(now)
     with store_for(db, real_clock=now is None) as store:
         effects = store.apply(name, command, at)
+        applied()
         return outcome(store, name, _command_text(command), effects, at, as_json, warn=warn)
 
 
@@ -83,7 +85,11 @@ def outcome(
 ) -> int:
     """What a command did: the rollout's state and the effects it placed in the outbox;
     or, for a no-op (``changed`` false), "no change". With ``warn``, the view details'
-    warnings too (the existing certificate's expiry: certflow.core.expiry)."""
+    warnings too (the existing certificate's expiry: certflow.core.expiry).
+
+    Called right after the store committed ``effects``: that is noted (``applied``) here
+    too, for a caller that has not, so an interrupt from here on says "applied"."""
+    applied()
     changed = getattr(effects, "changed", True)
     head = store.view(name, at).overview
     state = head.state.value

@@ -157,3 +157,33 @@ def test_every_option_a_message_names_exists(module: str) -> None:
     named = {o for text in literals for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)}
     help_option = {"--help"}  # click adds it to every command, outside `params`
     assert named - every(main) - help_option == set()
+
+
+def test_an_error_while_several_files_are_written_says_part_may_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cert export replaces its files one by one: a full disk after the first leaves it
+    written, and the one line says so (not "nothing was written")."""
+    import errno
+
+    from click.testing import CliRunner
+
+    from certflow import certs
+    from certflow.cli import main
+
+    def first_then_full(material: object, folder: Path, **options: object) -> None:
+        (folder / "server.crt").write_text("written")
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "chain.pem"))
+
+    monkeypatch.setattr(certs, "export", first_then_full)
+    (tmp_path / "in.crt").write_bytes(pem(pki().leaf))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(
+        main, ["cert", "export", str(tmp_path / "in.crt"), "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"certflow: error: {out}/chain.pem: No space left on device (it stopped while writing "
+        f"files into {out}: part of it may be done)\n"
+    )

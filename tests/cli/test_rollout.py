@@ -693,6 +693,51 @@ def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
     assert "unknown URL scheme" in cli("rollout", "list", "--db", "mysql://x/y", expect=2).stderr
 
 
+# --- refusals as data ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "fields", "hint"),
+    [
+        # A report file's refusal names the file and the line, and ends "nothing was applied".
+        (
+            "r.csv: line 2: `report d1 installed` refused: the rollout is cancelled (the "
+            "rollout has ended); the rollout was cancelled; start a new rollout; nothing was "
+            "applied",
+            {"reason": "rollout_state", "state": "cancelled", "device_id": "d1"},
+            "the rollout was cancelled; start a new rollout",
+        ),
+        # A device id may hold the marker itself: the last one is the core's.
+        (
+            "device 'x: it is removed; y' cannot be retried: it is removed; it was unenrolled",
+            {"reason": "device_state", "device_state": "removed", "device_id": "x"},
+            "it was unenrolled",
+        ),
+        (
+            "`extend` refused: manual extension opens on day 6",
+            {"reason": "extension_open", "state": "distributing"},
+            "manual extension opens on day 6",
+        ),
+        # The restart machine's refusal has no hint.
+        (
+            "`restarted` refused: the restart is required",
+            {"reason": "restart_state", "state": "imported"},
+            None,
+        ),
+    ],
+    ids=["report file", "device id with the marker", "guard", "restart"],
+)
+def test_a_refusal_s_hint_is_found_in_each_shape_the_core_words(
+    message: str, fields: dict[str, Any], hint: str | None
+) -> None:
+    from certflow.cli._rollout import refusal_data
+    from certflow.core.errors import CommandRefused
+
+    data = refusal_data(CommandRefused(message, **fields), message)
+    assert data["hint"] == hint
+    assert data["allowed_at"] is None
+
+
 # --- help and messages ---------------------------------------------------------------------------
 
 # store.md's table, and `forecast` (issue 10's command over a stored rollout).
