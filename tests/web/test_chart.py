@@ -42,3 +42,26 @@ def test_a_rollout_not_yet_started_is_charted_from_its_creation(tmp_path: Path) 
     assert (start, started, effects) == (T0, False, [])
     assert trace.counts[0][DeviceState.PENDING] == 2
     assert b"Matplotlib v" in render("r", entries, T0 + 2 * DAY)
+
+
+def test_batches_of_reports_fold_to_the_stores_own_counts(tmp_path: Path) -> None:
+    ids = [f"d{i}" for i in range(40)]
+    with SqliteStore(tmp_path / "c.db") as store:
+        store.create("r", build(40, at=T0 - DAY))
+        store.apply("r", cf.DistributeRoot(), T0)
+        for day in range(1, 10):
+            chunk = ids[(day - 1) * 4 : day * 4]
+            reports: list[cf.Command] = [cf.DeviceInstalled(d) for d in chunk[:3]]
+            reports.append(cf.DeviceFailed(chunk[3], "declined"))
+            store.apply_all("r", reports, T0 + day * DAY - HOUR)  # a batch entry
+            if day % 3 == 0:
+                store.apply("r", cf.RetryAllFailed(), T0 + day * DAY)
+        entries = list(store.journal("r"))
+        now = T0 + 9 * DAY + HOUR
+        trace, effects, _, _ = trace_of(entries, now)
+        assert {entry.kind for entry in entries} >= {"batch", "command"}
+        assert trace.counts[-1] == store.info("r", now).counts
+        # Day 8's count is the journal's as it stood then (24 reports of 32 installed).
+        assert trace.counts[8][DeviceState.INSTALLED] == 24
+    retries = [effect for effect in effects if type(effect).__name__ == "PushRoot"]
+    assert len(retries) == 4  # the distribution's push and three bulk retries
