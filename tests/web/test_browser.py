@@ -248,6 +248,14 @@ def test_the_whole_procedure_in_a_browser(
     assert seen.overview is not None
     assert seen.overview.next_checkpoint is not None
     assert seen.overview.deadline is not None
+    # The forecast, from View Details: as it is and extended, and the recommendation.
+    # The 4 failed devices get no retry (none assumed), so both choices cut off 4.
+    browser.get(served.url + "/rollouts/mdm-2026")
+    _go(browser, browser.find_element(By.ID, "forecast-link"))
+    assert _text(browser, "#branch-as-is td") == "4.0 (4 to 4)"
+    assert _text(browser, "#branch-extended td") == "4.0 (4 to 4)"
+    assert _text(browser, "#recommendation").startswith("Do not extend: ")
+    shoot("10-forecast")
     browser.get(served.url + "/rollouts/mdm-2026")
     _go(browser, browser.find_element(By.ID, "action-extend"))
     assert _text(browser, "#new-checkpoint") == show(seen.overview.next_checkpoint)
