@@ -142,8 +142,10 @@ def _hint(error: CommandRefused, text: str) -> str | None:
     """The hint in a refusal's words. The core words every refusal in one place
     (``certflow.core._refusals``): a failed guard as ``<command> refused: <hint>``, a
     state without a row as ``... the rollout is <state>[ (ended)]; <hint>`` or ``...: it
-    is <device state>; <hint>``; a test holds each shape. The last occurrence of the
-    marker is taken: a device id before it may hold anything."""
+    is <device state>; <hint>``; a test holds each shape. In a line, the last occurrence
+    of the marker is the core's (a device id before it may hold anything). A report
+    file's refusal names its refused lines one per line, and carries the data of the
+    first: the first line with the marker is its."""
     if error.reason == "restart_state":  # "the restart is required": no hint
         return None
     if error.reason == "rollout_state":
@@ -152,13 +154,12 @@ def _hint(error: CommandRefused, text: str) -> str | None:
         marker, separator = f"it is {error.device_state}", "; "
     else:
         marker = separator = "refused: "
-    found = text.rfind(marker)
-    cut = text.find(separator, found) if found >= 0 else -1
-    if cut < 0:
-        return None
-    # A report file's refusal ends so (``_rollout_devices``); that is no part of the hint.
-    hint = text[cut + len(separator) :].removesuffix("; nothing was applied")
-    return hint or None
+    for line in text.splitlines():
+        found = line.rfind(marker)
+        if found >= 0:
+            cut = line.find(separator, found)
+            return (line[cut + len(separator) :] or None) if cut >= 0 else None
+    return None
 
 
 def _store(

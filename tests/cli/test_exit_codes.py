@@ -294,7 +294,8 @@ def failure(result: Result) -> dict[str, Any]:
     assert isinstance(data, dict)
     assert data["code"] == result.exit_code
     label = LABELS.get(data["error"], "error")
-    assert result.stderr.splitlines()[-1] == f"certflow: {label}: {data['message']}"
+    # The message ends standard error (a report file's names its lines, one per line).
+    assert result.stderr.endswith(f"certflow: {label}: {data['message']}\n")
     return data
 
 
@@ -382,6 +383,19 @@ def test_a_refused_device_command_names_the_device_and_its_state(
     # The whole hint, though it holds "; " itself, in the command line's words.
     assert data["hint"] == "it was unenrolled; send `enroll d2` if it came back"
     assert data["allowed_at"] is None
+
+
+def test_a_refused_report_file_carries_its_first_refused_line_s_hint(
+    db: Path, tmp_path: Path
+) -> None:
+    assert run("rollout", "unenroll", "live", "d2", "--db", db, "--now", H3).exit_code == 0
+    reports = tmp_path / "reports.csv"
+    reports.write_text("nosuch,installed\nd2,installed\nd3,failed\n")
+    result = run("rollout", "report", "live", "--file", reports, "--db", db, "--now", H3, "--json")
+    data = failure(result)
+    assert (data["error"], data["code"], data["device"]) == ("refused", 1, "d2")
+    assert data["hint"] == "it was unenrolled; send `enroll d2` if it came back"
+    assert "line 1: unknown device 'nosuch'" in data["message"]
 
 
 def test_a_refused_upload_is_one_object_with_the_check_s_report(

@@ -699,13 +699,17 @@ def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("message", "fields", "hint"),
     [
-        # A report file's refusal names the file and the line, and ends "nothing was applied".
+        # A report file's refusal: a line for each refused line, the first's data.
         (
-            "r.csv: line 2: `report d1 installed` refused: the rollout is cancelled (the "
-            "rollout has ended); the rollout was cancelled; start a new rollout; nothing was "
-            "applied",
-            {"reason": "rollout_state", "state": "cancelled", "device_id": "d1"},
-            "the rollout was cancelled; start a new rollout",
+            "r.csv: 3 lines refused, nothing was applied (--rejects FILE applies the other "
+            "lines and writes these to FILE)\n"
+            "  r.csv: line 1: unknown device 'x': it is not in this rollout\n"
+            "  r.csv: line 2: device 'd1' cannot report the root installed: it is removed; it "
+            "was unenrolled; send `enroll d1` if it came back\n"
+            "  r.csv: line 3: device 'd2' cannot report the root installed: it is removed; it "
+            "was unenrolled; send `enroll d2` if it came back",
+            {"reason": "device_state", "device_state": "removed", "device_id": "d1"},
+            "it was unenrolled; send `enroll d1` if it came back",
         ),
         # A device id may hold the marker itself: the last one is the core's.
         (
