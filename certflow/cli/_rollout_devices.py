@@ -21,13 +21,14 @@ from typing import TextIO
 
 import click
 
-from certflow.cli._app import parse_now
+from certflow.cli._app import applied, parse_now, refuse
 from certflow.cli._rollout import (
     PROGRESS_FROM,
     _common,
     _interactive,
     _name,
     _refusals,
+    refusal_data,
     rollout_group,
 )
 from certflow.cli._rollout_input import (
@@ -123,10 +124,11 @@ def _report_file(
             )
             if out is None:
                 if done.refused:
-                    raise _refused_whole(parsed, done.refused)
+                    return _refuse_whole(parsed, done.refused)
                 return outcome(
                     store, name, f"{count:,} report{'s' * (count != 1)}", done, at, as_json
                 )
+            applied()  # committed: an interrupt from here on says "applied"
             out.write(parsed, done.refused)
             refused = len(done.refused)
             what = (
@@ -163,10 +165,12 @@ def _named(parsed: ReportFile, refused: tuple[Refused, ...]) -> list[tuple[int, 
     return [(parsed.lines[r.position], _why(r)) for r in refused[:SHOWN]]
 
 
-def _refused_whole(parsed: ReportFile, refused: tuple[Refused, ...]) -> Exception:
-    """The refusal of a file some lines of which the rules refuse: every such line named
-    (:func:`listed`). A refusal by the rules exits 1; a file whose only refused lines name
-    devices the rollout does not know is bad input (exit 2), as one such report is."""
+def _refuse_whole(parsed: ReportFile, refused: tuple[Refused, ...]) -> int:
+    """Refuse a file some lines of which the rules refuse, every such line named
+    (:func:`listed`): exit 1; a file whose only refused lines name devices the rollout
+    does not know is bad input (exit 2), as one such report is. Said here, as
+    ``_refusals`` says a refusal, but not put in words again: the lines are in the command
+    line's words already, and an id holding a command's name ('Retry-2') is data."""
     count = len(refused)
     head = (
         f"{parsed.name}: {count:,} line{'s' * (count != 1)} refused, nothing was applied "
@@ -175,17 +179,9 @@ def _refused_whole(parsed: ReportFile, refused: tuple[Refused, ...]) -> Exceptio
     text = listed(parsed.name, head, _named(parsed, refused), len(refused))
     first = next((r.error for r in refused if isinstance(r.error, CommandRefused)), None)
     if first is None:
-        return InvalidInput(text)
+        raise InvalidInput(text)
     # The first refusal's data (what a program may act on); the text names every line.
-    return CommandRefused(
-        text,
-        command=first.command,
-        state=first.state,
-        reason=first.reason,
-        allowed_at=first.allowed_at,
-        device_id=first.device_id,
-        device_state=first.device_state,
-    )
+    return refuse(text, **refusal_data(first, text))
 
 
 class _Rejects:

@@ -231,6 +231,18 @@ def test_every_line_the_rules_refuse_is_named_and_nothing_is_applied(db: str, fi
     assert history(db) == before
 
 
+def test_refused_lines_keep_their_device_ids_as_they_are(db: str, files: Path) -> None:
+    """The lines are put in words once: an id that holds a command's name is data, on
+    every line (not only the first refusal's, which the refusal's data names)."""
+    before = _left(db)
+    reports = _file(files, "d3,installed\nRetry-2,installed\nCancel,failed\n")
+    error = _report_file(db, reports, expect=1).stderr
+    assert f"{reports}: line 2: unknown device 'Retry-2': it is not in this rollout" in error
+    assert "(send `enroll Retry-2` first if it just enrolled)" in error
+    assert f"{reports}: line 3: unknown device 'Cancel': " in error
+    assert history(db) == before
+
+
 def test_refused_lines_are_named_the_first_20_then_counted(db: str, files: Path) -> None:
     before = _left(db)
     ghosts = "".join(f"ghost-{n},installed\n" for n in range(30))
