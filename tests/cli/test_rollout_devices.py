@@ -466,7 +466,9 @@ def test_a_refused_line_s_words_are_the_rules_words_for_its_device(device: str) 
     ):
         with pytest.raises((cf.CommandRefused, cf.UnknownDevice)) as refused:
             cf.apply(start, command, T0)
-        errors.append(refused.value)
-        found = Refused(0, command, refused.value)
-        assert _why(found) == describe_refusal(refused.value, names=CLI_NAMES, device_id=device)
+        error = refused.value
+        assert isinstance(error, cf.CommandRefused | cf.UnknownDevice)
+        errors.append(error)
+        found = Refused(0, command, error)
+        assert _why(found) == describe_refusal(error, names=CLI_NAMES, device_id=device)
     assert {type(e) for e in errors} == {cf.CommandRefused, cf.UnknownDevice}
