@@ -3,7 +3,8 @@
 The top-level group is :data:`main`; each subcommand module registers on it. Exit codes
 and error handling are in :mod:`certflow.cli._app`: 0 ok, 1 a check found errors, 2 bad
 input, 75 a temporary failure (a busy or unreachable database: try again), 130
-interrupted; every error is one line, never a traceback.
+interrupted, 141 the reader closed the pipe (docs/scripting.md); every error is one line,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from certflow.cli._app import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PIPE_CLOSED,
     EXIT_TEMPORARY,
     main,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "EXIT_FINDINGS",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_PIPE_CLOSED",
     "EXIT_TEMPORARY",
     "main",
 ]

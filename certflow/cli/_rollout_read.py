@@ -10,12 +10,11 @@ at that instant would leave, and say so.
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import os
 import shlex
 import sys
-from contextlib import closing, suppress
+from contextlib import closing
 from datetime import datetime
 
 import click
@@ -205,25 +204,14 @@ def _status_csv(
                     "leave them; nothing was stored",
                     err=True,
                 )
-            out = sys.stdout
-            try:
-                table = csv.writer(out, lineterminator="\n")
-                table.writerow(DEVICE_COLUMNS)
-                if first is not None:
-                    table.writerows(device_cells(r) for r in itertools.chain([first], rows))
-                out.flush()  # a closed pipe is met here, not at exit
-            except BrokenPipeError:
-                _discard_output()
+            # A reader that goes away (`| head`) raises BrokenPipeError here or at the
+            # flush; the command line's handler ends quietly with the code for a closed pipe.
+            table = csv.writer(sys.stdout, lineterminator="\n")
+            table.writerow(DEVICE_COLUMNS)
+            if first is not None:
+                table.writerows(device_cells(r) for r in itertools.chain([first], rows))
+            sys.stdout.flush()
     return EXIT_OK
-
-
-def _discard_output() -> None:
-    """The reader of standard output went away: what is left to print goes nowhere, so
-    that the interpreter's last flush at exit does not fail again (Python's advice for
-    SIGPIPE)."""
-    # Not a file (a test's stream): nothing flushes it at exit.
-    with suppress(OSError, ValueError, io.UnsupportedOperation):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @rollout_group.command("history")

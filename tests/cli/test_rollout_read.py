@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 import certflow.sim  # noqa: F401  (loaded before the unprivileged child, which may not read the interpreter's files)
 from certflow import DeviceFailed, DistributeRoot
-from certflow.cli import main
+from certflow.cli import EXIT_PIPE_CLOSED, main
 from certflow.store import SqliteStore
 from tests.backends import Backend
 from tests.cli.test_rollout import as_json, at, cli, history, new_args, status
@@ -331,9 +331,12 @@ def test_status_csv_has_no_page_limit_and_reads_the_store_a_page_at_a_time(
     assert len(pages) == len(range(0, FLEET, 3)) // 1_000 + 1
 
 
-def test_status_csv_into_a_closed_pipe_ends_quietly_with_exit_0(tmp_path: Path) -> None:
+def test_status_csv_into_a_closed_pipe_ends_quietly_with_the_closed_pipe_code(
+    tmp_path: Path,
+) -> None:
     """`certflow rollout status NAME --csv | head -1`, in real processes: the reader
-    leaves after one line; certflow ends with exit 0 and says nothing."""
+    leaves after one line; certflow ends with 141 (docs/scripting.md), never 1 ("refused"),
+    and says nothing."""
     path = tmp_path / "certflow.db"
     with SqliteStore(path) as store:
         store.create("big", build(20_000))  # about 0.8 MB of CSV: far past a pipe's buffer
@@ -345,7 +348,7 @@ def test_status_csv_into_a_closed_pipe_ends_quietly_with_exit_0(tmp_path: Path) 
     assert child.stdout.readline() == b"device,state,attempts,last_push,last_report,reason\n"
     child.stdout.close()  # as head does once it has its line
     said = child.stderr.read()
-    assert child.wait(timeout=60) == 0, said
+    assert child.wait(timeout=60) == EXIT_PIPE_CLOSED, said
     assert said == b""
 
 
