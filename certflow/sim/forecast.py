@@ -363,7 +363,7 @@ def forecast(
     if t0 is None:  # a running rollout has started
         raise InvalidInput("the rollout has not started distributing")
     journal = _journal.read(rollout, now, pushes, reports)
-    movers = _journal.movers(journal, rollout, now, pushes, reports)
+    movers = _journal.movers(journal, rollout)
 
     # The branches, as the engine gives them: extend at once if it takes it, else at
     # the first review from the day extension opens if it will take it then.

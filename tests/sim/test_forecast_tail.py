@@ -16,11 +16,14 @@ from certflow import (
     Command,
     DeviceFailed,
     DeviceInstalled,
+    DeviceState,
     DistributeRoot,
+    InvalidInput,
     apply,
     apply_all,
     new_rollout,
 )
+from certflow.sim import _journal
 from certflow.sim.fleet import simulate
 from certflow.sim.forecast import forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
@@ -168,3 +171,63 @@ def test_a_refused_extension_names_the_certificates_validity() -> None:
     assert validity[0].endswith("past it, so the engine refuses it")
     assert any("existing certificate's expiry" in t for t in result.constraints)
     assert "constraint: an extension cannot pass the new certificate's validity" in str(result)
+
+
+def test_the_journal_is_read_in_bulk_as_the_rule_says_push_by_push() -> None:
+    # The bulk read against the rule written out device by device: the k-th report
+    # answers the k-th push, an unanswered push waits until now; failures are the
+    # answers of an in-scope device but the last one of a device that trusts the root.
+    setup = Setup(
+        devices=150,
+        model=DeviceModel(
+            online_chance=0.4, failure_probability=0.3, never_answer=0.02, churn=0.01
+        ),
+        admin=AdminPolicy(retry_every=3),
+    )
+    snap = _day_6(setup, 8).snapshot
+    journal = _journal.read(snap.rollout, snap.now, snap.pushes, snap.reports)
+    waits, answered, first, failures = [], [], [], []
+    for device_id, pushed in snap.pushes.items():
+        reported = snap.reports.get(device_id, [])
+        for k, push in enumerate(pushed):
+            end = reported[k] if k < len(reported) else snap.now
+            waits.append((end - push).total_seconds())
+            answered.append(k < len(reported))
+            first.append(k == 0)
+        state = snap.rollout.device_state(device_id)
+        failures.append(len(reported) - state.trusts if reported and state.in_scope else 0)
+    assert journal.waits.tolist() == waits
+    assert journal.answered.tolist() == answered
+    assert journal.first.tolist() == first
+    assert journal.failures.tolist() == failures
+    assert sum(failures) > 0
+    assert not all(answered)
+    # The movers, in the rollout's order whatever the mappings' order.
+    movers = _journal.movers(journal, snap.rollout)
+    expected = [
+        d
+        for d in snap.rollout.device_ids()
+        if snap.rollout.device_state(d) in (DeviceState.PUSHED, DeviceState.FAILED)
+    ]
+    assert list(movers.ids) == expected
+    backwards = dict(reversed(list(snap.pushes.items())))
+    again = _journal.movers(
+        _journal.read(snap.rollout, snap.now, backwards, snap.reports), snap.rollout
+    )
+    assert again.ids == movers.ids
+    assert again.waited.tolist() == movers.waited.tolist()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p, r: p.update(d0=["yesterday"]), "push of 'd0'"),
+        (lambda p, r: p.update(d0=[[T0]]), "push of 'd0'"),
+        (lambda p, r: r.update(d0=[T0 + 7 * DAY]), "report 1 of 'd0' at .* is not between"),
+    ],
+)
+def test_the_bulk_read_refuses_what_the_device_loop_names(change: Any, message: str) -> None:
+    rollout, now, pushes, reports = _failed_fleet()
+    change(pushes, reports)
+    with pytest.raises(InvalidInput, match=message):
+        forecast(rollout, now, pushes, reports, runs=5)
