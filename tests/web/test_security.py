@@ -205,6 +205,7 @@ def test_every_response_carries_the_security_headers(rollout: Console) -> None:
         rollout.get("/"),
         rollout.get("/rollouts/r"),
         rollout.get("/rollouts/r/chart.svg"),
+        rollout.get("/rollouts/r/forecast"),
         rollout.get("/rollouts/r/devices.csv"),
         rollout.get("/rollouts/nope"),  # an error page
         rollout.client.get("/"),  # refused: not signed in
@@ -223,8 +224,11 @@ def test_every_response_carries_the_security_headers(rollout: Console) -> None:
 
 
 def test_no_page_holds_inline_script_or_style(rollout: Console) -> None:
-    for path in ("/", "/new", "/rollouts/r", "/rollouts/r/history", "/rollouts/r/effects"):
-        page = rollout.get(path).text
+    pages = ("/", "/new", "/rollouts/r", "/rollouts/r/history", "/rollouts/r/effects")
+    for path in (*pages, "/rollouts/r/forecast"):
+        response = rollout.get(path)
+        assert response.status_code == 200, path
+        page = response.text
         assert "<script" not in page
         assert "<style" not in page
         assert " style=" not in page
