@@ -31,7 +31,6 @@ from typing import Any
 import attrs
 import click
 
-from certflow import certs
 from certflow.cli._app import (
     EXIT_OK,
     applied,
@@ -294,6 +293,8 @@ def rollout_new(
     material = _load(cert_files, secret)
     current = _load([existing], None)
     ids = read_device_ids(devices_file)
+    from certflow import certs  # cryptography: imported by the one command that needs it
+
     try:
         rollout = certs.rollout_for(
             material, current, ids, now=at, kind=CertificateKind(kind), hosts=hosts

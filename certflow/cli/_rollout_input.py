@@ -15,7 +15,6 @@ from pathlib import Path
 
 import attrs
 
-from certflow import certs
 from certflow.core import commands as c
 from certflow.core.errors import InvalidInput
 
@@ -35,6 +34,8 @@ def source_name(path: Path) -> str:
 def _read(path: Path, what: str) -> bytes:
     hint = f" (the limit for {what})"
     if path != STDIN:
+        from certflow import certs  # cryptography: `rollout report` starts without it
+
         return certs.read_bounded(path, limit=FILE_LIMIT, regular_only=False, hint=hint)
     data = sys.stdin.buffer.read(FILE_LIMIT + 1)
     if len(data) > FILE_LIMIT:
