@@ -15,7 +15,6 @@ from pathlib import Path
 import attrs
 import click
 
-from certflow import certs
 from certflow.cli._app import EXIT_OK, parse_now, writing
 from certflow.cli._certs import out_folder, print_exported
 from certflow.cli._rollout import _common, _name, rollout_group
@@ -42,6 +41,8 @@ def rollout_export(name: str, out: Path, db: str, now: str | None, as_json: bool
     first. A rollout made without certificates (from dates alone) has nothing to export:
     an error, and nothing is written.
     """
+    from certflow import certs  # cryptography: not for `rollout --help`, which loads this
+
     parse_now(now)
     out_folder(out)
     with store_for(db, real_clock=now is None, read_only=True) as store:
