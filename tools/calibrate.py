@@ -240,7 +240,11 @@ def one(args: tuple[int, str, str, tuple[int, ...], int, int]) -> list[dict[str,
             "mean_cutoffs": branch.cutoff_mean,
             "mean_day": branch.import_day_mean,
             "beyond": result.tail.beyond,
+            "unsettled": result.tail.unsettled,
             "waiting": result.tail.waiting,
+            "reliable": result.tail.reliable,
+            "spread": result.tail.spread,
+            "evidence": result.tail.evidence,
             "seconds": spent,
         }
         for level in (0.8, 0.9):
@@ -272,6 +276,8 @@ def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 return None
             return float(sum(r[name][0] <= r[truth] <= r[name][1] for r in known) / len(known))
 
+        trusted = [r for r in group if r.get("reliable", True)]
+
         days = [r for r in group if r["truth_day"] is not None and r["mean_day"] is not None]
         out.append(
             {
@@ -282,6 +288,11 @@ def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "histories": n,
                 "cut80": cover("cut80", "truth_cutoffs"),
                 "cut90": cover("cut90", "truth_cutoffs"),
+                # The share of forecasts that said they are unreliable, and the coverage
+                # of those that did not.
+                "flagged": 1 - len(trusted) / n,
+                "cut80_reliable": cover("cut80", "truth_cutoffs", trusted),
+                "cut90_reliable": cover("cut90", "truth_cutoffs", trusted),
                 "day80": cover("day80", "truth_day"),
                 "day90": cover("day90", "truth_day"),
                 "mae_cut": sum(abs(r["mean_cutoffs"] - r["truth_cutoffs"]) for r in group) / n,
@@ -303,15 +314,17 @@ def markdown(cells: list[dict[str, Any]]) -> str:
         return "-" if v is None else f"{100 * v:.0f}"
 
     lines = [
-        "| fleet | behaviour | policy | day | n | cut 80 % | cut 90 % | day 80 % | day 90 % "
+        "| fleet | behaviour | policy | day | n | cut 80 % | cut 90 % | flagged % "
+        "| cut 80 % reliable | cut 90 % reliable | day 80 % | day 90 % "
         "| MAE cut | MAE day | width 90 % | truth mean |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         mae_day = "-" if c["mae_day"] is None else f"{c['mae_day']:.2f}"
         lines.append(
             f"| {c['devices']:,} | {c['behaviour']} | {c['policy']} | {c['day']} | "
-            f"{c['histories']} | {pct(c['cut80'])} | {pct(c['cut90'])} | {pct(c['day80'])} | "
+            f"{c['histories']} | {pct(c['cut80'])} | {pct(c['cut90'])} | {pct(c['flagged'])} | "
+            f"{pct(c['cut80_reliable'])} | {pct(c['cut90_reliable'])} | {pct(c['day80'])} | "
             f"{pct(c['day90'])} | {c['mae_cut']:.1f} | {mae_day} | {c['width90']:.1f} | "
             f"{c['truth_mean']:.1f} |"
         )

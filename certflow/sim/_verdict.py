@@ -12,6 +12,7 @@ bounds an extension, and whether to extend.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from certflow.core.policy import ImportRule
 from certflow.core.rollout import Rollout
 from certflow.sim._cure import BIN, Curve
 from certflow.sim._futures import Movers
+from certflow.sim._host import Floats
 
 if TYPE_CHECKING:
     from certflow.sim.forecast import Branch
@@ -44,18 +46,32 @@ class Tail:
     horizon, so that whether they answer rests on the extrapolation alone; ``answer_low``
     to ``answer_high``: the chance that such a device answers before the forecast ends,
     over the bootstrap (80 % of replicates). ``never``: the share of first pushes never
-    answered, its bootstrap interval ``never_low``-``never_high`` (80 %).
+    answered, its bootstrap interval ``never_low``-``never_high`` (80 %). ``evidence``:
+    the first pushes answered in the window the tail was fitted on.
+
+    ``by_shape``: per tail shape the data allow (:data:`certflow.sim._cure.SHAPES`), how
+    many of the ``beyond`` devices answer before the end, expected; ``spread``: the
+    largest minus the smallest. ``unsettled``: of the ``beyond`` devices, those
+    not yet silent for as long again as the data reach (waited under twice the
+    horizon), whose answer is an open question.
+    ``reliable`` and ``caution``: see :func:`judge`.
     """
 
     horizon_days: float
     waiting: int
     beyond: int
+    unsettled: int
     answer_low: float | None
     answer_high: float | None
     never: float
     never_low: float
     never_high: float
     replicates: int
+    evidence: float
+    by_shape: dict[str, float]
+    spread: float
+    reliable: bool = True
+    caution: str | None = None
 
     def __str__(self) -> str:
         text = (
@@ -76,36 +92,90 @@ class Tail:
         return attrs.asdict(self)
 
 
-def tail_of(point: Curve, curves: Sequence[Curve], movers: Movers, longest: float) -> Tail:
-    """The :class:`Tail` of a fit: ``point`` is the data's curve, ``curves`` the
-    bootstrap's, ``longest`` the longest answered wait of a first push (seconds)."""
+def _answers_before_end(curve: Curve, waited: Floats) -> float:
+    """How many of the devices that have ``waited`` (seconds, first pushes) answer
+    within the curve's grid, expected: one minus the conditional survival at its end."""
+    at = np.interp(waited / BIN, curve.hours, curve.survival)
+    end = float(curve.survival[-1])
+    chance = np.where(at > 0, 1 - end / np.maximum(at, 1e-300), 0.0)
+    return float(chance.sum())
+
+
+def tail_of(
+    points: Sequence[Curve], curves: Sequence[Curve], movers: Movers, longest: float
+) -> Tail:
+    """The :class:`Tail` of a fit: ``points`` are the data's curves, one per tail shape
+    (the first is the point fit), ``curves`` the bootstrap's, ``longest`` the longest
+    answered wait of a first push (seconds)."""
+    point = points[0]
     waiting = ~movers.failed
     horizon = longest
     # Waited at least as long as any answer took: nothing in the data says when, or
     # whether, such a device answers.
     beyond = waiting & (movers.waited >= horizon)
     answer_low = answer_high = None
+    by_shape = {f"{c.model.shape:g}": 0.0 for c in points}
     if beyond.any():
         typical = np.array([float(np.median(movers.waited[beyond]))])
-        chances = []
-        for curve in curves:
-            # The chance of an answer within the grid: one minus the conditional
-            # survival at its end.
-            at = float(np.interp(typical[0] / BIN, curve.hours, curve.survival))
-            chances.append(1 - float(curve.survival[-1]) / at if at > 0 else 0.0)
+        chances = [_answers_before_end(curve, typical) for curve in curves]
         answer_low, answer_high = _quantile(chances, 0.1), _quantile(chances, 0.9)
+        by_shape = {
+            f"{c.model.shape:g}": _answers_before_end(c, movers.waited[beyond]) for c in points
+        }
+    spread = max(by_shape.values()) - min(by_shape.values())
     floors = [c.floor for c in curves] or [point.floor]
     return Tail(
         horizon_days=horizon / 86400,
         waiting=int(waiting.sum()),
         beyond=int(beyond.sum()),
+        # Silent after the data end for as long again as the data reach: no tail the
+        # data allow gives such a device much chance, and a fleet's devices that never
+        # answer are these. Those silent for less are the open question.
+        unsettled=int((beyond & (movers.waited < 2 * horizon)).sum()),
         answer_low=answer_low,
         answer_high=answer_high,
         never=point.floor,
         never_low=_quantile(floors, 0.1),
         never_high=_quantile(floors, 0.9),
         replicates=len(curves),
+        evidence=point.evidence,
+        by_shape=by_shape,
+        spread=spread,
     )
+
+
+def judge(tail: Tail, branches: Sequence[Branch], level: float) -> Tail:
+    """``tail``, marked unreliable when a branch's interval of devices cut off is
+    narrower than the spread of the answers of the ``n`` devices whose answer is open
+    (``Tail.unsettled``: beyond the data, but not for as long again) alone, each answering
+    with a chance of 10 % (or 90 %) known exactly:
+    ``2 z sqrt(0.09 n)``, with ``z`` the normal quantile of the level (about
+    ``sqrt(n)`` at 90 %).
+
+    Whether such a device answers is not in the data: it is the tail model's guess. An
+    interval narrower than that bound claims to know how they behave, a precision the
+    data do not have (docs/forecast.md measures what the mark means)."""
+    if not tail.unsettled:
+        return tail
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)
+    bound = 2 * z * math.sqrt(0.09 * tail.unsettled)
+    narrow = [b for b in branches if b.cutoff_high - b.cutoff_low < bound]
+    if not narrow:
+        return tail
+    shown = "; ".join(
+        f"{'extended' if b.extended else 'as it is'} {b.cutoff_low:,}-{b.cutoff_high:,}"
+        for b in narrow
+    )
+    shapes = ", ".join(f"{n:.1f} (shape {k})" for k, n in tail.by_shape.items())
+    caution = (
+        f"{tail.unsettled:,} device(s) have waited longer than any answer seen (but not twice "
+        "as long), and the "
+        f"{level:.0%} interval of devices cut off ({shown}) is narrower than {bound:.1f}, "
+        "the spread their answers alone would give were each one's chance of answering "
+        "known exactly (10 %): it claims a precision on devices the data say nothing of. "
+        f"Expected answers among all {tail.beyond:,} beyond the data, by tail shape: {shapes}"
+    )
+    return attrs.evolve(tail, reliable=False, caution=caution)
 
 
 def constraints(rollout: Rollout, refusal: CommandRefused | None) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ from certflow.core.preview import preview
 from certflow.core.rollout import Rollout
 from certflow.sim import _cure, _futures, _journal
 from certflow.sim._host import DAY
-from certflow.sim._verdict import Advice, Tail, advise, constraints, tail_of
+from certflow.sim._verdict import Advice, Tail, advise, constraints, judge, tail_of
 from certflow.sim.models import AdminPolicy
 
 __all__ = ["Branch", "CheckpointChance", "Forecast", "Survival", "fit", "forecast"]
@@ -225,7 +225,10 @@ class Forecast:
             f"({self.level:.0%} intervals); median wait for an answer {waited}, "
             f"failure share {self.fit.failure_probability:.1%}"
         )
-        parts = [head, str(self.tail), str(self.as_is)]
+        parts = [head, str(self.tail)]
+        if self.tail.caution is not None:
+            parts.append(f"unreliable: {self.tail.caution}")
+        parts.append(str(self.as_is))
         if self.extended is not None:
             parts.append(str(self.extended))
         parts += [f"constraint: {text}" for text in self.constraints]
@@ -241,6 +244,7 @@ class Forecast:
             "now": self.now.isoformat(),
             "runs": self.runs,
             "level": self.level,
+            "reliable": self.tail.reliable,
             "failure_probability": self.fit.failure_probability,
             "answered": self.fit.answered,
             "censored": self.fit.censored,
@@ -402,7 +406,7 @@ def forecast(
 
     grid_hours = math.ceil((last - t0) / _HOUR) + 24
     rng = np.random.default_rng([seed, 0x5EED])
-    point, curves = _cure.bootstrap(journal.observations(), _REPLICATES, grid_hours, rng)
+    points, curves = _cure.bootstrap(journal.observations(), _REPLICATES, grid_hours, rng)
     results = _run(movers, curves, clock, plans, runs, seed, retry_taken)
     built = [
         _tabulate(plan, outcomes, t0, level, rollout.plan.existing_not_after)
@@ -412,7 +416,7 @@ def forecast(
     extended = built[1] if len(built) > 1 else None
     answered_first = journal.waits[journal.answered & journal.first]
     longest = float(answered_first.max()) if len(answered_first) else 0.0
-    tail = tail_of(point, curves, movers, longest)
+    tail = judge(tail_of(points, curves, movers, longest), built, level)
     named = constraints(rollout, refusal)
     advice = advise(as_is, extended, refusal, movers, retry_taken, level)
     return Forecast(now, runs, level, _survival(journal), tail, as_is, extended, named, advice)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from certflow import (
@@ -23,7 +25,7 @@ from certflow import (
     apply_all,
     new_rollout,
 )
-from certflow.sim import _journal
+from certflow.sim import _cure, _journal
 from certflow.sim.fleet import simulate
 from certflow.sim.forecast import forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
@@ -231,3 +233,88 @@ def test_the_bulk_read_refuses_what_the_device_loop_names(change: Any, message: 
     change(pushes, reports)
     with pytest.raises(InvalidInput, match=message):
         forecast(rollout, now, pushes, reports, runs=5)
+
+
+def _rushed_fleet(
+    now: datetime,
+) -> tuple[Any, datetime, dict[str, list[datetime]], dict[str, list[datetime]]]:
+    # 91 devices answer in a rush that halves every hour (the k-th at the hour where a
+    # geometric law of one half passes k/91: 46 in the first hour, the last in the 8th);
+    # 9 stay silent. Every tail the data allow says the silent never answer.
+    ids = [f"d{i:03d}" for i in range(100)]
+    rollout = new_rollout(
+        ids,
+        existing_not_after=T0 + 40 * DAY,
+        new_not_before=T0 - DAY,
+        new_not_after=T0 + 300 * DAY,
+        root_publicly_trusted=False,
+        created_at=T0,
+    )
+    rollout = apply(rollout, DistributeRoot(), T0).rollout
+    hours = [1 + math.floor(math.log(1 - (k + 0.5) / 91) / math.log(0.5)) for k in range(91)]
+    reports: dict[str, list[datetime]] = {}
+    for hour in sorted(set(hours)):
+        answering = [d for d, h in zip(ids, hours, strict=False) if h == hour]
+        installed: list[Command] = [DeviceInstalled(d) for d in answering]
+        rollout = apply_all(rollout, installed, T0 + hour * HOUR).rollout
+        reports.update({d: [T0 + hour * HOUR] for d in answering})
+    return rollout, now, {d: [T0] for d in ids}, reports
+
+
+def test_an_interval_narrower_than_its_open_question_is_marked_unreliable() -> None:
+    # 13 hours in, the 9 silent devices have waited longer than any answer took (8 h),
+    # but not twice as long: whether they answer is open. The tails all say never, so
+    # the futures hardly differ: an interval narrower than their answers alone would
+    # spread (2 x 1.645 x sqrt(0.09 x 9) = 2.96 devices) is a precision the data do not
+    # have, and the forecast says so.
+    result = forecast(*_rushed_fleet(T0 + 13 * HOUR), runs=60, seed=3)
+    assert (result.tail.beyond, result.tail.unsettled) == (9, 9)
+    assert result.tail.horizon_days == pytest.approx(8 / 24)
+    assert result.as_is.cutoff_high - result.as_is.cutoff_low < 2.96
+    assert not result.tail.reliable
+    assert result.tail.caution is not None
+    assert "9 device(s) have waited longer than any answer seen" in result.tail.caution
+    document = json.loads(json.dumps(result.as_dict()))
+    assert document["reliable"] is False
+    assert document["tail"]["reliable"] is False
+    assert document["tail"]["caution"] == result.tail.caution
+    assert set(document["tail"]["by_shape"]) == {"1", "0.5", "2"}
+    assert f"\nunreliable: {result.tail.caution}\n" in str(result)
+
+
+def test_a_silence_as_long_again_as_the_data_settles_the_question() -> None:
+    # Three days in, the same 9 devices have been silent for nine times the longest
+    # wait: no longer an open question, and the same narrow interval is not marked.
+    result = forecast(*_rushed_fleet(T0 + 3 * DAY), runs=60, seed=3)
+    assert (result.tail.beyond, result.tail.unsettled) == (9, 0)
+    assert result.as_is.cutoff_high - result.as_is.cutoff_low < 2.96
+    assert result.tail.reliable
+    assert result.tail.caution is None
+    assert result.as_dict()["reliable"] is True
+    assert "unreliable" not in str(result)
+
+
+def test_every_tail_shape_takes_its_turn_in_the_bootstrap() -> None:
+    snap = _day_6(Setup(devices=100, model=SLOW.model), 4).snapshot
+    journal = _journal.read(snap.rollout, snap.now, snap.pushes, snap.reports)
+    points, curves = _cure.bootstrap(journal.observations(), 40, 24 * 30, np.random.default_rng(0))
+    assert [p.model.shape for p in points] == list(_cure.SHAPES)
+    shapes = [c.model.shape for c in curves]
+    assert {s: shapes.count(s) for s in _cure.SHAPES} == {1.0: 14, 0.5: 13, 2.0: 13}
+
+
+def test_the_tails_uncertainty_widens_the_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fleet of 100 on day 3, slow and without retries: most silent devices rest on
+    # the tail. Varying its shape and drawing the share that never answers widen the
+    # interval of devices cut off beyond what refitting one constant hazard gives.
+    snap = simulate(Setup(devices=100, model=SLOW.model), 4, snapshot_at=3 * DAY + HOUR).snapshot
+    assert snap is not None
+    args = (snap.rollout, snap.now, snap.pushes, snap.reports)
+    wide = forecast(*args, runs=200, seed=1)
+    monkeypatch.setattr(_cure, "SHAPES", (1.0,))
+    monkeypatch.setattr(_cure, "_survivors_cured", lambda cured, evidence, rng: cured)
+    narrow = forecast(*args, runs=200, seed=1)
+    assert wide.tail.beyond > 20
+    assert narrow.tail.by_shape.keys() == {"1"}
+    widths = [b.cutoff_high - b.cutoff_low for b in (wide.as_is, narrow.as_is)]
+    assert widths[0] > widths[1] + 3, widths
