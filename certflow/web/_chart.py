@@ -96,11 +96,11 @@ def render(name: str, entries: Sequence[JournalEntry], now: datetime) -> bytes:
     # The constrained layout costs most of a drawing (measured: about two thirds of
     # 250 ms); the chart's one axes and its legend on the right have fixed places. None,
     # not "none": "none" leaves a placeholder engine, and savefig then draws the whole
-    # figure once more before printing it (measured: 40 % of a render).
+    # figure once more before printing it (profiled: about a quarter of a render).
     figure.set_layout_engine(None)
     axes.set_position((0.09, 0.11, 0.59, 0.81))
     out = io.BytesIO()
-    # Text as SVG text, not glyph outlines: a third less drawing and half the bytes; the
+    # Text as SVG text, not glyph outlines: a fifth less drawing and half the bytes; the
     # browser sets it in the system's sans-serif. rcParams are global: the lock keeps
     # the setting to this drawing (and matplotlib's font caches to one thread at a time).
     with _draw_lock, matplotlib.rc_context({"svg.fonttype": "none"}):
