@@ -19,7 +19,7 @@ import click
 
 from certflow.cli._app import EXIT_OK, main, parse_now
 from certflow.core.errors import CertflowError
-from certflow.store import StoreBusy, open_store, without_password
+from certflow.store import open_store, without_password
 from certflow.worker import (
     REAL_CLOCK_SKEW,
     EventLog,
@@ -136,22 +136,12 @@ def worker(
                     delivered = sum(len(r.delivered) for r in reports)
                     log.event("done", delivered=delivered, stopped=runner.stop.is_set())
                 else:
-                    _loop(runner)
+                    # Survives a busy or unreachable database (a PostgreSQL restart):
+                    # the pass is given up, logged, and tried again a moment later.
+                    runner.run()
                     log.event("stopped")
         finally:
             runner.close()
             if server is not None:
                 server.shutdown()
     return EXIT_OK
-
-
-def _loop(runner: Worker) -> None:
-    """:meth:`Worker.run`, surviving a busy or unreachable database (a PostgreSQL
-    restart): the pass is given up, logged, and tried again a moment later."""
-    pause = min(runner.config.worker.poll_interval.total_seconds(), 5.0)
-    while not runner.stop.is_set():
-        try:
-            runner.run()
-        except StoreBusy as error:
-            runner.log.event("store_unavailable", error=str(error), retry_in_s=pause)
-            runner.stop.wait(pause)

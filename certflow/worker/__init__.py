@@ -22,11 +22,21 @@ from certflow.worker._config import (
     parse_duration,
     read_config,
 )
-from certflow.worker._deliver import Attempt, Delivery, deliver, delivered_by, failure_record
+from certflow.worker._deliver import (
+    Attempt,
+    Delivery,
+    Retry,
+    Unacknowledged,
+    deliver,
+    delivered_by,
+    failure_record,
+)
 from certflow.worker._exec import ExecHandler
 from certflow.worker._log import EventLog, LogFormat
 from certflow.worker._loop import (
+    PASS_BUDGET,
     REAL_CLOCK_SKEW,
+    UNAVAILABLE_PAUSE,
     PassReport,
     Worker,
     build_handlers,
@@ -49,7 +59,9 @@ from certflow.worker._webhook import WebhookHandler
 __all__ = [
     "EFFECT_KINDS",
     "HANDLER_NAMES",
+    "PASS_BUDGET",
     "REAL_CLOCK_SKEW",
+    "UNAVAILABLE_PAUSE",
     "UNTRUSTING",
     "Attempt",
     "Config",
@@ -63,9 +75,11 @@ __all__ = [
     "LogFormat",
     "Metrics",
     "PassReport",
+    "Retry",
     "SmtpHandler",
     "SmtpSettings",
     "StoreCollector",
+    "Unacknowledged",
     "WebhookHandler",
     "WebhookSettings",
     "Worker",

@@ -17,14 +17,32 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import attrs
 
-from certflow.store import Store, StoredEffect, retrying
+from certflow.store import Store, StoreBusy, StoredEffect, retrying
 from certflow.worker._payload import DeliveryFailed, Handler
 
-__all__ = ["Attempt", "Delivery", "deliver", "delivered_by", "failure_record"]
+__all__ = [
+    "Attempt",
+    "Delivery",
+    "Retry",
+    "Unacknowledged",
+    "deliver",
+    "delivered_by",
+    "failure_record",
+]
+
+T = TypeVar("T")
+
+
+class Retry(Protocol):
+    """How a store call is retried while the database is busy or unreachable:
+    :func:`~certflow.store.retrying`, or the worker's, which logs each back-off."""
+
+    def __call__(self, operation: Callable[[], T]) -> T: ...
+
 
 _DELIVERED_BY = re.compile(r"^delivered by ([\w.-]+(?:, [\w.-]+)*); ")
 
@@ -58,6 +76,17 @@ class Delivery:
     retry_at: datetime | None = None
 
 
+class Unacknowledged(StoreBusy):
+    """Every handler of an effect succeeded, but the database was busy or unreachable
+    (past :func:`~certflow.store.retrying`'s attempts) when it was to be acknowledged.
+    ``delivery`` is what was done: its acknowledgement is still owed. A
+    :class:`~certflow.store.StoreBusy`, so that whoever retries those retries this."""
+
+    def __init__(self, delivery: Delivery, error: StoreBusy) -> None:
+        super().__init__(f"{delivery.stored.id} delivered but not acknowledged: {error}")
+        self.delivery = delivery
+
+
 def delivered_by(stored: StoredEffect) -> frozenset[str]:
     """The handlers that already succeeded for ``stored``, as its last recorded failure
     says (none for an effect that never failed)."""
@@ -81,12 +110,17 @@ def deliver(
     *,
     redact: Callable[[str], str] = lambda text: text,
     clock: Callable[[], float] = time.perf_counter,
+    retry: Retry = retrying,
 ) -> Delivery:
     """Run each of ``handlers`` that has not yet succeeded for ``stored`` (the effect
     leased for this delivery), then acknowledge it if all of them have, or record the
     failure (back-off, or dead). Every handler runs even when one before it failed, so
-    that each success is recorded. ``redact`` cleans an error of secrets before it is
-    recorded or logged; ``clock`` times the attempts (a duration, never an instant)."""
+    that each success is recorded. A database still busy when the effect is to be
+    acknowledged raises :class:`Unacknowledged` (the delivery happened; its
+    acknowledgement is owed); when the failure is to be recorded, :class:`StoreBusy`
+    (the effect waits for its lease to run out, then is delivered again). ``redact``
+    cleans an error of secrets before it is recorded or logged; ``clock`` times the
+    attempts (a duration, never an instant); ``retry`` runs the store's calls."""
     done = set(delivered_by(stored))
     kind = type(stored.effect).__name__
     attempts: list[Attempt] = []
@@ -118,9 +152,13 @@ def deliver(
             Attempt(stored.id, stored.rollout, kind, handler.name, "delivered", clock() - started)
         )
     if not errors:
-        retrying(lambda: store.acknowledge([stored.id], now))
-        return Delivery(stored, "delivered", tuple(attempts))
+        delivery = Delivery(stored, "delivered", tuple(attempts))
+        try:
+            retry(lambda: store.acknowledge([stored.id], now))
+        except StoreBusy as error:
+            raise Unacknowledged(delivery, error) from error
+        return delivery
     record = failure_record(done, errors)
-    after = retrying(lambda: store.record_failure(stored.id, record, now=now))
+    after = retry(lambda: store.record_failure(stored.id, record, now=now))
     status: Literal["failed", "dead"] = "dead" if after.status == "dead" else "failed"
     return Delivery(stored, status, tuple(attempts), after.next_attempt_at)

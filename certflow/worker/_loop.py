@@ -4,6 +4,12 @@ sleep until the next due instant (at most ``poll_interval``), repeat; or one pas
 This is the one place of the library that reads the clock: once per pass, and the
 instant is passed down to the store and the handlers. Durations (how long a handler
 took, how long a batch has been leased) are measured on the monotonic clock.
+
+A pass with nothing due costs two index reads and a lease that finds nothing, however
+many rollouts the store holds: the store's ``next_due()`` says whether anything fell
+due, and only then does the pass tick (the store's ``tick`` looks at every running
+rollout). While a backlog drains, the loop's passes are short (:data:`PASS_BUDGET`), so
+a timer that falls due meanwhile is ticked within about that long.
 """
 
 from __future__ import annotations
@@ -13,13 +19,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import attrs
 
 from certflow.core.errors import InvalidInput
-from certflow.store import SqliteStore, SqlStore, StoredEffect, retrying, without_password
+from certflow.store import (
+    SqliteStore,
+    SqlStore,
+    StoreBusy,
+    StoredEffect,
+    retrying,
+    without_password,
+)
 from certflow.worker._config import EFFECT_KINDS, Config, WorkerSettings
-from certflow.worker._deliver import Delivery, deliver
+from certflow.worker._deliver import Delivery, Unacknowledged, deliver
 from certflow.worker._exec import ExecHandler
 from certflow.worker._log import EventLog
 from certflow.worker._metrics import Metrics
@@ -29,10 +43,21 @@ from certflow.worker._webhook import WebhookHandler
 
 __all__ = ["PassReport", "Worker", "build_handlers", "open_worker_store", "real_clock"]
 
+T = TypeVar("T")
+
 #: How far behind a rollout's clock the worker's real clock may read (another process
 #: that read its clock a moment later may have advanced the rollout first): as the
 #: command line allows.
 REAL_CLOCK_SKEW = timedelta(seconds=5)
+
+#: Seconds a pass of the loop leases new batches for before it ends and the next pass
+#: reads the clock again: a timer that falls due while a backlog drains is ticked
+#: within about this long plus one batch's deliveries (the lag metric says how late).
+PASS_BUDGET = 0.5
+
+#: The longest pause after the database was found busy or unreachable (a PostgreSQL
+#: restart), before the loop tries again; shorter when ``poll_interval`` is.
+UNAVAILABLE_PAUSE = timedelta(seconds=5)
 
 
 def real_clock() -> datetime:
@@ -86,14 +111,16 @@ def build_handlers(config: Config) -> dict[str, Handler]:
 
 @attrs.define
 class PassReport:
-    """What one pass did: the effects the tick placed in the outbox, the deliveries, and
-    whether it stopped with due effects left (``more``: a bounded pass ran out of time,
-    or a stop was asked)."""
+    """What one pass did: the earliest instant due when it began (``due``; ``None`` when
+    nothing was, and then it did not tick), the effects the tick placed in the outbox,
+    the deliveries, and whether it stopped with due effects left (``more``: a bounded
+    pass ran out of time, or a stop was asked)."""
 
     now: datetime
     ticked: list[StoredEffect] = attrs.Factory(list)
     deliveries: list[Delivery] = attrs.Factory(list)
     more: bool = False
+    due: datetime | None = None
 
     @property
     def delivered(self) -> list[str]:
@@ -132,10 +159,37 @@ class Worker:
             raise InvalidInput(f"no handler named {', '.join(sorted(missing))} was given")
         # The earliest retry this worker's failures asked for: the loop wakes for it.
         self._next_retry: datetime | None = None
+        # Deliveries whose handlers all succeeded while the database could not take the
+        # acknowledgement: owed, and made first thing in the next pass (acknowledging
+        # twice is harmless, so this holds even if another worker took the effect over).
+        self.unacknowledged: list[Delivery] = []
+        # The effects of a batch that this worker leased (at that monotonic instant) and
+        # had not begun when the database failed the pass: the next pass delivers them
+        # while the lease has room, rather than leave them until the lease runs out.
+        self.held: tuple[list[StoredEffect], float] | None = None
         timeouts = [s.timeout for s in (config.smtp, config.webhook, config.exec) if s is not None]
         # A delivery begun later than this into its lease might outlast the lease, and
         # another worker would take the effect over meanwhile: it is left for then.
         self._margin = max([*timeouts, timedelta(seconds=1)])
+
+    def retry(self, operation: Callable[[], T]) -> T:
+        """``operation()`` (a store call) through :func:`~certflow.store.retrying`, each
+        back-off logged (``store_retry``: the error, the pause): a restarted database
+        that answers again within the retries is seen in the log too."""
+        failed: list[StoreBusy] = []
+
+        def attempt() -> T:
+            try:
+                return operation()
+            except StoreBusy as error:
+                failed.append(error)
+                raise
+
+        def pause(seconds: float) -> None:
+            self.log.event("store_retry", error=str(failed[-1]), retry_in_s=seconds)
+            time.sleep(seconds)
+
+        return retrying(attempt, sleep=pause)
 
     def handlers_for(self, stored: StoredEffect) -> Sequence[Handler]:
         """The handlers the routes give ``stored``'s kind, in route order."""
@@ -150,38 +204,69 @@ class Worker:
         report = PassReport(now)
         if self.metrics is not None:
             self.metrics.passes.inc()
-        self._tick(now, report)
+        self._acknowledge_owed(now, report)
+        # An index read: with nothing due the tick, which looks at every running
+        # rollout, is not run.
+        due = self.retry(self.store.next_due)
+        if due is not None and due <= now:
+            report.due = due
+            self._tick(now, due, report)
         settings = self.config.worker
         while not self.stop.is_set():
             if budget is not None and time.monotonic() - started > budget:
                 report.more = True
                 break
-            batch = retrying(
-                lambda: self.store.lease(
-                    now=now, duration=settings.lease, kinds=self.kinds, limit=settings.batch
+            if self.held:  # what a pass given up had leased and not begun
+                (batch, leased), self.held = self.held, None
+                full = True  # more may be due behind them
+            else:
+                batch = self.retry(
+                    lambda: self.store.lease(
+                        now=now, duration=settings.lease, kinds=self.kinds, limit=settings.batch
+                    )
                 )
-            )
-            if not batch:
-                break
-            leased = time.monotonic()
-            for stored in batch:
+                if not batch:
+                    break
+                leased = time.monotonic()
+                full = len(batch) == settings.batch
+            for n, stored in enumerate(batch):
                 elapsed = timedelta(seconds=time.monotonic() - leased)
                 if self.stop.is_set() or elapsed + self._margin > settings.lease:
                     report.more = True
                     break
+                # Should the database fail this delivery's record, the pass is given up
+                # and the rest of the batch, still leased to this worker, kept for the next.
+                self.held = (batch[n + 1 :], leased)
                 report.deliveries.append(self._deliver(stored, now))
-            if len(batch) < settings.batch:
+            self.held = None
+            if not full:
                 break
         report.more = report.more or self.stop.is_set()
         return report
 
-    def _tick(self, now: datetime, report: PassReport) -> None:
+    def _acknowledge_owed(self, now: datetime, report: PassReport) -> None:
+        if not self.unacknowledged:
+            return
+        owed = self.unacknowledged
+        self.retry(lambda: self.store.acknowledge([d.stored.id for d in owed], now))
+        self.unacknowledged = []
+        report.deliveries += owed
+        for delivery in owed:
+            self.log.event(
+                "acknowledged", rollout=delivery.stored.rollout, effect=delivery.stored.id
+            )
+            if self.metrics is not None:
+                self.metrics.acknowledged.inc()
+
+    def _tick(self, now: datetime, due: datetime, report: PassReport) -> None:
         began = time.perf_counter()
-        ticked = retrying(lambda: self.store.tick(now))
+        ticked = self.retry(lambda: self.store.tick(now))
         report.ticked = list(ticked)
         if not ticked.changed:
             return
-        lag = max(((now - e.due_at).total_seconds() for e in ticked), default=0.0)
+        # How late after the earliest due instant the tick ran (another worker may have
+        # ticked it meanwhile: then nothing changed here and nothing is measured).
+        lag = (now - due).total_seconds()
         if self.metrics is not None:
             self.metrics.ticks.inc()
             self.metrics.tick_lag.set(lag)
@@ -196,9 +281,40 @@ class Worker:
         )
 
     def _deliver(self, stored: StoredEffect, now: datetime) -> Delivery:
-        delivery = deliver(
-            self.store, stored, self.handlers_for(stored), now, redact=self.log.redact
-        )
+        try:
+            delivery = deliver(
+                self.store,
+                stored,
+                self.handlers_for(stored),
+                now,
+                redact=self.log.redact,
+                retry=self.retry,
+            )
+        except Unacknowledged as owed:
+            # Delivered: say so, and owe the acknowledgement until the database answers.
+            self._log_attempts(owed.delivery)
+            self.unacknowledged.append(owed.delivery)
+            self.log.event(
+                "unacknowledged", rollout=stored.rollout, effect=stored.id, error=str(owed)
+            )
+            raise
+        self._log_attempts(delivery)
+        if delivery.status == "dead":
+            self.log.event(
+                "dead", rollout=stored.rollout, effect=stored.id, kind=type(stored.effect).__name__
+            )
+        if self.metrics is not None:
+            if delivery.status == "delivered":
+                self.metrics.acknowledged.inc()
+            elif delivery.status == "dead":
+                self.metrics.dead.inc()
+        retry = delivery.retry_at
+        if retry is not None and (self._next_retry is None or retry < self._next_retry):
+            self._next_retry = retry
+        return delivery
+
+    def _log_attempts(self, delivery: Delivery) -> None:
+        stored = delivery.stored
         for attempt in delivery.attempts:
             self.log.event(
                 "delivery",
@@ -213,41 +329,44 @@ class Worker:
             )
             if self.metrics is not None:
                 self.metrics.attempt(attempt)
-        if delivery.status == "dead":
-            self.log.event("dead", rollout=stored.rollout, effect=stored.id, kind=attempt.kind)
-        if self.metrics is not None:
-            if delivery.status == "delivered":
-                self.metrics.acknowledged.inc()
-            elif delivery.status == "dead":
-                self.metrics.dead.inc()
-        retry = delivery.retry_at
-        if retry is not None and (self._next_retry is None or retry < self._next_retry):
-            self._next_retry = retry
-        return delivery
 
     def next_wakeup(self, now: datetime) -> datetime:
         """When the loop passes next: the store's next due instant or this worker's next
         retry, at most ``poll_interval`` after ``now`` (effects other processes queue,
         and their retries, are found by then)."""
         wake = now + self.config.worker.poll_interval
-        for due in (retrying(self.store.next_due), self._next_retry):
+        for due in (self.retry(self.store.next_due), self._next_retry):
             if due is not None and due < wake:
                 wake = due
         if self._next_retry is not None and self._next_retry <= now:
             self._next_retry = None
         return max(wake, now)
 
+    @property
+    def pass_budget(self) -> float:
+        """Seconds each pass of :meth:`run` and :meth:`once` leases new batches for:
+        :data:`PASS_BUDGET`, or less with a short lease."""
+        return min(PASS_BUDGET, self.config.worker.lease.total_seconds() / 2)
+
     def run(self, clock: Callable[[], datetime] = real_clock) -> None:
         """Pass after pass until :attr:`stop` is set, each at ``clock()``; a pass that left
         due effects is followed at once by the next, otherwise the worker sleeps until
-        :meth:`next_wakeup`."""
-        budget = self.config.worker.lease.total_seconds() / 2
+        :meth:`next_wakeup`. A database busy or unreachable past
+        :func:`~certflow.store.retrying`'s attempts (a PostgreSQL restart) gives the pass
+        up: logged (``store_unavailable``), and tried again after a pause; what a
+        handler delivered meanwhile is acknowledged once the database answers."""
+        pause = min(UNAVAILABLE_PAUSE, self.config.worker.poll_interval).total_seconds()
         while not self.stop.is_set():
-            now = clock()
-            report = self.run_pass(now, budget=budget)
-            if report.more:
+            try:
+                now = clock()
+                report = self.run_pass(now, budget=self.pass_budget)
+                if report.more:
+                    continue
+                wake = self.next_wakeup(now)
+            except StoreBusy as error:
+                self.log.event("store_unavailable", error=str(error), retry_in_s=pause)
+                self.stop.wait(pause)
                 continue
-            wake = self.next_wakeup(now)
             self.stop.wait(max((wake - clock()).total_seconds(), 0.0))
 
     def once(
@@ -259,9 +378,8 @@ class Worker:
         if now is not None:
             return [self.run_pass(now)]
         reports = []
-        budget = self.config.worker.lease.total_seconds() / 2
         while not self.stop.is_set():
-            reports.append(self.run_pass(clock(), budget=budget))
+            reports.append(self.run_pass(clock(), budget=self.pass_budget))
             if not reports[-1].more:
                 break
         return reports
