@@ -25,7 +25,7 @@ from certflow.store import SqlStore, check_rollout_name
 from certflow.web._app import Console
 from certflow.web._uploads import Form
 
-__all__ = ["LEVEL", "RETRY_CHOICES", "RUNS", "routes"]
+__all__ = ["LEVEL", "RETRY_CHOICES", "RUNS", "SHAPES", "routes"]
 
 #: Simulated futures per forecast: the command line's default. Fixed, not a query
 #: parameter, so that a request's cost is bounded (and the page reproducible: one seed).
@@ -35,6 +35,9 @@ LEVEL = 0.9
 #: The administrator's bulk retries the page offers to assume, in days (0: none).
 RETRY_CHOICES = (0, 1, 2, 3, 7)
 _DAY = timedelta(days=1)
+#: The forecast's tail shapes (Weibull shape parameters, as ``as_dict()`` keys them), in
+#: words: the hazard of answering after the data end.
+SHAPES = {"1": "constant hazard", "0.5": "falling hazard", "2": "rising hazard"}
 
 
 def _retry_every(request: Request) -> int:
@@ -117,6 +120,10 @@ async def forecast_page(
             if branch is not None
         ],
         "tail": found["tail"],
+        "shapes": [
+            (SHAPES.get(shape, f"Weibull tail of shape {shape}"), count)
+            for shape, count in found["tail"].get("by_shape", {}).items()
+        ],
         "advice": found["recommendation"],
         "retry_every": retry_every,
         "retry_choices": RETRY_CHOICES,

@@ -94,6 +94,14 @@ def test_the_page_shows_both_branches_the_recommendation_constraints_and_tail(
     assert f"<strong>{tail['beyond']:,} of them longer than that</strong>" in page
     assert "rests on the model's extrapolation alone" in page
     assert "retry all failed devices every 3 days" in page
+    # Per tail shape the data allow, how many of the devices beyond the data answer.
+    unsettled = re.search(r'<p id="unsettled">(.*?)</p>', page, re.S)
+    assert unsettled is not None
+    assert f"{tail['unsettled']:,} have been silent for less than twice" in unsettled[1]
+    assert f"Of the {tail['beyond']:,}, the tail shapes the data allow expect" in unsettled[1]
+    for shape, count in tail["by_shape"].items():
+        assert f"{count:,.1f} with a {_forecast.SHAPES[shape]}" in unsettled[1]
+    assert ('id="unreliable"' in page) is (not found["reliable"])
     # Nothing was written: the forecast reads.
     assert [e.kind for e in store.journal("r")] == ["create", "command", "batch"]
 
@@ -156,6 +164,27 @@ def test_what_the_forecast_says_is_escaped(
     assert 'href="javascript:' not in page
     assert f"<li>{escape(attack)}</li>" in page
     assert escape(attack) in page[page.index('id="recommendation"') :]
+
+
+def test_an_unreliable_forecast_says_so_first(
+    running: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = certflow.sim.forecast
+    caution = "<b>1,000</b> devices' answers alone would spread the cut-offs wider"
+
+    def unreliable(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        return attrs.evolve(result, tail=attrs.evolve(result.tail, reliable=False, caution=caution))
+
+    monkeypatch.setattr(certflow.sim, "forecast", unreliable)
+    page = running.get("/rollouts/r/forecast").text
+    mark = re.search(r'id="unreliable"><p>(.*?)</p>', page, re.S)
+    assert mark is not None
+    assert (
+        mark[1]
+        == f"<strong>Unreliable:</strong> {escape(caution)}. Read its intervals as too narrow."
+    )
+    assert page.index('id="unreliable"') < page.index('id="branches"')
 
 
 def test_a_forecast_runs_off_the_store_thread_and_other_pages_go_on(
