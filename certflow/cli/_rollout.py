@@ -44,6 +44,7 @@ from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file,
 from certflow.cli._rollout_input import read_device_ids
 
 # Re-exported (``as``): the command line's words, as tests/core/test_wording.py imports them.
+from certflow.cli._rollout_render import CLI_COMMANDS as CLI_COMMANDS
 from certflow.cli._rollout_render import CLI_NAMES as CLI_NAMES
 from certflow.cli._rollout_render import CLI_SPELLINGS as CLI_SPELLINGS
 from certflow.cli._rollout_render import (
@@ -60,7 +61,7 @@ from certflow.core.evaluator import new_rollout
 from certflow.core.expiry import expiry_warnings
 from certflow.core.instants import show
 from certflow.core.policy import CertificateKind
-from certflow.core.wording import describe_refusal
+from certflow.core.wording import describe_hint, describe_refusal
 from certflow.store import SqlStore, check_rollout_name
 
 #: Work at least this large shows a progress bar on a terminal.
@@ -98,67 +99,56 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _refusals(command: Callable[..., int]) -> Callable[..., int]:
-    """A refusal by the rules exits 1 with its message (bad input stays 2, in ``_app``)."""
+    """A refusal by the rules exits 1 with its message (bad input stays 2, in ``_app``);
+    an unknown device is bad input, in the command line's words."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> int:
+        rollout = kwargs.get("name")
         try:
             return command(*args, **kwargs)
         except CommandRefused as error:
-            return refused(error)
+            return refused(error, rollout)
         except UnknownDevice as error:  # bad input (exit 2), in the command line's words
-            device = kwargs.get("device")
             raise UnknownDevice(
-                describe_refusal(error, names=CLI_NAMES, device_id=device)
+                words(error, rollout, kwargs.get("device") or kwargs.get("after")),
+                device_id=error.device_id,
+                hint=error.hint,
             ) from None
 
     return run
 
 
-def refused(error: CommandRefused) -> int:
-    """Say that the rules refused a command, in the command line's words, and return 1;
-    under ``--json`` the refusal is data too (:func:`refusal_data`)."""
-    text = describe_refusal(error, names=CLI_NAMES)
-    return refuse(text, **refusal_data(error, text))
+def words(
+    error: CommandRefused | UnknownDevice, rollout: str | None, device: str | None = None
+) -> str:
+    """A refusal in the command line's words: the commands by their subcommands, and in
+    its hint, what to run as a whole command line (``certflow rollout import-now r1``)."""
+    return describe_refusal(
+        error, names=CLI_NAMES, hint_names=CLI_COMMANDS, rollout=rollout, device_id=device
+    )
 
 
-def refusal_data(error: CommandRefused, text: str) -> dict[str, Any]:
-    """What a program may act on in a refusal worded ``text``: the ``hint`` (what would
-    allow the command, or ``None``), ``allowed_at`` (from when time alone allows it, or
-    ``None``), ``reason`` (the failed guard's name, ``rollout_state`` or
-    ``device_state``), the rollout's ``state``, and the ``device`` with its state."""
+def refused(error: CommandRefused, rollout: str | None) -> int:
+    """Say that the rules refused a command on ``rollout``, in the command line's words,
+    and return 1; under ``--json`` the refusal is data too (:func:`refusal_data`)."""
+    return refuse(words(error, rollout), **refusal_data(error, rollout))
+
+
+def refusal_data(error: CommandRefused, rollout: str | None) -> dict[str, Any]:
+    """What a program may act on in a refusal: the ``hint`` (what would allow the
+    command, in the command line's words: the core's ``hint`` field, or ``None``),
+    ``allowed_at`` (from when time alone allows it, or ``None``), ``reason`` (the failed
+    guard's name, ``rollout_state`` or ``device_state``), the rollout's ``state``, and
+    the ``device`` with its state."""
     return {
-        "hint": _hint(error, text),
+        "hint": describe_hint(error, names=CLI_COMMANDS, rollout=rollout),
         "allowed_at": None if error.allowed_at is None else error.allowed_at.isoformat(),
         "reason": error.reason or None,
         "state": error.state or None,
         "device": error.device_id,
         "device_state": error.device_state,
     }
-
-
-def _hint(error: CommandRefused, text: str) -> str | None:
-    """The hint in a refusal's words. The core words every refusal in one place
-    (``certflow.core._refusals``): a failed guard as ``<command> refused: <hint>``, a
-    state without a row as ``... the rollout is <state>[ (ended)]; <hint>`` or ``...: it
-    is <device state>; <hint>``; a test holds each shape. In a line, the last occurrence
-    of the marker is the core's (a device id before it may hold anything). A report
-    file's refusal names its refused lines one per line, and carries the data of the
-    first: the first line with the marker is its."""
-    if error.reason == "restart_state":  # "the restart is required": no hint
-        return None
-    if error.reason == "rollout_state":
-        marker, separator = f"the rollout is {error.state}", "; "
-    elif error.reason == "device_state":
-        marker, separator = f"it is {error.device_state}", "; "
-    else:
-        marker = separator = "refused: "
-    for line in text.splitlines():
-        found = line.rfind(marker)
-        if found >= 0:
-            cut = line.find(separator, found)
-            return (line[cut + len(separator) :] or None) if cut >= 0 else None
-    return None
 
 
 def _store(

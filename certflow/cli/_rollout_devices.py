@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from certflow.cli._rollout import (
     _refusals,
     refusal_data,
     rollout_group,
+    words,
 )
 from certflow.cli._rollout_input import (
     _OUTCOMES,
@@ -39,11 +39,9 @@ from certflow.cli._rollout_input import (
     listed,
     read_reports,
 )
-from certflow.cli._rollout_render import CLI_NAMES
 from certflow.cli._rollout_store import execute, outcome, store_for
 from certflow.core import commands as c
 from certflow.core.errors import CommandRefused, InvalidInput
-from certflow.core.wording import describe_refusal
 from certflow.store import Refused
 
 # --- device reports --------------------------------------------------------------------------
@@ -124,12 +122,12 @@ def _report_file(
             )
             if out is None:
                 if done.refused:
-                    return _refuse_whole(parsed, done.refused)
+                    return _refuse_whole(parsed, done.refused, name)
                 return outcome(
                     store, name, f"{count:,} report{'s' * (count != 1)}", done, at, as_json
                 )
             applied()  # committed: an interrupt from here on says "applied"
-            out.write(parsed, done.refused)
+            out.write(parsed, done.refused, name)
             refused = len(done.refused)
             what = (
                 f"{count - refused:,} of {count:,} report{'s' * (count != 1)} applied, "
@@ -138,34 +136,18 @@ def _report_file(
             return outcome(store, name, what, done, at, as_json)
 
 
-#: A device id that no line holds (a line with a NUL is refused), standing for the
-#: device while a refusal is put in words.
-_STAND_IN = "\x00device\x00"
+def _why(refused: Refused, rollout: str) -> str:
+    """Why a line was refused, in the command line's words (``words``: cheap enough for
+    every line of a large file, since the core words a refusal from its data)."""
+    return words(refused.error, rollout, getattr(refused.command, "device_id", None))
 
 
-def _why(refused: Refused) -> str:
-    """Why a line was refused, in the command line's words: ``describe_refusal``'s, which
-    compiles a pattern of the device's id on each call (35 s for 200,000 lines). The
-    refusals of a file differ in little but the id, so each is put in words once with a
-    stand-in for the id (:func:`_words`), and the id put back. A refusal names its device
-    as ``repr(id)``, and the words put it in a command's spelling as the id itself."""
-    device = getattr(refused.command, "device_id", "")
-    template = str(refused.error).replace(repr(device), repr(_STAND_IN))
-    words = _words(template).replace(repr(_STAND_IN), repr(device))
-    return words.replace(_STAND_IN, device)
-
-
-@functools.lru_cache(maxsize=1024)
-def _words(template: str) -> str:
-    return describe_refusal(CommandRefused(template, device_id=_STAND_IN), names=CLI_NAMES)
-
-
-def _named(parsed: ReportFile, refused: tuple[Refused, ...]) -> list[tuple[int, str]]:
+def _named(parsed: ReportFile, refused: tuple[Refused, ...], rollout: str) -> list[tuple[int, str]]:
     """The refused lines a message names (:func:`listed`): line numbers and why."""
-    return [(parsed.lines[r.position], _why(r)) for r in refused[:SHOWN]]
+    return [(parsed.lines[r.position], _why(r, rollout)) for r in refused[:SHOWN]]
 
 
-def _refuse_whole(parsed: ReportFile, refused: tuple[Refused, ...]) -> int:
+def _refuse_whole(parsed: ReportFile, refused: tuple[Refused, ...], rollout: str) -> int:
     """Refuse a file some lines of which the rules refuse, every such line named
     (:func:`listed`): exit 1; a file whose only refused lines name devices the rollout
     does not know is bad input (exit 2), as one such report is. Said here, as
@@ -176,12 +158,12 @@ def _refuse_whole(parsed: ReportFile, refused: tuple[Refused, ...]) -> int:
         f"{parsed.name}: {count:,} line{'s' * (count != 1)} refused, nothing was applied "
         "(--rejects FILE applies the other lines and writes these to FILE)"
     )
-    text = listed(parsed.name, head, _named(parsed, refused), len(refused))
+    text = listed(parsed.name, head, _named(parsed, refused, rollout), len(refused))
     first = next((r.error for r in refused if isinstance(r.error, CommandRefused)), None)
     if first is None:
         raise InvalidInput(text)
     # The first refusal's data (what a program may act on); the text names every line.
-    return refuse(text, **refusal_data(first, text))
+    return refuse(text, **refusal_data(first, rollout))
 
 
 class _Rejects:
@@ -192,7 +174,7 @@ class _Rejects:
     def __init__(self, path: Path, temp: Path, file: TextIO) -> None:
         self.path, self.temp, self.file = path, temp, file
 
-    def write(self, parsed: ReportFile, refused: tuple[Refused, ...]) -> None:
+    def write(self, parsed: ReportFile, refused: tuple[Refused, ...], rollout: str) -> None:
         """The refused lines, in file order, under a header; then FILE is replaced."""
         try:
             rows = csv.writer(self.file)
@@ -201,7 +183,7 @@ class _Rejects:
                 report = found.command
                 kind = "installed" if isinstance(report, c.DeviceInstalled) else "failed"
                 device = getattr(report, "device_id", "")
-                rows.writerow((parsed.lines[found.position], device, kind, _why(found)))
+                rows.writerow((parsed.lines[found.position], device, kind, _why(found, rollout)))
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
@@ -213,7 +195,7 @@ class _Rejects:
                 f"--rejects {self.path}: could not be written ({error.strerror or error}); "
                 f"the other lines were applied, and these {len(refused):,} were refused"
             )
-            text = listed(parsed.name, head, _named(parsed, refused), len(refused))
+            text = listed(parsed.name, head, _named(parsed, refused, rollout), len(refused))
             raise click.ClickException(text) from None
 
 

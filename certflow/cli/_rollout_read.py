@@ -21,7 +21,7 @@ import click
 from click.core import ParameterSource
 
 from certflow.cli._app import EXIT_OK, parse_now, print_json
-from certflow.cli._rollout import _common, _name, _store, rollout_group
+from certflow.cli._rollout import _common, _name, _refusals, _store, rollout_group
 from certflow.cli._rollout_render import (
     DEVICE_COLUMNS,
     _device_data,
@@ -104,6 +104,7 @@ def _check_status_options(
 )
 @_common
 @click.pass_context
+@_refusals  # an unknown --after, in the command line's words
 def rollout_status(
     ctx: click.Context,
     name: str,

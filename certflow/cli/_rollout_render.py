@@ -20,7 +20,7 @@ from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
-from certflow.core.wording import describe_effect
+from certflow.core.wording import ROLLOUT, describe_effect
 from certflow.store import JournalEntry, StoredEffect
 
 # --- describing effects, devices, journal entries ---------------------------------------------
@@ -45,6 +45,12 @@ CLI_SPELLINGS: dict[str, str] = {
 }
 #: The words certflow.core.wording puts in the command line's sentences.
 CLI_NAMES = {command: f"`{spelling}`" for command, spelling in CLI_SPELLINGS.items()}
+#: The words of a refusal's hint, which tells what to run: the whole command line, the
+#: rollout's name (ROLLOUT) after the subcommand, as it is typed.
+CLI_COMMANDS = {
+    command: f"`certflow rollout {' '.join([subcommand, ROLLOUT, *rest])}`"
+    for command, (subcommand, *rest) in ((c, s.split()) for c, s in CLI_SPELLINGS.items())
+}
 
 
 def describe(effect: Effect) -> str:

@@ -18,7 +18,19 @@ class TimeWentBackwards(InvalidInput):
 
 
 class UnknownDevice(CertflowError, KeyError):
-    """A command names a device the rollout does not know."""
+    """A command names a device the rollout does not know.
+
+    Beside the message, ``device_id`` is the device named (``None`` when the raiser did
+    not say) and ``hint`` what would make it known (with the API's command names), as
+    :class:`CommandRefused` carries them.
+    """
+
+    def __init__(
+        self, message: str = "", *, device_id: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.device_id = device_id
+        self.hint = hint
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
@@ -37,7 +49,10 @@ class CommandRefused(CertflowError):
       ``docs/machines.md``);
     * ``allowed_at``: the instant from which the command would be allowed, when the
       refusal is only a matter of time (manual extension before day 6), else ``None``;
-    * ``device_id`` and ``device_state`` for a device command, else ``None``.
+    * ``device_id`` and ``device_state`` for a device command, else ``None``;
+    * ``hint``: what would allow the command, as the message ends with it (naming the
+      API's commands: :func:`certflow.describe_refusal` words it for a front end), or
+      ``None`` when the rules give none (the message holds no hint then).
     """
 
     def __init__(
@@ -50,6 +65,7 @@ class CommandRefused(CertflowError):
         allowed_at: datetime | None = None,
         device_id: str | None = None,
         device_state: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.command = command
@@ -58,6 +74,7 @@ class CommandRefused(CertflowError):
         self.allowed_at = allowed_at
         self.device_id = device_id
         self.device_state = device_state
+        self.hint = hint
 
 
 class SerializationError(CertflowError, ValueError):

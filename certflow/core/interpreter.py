@@ -192,7 +192,8 @@ def refusal(
     state = situation.phase.state
     rows = compiled.rows.get((state.value, trigger))
     if not rows:
-        return state_refusal(state, command, machine.trigger(trigger).hint_in(state.value))
+        hint = machine.trigger(trigger).hint_in(state.value)
+        return state_refusal(state, command, hint, machine=machine)
     try:
         select_row(machine, rows, situation, command)
     except CommandRefused as refused:
@@ -214,7 +215,7 @@ def fire(run: Turn, trigger: str) -> None:
     rows = run.compiled.rows.get((run.phase.state.value, trigger))
     if not rows:
         hint = machine.trigger(trigger).hint_in(run.phase.state.value)
-        raise state_refusal(run.phase.state, run.command or trigger, hint)
+        raise state_refusal(run.phase.state, run.command or trigger, hint, machine=machine)
     row = select_row(machine, rows, situation(run), run.command or trigger)
     run.dest = row.dest
     for invocation in row.actions:

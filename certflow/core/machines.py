@@ -220,8 +220,8 @@ ROLLOUT_MACHINE = MachineSpec(
             "ProceedToImport",
             hint="it applies to a pending rollout",
             hints=(
-                ("distributing", "use ImportNow while distributing"),
-                ("extended", "use ImportNow while distributing"),
+                ("distributing", "use ImportNow"),
+                ("extended", "use ImportNow"),
             ),
         ),
         Trigger(
@@ -229,7 +229,7 @@ ROLLOUT_MACHINE = MachineSpec(
             "administrator",
             "ImportNow",
             hint="it applies while distributing or extended",
-            hints=(("pending", "use ProceedToImport from pending"),),
+            hints=(("pending", "use ProceedToImport"),),
         ),
         Trigger(
             "extend_manually",

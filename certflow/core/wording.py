@@ -12,7 +12,8 @@ refusal hints are written with the API names (they are declared in
 command's class name to its own spelling, and gets the same sentence with its own
 words. The default, :data:`API_NAMES`, is the identity. A spelling for a command of one
 device may hold the placeholder :data:`DEVICE` (``retry DEVICE``): the device's id
-replaces it where the device is known. A spelling without it reads as a Python name,
+replaces it where the device is known; :data:`ROLLOUT` (``NAME``) likewise stands for
+the rollout's name. A spelling without it reads as a Python name,
 and a command applied to a device reads as a call (``Retry('laptop-1')``).
 """
 
@@ -43,7 +44,9 @@ __all__ = [
     "API_NAMES",
     "COMMAND_NAMES",
     "DEVICE",
+    "ROLLOUT",
     "describe_effect",
+    "describe_hint",
     "describe_refusal",
     "describe_trust",
     "narrate",
@@ -58,10 +61,16 @@ API_NAMES: Mapping[str, str] = MappingProxyType({name: name for name in COMMAND_
 DEVICE = "DEVICE"
 """The placeholder for the device's id in a front end's spelling of a device command."""
 
+ROLLOUT = "NAME"
+"""The placeholder for the rollout's name in a front end's spelling of a command."""
+
 #: Devices named by default in a line about several of them; the rest are counted.
 SHOWN = 3
 
-_NAMED = re.compile(r"\b(" + "|".join(sorted(COMMAND_NAMES, key=len, reverse=True)) + r")\b")
+_ALTERNATIVES = "|".join(sorted(COMMAND_NAMES, key=len, reverse=True))
+_NAMED = re.compile(rf"\b({_ALTERNATIVES})\b")
+#: A command called on a device, up to the device's id: ``Retry(`` before ``'a')``.
+_CALL = re.compile(rf"\b({_ALTERNATIVES})\($")
 
 
 # --- effects -------------------------------------------------------------------------------
@@ -192,36 +201,87 @@ def describe_refusal(
     *,
     names: Mapping[str, str] = API_NAMES,
     device_id: str | None = None,
+    hint_names: Mapping[str, str] | None = None,
+    rollout: str | None = None,
 ) -> str:
     """Why a command was refused and what would allow it, with ``names``' words.
 
     The message of ``error`` (its text names the API's commands) with every command it
-    names spelled as ``names`` spells it; with :data:`API_NAMES` it is ``str(error)``
-    unchanged. Where the device is known (``error.device_id``, else ``device_id``: an
-    :class:`~certflow.errors.UnknownDevice` does not carry it), a device command's
-    spelling names it, and the device's id itself is never read as a command's name.
+    names spelled as ``names`` spells it, and those of its hint (``error.hint``, the
+    message's last part) as ``hint_names`` does (by default ``names``: a front end may send
+    the reader to a full command line there); with :data:`API_NAMES` it is
+    ``str(error)`` unchanged. Where the device is known (``error.device_id``, else
+    ``device_id``), a device command's spelling names it, and the device's id itself is
+    never read as a command's name; ``rollout`` fills :data:`ROLLOUT` likewise.
+
+    The text is cut at the device's id, never searched with a pattern made of it, so
+    wording many refusals costs little per refusal.
     """
     _check(names)
-    text = str(error)
-    device = getattr(error, "device_id", None) or device_id
-    if device is None:
-        return _NAMED.sub(lambda found: _spelled(names, found[1], None), text)
-    quoted = re.escape(repr(device))
-    named = re.compile(rf"{_NAMED.pattern}(\({quoted}\))?|{quoted}")
+    text, hint = str(error), error.hint
+    device = error.device_id or device_id
+    at = text.rfind(hint) if hint else -1
+    if not hint or at < 0:
+        return _spell(text, names, device, rollout)
+    head, tail = text[:at], text[at + len(hint) :]  # the tail: a closing parenthesis
+    spelled = _spell(hint, hint_names or names, device, rollout)
+    return _spell(head, names, device, rollout) + spelled + _spell(tail, names, device, rollout)
+
+
+def describe_hint(
+    error: CommandRefused | UnknownDevice,
+    *,
+    names: Mapping[str, str] = API_NAMES,
+    device_id: str | None = None,
+    rollout: str | None = None,
+) -> str | None:
+    """What would allow the command (``error.hint``) in ``names``' words, as
+    :func:`describe_refusal` words it; ``None`` when the rules give no hint."""
+    _check(names)
+    if not error.hint:
+        return None
+    return _spell(error.hint, names, error.device_id or device_id, rollout)
+
+
+def _spell(text: str, names: Mapping[str, str], device: str | None, rollout: str | None) -> str:
+    """``text`` with every command it names in ``names``' words; a command applied to
+    ``device`` (``Retry('a')``) as the spelling of that call, the id quoted elsewhere
+    left as it is (it is data, whatever it holds)."""
 
     def spell(found: re.Match[str]) -> str:
-        if found[1] is None:  # the device's own id: data, not words
-            return found[0]
-        if found[2] is None:
-            return _spelled(names, found[1], device)
-        return _applied(names[found[1]], device)
+        return _spelled(names, found[1], device, rollout)
 
-    return named.sub(spell, text)
+    if device is None:
+        return _NAMED.sub(spell, text)
+    quoted = repr(device)
+    pieces = text.split(quoted)
+    out: list[str] = []
+    after_call = False
+    for index, piece in enumerate(pieces):
+        if after_call:
+            piece = piece[1:]  # the call's closing parenthesis, spelled with the call
+        last = index == len(pieces) - 1
+        call = None if last or not pieces[index + 1].startswith(")") else _CALL.search(piece)
+        if call is not None:
+            out.append(_NAMED.sub(spell, piece[: call.start()]))
+            out.append(_applied(_fill(names[call[1]], rollout), device))
+        else:
+            out.append(_NAMED.sub(spell, piece))
+            if not last:
+                out.append(quoted)
+        after_call = call is not None
+    return "".join(out)
 
 
-def _spelled(names: Mapping[str, str], command: str, device: str | None) -> str:
+def _fill(spelling: str, rollout: str | None) -> str:
+    return spelling if rollout is None else spelling.replace(ROLLOUT, rollout)
+
+
+def _spelled(
+    names: Mapping[str, str], command: str, device: str | None, rollout: str | None
+) -> str:
     """A command named in a sentence; a device command names ``device`` if it is known."""
-    spelling = names[command]
+    spelling = _fill(names[command], rollout)
     return spelling if device is None else spelling.replace(DEVICE, device)
 
 

@@ -42,7 +42,10 @@ from tests.cli.test_rollout import DEVICES, at
 def leaf_commands(group: click.Group = main, path: str = "") -> dict[str, click.Command]:
     """Every command of the ``certflow`` group that runs (not a group), by its path."""
     found: dict[str, click.Command] = {}
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):  # a group may load its commands lazily
+        command = group.get_command(context, name)
+        assert command is not None, name
         spelled = f"{path} {name}".strip()
         if isinstance(command, click.Group):
             found |= leaf_commands(command, spelled)
@@ -381,7 +384,9 @@ def test_a_refused_device_command_names_the_device_and_its_state(
         "removed",
     )
     # The whole hint, though it holds "; " itself, in the command line's words.
-    assert data["hint"] == "it was unenrolled; send `enroll d2` if it came back"
+    assert (
+        data["hint"] == "it was unenrolled; send `certflow rollout enroll live d2` if it came back"
+    )
     assert data["allowed_at"] is None
 
 
@@ -394,7 +399,9 @@ def test_a_refused_report_file_carries_its_first_refused_line_s_hint(
     result = run("rollout", "report", "live", "--file", reports, "--db", db, "--now", H3, "--json")
     data = failure(result)
     assert (data["error"], data["code"], data["device"]) == ("refused", 1, "d2")
-    assert data["hint"] == "it was unenrolled; send `enroll d2` if it came back"
+    assert (
+        data["hint"] == "it was unenrolled; send `certflow rollout enroll live d2` if it came back"
+    )
     assert "line 1: unknown device 'nosuch'" in data["message"]
 
 

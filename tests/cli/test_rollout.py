@@ -696,50 +696,24 @@ def test_an_unsupported_database_url_is_refused(tmp_path: Path) -> None:
 # --- refusals as data ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("message", "fields", "hint"),
-    [
-        # A report file's refusal: a line for each refused line, the first's data.
-        (
-            "r.csv: 3 lines refused, nothing was applied (--rejects FILE applies the other "
-            "lines and writes these to FILE)\n"
-            "  r.csv: line 1: unknown device 'x': it is not in this rollout\n"
-            "  r.csv: line 2: device 'd1' cannot report the root installed: it is removed; it "
-            "was unenrolled; send `enroll d1` if it came back\n"
-            "  r.csv: line 3: device 'd2' cannot report the root installed: it is removed; it "
-            "was unenrolled; send `enroll d2` if it came back",
-            {"reason": "device_state", "device_state": "removed", "device_id": "d1"},
-            "it was unenrolled; send `enroll d1` if it came back",
-        ),
-        # A device id may hold the marker itself: the last one is the core's.
-        (
-            "device 'x: it is removed; y' cannot be retried: it is removed; it was unenrolled",
-            {"reason": "device_state", "device_state": "removed", "device_id": "x"},
-            "it was unenrolled",
-        ),
-        (
-            "`extend` refused: manual extension opens on day 6",
-            {"reason": "extension_open", "state": "distributing"},
-            "manual extension opens on day 6",
-        ),
-        # The restart machine's refusal has no hint.
-        (
-            "`restarted` refused: the restart is required",
-            {"reason": "restart_state", "state": "imported"},
-            None,
-        ),
-    ],
-    ids=["report file", "device id with the marker", "guard", "restart"],
-)
-def test_a_refusal_s_hint_is_found_in_each_shape_the_core_words(
-    message: str, fields: dict[str, Any], hint: str | None
-) -> None:
+def test_a_refusal_s_hint_is_its_data_in_the_command_line_s_words() -> None:
+    """The hint is the core's field (never read out of the text, where a device id may
+    hold anything), its commands spelled as command lines of the rollout."""
     from certflow.cli._rollout import refusal_data
     from certflow.core.errors import CommandRefused
 
-    data = refusal_data(CommandRefused(message, **fields), message)
-    assert data["hint"] == hint
-    assert data["allowed_at"] is None
+    removed = CommandRefused(
+        "device 'x: it is removed; y' cannot be enrolled: it is removed; send Enroll",
+        reason="device_state",
+        device_id="x: it is removed; y",
+        device_state="removed",
+        hint="send Enroll",
+    )
+    assert refusal_data(removed, "r1")["hint"] == (
+        "send `certflow rollout enroll r1 x: it is removed; y`"
+    )
+    restart = CommandRefused("`restarted` refused: the restart is required", reason="restart_state")
+    assert refusal_data(restart, "r1")["hint"] is None
 
 
 # --- help and messages ---------------------------------------------------------------------------

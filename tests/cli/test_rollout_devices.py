@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 import certflow as cf
 from certflow.cli import main
 from certflow.cli._rollout_devices import _why
-from certflow.cli._rollout_render import CLI_NAMES
+from certflow.cli._rollout_render import CLI_COMMANDS, CLI_NAMES
 from certflow.core.wording import describe_refusal
 from certflow.store import Refused
 from tests.backends import Backend
@@ -238,7 +238,7 @@ def test_refused_lines_keep_their_device_ids_as_they_are(db: str, files: Path) -
     reports = _file(files, "d3,installed\nRetry-2,installed\nCancel,failed\n")
     error = _report_file(db, reports, expect=1).stderr
     assert f"{reports}: line 2: unknown device 'Retry-2': it is not in this rollout" in error
-    assert "(send `enroll Retry-2` first if it just enrolled)" in error
+    assert "(send `certflow rollout enroll r1 Retry-2` first if it just enrolled)" in error
     assert f"{reports}: line 3: unknown device 'Cancel': " in error
     assert history(db) == before
 
@@ -448,12 +448,13 @@ def test_rejects_is_only_for_a_file(db: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "device", ["d1", "Retry-lab-3", "Cancel", "it's", 'say "hi"', "DEVICE", "r1", "ünï code"]
+    "device",
+    ["d1", "Retry-lab-3", "Cancel", "it's", 'say "hi"', "DEVICE", "NAME", "r1", "ünï code"],
 )
 def test_a_refused_line_s_words_are_the_rules_words_for_its_device(device: str) -> None:
-    """The words of a refused line (the message, the rejects file) are made once per kind
-    of refusal with a stand-in for the id (``_why``): they equal describe_refusal's for the
-    device itself, whatever the id holds (a command's name, quotes, the word DEVICE)."""
+    """The words of a refused line (the message, the rejects file: ``_why``) are
+    describe_refusal's for the device itself, whatever the id holds (a command's name,
+    quotes, the word DEVICE or NAME, the rollout's name)."""
     rollout = distributing([device, "other"])
     gone = cf.apply(rollout, cf.Unenroll(device), T0).rollout
     errors: list[cf.CommandRefused | cf.UnknownDevice] = []
@@ -470,5 +471,8 @@ def test_a_refused_line_s_words_are_the_rules_words_for_its_device(device: str) 
         assert isinstance(error, cf.CommandRefused | cf.UnknownDevice)
         errors.append(error)
         found = Refused(0, command, error)
-        assert _why(found) == describe_refusal(error, names=CLI_NAMES, device_id=device)
+        assert _why(found, "r1") == describe_refusal(
+            error, names=CLI_NAMES, hint_names=CLI_COMMANDS, rollout="r1", device_id=device
+        )
+        assert device in _why(found, "r1")
     assert {type(e) for e in errors} == {cf.CommandRefused, cf.UnknownDevice}

@@ -116,8 +116,9 @@ def test_a_refusal_for_the_rollout_state_names_the_state_and_the_other_command()
     with pytest.raises(cf.CommandRefused) as refused:
         cf.apply(build(1), cf.ImportNow(), T0)
     assert str(refused.value) == (
-        "ImportNow refused: the rollout is pending; use ProceedToImport from pending"
+        "ImportNow refused: the rollout is pending; use ProceedToImport (allowed while pending)"
     )
+    assert refused.value.hint == "use ProceedToImport (allowed while pending)"
     assert (refused.value.reason, refused.value.state, refused.value.allowed_at) == (
         "rollout_state",
         "pending",
