@@ -159,6 +159,10 @@ def _store(
     return store_for(db, real_clock=real_clock, create=create, read_only=read_only)
 
 
+def _iso(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.isoformat()
+
+
 def _interactive(as_json: bool) -> bool:
     """Whether progress may be drawn: a person at a terminal, not a program."""
     return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
@@ -471,24 +475,32 @@ def rollout_extend(name: str, db: str, now: str | None, as_json: bool) -> int:
         applied()
         done = store.overview(name, at)
         before, after = seen.before, seen.overview
-        if not as_json and before is not None and after is not None:
-            moves = (
-                ("next checkpoint", before.next_checkpoint, done.next_checkpoint),
-                ("deadline", before.deadline, done.deadline),
-            )
-            if (done.next_checkpoint, done.deadline) != (after.next_checkpoint, after.deadline):
-                # Another process changed the rollout between the preview and the command:
-                # the dates before are not known for certain, only where they are now.
-                moves = (
-                    ("next checkpoint", None, done.next_checkpoint),
-                    ("deadline", None, done.deadline),
-                )
+        moves: tuple[tuple[str, datetime | None, datetime | None], ...] = (
+            (
+                "next_checkpoint",
+                None if before is None else before.next_checkpoint,
+                done.next_checkpoint,
+            ),
+            ("deadline", None if before is None else before.deadline, done.deadline),
+        )
+        if after is None or (done.next_checkpoint, done.deadline) != (
+            after.next_checkpoint,
+            after.deadline,
+        ):
+            # Another process changed the rollout between the preview and the command:
+            # the dates before are not known for certain, only where they are now.
+            moves = tuple((label, None, new) for label, _, new in moves)
+        if not as_json:
             for label, old, new in moves:
+                what = label.replace("_", " ")
                 if old is None:
-                    click.echo(f"The extension set the {label} to {_when(new)}")
+                    click.echo(f"The extension set the {what} to {_when(new)}")
                 else:
-                    click.echo(f"The extension moved the {label} from {_when(old)} to {_when(new)}")
-        return _outcome(store, name, _command_text(command), effects, at, as_json, warn=True)
+                    click.echo(f"The extension moved the {what} from {_when(old)} to {_when(new)}")
+        moved = {label: {"from": _iso(old), "to": _iso(new)} for label, old, new in moves}
+        return _outcome(
+            store, name, _command_text(command), effects, at, as_json, warn=True, data=moved
+        )
 
 
 @rollout_group.command("cancel")

@@ -132,7 +132,9 @@ def _revive(name: str, effect_ids: tuple[str, ...], db: str, now: str | None, as
         applied()
     already = len(set(effect_ids)) - done
     if as_json:
-        print_json({"rollout": name, "revived": done, "already_pending": already})
+        print_json(
+            {"rollout": name, "revived": done, "already_pending": already, "changed": done > 0}
+        )
     elif done == 0:
         click.echo("no change: every effect named is pending already")
     else:
@@ -158,7 +160,16 @@ def rollout_ack(
         applied()
     already = len(set(effect_ids)) - done
     if as_json:
-        print_json({"rollout": name, "acknowledged": done, "already_acknowledged": already})
+        print_json(
+            {
+                "rollout": name,
+                "acknowledged": done,
+                "already_acknowledged": already,
+                "changed": done > 0,
+            }
+        )
+    elif done == 0:  # as every command that changes nothing says
+        click.echo("no change: every effect named was acknowledged already")
     else:
         extra = f" ({already} already acknowledged)" if already > 0 else ""
         click.echo(f"Acknowledged {done} effect{'s' * (done != 1)}{extra}")

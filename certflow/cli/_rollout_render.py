@@ -20,7 +20,7 @@ from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
-from certflow.core.wording import ROLLOUT, describe_effect
+from certflow.core.wording import DEVICE, ROLLOUT, describe_effect
 from certflow.store import JournalEntry, StoredEffect
 
 # --- describing effects, devices, journal entries ---------------------------------------------
@@ -112,14 +112,20 @@ def _device_data(row: DeviceRecord) -> dict[str, Any]:
 
 
 def _command_text(command: c.Command) -> str:
-    text = type(command).__name__
+    """A command as the command line spells it (``report d1 failed (disk full)``), for
+    what a command did and the journal: the subcommand, never the Python class."""
+    spelling = CLI_SPELLINGS[type(command).__name__]
     device = getattr(command, "device_id", None)
-    if device is not None:
-        text += f" {device}"
+    text = spelling if device is None else spelling.replace(DEVICE, device)
     reason = getattr(command, "reason", None)
     if reason:
         text += f" ({reason})"
     return text
+
+
+def _kind_text(name: str) -> str:
+    """A kind of command, no device named: ``report installed``, ``retry``."""
+    return CLI_SPELLINGS[name].replace(f" {DEVICE}", "")
 
 
 def _entry_data(entry: JournalEntry) -> dict[str, Any]:
@@ -137,7 +143,7 @@ def _entry_text(entry: JournalEntry) -> str:
     elif entry.kind == "command":
         what = _command_text(entry.commands[0])
     else:
-        kinds = Counter(type(command).__name__ for command in entry.commands)
+        kinds = Counter(_kind_text(type(command).__name__) for command in entry.commands)
         parts = ", ".join(f"{name} x{n:,}" for name, n in sorted(kinds.items()))
         what = f"batch of {len(entry.commands):,} ({parts})"
     effects = ""

@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,10 +82,12 @@ def outcome(
     as_json: bool,
     *,
     warn: bool = False,
+    data: Mapping[str, Any] | None = None,
 ) -> int:
     """What a command did: the rollout's state and the effects it placed in the outbox;
     or, for a no-op (``changed`` false), "no change". With ``warn``, the view details'
-    warnings too (the existing certificate's expiry: certflow.core.expiry).
+    warnings too (the existing certificate's expiry: certflow.core.expiry). ``data``:
+    what the command adds to its ``--json`` object (``extend``: the dates it moved).
 
     Called right after the store committed ``effects``: that is noted (``applied``) here
     too, for a caller that has not, so an interrupt from here on says "applied"."""
@@ -103,6 +105,7 @@ def outcome(
                 "state": state,
                 "effects": [effect_data(e) for e in effects],
                 **({"warnings": warnings} if warn else {}),
+                **(data or {}),
             }
         )
         return EXIT_OK

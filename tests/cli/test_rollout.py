@@ -195,10 +195,11 @@ def test_a_whole_rollout_from_the_command_line(
     assert status(db, at(days=5))["manual_extension_available"] is False
     assert status(db, at(days=5))["manual_extension_opens_at"] == at(days=6)
     extended = cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6)).stdout
-    assert extended.splitlines()[:2] == [
+    assert extended.splitlines()[:3] == [
         f"The extension moved the next checkpoint from {show(NOW + 7 * DAY)} to "
         f"{show(NOW + 14 * DAY)}",
         f"The extension moved the deadline from {show(NOW + 21 * DAY)} to {show(NOW + 28 * DAY)}",
+        "extend: rollout r1 is distributing",
     ]
     head = status(db, at(days=6))
     assert (head["state"], head["manual_extensions"]) == ("distributing", 1)
@@ -243,7 +244,14 @@ def test_a_whole_rollout_from_the_command_line(
     acked = cli("rollout", "ack", "r1", *ids[:2], "--db", db, "--now", at(days=29)).stdout
     assert acked.startswith("Acknowledged 2 effects")
     again = as_json(cli("rollout", "ack", "r1", ids[0], "--db", db, "--now", at(days=29), "--json"))
-    assert again == {"rollout": "r1", "acknowledged": 0, "already_acknowledged": 1}
+    assert again == {
+        "rollout": "r1",
+        "acknowledged": 0,
+        "already_acknowledged": 1,
+        "changed": False,
+    }
+    twice = cli("rollout", "ack", "r1", ids[0], "--db", db, "--now", at(days=29)).stdout
+    assert twice == "no change: every effect named was acknowledged already\n"
     left = [e["id"] for e in as_json(cli("rollout", "effects", "r1", "--db", db, "--json"))]
     assert left == ids[2:]
     # Everything: the notices the forced import superseded too, never to be delivered.
@@ -261,7 +269,9 @@ def test_a_whole_rollout_from_the_command_line(
     assert entries[-1]["commands"] == [{"type": "Reenrolled", "device_id": "d5"}]
     text = cli("rollout", "history", "r1", "--db", db).stdout
     assert "created (6 devices) -> pending" in text
-    assert "DeviceFailed d2 (disk full) -> distributing" in text
+    # In the command line's words: what to type, not the Python class.
+    assert "report d2 failed (disk full) -> distributing" in text
+    assert "  distribute -> distributing  effect " in text
     listed = as_json(cli("rollout", "list", "--db", db, "--json"))
     assert [(r["rollout"], r["state"], r["devices"]) for r in listed] == [("r1", "forced", 7)]
 
@@ -364,6 +374,25 @@ def test_yes_skips_the_question(db: str) -> None:
     assert "lose communication: d1" in done.stderr  # still listed, not asked
     assert "anyway?" not in done.stderr
     assert as_json(done)["state"] == "forced"
+
+
+def test_extend_json_carries_the_dates_it_moved(db: str) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    done = as_json(cli("rollout", "extend", "r1", "--db", db, "--now", at(days=6), "--json"))
+    assert (done["done"], done["changed"]) == ("extend", True)
+    assert done["next_checkpoint"] == {"from": at(days=7), "to": at(days=14)}
+    assert done["deadline"] == {"from": at(days=21), "to": at(days=28)}
+
+
+def test_a_batch_in_the_journal_counts_its_commands_as_the_command_line_spells_them(
+    db: str, tmp_path: Path
+) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    reports = tmp_path / "r.csv"
+    reports.write_text("d1,installed\nd2,failed,x\nd3,failed,y\n")
+    cli("rollout", "report", "r1", "--file", reports, "--db", db, "--now", at(hours=1))
+    text = cli("rollout", "history", "r1", "--db", db).stdout
+    assert "batch of 3 (report failed x2, report installed x1) -> distributing" in text
 
 
 def test_extend_says_what_it_did_when_another_process_extended_meanwhile(

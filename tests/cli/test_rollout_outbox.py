@@ -87,7 +87,7 @@ def test_dead_effects_are_listed_and_revived(db: str, backend: Backend) -> None:
     assert effects(db, "--dead") == []
     assert push in [e["id"] for e in effects(db)]
     again = as_json(cli("rollout", "effects", "r1", "--revive", push, "--db", db, "--json"))
-    assert again == {"rollout": "r1", "revived": 0, "already_pending": 1}
+    assert again == {"rollout": "r1", "revived": 0, "already_pending": 1, "changed": False}
     assert "no change" in cli("rollout", "effects", "r1", "--revive", push, "--db", db).stdout
     assert cli("rollout", "effects", "r1", "--dead", "--db", db).stdout == "No dead effects.\n"
 

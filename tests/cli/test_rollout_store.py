@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import certflow as cf
+from certflow.cli._rollout_render import _command_text
 from certflow.cli._rollout_store import (
     REAL_CLOCK_SKEW,
     effect_data,
@@ -68,10 +69,29 @@ def said(work: object) -> str:
 
 def test_no_change_is_said_and_marked_in_json(target: str) -> None:
     with store_for(target, real_clock=False) as store:
-        text = said(lambda: outcome(store, "r", "Enroll d0", Applied(changed=False), T0, False))
-        assert text == "Enroll d0: no change (rollout r is distributing); nothing was recorded\n"
-        data = said(lambda: outcome(store, "r", "Enroll d0", Applied(changed=False), T0, True))
+        what = _command_text(cf.Enroll("d0"))
+        assert what == "enroll d0"  # the command line's spelling, not the Python class
+        text = said(lambda: outcome(store, "r", what, Applied(changed=False), T0, False))
+        assert text == "enroll d0: no change (rollout r is distributing); nothing was recorded\n"
+        data = said(lambda: outcome(store, "r", what, Applied(changed=False), T0, True))
         assert '"changed": false' in data
+
+
+def test_a_command_is_said_as_the_command_line_spells_it() -> None:
+    assert [
+        _command_text(command)
+        for command in (
+            cf.DistributeRoot(),
+            cf.DeviceInstalled("d0"),
+            cf.DeviceFailed("dev-1210", "disk full"),
+            cf.RetryAllFailed(),
+        )
+    ] == [
+        "distribute",
+        "report d0 installed",
+        "report dev-1210 failed (disk full)",
+        "retry --all-failed",
+    ]
 
 
 def test_each_effect_says_what_became_of_it(backend: Backend) -> None:
