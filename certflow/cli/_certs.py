@@ -11,15 +11,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from certflow import certs
-from certflow.certs import sans_from_extension
 from certflow.cli._app import (
     EXIT_FINDINGS,
     EXIT_OK,
@@ -32,6 +27,15 @@ from certflow.cli._app import (
 )
 from certflow.core.errors import InvalidInput
 from certflow.core.instants import show
+
+# The certificate stack (certflow.certs, cryptography: about 130 ms) is imported inside
+# the functions that use it: the rollout commands import this module for its password
+# options and helpers, and must start without it (issue 18, item 7).
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+    from certflow import certs
 
 
 def _ask(
@@ -81,6 +85,8 @@ def _new_password_file(what: str) -> Callable[[F], F]:
 
 def _read_secret(path: Path | None, label: str, option: str, *, confirm: bool = False) -> str:
     """A password from a file ('-' for standard input: its first line) or a hidden prompt."""
+    from certflow import certs
+
     if path is not None:
         if str(path) == "-":
             return certs.read_password(sys.stdin.buffer, name="standard input")
@@ -98,6 +104,8 @@ def _password(password_file: Path | None) -> str | None:
 
 def _load(files: Sequence[Path], password: str | None) -> certs.Material:
     """Load files; asks for a password at the terminal when one turns out to be needed."""
+    from certflow import certs
+
     try:
         return certs.load(*files, password=password)
     except certs.MaterialError as error:
@@ -120,11 +128,15 @@ def out_file(out: Path | str) -> None:
     """``--out`` of a command that writes one file ('-': standard output): a place that
     can be written, in a folder that exists, checked before any work or question."""
     if str(out) != "-":
+        from certflow import certs
+
         certs.check_target(out)
 
 
 def _read_file(path: Path) -> bytes:
     """At most LIMIT bytes of ``path``, with the loader's clear errors."""
+    from certflow import certs
+
     return certs.read_bounded(path)
 
 
@@ -137,6 +149,10 @@ def cert() -> None:
 
 
 def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import hashes
+
+    from certflow import certs
+
     public_key = certs.describe_key(certificate)  # "unsupported" if cryptography cannot read it
     return {
         "role": role,
@@ -144,7 +160,7 @@ def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
         "issuer": certificate.issuer.rfc4514_string(),
         "not_before": certificate.not_valid_before_utc.isoformat(),
         "not_after": certificate.not_valid_after_utc.isoformat(),
-        "sans": [str(entry) for entry in sans_from_extension(certificate.extensions)],
+        "sans": [str(entry) for entry in certs.sans_from_extension(certificate.extensions)],
         "key": public_key,
         "signature_algorithm": certs.signature_algorithm_name(certificate),
         "sha256": certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
@@ -152,6 +168,8 @@ def _cert_data(role: str, certificate: x509.Certificate) -> dict[str, Any]:
 
 
 def _material_data(material: certs.Material) -> dict[str, Any]:
+    from certflow import certs
+
     roles = [("leaf", material.leaf)] if material.leaf is not None else []
     roles += [("intermediate", c) for c in material.intermediates]
     roles += [("root", material.root)] if material.root is not None else []
@@ -239,6 +257,8 @@ def cert_check(
     name and the NAT address), the chain to a root, key usage, weak signatures, expiry within
     30 days, and whether the root is public or private (enterprise).
     """
+    from certflow import certs
+
     instant = parse_now(at)
     password = _password(password_file)
     material = _load(files, password)
@@ -256,6 +276,12 @@ def cert_check(
 
 
 def _print_report(report: certs.Report) -> None:
+    from certflow import certs
+
+    modes = {
+        certs.ImportMode.PROCEED_TO_IMPORT: "Proceed to Import",
+        certs.ImportMode.DISTRIBUTE_ROOT_FIRST: "Distribute Root Certificate first",
+    }
     click.echo(f"Checked for {', '.join(report.hosts)} at {show(report.checked_at)}")
     if certs.Code.NO_CERTIFICATE not in report.codes:
         uncovered = report.uncovered_hosts
@@ -271,14 +297,8 @@ def _print_report(report: certs.Report) -> None:
     verdict = "ok" if report.ok else "NOT usable"
     counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     mode = report.recommended_mode
-    advice = "" if mode is None else f"; recommended import: {_MODES[mode]}"
+    advice = "" if mode is None else f"; recommended import: {modes[mode]}"
     click.echo(f"Result: {verdict} ({counts}){advice}")
-
-
-_MODES = {
-    certs.ImportMode.PROCEED_TO_IMPORT: "Proceed to Import",
-    certs.ImportMode.DISTRIBUTE_ROOT_FIRST: "Distribute Root Certificate first",
-}
 
 
 @cert.command("export")
@@ -307,6 +327,8 @@ def cert_export(
     distribute to devices) and, when the private key is among FILES, server.pfx (all of
     them, password-protected, mode 0600). Existing files are backed up first.
     """
+    from certflow import certs
+
     out_folder(out)
     material = _load(files, _password(password_file))
     pfx_password = None

@@ -4,12 +4,10 @@ configuration."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from certflow import certs
-from certflow.certs import atomic_write, backup
 from certflow.cli._app import (
     EXIT_FINDINGS,
     EXIT_OK,
@@ -29,6 +27,11 @@ from certflow.cli._certs import (
     out_file,
     out_folder,
 )
+
+# The certificate stack (certflow.certs, cryptography) is imported by the commands that
+# run, not by `certflow --help`, which imports this module for the group's short help.
+if TYPE_CHECKING:
+    from certflow import certs
 
 
 @main.group()
@@ -67,6 +70,8 @@ def _subject_options(command: F) -> F:
 
 def _subject(values: dict[str, Any]) -> certs.Subject:
     """The subject from options, prompting (like the source tool) for what is missing."""
+    from certflow import certs
+
     no_input = bool(values.pop("no_input", False))
     if values.get("country") is not None:
         certs.normalize_country(values["country"])  # a wrong flag fails before any prompt
@@ -141,6 +146,8 @@ def csr_new(
     server.csr.bak (then .bak.1, ..., one number for both) first; an earlier backup is never
     overwritten.
     """
+    from certflow import certs
+
     if new_password_file is not None and not encrypt:
         raise click.UsageError(f"{NEW_PASSWORD_FILE} needs --encrypt")
     out_folder(out)  # before the questions, not after them
@@ -197,6 +204,8 @@ def _csr_data(info: certs.CsrInfo) -> dict[str, Any]:
 @json_option
 def csr_show(file: Path, as_json: bool) -> int:
     """Show and verify a CSR: subject, names, key size, signature (exit 1 when unusable)."""
+    from certflow import certs
+
     info = certs.inspect_csr(_read_file(file), source=str(file))
     if as_json:
         print_json(_csr_data(info))
@@ -232,13 +241,15 @@ def csr_openssl_config(bits: str, out: Path, **subject_options: Any) -> int:
 
     It yields a CSR with the same subject and names as `certflow csr new`.
     """
+    from certflow import certs
+
     out_file(out)  # before the questions, not after them
     text = certs.openssl_config(_subject(subject_options), bits=int(bits))
     if str(out) == "-":
         click.echo(text, nl=False)
     else:
-        saved = backup(out)
-        atomic_write(out, text.encode(), mode=0o644)
+        saved = certs.backup(out)
+        certs.atomic_write(out, text.encode(), mode=0o644)
         applied()
         if saved is not None:
             click.echo(f"Backed up {out} to {saved}", err=True)

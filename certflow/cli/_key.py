@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from certflow import certs
-from certflow.certs import atomic_write, backup
 from certflow.cli._app import EXIT_OK, applied, main
 from certflow.cli._certs import (
     NEW_PASSWORD_FILE,
@@ -20,6 +18,9 @@ from certflow.cli._certs import (
     out_file,
 )
 
+# The certificate stack (certflow.certs, cryptography) is imported by the commands that
+# run, not by `certflow --help`, which imports this module for the group's short help.
+
 
 @main.group()
 def key() -> None:
@@ -27,12 +28,14 @@ def key() -> None:
 
 
 def _write_key(out: str, data: bytes) -> None:
+    from certflow import certs
+
     if out == "-":
         click.echo(data.decode(), nl=False)
         return
     target = Path(out)
-    saved = backup(target)
-    atomic_write(target, data, mode=0o600)
+    saved = certs.backup(target)
+    certs.atomic_write(target, data, mode=0o600)
     applied()
     if saved is not None:
         click.echo(f"Backed up {target} to {saved}", err=True)
@@ -55,6 +58,8 @@ _key_out = click.option(
 @_password_file
 def key_decrypt(file: Path, out: str, password_file: Path | None) -> int:
     """Decrypt an encrypted private key (what the web server reads)."""
+    from certflow import certs
+
     out_file(out)  # before asking for anything
     passphrase = _read_secret(password_file, "Key password", PASSWORD_FILE)
     _write_key(out, certs.decrypt_key(_read_file(file), passphrase, source=str(file)))
@@ -74,6 +79,8 @@ def key_encrypt(
     A key that is already encrypted is re-encrypted: its current password comes from
     --password-file (or a prompt), the new one from --new-password-file (or a prompt).
     """
+    from certflow import certs
+
     out_file(out)  # before asking for anything
     data = _read_file(file)
     current = _password(password_file)

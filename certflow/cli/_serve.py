@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from certflow import certs
 from certflow.cli._app import EXIT_OK, main
 from certflow.core.errors import InvalidInput
 from certflow.store import open_store, without_password
@@ -38,6 +37,8 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 def read_token(path: Path) -> str:
     """The sign-in token: the first line of ``path`` (bounded, UTF-8), never echoed."""
+    from certflow import certs  # cryptography: not for `certflow --help`, which loads this
+
     return certs.read_password(path).strip()
 
 

@@ -14,20 +14,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from certflow.cli._app import EXIT_OK, main, parse_now
 from certflow.core.errors import CertflowError
 from certflow.store import open_store, without_password
-from certflow.worker import (
-    REAL_CLOCK_SKEW,
-    EventLog,
-    Metrics,
-    Worker,
-    load_config,
-    open_worker_store,
-)
+
+# The worker (httpx, prometheus_client) is imported when the command runs, not by
+# `certflow --help`, which imports this module for the command's short help.
+if TYPE_CHECKING:
+    from certflow.worker import Worker
 
 __all__ = ["worker"]
 
@@ -103,6 +101,15 @@ def worker(
     or database error (one line naming it; nothing delivered); 75 the database is busy
     or unreachable (--once: try again).
     """
+    from certflow.worker import (
+        REAL_CLOCK_SKEW,
+        EventLog,
+        Metrics,
+        Worker,
+        load_config,
+        open_worker_store,
+    )
+
     if now is not None and not once:
         raise click.UsageError("--now needs --once: a looping worker follows the real clock")
     at = None if now is None else parse_now(now)
