@@ -33,8 +33,7 @@ from typing import Any, TypeVar
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from certflow.core.errors import CertflowError
-from certflow.store import StoreBusy
+from certflow.cli._lazy import LazyGroup
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -158,6 +157,11 @@ class _PipeClosed(Exception):
 def _failure(error: BaseException) -> int:
     """Say an expected failure and return its exit code; anything else is raised again
     (a bug, whose traceback is wanted)."""
+    # Here rather than at the top, so that `certflow --version` starts without the store
+    # (issue 18, item 7); a failure can afford the import.
+    from certflow.core.errors import CertflowError
+    from certflow.store import StoreBusy
+
     if isinstance(error, click.Abort | KeyboardInterrupt):
         return _interrupted()
     if isinstance(error, NoArgsIsHelpError):  # `certflow rollout` alone: the help, then why
@@ -187,8 +191,11 @@ def _failure(error: BaseException) -> int:
     raise error
 
 
-class CertflowGroup(click.Group):
-    """A click group that turns every expected failure into one line and a stable exit code."""
+class CertflowGroup(LazyGroup):
+    """A click group that turns every expected failure into one line and a stable exit
+    code; its subcommands are imported on first use (:mod:`certflow.cli._lazy`)."""
+
+    group_class = LazyGroup  # the command groups (`rollout`, `cert`...) load lazily too
 
     def main(
         self,

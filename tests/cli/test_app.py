@@ -140,11 +140,12 @@ def test_every_option_a_message_names_exists(module: str) -> None:
     from pathlib import Path
 
     from certflow.cli import main
+    from certflow.cli._lazy import subcommands
 
     def every(command: click.Command) -> set[str]:
         found = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
         if isinstance(command, click.Group):
-            for sub in command.commands.values():
+            for sub in subcommands(command).values():
                 found |= every(sub)
         return found
 

@@ -543,8 +543,10 @@ def test_every_out_option_says_whether_it_takes_a_folder_or_a_file() -> None:
     import click
     from click.testing import CliRunner
 
+    from certflow.cli._lazy import subcommands
+
     def walk(group: click.Group, path: str) -> Iterator[tuple[str, click.Command]]:
-        for name, command in group.commands.items():
+        for name, command in subcommands(group).items():
             spelled = f"{path} {name}".strip()
             if isinstance(command, click.Group):
                 yield from walk(command, spelled)

@@ -28,11 +28,14 @@ def test_every_command_has_its_page(rendered: dict[str, str]) -> None:
     import click
 
     from certflow.cli import main
+    from certflow.cli._lazy import subcommands
 
     def paths(command: click.Command, prefix: str) -> list[str]:
         if isinstance(command, click.Group):
             return [
-                p for name, sub in command.commands.items() for p in paths(sub, f"{prefix} {name}")
+                p
+                for name, sub in subcommands(command).items()
+                for p in paths(sub, f"{prefix} {name}")
             ]
         return [prefix]
 
