@@ -26,9 +26,12 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 	touch $(STAMP)
 
 # The main job: the seeded simulation through the SQLite store, in a fresh demo database.
+# It ends with what `certflow worker` would have sent as the outbox delivered each effect:
+# the administrators' e-mails (.eml) and the webhook bodies, in $(DEMO_OUTBOX).
 DEMO_DB := certflow-demo.db
+DEMO_OUTBOX := certflow-demo-outbox
 demo: $(STAMP)
-	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(DEMO_OUTBOX)
 	$(BIN)/certflow simulate --db $(DEMO_DB)
 
 test: lint typecheck unit site

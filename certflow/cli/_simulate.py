@@ -7,16 +7,19 @@ import json
 import os
 import sys
 import time
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from certflow.cli._app import EXIT_OK, main
+from certflow.core.errors import CertflowError
 
 if TYPE_CHECKING:
-    from certflow.store import SqlStore
+    from certflow.store import SqlStore, StoredEffect
+    from certflow.worker import BodyLog, Handler, MailFolder
 
 _CHART_FORMATS = (".png", ".svg")
 
@@ -63,6 +66,15 @@ _CHART_FORMATS = (".png", ".svg")
     show_default=True,
     help="The rollout's name in --db (it must not exist there yet).",
 )
+@click.option(
+    "--outbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="With --db: what `certflow worker` would send, written as the outbox delivers "
+    "each effect: the e-mails as DIR/mail/NNNN-ID.eml, every webhook body as a line of "
+    "DIR/webhooks.jsonl. Default with an SQLite --db: NAME-outbox beside the file.",
+)
 @click.pass_context
 def simulate(
     ctx: click.Context,
@@ -74,6 +86,7 @@ def simulate(
     chart: Path | None,
     db: str | None,
     name: str,
+    outbox: Path | None,
 ) -> int:
     """Simulate a rollout over a fleet, day by day, through the real evaluator.
 
@@ -86,18 +99,134 @@ def simulate(
         raise click.BadParameter(f"{str(chart)!r} must end in .png or .svg", param_hint="'--chart'")
     if runs is not None and db is not None:
         raise click.UsageError("--db stores one simulated rollout; it does not go with --runs")
+    if outbox is not None and db is None:
+        raise click.UsageError("--outbox writes what the store's outbox delivers: give --db")
     if runs is not None:
         _sweep(devices, seed, runs, as_json=as_json, chart=chart)
-    elif as_json:
-        _json(devices, seed, chart, db, name)
+        return EXIT_OK
+    sinks = None if db is None else _Sinks.beside(db, name, outbox)
+    if as_json:
+        _json(devices, seed, chart, db, name, sinks)
     else:
-        _report(devices, seed, quiet=quiet, chart=chart, db=db, name=name)
+        _report(devices, seed, quiet=quiet, chart=chart, db=db, name=name, sinks=sinks)
         if db is not None:
             _status(ctx, db, name)
+        if sinks is not None:
+            sinks.summary()
     return EXIT_OK
 
 
-def _run(devices: int, seed: int, out: Any, quiet: bool, db: str | None, name: str) -> Any:
+# The routes of the demo's worker, as docs/worker.md's example sets them: the notices
+# and the end of a rollout to the administrators by e-mail, every effect to the webhook.
+_MAILED = ("Notify", "ImportCertificate", "ReenrollmentRequired", "RolloutCancelled")
+_SENDER = "certflow@demo.example"
+_ADMINS = ("mdm-admins@demo.example",)
+
+
+class _Sinks:
+    """The demo's worker: the handlers of ``certflow.worker`` that write what the SMTP
+    and webhook handlers would send to a folder (:class:`~certflow.worker.MailFolder`,
+    :class:`~certflow.worker.BodyLog`), routed as docs/worker.md's example routes."""
+
+    def __init__(self, folder: Path) -> None:
+        from certflow.worker import BodyLog, MailFolder  # keeps `certflow --help` fast
+
+        self.folder = folder
+        self.mail: MailFolder = MailFolder(folder / "mail", sender=_SENDER, to=_ADMINS)
+        self.webhooks: BodyLog = BodyLog(folder / "webhooks.jsonl")
+
+    @classmethod
+    def beside(cls, db: str, name: str, chosen: Path | None) -> _Sinks | None:
+        """The sinks in ``chosen``, or by default beside an SQLite file (a PostgreSQL
+        database has no folder: none unless chosen). The folder is made now, so that a
+        place that cannot be written is refused before the simulation runs."""
+        folder = chosen
+        if folder is None:
+            if "://" in db and not db.startswith("sqlite:///"):
+                return None
+            path = Path(db.removeprefix("sqlite:///"))
+            folder = path.with_name(
+                f"{path.stem}-outbox" if name == "demo" else f"{path.stem}-{name}-outbox"
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CertflowError(
+                f"--outbox {folder}: cannot make the folder ({error.strerror})"
+            ) from None
+        return cls(folder)
+
+    def handlers(self, kind: str) -> list[Handler]:
+        return [self.mail, self.webhooks] if kind in _MAILED else [self.webhooks]
+
+    def deliver(self, stored: StoredEffect, store: SqlStore, now: datetime) -> None:
+        try:
+            for handler in self.handlers(type(stored.effect).__name__):
+                handler(stored, store, now)
+        except OSError as error:
+            raise CertflowError(
+                f"--outbox {self.folder}: cannot write {error.filename or 'a file'} "
+                f"({error.strerror})"
+            ) from None
+
+    def document(self) -> dict[str, Any]:
+        first = self.mail.written[0] if self.mail.written else None
+        return {
+            "folder": str(self.folder.resolve()),
+            "emails": len(self.mail.written),
+            "webhooks": self.webhooks.count,
+            "first_email": None if first is None else str(first.resolve()),
+        }
+
+    def summary(self) -> None:
+        found = self.document()
+        click.echo(
+            f"\noutbox: what `certflow worker` would have sent, in {found['folder']}: "
+            f"{found['emails']:,} e-mails (mail/*.eml), {found['webhooks']:,} webhook bodies "
+            "(webhooks.jsonl)"
+        )
+        if found["first_email"] is not None:
+            click.echo(f"the first e-mail: {found['first_email']}")
+
+
+class _Delivering:
+    """The demo's store, whose outbox deliveries also reach the worker's sinks: each
+    effect the demo's drain leases is kept, and when the drain acknowledges it, the
+    sinks get it first, with the store as it stands then (a notice's attachment lists
+    the devices as at delivery, as the SMTP handler's would). Everything else is the
+    store's own."""
+
+    def __init__(self, store: SqlStore, sinks: _Sinks) -> None:
+        self._store = store
+        self._sinks = sinks
+        self._leased: dict[str, StoredEffect] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def lease(self, *args: Any, **options: Any) -> list[StoredEffect]:
+        claimed = self._store.lease(*args, **options)
+        self._leased.update((stored.id, stored) for stored in claimed)
+        return claimed
+
+    def acknowledge(self, effect_ids: Iterable[str], now: datetime) -> int:
+        ids = list(effect_ids)
+        for effect_id in ids:
+            stored = self._leased.pop(effect_id, None)
+            if stored is not None:
+                self._sinks.deliver(stored, self._store, now)
+        return self._store.acknowledge(ids, now)
+
+
+def _run(
+    devices: int,
+    seed: int,
+    out: Any,
+    quiet: bool,
+    db: str | None,
+    name: str,
+    sinks: _Sinks | None = None,
+) -> Any:
     from certflow.demo import run  # keeps `certflow --help` fast
     from certflow.store import check_rollout_name, open_store, without_password
 
@@ -110,7 +239,10 @@ def _run(devices: int, seed: int, out: Any, quiet: bool, db: str | None, name: s
                 f"{without_password(db)} already holds a rollout named {name!r}: give another "
                 "--name or --db"
             )
-        return run(devices, seed, out, quiet=quiet, store=store, name=name)
+        # The demo package may not import the worker (sibling layers): its store is
+        # handed over wrapped, and the wrapper runs the worker's sinks.
+        host = store if sinks is None else cast("SqlStore", _Delivering(store, sinks))
+        return run(devices, seed, out, quiet=quiet, store=host, name=name)
 
 
 def _status(ctx: click.Context, db: str, name: str) -> None:
@@ -139,11 +271,18 @@ def _where(store: SqlStore) -> str:
 
 
 def _report(
-    devices: int, seed: int, *, quiet: bool, chart: Path | None, db: str | None, name: str
+    devices: int,
+    seed: int,
+    *,
+    quiet: bool,
+    chart: Path | None,
+    db: str | None,
+    name: str,
+    sinks: _Sinks | None,
 ) -> None:
     """Run the simulation on stdout and, unless ``quiet``, end with the wall time."""
     began = time.perf_counter()
-    result = _run(devices, seed, sys.stdout, quiet, db, name)
+    result = _run(devices, seed, sys.stdout, quiet, db, name, sinks)
     elapsed = time.perf_counter() - began
     if chart is not None:
         _draw_run(result, chart)
@@ -167,8 +306,10 @@ def _draw_run(result: Any, path: Path) -> None:
     save(figure, path)
 
 
-def _json(devices: int, seed: int, chart: Path | None, db: str | None, name: str) -> None:
-    result = _run(devices, seed, io.StringIO(), True, db, name)
+def _json(
+    devices: int, seed: int, chart: Path | None, db: str | None, name: str, sinks: _Sinks | None
+) -> None:
+    result = _run(devices, seed, io.StringIO(), True, db, name, sinks)
     if chart is not None:
         _draw_run(result, chart)
     summary = result.summary
@@ -197,6 +338,8 @@ def _json(devices: int, seed: int, chart: Path | None, db: str | None, name: str
         with open_store(db, create=False) as store:
             document["database"] = _where(store)
         document["rollout"] = name
+    if sinks is not None:
+        document["outbox"] = sinks.document()
     click.echo(json.dumps(document, indent=2))
 
 

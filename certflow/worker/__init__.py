@@ -53,6 +53,7 @@ from certflow.worker._payload import (
     sign,
     verify,
 )
+from certflow.worker._sinks import BodyLog, MailFolder
 from certflow.worker._smtp import SmtpHandler
 from certflow.worker._webhook import WebhookHandler
 
@@ -64,6 +65,7 @@ __all__ = [
     "UNAVAILABLE_PAUSE",
     "UNTRUSTING",
     "Attempt",
+    "BodyLog",
     "Config",
     "ConfigError",
     "Delivery",
@@ -73,6 +75,7 @@ __all__ = [
     "ExecSettings",
     "Handler",
     "LogFormat",
+    "MailFolder",
     "Metrics",
     "PassReport",
     "Retry",

@@ -180,3 +180,83 @@ def test_simulate_through_postgresql_never_shows_the_password(
     assert [name for name, _ in rows] == ["again", "demo"]
     assert rows[0][1] == sum(document["counts"].values())
     assert rows[1][1] >= 2000
+
+
+def test_simulate_through_a_store_ends_with_the_worker_s_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make demo``'s sinks: beside the database, an .eml per e-mail the SMTP handler
+    would send (every notice, and the end of the rollout), composed by the worker's
+    composer as the demo's outbox delivered each effect, so that a notice's attachment
+    lists the devices that did not trust the root at that instant; and every effect's
+    webhook body, once, in delivery order."""
+    import csv
+    import email
+    from email import policy
+
+    from certflow.core.effects import Notify
+    from certflow.store import SqliteStore
+    from certflow.worker import effect_id_of
+
+    db = tmp_path / "demo.db"
+    code = main.main(["simulate", "--devices", "600", "--db", str(db)], standalone_mode=False)
+    assert code == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    folder = tmp_path / "demo-outbox"
+    mails = sorted((folder / "mail").glob("*.eml"))
+    assert out[-2].startswith(f"outbox: what `certflow worker` would have sent, in {folder}: ")
+    assert f"{len(mails)} e-mails (mail/*.eml)" in out[-2]
+    assert out[-1] == f"the first e-mail: {mails[0]}"
+    with SqliteStore(db, create=False) as store:
+        effects = store.effects("demo", include_acknowledged=True)
+    assert {e.status for e in effects} == {"acknowledged"}
+    by_id = {e.id: e for e in effects}
+    notices = [e for e in effects if type(e.effect).__name__ == "Notify"]
+    mailed = [e for e in effects if type(e.effect).__name__ in (
+        "Notify", "ImportCertificate", "ReenrollmentRequired", "RolloutCancelled")]  # fmt: skip
+    assert notices
+    assert len(mails) == len(mailed)
+    seen = []
+    for path in mails:
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        effect_id = effect_id_of(str(message["Message-ID"]))
+        assert effect_id == message["X-Certflow-Effect-Id"]
+        assert message["X-Certflow-Rollout"] == "demo"
+        assert str(message["Subject"]).startswith("[certflow] demo: ")
+        body = message.get_body(("plain",))
+        assert body is not None
+        assert "Rollout demo" in body.get_content()
+        seen.append(effect_id)
+        stored = by_id[str(effect_id)]
+        if isinstance(stored.effect, Notify):
+            [attachment] = list(message.iter_attachments())
+            assert attachment.get_filename() == "demo-untrusting.csv"
+            rows = list(csv.reader(attachment.get_content().splitlines()))[1:]
+            # As at delivery: the notice's own count of the devices not trusting yet.
+            assert len(rows) == stored.effect.in_scope - stored.effect.trusting
+    assert seen == [e.id for e in mailed]  # in delivery order, each once
+    bodies = [json.loads(line) for line in (folder / "webhooks.jsonl").read_text().splitlines()]
+    assert [b["id"] for b in bodies] == [e.id for e in effects]
+    assert {b["rollout"] for b in bodies} == {"demo"}
+
+
+def test_simulate_outbox_is_chosen_or_needs_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(["simulate", "--outbox", str(tmp_path / "o")], standalone_mode=False)
+    assert exited.value.code == 2
+    assert "--outbox writes what the store's outbox delivers: give --db" in capsys.readouterr().err
+    chosen = tmp_path / "sinks"
+    code = main.main(
+        ["simulate", "--devices", "300", "--db", str(tmp_path / "x.db"), "--outbox", str(chosen),
+         "--json"],
+        standalone_mode=False,
+    )  # fmt: skip
+    assert code == EXIT_OK
+    found = json.loads(capsys.readouterr().out)["outbox"]
+    assert found["folder"] == str(chosen.resolve())
+    assert found["emails"] == len(list((chosen / "mail").glob("*.eml"))) > 0
+    assert found["webhooks"] == len((chosen / "webhooks.jsonl").read_text().splitlines())
+    assert Path(found["first_email"]).is_file()
+    assert not (tmp_path / "x-outbox").exists()
