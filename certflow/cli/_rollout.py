@@ -206,7 +206,14 @@ _outcome = outcome
 _execute = execute
 
 
-_name = click.argument("name")
+def _rollout_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A rollout's name checked against the rule before the store is opened: no rollout
+    has a name the rule refuses (every one was checked when it was made), and the
+    store's "no rollout named ..." would echo a 5,000-character argument whole."""
+    return None if value is None else check_rollout_name(value)
+
+
+_name = click.argument("name", callback=_rollout_name)
 
 
 # --- new -------------------------------------------------------------------------------------

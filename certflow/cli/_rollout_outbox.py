@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from certflow.cli._app import EXIT_OK, applied, parse_now, print_json
-from certflow.cli._rollout import _common, _name, _refusals, rollout_group
+from certflow.cli._rollout import _common, _name, _refusals, _rollout_name, rollout_group
 from certflow.cli._rollout_store import effect_data, outcome, print_outbox, store_for
 from certflow.core.errors import InvalidInput
 from certflow.core.instants import show
@@ -18,7 +18,7 @@ from certflow.core.instants import show
 
 
 @rollout_group.command("tick")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=_rollout_name)
 @_common
 @_refusals
 def rollout_tick(name: str | None, db: str, now: str | None, as_json: bool) -> int:

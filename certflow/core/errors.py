@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+#: The most characters of an input that a message quotes; the rest is counted.
+QUOTED = 60
+
+
+def quoted(value: object, limit: int = QUOTED) -> str:
+    """``value`` as a message quotes it (``repr``), a long string cut to its first
+    ``limit`` characters and counted: ``'aaaa…'… (5,000 characters)``. An error names
+    what it was given, and a 5,000-character name is not echoed back whole."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    return repr(value)
+
 
 class CertflowError(Exception):
     """Base class of every error certflow raises on purpose."""

@@ -3,10 +3,10 @@ database can store, counts (a page, a lease) and the outbox's delivery settings.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from datetime import timedelta
 
-from certflow.core.errors import InvalidInput
+from certflow.core.errors import InvalidInput, quoted
 
 __all__ = [
     "DELIVERY",
@@ -18,7 +18,14 @@ __all__ = [
     "storable",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: The longest rollout name, in characters (code points).
+NAME_LENGTH = 100
+#: The rule, as every message states it and :func:`check_rollout_name` checks it.
+NAME_RULE = (
+    f"1 to {NAME_LENGTH} characters, each a letter or a combining mark (any script: "
+    "Unicode categories L and M), a decimal digit (category Nd), '.', '_' or '-'; the "
+    "first a letter or a digit; in Unicode NFC form"
+)
 MOST = 2**31 - 1  # a page or a lease larger than this is a mistake, on either backend
 
 
@@ -46,13 +53,41 @@ def can_store(text: str) -> bool:
 
 
 def check_rollout_name(name: object) -> str:
-    """``name`` if it is a valid rollout name, else a clear :class:`InvalidInput`."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    """``name`` if it is a valid rollout name (:data:`NAME_RULE`), else a clear
+    :class:`InvalidInput` naming the first thing wrong. Names appear in effect ids
+    (``NAME:SEQ:N``, so no ``:``), on command lines and in URLs (no space, no
+    punctuation a shell reads); NFC, so that one name typed two ways is one name."""
+    problem = _name_problem(name)
+    if problem:
         raise InvalidInput(
-            f"rollout name {name!r} is not valid: use 1 to 100 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
+            f"rollout name {quoted(name)} is not valid: {problem}; a rollout name is {NAME_RULE}"
         )
-    return name
+    return name  # type: ignore[return-value]  # _name_problem found it is a str
+
+
+def _name_problem(name: object) -> str:
+    """What is wrong with ``name`` as a rollout name, or ``""``."""
+    if not isinstance(name, str):
+        return f"it is of type {type(name).__name__}, not text"
+    if not name:
+        return "it is empty"
+    if len(name) > NAME_LENGTH:
+        return f"it is {len(name):,} characters long"
+    for position, char in enumerate(name, start=1):
+        kind = unicodedata.category(char)
+        if position == 1 and kind[0] != "L" and kind != "Nd":
+            return f"it starts with {_character(char)}"
+        if kind[0] not in "LM" and kind != "Nd" and char not in "._-":
+            return f"character {position} is {_character(char)}"
+    if not unicodedata.is_normalized("NFC", name):
+        return "it is not in NFC form (a letter and its accent typed apart)"
+    return ""
+
+
+def _character(char: str) -> str:
+    """``'é' (U+00E9 LATIN SMALL LETTER E WITH ACUTE)``."""
+    name = unicodedata.name(char, "")
+    return f"{char!r} (U+{ord(char):04X}{' ' + name if name else ''})"
 
 
 def is_count(value: object) -> bool:

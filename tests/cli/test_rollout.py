@@ -864,6 +864,45 @@ def test_new_with_a_bad_name_creates_no_database(tmp_path: Path, backend: Backen
     assert created_nothing(backend)
 
 
+@pytest.mark.parametrize("name", ["Über-2026", "परीक्षण.1", "r_٣"])
+def test_a_rollout_name_may_be_letters_of_any_script(
+    upload: Path, tmp_path: Path, name: str
+) -> None:
+    """The rule says letters, and Ü is a letter (issue 18); so are the marks of Hindi."""
+    db = tmp_path / "names.db"
+    cli(*new_args(upload, db, name))
+    assert as_json(cli("rollout", "list", "--db", db, "--json"))[0]["rollout"] == name
+    assert cli("rollout", "distribute", name, "--db", db, "--now", at()).stdout.startswith(
+        f"distribute: rollout {name} is distributing"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("a b", "character 2 is ' ' (U+0020 SPACE)"),
+        ("-x", "it starts with '-' (U+002D HYPHEN-MINUS)"),
+        ("e\u0301", "it is not in NFC form (a letter and its accent typed apart)"),
+        ("a:b", "character 2 is ':' (U+003A COLON)"),
+        ("x" * 101, "it is 101 characters long"),
+    ],
+)
+def test_a_bad_rollout_name_is_refused_saying_what_is_wrong_and_the_rule(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    error = cli("rollout", "status", "--db", tmp_path / "none.db", "--", name, expect=2).stderr
+    assert f"is not valid: {problem}; a rollout name is 1 to 100 characters" in error
+    assert "Unicode categories L and M" in error
+
+
+def test_a_long_input_is_cut_in_the_message(tmp_path: Path) -> None:
+    name = "n" * 5_000
+    for args in (["status", name], ["tick", name], ["history", name]):
+        error = cli("rollout", *args, "--db", tmp_path / "none.db", expect=2).stderr
+        assert f"rollout name '{'n' * 60}'… (5,000 characters) is not valid" in error
+        assert len(error) < 600, error
+
+
 def test_forecast_of_a_stored_rollout_reads_its_journal(backend: Backend) -> None:
     import certflow as cf
     from tests.core.strategies import HOUR, T0, build
@@ -913,7 +952,7 @@ def test_an_import_the_rules_refuse_is_refused_before_any_question(db: str) -> N
     ("args", "message"),
     [
         (["report", "r1", "\udcff", "installed"], "is not valid UTF-8 text"),  # argv b'\xff'
-        (["status", "\udcff"], "no rollout named"),
+        (["status", "\udcff"], "it starts with '\\udcff' (U+DCFF)"),
         (["ack", "r1", "r1:99999999999999999999999:0"], "no effect with id"),
         (["ack", "r1", "r1:2:99999999999999999999"], "no effect with id"),
         (["ack", "r1", "r1:02:0"], "no effect with id 'r1:02:0'"),
