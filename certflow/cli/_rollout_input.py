@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from certflow.core import commands as c
-from certflow.core.errors import InvalidInput
+from certflow.core.errors import InvalidInput, quoted
 
 #: The most bytes read from a device list or a report file: about 5 million lines.
 FILE_LIMIT = 256 * 1024 * 1024
@@ -72,15 +72,35 @@ def _problems(path: Path, found: Sequence[tuple[int, str]]) -> InvalidInput:
 # --- device lists ----------------------------------------------------------------------------
 
 
+def _bad_id(device: str) -> str:
+    """What is wrong with a file's device id (the core's rule: :data:`c.DEVICE_ID_RULE`),
+    or ``""``; said on the id's line, the rule once in the refusal's head."""
+    problem = c.device_id_problem(device)
+    return f"device id {quoted(device)} is not valid: {problem}" if problem else ""
+
+
+def _id_problems(path: Path, found: Sequence[tuple[int, str]]) -> InvalidInput:
+    error = _problems(path, found)
+    if any(" is not valid: " in problem for _, problem in found):
+        head, _, rest = str(error).partition("\n")
+        return InvalidInput(f"{head} (a device id is {c.DEVICE_ID_RULE})\n{rest}")
+    return error
+
+
 def read_device_ids(path: Path) -> list[str]:
-    """Device ids, one per line (surrounding blanks and blank lines ignored); a duplicate
-    or an empty list is refused, naming every duplicate's lines."""
+    """Device ids, one per line (surrounding blanks and blank lines ignored); a duplicate,
+    an id the core's rule refuses (:func:`certflow.core.commands.device_id_problem`) or
+    an empty list is refused, naming every such line."""
     ids: list[str] = []
     first_line: dict[str, int] = {}
     duplicates: list[tuple[int, str]] = []
     for number, line in enumerate(_lines(path, "a device list"), start=1):
         device = line.strip()
         if not device:
+            continue
+        bad = _bad_id(device)
+        if bad:
+            duplicates.append((number, bad))
             continue
         if device in first_line:
             duplicates.append(
@@ -90,7 +110,7 @@ def read_device_ids(path: Path) -> list[str]:
         first_line[device] = number
         ids.append(device)
     if duplicates:
-        raise _problems(path, duplicates)
+        raise _id_problems(path, duplicates)
     if not ids:
         raise InvalidInput(f"{source_name(path)}: no device ids (give one id per line)")
     return ids
@@ -153,6 +173,9 @@ def _report(number: int, line: str, line_of: dict[str, int]) -> _Report | str | 
         return "no device id"
     if "\x00" in line:  # no database stores it (certflow.store: storable)
         return "the line contains a NUL character"
+    bad = _bad_id(device)
+    if bad:
+        return bad
     if outcome not in _OUTCOMES:
         got = f"got {fields[1].strip()!r}" if len(fields) > 1 else "it is missing"
         return f"the outcome must be 'installed' or 'failed', {got}"
@@ -181,7 +204,7 @@ def read_reports(path: Path) -> ReportFile:
             reports.append(found)
             lines.append(number)
     if bad:
-        raise _problems(path, bad)
+        raise _id_problems(path, bad)
     if not reports:
         raise InvalidInput(
             f"{source_name(path)}: no reports (lines 'device,installed' or 'device,failed,reason')"

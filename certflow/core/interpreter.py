@@ -50,6 +50,7 @@ from certflow.core._refusals import (
     state_refusal,
     unknown_device,
 )
+from certflow.core.commands import check_device_id
 from certflow.core.effects import (
     AcknowledgementTimedOut,
     Effect,
@@ -322,6 +323,7 @@ def device_command(run: Turn, port: DevicePort[Handle], table: DeviceTable, comm
     if device is None:
         if table.enter is None:  # only the enrolment brings a device new to the rollout
             raise unknown_device(device_id)
+        check_device_id(device_id)  # a new id: printable and bounded, as new_rollout's
         check_gate(run, table, command, device_id)
         target, calls = table.enter
         port.transition(port.add(device_id), device_id, target, calls, command, run)

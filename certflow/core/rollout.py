@@ -25,6 +25,7 @@ from certflow.core._fleet import (
     state_of,
     unpack_counts,
 )
+from certflow.core.commands import check_device_ids
 from certflow.core.errors import InvalidInput
 from certflow.core.identity import Identity
 from certflow.core.instants import require_aware, show
@@ -197,9 +198,7 @@ def new_rollout(
         shown = ", ".join(repr(d) for d in duplicates[:5])
         more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
         raise InvalidInput(f"duplicate device ids: {shown}{more}; each device must appear once")
-    if not all(type(d) is str and d for d in ids):
-        bad = next(d for d in ids if not (type(d) is str and d))
-        raise InvalidInput(f"device ids must be non-empty strings, got {bad!r}")
+    check_device_ids(ids)  # printable and bounded: every table and message shows them
     if isinstance(trusted_device_ids, str):
         raise InvalidInput("trusted_device_ids must be an iterable of ids, not one string")
     trusted = [index.get(d, -1) for d in dict.fromkeys(trusted_device_ids)]

@@ -145,3 +145,46 @@ def test_malformed_lines_are_named_the_first_20_then_counted(db: str, tmp_path: 
     assert error.rstrip().endswith("and 5 more")
     assert len(error.splitlines()) == 22
     assert history(db) == before
+
+
+# --- device ids: printable and bounded (issue 18, item 5) --------------------------------------
+
+
+def test_a_report_file_s_odd_device_ids_are_bad_lines_each_named(db: str, tmp_path: Path) -> None:
+    before = _distributing(db)
+    reports = tmp_path / "odd.csv"
+    long_id = "y" * 3_000
+    reports.write_text(f"d1,installed\nd\x07x,installed\n{long_id},failed,r\n", encoding="utf-8")
+    error = _report(db, reports, expect=2).stderr
+    assert "2 bad lines, nothing was applied (a device id is 1 to 256 printable" in error
+    assert f"{reports}: line 2: device id 'd\\x07x' is not valid: character 2 is '\\x07'" in error
+    assert f"line 3: device id '{'y' * 60}'… (3,000 characters) is not valid: it is 3,000" in error
+    assert long_id not in error
+    assert history(db) == before
+
+
+def test_a_device_list_s_odd_ids_are_named_and_nothing_is_created(
+    upload: Path, tmp_path: Path
+) -> None:
+    devices = tmp_path / "devices.txt"
+    devices.write_text("d1\nd\tx\n" + "z" * 257 + "\nd1\n", encoding="utf-8")
+    db = tmp_path / "odd.db"
+    args: list[str | Path] = [
+        "rollout", "new", "r1", "--cert", upload / "server.crt", "--cert", upload / "server.key",
+        "--existing", upload / "current.crt", "--devices", devices, "--host", "mdm.example.com",
+        "--db", db, "--now", at(),
+    ]  # fmt: skip
+    error = cli(*args, expect=2).stderr
+    assert f"{devices}: 3 bad lines" in error
+    assert "line 2: device id 'd\\tx' is not valid: character 2 is '\\t' (U+0009)" in error
+    assert "line 3: device id 'zzz" in error
+    assert "(257 characters) is not valid" in error
+    assert "line 4: device 'd1' is already on line 1" in error
+    assert not db.exists()
+
+
+def test_enroll_refuses_an_odd_new_id_saying_the_rule(db: str) -> None:
+    _distributing(db)
+    error = cli("rollout", "enroll", "r1", "new\x1b[31m", "--db", db, "--now", at(1), expect=2)
+    assert "device id 'new\\x1b[31m' is not valid: character 4 is '\\x1b'" in error.stderr
+    assert "a device id is 1 to 256 printable characters" in error.stderr

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import certflow as cf
+from certflow.core.commands import DEVICE_ID_RULE as RULE
 from tests.core.strategies import DAY, T0, build, distributing
 
 
@@ -51,7 +52,7 @@ def test_duplicate_device_ids_are_refused_naming_them() -> None:
 
 @pytest.mark.parametrize("bad", ["", 7, None])
 def test_device_ids_must_be_non_empty_strings(bad: object) -> None:
-    with pytest.raises(cf.InvalidInput, match="non-empty strings"):
+    with pytest.raises(cf.InvalidInput, match=r"device id .* is not valid: it is (empty|of type)"):
         build(["a", bad])  # type: ignore[list-item]
 
 
@@ -113,8 +114,14 @@ NAIVE = datetime(2026, 7, 1, 9, 0)
             {"device_ids": list("abcde") * 2},
             "duplicate device ids: 'a', 'b', 'c', 'd', 'e'; each device must appear once",
         ),
-        ({"device_ids": ["a", 7, ""]}, "device ids must be non-empty strings, got 7"),
-        ({"device_ids": ["a", "", 7]}, "device ids must be non-empty strings, got ''"),
+        (
+            {"device_ids": ["a", 7, ""]},
+            f"device id 7 is not valid: it is of type int, not text; a device id is {RULE}",
+        ),
+        (
+            {"device_ids": ["a", "", 7]},
+            f"device id '' is not valid: it is empty; a device id is {RULE}",
+        ),
         (
             {"trusted_device_ids": "a"},
             "trusted_device_ids must be an iterable of ids, not one string",
