@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_worker.py
 	$(BIN)/python benchmarks/bench_forecast.py
 	$(BIN)/python benchmarks/bench_web.py
+	$(BIN)/python benchmarks/bench_cli.py
 
 # The forecast's calibration study (long: not in CI): histories from tools/calibrate.py's own
 # generator, independent of certflow.sim; the table and chart go in docs/forecast.md.
