@@ -21,6 +21,7 @@ import click
 from click.core import ParameterSource
 
 from certflow.cli._app import EXIT_OK, parse_now, print_json
+from certflow.cli._format import Clock, cells, count, pad, percent, percent_text
 from certflow.cli._rollout import _common, _name, _refusals, _store, rollout_group
 from certflow.cli._rollout_render import (
     DEVICE_COLUMNS,
@@ -37,8 +38,8 @@ from certflow.cli._rollout_render import (
     identity_data,
     in_scope,
     json_line,
+    page_clock,
 )
-from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import loads
 
@@ -157,16 +158,17 @@ def rollout_status(
             data |= {"devices": [_device_data(r) for r in rows], "next_after": following}
         print_json(data)
         return EXIT_OK
-    _print_overview(name, head)
+    when = page_clock(head, rows)
+    _print_overview(name, head, when)
     if seen.projected:
         click.echo(
-            f"{'Projected:':<18}timers fell due from {_when(seen.due)} and no tick has stored "
+            f"{'Projected:':<18}timers fell due from {when(seen.due)} and no tick has stored "
             f"them: this is what `certflow rollout tick {name}` would leave; nothing was stored"
         )
     if summary:
         return EXIT_OK
     click.echo("")
-    _print_devices(rows)
+    _print_devices(rows, when)
     if following is not None:
         filters = "".join(f" --state {s}" for s in states)
         # The database too, unless the next command finds it by itself; a URL's password
@@ -258,7 +260,7 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
                     "in_scope": in_scope(i.counts),
                     "devices": i.devices,
                     "counts": {state.value: n for state, n in i.counts.items()},
-                    "percent_complete": round(i.percent_complete, 2),
+                    "percent_complete": percent(i.percent_complete),
                     "clock": i.clock.isoformat(),
                     "next_due": _instant(i.next_due),
                     "projected": i.projected,
@@ -271,21 +273,22 @@ def rollout_list(db: str, now: str | None, as_json: bool) -> int:
     if not infos:
         click.echo("No rollouts.")
         return EXIT_OK
-    width = max(len("ROLLOUT"), *(len(i.name) for i in infos))
-    due = max(len("NEXT DUE"), *(len(_when(i.next_due)) for i in infos))
+    when = Clock([at, *(i.next_due for i in infos)])
+    width = max(cells("ROLLOUT"), *(cells(i.name) for i in infos))
+    due = max(cells("NEXT DUE"), *(cells(when(i.next_due)) for i in infos))
     click.echo(
-        f"{'ROLLOUT':<{width}}  {'STATE':<12}  {'IN SCOPE':>9}  {'DONE':>6}  "
-        f"{'NEXT DUE':<{due}}  CERTIFICATE"
+        f"{pad('ROLLOUT', width)}  {'STATE':<12}  {'IN SCOPE':>9}  {'DONE':>6}  "
+        f"{pad('NEXT DUE', due)}  CERTIFICATE"
     )
     for i, identity in zip(infos, identities, strict=True):
         click.echo(
-            f"{i.name:<{width}}  {i.state.value + '*' * i.projected:<12}  "
-            f"{in_scope(i.counts):>9,}  {i.percent_complete:>5.1f}%  {_when(i.next_due):<{due}}  "
-            f"{identity_cell(identity)}"
+            f"{pad(i.name, width)}  {i.state.value + '*' * i.projected:<12}  "
+            f"{count(in_scope(i.counts)):>9}  {percent_text(i.percent_complete):>6}  "
+            f"{pad(when(i.next_due), due)}  {identity_cell(identity)}"
         )
     if any(i.projected for i in infos):
         click.echo(
-            f"* timers fell due that no tick has stored: shown as a tick at {show(at)} would "
+            f"* timers fell due that no tick has stored: shown as a tick at {when(at)} would "
             "leave it; nothing was stored"
         )
     return EXIT_OK

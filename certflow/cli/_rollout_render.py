@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import click
 
+from certflow.cli._format import Clock, cells, count, pad, percent, percent_text
 from certflow.core import commands as c
 from certflow.core.effects import Effect
 from certflow.core.identity import Identity
@@ -178,7 +179,7 @@ def _overview_data(head: Overview) -> dict[str, Any]:
         "counts": {state.value: n for state, n in head.counts.items()},
         "in_scope": head.in_scope,
         "trusting": head.trusting,
-        "percent_complete": round(head.percent_complete, 2),
+        "percent_complete": percent(head.percent_complete),
         "distribution_needed": head.distribution_needed,
         "started_at": _instant(head.started_at),
         "next_notice": _instant(head.next_notice),
@@ -234,8 +235,11 @@ def identity_cell(identity: Identity | None) -> str:
 NO_IDENTITY = "none: made from dates alone, no certificate recorded"
 
 
-def identity_rows(identity: Identity | None, root_label: str = "Root") -> list[tuple[str, str]]:
-    """What the rollout rolls out, as labelled lines (``root_label`` heads the root's)."""
+def identity_rows(
+    identity: Identity | None, root_label: str = "Root", when: Callable[[datetime], str] = show
+) -> list[tuple[str, str]]:
+    """What the rollout rolls out, as labelled lines (``root_label`` heads the root's;
+    ``when`` shows its instants, at the page's precision)."""
     if identity is None:
         return [("Identity", NO_IDENTITY)]
     certificate, root = identity.certificate, identity.root
@@ -245,7 +249,7 @@ def identity_rows(identity: Identity | None, root_label: str = "Root") -> list[t
         ("  SHA-256", certificate.fingerprint),
         ("  names", ", ".join(certificate.names) or "-"),
         ("  issuer", certificate.issuer),
-        ("  valid", f"{show(certificate.not_before)} to {show(certificate.not_after)}"),
+        ("  valid", f"{when(certificate.not_before)} to {when(certificate.not_after)}"),
         (root_label, f"{root.subject or '(empty subject)'} ({trust})"),
         ("  SHA-256", root.fingerprint),
         ("Hosts", ", ".join(identity.hosts)),
@@ -256,65 +260,87 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else show(value)
 
 
-def _print_overview(name: str, head: Overview) -> None:
+def page_clock(head: Overview, rows: Sequence[DeviceRecord] = ()) -> Clock:
+    """The precision of a status page: every instant it shows, the head's and the rows'."""
+    return Clock(
+        [
+            head.now,
+            head.started_at,
+            head.next_notice,
+            head.next_checkpoint,
+            head.deadline,
+            head.existing_not_after,
+            head.manual_extension_opens_at,
+            *(() if head.identity is None else (head.identity.certificate.not_before,)),
+            *(() if head.identity is None else (head.identity.certificate.not_after,)),
+            *(i for r in rows for i in (r.last_push, r.last_report)),
+        ]
+    )
+
+
+def _print_overview(name: str, head: Overview, when: Clock | None = None) -> None:
+    when = when or page_clock(head)
     if head.manual_extension_available:
         extension = "available now"
     elif head.manual_extension_opens_at is not None and head.manual_extension_opens_at > head.now:
-        extension = f"not yet, from {show(head.manual_extension_opens_at)}"
+        extension = f"not yet, from {when(head.manual_extension_opens_at)}"
     else:
         extension = "not available"
     if head.manual_extensions:
         extension += f" (used {head.manual_extensions} time{'s' * (head.manual_extensions != 1)})"
     rows = [
-        ("Rollout", f"{name}: {head.state.value} (at {show(head.now)})"),
+        ("Rollout", f"{name}: {head.state.value} (at {when(head.now)})"),
         (
             "Complete",
-            f"{head.percent_complete:.1f}% ({head.trusting:,} of {head.in_scope:,} in-scope "
-            "devices trust the root)"
+            f"{percent_text(head.percent_complete)} ({count(head.trusting)} of "
+            f"{count(head.in_scope)} in-scope devices trust the root)"
             + ("" if head.distribution_needed else "; publicly trusted: no distribution needed"),
         ),
         ("Devices", counts_text(head.counts)),
-        ("Started", _when(head.started_at)),
-        ("Next notice", _when(head.next_notice)),
+        ("Started", when(head.started_at)),
+        ("Next notice", when(head.next_notice)),
         (
             "Next checkpoint",
-            _when(head.next_checkpoint)
+            when(head.next_checkpoint)
             + (" (the existing certificate's expiry)" if head.next_checkpoint_is_expiry else ""),
         ),
-        ("Deadline", _when(head.deadline)),
+        ("Deadline", when(head.deadline)),
         (
             "Existing cert",
-            f"{'expired' if head.existing_expired else 'expires'} {show(head.existing_not_after)}",
+            f"{'expired' if head.existing_expired else 'expires'} {when(head.existing_not_after)}",
         ),
         ("Extension", extension),
         ("Restart required", "yes" if head.restart_required else "no"),
-        *identity_rows(head.identity),
+        *identity_rows(head.identity, when=when),
         *(("Warning", warning) for warning in head.warnings),
     ]
     for label, value in rows:
         click.echo(f"{label + ':':<18}{value}")
 
 
-def _print_devices(rows: Sequence[DeviceRecord]) -> None:
+def _print_devices(rows: Sequence[DeviceRecord], when: Clock | None = None) -> None:
+    """The device table, its columns aligned by terminal cells (an id of wide
+    characters takes two a character), its instants at one precision."""
     if not rows:
         click.echo("No devices on this page.")
         return
+    when = when or Clock(i for r in rows for i in (r.last_push, r.last_report))
     table = [
         (
             r.device_id,
             r.state.value,
             str(r.attempts),
-            _when(r.last_push),
-            _when(r.last_report),
+            when(r.last_push),
+            when(r.last_report),
             r.last_failure_reason or "",
         )
         for r in rows
     ]
     titles = ("DEVICE", "STATE", "ATTEMPTS", "LAST PUSH", "LAST REPORT", "REASON")
-    widths = [max(len(t), *(len(row[i]) for row in table)) for i, t in enumerate(titles[:-1])]
+    widths = [max(cells(t), *(cells(row[i]) for row in table)) for i, t in enumerate(titles[:-1])]
     for row in [titles, *table]:
-        cells = [f"{cell:<{w}}" for cell, w in zip(row[:-1], widths, strict=True)]
-        click.echo("  ".join([*cells, row[-1]]).rstrip())
+        padded = [pad(cell, w) for cell, w in zip(row[:-1], widths, strict=True)]
+        click.echo("  ".join([*padded, row[-1]]).rstrip())
 
 
 def json_line(data: object) -> str:

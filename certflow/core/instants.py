@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from certflow.core.errors import InvalidInput
 
-__all__ = ["DAY", "require_aware", "require_utc", "show", "show_span"]
+__all__ = ["DAY", "has_seconds", "require_aware", "require_utc", "show", "show_span"]
 
 DAY = timedelta(days=1)
 
@@ -28,11 +28,20 @@ def require_utc(name: str, value: object) -> datetime:
     return require_aware(name, value).astimezone(UTC)
 
 
-def show(instant: datetime) -> str:
-    """An instant as administrators read it: ``2026-07-07 09:00 UTC`` (seconds if any)."""
+def show(instant: datetime, *, seconds: bool | None = None) -> str:
+    """An instant as administrators read it: ``2026-07-07 09:00 UTC``, with its seconds
+    if it has any (``seconds=None``). A page that shows several instants passes one
+    ``seconds`` for all of them (:func:`has_seconds` of them all), so that ``05:34:01``
+    never stands beside ``05:34``; without seconds, an instant is cut to its minute."""
     utc = instant.astimezone(UTC)
-    text = utc.strftime("%Y-%m-%d %H:%M:%S" if utc.second or utc.microsecond else "%Y-%m-%d %H:%M")
-    return f"{text} UTC"
+    if seconds is None:
+        seconds = has_seconds(utc)
+    return f"{utc.strftime('%Y-%m-%d %H:%M:%S' if seconds else '%Y-%m-%d %H:%M')} UTC"
+
+
+def has_seconds(*instants: datetime | None) -> bool:
+    """Whether any of ``instants`` falls within a minute (seconds or a fraction)."""
+    return any(i is not None and (i.second or i.microsecond) for i in instants)
 
 
 def show_span(span: timedelta) -> str:
@@ -45,7 +54,7 @@ def show_span(span: timedelta) -> str:
     minutes, secs = divmod(rest, 60)
     parts = []
     if days:
-        parts.append(f"{days} day" + ("s" if days != 1 else ""))
+        parts.append(f"{days:,} day" + ("s" if days != 1 else ""))  # "1,492 days", as counts
     if hours:
         parts.append(f"{hours} h")
     if minutes and not days:

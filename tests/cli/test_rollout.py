@@ -166,7 +166,13 @@ def test_a_whole_rollout_from_the_command_line(
     assert head["counts"] == {
         "pending": 0, "pushed": 2, "installed": 2, "failed": 2, "removed": 0, "reenroll_required": 0,
     }  # fmt: skip
-    assert head["percent_complete"] == pytest.approx(100 * 2 / 6, abs=0.01)
+    # 33.333...: one decimal in --json, as the text shows it (not 33.33 beside 33.3%).
+    assert head["percent_complete"] == 33.3
+    shown = cli("rollout", "status", "r1", "--db", db, "--now", at(hours=2), "--summary").stdout
+    assert "Complete:         33.3% (2 of 6 in-scope devices trust the root)" in shown
+    listed = as_json(cli("rollout", "list", "--db", db, "--now", at(hours=2), "--json"))
+    assert listed[0]["percent_complete"] == 33.3
+    assert "  33.3%  " in cli("rollout", "list", "--db", db, "--now", at(hours=2)).stdout
     failed = {
         d["device"]: d["reason"] for d in status(db, at(hours=2), "--state", "failed")["devices"]
     }

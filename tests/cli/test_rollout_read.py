@@ -375,3 +375,35 @@ def test_list_and_status_count_the_same_devices_and_say_what_they_count(
         "reenroll_required 0; not in scope: removed 1\n"
     ) in text
     assert "(1 of 5 in-scope devices trust the root)" in text
+
+
+# --- one formatter: instants at one precision, columns by terminal cells (issue 18) -----------
+
+
+def test_a_status_page_shows_every_instant_at_one_precision(db: str) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())  # t0 on the minute
+    cli("rollout", "report", "r1", "d1", "installed", "--db", db, "--now", at(hours=1))
+    odd = (datetime.fromisoformat(at(hours=2)) + timedelta(seconds=1)).isoformat()
+    page = cli("rollout", "status", "r1", "--db", db, "--now", odd).stdout
+    shown = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)? UTC", page)
+    assert len(shown) > 8
+    assert all(re.fullmatch(r".* \d\d:\d\d:\d\d UTC", s) for s in shown), shown  # not 12:00
+    whole = cli("rollout", "status", "r1", "--db", db, "--now", at(hours=2)).stdout
+    assert not re.search(r"\d\d:\d\d:\d\d UTC", whole)  # nothing has seconds: none shown
+
+
+def test_columns_stay_aligned_for_wide_characters(db: str) -> None:
+    cli("rollout", "distribute", "r1", "--db", db, "--now", at())
+    for device in ("端末-7", "📱-8"):
+        cli("rollout", "enroll", "r1", device, "--db", db, "--now", at(hours=1))
+    page = cli("rollout", "status", "r1", "--db", db, "--now", at(hours=1)).stdout
+    table = page[page.index("DEVICE  ") :].splitlines()
+    from wcwidth import wcswidth
+
+    states = {
+        wcswidth(line[: line.index(state)])
+        for line in table
+        for state in ("pushed", "STATE")
+        if state in line
+    }
+    assert len(states) == 1, table  # the STATE column starts at one cell for every row

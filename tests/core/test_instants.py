@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import certflow as cf
-from certflow.core.instants import require_aware, require_utc, show, show_span
+from certflow.core.instants import has_seconds, require_aware, require_utc, show, show_span
 
 TOKYO = timezone(timedelta(hours=9))
 
@@ -93,3 +93,14 @@ def test_utc_never_means_the_machine_s_local_zone() -> None:
     instant = datetime(2026, 7, 1, 18, 0, tzinfo=TOKYO)
     assert require_utc("now", instant).utcoffset() == timedelta(0)
     assert show(instant) == "2026-07-01 09:00 UTC"
+
+
+def test_a_page_shows_its_instants_at_one_precision_and_counts_days_as_counts() -> None:
+    whole = datetime(2026, 3, 1, 5, 34, tzinfo=UTC)
+    odd = datetime(2026, 3, 1, 5, 34, 1, tzinfo=UTC)
+    assert (show(whole), show(odd)) == ("2026-03-01 05:34 UTC", "2026-03-01 05:34:01 UTC")
+    assert has_seconds(whole, None, odd)
+    assert not has_seconds(whole, None)
+    assert show(whole, seconds=True) == "2026-03-01 05:34:00 UTC"
+    assert show(odd, seconds=False) == "2026-03-01 05:34 UTC"  # cut to its minute
+    assert show_span(timedelta(days=1_492, hours=3)) == "1,492 days 3 h"
