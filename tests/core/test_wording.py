@@ -190,8 +190,14 @@ def test_the_forced_import_is_worded_once_for_the_command_line_the_simulator_and
     story = io.StringIO()
     result = run_demo(devices=300, seed=3, out=story)  # some devices never answer
     assert result.forced
-    (told,) = [line for line in story.getvalue().splitlines() if words in line]
-    assert told.startswith(f"day {result.import_day:4.1f}  {words}; ")
+    # The demo rolls out a real certificate: its import names it, in the same words.
+    (imported,) = [e for e in result.effects if isinstance(e, cf.ImportCertificate)]
+    demo_words = cf.describe_effect(imported)
+    assert demo_words.startswith(words)
+    assert imported.certificate_fingerprint is not None
+    assert imported.certificate_fingerprint[:16] in demo_words
+    (told,) = [line for line in story.getvalue().splitlines() if demo_words in line]
+    assert told.startswith(f"day {result.import_day:4.1f}  {demo_words}; ")
 
     forced_run = simulate(Setup(devices=300), seed=1)
     assert forced_run.outcome.forced
