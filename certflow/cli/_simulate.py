@@ -145,6 +145,8 @@ class _Sinks:
             if "://" in db and not db.startswith("sqlite:///"):
                 return None
             path = Path(db.removeprefix("sqlite:///"))
+            if not path.parent.is_dir():
+                return None  # the store refuses a missing folder in its own words
             folder = path.with_name(
                 f"{path.stem}-outbox" if name == "demo" else f"{path.stem}-{name}-outbox"
             )
