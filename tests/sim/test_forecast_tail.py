@@ -318,3 +318,31 @@ def test_the_tails_uncertainty_widens_the_intervals(monkeypatch: pytest.MonkeyPa
     assert narrow.tail.by_shape.keys() == {"1"}
     widths = [b.cutoff_high - b.cutoff_low for b in (wide.as_is, narrow.as_is)]
     assert widths[0] > widths[1] + 3, widths
+
+
+def test_a_daily_cycle_is_not_read_as_a_share_that_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 20,000 devices online on 15 % of days, answering a few hours into the day they are
+    # online, 1 % never: a constant hazard from one day to the next, a cycle within each.
+    # Observed 6 days and 2 hours. Fitted hour by hour, the quiet hours before now read
+    # as a hazard dying out (18 % never answering); on whole days, near 1 %.
+    hours = 146
+    rng = np.random.default_rng(5)
+    n = 20_000
+    wait = (rng.geometric(0.15, n) - 1) * 24 + 4 * np.exp(rng.normal(0, 1, n))
+    wait[rng.random(n) < 0.01] = np.inf
+    answered = wait < hours
+    obs = _cure.Observations(
+        bins=np.floor(np.minimum(wait, hours)).astype(np.int64),
+        answered=answered,
+        first=np.ones(n, dtype=bool),
+        device=np.arange(n, dtype=np.int64),
+        devices=n,
+        size=np.ones(n),
+        answers=answered.astype(float),
+        failures=np.zeros(n),
+    )
+    assert _cure.fit_curve(obs, obs.size, 24 * 30).model.cure < 0.03
+    monkeypatch.setattr(_cure, "DAILY_FROM", 10**9)  # never by days: the bias they are for
+    assert _cure.fit_curve(obs, obs.size, 24 * 30).model.cure > 0.1
