@@ -10,6 +10,7 @@ only this module of it, so that none of them imports the store back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -21,14 +22,18 @@ from certflow.core import commands as c
 from certflow.core import interpreter as i
 from certflow.core.evaluator import Evaluator
 from certflow.core.plan import Phase, Plan
+from certflow.core.serialization import decode_phase, decode_plan
+from certflow.store._errors import StoreError
 from certflow.store._fleetsql import FleetStatement
 
-__all__ = ["DEVICE", "REPORTS", "Cursor", "Driver", "Progress", "Row"]
+__all__ = ["DEVICE", "REPORTS", "ROLLOUT", "Cursor", "Driver", "Progress", "Row", "row_of"]
 
 Progress = Callable[[int, int], None]
 
 REPORTS = (c.DeviceInstalled, c.DeviceFailed)
 DEVICE = "idx, state, attempts, reason, last_push, last_report, ack_due"
+#: The columns of the rollout row that :func:`row_of` reads.
+ROLLOUT = "id, name, plan, phase, clock, counts, size, seq"
 
 
 class Cursor(Protocol):
@@ -80,6 +85,9 @@ class Driver(Protocol):
     _by_ack_due: ClassVar[str]
     _fetch_chunk: ClassVar[int]
     _skip_locked: ClassVar[str]
+    # The decoded plan and phase of each rollout, by id, with the text they came from.
+    _plans: dict[int, tuple[str, Plan]]
+    _phases: dict[int, tuple[str, Phase]]
 
     def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor: ...
 
@@ -110,3 +118,22 @@ class Driver(Protocol):
     def _save(self, row: Row, now: datetime) -> None: ...
 
     def _check_now(self, row: Row, now: object) -> datetime: ...
+
+
+def row_of(store: Driver, found: Sequence[Any]) -> Row:
+    """The rollout row of ``found``, the :data:`ROLLOUT` columns as read. The plan and
+    the phase are decoded only when their text changed since this store last read them
+    (a plan never changes; a phase changes with each command that moves the rollout)."""
+    rollout_id, name, plan_text, phase_text, clock, counts, size, seq = found
+    cached = store._plans.get(rollout_id)
+    if cached is None or cached[0] != plan_text:
+        cached = (plan_text, decode_plan(json.loads(plan_text)))
+        store._plans[rollout_id] = cached
+    phase = store._phases.get(rollout_id)
+    if phase is None or phase[0] != phase_text:
+        phase = (phase_text, decode_phase(json.loads(phase_text)))
+        store._phases[rollout_id] = phase
+    at = store._get(clock)
+    if at is None:  # pragma: no cover - the column is NOT NULL
+        raise StoreError(f"{store._where}: rollout {name!r} has no clock")
+    return Row(rollout_id, name, cached[1], phase[1], at, json.loads(counts), size, seq)

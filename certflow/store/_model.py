@@ -42,6 +42,10 @@ class RolloutInfo:
     #: Read at an instant past a due timer: the state, counts and progress are what a
     #: tick then would leave (``clock`` is the stored rollout's); nothing was stored.
     projected: bool = False
+    #: The head of view-details at the instant read (what :meth:`SqlStore.view` would
+    #: give then), which the line is made from: a list page shows it without a
+    #: ``view()`` per rollout.
+    overview: Overview = attrs.field(kw_only=True, repr=False)
 
 
 @attrs.frozen
@@ -245,8 +249,10 @@ class Store(Protocol):
     ) -> list[DeviceRecord]:
         """A keyset page of devices, in creation order, of the given states."""
 
-    def rollouts(self, now: datetime | None = None) -> list[RolloutInfo]:
-        """Every rollout's line of the list."""
+    def rollouts(
+        self, now: datetime | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[RolloutInfo]:
+        """The rollouts' lines of the list by name: those after ``after``, at most ``limit``."""
 
     def plan(self, name: str) -> Plan:
         """The facts a rollout was created from."""

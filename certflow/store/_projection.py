@@ -52,8 +52,13 @@ class _Unfollowed(Exception):
 class Dry(Port):
     """A device port over the stored rows that changes none of them (see the module)."""
 
-    def __init__(self, store: Driver, row: Row) -> None:
+    def __init__(
+        self, store: Driver, row: Row, deadline: tuple[datetime | None] | None = None
+    ) -> None:
         super().__init__(store, row)
+        # The earliest stored acknowledgement deadline, if the caller read it with the
+        # rollout row (the list reads it for every row in its one query).
+        self.deadline = deadline
         self.dropped_all = False
         self.dropped_through: datetime | None = None
         self.moved = False  # a fleet-wide move other than a timeout
@@ -66,6 +71,8 @@ class Dry(Port):
         if self.moved:
             raise _Unfollowed  # the stored deadlines of the moved devices are stale
         store, after = self.store, self.dropped_through
+        if after is None and self.deadline is not None:
+            return self.deadline[0]  # what the read below would find: no row moved
         found = store._q(
             "SELECT MIN(ack_due) FROM devices WHERE rollout = ? AND ack_due IS NOT NULL"
             + ("" if after is None else " AND ack_due > ?"),
@@ -196,14 +203,22 @@ class Projection:
         return summary.overview(self.row.plan, self.phase, counts, self.at, store._evaluator)
 
 
-def project(store: Driver, row: Row, at: datetime, *, whole: bool = False) -> Projection:
+def project(
+    store: Driver,
+    row: Row,
+    at: datetime,
+    *,
+    whole: bool = False,
+    deadline: tuple[datetime | None] | None = None,
+) -> Projection:
     """``row`` (read in the open transaction) as a tick at ``at`` would leave it; nothing
     is written. ``whole``: make a projection that moves devices in memory (for its
-    device rows)."""
+    device rows). ``deadline``: the earliest stored acknowledgement deadline of its
+    devices (``(None,)``: none), if already read in the transaction."""
     at = max(at, row.clock)
     stored = Row(**attrs.asdict(row, recurse=False))
     stored.counts = dict(row.counts)
-    port = Dry(store, stored)
+    port = Dry(store, stored, deadline)
     found = i.next_timer(store._compiled, row.plan, row.phase, port)
     if found is None or found[0] > at:
         return Projection(row, at, row.phase, row.counts, False, None, False, _next(found))

@@ -23,8 +23,8 @@ from certflow.core.guards import Situation
 from certflow.core.instants import require_utc
 from certflow.core.plan import DeviceRecord, DeviceState, Plan, RolloutState
 from certflow.core.summary import Overview
-from certflow.store._driver import Driver, Row
-from certflow.store._inputs import MOST, can_store, is_count
+from certflow.store._driver import ROLLOUT, Driver, Row, row_of
+from certflow.store._inputs import MOST, can_store, is_count, storable
 from certflow.store._model import RolloutInfo, View
 from certflow.store._projection import (
     Projection,
@@ -250,14 +250,19 @@ def info(store: Driver, name: str, now: datetime | None) -> RolloutInfo:
         return info_of(store, store._row(name), now)
 
 
-def info_of(store: Driver, row: Row, now: datetime | None = None) -> RolloutInfo:
+def info_of(
+    store: Driver,
+    row: Row,
+    now: datetime | None = None,
+    deadline: tuple[datetime | None] | None = None,
+) -> RolloutInfo:
     """``row``'s line of the list (at ``now``: projected, if timers fell due), inside the
-    open transaction."""
+    open transaction; ``deadline`` as :func:`._projection.project` takes it."""
     # A list is read at one instant for every rollout: one whose clock is ahead of it
     # (another process is in its future, or a script drove it with --now) is shown as
     # stored, not refused.
     at = row.clock if now is None else max(require_utc("now", now), row.clock)
-    found = project(store, row, at)
+    found = project(store, row, at, deadline=deadline)
     counts = {DeviceState(k): v for k, v in found.counts.items()}
     head = found.overview(store)
     return RolloutInfo(
@@ -269,13 +274,40 @@ def info_of(store: Driver, row: Row, now: datetime | None = None) -> RolloutInfo
         head.percent_complete,
         found.next_due,
         found.projected,
+        overview=head,
     )
 
 
-def rollouts(store: Driver, now: datetime | None) -> list[RolloutInfo]:
+def rollouts(
+    store: Driver, now: datetime | None, after: str | None, limit: int | None
+) -> list[RolloutInfo]:
+    if after is not None:
+        if not isinstance(after, str):
+            raise InvalidInput(f"after must be a rollout name or None, got {after!r}")
+        storable("after", after)
+    if limit is not None and not is_count(limit):
+        raise InvalidInput(f"limit must be a positive number up to {MOST}, got {limit!r}")
+    if now is not None:
+        require_utc("now", now)
+    params: list[object] = []
+    where = ""
+    if after is not None:
+        where = " WHERE name > ?"
+        params.append(after)
+    if limit is not None:
+        params.append(limit)
+    # One statement for the page: a range of the unique index on the name, each row with
+    # its devices' earliest acknowledgement deadline (one entry of devices_by_ack_due),
+    # which is what the projection would otherwise read per running rollout for its
+    # next_due. Timers due by `now` still cost a projected rollout its own reads.
     with store._transaction(write=False):
-        names = [r[0] for r in store._q("SELECT name FROM rollouts ORDER BY name")]
-        return [info_of(store, store._row(n), now) for n in names]
+        rows = store._q(
+            f"SELECT {ROLLOUT}, (SELECT MIN(ack_due) FROM devices WHERE devices.rollout = "
+            f"rollouts.id AND ack_due IS NOT NULL) FROM rollouts{where} ORDER BY name"
+            + (" LIMIT ?" if limit is not None else ""),
+            params,
+        ).fetchall()
+        return [info_of(store, row_of(store, r[:-1]), now, (store._get(r[-1]),)) for r in rows]
 
 
 def next_due(store: Driver, name: str | None) -> datetime | None:

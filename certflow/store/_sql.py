@@ -64,10 +64,10 @@ from certflow.core.machines import Rules
 from certflow.core.plan import DeviceRecord, DeviceState, Phase, Plan
 from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
-from certflow.core.serialization import decode_phase, decode_plan, encode
+from certflow.core.serialization import encode
 from certflow.core.summary import Overview
 from certflow.store import _commands, _journal, _outbox, _reads
-from certflow.store._driver import DEVICE, Cursor, Progress, Row
+from certflow.store._driver import DEVICE, ROLLOUT, Cursor, Progress, Row, row_of
 from certflow.store._errors import StoreError, UnknownRollout
 from certflow.store._fleetsql import FleetStatement, fleet_update
 from certflow.store._inputs import (
@@ -298,25 +298,12 @@ class SqlStore:
         if not isinstance(name, str) or not can_store(name):
             raise self._unknown(name)
         found = self._q(
-            "SELECT id, plan, phase, clock, counts, size, seq FROM rollouts WHERE name = ?"
-            + (self._lock_rollout if own else ""),
+            f"SELECT {ROLLOUT} FROM rollouts WHERE name = ?" + (self._lock_rollout if own else ""),
             (name,),
         ).fetchone()
         if found is None:
             raise self._unknown(name)
-        rollout_id, plan_text, phase_text, clock, counts, size, seq = found
-        cached = self._plans.get(rollout_id)
-        if cached is None or cached[0] != plan_text:
-            cached = (plan_text, decode_plan(json.loads(plan_text)))
-            self._plans[rollout_id] = cached
-        phase = self._phases.get(rollout_id)
-        if phase is None or phase[0] != phase_text:
-            phase = (phase_text, decode_phase(json.loads(phase_text)))
-            self._phases[rollout_id] = phase
-        at = self._get(clock)
-        if at is None:  # pragma: no cover - the column is NOT NULL
-            raise StoreError(f"{self._where}: rollout {name!r} has no clock")
-        return Row(rollout_id, name, cached[1], phase[1], at, json.loads(counts), size, seq)
+        return row_of(self, found)
 
     def _save(self, row: Row, now: datetime) -> None:
         phase = self._phases.get(row.id)
@@ -494,9 +481,14 @@ class SqlStore:
         instant, and some may be ahead of it)."""
         return _reads.info(self, name, now)
 
-    def rollouts(self, now: datetime | None = None) -> list[RolloutInfo]:
-        """Every rollout, by name (at ``now``: each projected as :meth:`info` is)."""
-        return _reads.rollouts(self, now)
+    def rollouts(
+        self, now: datetime | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[RolloutInfo]:
+        """The rollouts by name (at ``now``: each projected as :meth:`info` is), each with
+        its ``overview``: those whose name sorts after ``after`` (code point order), at
+        most ``limit``; every one by default. One read transaction and one query through
+        the name's index (a rollout with timers due is projected as :meth:`view` is)."""
+        return _reads.rollouts(self, now, after, limit)
 
     def next_due(self, name: str | None = None) -> datetime | None:
         """The next instant at which time moves rollout ``name`` (or any rollout), or
