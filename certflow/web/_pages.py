@@ -104,18 +104,15 @@ def _states(request: Request) -> list[DeviceState]:
 async def rollouts(console: Console, request: Request, user: str, form: Form | None) -> Response:
     now = console.now()
     start = request.query_params.get("after", "")
-
-    def read(store: SqlStore) -> list[tuple[Any, Any]]:
-        # The list as stored (its projection would cost a page's worth for every rollout);
-        # the rollouts shown are read as of now, each through its view.
-        infos = [info for info in store.rollouts() if info.name > start]
-        shown = infos[: ROLLOUTS_PAGE + 1]
-        return [(info, store.view(info.name, max(now, info.clock))) for info in shown]
-
-    rows = await console.store.run(read)
-    more = len(rows) > ROLLOUTS_PAGE
-    rows = rows[:ROLLOUTS_PAGE]
-    context = {"rows": rows, "next": rows[-1][0].name if more else "", "after": start}
+    # One read of the store: a page of the list by name, each line read as of now (as a
+    # tick now would leave it) with its view's overview; one more than the page says
+    # whether a next page exists.
+    infos = await console.store.run(
+        lambda store: store.rollouts(now, after=start or None, limit=ROLLOUTS_PAGE + 1)
+    )
+    more = len(infos) > ROLLOUTS_PAGE
+    infos = infos[:ROLLOUTS_PAGE]
+    context = {"rows": infos, "next": infos[-1].name if more else "", "after": start}
     return console.render(request, "rollouts.html", user, context)
 
 

@@ -17,6 +17,7 @@ from certflow.store import SqlStore
 from certflow.web import _pages, create_app
 from tests.backends import Backend
 from tests.certs.factory import DAY
+from tests.core.strategies import T0, build
 from tests.web.conftest import Clock, Console, TestClient, header_user, upload
 
 DEVICES = [f"dev-{i:03d}" for i in range(120)]
@@ -50,6 +51,42 @@ def test_the_rollout_list_shows_state_progress_checkpoint_and_expiry(running: Co
     assert "25.0%" in page  # 30 of 120 trust the root
     assert "2026-03-08 12:00 UTC" in page  # the first checkpoint, day 7
     assert "expires 2026-04-30 12:00 UTC" in page  # the current certificate, 60 days
+
+
+def test_the_rollout_list_is_paged_by_name(
+    console: Console, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of ROLLOUTS_PAGE rollouts by name, a link to the next one after its last
+    name and back to the first; the page's lines are the store's paged read (one read,
+    no view() per rollout)."""
+    monkeypatch.setattr(_pages, "ROLLOUTS_PAGE", 4)
+    names = [f"r{k:02d}" for k in range(10)]
+    for name in reversed(names):
+        store.create(name, build(2))
+    store.apply("r05", cf.DistributeRoot(), T0)
+
+    def listed(page: str) -> list[str]:
+        return re.findall(r'<th scope="row"><a href="/rollouts/([^"]*)">', page)
+
+    def views(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the list reads no view per rollout")
+
+    monkeypatch.setattr(SqlStore, "view", views)
+    first = console.get("/").text
+    assert listed(first) == names[:4]
+    assert 'href="/?after=r03">Next page</a>' in first
+    assert "First page" not in first
+    second = console.get("/", params={"after": "r03"}).text
+    assert listed(second) == names[4:8]
+    assert "distributing" in second  # r05, read with its overview
+    assert '<a href="/">First page</a>' in second
+    assert 'href="/?after=r07">Next page</a>' in second
+    last = console.get("/", params={"after": "r07"}).text
+    assert listed(last) == names[8:]
+    assert "Next page" not in last
+    beyond = console.get("/", params={"after": "r99"}).text
+    assert "No rollouts after r99." in beyond
+    assert "No rollouts yet" not in beyond
 
 
 def test_new_rollout_reports_the_checks_as_cert_check_does_and_creates_nothing(
