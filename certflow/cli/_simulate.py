@@ -111,6 +111,7 @@ def simulate(
         _report(devices, seed, quiet=quiet, chart=chart, db=db, name=name, sinks=sinks)
         if db is not None:
             _status(ctx, db, name)
+            _console(db, name)
         if sinks is not None:
             sinks.summary()
     return EXIT_OK
@@ -263,6 +264,27 @@ def _status(ctx: click.Context, db: str, name: str) -> None:
         rollout_status, name=name, states=(), limit=10, after=None, db=db, now=now,
         as_json=False,
     )  # fmt: skip
+
+
+def _console(db: str, name: str) -> None:
+    """The command that serves the web console over the demo's database, the page of its
+    rollout, and how to make the sign-in token file it needs (docs/web.md)."""
+    import shlex
+    import urllib.parse
+
+    from certflow.store import without_password
+
+    shown = without_password(db)
+    page = urllib.parse.quote(name, safe="")
+    click.echo(
+        f"\nthe console: the rollout at http://127.0.0.1:8080/rollouts/{page} (sign in with "
+        "the token in TOKEN_FILE)"
+    )
+    click.echo("$ openssl rand -hex 32 > TOKEN_FILE && chmod 600 TOKEN_FILE  # once: the token")
+    click.echo(f"$ certflow serve --db {shlex.quote(shown)} --token-file TOKEN_FILE")
+    if shown != db:
+        # The password is never printed (docs/web.md): the reader supplies it.
+        click.echo("(the password is not shown: give it in ~/.pgpass, or the URL in CERTFLOW_DB)")
 
 
 def _where(store: SqlStore) -> str:

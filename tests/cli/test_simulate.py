@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
+import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,6 +131,49 @@ def test_simulate_through_a_store_ends_with_its_status(
     assert (document["database"], document["rollout"]) == (str(db.resolve()), "again")
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the token line runs openssl")
+def test_simulate_through_a_store_prints_the_console_that_opens_its_rollout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the status, the lines that serve the web console over the demo's database:
+    run as printed (the token line in a shell, `certflow serve` with uvicorn's run
+    caught), the console signs in with that token and shows the rollout at the URL."""
+    import uvicorn
+
+    from tests.web.conftest import CSRF, TestClient
+
+    monkeypatch.chdir(tmp_path)
+    code = main.main(["simulate", "--devices", "300", "--db", "demo.db"], standalone_mode=False)
+    assert code == EXIT_OK
+    out = capsys.readouterr().out
+    lines = out[out.index("$ certflow rollout status") :].splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("the console: "))
+    said, token_line, serve_line = lines[start : start + 3]
+    url = re.search(r"http://127\.0\.0\.1:8080(/rollouts/[^ ]+) ", said)
+    assert url is not None
+    assert url[1] == "/rollouts/demo"
+    assert serve_line == "$ certflow serve --db demo.db --token-file TOKEN_FILE"
+    subprocess.run(token_line.removeprefix("$ "), shell=True, check=True, cwd=tmp_path)
+    token = (tmp_path / "TOKEN_FILE").read_text().strip()
+    assert len(token) == 64
+    assert (tmp_path / "TOKEN_FILE").stat().st_mode & 0o077 == 0
+    caught: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: caught.update(options, app=app))
+    argv = shlex.split(serve_line.removeprefix("$ "))
+    assert argv[0] == "certflow"
+    assert main.main(argv[1:], standalone_mode=False) == EXIT_OK
+    assert (caught["host"], caught["port"]) == ("127.0.0.1", 8080)
+    with TestClient(caught["app"]) as client:
+        form = CSRF.search(client.get("/sign-in").text)
+        assert form is not None
+        signed = client.post(
+            "/sign-in", data={"csrf_token": form[1], "token": token, "next": url[1]}
+        )
+        assert signed.status_code == 200
+        assert "<h1>Rollout demo</h1>" in signed.text  # View Details of the demo's rollout
+        assert "mdm.demo.example" in signed.text
+
+
 def test_simulate_db_does_not_go_with_runs(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main.main(["simulate", "--runs", "2", "--db", "x.db"], standalone_mode=False)
@@ -148,6 +196,8 @@ def test_simulate_through_postgresql_never_shows_the_password(
     assert "s3cret" not in said.out + said.err
     assert f"database: {shown} (rollout demo)" in said.out
     assert f"$ certflow rollout status demo --db {shown} " in said.out
+    # The console's command names the database as shown, and says where the password goes.
+    assert f"$ certflow serve --db '{shown}' --token-file TOKEN_FILE\n(the password" in said.out
     status = said.out[said.out.index("$ certflow rollout status") :]
     assert "Rollout:          demo: " in status
     assert "DEVICE" in status
