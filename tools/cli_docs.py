@@ -274,7 +274,12 @@ fails when one is out of date.
 | 0 | done; for `cert check` and `csr show`: nothing wrong found |
 | 1 | `cert check` found at least one error; `csr show` found the CSR unusable; `rollout`: the rules refused the command, or an import was not confirmed |
 | 2 | usage error or bad input: unknown option, unreadable or damaged file, wrong or missing password, invalid subject, an `--out` that is not a regular file |
+| 75 | a temporary failure: a busy or unreachable database (try again) |
 | 130 | interrupted (Ctrl-C, or end of input at a terminal prompt) |
+| 141 | the reader closed the pipe (`| head`) before the command was done |
+
+The one table for scripts, with `--json`'s error objects, is
+[scripting.md](../scripting.md#exit-codes).
 
 ## Commands
 
@@ -286,7 +291,9 @@ fails when one is out of date.
 - [`certflow cert check`](cert-check.md) — the server-certificate checks, as a table
 - [`certflow cert export`](cert-export.md) — `server.crt`, the chain, the root for devices, `server.pfx`
 - [`certflow simulate`](simulate.md) — the seeded rollout simulation (see [simulation.md](../simulation.md))
-- [`certflow rollout`](rollout.md) — a rollout stored in a database, driven step by step (every subcommand's help: [rollout-help.md](rollout-help.md))""",
+- [`certflow rollout`](rollout.md) — a rollout stored in a database, driven step by step (every subcommand's help: [rollout-help.md](rollout-help.md))
+- [`certflow worker`](worker.md) — keeps a database's time and delivers its effects (see [worker.md](../worker.md))
+- [`certflow serve`](serve.md) — the web console on its own (see [web.md](../web.md))""",
         Run("certflow --help"),
         "A mistyped command:",
         Run("certflow bogus"),
@@ -523,7 +530,11 @@ refuses a missing one (it does not create an empty file).
 | 1 | the rules refused the command (`certflow: refused: <why>`), the new certificate failed a check (`new`: the findings are printed), or a confirmation was declined (`certflow: not imported: ...`) |
 | 2 | bad input (`certflow: error: <message>`): unknown rollout, device or effect id, a malformed file, a time earlier than the rollout's clock, a `--now` without an offset, a missing, corrupt or newer database |
 | 75 | a temporary failure (`certflow: error: <message>`, saying to try again): the database was locked by another writer past the busy timeout, the server could not be reached, or the file changed while it was read; nothing was changed, so the same command can simply run again |
-| 130 | interrupted |
+| 130 | interrupted: "nothing was applied"; after the commit, "applied; interrupted afterwards" and 0 |
+| 141 | the reader closed the pipe (`| head`) before the command was done |
+
+Under `--json` every error and refusal is also a JSON object on standard output
+([scripting.md](../scripting.md)).
 
 Results go to standard output; errors, refusals, prompts and progress bars to standard
 error, so `--json` output can always be piped. Nothing is ever half-applied: each command
@@ -713,6 +724,28 @@ through the real evaluator. What it prints and how to simulate in a notebook is 
         Run("certflow simulate --devices 2000 --json --chart states.svg | head -n 8"),
         "A chart file must be PNG or SVG:",
         Run("certflow simulate --chart states.pdf"),
+    ],
+    "worker.md": [
+        """# `certflow worker`
+
+The long-running process that ticks every rollout of a database when something falls due
+and delivers its effects by e-mail, webhook and command, as its TOML configuration routes
+them. The configuration, the handlers, the guarantees and how to run it under systemd,
+cron or Kubernetes are in [worker.md](../worker.md).""",
+        Run("certflow worker --help"),
+        "A configuration that cannot be read is one line, exit 2, before anything is delivered:",
+        Run("certflow worker --db certflow.db --config nosuch.toml --once"),
+    ],
+    "serve.md": [
+        """# `certflow serve`
+
+The web console on its own, on uvicorn: the rollouts, View Details, the actions and their
+confirmations. A host product mounts the same application instead
+(`certflow.web.create_app`); both are described in [web.md](../web.md). The token that
+signs in is read from a file, never from the command line.""",
+        Run("certflow serve --help"),
+        "Without its token file it does not start:",
+        Run("certflow serve --db certflow.db --token-file nosuch.token"),
     ],
 }
 
