@@ -24,7 +24,7 @@ from certflow.core.errors import CommandRefused
 from certflow.core.instants import show
 from certflow.core.policy import ImportRule
 from certflow.core.rollout import Rollout
-from certflow.sim._cure import BIN, Curve
+from certflow.sim._cure import BIN, WINDOW, Curve
 from certflow.sim._futures import Movers
 from certflow.sim._host import Floats
 
@@ -144,36 +144,59 @@ def tail_of(
     )
 
 
-def judge(tail: Tail, branches: Sequence[Branch], level: float) -> Tail:
-    """``tail``, marked unreliable when a branch's interval of devices cut off is
-    narrower than the spread of the answers of the ``n`` devices whose answer is open
-    (``Tail.unsettled``: beyond the data, but not for as long again) alone, each answering
-    with a chance of 10 % (or 90 %) known exactly:
-    ``2 z sqrt(0.09 n)``, with ``z`` the normal quantile of the level (about
-    ``sqrt(n)`` at 90 %).
+# The least span of waits, in days, the tail may be fitted on before a forecast that
+# rests on it is trusted: two daily cycles, so that the fit, on whole days, has two
+# days to fit its two parameters to.
+TAIL_DAYS = 2.0
 
-    Whether such a device answers is not in the data: it is the tail model's guess. An
-    interval narrower than that bound claims to know how they behave, a precision the
-    data do not have (docs/forecast.md measures what the mark means)."""
+
+def judge(tail: Tail, branches: Sequence[Branch], level: float) -> Tail:
+    """``tail``, marked unreliable when devices whose answer is open rest on the tail
+    (``Tail.unsettled``: beyond the data, but not for as long again) and either
+
+    * the tail is fitted on fewer than :data:`TAIL_DAYS` days of waits (the second half
+      of the data's reach): too early to tell its shape or its share that never
+      answers. In the calibration's fleets of 10,000 on day 3 every slow and
+      heavy-tailed forecast missed (docs/forecast.md);
+    * or a branch's interval of devices cut off is narrower than the spread of the
+      ``n`` unsettled devices' answers alone, each answering with a chance of 10 % (or
+      90 %) known exactly: ``2 z sqrt(0.09 n)``, with ``z`` the normal quantile of the
+      level (about ``sqrt(n)`` at 90 %). Whether such a device answers is not in the
+      data: an interval narrower than that claims a precision the data do not have.
+    """
     if not tail.unsettled:
         return tail
+    reasons = []
+    window = tail.horizon_days * WINDOW
+    if window < TAIL_DAYS:
+        reasons.append(
+            f"the tail is fitted on the waits of the last {window:.1f} day(s) of the data "
+            f"(half of the {tail.horizon_days:.1f} they reach), fewer than {TAIL_DAYS:g} "
+            f"daily cycles, and {tail.unsettled:,} device(s) beyond the data rest on it: "
+            "too early to tell how many of them answer"
+        )
     z = statistics.NormalDist().inv_cdf((1 + level) / 2)
     bound = 2 * z * math.sqrt(0.09 * tail.unsettled)
     narrow = [b for b in branches if b.cutoff_high - b.cutoff_low < bound]
-    if not narrow:
+    if narrow:
+        shown = "; ".join(
+            f"{'extended' if b.extended else 'as it is'} {b.cutoff_low:,}-{b.cutoff_high:,}"
+            for b in narrow
+        )
+        reasons.append(
+            f"{tail.unsettled:,} device(s) have waited longer than any answer seen (but not "
+            f"twice as long), and the {level:.0%} interval of devices cut off ({shown}) is "
+            f"narrower than {bound:.1f}, the spread their answers alone would give were each "
+            "one's chance of answering known exactly (10 %): it claims a precision on "
+            "devices the data say nothing of"
+        )
+    if not reasons:
         return tail
-    shown = "; ".join(
-        f"{'extended' if b.extended else 'as it is'} {b.cutoff_low:,}-{b.cutoff_high:,}"
-        for b in narrow
-    )
     shapes = ", ".join(f"{n:.1f} (shape {k})" for k, n in tail.by_shape.items())
     caution = (
-        f"{tail.unsettled:,} device(s) have waited longer than any answer seen (but not twice "
-        "as long), and the "
-        f"{level:.0%} interval of devices cut off ({shown}) is narrower than {bound:.1f}, "
-        "the spread their answers alone would give were each one's chance of answering "
-        "known exactly (10 %): it claims a precision on devices the data say nothing of. "
-        f"Expected answers among all {tail.beyond:,} beyond the data, by tail shape: {shapes}"
+        "; ".join(reasons)
+        + f". Expected answers among all {tail.beyond:,} beyond the data, by tail shape: "
+        + shapes
     )
     return attrs.evolve(tail, reliable=False, caution=caution)
 

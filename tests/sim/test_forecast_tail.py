@@ -346,3 +346,21 @@ def test_a_daily_cycle_is_not_read_as_a_share_that_never_answers(
     assert _cure.fit_curve(obs, obs.size, 24 * 30).model.cure < 0.03
     monkeypatch.setattr(_cure, "DAILY_FROM", 10**9)  # never by days: the bias they are for
     assert _cure.fit_curve(obs, obs.size, 24 * 30).model.cure > 0.1
+
+
+def test_a_tail_fitted_on_less_than_two_days_is_too_early_to_trust() -> None:
+    # The slow fleet on day 3: every silent device rests on a tail fitted on the last
+    # day and a half of waits. On day 6 the same fleet's tail has three days.
+    early = simulate(SLOW, 51, snapshot_at=3 * DAY + HOUR).snapshot
+    assert early is not None
+    result = forecast(early.rollout, early.now, early.pushes, early.reports, runs=40, seed=1)
+    assert result.tail.unsettled > 0
+    assert result.tail.horizon_days * _cure.WINDOW < 2
+    assert not result.tail.reliable
+    assert result.tail.caution is not None
+    assert "too early to tell how many of them answer" in result.tail.caution
+    assert result.as_dict()["reliable"] is False
+    late = _day_6(SLOW, 51).snapshot
+    later = forecast(late.rollout, late.now, late.pushes, late.reports, runs=40, seed=1)
+    assert later.tail.horizon_days * _cure.WINDOW >= 2
+    assert later.tail.caution is None or "too early" not in later.tail.caution
