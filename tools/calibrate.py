@@ -356,7 +356,7 @@ def chart(cells: list[dict[str, Any]], path: str) -> None:
         ax.set_title(f"devices cut off: {level} % intervals")
         ax.set_xlabel("decision day (policies none, bulk, extend side by side)")
     axes[0].set_ylabel("empirical coverage (%)")
-    axes[0].legend(loc="lower left", fontsize=8)
+    axes[0].legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
