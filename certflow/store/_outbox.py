@@ -141,7 +141,9 @@ def lease(
             params.append(store._row(name).id)
         rows = store._q(
             f"SELECT o.rollout, {_COLUMNS} "
-            f"FROM outbox o WHERE {' AND '.join(where)} ORDER BY o.rollout, o.seq, o.position"
+            # In the order they fell due, across rollouts (outbox_by_due, schema 6).
+            f"FROM outbox o WHERE {' AND '.join(where)} "
+            "ORDER BY o.due_at, o.rollout, o.seq, o.position"
             + ("" if limit is None else f" LIMIT {limit}")
             + store._skip_locked,
             params,
@@ -158,12 +160,11 @@ def lease(
         if ids:
             marks = ", ".join("?" * len(ids))
             names.update(store._q(f"SELECT id, name FROM rollouts WHERE id IN ({marks})", ids))
-    claimed = [
+    # In the lease's order: the order they fell due.
+    return [
         attrs.evolve(_stored(store, names[r], *rest), attempts=rest[6] + 1, last_attempt_at=at)
         for r, *rest in rows
     ]
-    claimed.sort(key=lambda e: (e.rollout, _position(e.id)))
-    return claimed
 
 
 def _locate(store: Driver, effect_id: str) -> tuple[int, int, int]:
@@ -293,8 +294,3 @@ def supersede(
         f"AND kind IN ({', '.join('?' * len(wanted))})",
         (store._put(at), rollout, before_seq, *wanted),
     ).rowcount
-
-
-def _position(effect_id: str) -> tuple[int, int]:
-    _, seq, position = effect_id.rsplit(":", 2)
-    return int(seq), int(position)

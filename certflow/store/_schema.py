@@ -117,7 +117,24 @@ CREATE INDEX rollouts_by_phase_due ON rollouts (phase_due) WHERE phase_due IS NO
 CREATE INDEX devices_by_deadline ON devices (ack_due, rollout) WHERE ack_due IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5)
+# Version 6: the lease takes the due effects of every rollout in the order they fell due
+# (then by rollout, journal entry and position), so that a rollout's new effects do not
+# wait behind another rollout's backlog that fell due after them. outbox_pending leads
+# with the rollout, so that order would be a scan and a sort; this index reads the
+# deliverable effects due by an instant in that order, and stops at the lease's limit.
+_VERSION_6 = """
+CREATE INDEX outbox_by_due ON outbox (due_at, rollout, seq, position)
+    WHERE acked_at IS NULL AND superseded_at IS NULL AND dead_at IS NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _VERSION_1,
+    _VERSION_2,
+    _VERSION_3,
+    _VERSION_4,
+    _VERSION_5,
+    _VERSION_6,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL: the same tables, in its types. The foreign keys hold there (SQLite does not
@@ -199,12 +216,18 @@ CREATE INDEX rollouts_by_phase_due ON rollouts (phase_due) WHERE phase_due IS NO
 CREATE INDEX devices_by_deadline ON devices (ack_due, rollout) WHERE ack_due IS NOT NULL;
 """
 
+_POSTGRES_6 = """
+CREATE INDEX outbox_by_due ON outbox (due_at, rollout, seq, position)
+    WHERE acked_at IS NULL AND superseded_at IS NULL AND dead_at IS NULL;
+"""
+
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
     _POSTGRES_1,
     _POSTGRES_2,
     _POSTGRES_3,
     _POSTGRES_4,
     _POSTGRES_5,
+    _POSTGRES_6,
 )
 if len(POSTGRES_MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - a maintainer's slip
     raise ValueError("every schema version needs a migration for each backend")

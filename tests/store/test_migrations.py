@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql
 
 import certflow as cf
-from certflow.store import SCHEMA_VERSION, StoreBusy, StoreError
+from certflow.store import SCHEMA_VERSION, StoreBusy, StoredEffect, StoreError
 from certflow.store._schema import MIGRATIONS, POSTGRES_MIGRATIONS
 from tests.backends import Backend, PostgresBackend, SqliteBackend
 from tests.core.strategies import HOUR, T0, build, day
@@ -188,7 +188,7 @@ def old(backend: Backend, source: Backend) -> Backend:
 
 
 def test_the_previous_version_is_what_the_test_builds(old: Backend) -> None:
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     assert version(old) == 1
     columns = columns_of(old, "outbox")
     assert columns == ["rollout", "seq", "position", "kind", "body", "due_at", "acked_at"]
@@ -229,7 +229,7 @@ def test_a_version_1_database_is_migrated_with_its_data_intact(
         [again] = [s for s in store.effects() if s.id == pending[0].id]
         assert (again.failures, again.last_error) == (1, "connection refused")
         leased = store.lease(now=day(6))
-        assert [s.id for s in leased] == [s.id for s in pending]
+        assert [s.id for s in leased] == [s.id for s in sorted(pending, key=due_order)]
         assert store.lease(now=day(6)) == []
         store.apply("alpha", cf.DeviceInstalled("d1"), day(6))
         store.create("gamma", build(2))
@@ -249,13 +249,20 @@ def index_names(backend: Backend) -> set[str]:
     }
 
 
-def test_a_database_of_the_previous_version_gets_the_due_indexes(
+def due_order(stored: StoredEffect) -> tuple[object, ...]:
+    """A lease's order: the due instant, then the rollout (alpha was created first),
+    the journal entry and the position."""
+    _, seq, position = stored.id.split(":")
+    return (stored.due_at, NAMES.index(stored.rollout), int(seq), int(position))
+
+
+def test_a_database_of_version_4_gets_the_next_due_indexes(
     backend: Backend, source: Backend
 ) -> None:
     """Version 4 (the whole delivery record) to 5: the indexes of the next due instant
     (``next_due`` from two index reads) are built on open over the rows already there,
     and the answer is the one the source store gives."""
-    version_1(backend, source, at=SCHEMA_VERSION - 1)
+    version_1(backend, source, at=4)
     due_indexes = {"rollouts_by_phase_due", "devices_by_deadline"}
     assert not due_indexes & index_names(backend)
     with source.open(create=False) as current:
@@ -266,6 +273,25 @@ def test_a_database_of_the_previous_version_gets_the_due_indexes(
         assert due_indexes <= index_names(backend)
         assert store.next_due() == expected
         assert store.tick(expected).changed
+    for name in NAMES:
+        backend.check_consistent(name)
+
+
+def test_a_database_of_the_previous_version_gets_the_outbox_due_index(
+    backend: Backend, source: Backend
+) -> None:
+    """Version 5 to 6: ``outbox_by_due`` (the deliverable effects by due instant, across
+    rollouts) is built on open over the outbox already there, without the acknowledged
+    effect; the lease reads through it and takes the pending effects in due order."""
+    version_1(backend, source, at=SCHEMA_VERSION - 1)
+    assert "outbox_by_due" not in index_names(backend)
+    with source.open(create=False) as current:
+        pending = current.effects()
+    with backend.open(create=False) as store:
+        assert version(backend) == SCHEMA_VERSION
+        assert "outbox_by_due" in index_names(backend)
+        leased = store.lease(now=day(6))
+        assert [s.id for s in leased] == [s.id for s in sorted(pending, key=due_order)]
     for name in NAMES:
         backend.check_consistent(name)
 

@@ -7,8 +7,10 @@ with it is in ``test_drain.py``; the end of a rollout superseding effects is her
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -164,3 +166,107 @@ def test_a_failure_of_an_effect_that_is_not_pending_changes_nothing(store: AnySt
 def test_dead_and_all_together_are_refused(store: AnyStore) -> None:
     with pytest.raises(cf.InvalidInput, match="not both"):
         store.effects("r", dead=True, include_acknowledged=True)
+
+
+# --- the lease's order: due instants across rollouts (schema 6, outbox_by_due) -------------
+
+
+def distributed(store: AnyStore, name: str, at: datetime, enrolled: int = 0) -> None:
+    """Rollout ``name`` distributing from ``at`` (one push, ``NAME:2:0``), and
+    ``enrolled`` devices enrolled at ``at`` (one push each, ``NAME:3:N``)."""
+    store.create(name, build(1, at=T0 - HOUR))
+    store.apply(name, cf.DistributeRoot(), at)
+    if enrolled:
+        store.apply_all(name, [cf.Enroll(f"e{i}") for i in range(enrolled)], at)
+
+
+def test_a_lease_takes_the_due_effects_of_every_rollout_in_the_order_they_fell_due(
+    backend: Backend,
+) -> None:
+    """A rollout created later is not kept behind an earlier one's backlog that fell due
+    after its effects: the lease goes by due instant, then rollout (in the order they
+    were created), journal entry and position."""
+    with backend.open() as store:
+        distributed(store, "a", T0, enrolled=6)  # a backlog: 7 pushes due at T0
+        distributed(store, "b", T0 + 2 * HOUR, enrolled=3)  # 4 due at T0 + 2 h
+        distributed(store, "c", T0 + HOUR)  # 1 due at T0 + 1 h
+        distributed(store, "d", T0)  # 1 due at T0, with a's
+        store.apply_all("a", [cf.Enroll(f"later{i}") for i in range(3)], T0 + 3 * HOUR)
+        batches = [[e.id for e in store.lease(now=T0 + 3 * HOUR, limit=5)] for _ in range(4)]
+    assert batches == [
+        ["a:2:0", "a:3:0", "a:3:1", "a:3:2", "a:3:3"],
+        ["a:3:4", "a:3:5", "d:2:0", "c:2:0", "b:2:0"],
+        ["b:3:0", "b:3:1", "b:3:2", "a:4:0", "a:4:1"],
+        ["a:4:2"],
+    ]
+
+
+def _lease_select(store: AnyStore, **lease: Any) -> tuple[str, Any]:
+    """The statement the lease reads the outbox with, and its parameters."""
+    seen: list[tuple[str, Any]] = []
+    run = store._q
+
+    def recorded(sql: str, params: Any = ()) -> Any:
+        seen.append((sql, params))
+        return run(sql, params)
+
+    store._q = recorded  # type: ignore[method-assign]
+    try:
+        store.lease(**lease)
+    finally:
+        del store._q
+    [found] = [(s, p) for s, p in seen if s.lstrip().upper().startswith("SELECT O.ROLLOUT")]
+    return found
+
+
+def _big_outbox(store: AnyStore) -> None:
+    """2,002 effects, of which a lease at T0 + 1 h finds one due: 1,001 acknowledged
+    (rollout "old"), 1,001 not due yet ("late", at T0 + 2 h), and "due"'s push."""
+    distributed(store, "old", T0, enrolled=1_000)
+    store.acknowledge([e.id for e in store.effects("old")], T0)
+    distributed(store, "late", T0 + 2 * HOUR, enrolled=1_000)
+    distributed(store, "due", T0 + HOUR / 2)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_leases_through_the_due_index_without_sorting(backend: Backend) -> None:
+    with backend.open() as store:
+        assert isinstance(store, SqliteStore)
+        _big_outbox(store)
+        sql, params = _lease_select(store, now=T0 + HOUR, limit=10, kinds=["PushRoot"])
+        plan = [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        # SEARCH: a range of the index (due_at <= now); a SCAN would read every row, and
+        # a TEMP B-TREE would sort every row found.
+        assert plan == ["SEARCH o USING INDEX outbox_by_due (due_at<?)"], plan
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_postgresql_leases_through_the_due_index_reading_only_what_is_due(
+    backend: Backend,
+) -> None:
+    """The plan as PostgreSQL executes it (EXPLAIN ANALYZE): an index scan of
+    outbox_by_due that reads the one row due of 2,002, no sequential scan and no
+    sort."""
+    with backend.open() as store:
+        assert isinstance(store, PostgresStore)
+        _big_outbox(store)
+        store._q("ANALYZE")  # as autovacuum would have
+        sql, params = _lease_select(store, now=T0 + HOUR, limit=10, kinds=["PushRoot"])
+        with store._transaction(write=True):
+            [(found,)] = store._q("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchall()
+        plan = (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+        nodes = list(_nodes(plan))
+        scans = [n for n in nodes if "Scan" in n["Node Type"]]
+        assert [n.get("Index Name") for n in scans] == ["outbox_by_due"], nodes
+        assert not [n for n in nodes if n["Node Type"] in ("Seq Scan", "Sort")], nodes
+        # The one entry due by then, read once: leased by the lease above, so the plan's
+        # own run finds it taken (the filter on leased_until removes it).
+        [scan] = scans
+        assert scan["Actual Loops"] == 1, scan
+        assert scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0) == 1, scan
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
