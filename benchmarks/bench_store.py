@@ -36,6 +36,12 @@ Method, in short (``benchmarks/bench_rollout.py`` is the in-memory counterpart):
   PostgreSQL: the tables with their indexes and TOAST) once distributing and once at the
   end; both backends get the same inputs (the same function, ``bench_certflow``, runs
   them);
+* then, at each size on each backend, a report file naming every device (issue 18,
+  item 7: a million lines on a million-device SQLite rollout in at most 15 s): the
+  rollout made anew and distributing, ``certflow rollout report bench --file`` run in a
+  process of its own and timed end to end (with its CPU time and the load average at
+  its start), then on another such database the ``apply_all`` that command makes, alone
+  (``--no-report-file`` skips both);
 * the comparisons run at the smallest size, on fresh SQLite databases, with the same
   1,000 single reports (one in ten a failure) for every implementation, interleaved in
   chunks of 50 in a rotating order (so that a change of machine speed hits all alike):
@@ -224,7 +230,7 @@ class Backend:
     opened with ``open_store`` (a file path is SQLite, a ``postgresql://`` URL PostgreSQL)."""
 
     impl: str  # the table's implementation column
-    fresh: Callable[[int], str]  # a new database for a fleet of n devices: its path or URL
+    fresh: Callable[[str], str]  # a new database, named by a tag: its path or URL
     size: Callable[[str], int]  # a database's size in bytes
     size_how: str  # what size() counts
 
@@ -232,7 +238,7 @@ class Backend:
 def sqlite_backend(folder: Path) -> Backend:
     return Backend(
         "certflow-sqlite",
-        lambda n: str(folder / f"certflow-{n}.db"),
+        lambda tag: str(folder / f"certflow-{tag}.db"),
         lambda path: db_size(Path(path)),
         "file + -wal after a checkpoint",
     )
@@ -262,7 +268,7 @@ def postgres_backend(
         ).fetchall()
     backend = Backend(
         "certflow-postgresql",
-        lambda n: server.create_database(f"bench_{n}"),
+        lambda tag: server.create_database(f"bench_{tag}"),
         pg_size,
         "tables with their indexes and TOAST; the WAL not counted",
     )
@@ -281,7 +287,7 @@ def bench_certflow(n: int, backend: Backend, baseline: dict[str, float]) -> list
     """Every certflow row for a fleet of ``n`` devices on ``backend``."""
     rows: list[Row] = []
     impl = backend.impl
-    target = backend.fresh(n)
+    target = backend.fresh(str(n))
     ids = make_ids(n)
     rng = random.Random(n)
     order = rng.sample(range(n), n)  # the order in which devices report
@@ -532,6 +538,79 @@ def bench_certflow(n: int, backend: Backend, baseline: dict[str, float]) -> list
             note=f"{size / 1e6:.1f} MB ({backend.size_how}): the journal holds every report "
             "of the run, the outbox the ReenrollmentRequired of the stragglers",
             amount=size,
+        )
+    )
+    return rows
+
+
+# The command line of a report file, as an operator runs it (issue 18, item 7).
+REPORT_FILE = "from certflow.cli import main; main()"
+
+
+def _distributing(backend: Backend, tag: str, ids: list[str]) -> str:
+    """A fresh database holding rollout ``bench`` of ``ids``, distributing since T0."""
+    target = backend.fresh(tag)
+    with open_store(target) as store:
+        store.create("bench", pending_rollout(ids))
+        store.apply("bench", DistributeRoot(), T0)
+    return target
+
+
+def bench_report_file(n: int, backend: Backend, folder: Path) -> list[Row]:
+    """A report file naming every device of a distributing ``n``-device rollout (each
+    line ``ID,installed``, in the fleet's order), applied by ``certflow rollout report
+    --file`` in a process of its own, timed end to end (its CPU time too); then, on a
+    second such database, the store's part alone: the ``apply_all`` the command makes
+    (``refused="list"``), wall and CPU time of this process."""
+    ids = make_ids(n)
+    path = folder / f"reports-{n}.csv"
+    path.write_text("".join(f"{d},installed\n" for d in ids))
+    target = _distributing(backend, f"{n}_file", ids)
+    settle()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", REPORT_FILE, "rollout", "report", "bench", "--file", str(path),
+         "--db", target, "--now", NOW.isoformat(), "--json"],
+        capture_output=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    path.unlink()
+    with open_store(target) as store:
+        installed = store.overview("bench", NOW).counts[DeviceState.INSTALLED]
+    assert installed == n, installed
+    local = backend.impl == "certflow-sqlite"  # the issue's target is SQLite's
+    rows = [
+        Row(
+            n,
+            impl := backend.impl,
+            f"report --file of every device ({n:,} lines), a process end to end",
+            seconds(elapsed),
+            "≤ 15 s" if local else "-",
+            elapsed <= 15 if local else None,
+            note=f"its CPU time {seconds(cpu)}; load average {load:.2f} at its start",
+            amount=elapsed,
+        )
+    ]
+    target = _distributing(backend, f"{n}_batch", ids)
+    batch: list[Command] = [DeviceInstalled(d) for d in ids]
+    with open_store(target) as store:
+        settle()
+        started, cpu_start = time.perf_counter(), time.process_time()
+        store.apply_all("bench", batch, NOW, refused="list")
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_start
+    rows.append(
+        Row(
+            n,
+            impl,
+            f"  of which the store's apply_all of the {n:,} reports",
+            seconds(elapsed),
+            note=f"CPU time of this process {seconds(cpu)}",
+            amount=elapsed,
         )
     )
     return rows
@@ -791,6 +870,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-postgresql", action="store_true", help="skip the PostgreSQL rows (SQLite only)"
     )
     parser.add_argument(
+        "--no-report-file",
+        action="store_true",
+        help="skip the report file of every device (two more databases of each size)",
+    )
+    parser.add_argument(
         "--dir",
         default=None,
         help="where to make the temporary folder of the databases and of the PostgreSQL "
@@ -840,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
                 measured = []
                 for backend in backends:
                     measured.append(bench_certflow(n, backend, baselines[backend.impl]))
+                    if not args.no_report_file:
+                        measured[-1] += bench_report_file(n, backend, folder)
                     print(f"... {backend.impl} {n:,} done", file=sys.stderr, flush=True)
                 rows += side_by_side(measured[0], measured[1] if len(measured) > 1 else [])
                 gc.collect()

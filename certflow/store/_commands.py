@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import attrs
@@ -28,6 +29,7 @@ from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import dumps, encode
 from certflow.core.summary import Overview, overview
+from certflow.store._collector import paused
 from certflow.store._driver import Driver, Progress, Row
 from certflow.store._inputs import can_store, check_rollout_name, storable
 from certflow.store._journal import append
@@ -138,6 +140,9 @@ class _Watched(Port):
         command: Any,
         run: i.Turn,
     ) -> None:
+        if self.changed:  # known already: spare the copy (a batch moves many rows)
+            super().transition(device, device_id, dest, calls, command, run)
+            return
         before, new = list(device.values), device.new
         super().transition(device, device_id, dest, calls, command, run)
         if new or device.values != before:
@@ -231,7 +236,7 @@ def apply(
         raise InvalidInput(f"refused must be 'raise', 'skip' or 'list', got {refused!r}")
     skipped: list[Refused] | None = None if refused == "raise" else []
     try:
-        with store._transaction(write=True):
+        with paused(len(batch)), store._transaction(write=True):
             stored, _, _, _ = run_batch(store, name, batch, now, kind, skipped=skipped)
             if stored is None or (refused == "list" and skipped):
                 raise _Unchanged
@@ -265,21 +270,26 @@ def run_batch(
     turn.catch_up(store, at)
     before = _head(store, row.plan, run.phase, row.counts, at) if head else None
     # Every device the batch names, read at once (a device command names one).
-    named = (getattr(command, "device_id", None) for command in batch)
-    port.fetch(d for d in named if isinstance(d, str) and can_store(d))
-    ran = batch
-    if skipped is None:
-        for command in batch:
-            turn.step(lambda: _command(store, run, port, command))  # noqa: B023 (called now)
-    else:
-        ran = []
-        for position, command in enumerate(batch):
+    named = [d for c in batch if isinstance(d := getattr(c, "device_id", None), str)]
+    port.fetch(named if _all_storable(named) else [d for d in named if can_store(d)])
+    ran: list[Command] = []
+    device = store._compiled.rules.device.name
+    # Runs of device commands of one type go through the interpreter's dispatch once,
+    # with the store's own loop over them (as the evaluator's kernel takes them): a
+    # device command moves no rollout state, so a run is one step of the turn.
+    for cls, run_of in groupby(enumerate(batch), lambda item: type(item[1])):
+        route = store._compiled.routes.get(cls)
+        if route is not None and route[0] == device:
+            commands = list(run_of)
+            turn.step(lambda: _devices(store, run, port, cls, commands, ran, skipped))  # noqa: B023
+            continue
+        for position, command in run_of:
             try:
-                turn.step(lambda: _command(store, run, port, command))  # noqa: B023
+                turn.step(lambda: _command(store, run, port, command))  # noqa: B023 (called now)
             except (CommandRefused, UnknownDevice) as error:
-                # Without its traceback: a batch may hold 100,000s of refusals, and
-                # each traceback would keep its frames alive.
-                skipped.append(Refused(position, command, error.with_traceback(None)))
+                if skipped is None:
+                    raise
+                skipped.append(_refused(position, command, error))
             else:
                 ran.append(command)
     if not turn.changed(row.phase):
@@ -375,6 +385,62 @@ def is_due(store: Driver, row: Row, at: datetime) -> bool:
     """Whether a timer of ``row`` (its phase's or a push's) falls due by ``at``."""
     found = i.next_timer(store._compiled, row.plan, row.phase, Port(store, row))
     return found is not None and found[0] <= at
+
+
+def _all_storable(texts: list[Any]) -> bool:
+    """Whether a database can store every one of ``texts`` (:func:`storable`): one
+    encoding of them all rather than one call each (a batch names a million devices)."""
+    try:
+        joined = "".join(texts)
+        joined.encode("utf-8")
+    except (TypeError, UnicodeEncodeError):
+        return False
+    return "\x00" not in joined
+
+
+def _refused(position: int, command: Command, error: CommandRefused | UnknownDevice) -> Refused:
+    # Without its traceback: a batch may hold 100,000s of refusals, and each traceback
+    # would keep its frames alive.
+    return Refused(position, command, error.with_traceback(None))
+
+
+def _devices(
+    store: Driver,
+    run: i.Turn,
+    port: Port,
+    kind: type,
+    commands: list[tuple[int, Any]],
+    ran: list[Command],
+    skipped: list[Refused] | None,
+) -> None:
+    """A run of device commands of one type ``kind`` (each with its position in the
+    batch), one after the other as :func:`_command` runs each: checked, then through
+    :func:`~certflow.core.interpreter.device_command` with the table of the rollout's
+    state, which none of them changes."""
+
+    # What a device row can hold, checked before any rule as _command checks it: for
+    # the whole run at once, and command by command (in order, so that the first
+    # problem is the one raised) only if some text of it fails.
+    texts = [command.device_id for _, command in commands]
+    if hasattr(kind, "reason"):
+        texts += [command.reason for _, command in commands]
+    checked = _all_storable(texts)
+
+    def each(run: i.Turn, table: i.DeviceTable, _: object) -> None:
+        for position, command in commands:
+            if not checked:
+                storable("device id", command.device_id)
+                storable("the reason", getattr(command, "reason", ""))
+            try:
+                i.device_command(run, port, table, command)
+            except (CommandRefused, UnknownDevice) as error:
+                if skipped is None:
+                    raise
+                skipped.append(_refused(position, command, error))
+            else:
+                ran.append(command)
+
+    i.dispatch(run, port, kind, (command for _, command in commands), each)
 
 
 def _command(store: Driver, run: i.Turn, port: Port, command: Command) -> None:

@@ -41,6 +41,19 @@ class Port:
         compiled = store._compiled
         self.wait_span = compiled.wait_span(row.plan.policy)
         self.timeout_reason = i.timeout_reason(compiled, row.plan.policy)
+        self.state_index = {name: k for k, name in enumerate(store._states)}
+        # The instants written into device rows, in their stored form: a batch writes
+        # the same one or two instants into every row it moves, converted once each (a
+        # transaction sees a few: its instant, the timers it caught up, their deadlines).
+        self._stored: dict[datetime, Any] = {}
+
+    def put(self, instant: datetime) -> Any:
+        """``instant`` as the database stores it (``store._put``: equal instants are
+        stored alike)."""
+        stored = self._stored.get(instant)
+        if stored is None:
+            stored = self._stored[instant] = self.store._put(instant)
+        return stored
 
     def state_counts(self) -> dict[str, int]:
         """How many devices are in each state, by name (kept on the rollout row)."""
@@ -121,7 +134,7 @@ class Port:
 
     def state_of(self, device: Held) -> int:
         """The state index of a held row."""
-        return self.store._states.index(device.values[1])
+        return self.state_index[device.values[1]]
 
     def add(self, device_id: str) -> Held:
         """A new device row in the initial state, held until the transaction writes it."""
@@ -155,16 +168,16 @@ class Port:
                 values[3] = command.reason if act.reason == "command" else self.timeout_reason
             if act.starts_wait:
                 span = self.wait_span
-                values[6] = None if span is None else store._put(now + span)
+                values[6] = None if span is None else self.put(now + span)
             if act.pushes:
-                values[4] = store._put(now)
+                values[4] = self.put(now)
                 known = run.plan.identity  # the root it pushes, by its fingerprint
                 root = None if known is None else known.root.fingerprint
                 run.effects.append(PushRoot((device_id,), values[2], now, root))
         if not store._compiled.keeps_wait(dest, calls):
             values[6] = None  # the device left the declared wait: it awaits no answer
         if isinstance(command, REPORTS):
-            values[5] = store._put(now)
+            values[5] = self.put(now)
         device.dirty = True
         counts = self.row.counts
         counts[source] -= 1
@@ -181,7 +194,7 @@ class Port:
             for device_id in chunk:
                 self.devices[device_id] = None
             for device_id, *values in self.store._fetch_devices(self.row.id, chunk):
-                self.devices[device_id] = Held(list(values))
+                self.devices[device_id] = Held(values)  # the unpacking made a new list
 
     def device(self, device_id: str) -> Held | None:
         if device_id not in self.devices:
