@@ -29,9 +29,11 @@ __all__ = [
     "Delivery",
     "Retry",
     "Unacknowledged",
+    "attempt",
     "deliver",
     "delivered_by",
     "failure_record",
+    "skipped",
 ]
 
 T = TypeVar("T")
@@ -102,6 +104,39 @@ def failure_record(done: Iterable[str], errors: Sequence[tuple[str, str]]) -> st
     return head + " | ".join(f"{name}: {error}" for name, error in errors)
 
 
+def skipped(stored: StoredEffect, name: str) -> Attempt:
+    """Handler ``name``'s attempt at ``stored`` when it had already succeeded for it."""
+    return Attempt(stored.id, stored.rollout, type(stored.effect).__name__, name, "skipped", 0.0)
+
+
+def attempt(
+    handler: Handler,
+    stored: StoredEffect,
+    store: Store,
+    now: datetime,
+    *,
+    redact: Callable[[str], str] = lambda text: text,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Attempt:
+    """``handler`` run once for ``stored``: ``delivered`` if it returned, ``failed`` with
+    its error (cleaned by ``redact``) if it raised. Nothing is recorded in the store."""
+    kind = type(stored.effect).__name__
+    started = clock()
+    try:
+        handler(stored, store, now)
+    except Exception as error:  # any failure of a handler keeps the effect pending
+        text = (
+            str(error)
+            if isinstance(error, DeliveryFailed)
+            else (f"{type(error).__name__}: {error}")
+        )
+        text = redact(" ".join(text.split()) or type(error).__name__)
+        return Attempt(
+            stored.id, stored.rollout, kind, handler.name, "failed", clock() - started, text
+        )
+    return Attempt(stored.id, stored.rollout, kind, handler.name, "delivered", clock() - started)
+
+
 def deliver(
     store: Store,
     stored: StoredEffect,
@@ -122,35 +157,18 @@ def deliver(
     cleans an error of secrets before it is recorded or logged; ``clock`` times the
     attempts (a duration, never an instant); ``retry`` runs the store's calls."""
     done = set(delivered_by(stored))
-    kind = type(stored.effect).__name__
     attempts: list[Attempt] = []
     errors: list[tuple[str, str]] = []
     for handler in handlers:
         if handler.name in done:
-            attempts.append(Attempt(stored.id, stored.rollout, kind, handler.name, "skipped", 0.0))
+            attempts.append(skipped(stored, handler.name))
             continue
-        started = clock()
-        try:
-            handler(stored, store, now)
-        except Exception as error:  # any failure of a handler keeps the effect pending
-            text = (
-                str(error)
-                if isinstance(error, DeliveryFailed)
-                else (f"{type(error).__name__}: {error}")
-            )
-            text = redact(" ".join(text.split()) or type(error).__name__)
-            errors.append((handler.name, text))
-            attempts.append(
-                Attempt(
-                    stored.id, stored.rollout, kind, handler.name, "failed",
-                    clock() - started, text,
-                )
-            )  # fmt: skip
-            continue
-        done.add(handler.name)
-        attempts.append(
-            Attempt(stored.id, stored.rollout, kind, handler.name, "delivered", clock() - started)
-        )
+        tried = attempt(handler, stored, store, now, redact=redact, clock=clock)
+        attempts.append(tried)
+        if tried.outcome == "delivered":
+            done.add(handler.name)
+        else:
+            errors.append((handler.name, str(tried.error)))
     if not errors:
         delivery = Delivery(stored, "delivered", tuple(attempts))
         try:

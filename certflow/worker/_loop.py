@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import attrs
 
@@ -33,8 +33,9 @@ from certflow.store import (
     without_password,
 )
 from certflow.worker._config import EFFECT_KINDS, Config, WorkerSettings
-from certflow.worker._deliver import Delivery, Unacknowledged, deliver
+from certflow.worker._deliver import Delivery, Retry, Unacknowledged, failure_record
 from certflow.worker._exec import ExecHandler
+from certflow.worker._lanes import InFlight, Job, Lanes
 from certflow.worker._log import EventLog
 from certflow.worker._metrics import Metrics
 from certflow.worker._payload import Handler
@@ -128,12 +129,29 @@ class PassReport:
         return [d.stored.id for d in self.deliveries if d.status == "delivered"]
 
 
+class _Stop(threading.Event):
+    """A worker's stop event: setting it also wakes the loop while it waits for its
+    lanes, so a stop is seen at once rather than at the next report."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake()
+
+
 class Worker:
     """Keeps a store's time and delivers its effects through ``handlers`` (by name, as
     the routes name them; by default those ``config`` sets up).
 
-    ``stop`` (a :class:`threading.Event`) asks the worker to stop: the delivery in
-    progress finishes and is acknowledged, then :meth:`run` and :meth:`run_pass`
+    Each handler runs in a lane of its own (a queue and a thread, :mod:`._lanes`), one
+    effect at a time in lease order, so a slow or failing handler delays only the
+    effects routed to it; the store is used by the thread that runs the passes alone.
+
+    ``stop`` (a :class:`threading.Event`) asks the worker to stop: the deliveries in
+    progress finish and are acknowledged, then :meth:`run` and :meth:`run_pass`
     return. Effects it had leased and not begun wait for their lease to run out
     (``lease``), then any worker takes them.
     """
@@ -152,7 +170,6 @@ class Worker:
         self.handlers = dict(build_handlers(config) if handlers is None else handlers)
         self.log = log or EventLog(secrets=config.secrets)
         self.metrics = metrics
-        self.stop = threading.Event()
         self.kinds = sorted(k for k in EFFECT_KINDS if config.route(k))
         missing = {n for k in self.kinds for n in config.route(k)} - set(self.handlers)
         if missing:
@@ -163,14 +180,18 @@ class Worker:
         # acknowledgement: owed, and made first thing in the next pass (acknowledging
         # twice is harmless, so this holds even if another worker took the effect over).
         self.unacknowledged: list[Delivery] = []
-        # The effects of a batch that this worker leased (at that monotonic instant) and
-        # had not begun when the database failed the pass: the next pass delivers them
-        # while the lease has room, rather than leave them until the lease runs out.
-        self.held: tuple[list[StoredEffect], float] | None = None
         timeouts = [s.timeout for s in (config.smtp, config.webhook, config.exec) if s is not None]
         # A delivery begun later than this into its lease might outlast the lease, and
         # another worker would take the effect over meanwhile: it is left for then.
         self._margin = max([*timeouts, timedelta(seconds=1)])
+        self._closing = False
+        # The instant of the latest pass: what close() records the last deliveries at.
+        self._now: datetime | None = None
+        # A lane holds up to one batch: enough to keep its handler busy while the loop
+        # leases the next, few enough that a hanging handler does not sit on many
+        # leases (each waits at most its predecessors' timeouts).
+        self.lanes = Lanes(store, config.worker.batch, self._refuse, redact=self.log.redact)
+        self.stop: threading.Event = _Stop(self.lanes.wake)
 
     def retry(self, operation: Callable[[], T]) -> T:
         """``operation()`` (a store call) through :func:`~certflow.store.retrying`, each
@@ -195,54 +216,150 @@ class Worker:
         """The handlers the routes give ``stored``'s kind, in route order."""
         return [self.handlers[n] for n in self.config.route(type(stored.effect).__name__)]
 
+    def _refuse(self, job: Job) -> str | None:
+        """Why a lane should not begin ``job`` now (called in the lane's thread)."""
+        if self.stop.is_set() or self._closing:
+            return "the worker stopped first"
+        elapsed = timedelta(seconds=time.monotonic() - job.leased)
+        if elapsed + self._margin > self.config.worker.lease:
+            return "its lease would have run out before the handler's timeout"
+        return None
+
     def run_pass(self, now: datetime, *, budget: float | None = None) -> PassReport:
         """One pass at ``now``: tick what fell due, then deliver every due effect, leased
-        ``batch`` at a time. ``budget`` (seconds): stop leasing new batches after that
-        long (the loop then reads the clock again, so that leases start at the real
-        instant); ``None``: until nothing is due."""
+        as the handlers' lanes have room (at most ``batch`` at a time). ``budget``
+        (seconds): stop leasing after that long and return, deliveries still under way
+        (``more``; the next pass carries them on, and the loop reads the clock again so
+        that leases start at the real instant); ``None``: until nothing is due and every
+        delivery is recorded."""
         started = time.monotonic()
         report = PassReport(now)
+        self._now = now
         if self.metrics is not None:
             self.metrics.passes.inc()
+        self.lanes.collect(0.0)  # what the lanes finished since the last pass
         self._acknowledge_owed(now, report)
+        self._settle(now, report)
         # An index read: with nothing due the tick, which looks at every running
         # rollout, is not run.
         due = self.retry(self.store.next_due)
         if due is not None and due <= now:
             report.due = due
             self._tick(now, due, report)
-        settings = self.config.worker
+        exhausted: set[str] = set()  # kinds of which nothing more is due at `now`
         while not self.stop.is_set():
-            if budget is not None and time.monotonic() - started > budget:
+            spent = time.monotonic() - started
+            over = budget is not None and spent > budget
+            kinds = [] if over else self._ready(exhausted)
+            if kinds:
+                self._lease(kinds, now, exhausted)
+                self._settle(now, report)
+                continue
+            if not self.lanes.busy:
+                report.more = over and len(exhausted) < len(self.kinds)
+                break
+            if over:
                 report.more = True
                 break
-            if self.held:  # what a pass given up had leased and not begun
-                (batch, leased), self.held = self.held, None
-                full = True  # more may be due behind them
-            else:
-                batch = self.retry(
-                    lambda: self.store.lease(
-                        now=now, duration=settings.lease, kinds=self.kinds, limit=settings.batch
-                    )
-                )
-                if not batch:
-                    break
-                leased = time.monotonic()
-                full = len(batch) == settings.batch
-            for n, stored in enumerate(batch):
-                elapsed = timedelta(seconds=time.monotonic() - leased)
-                if self.stop.is_set() or elapsed + self._margin > settings.lease:
-                    report.more = True
-                    break
-                # Should the database fail this delivery's record, the pass is given up
-                # and the rest of the batch, still leased to this worker, kept for the next.
-                self.held = (batch[n + 1 :], leased)
-                report.deliveries.append(self._deliver(stored, now))
-            self.held = None
-            if not full:
-                break
-        report.more = report.more or self.stop.is_set()
+            # Bounded, so that a lane that never reports cannot hang the loop unseen.
+            self.lanes.collect(1.0 if budget is None else min(budget - spent, 1.0))
+            self._settle(now, report)
+        if self.stop.is_set():
+            self._finish(now, report)
         return report
+
+    def _ready(self, exhausted: set[str]) -> list[str]:
+        """The kinds worth leasing now: not found exhausted in this pass, and every
+        handler of their route at least half free (leases come in batches, not one
+        effect each time a handler finishes one)."""
+        half = (self.lanes.capacity + 1) // 2
+        return [
+            k
+            for k in self.kinds
+            if k not in exhausted and all(self.lanes.room(n) >= half for n in self.config.route(k))
+        ]
+
+    def _lease(self, kinds: list[str], now: datetime, exhausted: set[str]) -> None:
+        """Lease what the lanes of ``kinds`` have room for, and give it to them."""
+        settings = self.config.worker
+        room = min(self.lanes.room(n) for k in kinds for n in self.config.route(k))
+        limit = min(settings.batch, room)
+        found = self.retry(
+            lambda: self.store.lease(now=now, duration=settings.lease, kinds=kinds, limit=limit)
+        )
+        leased = time.monotonic()
+        if len(found) < limit:
+            exhausted.update(kinds)
+        for stored in found:
+            route = self.config.route(type(stored.effect).__name__)
+            self.lanes.give(stored, [(n, self.handlers[n]) for n in route], now, leased)
+
+    def _finish(self, now: datetime, report: PassReport) -> None:
+        """Stopping: wait for the handlers at work (the lanes begin nothing more), and
+        record what they did."""
+        while self.lanes.busy:
+            self.lanes.collect(1.0)
+            self._settle(now, report)
+        self._settle(now, report)
+        report.more = True
+
+    def _settle(self, now: datetime, report: PassReport, retry: Retry | None = None) -> None:
+        """Record each effect every lane has reported on: one acknowledgement for those
+        all of whose handlers succeeded, a failure record for each of the others. A
+        database still busy past the retries leaves what is not recorded yet for the
+        next pass (an acknowledgement owed, :attr:`unacknowledged`; a failure, to its
+        lease) and raises :class:`~certflow.store.StoreBusy`."""
+        run = retry or self.retry
+        if not self.lanes.finished:
+            return
+        finished, self.lanes.finished = self.lanes.finished, []
+        whole = [Delivery(f.stored, "delivered", f.ordered) for f in finished if f.whole]
+        rest = [f for f in finished if not f.whole]
+        if whole:
+            try:
+                run(lambda: self.store.acknowledge([d.stored.id for d in whole], now))
+            except StoreBusy as error:
+                self.lanes.finished = rest
+                for delivery in whole:
+                    # Delivered: say so, and owe the acknowledgement until the database answers.
+                    self._log_attempts(delivery)
+                    self.unacknowledged.append(delivery)
+                    owed = Unacknowledged(delivery, error)
+                    self.log.event(
+                        "unacknowledged",
+                        rollout=delivery.stored.rollout,
+                        effect=delivery.stored.id,
+                        error=str(owed),
+                    )
+                raise
+            for delivery in whole:
+                self._record(delivery, report)
+        while rest:
+            flight = rest.pop(0)
+            try:
+                recorded = self._failed(flight, now, run)
+            except StoreBusy:
+                self.lanes.finished = rest  # this one waits for its lease
+                raise
+            if recorded is not None:
+                self._record(recorded, report)
+
+    def _failed(self, flight: InFlight, now: datetime, retry: Retry) -> Delivery | None:
+        """Record the failure of an effect not all of whose handlers succeeded. One a
+        handler did not begin (the worker stopped, or its lease had no room left) is
+        recorded only if another handler succeeded for it meanwhile, so that it is not
+        run again; otherwise it waits for its lease to run out, as if never leased."""
+        errors = flight.errors
+        done = flight.done
+        if not errors:
+            if done == flight.before:
+                return None
+            errors = [(n, f"not begun: {why}") for n, why in flight.not_begun.items()]
+        record = failure_record(done, errors)
+        effect_id = flight.stored.id
+        after = retry(lambda: self.store.record_failure(effect_id, record, now=now))
+        status: Literal["failed", "dead"] = "dead" if after.status == "dead" else "failed"
+        return Delivery(flight.stored, status, flight.ordered, after.next_attempt_at)
 
     def _acknowledge_owed(self, now: datetime, report: PassReport) -> None:
         if not self.unacknowledged:
@@ -280,24 +397,9 @@ class Worker:
             duration_ms=round(1000 * (time.perf_counter() - began), 2),
         )
 
-    def _deliver(self, stored: StoredEffect, now: datetime) -> Delivery:
-        try:
-            delivery = deliver(
-                self.store,
-                stored,
-                self.handlers_for(stored),
-                now,
-                redact=self.log.redact,
-                retry=self.retry,
-            )
-        except Unacknowledged as owed:
-            # Delivered: say so, and owe the acknowledgement until the database answers.
-            self._log_attempts(owed.delivery)
-            self.unacknowledged.append(owed.delivery)
-            self.log.event(
-                "unacknowledged", rollout=stored.rollout, effect=stored.id, error=str(owed)
-            )
-            raise
+    def _record(self, delivery: Delivery, report: PassReport) -> None:
+        """Log, count and report a delivery the store has recorded."""
+        stored = delivery.stored
         self._log_attempts(delivery)
         if delivery.status == "dead":
             self.log.event(
@@ -311,7 +413,7 @@ class Worker:
         retry = delivery.retry_at
         if retry is not None and (self._next_retry is None or retry < self._next_retry):
             self._next_retry = retry
-        return delivery
+        report.deliveries.append(delivery)
 
     def _log_attempts(self, delivery: Delivery) -> None:
         stored = delivery.stored
@@ -365,7 +467,7 @@ class Worker:
                 wake = self.next_wakeup(now)
             except StoreBusy as error:
                 self.log.event("store_unavailable", error=str(error), retry_in_s=pause)
-                self.stop.wait(pause)
+                self._pause(pause)
                 continue
             self.stop.wait(max((wake - clock()).total_seconds(), 0.0))
 
@@ -384,8 +486,30 @@ class Worker:
                 break
         return reports
 
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (or until stopped), running meanwhile the store calls of the
+        handlers still at work."""
+        ends = time.monotonic() + seconds
+        while not self.stop.is_set() and (left := ends - time.monotonic()) > 0:
+            self.lanes.collect(left)
+
     def close(self) -> None:
-        """Close the handlers that hold connections (the store is the caller's)."""
+        """Finish the deliveries under way (the lanes begin nothing more; each handler
+        at work runs to its end or its timeout), record them with one try each (a busy
+        database leaves them to their leases), end the lanes, and close the handlers
+        that hold connections. The store is the caller's, and still open."""
+        self._closing = True
+        wait = self._margin.total_seconds() + 1.0
+        ends = time.monotonic() + wait
+        try:
+            while self.lanes.busy and time.monotonic() < ends:
+                self.lanes.collect(ends - time.monotonic())
+            if self._now is not None:
+                self._settle(self._now, PassReport(self._now), retry=lambda operation: operation())
+        except StoreBusy:
+            pass  # the effects not recorded are delivered again after their leases
+        self.lanes.close(wait)
+        self._closing = False  # a worker run again after close() starts new lanes
         for handler in self.handlers.values():
             closer = getattr(handler, "close", None)
             if callable(closer):

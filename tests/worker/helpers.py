@@ -18,6 +18,7 @@ def config_text(
     ca_file: Path | None = None,
     routes: str = '"*" = ["webhook"]',
     worker: str = "",
+    webhook_timeout: str = "1s",
 ) -> str:
     """A configuration: ``[worker]`` (``worker`` lines), the handlers given, ``routes``.
     Secrets go in files beside it."""
@@ -26,7 +27,8 @@ def config_text(
     parts = [f'[worker]\nbackoff = "30s"\nlease = "5m"\n{worker}\n']
     if webhook_url is not None:
         parts.append(
-            f'[webhook]\nurl = "{webhook_url}"\nsecret_file = "webhook-secret"\ntimeout = "1s"\n'
+            f'[webhook]\nurl = "{webhook_url}"\nsecret_file = "webhook-secret"\n'
+            f'timeout = "{webhook_timeout}"\n'
         )
     if sink is not None:
         parts.append(f'[exec]\ncommand = ["{sink}"]\ntimeout = "5s"\n')

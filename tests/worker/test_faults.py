@@ -109,10 +109,11 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     backend: Backend, tmp_path: Path
 ) -> None:
     """Another connection holds every write for 7 s, taken while the 5th effect is being
-    delivered: its acknowledgement fails past the retries, the loop logs it
-    (``unacknowledged``, ``store_unavailable``), pauses, acknowledges it once the lock
-    is gone (``acknowledged``) and delivers the rest. Each effect reaches the handler
-    exactly once."""
+    delivered: its acknowledgement (with those of any effects the webhook's lane
+    delivered meanwhile) fails past the retries, the loop logs it (``unacknowledged``,
+    ``store_unavailable``), pauses, acknowledges it once the lock is gone
+    (``acknowledged``) and delivers the rest. Each effect reaches the handler exactly
+    once."""
     with backend.open() as setup:
         start(setup)
         setup.apply_all("r", [cf.Enroll(f"e{i}") for i in range(30)], T0 + timedelta(hours=2))
@@ -138,8 +139,7 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     thread.start()
     try:
         assert ready.wait(30)
-        wait_for(lambda: len(log.named("acknowledged")) == 1, seconds=60)
-        wait_for(lambda: pending(backend) == 0, seconds=60)
+        wait_for(lambda: pending(backend) == 0 and bool(log.named("acknowledged")), seconds=60)
     finally:
         if opened:
             opened[0].stop.set()
@@ -148,10 +148,13 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     assert handler.released.is_set()
     assert sorted(handler.calls) == expected
     assert Counter(handler.calls).most_common(1)[0][1] == 1  # exactly once each
-    owed = handler.calls[4]
-    [unacknowledged] = log.named("unacknowledged")
-    assert unacknowledged["effect"] == owed
-    assert "delivered but not acknowledged" in str(unacknowledged["error"])
+    # The 5th effect's acknowledgement met the lock; so did that of any other effect the
+    # lane had delivered by then (the loop acknowledges what has finished together).
+    unacknowledged = log.named("unacknowledged")
+    owed = [str(e["effect"]) for e in unacknowledged]
+    assert handler.calls[4] in owed
+    assert len(set(owed)) == len(owed)
+    assert all("delivered but not acknowledged" in str(e["error"]) for e in unacknowledged)
     unavailable = log.named("store_unavailable")
     assert unavailable
     assert unavailable[0]["retry_in_s"] == 1.0
@@ -160,14 +163,15 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     assert len(retries) >= 7
     location = backend.target if backend.name == "sqlite" else backend.target.split("@")[-1]
     assert all(location in str(e["error"]) for e in retries), retries[0]
-    assert [e["effect"] for e in log.named("acknowledged")] == [owed]
+    assert [e["effect"] for e in log.named("acknowledged")] == owed  # each once, when it could
     order = [e["event"] for e in log.events]
     assert order.index("unacknowledged") < order.index("store_unavailable")
     assert order.index("store_unavailable") < order.index("acknowledged")
     with backend.open(create=False) as check:
         stored = {e.id: e for e in check.effects("r", include_acknowledged=True)}
         assert {e.status for e in stored.values()} == {"acknowledged"}
-        assert stored[owed].failures == 0  # not a failure: delivered, acknowledged late
+        # Not failures: delivered, acknowledged late.
+        assert [stored[i].failures for i in owed] == [0] * len(owed)
     backend.check_consistent("r")
 
 
