@@ -130,7 +130,12 @@ class Port:
 
     def locate(self, device_id: str) -> Held | None:
         """The held row of ``device_id`` (read once), or ``None`` if there is none."""
-        return self.device(device_id)
+        # :meth:`device` written out: a batch locates every device it names (read
+        # already by the batch's fetch), one call each.
+        devices = self.devices
+        if device_id not in devices:
+            self.fetch((device_id,))
+        return devices[device_id]
 
     def state_of(self, device: Held) -> int:
         """The state index of a held row."""
@@ -187,14 +192,14 @@ class Port:
 
     def fetch(self, device_ids: Iterable[str]) -> None:
         """Read the rows of ``device_ids`` (the ones not held yet), a chunk at a time."""
-        wanted = [d for d in dict.fromkeys(device_ids) if d not in self.devices]
+        devices = self.devices
+        wanted = [d for d in dict.fromkeys(device_ids) if d not in devices]
         size = self.store._fetch_chunk
         for start in range(0, len(wanted), size):
             chunk = wanted[start : start + size]
-            for device_id in chunk:
-                self.devices[device_id] = None
+            devices.update(dict.fromkeys(chunk))  # None: absent, unless a row is found
             for device_id, *values in self.store._fetch_devices(self.row.id, chunk):
-                self.devices[device_id] = Held(values)  # the unpacking made a new list
+                devices[device_id] = Held(values)  # the unpacking made a new list
 
     def device(self, device_id: str) -> Held | None:
         if device_id not in self.devices:
