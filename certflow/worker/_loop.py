@@ -171,7 +171,10 @@ class Worker:
         self.log = log or EventLog(secrets=config.secrets)
         self.metrics = metrics
         self.kinds = sorted(k for k in EFFECT_KINDS if config.route(k))
-        missing = {n for k in self.kinds for n in config.route(k)} - set(self.handlers)
+        # Read by every pass, so worked out once.
+        self._routes = {k: config.route(k) for k in self.kinds}
+        self._names = sorted({n for route in self._routes.values() for n in route})
+        missing = set(self._names) - set(self.handlers)
         if missing:
             raise InvalidInput(f"no handler named {', '.join(sorted(missing))} was given")
         # The earliest retry this worker's failures asked for: the loop wakes for it.
@@ -273,16 +276,15 @@ class Worker:
         handler of their route at least half free (leases come in batches, not one
         effect each time a handler finishes one)."""
         half = (self.lanes.capacity + 1) // 2
+        full = {n for n in self._names if self.lanes.room(n) < half}
         return [
-            k
-            for k in self.kinds
-            if k not in exhausted and all(self.lanes.room(n) >= half for n in self.config.route(k))
+            k for k, route in self._routes.items() if k not in exhausted and full.isdisjoint(route)
         ]
 
     def _lease(self, kinds: list[str], now: datetime, exhausted: set[str]) -> None:
         """Lease what the lanes of ``kinds`` have room for, and give it to them."""
         settings = self.config.worker
-        room = min(self.lanes.room(n) for k in kinds for n in self.config.route(k))
+        room = min(self.lanes.room(n) for k in kinds for n in self._routes[k])
         limit = min(settings.batch, room)
         found = self.retry(
             lambda: self.store.lease(now=now, duration=settings.lease, kinds=kinds, limit=limit)
@@ -291,7 +293,7 @@ class Worker:
         if len(found) < limit:
             exhausted.update(kinds)
         for stored in found:
-            route = self.config.route(type(stored.effect).__name__)
+            route = self._routes[type(stored.effect).__name__]
             self.lanes.give(stored, [(n, self.handlers[n]) for n in route], now, leased)
 
     def _finish(self, now: datetime, report: PassReport) -> None:
