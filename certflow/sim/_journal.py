@@ -261,6 +261,8 @@ def kaplan_meier(waits: Floats, answered: Bools) -> tuple[Floats, Floats]:
 # Per device state, what it means for the futures: 0 out of scope, 1 awaiting an
 # answer, 2 failed (pushed again by a bulk retry), 3 in scope and not moving, 4 trusting.
 _AWAITING = DEFAULT.rules.device.awaiting
+# The states a bulk retry pushes again: the device rows its fleet-wide move fires.
+_RETRIED = frozenset(DEFAULT.rules.fired_rows("retry_failed"))
 _KIND = np.array(
     [
         0
@@ -270,7 +272,7 @@ _KIND = np.array(
         else 1
         if s.value in _AWAITING
         else 2
-        if s is DeviceState.FAILED
+        if s.value in _RETRIED
         else 3
         for s in _STATES
     ],
