@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import stat
@@ -239,24 +240,64 @@ def test_a_write_never_replaces_something_that_is_not_a_file(kind: str, tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def _reads_without_the_reader(node: ast.Call) -> bool:
+    """Whether a call reads a file other than through read_bounded: an ``open`` that
+    may read, or a read with no bound. Writing is not reading: ``open(path, "x")`` (a
+    literal mode without ``r`` or ``+``) and ``os.open(path, os.O_WRONLY)``; and a
+    ``read(n)``/``readline(n)`` of a stream (standard input) is bounded by its ``n``."""
+    func = node.func
+    called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+    if called in {"read", "readline"}:
+        return not node.args
+    if called == "open":
+        flags = [*node.args[1:2], *(k.value for k in node.keywords if k.arg in {"mode", "flags"})]
+        for flag in flags:
+            if isinstance(flag, ast.Constant) and isinstance(flag.value, str):
+                return "r" in flag.value or "+" in flag.value
+            if isinstance(flag, ast.Attribute) and flag.attr == "O_WRONLY":
+                return False
+        return True
+    return called in {"read_bytes", "read_text", "fdopen", "readlines"}
+
+
 def test_only_the_reader_opens_files_for_reading() -> None:
     """Every read of the certificate tools and the command line goes through read_bounded.
 
     (The pure core and the simulation read no files.)
     """
-    import ast
-
     package = Path(__file__).resolve().parents[2] / "certflow"
-    readers = {"open", "read_bytes", "read_text", "fdopen", "read", "readline", "readlines"}
     offences = []
     modules = [*(package / "certs").rglob("*.py"), *(package / "cli").rglob("*.py")]
     for path in sorted(modules):
         if path.name == "_files.py" and path.parent.name == "certs":
             continue  # the reader itself
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call):
-                func = node.func
-                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-                if called in readers:
-                    offences.append(f"{path.relative_to(package.parent)}:{node.lineno} {called}")
+            if isinstance(node, ast.Call) and _reads_without_the_reader(node):
+                offences.append(f"{path.relative_to(package.parent)}:{node.lineno}")
     assert offences == []
+
+
+@pytest.mark.parametrize(
+    ("call", "reads"),
+    [
+        ("open(p)", True),
+        ("open(p, 'rb')", True),
+        ("open(p, 'r+')", True),
+        ("open(p, mode)", True),
+        ("open(p, 'x', encoding='utf-8')", False),
+        ("open(p, mode='wb')", False),
+        ("os.open(os.devnull, os.O_WRONLY)", False),
+        ("os.open(p, os.O_RDONLY)", True),
+        ("sys.stdin.buffer.read()", True),
+        ("sys.stdin.buffer.read(LIMIT + 1)", False),
+        ("p.read_bytes()", True),
+        ("p.read_text()", True),
+        ("f.readlines()", True),
+        ("os.fdopen(3)", True),
+    ],
+)
+def test_the_rule_tells_a_read_from_a_write_and_a_bounded_read(call: str, reads: bool) -> None:
+    (statement,) = ast.parse(call).body
+    assert isinstance(statement, ast.Expr)
+    assert isinstance(statement.value, ast.Call)
+    assert _reads_without_the_reader(statement.value) is reads
