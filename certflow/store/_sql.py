@@ -554,7 +554,9 @@ class SqlStore:
         the same effect while both run; an effect whose drainer died is claimed again
         when its lease runs out (delivery stays at-least-once). ``kinds`` limits the
         claim to those effect classes (by name, such as ``"PushRoot"``), ``limit`` to
-        that many effects, in the order they were emitted. Acknowledge what was
+        that many effects, in the order they fell due (then rollout, journal entry and
+        position: across rollouts, so one rollout's backlog never holds up another's
+        newer effects). Acknowledge what was
         delivered; :meth:`record_failure` gives an effect back at once.
         """
         return _outbox.lease(self, name, now, duration, kinds, limit)
