@@ -44,6 +44,7 @@ from certflow.store._model import (
 from certflow.store._schema import SCHEMA_VERSION
 from certflow.store._sql import SqlStore, check_rollout_name
 from certflow.store._sqlite import SqliteStore
+from certflow.store._summaries import EffectSummary, EntrySummary
 
 if TYPE_CHECKING:
     from certflow.store._postgres import PostgresStore
@@ -52,6 +53,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Applied",
     "DrainReport",
+    "EffectSummary",
+    "EntrySummary",
     "Handler",
     "JournalEntry",
     "PostgresStore",

@@ -66,7 +66,7 @@ from certflow.core.preview import Preview
 from certflow.core.rollout import Rollout
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
-from certflow.store import _commands, _journal, _outbox, _reads
+from certflow.store import _commands, _journal, _outbox, _reads, _summaries
 from certflow.store._driver import DEVICE, ROLLOUT, Cursor, Progress, Row, row_of
 from certflow.store._errors import StoreError, UnknownRollout
 from certflow.store._fleetsql import FleetStatement, fleet_update
@@ -506,6 +506,13 @@ class SqlStore:
         """Rollout ``name``'s journal, oldest first."""
         return _journal.read(self, name)
 
+    def journal_page(
+        self, name: str, *, before: int | None = None, limit: int = _summaries.JOURNAL_PAGE
+    ) -> list[_summaries.EntrySummary]:
+        """Up to ``limit`` entries of ``name``'s journal before seq ``before``, newest first,
+        their device and command lists counted by the database, not read (History)."""
+        return _summaries.journal_page(self, name, before, limit)
+
     def activity(self, name: str) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
         """What each device of rollout ``name`` was sent and answered, from the journal:
         the instants of its pushes (``PushRoot`` effects) and of the reports that answered
@@ -538,6 +545,11 @@ class SqlStore:
         ``include_acknowledged`` (the whole record: acknowledged, superseded and dead
         too); only the dead ones with ``dead``. Only those due by ``due_by`` if given."""
         return _outbox.effects(self, name, include_acknowledged, due_by, dead)
+
+    def effect_summaries(self, name: str, *, shown: int = 3) -> list[_summaries.EffectSummary]:
+        """Every effect of ``name`` (as ``effects(include_acknowledged=True)``), each device
+        list cut to its first ``shown`` ids by the database, with its length (Effects)."""
+        return _summaries.effect_summaries(self, name, shown)
 
     def lease(
         self,

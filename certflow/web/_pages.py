@@ -20,7 +20,7 @@ from starlette.routing import Route
 from certflow.core import commands as c
 from certflow.core.errors import InvalidInput
 from certflow.core.plan import DeviceRecord, DeviceState
-from certflow.store import JournalEntry, SqlStore, check_rollout_name
+from certflow.store import EntrySummary, SqlStore, check_rollout_name
 from certflow.web import _chart, _words
 from certflow.web._app import Console
 from certflow.web._uploads import Form
@@ -291,26 +291,48 @@ async def chart(console: Console, request: Request, user: str, form: Form | None
 # --- History and Effects --------------------------------------------------------------------------
 
 
-def _entry_line(entry: JournalEntry) -> str:
+#: Journal entries on a page of History (older ones on the next page).
+HISTORY_PAGE = 100
+
+
+def _entry_line(entry: EntrySummary) -> str:
+    # The store counted the creation's devices and a batch's commands (by class) in the
+    # database: at a million devices, decoding them took half a second for these words.
     if entry.kind == "create":
-        return f"created with {len(entry.body['devices']['ids']):,} devices"
+        return f"created with {entry.devices or 0:,} devices"
     if entry.kind == "advance":
         return "time moved the rollout (notices, checkpoints, timeouts)"
     if entry.kind == "command":
         return _words.command_text(entry.commands[0])
     kinds: dict[str, int] = {}
-    for command in entry.commands:
-        label = _words.BUTTONS[type(command).__name__].replace("DEVICE", "a device")
-        kinds[label] = kinds.get(label, 0) + 1
+    for name, count in entry.command_kinds.items():
+        label = _words.BUTTONS[name].replace("DEVICE", "a device")
+        kinds[label] = kinds.get(label, 0) + count
     parts = ", ".join(f"{label} x{count:,}" for label, count in sorted(kinds.items()))
-    return f"a batch of {len(entry.commands):,}: {parts}"
+    return f"a batch of {entry.command_count:,}: {parts}"
+
+
+def _before(request: Request) -> int | None:
+    given = request.query_params.get("before", "")
+    if not given:
+        return None
+    if not given.isdigit() or not 0 < int(given) < 2**63:
+        raise InvalidInput(f"before {given!r}: a journal entry's number")
+    return int(given)
 
 
 async def history(console: Console, request: Request, user: str, form: Form | None) -> Response:
     name = _name(request)
-    entries = await console.store.run(lambda store: list(store.journal(name)))
-    lines = [(entry, _entry_line(entry)) for entry in reversed(entries)]
-    return console.render(request, "history.html", user, {"name": name, "lines": lines})
+    before = _before(request)
+    # One more than the page shows: whether older entries follow.
+    entries = await console.store.run(
+        lambda store: store.journal_page(name, before=before, limit=HISTORY_PAGE + 1)
+    )
+    shown = entries[:HISTORY_PAGE]
+    older = str(shown[-1].seq) if len(entries) > HISTORY_PAGE else ""
+    lines = [(entry, _entry_line(entry)) for entry in shown]
+    context = {"name": name, "lines": lines, "older": older, "paged": before is not None}
+    return console.render(request, "history.html", user, context)
 
 
 #: The effect lists of the Effects page, by the ``show`` query.
@@ -322,20 +344,21 @@ async def effects(console: Console, request: Request, user: str, form: Form | No
     show = request.query_params.get("show", "pending")
     if show not in EFFECT_LISTS:
         raise InvalidInput(f"show {show!r}: one of {', '.join(EFFECT_LISTS)}")
+    # Each device list cut to the ids the words name, and counted, by the database.
     everything = await console.store.run(
-        lambda store: store.effects(name, include_acknowledged=True)
+        lambda store: store.effect_summaries(name, shown=_words.SHOWN)
     )
     counts = dict.fromkeys(EFFECT_LISTS, 0)
-    for stored in everything:
-        counts[stored.status] += 1
+    for summary in everything:
+        counts[summary.stored.status] += 1
     counts["all"] = len(everything)
-    shown = [e for e in everything if show == "all" or e.status == show]
+    shown = [e for e in everything if show == "all" or e.stored.status == show]
     context = {
         "name": name,
         "show": show,
         "lists": EFFECT_LISTS,
         "counts": counts,
-        "effects": [(stored, _words.effect_text(stored.effect)) for stored in shown],
+        "effects": [(e.stored, _words.summary_text(e.stored.effect, e.devices)) for e in shown],
     }
     return console.render(request, "effects.html", user, context)
 

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
+
 from certflow.core.commands import Command
 from certflow.core.effects import Effect
 from certflow.core.errors import CommandRefused, UnknownDevice
 from certflow.core.instants import show
 from certflow.core.plan import DeviceState
-from certflow.core.wording import DEVICE, describe_effect, describe_refusal
+from certflow.core.wording import DEVICE, SHOWN, describe_effect, describe_refusal
 
 __all__ = [
     "BUTTONS",
+    "SHOWN",
     "STATE_COLOURS",
     "WEB_NAMES",
     "command_text",
     "effect_text",
     "refusal_text",
+    "summary_text",
     "when",
 ]
 
@@ -69,6 +73,33 @@ def when(instant: datetime | None) -> str:
 def effect_text(effect: Effect) -> str:
     """One effect in certflow's words, naming the console's buttons."""
     return describe_effect(effect, names=WEB_NAMES)
+
+
+class _Cut(tuple[str, ...]):
+    """The first ids of a device list with the whole list's length: what a store's
+    effect summary keeps of it, read by the wording as the list itself (it names the
+    first ``SHOWN`` ids and counts the rest, which it never reads)."""
+
+    whole: int
+
+    def __new__(cls, first: tuple[str, ...], whole: int) -> _Cut:
+        cut = super().__new__(cls, first)
+        cut.whole = whole
+        return cut
+
+    def __len__(self) -> int:
+        return self.whole
+
+
+def summary_text(effect: Effect, devices: int | None) -> str:
+    """The words of :func:`effect_text` for an effect whose device list holds only its
+    first ids (at least ``SHOWN``: a store's ``effect_summaries``) of ``devices``."""
+    ids: tuple[str, ...] | None = getattr(effect, "device_ids", None)
+    if devices is None or ids is None or len(ids) == devices:
+        return effect_text(effect)
+    if len(ids) < min(SHOWN, devices):
+        raise ValueError(f"{len(ids)} ids of {devices}: the words name the first {SHOWN}")
+    return effect_text(attrs.evolve(effect, device_ids=_Cut(ids, devices)))  # type: ignore[arg-type]
 
 
 def refusal_text(error: CommandRefused | UnknownDevice, device_id: str | None = None) -> str:

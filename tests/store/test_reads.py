@@ -67,6 +67,8 @@ def every_read(store: AnyStore, at: Any) -> list[object]:
         store.effects(include_acknowledged=True),
         store.effects("r", dead=True),
         list(store.journal("r")),
+        store.journal_page("r", limit=2),
+        store.effect_summaries("r"),
         store.dumps("r"),
         store.replay("r"),
         store.activity("r"),

@@ -9,12 +9,13 @@ import io
 import re
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 import certflow as cf
 from certflow.core.plan import DeviceState
 from certflow.store import SqlStore
-from certflow.web import _pages, create_app
+from certflow.web import _pages, _words, create_app
 from tests.backends import Backend
 from tests.certs.factory import DAY
 from tests.core.strategies import T0, build
@@ -210,6 +211,53 @@ def test_effects_lists_pending_and_acknowledged_effects_in_words(running: Consol
     assert "pending (1)" in page
     acknowledged = running.get("/rollouts/r/effects", params={"show": "acknowledged"}).text
     assert "No acknowledged effects." in acknowledged
+
+
+def test_history_and_effects_read_the_page_reads_not_the_whole_lists(
+    running: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two pages read the store's summaries (lists counted and cut in the database):
+    the whole reads, which decode every device id, are not called."""
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page read a whole list")
+
+    monkeypatch.setattr(SqlStore, "journal", whole)
+    monkeypatch.setattr(SqlStore, "effects", whole)
+    assert "created with 120 devices" in running.get("/rollouts/r/history").text
+    page = running.get("/rollouts/r/effects", params={"show": "all"}).text
+    assert "push root to 120 devices (attempt 1)" in page
+
+
+def test_history_is_paged_newest_first(running: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pages, "HISTORY_PAGE", 2)
+    first = running.get("/rollouts/r/history").text
+    assert re.findall(r'<td class="num">(\d+)</td><td>', first) == ["3", "2"]
+    assert 'href="/rollouts/r/history?before=2">Older entries' in first
+    assert "Newest entries" not in first
+    older = running.get("/rollouts/r/history", params={"before": "2"}).text
+    assert re.findall(r'<td class="num">(\d+)</td><td>', older) == ["1"]
+    assert "created with 120 devices" in older
+    assert "Older entries" not in older
+    assert 'href="/rollouts/r/history">Newest entries' in older
+    assert running.get("/rollouts/r/history", params={"before": "x"}).status_code == 400
+
+
+@pytest.mark.parametrize("kind", [cf.ReenrollmentRequired, cf.AcknowledgementTimedOut])
+def test_a_cut_device_list_reads_as_the_whole_list(kind: type) -> None:
+    ids = tuple(f"dev-{i:03d}" for i in range(10))
+    effect = kind(ids, T0)
+    cut = attrs.evolve(effect, device_ids=ids[: _words.SHOWN])
+    text = _words.summary_text(cut, 10)
+    assert text == _words.effect_text(effect)
+    assert "dev-000, dev-001, dev-002, ... (7 more)" in text
+    push = cf.PushRoot(ids, 1, T0)
+    assert _words.summary_text(attrs.evolve(push, device_ids=ids[:3]), 10) == (
+        _words.effect_text(push)
+    )
+    assert _words.summary_text(cut, None) == _words.effect_text(cut)
+    with pytest.raises(ValueError, match="the first 3"):
+        _words.summary_text(attrs.evolve(effect, device_ids=ids[:1]), 10)
 
 
 def test_the_chart_is_svg_drawn_by_matplotlib(running: Console) -> None:
