@@ -135,6 +135,8 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_5,
     _VERSION_6,
 )
+#: The schema version this certflow writes, one per migration: an older database is migrated
+#: to it when opened to write (a read-only store reads it as it is); a newer one is refused.
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL: the same tables, in its types. The foreign keys hold there (SQLite does not

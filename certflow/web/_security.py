@@ -49,8 +49,11 @@ __all__ = [
 #: be a coroutine function.
 Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
 
+#: The cookie holding the browser's CSRF id, to which every form's token is bound.
 CSRF_COOKIE = "certflow_csrf"
+#: The form field in which every POST carries its CSRF token.
 CSRF_FIELD = "csrf_token"
+#: The signed session cookie of ``certflow serve``'s token sign-in (:class:`TokenSignIn`).
 SESSION_COOKIE = "certflow_session"
 #: The shortest sign-in token accepted.
 MIN_TOKEN = 16

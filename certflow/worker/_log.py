@@ -11,6 +11,7 @@ from typing import IO, Any, Literal
 
 __all__ = ["LOGGER", "EventLog", "LogFormat"]
 
+#: The name of the :mod:`logging` logger the worker writes its events to.
 LOGGER = "certflow.worker"
 LogFormat = Literal["json", "text"]
 
