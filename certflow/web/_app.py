@@ -29,6 +29,7 @@ from certflow.core.errors import CommandRefused, InvalidInput, TimeWentBackwards
 from certflow.core.instants import require_utc
 from certflow.store import StoreError, UnknownRollout
 from certflow.web import _words
+from certflow.web._background import Latest
 from certflow.web._runner import Bounded, Busy, StoreRunner, StoreSource
 from certflow.web._security import (
     CSRF_FIELD,
@@ -51,6 +52,10 @@ Clock = Callable[[], datetime]
 Handler = Callable[["Console", Request, str, Form | None], Awaitable[Response]]
 
 
+#: Forecasts kept (per rollout and assumed retries): a few kilobytes each.
+KEPT_FORECASTS = 64
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -71,6 +76,11 @@ class Console:
         #: The forecast's thread: seconds of numpy for a big fleet, kept off the store
         #: thread; one running and one waiting at most.
         self.forecasts = Bounded(2, "certflow-forecast")
+        #: The Forecast pages computed last, per rollout and assumed retries, and the
+        #: ones computing (in :attr:`forecasts`): the page never waits for one.
+        self.forecast_pages: Latest[tuple[datetime, dict[str, Any]]] = Latest(
+            lambda: self.forecasts, KEPT_FORECASTS
+        )
         self.authenticate = authenticate
         self._clock = clock
         self.secret = secret

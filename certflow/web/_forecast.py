@@ -2,16 +2,22 @@
 will cut off, as it is and with one manual extension, from
 :func:`certflow.sim.forecast` (``docs/forecast.md``).
 
-The inputs are read in the store thread (the rollout as stored, and the pushes and
-reports of its journal: a replay), the simulation runs in the console's forecast thread
-(:class:`certflow.web._runner.Bounded`: seconds of numpy for a big fleet must not hold the
-store thread, nor pile up when the page is reloaded), and the page shows the forecast's
+A forecast takes a minute at a million devices, so the page never waits for one: it
+shows the last forecast of the rollout (:class:`certflow.web._background.Latest`), and
+while that is not current (the journal grew, the day changed) or there is none yet, says
+that one is being computed, since when, and reloads itself every few seconds (an HTML
+refresh: no script). The inputs are read in the store thread (the rollout as stored, and
+the pushes and reports of its journal: a replay), the simulation runs in the console's
+forecast thread (:class:`certflow.web._runner.Bounded`: seconds of numpy for a big fleet
+must not hold the store thread, nor pile up when the page is reloaded), and the page
+shows the forecast's
 ``as_dict()``: what ``certflow rollout forecast --json`` prints, so the console says
 nothing the command line does not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,28 +75,46 @@ def _branch(found: dict[str, Any] | None, started: datetime | None) -> dict[str,
     }
 
 
+def _computation(
+    console: Console, name: str, now: datetime, retry_every: int
+) -> Callable[[], tuple[datetime, dict[str, Any]]]:
+    """The forecast of rollout ``name`` as of ``now``, to run in the forecast thread:
+    its inputs read in the store thread, then the simulation."""
+    from certflow.sim import AdminPolicy, forecast  # numpy and the fit: only when asked
+
+    def read(store: SqlStore) -> tuple[datetime, str, Any, Any]:
+        # At the rollout's clock if this server's is behind it, as View Details reads.
+        # The rollout's text only: parsing it (0.7 s at a million devices) is the forecast
+        # thread's work, not the store thread's, which every other page waits for.
+        at = max(now, store.info(name).clock)
+        return (at, store.dumps(name), *store.activity(name))
+
+    def compute() -> tuple[datetime, dict[str, Any]]:
+        at, text, pushes, reports = console.store.call(read)
+        admin = AdminPolicy(retry_every=retry_every or None)
+        found = forecast(loads(text), at, pushes, reports, admin=admin, runs=RUNS, level=LEVEL)
+        return at, found.as_dict()
+
+    return compute
+
+
 async def forecast_page(
     console: Console, request: Request, user: str, form: Form | None
 ) -> Response:
-    from certflow.sim import AdminPolicy, forecast  # numpy and the fit: only when asked
-
     name = check_rollout_name(request.path_params["name"])
     retry_every = _retry_every(request)
     now = console.now()
 
-    def read(store: SqlStore) -> tuple[Any, Any]:
-        # At the rollout's clock if this server's is behind it, as View Details reads.
-        at = max(now, store.info(name).clock)
-        view = store.view(name, at)
-        if not view.overview.state.running:
-            return view, None
-        # The rollout's text only: parsing it (0.7 s at a million devices) is the forecast
-        # thread's work, not the store thread's, which every other page waits for.
-        return view, (at, store.dumps(name), *store.activity(name))
+    def read(store: SqlStore) -> tuple[Any, int]:
+        # What the page needs at once: the head (View Details' read) and the journal's
+        # newest entry, whose seq says whether the forecast kept is still current.
+        view = store.view(name, max(now, store.info(name).clock))
+        newest = store.journal_page(name, limit=1)
+        return view, newest[0].seq if newest else 0
 
-    view, inputs = await console.store.run(read)
+    view, seq = await console.store.run(read)
     head = view.overview
-    if inputs is None:
+    if not head.state.running:
         return console.problem(
             request,
             user,
@@ -100,34 +124,44 @@ async def forecast_page(
             "yet, an ended one has nothing left to forecast",
             409,
         )
-    at, text, pushes, reports = inputs
-    admin = AdminPolicy(retry_every=retry_every or None)
-    result = await console.forecasts.run(
-        lambda: forecast(loads(text), at, pushes, reports, admin=admin, runs=RUNS, level=LEVEL)
+    # Current while the journal has not grown and the day is the same (the chart's
+    # rule): a forecast is about days, and hours of a quiet rollout change it little.
+    seen = console.forecast_pages.look(
+        (name, retry_every),
+        (seq, f"{now:%Y-%m-%d}"),
+        now,
+        _computation(console, name, now, retry_every),
     )
-    found = result.as_dict()
-    context = {
+    context: dict[str, Any] = {
         "name": name,
         "head": head,
-        "at": at,
-        "found": found,
-        "branches": [
-            branch
-            for branch in (
-                _branch(found["as_is"], head.started_at),
-                _branch(found["extended"], head.started_at),
-            )
-            if branch is not None
-        ],
-        "tail": found["tail"],
-        "shapes": [
-            (SHAPES.get(shape, f"Weibull tail of shape {shape}"), count)
-            for shape, count in found["tail"].get("by_shape", {}).items()
-        ],
-        "advice": found["recommendation"],
         "retry_every": retry_every,
         "retry_choices": RETRY_CHOICES,
+        "current": seen.current,
+        "computing": seen.running.started if seen.running is not None else None,
+        "busy": seen.busy,
+        "found": None,
     }
+    if seen.last is not None:
+        at, found = seen.last.result
+        context.update(
+            at=at,
+            found=found,
+            branches=[
+                branch
+                for branch in (
+                    _branch(found["as_is"], head.started_at),
+                    _branch(found["extended"], head.started_at),
+                )
+                if branch is not None
+            ],
+            tail=found["tail"],
+            shapes=[
+                (SHAPES.get(shape, f"Weibull tail of shape {shape}"), count)
+                for shape, count in found["tail"].get("by_shape", {}).items()
+            ],
+            advice=found["recommendation"],
+        )
     return console.render(request, "forecast.html", user, context)
 
 

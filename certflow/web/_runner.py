@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from certflow.core.errors import InvalidInput
@@ -100,6 +100,11 @@ class Bounded:
     async def run(self, function: Callable[[], T]) -> T:
         """``function()`` in the worker thread, awaited; :class:`Busy` if ``limit`` are
         already running or waiting."""
+        return await asyncio.wrap_future(self.submit(function))
+
+    def submit(self, function: Callable[[], T]) -> Future[T]:
+        """``function()`` in the worker thread, not awaited: its future; :class:`Busy` if
+        ``limit`` are already running or waiting."""
         with self._lock:
             if self._taken >= self.limit:
                 raise Busy(
@@ -116,7 +121,7 @@ class Bounded:
         # goes away leaves its computation running (or cancels it if not yet started),
         # and the bound counts what the thread really has to do.
         future.add_done_callback(lambda _: self._release())
-        return await asyncio.wrap_future(future)
+        return future
 
     def _release(self) -> None:
         with self._lock:

@@ -251,7 +251,15 @@ def test_the_whole_procedure_in_a_browser(
     # The forecast, from View Details: as it is and extended, and the recommendation.
     # The 4 failed devices get no retry (none assumed), so both choices cut off 4.
     browser.get(served.url + "/rollouts/mdm-2026")
+    # The page answers at once, saying the forecast is being computed, and reloads
+    # itself (a meta refresh: no script runs) until the forecast is there.
     _go(browser, browser.find_element(By.ID, "forecast-link"))
+    assert _text(browser, "#forecast-computing").startswith("The forecast is being computed")
+    shoot("10-forecast-computing")
+    WebDriverWait(browser, 60).until(
+        expected_conditions.presence_of_element_located((By.ID, "branch-as-is"))
+    )
+    assert not browser.find_elements(By.ID, "forecast-computing")
     assert _text(browser, "#branch-as-is td") == "4.0 (4 to 4)"
     assert _text(browser, "#branch-extended td") == "4.0 (4 to 4)"
     assert _text(browser, "#recommendation").startswith("Do not extend: ")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,24 @@ def running(console: Console, store: SqlStore, clock: Clock) -> Console:
     return console
 
 
+COMPUTING = 'id="forecast-computing"'
+REFRESH = '<meta http-equiv="refresh" content="5">'
+
+
+def _settled(console: Console, path: str = "/rollouts/r/forecast", **options: Any) -> Any:
+    """The Forecast page once its forecast is computed: the page never waits for one,
+    so it is requested again (as its refresh would) until it no longer says computing."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = console.get(path, **options)
+        if COMPUTING not in response.text:
+            assert REFRESH not in response.text  # done: the page stops reloading itself
+            return response
+        assert REFRESH in response.text
+        assert time.monotonic() < deadline, "the forecast was never computed"
+        time.sleep(0.02)
+
+
 def _row(page: str, row_id: str) -> str:
     found = re.search(rf'<tr id="{row_id}">(.*?)</tr>', page, re.S)
     assert found is not None, f"no row {row_id}"
@@ -64,7 +83,7 @@ def _expected(store: SqlStore, clock: Clock, retry_every: int | None = None) -> 
 def test_the_page_shows_both_branches_the_recommendation_constraints_and_tail(
     running: Console, store: SqlStore, clock: Clock
 ) -> None:
-    response = running.get("/rollouts/r/forecast", params={"retry_every": "3"})
+    response = _settled(running, params={"retry_every": "3"})
     assert response.status_code == 200
     page = response.text
     found = _expected(store, clock, retry_every=3).as_dict()
@@ -110,7 +129,7 @@ def test_the_assumed_retries_change_the_forecast(
     running: Console, store: SqlStore, clock: Clock
 ) -> None:
     none = _expected(store, clock).as_dict()["as_is"]
-    page = running.get("/rollouts/r/forecast").text
+    page = _settled(running).text
     assert f"{none['cutoff_mean']:,.1f} (" in _row(page, "branch-as-is")
     assert "do nothing more (no retry, no import now)" in page
     bad = running.get("/rollouts/r/forecast", params={"retry_every": "5"})
@@ -159,7 +178,7 @@ def test_what_the_forecast_says_is_escaped(
         )
 
     monkeypatch.setattr(certflow.sim, "forecast", tainted)
-    page = running.get("/rollouts/r/forecast").text
+    page = _settled(running).text
     assert "<script>" not in page
     assert 'href="javascript:' not in page
     assert f"<li>{escape(attack)}</li>" in page
@@ -177,7 +196,7 @@ def test_an_unreliable_forecast_says_so_first(
         return attrs.evolve(result, tail=attrs.evolve(result.tail, reliable=False, caution=caution))
 
     monkeypatch.setattr(certflow.sim, "forecast", unreliable)
-    page = running.get("/rollouts/r/forecast").text
+    page = _settled(running).text
     mark = re.search(r'id="unreliable"><p>(.*?)</p>', page, re.S)
     assert mark is not None
     assert (
@@ -187,32 +206,102 @@ def test_an_unreliable_forecast_says_so_first(
     assert page.index('id="unreliable"') < page.index('id="branches"')
 
 
-def test_a_forecast_runs_off_the_store_thread_and_other_pages_go_on(
-    running: Console, monkeypatch: pytest.MonkeyPatch
+def test_the_page_answers_at_once_and_the_forecast_runs_off_the_store_thread(
+    running: Console, store: SqlStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
     real = certflow.sim.forecast
 
     def slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append(threading.current_thread().name)
         started.set()
         assert release.wait(30), "the test never released the forecast"
         return real(*args, **kwargs)
 
     monkeypatch.setattr(certflow.sim, "forecast", slow)
-    answers: list[int] = []
-    waiting = threading.Thread(
-        target=lambda: answers.append(running.get("/rollouts/r/forecast").status_code)
-    )
-    waiting.start()
     try:
+        # The first request answers while the simulation is held: it does not run in
+        # the request, and the page says since when it is computed, and reloads itself.
+        first = running.get("/rollouts/r/forecast")
+        assert first.status_code == 200
+        assert COMPUTING in first.text
+        assert REFRESH in first.text
+        assert "is being computed, since 2026-03-07 12:00 UTC" in first.text
+        assert 'id="branch-as-is"' not in first.text
         assert started.wait(30)
+        # Reloaded meanwhile: the same computation, not a second one queued.
+        again = running.get("/rollouts/r/forecast")
+        assert COMPUTING in again.text
         # The forecast holds its thread; View Details reads the store meanwhile.
         assert running.get("/rollouts/r").status_code == 200
-        assert answers == []
     finally:
         release.set()
-        waiting.join(30)
-    assert answers == [200]
+    page = _settled(running).text
+    assert len(calls) == 1
+    assert calls[0].startswith("certflow-forecast")
+    found = _expected(store, clock).as_dict()["as_is"]
+    assert f"{found['cutoff_mean']:,.1f} (" in _row(page, "branch-as-is")
+
+
+def test_a_forecast_is_kept_until_the_journal_grows_or_the_day_changes(
+    running: Console, store: SqlStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = certflow.sim.forecast
+    calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(certflow.sim, "forecast", counted)
+    before = _settled(running).text
+    assert len(calls) == 1
+    # Kept: served again at once, no simulation; another retry choice is its own.
+    kept = running.get("/rollouts/r/forecast")
+    assert COMPUTING not in kept.text
+    assert REFRESH not in kept.text
+    assert _row(kept.text, "branch-as-is") == _row(before, "branch-as-is")
+    assert len(calls) == 1
+    _settled(running, params={"retry_every": "1"})
+    assert len(calls) == 2
+    # The journal grows: the last forecast is shown, marked, while the new one computes.
+    store.apply_all("r", [cf.DeviceInstalled(d) for d in DEVICES[35:90]], clock.now)
+    stale = running.get("/rollouts/r/forecast").text
+    if COMPUTING in stale:  # else already done: the thread can beat the request
+        assert "A newer forecast is being computed" in stale
+        assert "below, the last one, from 2026-03-07 12:00 UTC" in stale
+        assert _row(stale, "branch-as-is") == _row(before, "branch-as-is")
+    after = _settled(running).text
+    assert len(calls) == 3
+    found = _expected(store, clock).as_dict()["as_is"]
+    assert f"{found['cutoff_mean']:,.1f} (" in _row(after, "branch-as-is")
+    assert _row(after, "branch-as-is") != _row(before, "branch-as-is")
+    # The next day: computed again, at the new instant.
+    clock.move(DAY)
+    assert "At 2026-03-08 12:00 UTC" in _settled(running).text
+    assert len(calls) == 4
+
+
+def test_a_failed_forecast_is_said_once_then_tried_again(
+    running: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = certflow.sim.forecast
+    failures = [cf.InvalidInput("no fit for these waits")]
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(certflow.sim, "forecast", failing)
+    deadline = time.monotonic() + 60
+    while COMPUTING in (page := running.get("/rollouts/r/forecast")).text:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert page.status_code == 400
+    assert "no fit for these waits" in page.text
+    assert 'id="branch-as-is"' in _settled(running).text
 
 
 def test_forecasts_beyond_the_bound_are_refused_not_queued(
@@ -223,6 +312,21 @@ def test_forecasts_beyond_the_bound_are_refused_not_queued(
     busy = running.get("/rollouts/r/forecast")
     assert busy.status_code == 503
     assert "at most 0" in busy.text
+
+
+def test_a_full_forecast_thread_leaves_the_last_forecast_shown(
+    running: Console, store: SqlStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _settled(running).text
+    store.apply_all("r", [cf.DeviceInstalled(d) for d in DEVICES[35:40]], clock.now)
+    app = running.client.app
+    monkeypatch.setattr(app.state.console, "forecasts", Bounded(0, "test"))  # type: ignore[attr-defined]
+    page = running.get("/rollouts/r/forecast")
+    assert page.status_code == 200
+    assert 'id="forecast-busy"' in page.text
+    assert "at most 0" in page.text
+    assert REFRESH not in page.text
+    assert _row(page.text, "branch-as-is") == _row(before, "branch-as-is")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -225,8 +226,20 @@ def test_every_response_carries_the_security_headers(rollout: Console) -> None:
 
 def test_no_page_holds_inline_script_or_style(rollout: Console) -> None:
     pages = ("/", "/new", "/rollouts/r", "/rollouts/r/history", "/rollouts/r/effects")
-    for path in (*pages, "/rollouts/r/forecast"):
-        response = rollout.get(path)
+    responses = [(path, rollout.get(path)) for path in pages]
+    # The Forecast page twice: saying the forecast is computed (it refreshes itself with
+    # a meta element, not a script), then, requested again until done, the forecast.
+    forecast = "/rollouts/r/forecast"
+    computing = rollout.get(forecast)
+    assert 'id="forecast-computing"' in computing.text
+    responses.append((forecast, computing))
+    deadline = time.monotonic() + 60
+    while 'id="forecast-computing"' in (done := rollout.get(forecast)).text:
+        assert time.monotonic() < deadline, "the forecast was never computed"
+        time.sleep(0.02)
+    assert 'id="branch-as-is"' in done.text
+    responses.append((forecast, done))
+    for path, response in responses:
         assert response.status_code == 200, path
         page = response.text
         assert "<script" not in page
