@@ -15,8 +15,10 @@ tenth of its devices have reported (9 % installed, 1 % failed). The rollouts pag
 also split: the store's paged read the page makes, ``rollouts(now, limit=101)``, and
 the whole list, ``rollouts()``, alone in the store thread. The chart is
 drawn afresh each time (its cache cleared): a 10,000-device rollout with a day of
-reports and a tick for each of 28 days. The Forecast page (no target) is timed on a
-10,000-device rollout on day 1 with a tenth reported, 3 times.
+reports and a tick for each of 28 days. The Forecast page (no target) is timed on the
+big rollout, on a 10,000-device one on day 1 with a tenth reported and on the 10-device
+one: its first answer (which starts the forecast in the background), its answers while
+the forecast is computed, the time until it is done, and its answer once it is kept.
 """
 
 from __future__ import annotations
@@ -103,6 +105,31 @@ def _median(
         if response.status_code != 200:
             raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
     return statistics.median(timed.times)
+
+
+def _forecast(client: TestClient, timed: Timed, path: str, repeat: int) -> dict[str, float]:
+    """The Forecast page's answers: the first (it starts the computation and says so),
+    the next ones while it computes, the time until it is done (requested again each
+    0.1 s, as its refresh would every 5 s), then the page with the forecast kept."""
+    computing = 'id="forecast-computing"'
+    timed.times.clear()
+    started = time.perf_counter()
+    if computing not in client.get(path, headers={"X-Bench": "admin"}).text:
+        raise SystemExit(f"{path}: the first answer does not say the forecast is computed")
+    first = timed.times[0]
+    timed.times.clear()
+    while computing in client.get(path, headers={"X-Bench": "admin"}).text:
+        if time.perf_counter() - started > 900:
+            raise SystemExit(f"{path}: no forecast after 15 minutes")
+        time.sleep(0.1)
+    done = time.perf_counter() - started
+    waiting = statistics.median(timed.times[:-1]) if len(timed.times) > 1 else float("nan")
+    return {
+        "first answer": first,
+        "answer while computing": waiting,
+        "computed in the background": done,
+        "answer with the forecast kept": _median(client, timed, path, repeat),
+    }
 
 
 def _read(console: Any, read: Callable[[SqlStore], object], repeat: int) -> float:
@@ -207,7 +234,11 @@ def run(label: str, open_: Callable[[], SqlStore], devices: int, repeat: int) ->
         extra["effects, summaries made afresh"] = _median(
             client, timed, "/rollouts/big/effects?show=all", 3, _summaries._CACHES.clear
         )
-        extra["forecast, 10,000 devices"] = _median(client, timed, "/rollouts/fc/forecast", 3)
+        for rollout, size in (("big", devices), ("fc", 10_000), ("small", 10)):
+            for what, seconds in _forecast(
+                client, timed, f"/rollouts/{rollout}/forecast", repeat
+            ).items():
+                extra[f"forecast, {size:,} devices, {what}"] = seconds
         figures["chart"] = _median(
             chart_client,
             chart_timed,

@@ -80,7 +80,6 @@ def _computation(
 ) -> Callable[[], tuple[datetime, dict[str, Any]]]:
     """The forecast of rollout ``name`` as of ``now``, to run in the forecast thread:
     its inputs read in the store thread, then the simulation."""
-    from certflow.sim import AdminPolicy, forecast  # numpy and the fit: only when asked
 
     def read(store: SqlStore) -> tuple[datetime, str, Any, Any]:
         # At the rollout's clock if this server's is behind it, as View Details reads.
@@ -90,6 +89,10 @@ def _computation(
         return (at, store.dumps(name), *store.activity(name))
 
     def compute() -> tuple[datetime, dict[str, Any]]:
+        # numpy and the fit: only when asked, and imported here, not in the request
+        # (their first import, 40 ms, would be the first answer's).
+        from certflow.sim import AdminPolicy, forecast
+
         at, text, pushes, reports = console.store.call(read)
         admin = AdminPolicy(retry_every=retry_every or None)
         found = forecast(loads(text), at, pushes, reports, admin=admin, runs=RUNS, level=LEVEL)
