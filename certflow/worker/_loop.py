@@ -226,6 +226,25 @@ class Worker:
         elapsed = timedelta(seconds=time.monotonic() - job.leased)
         if elapsed + self._margin > self.config.worker.lease:
             return "its lease would have run out before the handler's timeout"
+        return self._superseded(job)
+
+    def _superseded(self, job: Job) -> str | None:
+        """Why ``job``'s effect is no longer to be delivered, read now (a lane may hold a
+        leased effect for minutes, and a Cancel committed meanwhile supersedes it), or
+        ``None``. Called in the lane's thread: the lanes' store runs each read on the
+        loop's thread."""
+        store = self.lanes.store
+        rollout = job.stored.rollout
+        try:
+            # Only the turn that ends a rollout supersedes effects: while it has not
+            # ended, one O(1) read says so, and the outbox is not read.
+            if not store.info(rollout).state.terminal:
+                return None
+            pending = {e.id for e in store.effects(rollout)}
+        except Exception as error:  # a busy database: not begun, left to its lease
+            return f"could not read whether it was superseded: {self.log.redact(str(error))}"
+        if job.stored.id not in pending:
+            return "its rollout ended: superseded (or no longer pending)"
         return None
 
     def run_pass(self, now: datetime, *, budget: float | None = None) -> PassReport:

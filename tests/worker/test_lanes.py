@@ -203,3 +203,32 @@ def test_a_stop_records_what_one_handler_of_an_effect_did(
         worker.close()
     assert len(smtp_server.messages) == 3
     assert sorted(webhook.ids()) == sorted(stored)  # each once
+
+
+def test_an_effect_superseded_while_its_lane_holds_it_is_never_delivered(
+    three: Backend, tmp_path: Path, webhook: WebhookServer
+) -> None:
+    """The webhook's lane holds the pushes of b and c (leased, queued) behind a's, whose
+    request hangs; b and c are cancelled meanwhile, which supersedes their pushes in the
+    store. Once a's request is answered, the lane skips the superseded pushes: they are
+    never posted, and stay superseded (not failed)."""
+    config = make_config(
+        tmp_path, webhook_url=webhook.url, routes='"*" = ["webhook"]',
+        worker="batch = 4", webhook_timeout="5s",
+    )  # fmt: skip
+    webhook.mode, webhook.hang = "hang", 2.0  # within its timeout: a success
+    clock = clock_from(NOW)
+    with Running(three, config, clock):
+        wait_for(lambda: len(webhook.requests) == 1, seconds=30)
+        with three.open(create=False) as other:
+            for name in ("b", "c"):
+                other.apply(name, cf.Cancel(), clock())
+        webhook.mode = "ok"
+        wait_for(lambda: "a:4:0" in webhook.ids(), seconds=30)
+    posted = webhook.ids()
+    assert posted[:2] == ["a:2:0", "a:4:0"]
+    assert not {"b:2:0", "c:2:0"} & set(posted)
+    with three.open(create=False) as check:
+        stored = {e.id: e for e in check.effects(include_acknowledged=True)}
+    for push in ("b:2:0", "c:2:0"):
+        assert (stored[push].status, stored[push].failures) == ("superseded", 0)
