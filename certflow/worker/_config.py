@@ -387,13 +387,16 @@ def _addresses(value: object) -> tuple[str, ...]:
 def _url(value: object) -> str:
     text = _text(value)
     if not re.match(r"^https?://[^/\s]+", text):
-        raise ValueError(f"must be an http:// or https:// URL, got {_shown_url(text)!r}")
+        raise ValueError(f"must be an http:// or https:// URL, got {shown_url(text)!r}")
     return text
 
 
-def _shown_url(text: str) -> str:
-    # A URL may carry a password (user:password@host): never shown.
-    return re.sub(r"//[^/@\s]*@", "//***@", text)
+def shown_url(text: str) -> str:
+    """``text`` (a URL, or what was meant for one) as an error or the log may show it:
+    its userinfo (``user:password@``) masked, its query and fragment cut off (a token
+    is often passed as ``?token=...``). The one rule for every place that shows a URL."""
+    masked = re.sub(r"//[^/@\s]*@", "//***@", text)
+    return re.split(r"[?#]", masked, maxsplit=1)[0]
 
 
 def _command(value: object) -> tuple[str, ...]:

@@ -151,9 +151,10 @@ class _Lane:
         events: queue.SimpleQueue[object],
         run: Callable[[Job], Attempt],
         refuse: Callable[[Job], str | None],
+        redact: Callable[[str], str],
     ) -> None:
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self.events, self.run, self.refuse = events, run, refuse
+        self.events, self.run, self.refuse, self.redact = events, run, refuse, redact
         # Jobs given and not yet reported on: kept by the loop's thread alone.
         self.load = 0
         # A daemon: a handler hung past its own timeout does not keep the process alive.
@@ -170,7 +171,8 @@ class _Lane:
             try:
                 done = self.run(job)
             except BaseException as error:  # the lane must report every job, whatever it met
-                text = f"{type(error).__name__}: {error}"
+                # Recorded in the store and logged: its text may quote a secret.
+                text = self.redact(f"{type(error).__name__}: {error}")
                 done = Attempt(
                     job.stored.id, job.stored.rollout, type(job.stored.effect).__name__,
                     job.handler.name, "failed", 0.0, text,
@@ -211,7 +213,7 @@ class Lanes:
 
     def _lane(self, name: str) -> _Lane:
         if name not in self.lanes:
-            self.lanes[name] = _Lane(name, self.events, self._run, self.refuse)
+            self.lanes[name] = _Lane(name, self.events, self._run, self.refuse, self.redact)
         return self.lanes[name]
 
     def room(self, name: str) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import ssl
 from datetime import datetime
 
 import httpx
 
 from certflow.store import Store, StoredEffect
-from certflow.worker._config import WebhookSettings
+from certflow.worker._config import WebhookSettings, shown_url
 from certflow.worker._payload import DeliveryFailed, effect_body, sign
 
 __all__ = ["WebhookHandler"]
@@ -39,7 +38,7 @@ class WebhookHandler:
         self._client = httpx.Client(
             timeout=settings.timeout.total_seconds(), verify=verify, follow_redirects=False
         )
-        self._shown = re.sub(r"//[^/@\s]*@", "//***@", settings.url).split("?")[0]
+        self._shown = shown_url(settings.url)
 
     def __call__(self, stored: StoredEffect, store: Store, now: datetime) -> None:
         body = effect_body(stored)

@@ -168,3 +168,15 @@ def test_an_explicit_empty_route_takes_a_kind_out_of_star(secrets: Path) -> None
     config = read_config(HOOK + ROUTE + "PushRoot = []\n", base=secrets)
     assert config.route("PushRoot") == ()
     assert config.route("Notify") == ("webhook",)
+
+
+def test_a_url_s_query_never_appears_in_an_error(secrets: Path) -> None:
+    # A token passed in the query string (and a password in the userinfo) is cut off.
+    bad = "ftp://user:hunter2@host/h?token=SECRET#frag"
+    text = HOOK.replace("http://127.0.0.1:9/h", bad) + ROUTE
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(secrets, text))
+    message = str(caught.value)
+    assert "SECRET" not in message
+    assert "hunter2" not in message
+    assert "'ftp://***@host/h'" in message

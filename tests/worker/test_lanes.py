@@ -9,6 +9,7 @@ delivered here is also a store read that the loop's thread ran for the lane.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import certflow as cf
+from certflow.store import Store, StoredEffect
 from certflow.worker import Config, EventLog, Worker, effect_id_of, open_worker_store
 from tests.backends import Backend
 from tests.worker.helpers import make_config
@@ -232,3 +234,35 @@ def test_an_effect_superseded_while_its_lane_holds_it_is_never_delivered(
         stored = {e.id: e for e in check.effects(include_acknowledged=True)}
     for push in ("b:2:0", "c:2:0"):
         assert (stored[push].status, stored[push].failures) == ("superseded", 0)
+
+
+class Interrupted(BaseException):
+    """Not an Exception: what the lane itself catches (the handler's failure path
+    catches only Exception)."""
+
+
+def test_a_base_exception_s_text_is_recorded_redacted(three: Backend, tmp_path: Path) -> None:
+    """A handler interrupted by a BaseException that quotes the webhook's secret: the
+    failure recorded in the store shows ``***`` in its place."""
+    config = make_config(tmp_path, webhook_url="http://127.0.0.1:9/unused")
+    secret = config.webhook.secret.decode() if config.webhook is not None else ""
+    assert secret
+
+    class Quoting:
+        name = "webhook"
+
+        def __call__(self, stored: StoredEffect, store: Store, now: datetime) -> None:
+            raise Interrupted(f"gave up with secret={secret}")
+
+    handler = Quoting()
+    with open_worker_store(three.target, config.worker) as store:
+        log = EventLog("text", secrets=config.secrets, stream=io.StringIO())
+        worker = Worker(store, config, {"webhook": handler}, log=log)
+        report = worker.run_pass(NOW)
+        worker.close()
+        errors = [e.last_error for e in store.effects() if e.failures]
+    assert report.deliveries
+    assert errors
+    for error in errors:
+        assert secret not in str(error)
+        assert "secret=***" in str(error)
