@@ -268,7 +268,7 @@ class _Reader:
     def smtp(self, raw: object) -> SmtpSettings:
         data = self.table({"smtp": raw}, "smtp")
         keys = ("host", "port", "starttls", "tls", "username", "password_file", "from", "to",
-                "timeout", "ca_file")  # fmt: skip
+                "timeout", "ca_file", "allow_plaintext_auth")  # fmt: skip
         self.known(data, "smtp", keys)
         username = self.get(data, "smtp", "username", _text, None)
         if (username is None) != ("password_file" not in data):
@@ -280,6 +280,15 @@ class _Reader:
         tls = self.get(data, "smtp", "tls", _flag, False)
         if starttls and tls and "starttls" in data:
             raise self.error("[smtp] tls", "and starttls exclude each other: choose one")
+        # Without TLS the password would cross the network as readable as the mail: only
+        # on the operator's word (a relay on the same host, or a trusted private link).
+        plaintext = self.get(data, "smtp", "allow_plaintext_auth", _flag, False)
+        if username is not None and not starttls and not tls and not plaintext:
+            raise self.error(
+                "[smtp] username",
+                "needs starttls or tls: the password would be sent unencrypted "
+                "(set allow_plaintext_auth = true to allow it)",
+            )
         return SmtpSettings(
             host=self.get(data, "smtp", "host", _text, required=True),
             sender=self.get(data, "smtp", "from", _address, required=True),

@@ -200,3 +200,12 @@ def test_secrets_are_never_printed(
         assert secret not in printed
     if form == "json":
         assert all(json.loads(line)["event"] for line in printed.splitlines())
+
+
+def test_an_smtp_login_without_tls_exits_2_naming_the_key(tmp_path: Path) -> None:
+    text = config_text(tmp_path, smtp_port=2525, routes='"*" = ["smtp"]')
+    db, path = setup(tmp_path, text.replace("[smtp]\n", "[smtp]\nstarttls = false\n"))
+    done = certflow("worker", "--db", db, "--config", path, "--once", "--now", T0.isoformat())
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1
+    assert f"configuration {path}: [smtp] username needs starttls or tls" in done.stderr

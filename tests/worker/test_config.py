@@ -180,3 +180,32 @@ def test_a_url_s_query_never_appears_in_an_error(secrets: Path) -> None:
     assert "SECRET" not in message
     assert "hunter2" not in message
     assert "'ftp://***@host/h'" in message
+
+
+SMTP = (
+    '[smtp]\nhost = "mail.example.com"\nfrom = "certflow@example.com"\n'
+    'to = ["admins@example.com"]\nusername = "certflow"\npassword_file = "smtp-password"\n'
+)
+MAIL_ROUTE = '[routes]\n"*" = ["smtp"]\n'
+
+
+def test_a_login_without_tls_is_refused_naming_the_key(secrets: Path) -> None:
+    path = write(secrets, SMTP + "starttls = false\n" + MAIL_ROUTE)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"configuration {path}: [smtp] username needs starttls or tls")
+    assert "allow_plaintext_auth" in message
+
+
+def test_a_login_without_tls_is_allowed_on_the_operator_s_word(secrets: Path) -> None:
+    text = SMTP + "starttls = false\nallow_plaintext_auth = true\n" + MAIL_ROUTE
+    config = load_config(write(secrets, text))
+    assert config.smtp is not None
+    assert (config.smtp.starttls, config.smtp.tls, config.smtp.username) == (
+        False, False, "certflow",
+    )  # fmt: skip
+    # Without a login nothing secret crosses: no opt-in needed.
+    plain = SMTP.replace('username = "certflow"\npassword_file = "smtp-password"\n', "")
+    assert load_config(write(secrets, plain + "starttls = false\n" + MAIL_ROUTE)).smtp
