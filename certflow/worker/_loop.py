@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
@@ -214,10 +214,6 @@ class Worker:
             time.sleep(seconds)
 
         return retrying(attempt, sleep=pause)
-
-    def handlers_for(self, stored: StoredEffect) -> Sequence[Handler]:
-        """The handlers the routes give ``stored``'s kind, in route order."""
-        return [self.handlers[n] for n in self.config.route(type(stored.effect).__name__)]
 
     def _refuse(self, job: Job) -> str | None:
         """Why a lane should not begin ``job`` now (called in the lane's thread)."""
