@@ -194,6 +194,13 @@ def _paged(store: Store, name: str, page: int = 1_000) -> Iterator[DeviceRecord]
         after = rows[-1].device_id
 
 
+def _cell(value: str) -> str:
+    # A spreadsheet runs a cell that starts so as a formula: a device id or a reason from
+    # outside must stay text (OWASP's CSV injection advice: a leading apostrophe). The
+    # console's CSV (certflow.web) has the same rule; the worker may not import it.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def _csv(rows: Iterable[DeviceRecord]) -> tuple[str, int]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -203,12 +210,12 @@ def _csv(rows: Iterable[DeviceRecord]) -> tuple[str, int]:
         count += 1
         writer.writerow(
             (
-                device.device_id,
+                _cell(device.device_id),
                 device.state.value,
                 device.attempts,
                 "" if device.last_push is None else device.last_push.isoformat(),
                 "" if device.last_report is None else device.last_report.isoformat(),
-                device.last_failure_reason or "",
+                _cell(device.last_failure_reason or ""),
             )
         )
     return out.getvalue(), count
@@ -218,5 +225,5 @@ def _ids_csv(ids: Iterable[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(("device",))
-    writer.writerows((i,) for i in ids)
+    writer.writerows((_cell(i),) for i in ids)
     return out.getvalue()

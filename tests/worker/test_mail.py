@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -107,3 +107,28 @@ def test_a_cancellation_is_mailed(store: SqliteStore) -> None:
 def test_an_effect_without_words_of_its_own_reads_as_its_line(store: SqliteStore) -> None:
     _, message = mail(store, cf.PushRoot, day(0))
     assert message["Subject"].startswith("[certflow] mdm-2026: push root to 5 devices")
+
+
+RISKY = ["=HYPERLINK(1)", "+1", "-2", "@SUM(A1)"]
+
+
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_stays_text(tmp_path: Path) -> None:
+    """Device ids and failure reasons come from outside: one starting with ``=``, ``+``,
+    ``-`` or ``@`` is written with a leading apostrophe (as the console's CSV does), in
+    the notice's attachment and in the list of devices to re-enrol."""
+    with SqliteStore(tmp_path / "risky.db") as risky:
+        start(risky, "r")
+        risky.apply_all("r", [cf.Enroll(i) for i in RISKY], day(0) + timedelta(hours=2))
+        risky.apply("r", cf.DeviceFailed("d2", "=cmd|' /C calc'!A0"), day(0) + timedelta(hours=3))
+        risky.tick(day(6))
+        _, notice = mail(risky, cf.Notify, day(6))
+        _, rows = attachment(notice)
+        listed = {r[0]: r for r in rows[1:]}
+        for device in RISKY:
+            assert "'" + device in listed
+        assert listed["d2"][5] == "'=cmd|' /C calc'!A0"
+        risky.tick(day(21))
+        _, reenrol = mail(risky, cf.ReenrollmentRequired, day(21))
+        _, ids = attachment(reenrol)
+        assert {"'" + d for d in RISKY} <= {r[0] for r in ids[1:]}
+        assert "d1" in {r[0] for r in ids[1:]}  # an ordinary id as it is
