@@ -148,11 +148,13 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     assert handler.released.is_set()
     assert sorted(handler.calls) == expected
     assert Counter(handler.calls).most_common(1)[0][1] == 1  # exactly once each
-    # The 5th effect's acknowledgement met the lock; so did that of any other effect the
-    # lane had delivered by then (the loop acknowledges what has finished together).
+    # Acknowledgements met the lock: those of the effects whose delivery finished while
+    # it was held (the loop acknowledges what has finished together, so which ones
+    # depends on the lane's timing and the load).
     unacknowledged = log.named("unacknowledged")
     owed = [str(e["effect"]) for e in unacknowledged]
-    assert handler.calls[4] in owed
+    assert owed
+    assert set(owed) <= set(handler.calls)
     assert len(set(owed)) == len(owed)
     assert all("delivered but not acknowledged" in str(e["error"]) for e in unacknowledged)
     unavailable = log.named("store_unavailable")
