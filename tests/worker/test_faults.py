@@ -139,7 +139,16 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     thread.start()
     try:
         assert ready.wait(30)
-        wait_for(lambda: pending(backend) == 0 and bool(log.named("acknowledged")), seconds=60)
+        # Done when every effect is acknowledged, the lock is gone and each late
+        # acknowledgement is logged (whether any was owed depends on the lanes' timing).
+        wait_for(
+            lambda: (
+                pending(backend) == 0
+                and handler.released.is_set()
+                and len(log.named("acknowledged")) == len(log.named("unacknowledged"))
+            ),
+            seconds=90,
+        )
     finally:
         if opened:
             opened[0].stop.set()
@@ -153,7 +162,6 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     # depends on the lane's timing and the load).
     unacknowledged = log.named("unacknowledged")
     owed = [str(e["effect"]) for e in unacknowledged]
-    assert owed
     assert set(owed) <= set(handler.calls)
     assert len(set(owed)) == len(owed)
     assert all("delivered but not acknowledged" in str(e["error"]) for e in unacknowledged)
@@ -167,8 +175,9 @@ def test_a_busy_database_during_the_loop_is_logged_and_retried(
     assert all(location in str(e["error"]) for e in retries), retries[0]
     assert [e["effect"] for e in log.named("acknowledged")] == owed  # each once, when it could
     order = [e["event"] for e in log.events]
-    assert order.index("unacknowledged") < order.index("store_unavailable")
-    assert order.index("store_unavailable") < order.index("acknowledged")
+    if owed:  # an acknowledgement met the lock: owed first, paid once the lock was gone
+        assert order.index("unacknowledged") < order.index("store_unavailable")
+        assert order.index("store_unavailable") < order.index("acknowledged")
     with backend.open(create=False) as check:
         stored = {e.id: e for e in check.effects("r", include_acknowledged=True)}
         assert {e.status for e in stored.values()} == {"acknowledged"}
@@ -228,9 +237,13 @@ def test_a_postgresql_restart_while_two_workers_deliver(
         # It met the cut connection and said so, naming the database and the cause...
         noticed = [n for n, e in enumerate(mine) if e["event"] == "store_retry"]
         assert noticed, names[-20:]
-        assert "terminating connection" in str(mine[noticed[0]]["error"]) or (
-            "cannot connect" in str(mine[noticed[0]]["error"])
-        )
+        # (the server's goodbye, a refused connection, or a connection lost mid-commit,
+        # depending on what the worker was doing when the server went down)
+        cause = str(mine[noticed[0]]["error"])
+        assert any(
+            said in cause
+            for said in ("terminating connection", "cannot connect", "connection was lost")
+        ), cause
         assert backend.url.rsplit("/", 1)[1] in str(mine[noticed[0]]["error"])
         # ... and went on delivering.
         assert "delivery" in names[noticed[-1] :]
