@@ -32,7 +32,7 @@ from certflow.core.summary import Overview, overview
 from certflow.store._collector import paused
 from certflow.store._driver import Driver, Progress, Row
 from certflow.store._inputs import can_store, check_rollout_name, storable
-from certflow.store._journal import append
+from certflow.store._journal import append, entry_summary
 from certflow.store._model import Applied, Refused, RefusedMode, StoredEffect
 from certflow.store._outbox import supersede
 from certflow.store._port import Held, Port
@@ -109,6 +109,10 @@ def create(store: Driver, name: str, rollout: Rollout, progress: Progress | None
         store._q(
             "INSERT INTO journal (rollout, seq, at, kind, body) VALUES (?, 1, ?, 'create', ?)",
             (rollout_id, store._put(rollout.clock), text),
+        )
+        store._q(
+            "INSERT INTO journal_summaries (rollout, seq, summary) VALUES (?, 1, ?)",
+            (rollout_id, entry_summary("create", parsed, counts)),
         )
     store._created()
 

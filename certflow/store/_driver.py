@@ -82,6 +82,7 @@ class Driver(Protocol):
     _untrusting: tuple[str, ...]
     _statements: dict[str, FleetStatement]
     _outbox: str
+    _summary_tables: tuple[str, str]
     _by_ack_due: ClassVar[str]
     _fetch_chunk: ClassVar[int]
     _skip_locked: ClassVar[str]

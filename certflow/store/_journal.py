@@ -20,7 +20,40 @@ from certflow.store._driver import REPORTS, Driver, Row
 from certflow.store._errors import StoreError
 from certflow.store._model import JournalEntry, StoredEffect
 
-__all__ = ["activity", "append", "read", "replay"]
+__all__ = ["FIRST_IDS", "activity", "append", "effect_summary", "entry_summary", "read", "replay"]
+
+#: Device ids an effect's summary keeps of its list (the console's pages name three).
+FIRST_IDS = 20
+
+
+def entry_summary(kind: str, body: dict[str, Any], counts: dict[str, int]) -> str:
+    """What the console shows of a journal entry (written beside it, schema 7): its
+    rollout state and effect count, the device counts after it, and the size of its list
+    (a creation's devices; a batch's commands, counted by class), so that a page reads
+    these few bytes, not a body that names every device of a fleet."""
+    summary: dict[str, Any] = {"counts": counts}
+    if kind == "create":
+        summary |= {"state": body["phase"]["state"], "effects": 0}
+        summary["devices"] = len(body["devices"]["ids"])
+    else:
+        summary |= {"state": body["state"], "effects": body["effects"]}
+    if kind == "batch":
+        kinds: dict[str, int] = {}
+        for command in body["commands"]:
+            kinds[command["type"]] = kinds.get(command["type"], 0) + 1
+        summary |= {"commands": len(body["commands"]), "kinds": kinds}
+    return json.dumps(summary, separators=(",", ":"))
+
+
+def effect_summary(data: dict[str, Any]) -> str | None:
+    """An effect's encoded body with its device list cut to its first ``FIRST_IDS`` ids
+    and its length beside them (written with the effect, schema 7); ``None`` for an
+    effect that names no devices (its body is as small as a summary)."""
+    ids = data.get("device_ids")
+    if ids is None:
+        return None
+    cut = {**data, "device_ids": ids[:FIRST_IDS], "device_count": len(ids)}
+    return json.dumps(cut, separators=(",", ":"))
 
 
 def append(
@@ -45,23 +78,40 @@ def append(
         "INSERT INTO journal (rollout, seq, at, kind, body) VALUES (?, ?, ?, ?, ?)",
         (row.id, row.seq, store._put(at), kind, text),
     )
+    store._q(
+        "INSERT INTO journal_summaries (rollout, seq, summary) VALUES (?, ?, ?)",
+        (row.id, row.seq, entry_summary(kind, body, row.counts)),
+    )
     if effects:
-        store._many(
-            "INSERT INTO outbox (rollout, seq, position, kind, body, due_at, superseded_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
+        rows = []
+        summaries = []
+        for position, effect in enumerate(effects):
+            data = encode(effect)
+            rows.append(
                 (
                     row.id,
                     row.seq,
                     position,
                     type(effect).__name__,
-                    json.dumps(encode(effect), separators=(",", ":")),
+                    json.dumps(data, separators=(",", ":")),
                     store._put(effect.due_at),
                     store._put(ended) if position in moot else None,
                 )
-                for position, effect in enumerate(effects)
-            ],
+            )
+            summary = effect_summary(data)
+            if summary is not None:
+                summaries.append((row.id, row.seq, position, summary))
+        store._many(
+            "INSERT INTO outbox (rollout, seq, position, kind, body, due_at, superseded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
+        if summaries:
+            store._many(
+                "INSERT INTO outbox_summaries (rollout, seq, position, summary) "
+                "VALUES (?, ?, ?, ?)",
+                summaries,
+            )
     return [
         StoredEffect(
             f"{row.name}:{row.seq}:{position}",

@@ -71,7 +71,12 @@ from certflow.store._errors import (
     without_password,
 )
 from certflow.store._inputs import DELIVERY
-from certflow.store._schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, outbox_as_current
+from certflow.store._schema import (
+    POSTGRES_MIGRATIONS,
+    SCHEMA_VERSION,
+    outbox_as_current,
+    summaries_as_current,
+)
 from certflow.store._sql import Cursor, Progress, SqlStore
 
 __all__ = ["PostgresStore"]
@@ -299,6 +304,7 @@ class PostgresStore(SqlStore):
                     )
                 }
                 self._outbox = outbox_as_current(present)
+                self._summary_tables = summaries_as_current(version)
             elif version < SCHEMA_VERSION:
                 self._migrate()
         except psycopg.Error as error:

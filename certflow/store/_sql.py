@@ -113,9 +113,10 @@ class SqlStore:
     clock_skew: timedelta
     #: Opened read-only: every transaction only reads, and a command is refused.
     read_only: bool = False
-    # The outbox as reads name it: a read-only store of an older database adds the
-    # columns it lacks (_schema.outbox_as_current), as it may not migrate it.
+    # The outbox and the summary tables as reads name them: a read-only store of an older
+    # database adds what it lacks (_schema.*_as_current), as it may not migrate it.
     _outbox: str = "outbox"
+    _summary_tables: tuple[str, str] = ("journal_summaries", "outbox_summaries")
     max_attempts: int
     retry_backoff: timedelta
     retry_backoff_limit: timedelta

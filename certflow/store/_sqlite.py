@@ -20,7 +20,12 @@ from certflow.core.errors import InvalidInput
 from certflow.core.machines import Rules
 from certflow.store._errors import StoreBusy, StoreError
 from certflow.store._inputs import DELIVERY
-from certflow.store._schema import MIGRATIONS, SCHEMA_VERSION, outbox_as_current
+from certflow.store._schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    outbox_as_current,
+    summaries_as_current,
+)
 from certflow.store._sql import Cursor, Progress, SqlStore
 
 __all__ = ["SqliteStore"]
@@ -164,6 +169,7 @@ class SqliteStore(SqlStore):
             # An older database is read as it is (a read never migrates it).
             present = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
             self._outbox = outbox_as_current(present)
+            self._summary_tables = summaries_as_current(version)
         except sqlite3.Error as error:
             db.close()
             raise self._error(error, "cannot open") from None

@@ -30,11 +30,12 @@ import attrs
 from certflow.core.commands import Command
 from certflow.core.effects import Effect
 from certflow.core.errors import InvalidInput
-from certflow.core.plan import RolloutState
+from certflow.core.plan import DeviceState, RolloutState
 from certflow.core.serialization import decode_command, decode_effect
 from certflow.store._driver import Driver
 from certflow.store._errors import StoreError
 from certflow.store._inputs import is_count
+from certflow.store._journal import FIRST_IDS
 from certflow.store._model import StoredEffect
 
 __all__ = ["EffectSummary", "EntrySummary", "effect_summaries", "journal_page"]
@@ -54,7 +55,9 @@ class EntrySummary:
     ``devices`` is the created rollout's device count (a ``create`` entry; else
     ``None``). ``commands`` holds a ``command`` entry's command (a batch's are not
     decoded: ``command_count`` says how many it holds, ``command_kinds`` how many of
-    each command class, by class name).
+    each command class, by class name). ``counts`` is the number of devices in each
+    state after the entry (``None`` for an entry written before schema 7, which kept no
+    summary).
     """
 
     rollout: str
@@ -67,6 +70,7 @@ class EntrySummary:
     commands: tuple[Command, ...] = ()
     command_count: int = 0
     command_kinds: dict[str, int] = attrs.field(factory=dict)
+    counts: dict[DeviceState, int] | None = None
 
 
 @attrs.frozen
@@ -142,8 +146,16 @@ def journal_page(store: Driver, name: str, before: int | None, limit: int) -> li
         ).fetchall()
         missing = [seq for seq, at, kind in keys if known.get((row.id, seq, kind)) is None]
         if missing:
-            marks = ", ".join("?" * len(missing))
-            found = store._q(sql.format(seqs=marks), (row.id, *missing)).fetchall()
+            # The summaries written with the entries (schema 7), then the entries
+            # written before, from their bodies.
+            for seq, at, kind, summary, body in store._q(
+                _SUMMARIZED.format(summaries=store._summary_tables[0], seqs=_marks(missing)),
+                (row.id, *missing),
+            ).fetchall():
+                known.put((row.id, seq, kind), _summarized(store, seq, at, kind, summary, body))
+            missing = [seq for seq, at, kind in keys if known.get((row.id, seq, kind)) is None]
+        if missing:
+            found = store._q(sql.format(seqs=_marks(missing)), (row.id, *missing)).fetchall()
             for columns in found:
                 known.put((row.id, columns[0], columns[2]), _entry(store, *columns))
     return [
@@ -151,6 +163,37 @@ def journal_page(store: Driver, name: str, before: int | None, limit: int) -> li
         for seq, _, kind in keys
         if (summary := known.get((row.id, seq, kind))) is not None
     ]
+
+
+_SUMMARIZED = """
+SELECT j.seq, j.at, j.kind, s.summary, CASE WHEN j.kind = 'command' THEN j.body END
+FROM journal j JOIN {summaries} s ON s.rollout = j.rollout AND s.seq = j.seq
+WHERE j.rollout = ? AND j.seq IN ({seqs})
+"""
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _summarized(
+    store: Driver, seq: int, at: Any, kind: str, summary: str, body: str | None
+) -> EntrySummary:
+    data = json.loads(summary)
+    entry = _entry(
+        store,
+        seq,
+        at,
+        kind,
+        body,
+        data["state"],
+        data["effects"],
+        data.get("devices", data.get("commands")),
+        json.dumps(data["kinds"]) if "kinds" in data else None,
+    )
+    # Every state, as Rollout.counts() gives them (the row keeps those it has seen).
+    counts = {state: int(data["counts"].get(state.value, 0)) for state in DeviceState}
+    return attrs.evolve(entry, counts=counts)
 
 
 def _entry(
@@ -199,7 +242,7 @@ SELECT seq, position,
       SELECT value FROM json_each(body, '$.device_ids') LIMIT ?)) END
 FROM (SELECT o.seq, o.position, o.body,
         json_array_length(o.body, '$.device_ids') AS size
-      FROM outbox o WHERE o.rollout = ? AND o.seq IN ({seqs})) AS o
+      FROM outbox o WHERE o.rollout = ? AND o.seq IN ({seqs}){unsummarized}) AS o
 """
 _EFFECTS_POSTGRES = """
 SELECT o.seq, o.position,
@@ -211,8 +254,14 @@ SELECT o.seq, o.position,
     WHERE i <= ?) END
 FROM outbox o
   CROSS JOIN LATERAL (SELECT json_array_length(o.body::json -> 'device_ids') AS size) n
-WHERE o.rollout = ? AND o.seq IN ({seqs})
+WHERE o.rollout = ? AND o.seq IN ({seqs}){unsummarized}
 """
+# The effects written with a summary (schema 7) are read from it, unless a page names
+# more ids than it keeps.
+_UNSUMMARIZED = (
+    " AND NOT EXISTS (SELECT 1 FROM {summaries} s "
+    "WHERE s.rollout = o.rollout AND s.seq = o.seq AND s.position = o.position)"
+)
 # What a StoredEffect is made of besides its body, in StoredEffect's order.
 _COLUMNS = (
     "o.acked_at, o.failures, o.last_error, o.attempts, "
@@ -242,9 +291,25 @@ def effect_summaries(store: Driver, name: str, shown: int) -> list[EffectSummary
                 if (rollout, seq, position, kind, shown) not in known
             }
         )
+        unsummarized = ""
+        if missing and shown <= FIRST_IDS:
+            summaries = store._summary_tables[1]
+            unsummarized = _UNSUMMARIZED.format(summaries=summaries)
+            for seq, position, summary in store._q(
+                f"SELECT seq, position, summary FROM {summaries} AS s "
+                f"WHERE rollout = ? AND seq IN ({_marks(missing)})",
+                (rollout, *missing),
+            ).fetchall():
+                data = json.loads(summary)
+                listed = int(data.pop("device_count"))
+                data["device_ids"] = data["device_ids"][:shown]
+                effect = decode_effect(data)
+                known.put((rollout, seq, position, type(effect).__name__, shown), (effect, listed))
         if missing:
-            marks = ", ".join("?" * len(missing))
-            found = store._q(sql.format(seqs=marks), (shown, rollout, *missing)).fetchall()
+            found = store._q(
+                sql.format(seqs=_marks(missing), unsummarized=unsummarized),
+                (shown, rollout, *missing),
+            ).fetchall()
             for seq, position, body, size, first in found:
                 effect, count = _cut(body, size, first)
                 known.put((rollout, seq, position, type(effect).__name__, shown), (effect, count))

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from psycopg import sql
@@ -188,7 +189,7 @@ def old(backend: Backend, source: Backend) -> Backend:
 
 
 def test_the_previous_version_is_what_the_test_builds(old: Backend) -> None:
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     assert version(old) == 1
     columns = columns_of(old, "outbox")
     assert columns == ["rollout", "seq", "position", "kind", "body", "due_at", "acked_at"]
@@ -283,7 +284,7 @@ def test_a_database_of_the_previous_version_gets_the_outbox_due_index(
     """Version 5 to 6: ``outbox_by_due`` (the deliverable effects by due instant, across
     rollouts) is built on open over the outbox already there, without the acknowledged
     effect; the lease reads through it and takes the pending effects in due order."""
-    version_1(backend, source, at=SCHEMA_VERSION - 1)
+    version_1(backend, source, at=5)
     assert "outbox_by_due" not in index_names(backend)
     with source.open(create=False) as current:
         pending = current.effects()
@@ -294,6 +295,44 @@ def test_a_database_of_the_previous_version_gets_the_outbox_due_index(
         assert [s.id for s in leased] == [s.id for s in sorted(pending, key=due_order)]
     for name in NAMES:
         backend.check_consistent(name)
+
+
+def test_a_version_6_database_gets_summary_tables_and_pages_read_it_whole(
+    backend: Backend, source: Backend
+) -> None:
+    """Version 6 to 7: the summary tables are made empty; the entries and effects written
+    before are summarized from their bodies (no device counts), those written after from
+    their summaries, and the pages say the same of both."""
+    with source.open(create=False) as current:
+        expected = {name: current.journal_page(name) for name in NAMES}
+        effects = {name: current.effect_summaries(name) for name in NAMES}
+    version_1(backend, source, at=6)
+    assert "journal_summaries" not in structure_names(backend)
+    with backend.open(create=False) as store:
+        assert version(backend) == SCHEMA_VERSION
+        for name in NAMES:
+            old = store.journal_page(name)
+            assert [attrs.evolve(e, counts=None) for e in expected[name]] == old
+            assert {e.counts for e in old} == {None}
+            assert store.effect_summaries(name) == effects[name]
+        store.apply("alpha", cf.DeviceInstalled("d2"), day(6.5))
+        newest = store.journal_page("alpha", limit=1)[0]
+        assert newest.counts is not None
+        assert newest.counts[cf.DeviceState.INSTALLED] == 2
+    assert backend.query("SELECT count(*) FROM journal_summaries") == [(1,)]
+
+
+def structure_names(backend: Backend) -> set[str]:
+    """The tables of ``backend``'s database."""
+    if isinstance(backend, SqliteBackend):
+        return {n for (n,) in backend.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert isinstance(backend, PostgresBackend)
+    return {
+        n
+        for (n,) in backend.query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = ?", backend.schema
+        )
+    }
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Python for a page does not grow with the fleet.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -13,8 +14,11 @@ import attrs
 import pytest
 
 import certflow as cf
+from certflow.core import evaluator as ev
 from certflow.core.errors import InvalidInput
+from certflow.core.serialization import loads
 from certflow.store import PostgresStore, SqliteStore, UnknownRollout
+from certflow.store._journal import FIRST_IDS
 from tests.backends import Backend
 from tests.core.strategies import HOUR, T0, build, day
 
@@ -32,9 +36,18 @@ def _history(store: AnyStore, devices: int) -> None:
     store.advance("r", day(6.5))
 
 
-def test_journal_page_says_what_the_journal_says(backend: Backend) -> None:
+def _forget_summaries(backend: Backend) -> None:
+    """The rows as a store before schema 7 wrote them: without their summaries."""
+    backend.query("DELETE FROM journal_summaries")
+    backend.query("DELETE FROM outbox_summaries")
+
+
+@pytest.mark.parametrize("written", ["with summaries", "before schema 7"])
+def test_journal_page_says_what_the_journal_says(backend: Backend, written: str) -> None:
     with backend.open() as store:
         _history(store, 7)
+        if written == "before schema 7":
+            _forget_summaries(backend)
         whole = list(store.journal("r"))
         page = store.journal_page("r")
         assert [e.seq for e in page] == [e.seq for e in reversed(whole)]
@@ -62,6 +75,30 @@ def test_journal_page_says_what_the_journal_says(backend: Backend) -> None:
                 assert summary.commands == entry.commands
                 assert summary.command_kinds == {}
         assert kinds == {"create", "command", "batch", "advance"}
+        if written == "before schema 7":
+            assert {summary.counts for summary in page} == {None}
+
+
+def test_each_entry_summary_counts_the_devices_after_it(backend: Backend) -> None:
+    """The counts written with each entry are those of the rollout replayed through the
+    evaluator to that entry (the chart draws them instead of replaying)."""
+    with backend.open() as store:
+        _history(store, 7)
+        store.apply_all("r", [cf.DeviceInstalled(f"d{i}") for i in range(2, 5)], day(7))
+        store.advance("r", day(22))
+        whole = list(store.journal("r"))
+        page = {summary.seq: summary for summary in store.journal_page("r")}
+        rollout = None
+        for entry in whole:
+            if rollout is None:
+                rollout = loads(json.dumps(entry.body))
+            elif entry.kind == "advance":
+                rollout = ev.advance(rollout, entry.at).rollout
+            else:
+                rollout = ev.apply_all(rollout, entry.commands, entry.at).rollout
+            counted = {state: n for state, n in rollout.counts().items() if n}
+            assert {k: n for k, n in (page[entry.seq].counts or {}).items() if n} == counted
+        assert page[whole[-1].seq].state is cf.RolloutState.FORCED  # 3 never answered
 
 
 def test_journal_page_pages_newest_first(backend: Backend) -> None:
@@ -80,12 +117,19 @@ def test_journal_page_pages_newest_first(backend: Backend) -> None:
             store.journal_page("nope")
 
 
-def test_effect_summaries_say_what_effects_say(backend: Backend) -> None:
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("with summaries", 2), ("before schema 7", 2), ("with summaries", FIRST_IDS + 1)],
+    ids=["with summaries", "before schema 7", "more ids than a summary keeps"],
+)
+def test_effect_summaries_say_what_effects_say(backend: Backend, written: str, shown: int) -> None:
     with backend.open() as store:
-        _history(store, 7)
+        _history(store, FIRST_IDS + 7)
+        if written == "before schema 7":
+            _forget_summaries(backend)
         store.acknowledge([store.effects("r")[0].id], day(7))
         whole = store.effects("r", include_acknowledged=True)
-        summaries = store.effect_summaries("r", shown=2)
+        summaries = store.effect_summaries("r", shown=shown)
         assert [s.stored.id for s in summaries] == [e.id for e in whole]
         named = set()
         for summary, stored in zip(summaries, whole, strict=True):
@@ -96,7 +140,7 @@ def test_effect_summaries_say_what_effects_say(backend: Backend) -> None:
             else:
                 named.add(type(stored.effect).__name__)
                 assert summary.devices == len(ids)
-                cut = attrs.evolve(stored.effect, device_ids=ids[:2])
+                cut = attrs.evolve(stored.effect, device_ids=ids[:shown])
                 assert summary.stored == attrs.evolve(stored, effect=cut)
             assert summary.stored.status == stored.status
         # The push of the whole fleet and the timeout of the five that did not answer.
@@ -126,7 +170,7 @@ def _returned(store: AnyStore, read: Any) -> int:
 
     def spy(sql: str, params: Any = ()) -> Any:
         rows = original(sql, params).fetchall()
-        if "json" in sql:  # the page's statement, not the rollout row's read
+        if "json" in sql or "summar" in sql:  # the page's statements, not the row's read
             sizes.append(sum(len(str(value)) for row in rows for value in row))
         return Rows(rows)
 
@@ -142,7 +186,8 @@ def _returned(store: AnyStore, read: Any) -> int:
 def test_what_a_page_returns_does_not_grow_with_the_fleet(backend: Backend) -> None:
     # Ids of one width (d00000...), so that only the number of devices differs.
     returned = {}
-    for devices in (10, 5_000):
+    # Fleets above the ids that an effect's summary keeps (FIRST_IDS).
+    for devices in (100, 5_000):
         with backend.fresh() as store:
             ids = [f"d{i:05d}" for i in range(devices)]
             store.create("r", build(ids, policy=cf.Policy(ack_timeout=6 * HOUR)))
@@ -154,9 +199,9 @@ def test_what_a_page_returns_does_not_grow_with_the_fleet(backend: Backend) -> N
             returned[devices] = (journal, effects)
             whole = sum(len(e.body.get("devices", {}).get("ids", [])) for e in store.journal("r"))
             assert whole == devices  # the whole read does carry every id
-    # The same rows but for the digits of the counts (10 and 5,000: two more, a few
+    # The same rows but for the digits of the counts (100 and 5,000: one more, a few
     # times over), where the whole body would be 5,000 ids (tens of kilobytes) more.
-    (small_j, small_e), (big_j, big_e) = returned[10], returned[5_000]
+    (small_j, small_e), (big_j, big_e) = returned[100], returned[5_000]
     assert big_j - small_j <= 20, returned
     assert big_e - small_e <= 20, returned
 
