@@ -1,10 +1,14 @@
 """View Details' chart: device states per day, from the journal, as SVG.
 
-The journal is folded through the in-memory evaluator (as the store's own ``replay``
-does), the counts sampled at each day from the distribution's start, and the effects it
-emitted kept: the simulation library's :func:`certflow.sim.chart.states_chart` draws
-them (the notices, the postponed checkpoints and the import marked) and matplotlib's SVG
-backend writes the file. A chart is kept per rollout until its journal grows.
+The store writes each journal entry with a summary that holds the device counts after it
+(schema 7), so the chart reads those few bytes per entry and the effects that mark the
+notices, the postponed checkpoints and the import (:meth:`SqlStore.journal_page` and
+:meth:`SqlStore.effect_summaries`): what it reads does not grow with the fleet. A journal
+written before schema 7 has no counts; it is folded through the in-memory evaluator (as
+the store's own ``replay`` does). The counts are sampled at each day from the
+distribution's start; the simulation library's :func:`certflow.sim.chart.states_chart`
+draws them and matplotlib's SVG backend writes the file. A chart is kept per rollout
+until its journal grows or the day changes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import attrs
 import matplotlib
 
 from certflow.core import evaluator as ev
@@ -26,12 +31,12 @@ from certflow.core.plan import DeviceState
 from certflow.core.serialization import loads
 from certflow.sim import Trace
 from certflow.sim.chart import states_chart
-from certflow.store import JournalEntry, StoreError
+from certflow.store import EntrySummary, JournalEntry, SqlStore, StoreError
 
 if TYPE_CHECKING:
     from certflow.web._app import Console
 
-__all__ = ["render", "render_cached", "trace_of"]
+__all__ = ["Counted", "read", "render", "render_cached", "trace_of"]
 
 DAY = timedelta(days=1)
 #: Charts kept (per rollout and journal length).
@@ -41,12 +46,53 @@ _lock = threading.Lock()
 _draw_lock = threading.Lock()
 
 
+#: Journal entries read per page of summaries.
+PAGE = 1000
+
+
+@attrs.frozen
+class Counted:
+    """What the chart draws, read from the store's summaries: the device counts after
+    each journal entry (oldest first), the effects of the rollout, the instant its
+    distribution started (``None``: not started) and the journal's length."""
+
+    steps: list[tuple[datetime, dict[DeviceState, int]]]
+    effects: list[Effect]
+    started_at: datetime | None
+    length: int
+
+
+def read(store: SqlStore, name: str, now: datetime) -> Counted | list[JournalEntry]:
+    """The chart's input for rollout ``name``: the summaries' counts when every entry has
+    them, else the whole journal (written before schema 7) to fold. Runs in the store's
+    thread."""
+    summaries: list[EntrySummary] = []
+    before: int | None = None
+    while True:
+        page = store.journal_page(name, before=before, limit=PAGE)
+        summaries += page
+        if len(page) < PAGE:
+            break
+        before = page[-1].seq
+    if any(summary.counts is None for summary in summaries):
+        return list(store.journal(name))
+    summaries.reverse()
+    steps = [(summary.at, summary.counts or {}) for summary in summaries]
+    effects = [summary.stored.effect for summary in store.effect_summaries(name, shown=0)]
+    started_at = store.overview(name, max(now, steps[-1][0])).started_at
+    return Counted(steps, effects, started_at, len(summaries))
+
+
 def trace_of(
-    entries: Sequence[JournalEntry], now: datetime
+    entries: Counted | Sequence[JournalEntry], now: datetime
 ) -> tuple[Trace, list[Effect], datetime, bool]:
     """The device counts at each day from the start (the distribution's, else the
     creation), the effects the journal's entries emitted, the start, and whether it is
     the distribution's."""
+    if isinstance(entries, Counted):
+        start = entries.started_at or entries.steps[0][0]
+        trace = _sampled(entries.steps, start, now)
+        return trace, entries.effects, start, entries.started_at is not None
     if not entries or entries[0].kind != "create":
         name = entries[0].rollout if entries else "?"
         raise StoreError(f"rollout {name!r}: its journal does not start with its creation")
@@ -68,6 +114,13 @@ def trace_of(
         effects += step.effects
         steps.append((entry.at, rollout.counts()))
     start = rollout.phase.started_at or entries[0].at
+    return _sampled(steps, start, now), effects, start, rollout.phase.started_at is not None
+
+
+def _sampled(
+    steps: Sequence[tuple[datetime, dict[DeviceState, int]]], start: datetime, now: datetime
+) -> Trace:
+    """The counts as they stood at each whole day from ``start``, and at ``now``."""
     end = max(now, steps[-1][0])
     days: list[float] = []
     counts: list[dict[DeviceState, int]] = []
@@ -82,11 +135,10 @@ def trace_of(
         day += 1
     days.append((end - start) / DAY)
     counts.append(steps[-1][1])
-    trace = Trace(tuple(days), tuple(counts))
-    return trace, effects, start, rollout.phase.started_at is not None
+    return Trace(tuple(days), tuple(counts))
 
 
-def render(name: str, entries: Sequence[JournalEntry], now: datetime) -> bytes:
+def render(name: str, entries: Counted | Sequence[JournalEntry], now: datetime) -> bytes:
     """The chart of rollout ``name`` from its journal ``entries`` at ``now``, as SVG."""
     trace, effects, start, started = trace_of(entries, now)
     since = "distribution start" if started else "creation"
@@ -109,11 +161,12 @@ def render(name: str, entries: Sequence[JournalEntry], now: datetime) -> bytes:
 
 
 async def render_cached(
-    console: Console, name: str, entries: Sequence[JournalEntry], now: datetime
+    console: Console, name: str, entries: Counted | Sequence[JournalEntry], now: datetime
 ) -> bytes:
     """:func:`render`, drawn in a worker thread (matplotlib is slow, the event loop is
     not to wait), kept until the journal grows or the day changes."""
-    key = (id(console), name, len(entries), f"{now:%Y-%m-%d}")
+    length = entries.length if isinstance(entries, Counted) else len(entries)
+    key = (id(console), name, length, f"{now:%Y-%m-%d}")
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)

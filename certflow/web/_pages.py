@@ -283,7 +283,7 @@ async def devices_csv(console: Console, request: Request, user: str, form: Form 
 async def chart(console: Console, request: Request, user: str, form: Form | None) -> Response:
     name = _name(request)
     now = console.now()
-    entries = await console.store.run(lambda store: list(store.journal(name)))
+    entries = await console.store.run(lambda store: _chart.read(store, name, now))
     svg = await _chart.render_cached(console, name, entries, now)
     return Response(svg, media_type="image/svg+xml")
 

@@ -3,12 +3,13 @@ distribution's start, with the effects that mark notices, checkpoints and the im
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import certflow as cf
 from certflow.core.plan import DeviceState
 from certflow.store import SqliteStore
-from certflow.web._chart import render, trace_of
+from certflow.web._chart import Counted, read, render, trace_of
 from tests.core.strategies import DAY, HOUR, T0, build
 
 
@@ -65,3 +66,51 @@ def test_batches_of_reports_fold_to_the_stores_own_counts(tmp_path: Path) -> Non
         assert trace.counts[8][DeviceState.INSTALLED] == 24
     retries = [effect for effect in effects if type(effect).__name__ == "PushRoot"]
     assert len(retries) == 4  # the distribution's push and three bulk retries
+
+
+def _history(store: SqliteStore) -> None:
+    """Forty devices over 21 days: daily batches of reports, bulk retries, notices,
+    postponed checkpoints and the import."""
+    ids = [f"d{i}" for i in range(40)]
+    store.create("r", build(40, at=T0 - DAY))
+    store.apply("r", cf.DistributeRoot(), T0)
+    for day in range(1, 10):
+        chunk = ids[(day - 1) * 4 : day * 4]
+        reports: list[cf.Command] = [cf.DeviceInstalled(d) for d in chunk[:3]]
+        reports.append(cf.DeviceFailed(chunk[3], "declined"))
+        store.apply_all("r", reports, T0 + day * DAY - HOUR)
+        if day % 3 == 0:
+            store.apply("r", cf.RetryAllFailed(), T0 + day * DAY)
+    store.advance("r", T0 + 22 * DAY)
+
+
+def test_the_summaries_chart_what_the_journal_folds_to(tmp_path: Path) -> None:
+    """The counts written with each entry give the trace and the marks that folding the
+    whole journal gives, and reading them carries no device list."""
+    now = T0 + 22 * DAY + HOUR
+    with SqliteStore(tmp_path / "c.db") as store:
+        _history(store)
+        counted = read(store, "r", now)
+        folded = trace_of(list(store.journal("r")), now)
+    assert isinstance(counted, Counted)
+    assert counted.length == len(counted.steps) > 10
+    trace, effects, start, started = trace_of(counted, now)
+    assert (trace, start, started) == (folded[0], *folded[2:])
+    # The marks: each effect, the device lists cut (the chart draws no device).
+    assert [(type(e), e.due_at) for e in effects] == [(type(e), e.due_at) for e in folded[1]]
+    assert {"Notify", "ImportPostponed", "ImportCertificate"} <= {type(e).__name__ for e in effects}
+    assert b"forced import, day 21" in render("r", counted, now)
+
+
+def test_a_journal_without_summaries_is_folded(tmp_path: Path) -> None:
+    """Entries written before schema 7 have no counts: the whole journal is read."""
+    now = T0 + 22 * DAY + HOUR
+    with SqliteStore(tmp_path / "c.db") as store:
+        _history(store)
+    db = sqlite3.connect(tmp_path / "c.db")
+    with db:
+        db.execute("DELETE FROM journal_summaries WHERE seq = 3")
+    db.close()
+    with SqliteStore(tmp_path / "c.db") as store:
+        found = read(store, "r", now)
+        assert found == list(store.journal("r"))
