@@ -73,6 +73,9 @@ class Console:
         sign_in: TokenSignIn | None,
     ) -> None:
         self.store = StoreRunner(store)
+        #: Reads of seconds (the forecast's inputs), in a thread and store of their own
+        #: when the console opens its stores, so that the pages do not wait behind them.
+        self.long_reads = self.store.long_reads()
         #: The forecast's thread: seconds of numpy for a big fleet, kept off the store
         #: thread; one running and one waiting at most.
         self.forecasts = Bounded(2, "certflow-forecast")
@@ -232,9 +235,11 @@ def create_app(
 ) -> Starlette:
     """The web console over ``store``: an ASGI application to mount under any prefix.
 
-    ``store``: a function that opens the store (``lambda: open_store(url)``; called once,
-    in the console's own store thread), or a store that may be used from another thread
-    than the one that opened it (a PostgresStore; a SqliteStore cannot). ``authenticate``:
+    ``store``: a function that opens the store (``lambda: open_store(url)``; called in
+    the console's own store thread, and once more, at the first forecast, in the thread
+    of the reads that take seconds, so that the pages do not wait behind those), or a
+    store that may be used from another thread than the one that opened it (a
+    PostgresStore; a SqliteStore cannot), which then serves both in turn. ``authenticate``:
     the host's check of a request (its session, its SSO), returning the administrator's
     name, or ``None`` to refuse; it may be a coroutine function. ``sign_in``: the token
     sign-in of ``certflow serve`` instead (then ``authenticate`` is its session's).
@@ -268,6 +273,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         console.forecasts.close()
+        if console.long_reads is not console.store:
+            console.long_reads.close()
         console.store.close()
 
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)

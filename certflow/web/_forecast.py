@@ -6,8 +6,10 @@ A forecast takes a minute at a million devices, so the page never waits for one:
 shows the last forecast of the rollout (:class:`certflow.web._background.Latest`), and
 while that is not current (the journal grew, the day changed) or there is none yet, says
 that one is being computed, since when, and reloads itself every few seconds (an HTML
-refresh: no script). The inputs are read in the store thread (the rollout as stored, and
-the pushes and reports of its journal: a replay), the simulation runs in the console's
+refresh: no script). The inputs are read in the console's thread of long reads, with a
+store of its own (the rollout as stored, and the pushes and reports of its journal: a
+replay, seconds at a million devices, which the other pages do not wait for), the
+simulation runs in the console's
 forecast thread (:class:`certflow.web._runner.Bounded`: seconds of numpy for a big fleet
 must not hold the store thread, nor pile up when the page is reloaded), and the page
 shows the forecast's
@@ -84,7 +86,7 @@ def _computation(
     def read(store: SqlStore) -> tuple[datetime, str, Any, Any]:
         # At the rollout's clock if this server's is behind it, as View Details reads.
         # The rollout's text only: parsing it (0.7 s at a million devices) is the forecast
-        # thread's work, not the store thread's, which every other page waits for.
+        # thread's work, not a store thread's.
         at = max(now, store.info(name).clock)
         return (at, store.dumps(name), *store.activity(name))
 
@@ -93,7 +95,7 @@ def _computation(
         # (their first import, 40 ms, would be the first answer's).
         from certflow.sim import AdminPolicy, forecast
 
-        at, text, pushes, reports = console.store.call(read)
+        at, text, pushes, reports = console.long_reads.call(read)
         admin = AdminPolicy(retry_every=retry_every or None)
         found = forecast(loads(text), at, pushes, reports, admin=admin, runs=RUNS, level=LEVEL)
         return at, found.as_dict()

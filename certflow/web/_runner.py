@@ -30,9 +30,10 @@ StoreSource = SqlStore | Callable[[], SqlStore]
 
 
 class StoreRunner:
-    """Runs functions of the store in the console's one store thread."""
+    """Runs functions of the store in one thread of the console's (its pages' store
+    thread, or the long reads' thread: :meth:`long_reads`)."""
 
-    def __init__(self, source: StoreSource) -> None:
+    def __init__(self, source: StoreSource, thread: str = "certflow-store") -> None:
         if isinstance(source, SqliteStore):
             raise InvalidInput(
                 "create_app: a SqliteStore belongs to the thread that opened it, and the "
@@ -48,7 +49,17 @@ class StoreRunner:
         self._store: SqlStore | None = None
         self._owned = not isinstance(source, SqlStore)
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certflow-store")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread)
+
+    def long_reads(self) -> StoreRunner:
+        """A runner for reads that take seconds (the forecast's inputs at a million
+        devices: the rollout and a replay of its journal), so that the pages do not wait
+        behind them: a thread with a store of its own, opened by the same function when
+        first used; the same runner when the console was given a store (one store is
+        used by one thread at a time)."""
+        if isinstance(self._source, SqlStore):
+            return self
+        return StoreRunner(self._source, "certflow-long-reads")
 
     def _opened(self) -> SqlStore:
         if self._store is None:

@@ -244,6 +244,36 @@ def test_the_page_answers_at_once_and_the_forecast_runs_off_the_store_thread(
     assert f"{found['cutoff_mean']:,.1f} (" in _row(page, "branch-as-is")
 
 
+def test_the_forecasts_store_reads_do_not_hold_the_pages(
+    running: Console, store: SqlStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forecast's inputs (a replay of the journal: seconds at a million devices) are
+    read in a thread with a store of its own: the pages read theirs meanwhile."""
+    started, release = threading.Event(), threading.Event()
+    readers: list[str] = []
+    real = SqlStore.activity
+
+    def slow(self: SqlStore, name: str) -> Any:
+        readers.append(threading.current_thread().name)
+        started.set()
+        assert release.wait(30), "the test never released the read"
+        return real(self, name)
+
+    monkeypatch.setattr(SqlStore, "activity", slow)
+    try:
+        assert COMPUTING in running.get("/rollouts/r/forecast").text
+        assert started.wait(30)
+        # Held in the middle of the forecast's store read: every page still answers.
+        for path in ("/rollouts/r", "/rollouts/r/history", "/rollouts/r/effects", "/"):
+            assert running.get(path).status_code == 200, path
+    finally:
+        release.set()
+    page = _settled(running).text
+    assert readers == ["certflow-long-reads_0"]
+    found = _expected(store, clock).as_dict()["as_is"]
+    assert f"{found['cutoff_mean']:,.1f} (" in _row(page, "branch-as-is")
+
+
 def test_a_forecast_is_kept_until_the_journal_grows_or_the_day_changes(
     running: Console, store: SqlStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
