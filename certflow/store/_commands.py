@@ -111,8 +111,9 @@ def create(store: Driver, name: str, rollout: Rollout, progress: Progress | None
             (rollout_id, store._put(rollout.clock), text),
         )
         store._q(
-            "INSERT INTO journal_summaries (rollout, seq, summary) VALUES (?, 1, ?)",
-            (rollout_id, entry_summary("create", parsed, counts)),
+            "INSERT INTO journal_summaries (rollout, seq, at, kind, summary) "
+            "VALUES (?, 1, ?, 'create', ?)",
+            (rollout_id, store._put(rollout.clock), entry_summary("create", parsed, counts)),
         )
     store._created()
 

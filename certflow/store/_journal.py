@@ -29,14 +29,17 @@ FIRST_IDS = 20
 def entry_summary(kind: str, body: dict[str, Any], counts: dict[str, int]) -> str:
     """What the console shows of a journal entry (written beside it, schema 7): its
     rollout state and effect count, the device counts after it, and the size of its list
-    (a creation's devices; a batch's commands, counted by class), so that a page reads
-    these few bytes, not a body that names every device of a fleet."""
+    (a creation's devices; a batch's commands, counted by class; a single command
+    itself), so that a page reads these few bytes, not a body that names every device
+    of a fleet."""
     summary: dict[str, Any] = {"counts": counts}
     if kind == "create":
         summary |= {"state": body["phase"]["state"], "effects": 0}
         summary["devices"] = len(body["devices"]["ids"])
     else:
         summary |= {"state": body["state"], "effects": body["effects"]}
+    if kind == "command":
+        summary["command"] = body["command"]
     if kind == "batch":
         kinds: dict[str, int] = {}
         for command in body["commands"]:
@@ -79,8 +82,8 @@ def append(
         (row.id, row.seq, store._put(at), kind, text),
     )
     store._q(
-        "INSERT INTO journal_summaries (rollout, seq, summary) VALUES (?, ?, ?)",
-        (row.id, row.seq, entry_summary(kind, body, row.counts)),
+        "INSERT INTO journal_summaries (rollout, seq, at, kind, summary) VALUES (?, ?, ?, ?, ?)",
+        (row.id, row.seq, store._put(at), kind, entry_summary(kind, body, row.counts)),
     )
     if effects:
         rows = []

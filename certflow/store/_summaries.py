@@ -137,23 +137,27 @@ def journal_page(store: Driver, name: str, before: int | None, limit: int) -> li
     known = _cache(store).entries
     with store._transaction(write=False):
         row = store._row(name)
-        # The page's keys first (the primary key's order: no body is read), then the
-        # summaries of the entries this store has not summarized yet.
-        keys = store._q(
-            "SELECT seq, at, kind FROM journal WHERE rollout = ? AND seq < ? "
-            "ORDER BY seq DESC LIMIT ?",
+        # The page from the summaries written with the entries (schema 7), which never
+        # touches the journal's rows (SQLite reads a big one whole, whatever is asked).
+        summarized = store._q(
+            f"SELECT seq, at, kind, summary FROM {store._summary_tables[0]} AS s "
+            "WHERE rollout = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (row.id, bound, limit),
         ).fetchall()
+        keys = [(seq, at, kind) for seq, at, kind, _ in summarized]
+        for seq, at, kind, summary in summarized:
+            if known.get((row.id, seq, kind)) is None:
+                known.put((row.id, seq, kind), _summarized(store, seq, at, kind, summary))
+        # The entries written before schema 7 have none, and come before every one that
+        # has: the rest of the page is theirs, summarized from their bodies.
+        lowest = keys[-1][0] if keys else bound
+        if len(keys) < limit and lowest > 1:
+            keys += store._q(
+                "SELECT seq, at, kind FROM journal WHERE rollout = ? AND seq < ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (row.id, lowest, limit - len(keys)),
+            ).fetchall()
         missing = [seq for seq, at, kind in keys if known.get((row.id, seq, kind)) is None]
-        if missing:
-            # The summaries written with the entries (schema 7), then the entries
-            # written before, from their bodies.
-            for seq, at, kind, summary, body in store._q(
-                _SUMMARIZED.format(summaries=store._summary_tables[0], seqs=_marks(missing)),
-                (row.id, *missing),
-            ).fetchall():
-                known.put((row.id, seq, kind), _summarized(store, seq, at, kind, summary, body))
-            missing = [seq for seq, at, kind in keys if known.get((row.id, seq, kind)) is None]
         if missing:
             found = store._q(sql.format(seqs=_marks(missing)), (row.id, *missing)).fetchall()
             for columns in found:
@@ -165,27 +169,18 @@ def journal_page(store: Driver, name: str, before: int | None, limit: int) -> li
     ]
 
 
-_SUMMARIZED = """
-SELECT j.seq, j.at, j.kind, s.summary, CASE WHEN j.kind = 'command' THEN j.body END
-FROM journal j JOIN {summaries} s ON s.rollout = j.rollout AND s.seq = j.seq
-WHERE j.rollout = ? AND j.seq IN ({seqs})
-"""
-
-
 def _marks(values: list[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _summarized(
-    store: Driver, seq: int, at: Any, kind: str, summary: str, body: str | None
-) -> EntrySummary:
+def _summarized(store: Driver, seq: int, at: Any, kind: str, summary: str) -> EntrySummary:
     data = json.loads(summary)
     entry = _entry(
         store,
         seq,
         at,
         kind,
-        body,
+        json.dumps({"command": data["command"]}) if "command" in data else None,
         data["state"],
         data["effects"],
         data.get("devices", data.get("commands")),
