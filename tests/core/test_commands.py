@@ -73,3 +73,19 @@ def test_a_rollout_stored_before_the_rule_with_an_odd_id_still_loads_and_takes_i
     done = cf.apply(old, cf.DeviceInstalled("z\tz"), T0 + DAY).rollout
     assert done.device("z\tz").state is cf.DeviceState.INSTALLED
     assert cf.loads(cf.dumps(done)).device("z\tz").state is cf.DeviceState.INSTALLED
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_an_id_of_exactly_the_longest_length_is_a_valid_new_id() -> None:
+    enrolled = cf.apply(distributing(["ok"]), cf.Enroll("x" * 256), T0 + DAY).rollout
+    assert enrolled.device("x" * 256).state is cf.DeviceState.PUSHED
+
+
+def test_a_new_device_id_that_is_not_text_is_refused_as_invalid_input() -> None:
+    for bad in (5, None):
+        with pytest.raises(
+            cf.InvalidInput, match=f"is not valid: it is of type {type(bad).__name__}"
+        ):
+            build([bad])  # type: ignore[list-item]

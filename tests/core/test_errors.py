@@ -28,3 +28,11 @@ def test_a_refusal_built_with_only_a_message_has_empty_fields() -> None:
         None,
     )
     assert (refused.device_id, refused.device_state) == (None, None)
+
+
+def test_a_string_of_exactly_the_limit_is_quoted_whole_and_a_longer_one_cut() -> None:
+    from certflow.core.errors import QUOTED, quoted
+
+    assert quoted("a" * QUOTED) == repr("a" * QUOTED)
+    assert quoted("a" * (QUOTED + 1)) == f"{'a' * QUOTED!r}… ({QUOTED + 1} characters)"
+    assert quoted("ab", limit=2) == "'ab'"

@@ -1303,3 +1303,26 @@ def test_the_one_device_shortcut_never_skips_a_gate_s_guard() -> None:
     assert refused.value.reason == "kind_allows_retry"
     mdm = evaluator.apply(distributing(2), cf.DeviceInstalled("d0"), day(1)).rollout
     assert mdm.device_state("d0") is cf.DeviceState.INSTALLED
+
+
+@pytest.mark.parametrize("operation", ["apply", "apply_all", "advance"])
+def test_a_now_before_the_clock_is_refused_naming_this_rollout(operation: str) -> None:
+    rollout = cf.apply(distributing(1), cf.DeviceInstalled("d0"), day(2)).rollout
+    calls: dict[str, Callable[[], object]] = {
+        "apply": lambda: cf.apply(rollout, cf.DeviceInstalled("d0"), day(1)),
+        "apply_all": lambda: cf.apply_all(rollout, [cf.DeviceInstalled("d0")], day(1)),
+        "advance": lambda: cf.advance(rollout, day(1)),
+    }
+    with pytest.raises(cf.TimeWentBackwards) as refused:
+        calls[operation]()
+    assert str(refused.value) == (
+        f"now ({day(1).isoformat()}) is earlier than the last instant this rollout has "
+        f"seen ({day(2).isoformat()}); instants must never go backwards"
+    )
+
+
+def test_apply_calls_a_now_whose_zone_has_no_offset_naive() -> None:
+    # Its comparison with the clock raises TypeError; the refusal still names the value.
+    bad = datetime(2026, 7, 2, tzinfo=_NoOffset())
+    with pytest.raises(cf.InvalidInput, match=r"^now is a naive datetime \(2026-07-02T00:00:00"):
+        cf.apply(distributing(1), cf.DeviceInstalled("d0"), bad)

@@ -57,3 +57,44 @@ def test_an_expired_certificate_in_a_running_rollout_says_devices_cannot_be_mana
 def test_an_ended_rollout_warns_of_nothing() -> None:
     ended = cf.apply(build(1, existing_expires_in=-DAY), cf.Cancel(), T0).rollout
     assert _warnings(ended, T0) == ()
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+EXPIRED = (
+    "the existing certificate expired on {}: until the new one is imported, the server's "
+    "devices cannot be managed"
+)
+
+
+def test_an_expired_certificate_is_worded_in_full_with_its_date() -> None:
+    assert _warnings(build(1, existing_expires_in=-DAY), T0) == (
+        EXPIRED.format("2026-06-30 09:00 UTC"),
+    )
+    running = cf.advance(distributing(1, existing_expires_in=10 * DAY, policy=STRICT), day(11))
+    assert _warnings(running.rollout, day(11)) == (EXPIRED.format("2026-07-11 09:00 UTC"),)
+
+
+def test_a_certificate_has_expired_at_the_very_instant_of_its_expiry() -> None:
+    rollout = build(1, existing_expires_in=DAY)
+    assert _warnings(rollout, T0 + DAY) == (EXPIRED.format("2026-07-02 09:00 UTC"),)
+
+
+def test_an_expiry_at_or_after_the_first_checkpoint_is_no_pending_warning() -> None:
+    # the first checkpoint (day 7) decides at its own instant; day 10 is before the second
+    for expires_in in (7 * DAY, 10 * DAY):
+        assert _warnings(build(1, existing_expires_in=expires_in), T0) == ()
+
+
+def test_a_deadline_at_the_very_expiry_does_not_lie_past_it() -> None:
+    for policy in (None, STRICT):
+        rollout = distributing(1, existing_expires_in=21 * DAY, policy=policy)
+        assert _warnings(rollout, day(1)) == ()
+
+
+def test_under_the_strict_rule_a_deadline_past_the_expiry_serves_it_expired() -> None:
+    rollout = distributing(1, existing_expires_in=10 * DAY, policy=STRICT)
+    assert _warnings(rollout, day(1)) == (
+        "the deadline 2026-07-22 09:00 UTC lies past the existing certificate's expiry "
+        "(2026-07-11 09:00 UTC): it is served expired from then until the import",
+    )

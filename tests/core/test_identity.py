@@ -4,7 +4,9 @@ values only, checked field by field, never a key."""
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -175,7 +177,7 @@ def test_a_pem_is_found_by_its_fingerprint() -> None:
         ),
         (
             lambda: _certificate(pem="note\n" + pem(LEAF)),
-            r"certificate\.pem: .*text outside the PEM block",
+            r"certificate\.pem: expected one PEM certificate, found text outside the PEM block$",
         ),
         (
             lambda: _certificate(pem=pem(LEAF, "X509 CRL")),
@@ -189,20 +191,43 @@ def test_a_pem_is_found_by_its_fingerprint() -> None:
             lambda: _certificate(pem=pem(b"\x30\x03\x02\x01\x00")),
             r"certificate\.pem: the PEM block does not hold an X\.509 certificate",
         ),
+        (
+            lambda: _certificate(pem=pem(LEAF).replace("END CERTIFICATE", "END X509 CRL")),
+            r"certificate\.pem: expected a PEM CERTIFICATE block, got 'CERTIFICATE'",
+        ),
+        (
+            lambda: _certificate(pem=pem(LEAF).replace("\n", "\n!", 1)),
+            r"certificate\.pem: the PEM block is not valid base64",
+        ),
+        (
+            lambda: _certificate(pem=pem(LEAF, "PRIVATE KEY")),
+            r"^certificate\.pem: holds a private key; a rollout's identity holds public "
+            r"certificates only, never a key$",
+        ),
+        (lambda: _root(fingerprint="ab"), r"^root\.fingerprint: expected a SHA-256 fingerprint"),
         (lambda: _root(publicly_trusted=1), r"root\.publicly_trusted: expected a bool, got 1"),
         (lambda: _root(fingerprint=fingerprint(LEAF)), r"root\.fingerprint: .* of root\.pem"),
         (lambda: _root(subject=None), r"root\.subject: expected a str"),
-        (lambda: _identity(certificate=_root()), r"certificate: expected a certflow\.Certif"),
-        (lambda: _identity(root=_certificate()), r"root: expected a certflow\.RootIdentity"),
+        (
+            lambda: _identity(certificate=_root()),
+            r"^certificate: expected a certflow\.CertificateIdentity, got RootIdentity$",
+        ),
+        (
+            lambda: _identity(root=_certificate()),
+            r"^root: expected a certflow\.RootIdentity, got CertificateIdentity$",
+        ),
         (lambda: _identity(hosts=()), r"hosts: at least one is required"),
         (lambda: _identity(hosts="mdm.example.com"), r"hosts: expected a tuple of str, got str"),
-        (lambda: _identity(intermediates=pem(ROOT)), r"intermediates: expected a tuple of PEM"),
+        (
+            lambda: _identity(intermediates=pem(ROOT)),
+            r"^intermediates: expected a tuple of PEM text, got str$",
+        ),
         (lambda: _identity(intermediates=("x",)), r"intermediates\[0\]: expected one PEM"),
         (
             lambda: _identity(
                 root=_root(fingerprint=fingerprint(LEAF), pem=pem(LEAF)), intermediates=(pem(ROOT),)
             ),
-            r"intermediates: a self-signed certificate .* has no intermediates",
+            r"^intermediates: a self-signed certificate \(its own root\) has no intermediates$",
         ),
     ],
 )
@@ -317,7 +342,7 @@ def test_new_rollout_takes_an_identity_and_a_rollout_from_dates_has_none() -> No
         (
             {"identity": identity(public=True)},
             r"identity\.root\.publicly_trusted \(True\) contradicts root_publicly_trusted "
-            r"\(False\)",
+            r"\(False\); give the identity the rollout's own answer \(attrs\.evolve its root\)$",
         ),
         (
             {"identity": identity(not_after=T0 + 100 * DAY)},
@@ -377,3 +402,65 @@ def test_random_identities_ride_along_unchanged(data: st.DataObject) -> None:
     )
     later = cf.advance(cf.apply(rollout, cf.DistributeRoot(), T0).rollout, T0 + 30 * DAY)
     assert later.rollout.plan.identity is known
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+#: A body of 128 bytes with the shape the check looks for (only a long form length fits it).
+_BODY_128 = bytes.fromhex("30003000") + b"\x03\x7a" + bytes(122)
+
+
+def test_pem_text_in_a_line_is_quoted_to_its_first_forty_characters() -> None:
+    text = "-----BEGIN CERTIFICATE----- " + "A" * 40
+    message = f"certificate.subject: must not hold PEM text, got {text[:40]!r}..."
+    with pytest.raises(cf.InvalidInput, match=f"^{re.escape(message)}$"):
+        _certificate(subject=text)
+
+
+def test_the_shape_is_all_that_is_checked_even_empty_parts_pass() -> None:
+    # SEQUENCE { SEQUENCE {}, SEQUENCE {}, BIT STRING {} }: the last item ends the data
+    der = bytes.fromhex("3006300030000300")
+    assert _certificate(pem=pem(der), fingerprint=fingerprint(der)).pem == pem(der)
+
+
+def test_a_long_form_length_in_one_octet_is_read() -> None:
+    der = der_certificate(bytes(150))
+    assert der[1] == 0x81
+    assert _certificate(pem=pem(der), fingerprint=fingerprint(der)).pem == pem(der)
+
+
+@pytest.mark.parametrize(
+    "der",
+    [
+        b"\x30\x80" + _BODY_128,  # indefinite length (BER, not DER), of the whole
+        bytes.fromhex("3006308030000300"),  # indefinite length of an inner item
+        b"\x30\x85\x00\x00\x00\x00\x80" + _BODY_128,  # a length in five octets
+    ],
+)
+def test_a_length_der_does_not_allow_is_not_a_certificate(der: bytes) -> None:
+    with pytest.raises(cf.InvalidInput, match=r"does not hold an X\.509 certificate"):
+        _certificate(pem=pem(der), fingerprint=fingerprint(der))
+
+
+def test_the_pem_call_words_why_it_has_nothing_to_give_in_full() -> None:
+    dated = cf.apply(build(2), cf.DistributeRoot(), T0)
+    (nameless,) = dated.effects
+    assert isinstance(nameless, cf.PushRoot)
+    message = (
+        "this PushRoot names no certificate: its rollout has no identity (made from dates "
+        "alone), so there is no PEM to give"
+    )
+    with pytest.raises(cf.InvalidInput, match=f"^{re.escape(message)}$"):
+        nameless.root_pem(dated.rollout)
+    named = cf.apply(build(2, identified=True), cf.DistributeRoot(), T0).effects[0]
+    assert isinstance(named, cf.PushRoot)
+    message = (
+        "the rollout given has no identity, so it holds no PEM for this PushRoot; give the "
+        "rollout (or plan) that emitted it"
+    )
+    with pytest.raises(cf.InvalidInput, match=f"^{re.escape(message)}$"):
+        named.root_pem(dated.rollout)
+    with pytest.raises(
+        cf.InvalidInput, match=r"^plan\.identity must be a certflow\.Identity, got str$"
+    ):
+        named.root_pem(SimpleNamespace(identity="mdm.example.com"))  # type: ignore[arg-type]

@@ -4,13 +4,24 @@ behaviour and diagram together."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
 import pytest
 
 import certflow as cf
-from certflow.core.interpreter import IGNORED, REFUSED, compile_rules
+from certflow.core import interpreter
+from certflow.core._kernel import Draft
+from certflow.core.interpreter import (
+    IGNORED,
+    REFUSED,
+    DeviceAction,
+    Turn,
+    check_now,
+    compile_rules,
+    dispatch,
+)
 from certflow.core.machines import RULES, Action, Gate, MachineSpec, Rules, Transition, call
 from tests.core.strategies import DAY, HOUR, T0, build, day, distributing
 
@@ -681,3 +692,136 @@ def test_a_fleet_wide_move_with_device_actions_may_land_devices_in_the_first_sta
     rollout, effects = changed.advance(rollout, T0 + 10 * HOUR)
     assert [r.state.value for r in rollout.devices()] == ["pending", "pending"]
     assert effects == (cf.AcknowledgementTimedOut(("d0", "d1"), T0 + 10 * HOUR),)
+
+
+# --- Mutation survivors of 2026-12-07: the interpreter's own rules -------------------------------
+
+
+class _RecordingPort(Draft):
+    """The evaluator's own fleet draft, noting what each device move is given."""
+
+    def __init__(self, rollout: cf.Rollout) -> None:
+        super().__init__(rollout._fleet, compile_rules(), rollout.plan.policy)
+        self.moves: list[tuple[str, str, object]] = []
+
+    def transition(
+        self,
+        device: int,
+        device_id: str,
+        dest: int,
+        calls: tuple[DeviceAction, ...],
+        command: Any,
+        run: Turn,
+    ) -> None:
+        self.moves.append((device_id, DEVICE_STATES[dest], command))
+        super().transition(device, device_id, dest, calls, command, run)
+
+
+def _turn(rollout: cf.Rollout, now: datetime) -> tuple[Turn, _RecordingPort]:
+    port = _RecordingPort(rollout)
+    return Turn(port.compiled, rollout.plan, rollout.phase, now, port, [], ""), port
+
+
+def test_dispatch_without_a_device_batch_moves_each_device_through_the_port() -> None:
+    # A driver with no batch path of its own (the store's single command) gets every
+    # device command run by device_command, the device's id and the command handed on.
+    rollout = distributing(["d0"])
+    run, port = _turn(rollout, day(1))
+    dispatch(run, port, cf.Enroll, [cf.Enroll("new")])
+    dispatch(run, port, cf.DeviceInstalled, [cf.DeviceInstalled("d0")])
+    assert port.moves == [
+        ("new", "pushed", cf.Enroll("new")),
+        ("d0", "installed", cf.DeviceInstalled("d0")),
+    ]
+    assert run.effects == [cf.PushRoot(("new",), 1, day(1))]
+    assert run.command == "DeviceInstalled"
+
+
+def test_dispatch_refuses_what_is_not_a_certflow_command_naming_it_or_its_type() -> None:
+    run, port = _turn(distributing(1), day(1))
+    with pytest.raises(cf.InvalidInput, match=r"^'nonsense' is not a certflow command$"):
+        dispatch(run, port, str, ["nonsense"])
+    with pytest.raises(cf.InvalidInput, match=r"^<class 'str'> is not a certflow command$"):
+        dispatch(run, port, str, [])  # an empty batch names its type
+
+
+def test_a_device_command_refused_by_the_gate_names_the_command_and_the_device() -> None:
+    cancelled = cf.apply(distributing(1), cf.Cancel(), day(1)).rollout
+    commands: list[cf.Enroll | cf.Unenroll] = [cf.Enroll("new"), cf.Unenroll("d0")]
+    for command in commands:  # a device new to the rollout, and a known one
+        with pytest.raises(cf.CommandRefused) as closed:
+            cf.apply(cancelled, command, day(2))
+        name, device_id = type(command).__name__, command.device_id
+        assert str(closed.value).startswith(
+            f"{name}({device_id!r}) refused: the rollout is cancelled"
+        )
+        assert (closed.value.command, closed.value.device_id) == (name, device_id)
+        assert closed.value.reason == "rollout_state"
+    agent = distributing(1, kind=cf.CertificateKind.AGENT_SERVER)
+    agent = cf.apply(agent, cf.DeviceFailed("d0", "x"), day(1)).rollout
+    with pytest.raises(cf.CommandRefused) as guarded:
+        cf.apply(agent, cf.Retry("d0"), day(2))
+    assert str(guarded.value).startswith("Retry('d0') refused: ")
+    assert (guarded.value.command, guarded.value.device_id) == ("Retry", "d0")
+    assert guarded.value.reason == "kind_allows_retry"
+
+
+def test_each_rollout_command_of_a_batch_is_refused_under_its_own_name() -> None:
+    # The catch-up after the first Cancel gives the turn its command back.
+    with pytest.raises(cf.CommandRefused) as refused:
+        cf.apply_all(distributing(1), [cf.Cancel(), cf.Cancel()], day(1))
+    assert str(refused.value).startswith("Cancel refused: the rollout is cancelled")
+    assert refused.value.command == "Cancel"
+
+
+def _notify_rows(**changes: Any) -> Rules:
+    rows = tuple(
+        attrs.evolve(r, **changes) if (r.source, r.trigger) == ("distributing", "notify") else r
+        for r in RULES.rollout.transitions
+    )
+    return _evolve_rollout(RULES, transitions=rows)
+
+
+def test_a_timer_whose_row_is_refused_is_refused_under_the_timer_s_trigger() -> None:
+    changed = cf.Evaluator(_rules=_notify_rows(guards=("all_trust",)))
+    with pytest.raises(cf.CommandRefused) as refused:
+        changed.advance(distributing(2), day(30))
+    assert str(refused.value).startswith("notify refused: ")
+    assert (refused.value.command, refused.value.reason) == ("notify", "all_trust")
+
+
+def test_a_timer_whose_row_leaves_it_due_is_a_rules_error_not_an_endless_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fired: list[str] = []
+    fire_timer = interpreter.fire_timer
+
+    def counted(run: Turn, timer: Any) -> None:
+        fired.append(timer.name)
+        assert len(fired) < 10, "the timer fires again and again"
+        fire_timer(run, timer)
+
+    monkeypatch.setattr(interpreter, "fire_timer", counted)
+    # The rules declare that announce consumes the notice (validation checks rows by
+    # that); an announce that does not is caught by the loop, not run forever.
+    monkeypatch.setitem(interpreter.ACTIONS, "announce", lambda run, invocation: None)
+    rollout = distributing(1)
+    notice = cf.next_due(rollout)
+    assert notice is not None
+    with pytest.raises(RuntimeError) as stuck:
+        cf.advance(rollout, day(30))
+    assert str(stuck.value) == (
+        f"timer 'notice' fired at {notice.isoformat()} and is still due: "
+        "the row it fires in state 'distributing' must consume it"
+    )
+    assert fired == ["notice"]
+
+
+def test_check_now_keeps_the_caller_s_instant_and_forgives_exactly_the_skew() -> None:
+    clock = T0
+    elsewhere = T0.astimezone(timezone(timedelta(hours=2)))  # the same instant
+    assert check_now(elsewhere, clock).utcoffset() == timedelta(hours=2)
+    skew = timedelta(seconds=5)
+    assert check_now(clock - skew, clock, skew=skew) is clock
+    with pytest.raises(cf.TimeWentBackwards, match=r"the last instant rollout 'r' has seen"):
+        check_now(clock - skew - timedelta(seconds=1), clock, skew=skew, rollout="rollout 'r'")

@@ -210,3 +210,25 @@ def test_each_push_awaits_its_answer_until_its_own_instant() -> None:
         {"due": (T0 + 2 * DAY + hour).isoformat(), "devices": [0]},
         {"due": (T0 + 2 * DAY + 2 * hour).isoformat(), "devices": [1]},
     ]
+
+
+def test_only_the_ids_that_repeat_are_named_as_duplicates() -> None:
+    with pytest.raises(cf.InvalidInput) as refused:
+        _create(device_ids=["a", "b", "a"])
+    assert str(refused.value) == "duplicate device ids: 'a'; each device must appear once"
+
+
+def test_six_duplicate_ids_show_five_and_one_more() -> None:
+    with pytest.raises(cf.InvalidInput) as refused:
+        _create(device_ids=list("abcdef") * 2)
+    assert str(refused.value) == (
+        "duplicate device ids: 'a', 'b', 'c', 'd', 'e' and 1 more; each device must appear once"
+    )
+
+
+def test_unknown_trusted_ids_are_shown_five_at_most() -> None:
+    with pytest.raises(cf.InvalidInput) as refused:
+        _create(trusted_device_ids=["x1", "x2", "x3", "x4", "x5", "x6"])
+    assert str(refused.value) == (
+        "trusted_device_ids names unknown devices: ['x1', 'x2', 'x3', 'x4', 'x5']"
+    )

@@ -612,3 +612,25 @@ def test_a_plan_or_phase_that_is_no_object_is_a_serialisation_error(value: objec
     for decode in (decode_plan, decode_phase):
         with pytest.raises(cf.SerializationError, match="expected an object"):
             decode(value)
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "kind"), [([], "list"), ("plan", "str"), (3, "int")])
+def test_a_plan_that_is_no_object_names_what_it_is(value: object, kind: str) -> None:
+    from certflow.core.serialization import decode_plan
+
+    with pytest.raises(
+        cf.SerializationError, match=f"^malformed plan: expected an object, got {kind}$"
+    ):
+        decode_plan(value)
+
+
+def test_a_missing_identity_is_worded_in_full() -> None:
+    with pytest.raises(
+        cf.SerializationError,
+        match=r"^malformed serialised rollout: plan\.identity: missing field \(null for a "
+        r"rollout without identity\)$",
+    ):
+        cf.loads(_identified_with(lambda d: d["plan"].pop("identity")))

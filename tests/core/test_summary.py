@@ -211,3 +211,25 @@ def test_the_overview_gives_the_evaluator_the_in_scope_devices_that_do_not_trust
         rollout.plan, rollout.phase, waiting, at, evaluator
     ).manual_extension_available
     assert overview(rollout.plan, rollout.phase, waiting, at).manual_extension_available
+
+
+def test_the_summary_lines_say_the_public_root_the_expiry_checkpoint_and_each_warning() -> None:
+    public = cf.summarize(cf.apply(build(3, public=True), cf.ProceedToImport(), T0).rollout, T0)
+    assert (
+        "trust the root: 100.0% of 3 in scope "
+        "(the root is publicly trusted: distribution is not needed)"
+    ) in str(public).splitlines()
+    before = cf.summarize(distributing(1, existing_expires_in=5 * DAY), day(1))
+    lines = str(before).splitlines()
+    assert "next checkpoint: 2026-07-06 09:00 UTC (the existing certificate's expiry)" in lines
+    assert before.warnings
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        f"warning: {warning}" for warning in before.warnings
+    ]
+
+
+def test_the_existing_certificate_has_expired_at_its_expiry_instant() -> None:
+    strict = cf.Policy(import_rule=cf.ImportRule.DISTRIBUTED_AND_EXPIRED)
+    rollout = distributing(1, existing_expires_in=5 * DAY, policy=strict)
+    assert not cf.summarize(rollout, T0 + 5 * DAY - DAY / 24).existing_expired
+    assert cf.summarize(rollout, T0 + 5 * DAY).existing_expired

@@ -283,3 +283,30 @@ def test_under_distributed_and_expired_a_checkpoint_after_the_expiry_imports_a_d
     # Distributed on day 1, but not expired on day 7; expired (and distributed) on day 14.
     assert _postponed(effects) == [7]
     assert _imports(effects) == [(14, False)]
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_an_expiry_at_the_instant_of_a_checkpoint_leaves_the_checkpoint_the_next_decision() -> None:
+    from datetime import timezone
+
+    east = timezone(timedelta(hours=5, minutes=30))
+    rollout = cf.apply(
+        cf.new_rollout(
+            ["a"],
+            existing_not_after=day(7).astimezone(east),  # the first checkpoint, another offset
+            new_not_before=T0 - DAY,
+            new_not_after=T0 + 299 * DAY,
+            root_publicly_trusted=False,
+            created_at=T0,
+        ),
+        cf.DistributeRoot(),
+        T0,
+    ).rollout
+    plan, phase = rollout.plan, rollout.phase
+    assert timeline.expiry_checkpoint(plan, phase) == day(7)
+    decision = timeline.next_decision(plan, phase)
+    assert decision is not None
+    assert decision.isoformat() == day(7).isoformat()  # the checkpoint's, not the expiry's
+    assert not timeline.next_decision_is_expiry(plan, phase)

@@ -133,3 +133,28 @@ def test_a_draft_that_grows_a_mid_node_still_copies_the_one_before_it_writes_the
     assert (grown[0], grown[full], len(grown)) == (3, 2, full + 1)
     assert vector[0] == 1
     assert list(vector) == [1] * full
+
+
+def test_reading_refuses_an_index_outside_the_vector() -> None:
+    vector = CodeVector.from_iterable([1, 2, 3])
+    for bad in (3, 4, -1):
+        with pytest.raises(IndexError) as error:
+            vector[bad]
+        assert error.value.args == (bad,)
+
+
+def test_filled_holds_codes_up_to_the_32_bit_maximum() -> None:
+    top = 2**32 - 1  # above the signed 32-bit range
+    assert list(CodeVector.filled(3, top)) == [top] * 3
+
+
+def test_map_chunks_reports_first_indexes_past_the_first_mid_node() -> None:
+    vector = CodeVector.filled(CHUNK * MID + 1, 0)
+    starts: list[int] = []
+
+    def convert(chunk: array[int], first: int) -> array[int]:
+        starts.append(first)
+        return chunk
+
+    vector.map_chunks(convert)
+    assert starts == [CHUNK * i for i in range(MID + 1)]

@@ -536,3 +536,69 @@ def test_names_missing_several_commands_name_each() -> None:
     names = {name: name for name in COMMAND_NAMES if name not in ("Retry", "Cancel")}
     with pytest.raises(cf.InvalidInput, match=r"missing: (Cancel, Retry|Retry, Cancel)$"):
         cf.describe_effect(FORCED, names=names)
+
+
+# --- Mutation survivors of 2026-12-07 ----------------------------------------------------------
+
+
+def test_a_refusal_without_a_hint_is_spelled_whole_in_the_front_end_s_words() -> None:
+    restart = cf.CommandRefused("ServerRestarted refused: the restart is not_required")
+    assert restart.hint is None
+    assert cf.describe_refusal(restart) == str(restart)
+    assert cf.describe_refusal(restart, names=CLI_NAMES) == (
+        "`restarted` refused: the restart is not_required"
+    )
+    assert cf.describe_refusal(restart, names=CLI_COMMANDS, rollout="r1") == (
+        "`certflow rollout restarted r1` refused: the restart is not_required"
+    )
+    assert wording.describe_hint(restart, names=CLI_NAMES) is None
+    retry = cf.CommandRefused("Retry('a') refused: the restart is required", device_id="a")
+    assert cf.describe_refusal(retry, names=CLI_NAMES) == (
+        "`retry a` refused: the restart is required"
+    )
+
+
+def test_a_hint_the_message_does_not_hold_adds_nothing_to_it() -> None:
+    refused = cf.CommandRefused("ImportNow refused: no", hint="use Retry")
+    assert cf.describe_refusal(refused, names=CLI_NAMES, hint_names=CLI_COMMANDS) == (
+        "`import-now` refused: no"
+    )
+
+
+def test_the_hint_is_the_message_s_last_occurrence_of_it_even_at_its_start() -> None:
+    whole = cf.CommandRefused("use ImportNow", hint="use ImportNow")
+    twice = cf.CommandRefused("use ImportNow; use ImportNow", hint="use ImportNow")
+    for refused, worded in (
+        (whole, "use `certflow rollout import-now r1`"),
+        (twice, "use `import-now`; use `certflow rollout import-now r1`"),
+    ):
+        assert describe_refusal_cli(refused) == worded
+
+
+def test_the_words_before_and_after_the_hint_name_the_rollout_and_the_device() -> None:
+    proceed = refusal(distributing(), cf.ProceedToImport(), T0 + DAY)
+    assert cf.describe_refusal(proceed, names=CLI_COMMANDS, rollout="r1") == (
+        "`certflow rollout proceed r1` refused: the rollout is distributing; use "
+        "`certflow rollout import-now r1` (allowed while distributing or extended)"
+    )
+    assert wording.describe_hint(proceed, names=CLI_COMMANDS, rollout="r1") == (
+        "use `certflow rollout import-now r1` (allowed while distributing or extended)"
+    )
+    early = refusal(build(["a"]), cf.Retry("a"), T0)
+    assert cf.describe_refusal(early, names=CLI_COMMANDS, rollout="r1").startswith(
+        "`certflow rollout retry r1 a` refused: "
+    )
+    middle = cf.CommandRefused("Cancel refused: use ImportNow, or Retry('a')", hint="use ImportNow", device_id="a")  # fmt: skip
+    assert cf.describe_refusal(middle, names=CLI_COMMANDS, rollout="r1") == (
+        "`certflow rollout cancel r1` refused: use `certflow rollout import-now r1`, "
+        "or `certflow rollout retry r1 a`"
+    )
+
+
+def test_only_a_call_closed_right_after_the_device_s_id_is_spelled_as_a_call() -> None:
+    twice = cf.CommandRefused("Retry('a') refused: device 'a' is pending", device_id="a")
+    assert cf.describe_refusal(twice, names=CLI_NAMES) == (
+        "`retry a` refused: device 'a' is pending"
+    )
+    open_call = cf.CommandRefused("Retry('a' refused", device_id="a")
+    assert cf.describe_refusal(open_call, names=CLI_NAMES) == "`retry a`('a' refused"
