@@ -44,6 +44,7 @@ from certflow.core.instants import require_aware, show
 from certflow.core.preview import preview
 from certflow.core.rollout import Rollout
 from certflow.sim import _cure, _futures, _journal
+from certflow.sim._hindcast import hindcast
 from certflow.sim._host import DAY
 from certflow.sim._verdict import Advice, Tail, advise, constraints, judge, tail_of
 from certflow.sim.models import AdminPolicy
@@ -416,7 +417,8 @@ def forecast(
     extended = built[1] if len(built) > 1 else None
     answered_first = journal.waits[journal.answered & journal.first]
     longest = float(answered_first.max()) if len(answered_first) else 0.0
-    tail = judge(tail_of(points, curves, movers, longest), built, level)
+    checked = hindcast(rollout, now, pushes, reports, grid_hours)
+    tail = judge(tail_of(points, curves, movers, longest), built, level, checked)
     named = constraints(rollout, refusal)
     advice = advise(as_is, extended, refusal, movers, retry_taken, level)
     return Forecast(now, runs, level, _survival(journal), tail, as_is, extended, named, advice)
