@@ -42,11 +42,6 @@ from certflow.cli._app import (
 )
 from certflow.cli._certs import PASSWORD_FILE, _load, _password, _password_file, _print_report
 from certflow.cli._rollout_input import read_device_ids
-
-# Re-exported (``as``): the command line's words, as tests/core/test_wording.py imports them.
-from certflow.cli._rollout_render import CLI_COMMANDS as CLI_COMMANDS
-from certflow.cli._rollout_render import CLI_NAMES as CLI_NAMES
-from certflow.cli._rollout_render import CLI_SPELLINGS as CLI_SPELLINGS
 from certflow.cli._rollout_render import (
     _command_text,
     _when,
@@ -61,7 +56,7 @@ from certflow.core.evaluator import new_rollout
 from certflow.core.expiry import expiry_warnings
 from certflow.core.instants import show
 from certflow.core.policy import CertificateKind
-from certflow.core.wording import describe_hint, describe_refusal
+from certflow.core.wording import CLI_COMMANDS, CLI_NAMES, describe_hint, describe_refusal
 from certflow.store import SqlStore, check_rollout_name
 
 #: Work at least this large shows a progress bar on a terminal.

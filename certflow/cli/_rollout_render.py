@@ -1,6 +1,6 @@
 """What ``certflow rollout`` prints: effects, devices, journal entries and the overview, as
 lines for people and as the data of ``--json``, naming the command line's commands
-(:data:`CLI_SPELLINGS`).
+(:data:`certflow.core.wording.CLI_SPELLINGS`).
 """
 
 from __future__ import annotations
@@ -21,37 +21,13 @@ from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
-from certflow.core.wording import DEVICE, ROLLOUT, describe_effect
+from certflow.core.wording import CLI_NAMES, CLI_SPELLINGS, DEVICE, describe_effect
 from certflow.store import JournalEntry, StoredEffect
 
 # --- describing effects, devices, journal entries ---------------------------------------------
 
 
-#: How the command line spells each command where a sentence names one (a refusal's hint,
-#: an effect's line): its ``certflow rollout`` subcommand; DEVICE stands for the device.
-CLI_SPELLINGS: dict[str, str] = {
-    "DistributeRoot": "distribute",
-    "ProceedToImport": "proceed",
-    "ImportNow": "import-now",
-    "ExtendManually": "extend",
-    "Cancel": "cancel",
-    "RetryAllFailed": "retry --all-failed",
-    "ServerRestarted": "restarted",
-    "DeviceInstalled": "report DEVICE installed",
-    "DeviceFailed": "report DEVICE failed",
-    "Retry": "retry DEVICE",
-    "Enroll": "enroll DEVICE",
-    "Unenroll": "unenroll DEVICE",
-    "Reenrolled": "reenrolled DEVICE",
-}
-#: The words certflow.core.wording puts in the command line's sentences.
-CLI_NAMES = {command: f"`{spelling}`" for command, spelling in CLI_SPELLINGS.items()}
-#: The words of a refusal's hint, which tells what to run: the whole command line, the
-#: rollout's name (ROLLOUT) after the subcommand, as it is typed.
-CLI_COMMANDS = {
-    command: f"`certflow rollout {' '.join([subcommand, ROLLOUT, *rest])}`"
-    for command, (subcommand, *rest) in ((c, s.split()) for c, s in CLI_SPELLINGS.items())
-}
+# The command line's spellings are the core wording's (the worker's e-mails use them too).
 
 
 def describe(effect: Effect) -> str:

@@ -15,14 +15,12 @@ from email.utils import format_datetime
 
 from certflow.core.effects import (
     Effect,
-    ImportCertificate,
     Notify,
     ReenrollmentRequired,
-    RolloutCancelled,
 )
 from certflow.core.instants import show
 from certflow.core.plan import DeviceRecord, DeviceState
-from certflow.core.wording import describe_effect
+from certflow.core.wording import CLI_COMMANDS, describe_letter
 from certflow.store import Store, StoredEffect
 
 __all__ = ["UNTRUSTING", "compose", "effect_id_of", "message_id"]
@@ -95,91 +93,12 @@ def compose(
 
 
 def _words(stored: StoredEffect, store: Store) -> tuple[str, list[str]]:
-    """The subject and the first paragraphs of the body."""
+    """The subject and the first paragraphs of the body, in the core's words."""
     effect: Effect = stored.effect
-    name = stored.rollout
-    match effect:
-        case Notify():
-            return _notice(effect, name, store)
-        case ImportCertificate(forced=True):
-            return "the new certificate was imported, FORCED", [
-                f"Rollout {name} ended at {show(effect.due_at)}: the deadline came and the new "
-                "certificate is to be imported now, although some devices do not trust its "
-                "root. They lose contact with the server and must re-enrol (a separate "
-                "message lists them).",
-                "Restart the server once the certificate is imported.",
-            ]
-        case ImportCertificate():
-            return "the new certificate is to be imported", [
-                f"Rollout {name} ended at {show(effect.due_at)}: every device in scope trusts "
-                "the new root, and the new certificate is to be imported now.",
-            ]
-        case ReenrollmentRequired(device_ids=ids):
-            return f"{len(ids):,} device{'s' if len(ids) != 1 else ''} must re-enrol", [
-                f"Rollout {name} imported the new certificate by force at "
-                f"{show(effect.due_at)}. {len(ids):,} device{'s' if len(ids) != 1 else ''} did "
-                "not trust the root then: they can no longer reach the server and must "
-                "re-enrol."
-            ]
-        case RolloutCancelled():
-            return "the rollout was cancelled", [
-                f"Rollout {name} was cancelled at {show(effect.due_at)}. The current "
-                "certificate stays; nothing more will be pushed, and no further notices "
-                "will be sent for this rollout.",
-            ]
-        case _:
-            line = describe_effect(effect)
-            return line, [f"Rollout {name}, {show(effect.due_at)}: {line}."]
-
-
-def _notice(effect: Notify, name: str, store: Store) -> tuple[str, list[str]]:
-    checkpoints = len(store.plan(name).policy.checkpoints)
-    at = show(effect.checkpoint_at)
-    if effect.expiry:
-        subject = f"the current certificate expires on {at}"
-        what = f"The current certificate expires on {at}: the new one is imported then."
-    elif effect.final:
-        subject = f"the deadline is {at}"
-        what = (
-            f"Checkpoint {effect.checkpoint} of {checkpoints} on {at} is the deadline: the new "
-            "certificate is imported then, whatever the state of the fleet."
-        )
-    else:
-        subject = f"checkpoint {effect.checkpoint} of {checkpoints} on {at}"
-        what = (
-            f"Checkpoint {effect.checkpoint} of {checkpoints} is on {at}: the new certificate "
-            "is imported then if the import condition holds."
-        )
-    lines = [f"Rollout {name}. {what}", ""]
-    if effect.outcome:
-        share = 100 * effect.trusting / effect.in_scope if effect.in_scope else 100.0
-        lines.append(
-            f"Progress on {show(effect.due_at)}: {effect.trusting:,} of {effect.in_scope:,} "
-            f"devices in scope trust the root ({share:.0f} %); {effect.failed:,} failed; "
-            f"{effect.unanswered:,} pushed and not answered yet."
-        )
-        lines.append("If nothing changes: " + _foreseen(effect))
-        lines.append(
-            f"A manual extension is available now (certflow rollout extend {name})."
-            if effect.extension_available
-            else "A manual extension is not available now."
-        )
-    lines.append("")
-    return subject, lines
-
-
-def _foreseen(effect: Notify) -> str:
-    if effect.outcome == "import":
-        return "the new certificate is imported at the checkpoint."
-    if effect.outcome == "forced import":
-        count = f"{effect.cut_off:,} device{'s' if effect.cut_off != 1 else ''}"
-        return (
-            f"the new certificate is imported by force; {count} that do not trust the root "
-            "lose contact and must re-enrol."
-        )
-    if effect.outcome == "postpone":
-        return "the import is postponed to the next checkpoint."
-    return f"{effect.outcome}."
+    checkpoints = (
+        len(store.plan(stored.rollout).policy.checkpoints) if isinstance(effect, Notify) else 0
+    )
+    return describe_letter(effect, stored.rollout, checkpoints, names=CLI_COMMANDS)
 
 
 def _paged(store: Store, name: str, page: int = 1_000) -> Iterator[DeviceRecord]:

@@ -62,9 +62,10 @@ def test_a_notice_says_what_an_administrator_needs(store: SqliteStore) -> None:
     assert message["Date"] == "Tue, 07 Jul 2026 09:00:00 +0000"
     assert "Checkpoint 1 of 3 is on 2026-07-08 09:00 UTC" in text
     # The progress, as the notice counted it: d0 installed, d1 failed, d2-d4 timed out.
-    assert "1 of 5 devices in scope trust the root (20 %); 4 failed" in text
+    # In the core's words, as the command line says them (describe_trust: 20.0%).
+    assert "1 of 5 in-scope devices trusts the root (20.0%); 4 failed" in text
     assert "If nothing changes: the import is postponed to the next checkpoint." in text
-    assert "A manual extension is available now (certflow rollout extend mdm-2026)." in text
+    assert "A manual extension is available now (`certflow rollout extend mdm-2026`)." in text
     name, rows = attachment(message)
     assert name == "mdm-2026-untrusting.csv"
     assert rows[0] == ["device", "state", "attempts", "last_push", "last_report", "reason"]
