@@ -1,52 +1,62 @@
-"""The tail checked against the data's last day: a hindcast.
+"""The tail checked against the data's recent days: a hindcast.
 
 The forecast's tail (:mod:`certflow.sim._cure`) extrapolates past the longest answered
 wait, and a tail of the wrong form (a Weibull read into a log-normal or a Lomax wait, a
 hazard that stops at weekends) shows at a large fleet as bias, not as width: its
 intervals are narrow and wrong (``docs/forecast.md``, the calibration). The data can
-say so. The tail is fitted again on the data as they stood a day before ``now``, under
-each tail shape, and asked how many of the first pushes then still waiting answer within
-that day; the answers that came are counted. When the count lies outside what every
-shape allows (its expectation give or take :data:`Z` standard deviations of the
-devices' own chances, and :data:`SLACK` of it), the tail did not foresee the last day,
-and the forecast, which rests on the same tail, is marked unreliable.
+say so. The tail is fitted again on the data as they stood at an earlier instant (half
+the data's reach back, at least a day), under each tail shape, and asked how many of the
+first pushes then still waiting answer by ``now``; the answers that came are counted.
+When the count lies outside what the fit allows (under each tail shape, and under all
+but the outer tenth of the fit's bootstrap replicates on either side: the expectation
+give or take :data:`Z` standard deviations of the devices' own chances), the tail did
+not foresee the days since, and the forecast, which rests on the same kind of tail, is marked
+unreliable.
 
-Limits: one day is the test, so a tail that fits that day but not the next passes; the
-devices pushed again within the day are left out (their wait restarted); fewer than
-:data:`LEAST` devices at risk tell nothing and are not tested.
+Limits: the earlier fit had less data than the forecast's, so a tail that would have
+been right with more can fail the test (the calibration counts how often a forecast
+that covered was marked); the devices pushed again since are left out (their wait
+restarted); fewer than :data:`LEAST` devices at risk tell nothing and are not tested.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 import numpy as np
 
-from certflow.core.rollout import Rollout
 from certflow.sim import _cure, _journal
-from certflow.sim._cure import BIN, DAILY_FROM, SHAPES, Curve
+from certflow.sim._cure import BIN, WINDOW, Curve
 from certflow.sim._host import Floats
+from certflow.sim._verdict import TAIL_DAYS
 
 __all__ = ["Hindcast", "hindcast"]
 
-#: How far back the hindcast stands: one daily cycle.
+#: How far back the hindcast stands: this share of the data's reach (``now`` minus the
+#: distribution's start), and at least :data:`SPAN` (one daily cycle).
+REACH = 0.5
 SPAN = timedelta(days=1)
 #: Standard deviations of the devices' own chances allowed either way (two-sided 99.5 %).
 Z = 2.81
-#: And a share of the expectation, for the fit's own uncertainty.
-SLACK = 0.1
-#: Devices at risk below which a day's answers tell nothing.
+#: And a share of the expectation, for the fit's own uncertainty: none. With a tenth,
+#: half of the calibration's misses (heavy-tailed waits, working days) passed.
+SLACK = 0.0
+#: The earliest instant a hindcast stands at, from the distribution's start: where the
+#: tail is first fitted on :data:`~certflow.sim._verdict.TAIL_DAYS` of waits.
+EARLIEST = timedelta(days=TAIL_DAYS / WINDOW)
+#: Devices at risk below which the answers since tell nothing.
 LEAST = 30
+#: Bootstrap fits of the earlier data (the forecast's own number).
+REPLICATES = 40
 
 
 @attrs.frozen
 class Hindcast:
-    """The tail's forecast of the last day, made from the data a day before ``now``
-    (``at``): ``devices`` first pushes still waiting then (not pushed again since),
+    """The tail's forecast of the days since ``at``, made from the data as they stood
+    then: ``devices`` first pushes still waiting then (not pushed again since),
     ``answered`` of them answered by ``now``, ``expected`` per tail shape (answers,
     expected) with ``low``-``high`` the range every shape allows; ``missed``: the
     answers lie outside it."""
@@ -76,58 +86,53 @@ class Hindcast:
     def __str__(self) -> str:
         shapes = ", ".join(f"{n:.1f} (shape {k})" for k, n in self.expected.items())
         return (
-            f"fitted on the data of a day before ({self.at:%Y-%m-%d %H:%M} UTC), the tail "
-            f"foresaw {self.low:.0f}-{self.high:.0f} answers within the day from the "
+            f"fitted on the data as they stood at {self.at:%Y-%m-%d %H:%M} UTC, the tail "
+            f"foresaw {self.low:.0f}-{self.high:.0f} answers since from the "
             f"{self.devices:,} first pushes then waiting ({shapes}); {self.answered:,} came"
         )
 
 
 def hindcast(
-    rollout: Rollout,
-    now: datetime,
-    pushes: Mapping[str, Sequence[datetime]],
-    reports: Mapping[str, Sequence[datetime]],
-    grid_hours: int,
+    journal: _journal.Journal, t0: datetime, now: datetime, grid_hours: int, seed: int = 0
 ) -> Hindcast | None:
-    """The :class:`Hindcast` of the last day before ``now``; ``None`` when the data a
-    day before are too short for a tail fitted on days (:data:`~certflow.sim._cure.DAILY_FROM`),
-    or too few devices were waiting then (:data:`LEAST`)."""
-    t0 = rollout.phase.started_at
-    then = now - SPAN
-    if t0 is None or then - t0 < timedelta(hours=DAILY_FROM):
+    """The :class:`Hindcast` of the days before ``now`` (:data:`REACH` of the data's
+    reach from ``t0``, at least :data:`SPAN`, from no earlier than :data:`EARLIEST`), from
+    ``journal`` (read at ``now``); ``None`` when there is no such span, or too few
+    devices were waiting then (:data:`LEAST`)."""
+    # As far back as REACH says, but not so far that the earlier fit would itself have
+    # been too early to trust (its tail on fewer than TAIL_DAYS of waits).
+    span = min(max(SPAN, (now - t0) * REACH), now - t0 - EARLIEST)
+    if span < SPAN:
         return None
-    before: dict[str, list[datetime]] = {}
-    earlier: dict[str, list[datetime]] = {}
-    waited: list[float] = []
-    came: list[bool] = []
-    for device, instants in pushes.items():
-        kept = [at for at in instants if at <= then]
-        if not kept:
-            continue
-        answers = reports.get(device, ())
-        seen = [at for at in answers if at <= then]
-        before[device] = kept
-        if seen:
-            earlier[device] = seen
-        # A first push still waiting then, and not pushed again since: at risk.
-        if len(instants) == 1 and not seen:
-            waited.append((then - kept[0]).total_seconds())
-            came.append(len(answers) > 0)
-    if len(waited) < LEAST:
+    seconds = span.total_seconds()
+    earlier = journal.before(seconds)
+    # At risk: a device's only push, made by then and unanswered then (a device pushed
+    # again since restarted its wait); it came if it is answered by now.
+    once = np.bincount(journal.device, minlength=journal.devices)[journal.device] == 1
+    made = journal.ages >= seconds
+    at_risk = once & made & ~(journal.answered & (journal.waits <= journal.ages - seconds))
+    if int(at_risk.sum()) < LEAST:
         return None
-    journal = _journal.read(rollout, then, before, earlier)
-    observations = journal.observations()
-    shapes = [
-        _cure.fit_curve(observations, observations.size, grid_hours, shape=shape)
-        for shape in SHAPES
-    ]
-    waits: Floats = np.asarray(waited, dtype=float)
-    chances = [_within(curve, waits, SPAN.total_seconds()) for curve in shapes]
-    expected = {f"{c.model.shape:g}": float(p.sum()) for c, p in zip(shapes, chances, strict=True)}
-    spreads = [Z * math.sqrt(float((p * (1 - p)).sum())) for p in chances]
-    low = min(e - s - SLACK * e for e, s in zip(expected.values(), spreads, strict=True))
-    high = max(e + s + SLACK * e for e, s in zip(expected.values(), spreads, strict=True))
-    return Hindcast(then, len(waits), int(sum(came)), expected, max(low, 0.0), high)
+    waits: Floats = journal.ages[at_risk] - seconds
+    came = int(journal.answered[at_risk].sum())
+    # The fit as the forecast makes it, then: a curve per tail shape and the bootstrap's
+    # (the fit's own uncertainty, which a few devices at risk make wide).
+    rng = np.random.default_rng([seed, 0x41D])
+    shapes, replicates = _cure.bootstrap(earlier.observations(), REPLICATES, grid_hours, rng)
+    ranges = []
+    for curve in (*shapes, *replicates):
+        chances = _within(curve, waits, seconds)
+        mean = float(chances.sum())
+        noise = Z * math.sqrt(float((chances * (1 - chances)).sum())) + SLACK * mean
+        ranges.append((mean - noise, mean + noise))
+    lows = sorted(low for low, _ in ranges)
+    highs = sorted(high for _, high in ranges)
+    # Every shape's range, and all but the outer tenth of the bootstrap's on each side.
+    cut = len(replicates) // 10
+    low = min(min(lo for lo, _ in ranges[: len(shapes)]), lows[cut])
+    high = max(max(hi for _, hi in ranges[: len(shapes)]), highs[len(highs) - 1 - cut])
+    expected = {f"{c.model.shape:g}": float(_within(c, waits, seconds).sum()) for c in shapes}
+    return Hindcast(now - span, len(waits), came, expected, max(low, 0.0), high)
 
 
 def _within(curve: Curve, waited: Floats, span: float) -> Floats:

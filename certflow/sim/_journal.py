@@ -54,6 +54,26 @@ class Journal:
     pushed: npt.NDArray[np.int64] = attrs.field(repr=False, eq=False)
     reported: npt.NDArray[np.int64] = attrs.field(repr=False, eq=False)
     since_last: Floats = attrs.field(repr=False, eq=False)
+    #: Per push: the seconds from it to ``now``.
+    ages: Floats = attrs.field(repr=False, eq=False, factory=lambda: np.zeros(0))
+
+    def before(self, span: float) -> Journal:
+        """The pushes as they stood ``span`` seconds before ``now``: those made by then,
+        each answered if its answer came by then, else still waiting then (its wait
+        until then). The per-device answers and failures stay those of ``now`` (they
+        give the failure share, which no survival curve reads)."""
+        kept = self.ages >= span
+        waited = self.ages[kept] - span
+        answered = self.answered[kept] & (self.waits[kept] <= waited)
+        waits = np.where(answered, self.waits[kept], waited)
+        return attrs.evolve(
+            self,
+            waits=waits,
+            answered=answered,
+            first=self.first[kept],
+            device=self.device[kept],
+            ages=waited,
+        )
 
     @property
     def failure_probability(self) -> float:
@@ -189,6 +209,7 @@ def _bulk(
         pushed=pushed,
         reported=reported,
         since_last=since_last,
+        ages=-push_at / 1e6,
     )
 
 

@@ -56,7 +56,7 @@ class Tail:
     not yet silent for as long again as the data reach (waited under twice the
     horizon), whose answer is an open question.
     ``reliable`` and ``caution``: see :func:`judge`. ``hindcast``: the tail's forecast
-    of the data's last day made a day before, against the answers that came
+    of the data's recent days made from the data before them, against the answers
     (:class:`certflow.sim._hindcast.Hindcast`; ``None`` when the data are too short).
     """
 
@@ -169,10 +169,11 @@ def judge(
       90 %) known exactly: ``2 z sqrt(0.09 n)``, with ``z`` the normal quantile of the
       level (about ``sqrt(n)`` at 90 %). Whether such a device answers is not in the
       data: an interval narrower than that claims a precision the data do not have;
-    * or the tail, fitted on the data a day before, did not foresee the answers of the
-      day since (``hindcast``, :mod:`certflow.sim._hindcast`): the same tail carries the
-      forecast. In the calibration's fleets of 10,000 the forecasts that missed without
-      a mark were of this kind (heavy-tailed waits, answers only on working days).
+    * or the tail, fitted on the data as they stood earlier, did not foresee the answers
+      since (``hindcast``, :mod:`certflow.sim._hindcast`): the same kind of tail carries
+      the forecast. In the calibration's fleets of 10,000 the forecasts that missed
+      without a mark on day 6 were of this kind (heavy-tailed waits, answers only on
+      working days).
     """
     if hindcast is not None:
         tail = attrs.evolve(tail, hindcast=hindcast.as_dict())
@@ -181,8 +182,8 @@ def judge(
     reasons = []
     if hindcast is not None and hindcast.missed:
         reasons.append(
-            f"the tail did not foresee the last day: {hindcast}, and the forecast rests on "
-            "the same tail"
+            f"the tail did not foresee the days since {hindcast.at:%Y-%m-%d %H:%M} UTC: "
+            f"{hindcast}, and the forecast rests on the same kind of tail"
         )
     window = tail.horizon_days * WINDOW
     if window < TAIL_DAYS:

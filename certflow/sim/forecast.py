@@ -417,7 +417,7 @@ def forecast(
     extended = built[1] if len(built) > 1 else None
     answered_first = journal.waits[journal.answered & journal.first]
     longest = float(answered_first.max()) if len(answered_first) else 0.0
-    checked = hindcast(rollout, now, pushes, reports, grid_hours)
+    checked = hindcast(journal, t0, now, grid_hours, seed)
     tail = judge(tail_of(points, curves, movers, longest), built, level, checked)
     named = constraints(rollout, refusal)
     advice = advise(as_is, extended, refusal, movers, retry_taken, level)

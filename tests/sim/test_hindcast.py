@@ -1,18 +1,23 @@
-"""The hindcast: the forecast's tail, fitted on the data a day before ``now``, asked how
-many of the first pushes then waiting answer within the day, against the answers that
-came. A tail of the right form foresees the day; one that a changed behaviour outruns
-(answers that stop) does not, and the forecast then says it is unreliable."""
+"""The hindcast: the forecast's tail, fitted on the data as they stood half their reach
+before ``now``, asked how many of the first pushes then waiting answer since, against
+the answers that came. A tail of the right form foresees those days; one that a changed
+behaviour outruns (answers that stop) does not, and the forecast then says it is
+unreliable."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
 import certflow as cf
-from certflow.sim._hindcast import LEAST, SPAN, hindcast
+from certflow.sim import _journal
+from certflow.sim._hindcast import EARLIEST, LEAST, Hindcast, hindcast
+from certflow.sim.fleet import simulate
 from certflow.sim.forecast import forecast
+from certflow.sim.models import AdminPolicy, DeviceModel, Setup
 from tests.core.strategies import DAY, HOUR, T0, build
 
 DEVICES = 2_000
@@ -30,7 +35,7 @@ def _history(
     ids = [f"d{i}" for i in range(devices)]
     rollout = cf.apply(build(ids, at=T0 - DAY), cf.DistributeRoot(), T0).rollout
     end = T0 + now
-    cut = end - SPAN if quiet_last_day else end
+    cut = end - DAY if quiet_last_day else end
     answers = sorted(
         (T0 + timedelta(seconds=float(w)), device)
         for device, w in zip(ids, waits, strict=True)
@@ -53,30 +58,45 @@ def _history(
 GRID = 24 * 30
 
 
-def test_a_tail_of_the_right_form_foresees_the_last_day() -> None:
+def _hindcast(
+    rollout: cf.Rollout,
+    now: datetime,
+    pushes: dict[str, list[datetime]],
+    reports: dict[str, list[datetime]],
+) -> Hindcast | None:
+    """The hindcast of the journal read at ``now``, as the forecast makes it."""
+    return hindcast(_journal.read(rollout, now, pushes, reports), T0, now, GRID)
+
+
+def test_a_tail_of_the_right_form_foresees_the_days_since() -> None:
     rollout, pushes, reports = _history(NOW - T0, quiet_last_day=False)
-    checked = hindcast(rollout, NOW, pushes, reports, GRID)
+    checked = _hindcast(rollout, NOW, pushes, reports)
     assert checked is not None
-    assert checked.at == NOW - SPAN
-    assert checked.devices > 300
-    # Of those waiting a day before, a day's answers at a constant hazard of 1/3 a day:
-    # about 28 %; every shape's expectation near it, and what came inside the range.
-    assert 0.2 * checked.devices < checked.answered < 0.36 * checked.devices
+    # Half the data's reach back, but not before day 4 (where a fit is first trusted).
+    assert checked.at == T0 + EARLIEST
+    assert checked.devices > 500
+    # Of those waiting then, the answers of the 2 days and an hour since at a constant
+    # hazard of 1/3 a day: about 1 - e^-0.68, 49 %; what came inside the range allowed.
+    share = 1 - math.exp(-((NOW - checked.at) / DAY) / 3)
+    assert abs(checked.answered / checked.devices - share) < 0.06
     assert checked.low <= checked.answered <= checked.high
     assert not checked.missed
 
 
 def test_answers_that_stop_on_the_last_day_are_a_miss_and_mark_the_forecast() -> None:
     rollout, pushes, reports = _history(NOW - T0, quiet_last_day=True)
-    checked = hindcast(rollout, NOW, pushes, reports, GRID)
+    checked = _hindcast(rollout, NOW, pushes, reports)
     assert checked is not None
-    assert checked.answered == 0
+    # The answers of the first day and an hour only (about 29 %), where the tail foresaw
+    # those of the whole span (about 49 %).
+    share = 1 - math.exp(-((NOW - DAY - checked.at) / DAY) / 3)
+    assert abs(checked.answered / checked.devices - share) < 0.06
     assert checked.missed
-    assert checked.low > 0
+    assert checked.answered < checked.low
     result = forecast(rollout, NOW, pushes, reports, runs=40, seed=3)
     assert not result.tail.reliable
     assert result.tail.caution is not None
-    assert "the tail did not foresee the last day" in result.tail.caution
+    assert "the tail did not foresee the days since" in result.tail.caution
     assert result.tail.hindcast is not None
     assert result.tail.hindcast["missed"] is True
     assert result.as_dict()["reliable"] is False
@@ -93,9 +113,42 @@ def test_the_forecast_carries_a_hindcast_that_passed() -> None:
 
 @pytest.mark.parametrize(
     ("now", "devices"),
-    [(2 * DAY + HOUR, DEVICES), (6 * DAY + HOUR, LEAST - 1)],
-    ids=["a day before, fewer than two days of data", "too few devices waiting"],
+    [(4 * DAY + 23 * HOUR, DEVICES), (6 * DAY + HOUR, LEAST - 1)],
+    ids=["less than a day after the earliest hindcast", "too few devices waiting"],
 )
 def test_no_hindcast_where_the_data_cannot_tell(now: timedelta, devices: int) -> None:
     rollout, pushes, reports = _history(now, quiet_last_day=False, devices=devices)
-    assert hindcast(rollout, T0 + now, pushes, reports, GRID) is None
+    assert _hindcast(rollout, T0 + now, pushes, reports) is None
+
+
+def test_the_journal_before_a_span_is_the_journal_read_then() -> None:
+    """``Journal.before`` (numpy on the journal read now) gives every push made by the
+    earlier instant the wait and the answer that reading the journal then gives."""
+    setup = Setup(
+        devices=300,
+        model=DeviceModel(online_chance=0.4, failure_probability=0.3, never_answer=0.05),
+        admin=AdminPolicy(retry_every=2),
+    )
+    snap = simulate(setup, 5, snapshot_at=6 * DAY + HOUR).snapshot
+    assert snap is not None
+    now_journal = _journal.read(snap.rollout, snap.now, snap.pushes, snap.reports)
+    for span in (DAY, 2 * DAY + 7 * HOUR):
+        then = snap.now - span
+        pushes = {d: [p for p in ps if p <= then] for d, ps in snap.pushes.items()}
+        pushes = {d: ps for d, ps in pushes.items() if ps}
+        reports = {d: [r for r in snap.reports.get(d, ()) if r <= then] for d in pushes}
+        reports = {d: rs for d, rs in reports.items() if rs}
+        read_then = _journal.read(snap.rollout, then, pushes, reports)
+        derived = now_journal.before(span.total_seconds())
+
+        def pushes_of(journal: _journal.Journal) -> list[tuple[str, float, bool, bool]]:
+            return sorted(
+                (journal.ids[d], round(float(w), 3), bool(a), bool(f))
+                for d, w, a, f in zip(
+                    journal.device, journal.waits, journal.answered, journal.first, strict=True
+                )
+            )
+
+        assert pushes_of(derived) == pushes_of(read_then)
+        assert len(pushes_of(derived)) > 300  # the retries are in it
+        assert 0 < int(derived.answered.sum()) < int(now_journal.answered.sum())
