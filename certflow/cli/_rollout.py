@@ -55,8 +55,9 @@ from certflow.core.errors import CommandRefused, UnknownDevice
 from certflow.core.evaluator import new_rollout
 from certflow.core.expiry import expiry_warnings
 from certflow.core.instants import show
+from certflow.core.letters import CLI_COMMANDS, CLI_NAMES
 from certflow.core.policy import CertificateKind
-from certflow.core.wording import CLI_COMMANDS, CLI_NAMES, describe_hint, describe_refusal
+from certflow.core.wording import describe_hint, describe_refusal
 from certflow.store import SqlStore, check_rollout_name
 
 #: Work at least this large shows a progress bar on a terminal.

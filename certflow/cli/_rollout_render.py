@@ -1,6 +1,6 @@
 """What ``certflow rollout`` prints: effects, devices, journal entries and the overview, as
 lines for people and as the data of ``--json``, naming the command line's commands
-(:data:`certflow.core.wording.CLI_SPELLINGS`).
+(:data:`certflow.core.letters.CLI_SPELLINGS`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from certflow.core import commands as c
 from certflow.core.effects import Effect
 from certflow.core.identity import Identity
 from certflow.core.instants import show
+from certflow.core.letters import CLI_NAMES, CLI_SPELLINGS
 from certflow.core.plan import DeviceRecord, DeviceState
 from certflow.core.serialization import encode
 from certflow.core.summary import Overview
-from certflow.core.wording import CLI_NAMES, CLI_SPELLINGS, DEVICE, describe_effect
+from certflow.core.wording import DEVICE, describe_effect
 from certflow.store import JournalEntry, StoredEffect
 
 # --- describing effects, devices, journal entries ---------------------------------------------

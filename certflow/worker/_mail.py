@@ -19,8 +19,8 @@ from certflow.core.effects import (
     ReenrollmentRequired,
 )
 from certflow.core.instants import show
+from certflow.core.letters import CLI_COMMANDS, describe_letter
 from certflow.core.plan import DeviceRecord, DeviceState
-from certflow.core.wording import CLI_COMMANDS, describe_letter
 from certflow.store import Store, StoredEffect
 
 __all__ = ["UNTRUSTING", "compose", "effect_id_of", "message_id"]

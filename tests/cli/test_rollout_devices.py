@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 import certflow as cf
 from certflow.cli import main
 from certflow.cli._rollout_devices import _why
-from certflow.core.wording import CLI_COMMANDS, CLI_NAMES, describe_refusal
+from certflow.core.letters import CLI_COMMANDS, CLI_NAMES
+from certflow.core.wording import describe_refusal
 from certflow.store import Refused
 from tests.backends import Backend
 from tests.cli.test_rollout import as_json, at, cli, history, new_args, status
