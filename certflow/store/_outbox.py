@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from certflow.core.effects import Effect
 from certflow.core.errors import InvalidInput
 from certflow.core.instants import require_utc
 from certflow.core.serialization import decode_effect
@@ -30,6 +31,7 @@ __all__ = [
     "lease",
     "record_failure",
     "revive",
+    "stored_effect",
     "supersede",
 ]
 
@@ -89,6 +91,27 @@ def _stored(
     superseded: Any,
 ) -> StoredEffect:
     effect = decode_effect(json.loads(body))
+    record = (acked, failures, error, attempts, last_attempt, next_attempt, dead, superseded)
+    return stored_effect(store, name, seq, position, effect, *record)
+
+
+def stored_effect(
+    store: Driver,
+    name: str,
+    seq: int,
+    position: int,
+    effect: Effect,
+    acked: Any,
+    failures: int,
+    error: Any,
+    attempts: int,
+    last_attempt: Any,
+    next_attempt: Any,
+    dead: Any,
+    superseded: Any,
+) -> StoredEffect:
+    """The outbox row ``name:seq:position`` holding ``effect``, with its delivery
+    record as the database returned it (instants in the backend's type)."""
     get = store._get
     return StoredEffect(
         f"{name}:{seq}:{position}",

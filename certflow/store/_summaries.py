@@ -37,6 +37,7 @@ from certflow.store._errors import StoreError
 from certflow.store._inputs import is_count
 from certflow.store._journal import FIRST_IDS
 from certflow.store._model import StoredEffect
+from certflow.store._outbox import stored_effect
 
 __all__ = ["EffectSummary", "EntrySummary", "effect_summaries", "journal_page"]
 
@@ -340,21 +341,8 @@ def _summary(
     if kept is None:  # pragma: no cover - only if the row vanished between two reads
         raise StoreError(f"{store._where}: effect {name}:{seq}:{position} has no body")
     effect, count = kept
-    get = store._get
-    stored = StoredEffect(
-        f"{name}:{seq}:{position}",
-        name,
-        effect,
-        get(acked),
-        failures,
-        error,
-        attempts,
-        get(last_attempt),
-        get(next_attempt),
-        get(dead),
-        get(superseded),
-    )
-    return EffectSummary(stored, count)
+    record = (acked, failures, error, attempts, last_attempt, next_attempt, dead, superseded)
+    return EffectSummary(stored_effect(store, name, seq, position, effect, *record), count)
 
 
 # --- the summaries each store keeps ------------------------------------------------------
