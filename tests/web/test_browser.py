@@ -34,6 +34,10 @@ from tests.web.conftest import Clock, upload
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -135,8 +139,24 @@ def _go(browser: WebDriver, element: WebElement) -> None:
     old = browser.find_element(By.TAG_NAME, "html")
     element.click()
     wait = WebDriverWait(browser, 60)
-    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda _: _gone(old))
     wait.until(expected_conditions.presence_of_element_located((By.ID, "main")))
+
+
+def _gone(old: WebElement) -> bool:
+    """Whether the page that held `old` has been replaced. Selenium's `staleness_of`
+    knows only its own exception; chromedriver answers a node caught between two
+    documents with an "unknown error" saying so (seen once in CI, Chromium 156), which
+    means the same thing."""
+    try:
+        old.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
 
 
 def _text(browser: WebDriver, selector: str) -> str:
