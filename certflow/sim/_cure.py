@@ -4,8 +4,10 @@ A push's wait is observed (answered) or censored (still waiting at ``now``). Wit
 waits seen, the Kaplan-Meier estimate of *first* pushes is the curve (it is the data);
 beyond the longest answered wait the data say nothing, so the curve goes on as a
 **mixture-cure Weibull** model fitted by maximum likelihood to every push: a share
-``cure`` of devices never answers, the others wait ``Weibull(shape, scale)`` (the data
-cannot tell the shape from the share, so the bootstrap varies it: :data:`SHAPES`). A device
+``cure`` of devices never answers, the others wait ``Weibull(shape, scale)`` or a Lomax
+(the data cannot tell the form from the share, so the bootstrap varies it: :data:`FORMS`,
+and the forecast weighs the forms by how well each foresaw the recent days,
+:mod:`certflow.sim._hindcast`). A device
 still waiting beyond the data is then censored, not "never": the fitted tail says how
 likely it is still to answer, and when.
 
@@ -40,12 +42,38 @@ BIN = 3600.0  # seconds: waits are counted per hour
 # shape is confounded with the share there (a falling hazard and a share that never
 # answers explain the same survivors), so the data cannot choose it: the point fit
 # takes a constant hazard (shape 1), and the bootstrap's replicates take in turn a
-# constant, a falling (0.5) and a rising (2) one. The shape is then part of the fit's
-# uncertainty and reaches the intervals: with shape 1 alone, a stated 80 % covered the
-# calibration's slow and heavy-tailed fleets of 100 only 53-77 % (docs/forecast.md).
+# constant, a falling (0.5) and a rising (2) one, and the Lomax forms below. The form
+# is then part of the fit's uncertainty and reaches the intervals: with shape 1 alone,
+# a stated 80 % covered the calibration's slow and heavy-tailed fleets of 100 only
+# 53-77 % (docs/forecast.md).
 WINDOW = 0.5
-SHAPE = 1.0
-SHAPES = (1.0, 0.5, 2.0)
+
+
+@attrs.frozen
+class Form:
+    """A tail's form: a Weibull of ``shape`` (a hazard as ``t^(shape - 1)``), or, with
+    ``lomax`` hours, a Lomax (a hazard as ``1 / (lomax + t)``: falling as ``1 / t``,
+    faster than any Weibull's; devices that answer ever more rarely, yet do)."""
+
+    shape: float = 1.0
+    lomax: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """Its name in the forecast's output: the Weibull's shape, or "lomax 24h"."""
+        return f"lomax {self.lomax:g}h" if self.lomax else f"{self.shape:g}"
+
+
+def label(key: str) -> str:
+    """A form's :attr:`Form.key` in a sentence: "shape 0.5", "lomax 24h"."""
+    return key if key.startswith("lomax") else f"shape {key}"
+
+
+# The three Weibull shapes do not reach a heavy tail's: on the calibration's Lomax
+# fleets of 10,000 (shape 1.1, scale 12 h, no retries) every one of them foresaw on day 6
+# 80-370 of the 390-440 answers still to come (docs/forecast.md). So two Lomax forms
+# join them: one with a day's scale, and one near a power law (2 h).
+FORMS = (Form(1.0), Form(0.5), Form(2.0), Form(0.0, 24.0), Form(0.0, 2.0))
 # Devices answer on a daily cycle (they come online during the day, and answer within
 # hours). Fitted hour by hour, a constant hazard reads the quiet hours before ``now``
 # as a hazard dying out, and so a share that never answers: on synthetic fleets online
@@ -63,7 +91,9 @@ class Observations:
     so it may be one that never answers), ``device`` (its unit, for the bootstrap).
     Per unit (``devices`` of them: alike devices pushed once, or one device pushed more
     often): ``size`` (how many devices), ``answers`` and ``failures`` of each device
-    (for the failure share).
+    (for the failure share). ``ages``: per push, the hours since it was made (``None``:
+    a push's wait ends at ``now`` when it is unanswered, and nothing is known of the
+    answered ones' ages), for the fit on whole days (:func:`_counts`).
     """
 
     bins: Ints
@@ -74,15 +104,18 @@ class Observations:
     size: Floats
     answers: Floats
     failures: Floats
+    ages: Ints | None = None
 
 
 @attrs.frozen
 class CureModel:
-    """A mixture-cure Weibull model: ``S(t) = cure + (1 - cure) exp(-(t / scale)^shape)``
-    for a first push (``t`` in hours); a retry waits ``exp(-(t / scale)^shape)``."""
+    """A mixture-cure model: ``S(t) = cure + (1 - cure) A(t)`` for a first push (``t`` in
+    hours); a retry waits ``A(t)``. For a positive ``shape``, ``A`` is a Weibull's,
+    ``exp(-(t / scale)^shape)``; for a Lomax :class:`Form`, ``(1 + t / lomax)^(-1 /
+    scale)``."""
 
     cure: float
-    shape: float
+    form: Form
     scale: float
 
     def first(self, hours: Floats) -> Floats:
@@ -91,8 +124,21 @@ class CureModel:
 
     def answerer(self, hours: Floats) -> Floats:
         """The chance that a device which answers has not answered after ``hours``."""
-        with np.errstate(over="ignore"):  # a far tail underflows to 0, as it should
-            return np.exp(-np.power(np.maximum(hours, 0.0) / self.scale, self.shape))
+        return np.exp(self.log_answerer(hours))
+
+    def log_answerer(self, hours: Floats) -> Floats:
+        """The log of :meth:`answerer` (a fast hazard's far tail stays finite here)."""
+        return _log_survival(np.maximum(hours, 0.0), self.form, self.scale, 1.0)
+
+
+def _log_survival(t: Floats, form: Form, scale: float, unit: float) -> Floats:
+    # ``t`` and a Weibull's ``scale`` in ``unit`` hours; a Lomax's ``scale`` is 1 / rate.
+    if form.lomax:
+        out: Floats = -np.log1p(t * unit / form.lomax) / scale
+        return out
+    with np.errstate(over="ignore"):  # a far tail goes to -inf, as it should
+        weibull: Floats = -np.power(t / scale, form.shape)
+    return weibull
 
 
 @attrs.frozen
@@ -132,14 +178,15 @@ class Curve:
         return out
 
 
-def _weibull_cure_nll(
+def _cure_nll(
     theta: Floats,
     first_answered: Floats,
     first_censored: Floats,
     later_answered: Floats,
     later_censored: Floats,
     skip: int,
-    shape: float = SHAPE,
+    form: Form,
+    unit: float,
 ) -> float:
     """Negative log-likelihood of the cure model on binned pushes (counts per hour),
     left-truncated at hour ``skip``: only the pushes still unanswered then count, each
@@ -147,12 +194,12 @@ def _weibull_cure_nll(
 
     An answer in hour ``j`` is interval-censored to ``[j, j + 1)``; a censored push
     waited at least ``j`` hours (the bin's start, so no push is credited a wait it did
-    not have). ``theta``: the share that never answers (logit) and the scale (log hours)."""
+    not have). ``theta``: the share that never answers (logit) and the scale (log)."""
     cure = 1 / (1 + math.exp(-min(max(float(theta[0]), -30.0), 30.0)))
     scale = math.exp(min(max(float(theta[1]), -10.0), 15.0))
     edges = np.arange(len(first_answered) + 1, dtype=float)
-    with np.errstate(over="ignore"):  # a far tail underflows to 0, as it should
-        s = np.exp(-np.power(edges / scale, shape))
+    with np.errstate(under="ignore"):  # a far tail underflows to 0, as it should
+        s = np.exp(_log_survival(edges, form, scale, unit))
     mass = np.maximum(s[:-1] - s[1:], 1e-300)
     lower = s[:-1]
     tiny = 1e-300
@@ -205,16 +252,20 @@ def _nelder_mead(
 
 
 def _fit_model(
-    counts: tuple[Floats, Floats, Floats, Floats], start: Floats, skip: int, shape: float
+    counts: tuple[Floats, Floats, Floats, Floats],
+    start: Floats,
+    skip: int,
+    form: Form,
+    unit: float,
 ) -> CureModel:
     kept = np.arange(len(counts[0])) >= skip
     fa, fc, la, lc = (np.where(kept, k, 0.0) for k in counts)
-    theta = _nelder_mead(lambda t: _weibull_cure_nll(t, fa, fc, la, lc, skip, shape), start)
+    theta = _nelder_mead(lambda t: _cure_nll(t, fa, fc, la, lc, skip, form, unit), start)
     # Bounded so that a degenerate replicate (no answer at all) stays finite.
     theta = np.clip(theta, [-12.0, -5.0], [12.0, 12.0])
     return CureModel(
         cure=float(1 / (1 + math.exp(-theta[0]))),
-        shape=shape,
+        form=form,
         scale=float(math.exp(theta[1])),
     )
 
@@ -240,13 +291,27 @@ def _km(answered: Floats, censored: Floats) -> Floats:
     return survival
 
 
-def _counts(obs: Observations, weights: Floats, size: int) -> tuple[Floats, ...]:
+def _counts(obs: Observations, weights: Floats, size: int, unit: int = 1) -> tuple[Floats, ...]:
+    """Answered and censored first and later pushes, weighted, per hour of wait.
+
+    With ``unit`` hours (a day) and the pushes' ``ages``, each push is seen for whole
+    units only: one made 6 days and 13 hours ago is censored at 6 days, its answer
+    after that unseen. Otherwise a unit's hours after ``now`` would be counted as waited
+    (a censored push "waited at least" its unit's start) while the answers of the hours
+    before it are counted: the fit, with a partial unit's answers and none of its
+    survivors, read the late hazard too high (the calibration's heavy-tailed fleets of
+    10,000: a hindcast over a week expected 340-550 answers where 240-290 came)."""
     push_weight = weights[obs.device]
+    bins, answered_at = obs.bins, obs.answered
+    if unit > 1 and obs.ages is not None:
+        seen = obs.ages // unit * unit
+        answered_at = answered_at & (bins < seen)
+        bins = np.where(answered_at, bins, np.minimum(bins, seen))
     out: list[Floats] = []
     for answered in (True, False):
         for first in (True, False):
-            chosen = (obs.answered == answered) & (obs.first == first)
-            counted = np.bincount(obs.bins[chosen], weights=push_weight[chosen], minlength=size)
+            chosen = (answered_at == answered) & (obs.first == first)
+            counted = np.bincount(bins[chosen], weights=push_weight[chosen], minlength=size)
             out.append(counted[:size].astype(float))
     first_answered, later_answered, first_censored, later_censored = out
     return first_answered, first_censored, later_answered, later_censored
@@ -257,11 +322,11 @@ def fit_curve(
     weights: Floats,
     grid_hours: int,
     start: Floats | None = None,
-    shape: float = SHAPE,
+    form: Form = FORMS[0],
     rng: np.random.Generator | None = None,
 ) -> Curve:
     """The curve for one set of unit weights (``obs.size``: the data as they are), its
-    tail a Weibull of ``shape`` fitted by maximum likelihood. With ``rng`` (a bootstrap
+    tail of ``form`` fitted by maximum likelihood. With ``rng`` (a bootstrap
     replicate) the share of the survivors at the horizon that never answer is drawn
     about the fitted one (:func:`_survivors_cured`)."""
     size = int(obs.bins.max()) + 1 if len(obs.bins) else 1
@@ -274,16 +339,19 @@ def fit_curve(
     # Past two days of data the tail is fitted on whole days (:data:`DAILY_FROM`).
     unit = 24 if horizon >= DAILY_FROM else 1
     if unit > 1:
+        whole = _counts(obs, weights, size, unit)
         counts = (
-            _coarsen(first_answered, unit),
-            _coarsen(first_censored, unit),
-            _coarsen(later_answered, unit),
-            _coarsen(later_censored, unit),
+            _coarsen(whole[0], unit),
+            _coarsen(whole[1], unit),
+            _coarsen(whole[2], unit),
+            _coarsen(whole[3], unit),
         )
     skip = int(-(-horizon // unit) * WINDOW)
     begin = np.array([0.0, 3.0]) if start is None else start
-    fitted = _fit_model(counts, begin - np.array([0.0, math.log(unit)]), skip, shape)
-    model = CureModel(fitted.cure, fitted.shape, fitted.scale * unit)
+    # A Weibull's scale is in hours, so the fit's unit converts it; a Lomax's is not.
+    per_unit = 0.0 if form.lomax else math.log(unit)
+    fitted = _fit_model(counts, begin - np.array([0.0, per_unit]), skip, form, unit)
+    model = CureModel(fitted.cure, form, fitted.scale * math.exp(per_unit))
     evidence = float(first_answered[skip * unit : horizon].sum())
     km = _km(first_answered, first_censored)[:horizon]
     hours = np.arange(max(grid_hours, horizon) + 1, dtype=float)
@@ -299,9 +367,10 @@ def fit_curve(
         cured = _survivors_cured(cured, evidence, rng)
     # The answerers still waiting at the horizon go on with the model's hazard: their
     # survival from there, in logs so that a fast hazard does not underflow to 0/0.
-    onward = np.exp(
-        -(np.power(tail_hours / model.scale, model.shape) - (horizon / model.scale) ** model.shape)
-    )
+    with np.errstate(under="ignore"):
+        onward = np.exp(
+            model.log_answerer(tail_hours) - model.log_answerer(np.array([float(horizon)]))
+        )
     survival[horizon + 1 :] = level * (cured + (1 - cured) * onward)
     floor = level * cured
     answers = float(weights @ obs.answers)
@@ -342,16 +411,16 @@ def _theta(model: CureModel) -> Floats:
 def bootstrap(
     obs: Observations, replicates: int, grid_hours: int, rng: np.random.Generator
 ) -> tuple[list[Curve], list[Curve]]:
-    """The curves of the data, one per tail shape of :data:`SHAPES` (the first is the
+    """The curves of the data, one per tail form of :data:`FORMS` (the first is the
     point fit), and ``replicates`` curves of Poisson-reweighted devices, replicate ``i``
-    with the tail shape ``SHAPES[i % len(SHAPES)]`` (refit from the data's estimate of
-    that shape, which it is near) and its share that never answers drawn about the
+    with the tail form ``FORMS[i % len(FORMS)]`` (refit from the data's estimate of
+    that form, which it is near) and its share that never answers drawn about the
     fit (:func:`_survivors_cured`)."""
-    points = [fit_curve(obs, obs.size, grid_hours, shape=shape) for shape in SHAPES]
+    points = [fit_curve(obs, obs.size, grid_hours, form=form) for form in FORMS]
     starts = [_theta(point.model) for point in points]
     curves = []
     for i in range(replicates):
-        k = i % len(SHAPES)
+        k = i % len(FORMS)
         weights = rng.poisson(obs.size).astype(float)
-        curves.append(fit_curve(obs, weights, grid_hours, starts[k], SHAPES[k], rng=rng))
+        curves.append(fit_curve(obs, weights, grid_hours, starts[k], FORMS[k], rng=rng))
     return points, curves

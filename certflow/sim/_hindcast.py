@@ -49,6 +49,8 @@ SLACK = 0.0
 EARLIEST = timedelta(days=TAIL_DAYS / WINDOW)
 #: Devices at risk below which the answers since tell nothing.
 LEAST = 30
+#: The share of the futures' tail shapes given equally, whatever the hindcast says.
+PRIOR = 0.5
 #: Bootstrap fits of the earlier data (the forecast's own number).
 REPLICATES = 40
 
@@ -67,6 +69,7 @@ class Hindcast:
     expected: dict[str, float]
     low: float
     high: float
+    weights: dict[str, float] = attrs.field(factory=dict)
 
     @property
     def missed(self) -> bool:
@@ -81,10 +84,11 @@ class Hindcast:
             "low": self.low,
             "high": self.high,
             "missed": self.missed,
+            "weights": self.weights,
         }
 
     def __str__(self) -> str:
-        shapes = ", ".join(f"{n:.1f} (shape {k})" for k, n in self.expected.items())
+        shapes = ", ".join(f"{n:.1f} ({_cure.label(k)})" for k, n in self.expected.items())
         return (
             f"fitted on the data as they stood at {self.at:%Y-%m-%d %H:%M} UTC, the tail "
             f"foresaw {self.low:.0f}-{self.high:.0f} answers since from the "
@@ -131,8 +135,37 @@ def hindcast(
     cut = len(replicates) // 10
     low = min(min(lo for lo, _ in ranges[: len(shapes)]), lows[cut])
     high = max(max(hi for _, hi in ranges[: len(shapes)]), highs[len(highs) - 1 - cut])
-    expected = {f"{c.model.shape:g}": float(_within(c, waits, seconds).sum()) for c in shapes}
-    return Hindcast(now - span, len(waits), came, expected, max(low, 0.0), high)
+    expected = {c.model.form.key: float(_within(c, waits, seconds).sum()) for c in shapes}
+    weights = _weights(shapes, replicates, ranges, came)
+    return Hindcast(now - span, len(waits), came, expected, max(low, 0.0), high, weights)
+
+
+def _weights(
+    shapes: list[Curve],
+    replicates: list[Curve],
+    ranges: list[tuple[float, float]],
+    came: int,
+) -> dict[str, float]:
+    """Each tail shape's weight in the forecast's futures: how well it foresaw the answers
+    that came (the normal likelihood of ``came`` under that shape's fits: their mean, and
+    the devices' own noise plus the spread between the fits), mixed with equal weights by
+    :data:`PRIOR` so that no shape is ever ruled out by one hindcast."""
+    centres = [(low + high) / 2 for low, high in ranges]
+    noises = [(high - low) / (2 * Z) for low, high in ranges]
+    scores = []
+    for k in range(len(shapes)):
+        # The shape's point fit and its replicates (replicate i has shape i % len).
+        mine = [k] + [len(shapes) + i for i in range(k, len(replicates), len(shapes))]
+        mean = float(np.mean([centres[i] for i in mine]))
+        spread = float(np.var([centres[i] for i in mine]))
+        noise = float(np.mean([noises[i] ** 2 for i in mine]))
+        variance = max(noise + spread, 1.0)
+        scores.append(-0.5 * (came - mean) ** 2 / variance - 0.5 * math.log(variance))
+    top = max(scores)
+    likelihood = np.exp(np.array(scores) - top)
+    posterior = likelihood / likelihood.sum()
+    mixed = (1 - PRIOR) * posterior + PRIOR / len(shapes)
+    return {c.model.form.key: float(w) for c, w in zip(shapes, mixed, strict=True)}
 
 
 def _within(curve: Curve, waited: Floats, span: float) -> Floats:

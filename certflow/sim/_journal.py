@@ -89,6 +89,7 @@ class Journal:
         million devices make a few hundred units). A device pushed more than once is
         a unit of its own."""
         bins = (self.waits // BIN).astype(np.int64)
+        ages = (self.ages // BIN).astype(np.int64)
         per_device = np.bincount(self.device, minlength=self.devices)
         once = per_device[self.device] == 1
         single = self.device[once]
@@ -96,6 +97,7 @@ class Journal:
         key = (
             key + self.failures[single].astype(np.int64) * 2 + self.answers[single].astype(np.int64)
         )
+        key = key * (int(ages.max(initial=0)) + 1) + ages[once]
         _, first, counts = np.unique(key, return_index=True, return_counts=True)
         chosen = np.flatnonzero(once)[first]
         many = np.flatnonzero(~once)
@@ -113,6 +115,7 @@ class Journal:
             size=np.concatenate([counts, np.ones(len(many_devices), dtype=np.int64)]).astype(float),
             answers=self.answers[unit_devices],
             failures=self.failures[unit_devices],
+            ages=np.concatenate([ages[chosen], ages[many]]),
         )
 
 

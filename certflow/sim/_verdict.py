@@ -24,7 +24,7 @@ from certflow.core.errors import CommandRefused
 from certflow.core.instants import show
 from certflow.core.policy import ImportRule
 from certflow.core.rollout import Rollout
-from certflow.sim._cure import BIN, WINDOW, Curve
+from certflow.sim._cure import BIN, WINDOW, Curve, label
 from certflow.sim._futures import Movers
 from certflow.sim._host import Floats
 
@@ -50,7 +50,7 @@ class Tail:
     answered, its bootstrap interval ``never_low``-``never_high`` (80 %). ``evidence``:
     the first pushes answered in the window the tail was fitted on.
 
-    ``by_shape``: per tail shape the data allow (:data:`certflow.sim._cure.SHAPES`), how
+    ``by_shape``: per tail form the data allow (:data:`certflow.sim._cure.FORMS`), how
     many of the ``beyond`` devices answer before the end, expected; ``spread``: the
     largest minus the smallest. ``unsettled``: of the ``beyond`` devices, those
     not yet silent for as long again as the data reach (waited under twice the
@@ -118,14 +118,12 @@ def tail_of(
     # whether, such a device answers.
     beyond = waiting & (movers.waited >= horizon)
     answer_low = answer_high = None
-    by_shape = {f"{c.model.shape:g}": 0.0 for c in points}
+    by_shape = {c.model.form.key: 0.0 for c in points}
     if beyond.any():
         typical = np.array([float(np.median(movers.waited[beyond]))])
         chances = [_answers_before_end(curve, typical) for curve in curves]
         answer_low, answer_high = _quantile(chances, 0.1), _quantile(chances, 0.9)
-        by_shape = {
-            f"{c.model.shape:g}": _answers_before_end(c, movers.waited[beyond]) for c in points
-        }
+        by_shape = {c.model.form.key: _answers_before_end(c, movers.waited[beyond]) for c in points}
     spread = max(by_shape.values()) - min(by_shape.values())
     floors = [c.floor for c in curves] or [point.floor]
     return Tail(
@@ -210,7 +208,7 @@ def judge(
         )
     if not reasons:
         return tail
-    shapes = ", ".join(f"{n:.1f} (shape {k})" for k, n in tail.by_shape.items())
+    shapes = ", ".join(f"{n:.1f} ({label(k)})" for k, n in tail.by_shape.items())
     caution = (
         "; ".join(reasons)
         + f". Expected answers among all {tail.beyond:,} beyond the data, by tail shape: "

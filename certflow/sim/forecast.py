@@ -408,7 +408,9 @@ def forecast(
     grid_hours = math.ceil((last - t0) / _HOUR) + 24
     rng = np.random.default_rng([seed, 0x5EED])
     points, curves = _cure.bootstrap(journal.observations(), _REPLICATES, grid_hours, rng)
-    results = _run(movers, curves, clock, plans, runs, seed, retry_taken)
+    checked = hindcast(journal, t0, now, grid_hours, seed)
+    chosen = _by_weight(curves, len(points), runs, None if checked is None else checked.weights)
+    results = _run(movers, chosen, clock, plans, runs, seed, retry_taken)
     built = [
         _tabulate(plan, outcomes, t0, level, rollout.plan.existing_not_after)
         for plan, outcomes in zip(plans, results, strict=True)
@@ -417,11 +419,31 @@ def forecast(
     extended = built[1] if len(built) > 1 else None
     answered_first = journal.waits[journal.answered & journal.first]
     longest = float(answered_first.max()) if len(answered_first) else 0.0
-    checked = hindcast(journal, t0, now, grid_hours, seed)
     tail = judge(tail_of(points, curves, movers, longest), built, level, checked)
     named = constraints(rollout, refusal)
     advice = advise(as_is, extended, refusal, movers, retry_taken, level)
     return Forecast(now, runs, level, _survival(journal), tail, as_is, extended, named, advice)
+
+
+def _by_weight(
+    curves: list[_cure.Curve], shapes: int, runs: int, weights: dict[str, float] | None
+) -> list[_cure.Curve]:
+    """The curve of each future: replicate ``i`` has tail shape ``i % shapes``; each shape
+    takes its ``weights`` share of the futures (the hindcast's, equal without one), its
+    replicates in turn."""
+    if weights is None:
+        return [curves[run % len(curves)] for run in range(runs)]
+    share = np.array(list(weights.values()))
+    # Stratified: future r takes the shape whose cumulative weight holds (r + 0.5) / runs.
+    picks = np.searchsorted(np.cumsum(share / share.sum()), (np.arange(runs) + 0.5) / runs)
+    picks = np.minimum(picks, shapes - 1)
+    seen = [0] * shapes
+    out = []
+    for k in picks.tolist():
+        mine = curves[k::shapes]
+        out.append(mine[seen[k] % len(mine)])
+        seen[k] += 1
+    return out
 
 
 def _retry_days(
@@ -461,7 +483,7 @@ def _run(
     future of each pattern, and every future of a pattern whose count disagrees."""
 
     def future(run: int) -> _futures.Future:
-        curve = curves[run % len(curves)]
+        curve = curves[run]
         return _futures.draw(movers, curve, clock, np.random.default_rng([seed, run]))
 
     results: list[list[_futures.Outcome]] = []

@@ -43,9 +43,15 @@ LEVEL = 0.9
 #: The administrator's bulk retries the page offers to assume, in days (0: none).
 RETRY_CHOICES = (0, 1, 2, 3, 7)
 _DAY = timedelta(days=1)
-#: The forecast's tail shapes (Weibull shape parameters, as ``as_dict()`` keys them), in
-#: words: the hazard of answering after the data end.
-SHAPES = {"1": "constant hazard", "0.5": "falling hazard", "2": "rising hazard"}
+#: The forecast's tail forms (as ``as_dict()`` keys them: a Weibull's shape, or a Lomax's
+#: scale), in words: the hazard of answering after the data end.
+SHAPES = {
+    "1": "constant hazard",
+    "0.5": "falling hazard",
+    "2": "rising hazard",
+    "lomax 24h": "hazard falling as 1 / (1 day + wait)",
+    "lomax 2h": "hazard falling as 1 / wait (a power law)",
+}
 
 
 def _retry_every(request: Request) -> int:
@@ -162,7 +168,7 @@ async def forecast_page(
             ],
             tail=found["tail"],
             shapes=[
-                (SHAPES.get(shape, f"Weibull tail of shape {shape}"), count)
+                (SHAPES.get(shape, f"tail of form {shape}"), count)
                 for shape, count in found["tail"].get("by_shape", {}).items()
             ],
             advice=found["recommendation"],

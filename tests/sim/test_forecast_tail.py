@@ -278,7 +278,8 @@ def test_an_interval_narrower_than_its_open_question_is_marked_unreliable() -> N
     assert document["reliable"] is False
     assert document["tail"]["reliable"] is False
     assert document["tail"]["caution"] == result.tail.caution
-    assert set(document["tail"]["by_shape"]) == {"1", "0.5", "2"}
+    assert set(document["tail"]["by_shape"]) == {f.key for f in _cure.FORMS}
+    assert set(document["tail"]["by_shape"]) == {"1", "0.5", "2", "lomax 24h", "lomax 2h"}
     assert f"\nunreliable: {result.tail.caution}\n" in str(result)
 
 
@@ -298,9 +299,15 @@ def test_every_tail_shape_takes_its_turn_in_the_bootstrap() -> None:
     snap = _day_6(Setup(devices=100, model=SLOW.model), 4).snapshot
     journal = _journal.read(snap.rollout, snap.now, snap.pushes, snap.reports)
     points, curves = _cure.bootstrap(journal.observations(), 40, 24 * 30, np.random.default_rng(0))
-    assert [p.model.shape for p in points] == list(_cure.SHAPES)
-    shapes = [c.model.shape for c in curves]
-    assert {s: shapes.count(s) for s in _cure.SHAPES} == {1.0: 14, 0.5: 13, 2.0: 13}
+    assert [p.model.form for p in points] == list(_cure.FORMS)
+    forms = [c.model.form.key for c in curves]
+    assert {f: forms.count(f) for f in forms} == {
+        "1": 8,
+        "0.5": 8,
+        "2": 8,
+        "lomax 24h": 8,
+        "lomax 2h": 8,
+    }
 
 
 def test_the_tails_uncertainty_widens_the_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,7 +318,7 @@ def test_the_tails_uncertainty_widens_the_intervals(monkeypatch: pytest.MonkeyPa
     assert snap is not None
     args = (snap.rollout, snap.now, snap.pushes, snap.reports)
     wide = forecast(*args, runs=200, seed=1)
-    monkeypatch.setattr(_cure, "SHAPES", (1.0,))
+    monkeypatch.setattr(_cure, "FORMS", (_cure.Form(1.0),))
     monkeypatch.setattr(_cure, "_survivors_cured", lambda cured, evidence, rng: cured)
     narrow = forecast(*args, runs=200, seed=1)
     assert wide.tail.beyond > 20
