@@ -11,7 +11,8 @@ When the count lies outside what the fit allows (under each tail shape, and unde
 but the outer tenth of the fit's bootstrap replicates on either side: the expectation
 give or take :data:`Z` standard deviations of the devices' own chances), the tail did
 not foresee the days since, and the forecast, which rests on the same kind of tail, is marked
-unreliable.
+unreliable. Within the range, the forms that foresaw the days since best take the larger
+share of the forecast's futures (half of the futures are shared equally).
 
 Limits: the earlier fit had less data than the forecast's, so a tail that would have
 been right with more can fail the test (the calibration counts how often a forecast
@@ -61,7 +62,8 @@ class Hindcast:
     then: ``devices`` first pushes still waiting then (not pushed again since),
     ``answered`` of them answered by ``now``, ``expected`` per tail shape (answers,
     expected) with ``low``-``high`` the range every shape allows; ``missed``: the
-    answers lie outside it."""
+    answers lie outside it. ``weights``: each tail form's share of the forecast's
+    futures (:func:`_weights`)."""
 
     at: datetime
     devices: int

@@ -26,8 +26,9 @@ from certflow import (
     preview,
 )
 from certflow.core import timeline
+from certflow.sim import _cure
 from certflow.sim.fleet import simulate
-from certflow.sim.forecast import fit, forecast
+from certflow.sim.forecast import _by_weight, fit, forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
@@ -268,3 +269,18 @@ def test_the_administrators_bulk_retries_are_the_engines_to_take() -> None:
 
     assert cut_off(CertificateKind.AGENT_SERVER) == (3, 3)
     assert cut_off(CertificateKind.MDM_SERVER)[1] < 3
+
+
+def test_the_futures_take_the_forms_in_the_hindcasts_shares() -> None:
+    # Ten replicates of five forms (replicate i has form i % 5); 200 futures.
+    curves: list[_cure.Curve] = [object() for _ in range(10)]  # type: ignore[misc]
+    keys = [f.key for f in _cure.FORMS]
+    weights = dict(zip(keys, [0.1, 0.2, 0.3, 0.2, 0.2], strict=True))
+    chosen = _by_weight(curves, 5, 200, weights)
+    forms = [curves.index(c) % 5 for c in chosen]
+    assert [forms.count(k) for k in range(5)] == [20, 40, 60, 40, 40]
+    # Each form's replicates in turn.
+    third = [curves.index(c) for c in chosen if curves.index(c) % 5 == 2]
+    assert third[:4] == [2, 7, 2, 7]
+    # Without a hindcast: every replicate in turn.
+    assert _by_weight(curves, 5, 20, None) == curves + curves

@@ -14,7 +14,7 @@ import pytest
 
 import certflow as cf
 from certflow.sim import _journal
-from certflow.sim._hindcast import EARLIEST, LEAST, Hindcast, hindcast
+from certflow.sim._hindcast import EARLIEST, LEAST, PRIOR, Hindcast, hindcast
 from certflow.sim.fleet import simulate
 from certflow.sim.forecast import forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
@@ -25,13 +25,22 @@ NOW = T0 + 6 * DAY + HOUR
 
 
 def _history(
-    now: timedelta, *, quiet_last_day: bool, devices: int = DEVICES, seed: int = 7
+    now: timedelta,
+    *,
+    quiet_last_day: bool,
+    devices: int = DEVICES,
+    seed: int = 7,
+    heavy: bool = False,
 ) -> tuple[cf.Rollout, dict[str, list[datetime]], dict[str, list[datetime]]]:
     """``devices`` pushed at T0, answering after exponential waits (mean 3 days: a
-    constant hazard, the tail's own form); with ``quiet_last_day`` no answer comes in
-    the last day before ``T0 + now`` (the devices went quiet)."""
+    constant hazard, a Weibull of shape 1), or ``heavy`` ones (Lomax, shape 1.1, scale
+    12 h); with ``quiet_last_day`` no answer comes in the last day before ``T0 + now``
+    (the devices went quiet)."""
     rng = np.random.default_rng(seed)
-    waits = rng.exponential(3 * 86400, devices)
+    if heavy:
+        waits = 12 * 3600 * (np.power(1 - rng.random(devices), -1 / 1.1) - 1)
+    else:
+        waits = rng.exponential(3 * 86400, devices)
     ids = [f"d{i}" for i in range(devices)]
     rollout = cf.apply(build(ids, at=T0 - DAY), cf.DistributeRoot(), T0).rollout
     end = T0 + now
@@ -109,6 +118,28 @@ def test_the_forecast_carries_a_hindcast_that_passed() -> None:
     assert result.tail.hindcast["missed"] is False
     assert result.tail.hindcast["answered"] > 0
     assert "did not foresee" not in (result.tail.caution or "")
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_the_forms_are_weighed_by_how_well_each_foresaw_the_days_since(seed: int) -> None:
+    # Waits of a constant hazard: the Weibull of shape 1 foresaw them best and weighs
+    # most. Lomax waits, on day 10: the Lomax forms foresaw them, and weigh most. Half
+    # of every weight is given equally, so no form is ever ruled out.
+    def weights(now: datetime, heavy: bool) -> dict[str, float]:
+        rollout, pushes, reports = _history(now - T0, quiet_last_day=False, seed=seed, heavy=heavy)
+        checked = _hindcast(rollout, now, pushes, reports)
+        assert checked is not None
+        assert sum(checked.weights.values()) == pytest.approx(1)
+        assert min(checked.weights.values()) >= PRIOR / len(checked.weights) - 1e-12
+        assert checked.as_dict()["weights"] == checked.weights
+        return checked.weights
+
+    constant = weights(NOW, heavy=False)
+    assert max(constant, key=constant.__getitem__) == "1"
+    heavy = weights(NOW + 4 * DAY, heavy=True)
+    lomax = heavy["lomax 24h"] + heavy["lomax 2h"]
+    assert lomax > 0.5
+    assert min(heavy["lomax 24h"], heavy["lomax 2h"]) > max(heavy["1"], heavy["2"])
 
 
 @pytest.mark.parametrize(
