@@ -333,32 +333,53 @@ def markdown(cells: list[dict[str, Any]]) -> str:
 
 
 def chart(cells: list[dict[str, Any]], path: str) -> None:
+    """Coverage per cell, a row of charts per fleet size: filled, the forecasts not marked
+    unreliable; hollow, a cell whose every forecast is marked (refused), at the coverage
+    of all of them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, level in zip(axes, (80, 90), strict=True):
-        for behaviour, marker in zip(BEHAVIOURS, "osD^", strict=True):
-            chosen = [
-                c for c in cells if c["behaviour"] == behaviour and c[f"cut{level}"] is not None
-            ]
-            ax.scatter(
-                [c["day"] + 0.25 * POLICIES.index(c["policy"]) for c in chosen],
-                [100 * c[f"cut{level}"] for c in chosen],
-                marker=marker,
-                label=behaviour,
-                alpha=0.75,
-            )
-        ax.axhspan(level - 5, level + 5, color="0.9", zorder=0)
-        ax.axhline(level, color="0.5", lw=0.8)
-        ax.set_title(f"devices cut off: {level} % intervals")
-        ax.set_xlabel("decision day (policies none, bulk, extend side by side)")
-    axes[0].set_ylabel("empirical coverage (%)")
-    axes[0].legend(loc="lower right", fontsize=8)
+    fleets = sorted({c["devices"] for c in cells})
+    figure, grid = plt.subplots(
+        len(fleets), 2, figsize=(11, 4 * len(fleets)), sharey=True, squeeze=False
+    )
+    for fleet, axes in zip(fleets, grid, strict=True):
+        for ax, level in zip(axes, (80, 90), strict=True):
+            _coverage(ax, [c for c in cells if c["devices"] == fleet], level)
+            ax.set_title(f"{fleet:,} devices: devices cut off, {level} % intervals")
+        axes[0].set_ylabel("coverage (%): filled unmarked, hollow all marked")
+    grid[0][0].legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+
+
+def _coverage(ax: Any, cells: list[dict[str, Any]], level: int) -> None:
+    for behaviour, marker in zip(BEHAVIOURS, "osD^", strict=True):
+        mine = [c for c in cells if c["behaviour"] == behaviour]
+        kept = [c for c in mine if c[f"cut{level}_reliable"] is not None]
+        refused = [
+            c for c in mine if c[f"cut{level}_reliable"] is None and c[f"cut{level}"] is not None
+        ]
+        shown = ax.scatter(
+            [c["day"] + 0.25 * POLICIES.index(c["policy"]) for c in kept],
+            [100 * c[f"cut{level}_reliable"] for c in kept],
+            marker=marker,
+            label=behaviour,
+            alpha=0.75,
+        )
+        ax.scatter(
+            [c["day"] + 0.25 * POLICIES.index(c["policy"]) for c in refused],
+            [100 * c[f"cut{level}"] for c in refused],
+            marker=marker,
+            facecolors="none",
+            edgecolors=shown.get_facecolor(),
+            alpha=0.75,
+        )
+    ax.axhspan(level - 5, level + 5, color="0.9", zorder=0)
+    ax.axhline(level, color="0.5", lw=0.8)
+    ax.set_xlabel("decision day (policies none, bulk, extend side by side)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", help="write every row here")
     parser.add_argument("--chart", help="draw the coverage here (PNG)")
+    parser.add_argument(
+        "--from-json", help="tabulate and draw the rows of an earlier --json, running nothing"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        return _report(_load(args.from_json.split(",")), args.json, args.chart)
     days = tuple(int(d) for d in args.days.split(","))
     jobs = [
         (int(fleet), behaviour, policy, days, 1_000_003 * k + 17, args.runs)
@@ -386,14 +412,27 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         for found in pool.map(one, jobs, chunksize=4):
             rows.extend(found)
+    _report(rows, args.json, args.chart)
+    print(f"\n{len(jobs)} histories, {len(rows)} forecasts in {time.perf_counter() - began:.0f} s")
+    return 0
+
+
+def _load(names: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        with open(name, encoding="utf-8") as source:
+            rows.extend(json.load(source)["rows"])
+    return rows
+
+
+def _report(rows: list[dict[str, Any]], json_path: str | None, chart_path: str | None) -> int:
     cells = table(rows)
     print(markdown(cells))
-    print(f"\n{len(jobs)} histories, {len(rows)} forecasts in {time.perf_counter() - began:.0f} s")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as out:
             json.dump({"rows": rows, "cells": cells}, out, indent=1)
-    if args.chart:
-        chart(cells, args.chart)
+    if chart_path:
+        chart(cells, chart_path)
     return 0
 
 
