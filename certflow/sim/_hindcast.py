@@ -5,9 +5,9 @@ wait, and a tail of the wrong form (a Weibull read into a log-normal or a Lomax 
 hazard that stops at weekends) shows at a large fleet as bias, not as width: its
 intervals are narrow and wrong (``docs/forecast.md``, the calibration). The data can
 say so. The tail is fitted again on the data as they stood at an earlier instant (half
-the data's reach back, at least a day), under each tail shape, and asked how many of the
+the data's reach back, at least a day), under each tail form, and asked how many of the
 first pushes then still waiting answer by ``now``; the answers that came are counted.
-When the count lies outside what the fit allows (under each tail shape, and under all
+When the count lies outside what the fit allows (under each tail form, and under all
 but the outer tenth of the fit's bootstrap replicates on either side: the expectation
 give or take :data:`Z` standard deviations of the devices' own chances), the tail did
 not foresee the days since, and the forecast, which rests on the same kind of tail, is marked
@@ -50,7 +50,7 @@ SLACK = 0.0
 EARLIEST = timedelta(days=TAIL_DAYS / WINDOW)
 #: Devices at risk below which the answers since tell nothing.
 LEAST = 30
-#: The share of the futures' tail shapes given equally, whatever the hindcast says.
+#: The share of the futures given to the tail forms equally, whatever the hindcast says.
 PRIOR = 0.5
 #: Bootstrap fits of the earlier data (the forecast's own number).
 REPLICATES = 40
@@ -60,7 +60,7 @@ REPLICATES = 40
 class Hindcast:
     """The tail's forecast of the days since ``at``, made from the data as they stood
     then: ``devices`` first pushes still waiting then (not pushed again since),
-    ``answered`` of them answered by ``now``, ``expected`` per tail shape (answers,
+    ``answered`` of them answered by ``now``, ``expected`` per tail form (answers,
     expected) with ``low``-``high`` the range every shape allows; ``missed``: the
     answers lie outside it. ``weights``: each tail form's share of the forecast's
     futures (:func:`_weights`)."""
@@ -121,7 +121,7 @@ def hindcast(
         return None
     waits: Floats = journal.ages[at_risk] - seconds
     came = int(journal.answered[at_risk].sum())
-    # The fit as the forecast makes it, then: a curve per tail shape and the bootstrap's
+    # The fit as the forecast makes it, then: a curve per tail form and the bootstrap's
     # (the fit's own uncertainty, which a few devices at risk make wide).
     rng = np.random.default_rng([seed, 0x41D])
     shapes, replicates = _cure.bootstrap(earlier.observations(), REPLICATES, grid_hours, rng)
@@ -148,7 +148,7 @@ def _weights(
     ranges: list[tuple[float, float]],
     came: int,
 ) -> dict[str, float]:
-    """Each tail shape's weight in the forecast's futures: how well it foresaw the answers
+    """Each tail form's weight in the forecast's futures: how well it foresaw the answers
     that came (the normal likelihood of ``came`` under that shape's fits: their mean, and
     the devices' own noise plus the spread between the fits), mixed with equal weights by
     :data:`PRIOR` so that no shape is ever ruled out by one hindcast."""

@@ -108,7 +108,7 @@ def _answers_before_end(curve: Curve, waited: Floats) -> float:
 def tail_of(
     points: Sequence[Curve], curves: Sequence[Curve], movers: Movers, longest: float
 ) -> Tail:
-    """The :class:`Tail` of a fit: ``points`` are the data's curves, one per tail shape
+    """The :class:`Tail` of a fit: ``points`` are the data's curves, one per tail form
     (the first is the point fit), ``curves`` the bootstrap's, ``longest`` the longest
     answered wait of a first push (seconds)."""
     point = points[0]
@@ -211,7 +211,7 @@ def judge(
     shapes = ", ".join(f"{n:.1f} ({label(k)})" for k, n in tail.by_shape.items())
     caution = (
         "; ".join(reasons)
-        + f". Expected answers among all {tail.beyond:,} beyond the data, by tail shape: "
+        + f". Expected answers among all {tail.beyond:,} beyond the data, by tail form: "
         + shapes
     )
     return attrs.evolve(tail, reliable=False, caution=caution)

@@ -428,7 +428,7 @@ def forecast(
 def _by_weight(
     curves: list[_cure.Curve], shapes: int, runs: int, weights: dict[str, float] | None
 ) -> list[_cure.Curve]:
-    """The curve of each future: replicate ``i`` has tail shape ``i % shapes``; each shape
+    """The curve of each future: replicate ``i`` has tail form ``i % shapes``; each form
     takes its ``weights`` share of the futures (the hindcast's, equal without one), its
     replicates in turn."""
     if weights is None:
