@@ -300,7 +300,7 @@ def _counts(obs: Observations, weights: Floats, size: int, unit: int = 1) -> tup
     (a censored push "waited at least" its unit's start) while the answers of the hours
     before it are counted: the fit, with a partial unit's answers and none of its
     survivors, read the late hazard too high (the calibration's heavy-tailed fleets of
-    10,000: a hindcast over a week expected 340-550 answers where 240-290 came)."""
+    10,000: a hindcast over a week expected 330-580 answers, by form, where 240-290 came)."""
     push_weight = weights[obs.device]
     bins, answered_at = obs.bins, obs.answered
     if unit > 1 and obs.ages is not None:
