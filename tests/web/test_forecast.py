@@ -113,11 +113,11 @@ def test_the_page_shows_both_branches_the_recommendation_constraints_and_tail(
     assert f"<strong>{tail['beyond']:,} of them longer than that</strong>" in page
     assert "rests on the model's extrapolation alone" in page
     assert "retry all failed devices every 3 days" in page
-    # Per tail shape the data allow, how many of the devices beyond the data answer.
+    # Per tail form the data allow, how many of the devices beyond the data answer.
     unsettled = re.search(r'<p id="unsettled">(.*?)</p>', page, re.S)
     assert unsettled is not None
     assert f"{tail['unsettled']:,} have been silent for less than twice" in unsettled[1]
-    assert f"Of the {tail['beyond']:,}, the tail shapes the data allow expect" in unsettled[1]
+    assert f"Of the {tail['beyond']:,}, the tail forms the data allow expect" in unsettled[1]
     for shape, count in tail["by_shape"].items():
         assert f"{count:,.1f} with a {_forecast.SHAPES[shape]}" in unsettled[1]
     assert ('id="unreliable"' in page) is (not found["reliable"])
