@@ -389,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--days", default="3,6,13,20")
     parser.add_argument("--histories", type=int, default=200, help="per cell")
+    parser.add_argument(
+        "--first", type=int, default=0, help="the first history's number (to extend a run)"
+    )
     parser.add_argument("--runs", type=int, default=200, help="futures per forecast")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", help="write every row here")
@@ -405,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         for fleet in args.fleets.split(",")
         for behaviour in args.behaviours.split(",")
         for policy in args.policies.split(",")
-        for k in range(args.histories)
+        for k in range(args.first, args.first + args.histories)
     ]
     began = time.perf_counter()
     rows: list[dict[str, Any]] = []
