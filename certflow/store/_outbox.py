@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,42 +76,18 @@ def effects(
 
 
 def _stored(
-    store: Driver,
-    name: str,
-    seq: int,
-    position: int,
-    body: str,
-    acked: Any,
-    failures: int,
-    error: Any,
-    attempts: int,
-    last_attempt: Any,
-    next_attempt: Any,
-    dead: Any,
-    superseded: Any,
+    store: Driver, name: str, seq: int, position: int, body: str, *record: Any
 ) -> StoredEffect:
-    effect = decode_effect(json.loads(body))
-    record = (acked, failures, error, attempts, last_attempt, next_attempt, dead, superseded)
-    return stored_effect(store, name, seq, position, effect, *record)
+    return stored_effect(store, name, seq, position, decode_effect(json.loads(body)), record)
 
 
 def stored_effect(
-    store: Driver,
-    name: str,
-    seq: int,
-    position: int,
-    effect: Effect,
-    acked: Any,
-    failures: int,
-    error: Any,
-    attempts: int,
-    last_attempt: Any,
-    next_attempt: Any,
-    dead: Any,
-    superseded: Any,
+    store: Driver, name: str, seq: int, position: int, effect: Effect, record: Sequence[Any]
 ) -> StoredEffect:
     """The outbox row ``name:seq:position`` holding ``effect``, with its delivery
-    record as the database returned it (instants in the backend's type)."""
+    ``record`` as the database returned it (instants in the backend's type): acked,
+    failures, error, attempts, last attempt, next attempt, dead, superseded."""
+    acked, failures, error, attempts, last_attempt, next_attempt, dead, superseded = record
     get = store._get
     return StoredEffect(
         f"{name}:{seq}:{position}",

@@ -328,21 +328,13 @@ def _summary(
     seq: int,
     position: int,
     kind: str,
-    acked: Any,
-    failures: int,
-    error: Any,
-    attempts: int,
-    last_attempt: Any,
-    next_attempt: Any,
-    dead: Any,
-    superseded: Any,
+    *record: Any,
 ) -> EffectSummary:
     kept = known.get((rollout, seq, position, kind, shown))
     if kept is None:  # pragma: no cover - only if the row vanished between two reads
         raise StoreError(f"{store._where}: effect {name}:{seq}:{position} has no body")
     effect, count = kept
-    record = (acked, failures, error, attempts, last_attempt, next_attempt, dead, superseded)
-    return EffectSummary(stored_effect(store, name, seq, position, effect, *record), count)
+    return EffectSummary(stored_effect(store, name, seq, position, effect, record), count)
 
 
 # --- the summaries each store keeps ------------------------------------------------------
