@@ -4,31 +4,13 @@ on whole days, against waits drawn from known distributions."""
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from certflow.sim import _cure
+from tests.sim.observations import first_pushes
 
 N = 20_000
 GRID = 24 * 30
-
-
-def _observed(
-    wait: npt.NDArray[np.float64], hours: int, *, ages: bool = True
-) -> _cure.Observations:
-    """``N`` first pushes made ``hours`` ago, waiting ``wait`` hours each (``inf``: never)."""
-    answered = wait < hours
-    return _cure.Observations(
-        bins=np.floor(np.minimum(wait, hours)).astype(np.int64),
-        answered=answered,
-        first=np.ones(N, dtype=bool),
-        device=np.arange(N, dtype=np.int64),
-        devices=N,
-        size=np.ones(N),
-        answers=answered.astype(float),
-        failures=np.zeros(N),
-        ages=np.full(N, hours, dtype=np.int64) if ages else None,
-    )
 
 
 @pytest.mark.parametrize("hours", [150, 156, 162, 167])
@@ -38,10 +20,10 @@ def test_the_daily_fit_sees_whole_days_only(hours: int) -> None:
     # last partial day's answers count without its survivors and the hazard reads high
     # (the mean 63-69 h, lower the later in the day).
     wait = np.random.default_rng(3).exponential(72, N)
-    whole = _cure.fit_curve(_observed(wait, hours), np.ones(N), GRID).model
+    whole = _cure.fit_curve(first_pushes(wait, hours), np.ones(N), GRID).model
     assert whole.scale == pytest.approx(72, rel=0.04)
     assert whole.cure < 0.01
-    partial = _cure.fit_curve(_observed(wait, hours, ages=False), np.ones(N), GRID).model
+    partial = _cure.fit_curve(first_pushes(wait, hours, ages=False), np.ones(N), GRID).model
     assert partial.scale < 70
     assert (partial.scale < 66) == (hours >= 160)
 
@@ -61,7 +43,7 @@ def _heavy(seed: int) -> tuple[float, dict[str, float]]:
     wait[rng.random(N) < 0.02] = np.inf
     now, end = 6 * 24 + 1, 21 * 24
     truth = float(((wait > now) & (wait <= end)).sum() / (wait >= now).sum())
-    observed = _observed(wait, now)
+    observed = first_pushes(wait, now)
     foreseen = {
         form.key: _answering_later(_cure.fit_curve(observed, np.ones(N), GRID, form=form), now, end)
         for form in _cure.FORMS

@@ -29,6 +29,7 @@ from certflow.sim import _cure, _journal
 from certflow.sim.fleet import simulate
 from certflow.sim.forecast import forecast
 from certflow.sim.models import AdminPolicy, DeviceModel, Setup
+from tests.sim.observations import first_pushes
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -339,17 +340,7 @@ def test_a_daily_cycle_is_not_read_as_a_share_that_never_answers(
     n = 20_000
     wait = (rng.geometric(0.15, n) - 1) * 24 + 4 * np.exp(rng.normal(0, 1, n))
     wait[rng.random(n) < 0.01] = np.inf
-    answered = wait < hours
-    obs = _cure.Observations(
-        bins=np.floor(np.minimum(wait, hours)).astype(np.int64),
-        answered=answered,
-        first=np.ones(n, dtype=bool),
-        device=np.arange(n, dtype=np.int64),
-        devices=n,
-        size=np.ones(n),
-        answers=answered.astype(float),
-        failures=np.zeros(n),
-    )
+    obs = first_pushes(wait, hours, ages=False)
     assert _cure.fit_curve(obs, obs.size, 24 * 30).model.cure < 0.03
     monkeypatch.setattr(_cure, "DAILY_FROM", 10**9)  # never by days: the bias they are for
     assert _cure.fit_curve(obs, obs.size, 24 * 30).model.cure > 0.1
